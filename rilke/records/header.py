@@ -1,0 +1,223 @@
+"""The 61-byte header of Kafka's RecordBatch v2, read and checked without decoding records.
+
+Layout (big-endian), with offsets from the start of the batch::
+
+    0  base_offset             int64
+    8  batch_length            int32   bytes after this field, to the batch's end
+    12 partition_leader_epoch  int32   Rilke keeps the Raft term here
+    16 magic                   int8    always 2
+    17 crc                     uint32  CRC32C of bytes 21..end
+    21 attributes              int16   compression (bits 0-2), timestamp type (3),
+                                       transactional (4), control (5), delete horizon (6)
+    23 last_offset_delta       int32
+    27 base_timestamp          int64
+    35 max_timestamp           int64
+    43 producer_id             int64
+    51 producer_epoch          int16
+    53 base_sequence           int32
+    57 records_count           int32
+    61 records...
+
+Base offset and partition leader epoch lie outside the CRC, so the broker may rewrite them in
+place (:func:`set_base_offset`, :func:`set_partition_leader_epoch`) and the CRC still holds.
+
+This module is sans-I/O: it works on bytes and buffers only.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from crc32c import crc32c
+
+from rilke.errors import CorruptRecordError, InvalidRecordError
+
+MAGIC = 2
+HEADER_SIZE = 61
+LOG_OVERHEAD = 12  # base_offset + batch_length: the bytes outside batch_length's count
+CRC_START = 21
+
+BASE_OFFSET_POS = 0
+LENGTH_POS = 8
+LEADER_EPOCH_POS = 12
+MAGIC_POS = 16
+CRC_POS = 17
+ATTRIBUTES_POS = 21
+
+COMPRESSION_MASK = 0x07
+TIMESTAMP_TYPE_MASK = 0x08
+TRANSACTIONAL_MASK = 0x10
+CONTROL_MASK = 0x20
+DELETE_HORIZON_MASK = 0x40
+
+NO_PRODUCER_ID = -1
+NO_PRODUCER_EPOCH = -1
+NO_SEQUENCE = -1
+NO_PARTITION_LEADER_EPOCH = -1
+
+_HEADER = struct.Struct(">qiibIhiqqqhii")
+_PREFIX = struct.Struct(">qi")
+_INT64 = struct.Struct(">q")
+_INT32 = struct.Struct(">i")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchHeader:
+    """The decoded header of one batch. ``size`` is the whole batch's length in bytes."""
+
+    base_offset: int
+    batch_length: int
+    partition_leader_epoch: int
+    magic: int
+    crc: int
+    attributes: int
+    last_offset_delta: int
+    base_timestamp: int
+    max_timestamp: int
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+    records_count: int
+
+    @property
+    def size(self) -> int:
+        return self.batch_length + LOG_OVERHEAD
+
+    @property
+    def last_offset(self) -> int:
+        return self.base_offset + self.last_offset_delta
+
+    @property
+    def next_offset(self) -> int:
+        return self.last_offset + 1
+
+    @property
+    def compression(self) -> int:
+        return self.attributes & COMPRESSION_MASK
+
+    @property
+    def is_control(self) -> bool:
+        return bool(self.attributes & CONTROL_MASK)
+
+    @property
+    def is_transactional(self) -> bool:
+        return bool(self.attributes & TRANSACTIONAL_MASK)
+
+    @property
+    def timestamp_type(self) -> int:
+        """0 for create time, 1 for log append time."""
+        return 1 if self.attributes & TIMESTAMP_TYPE_MASK else 0
+
+    @property
+    def last_sequence(self) -> int:
+        if self.base_sequence == NO_SEQUENCE:
+            return NO_SEQUENCE
+        return (self.base_sequence + self.last_offset_delta) & 0x7FFFFFFF
+
+
+def read_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHeader:
+    """Decode the header of the batch starting at ``pos``, checking only that it is there.
+
+    Raises :class:`CorruptRecordError` if fewer than 61 bytes remain or the magic is not 2.
+    Does not check the CRC or that the whole batch is present: see :func:`check_batch`.
+    """
+    if len(buf) - pos < HEADER_SIZE:
+        raise CorruptRecordError(
+            f"truncated batch header: {len(buf) - pos} bytes, need {HEADER_SIZE}"
+        )
+    fields = _HEADER.unpack_from(buf, pos)
+    header = BatchHeader(*fields)
+    if header.magic != MAGIC:
+        raise CorruptRecordError(f"unsupported batch magic {header.magic}, expected {MAGIC}")
+    if header.batch_length < HEADER_SIZE - LOG_OVERHEAD:
+        raise CorruptRecordError(f"batch length {header.batch_length} is shorter than a header")
+    return header
+
+
+def compute_crc(buf: bytes | bytearray | memoryview, pos: int, size: int) -> int:
+    """CRC32C of the CRC-covered part (attributes to end) of the batch at ``pos``."""
+    view = memoryview(buf)[pos + CRC_START : pos + size]
+    try:
+        return crc32c(view)
+    finally:
+        view.release()
+
+
+def check_batch(
+    buf: bytes | bytearray | memoryview, pos: int = 0, *, max_size: int | None = None
+) -> BatchHeader:
+    """Validate the batch at ``pos`` without decoding its records, and return its header.
+
+    Checks: a whole header, magic 2, the batch is entirely within ``buf``, its size is within
+    ``max_size``, the CRC holds, the record count and last offset delta agree (a batch of n
+    records spans n offsets unless compaction removed some: count <= delta + 1), and the
+    timestamps are ordered. Raises :class:`CorruptRecordError` for bytes that do not hold and
+    :class:`InvalidRecordError` for a well-formed batch that breaks a rule.
+    """
+    header = read_header(buf, pos)
+    size = header.size
+    if max_size is not None and size > max_size:
+        from rilke.errors import RecordTooLargeError
+
+        raise RecordTooLargeError(f"batch of {size} bytes exceeds the maximum of {max_size}")
+    if len(buf) - pos < size:
+        raise CorruptRecordError(
+            f"truncated batch: header says {size} bytes, only {len(buf) - pos} present"
+        )
+    actual = compute_crc(buf, pos, size)
+    if actual != header.crc:
+        raise CorruptRecordError(
+            f"batch CRC mismatch at base offset {header.base_offset}: "
+            f"stored {header.crc:#010x}, computed {actual:#010x}"
+        )
+    if header.records_count < 0 or header.last_offset_delta < 0:
+        raise InvalidRecordError(
+            f"negative record count ({header.records_count}) or last offset delta "
+            f"({header.last_offset_delta})"
+        )
+    if header.records_count > header.last_offset_delta + 1:
+        raise InvalidRecordError(
+            f"batch claims {header.records_count} records in "
+            f"{header.last_offset_delta + 1} offsets"
+        )
+    if header.records_count == 0 and not header.is_control and header.last_offset_delta != 0:
+        raise InvalidRecordError("empty batch with a non-zero last offset delta")
+    return header
+
+
+def iter_headers(
+    buf: bytes | bytearray | memoryview, *, check: bool = True
+) -> Iterator[tuple[int, BatchHeader]]:
+    """Yield ``(position, header)`` for each consecutive batch in ``buf``.
+
+    With ``check`` each batch is validated (:func:`check_batch`); a trailing partial batch
+    raises :class:`CorruptRecordError`.
+    """
+    pos = 0
+    end = len(buf)
+    while pos < end:
+        header = check_batch(buf, pos) if check else read_header(buf, pos)
+        if not check and end - pos < header.size:
+            raise CorruptRecordError("truncated batch at the end of the buffer")
+        yield pos, header
+        pos += header.size
+
+
+def peek_size(buf: bytes | bytearray | memoryview, pos: int = 0) -> int | None:
+    """The whole size of the batch at ``pos`` from its first 12 bytes, or None if fewer remain."""
+    if len(buf) - pos < LOG_OVERHEAD:
+        return None
+    _, length = _PREFIX.unpack_from(buf, pos)
+    return int(length) + LOG_OVERHEAD
+
+
+def set_base_offset(buf: bytearray | memoryview, base_offset: int, pos: int = 0) -> None:
+    """Rewrite the base offset of the batch at ``pos`` in place (outside the CRC)."""
+    _INT64.pack_into(buf, pos + BASE_OFFSET_POS, base_offset)
+
+
+def set_partition_leader_epoch(buf: bytearray | memoryview, epoch: int, pos: int = 0) -> None:
+    """Rewrite the partition leader epoch of the batch at ``pos`` in place (outside the CRC)."""
+    _INT32.pack_into(buf, pos + LEADER_EPOCH_POS, epoch)
