@@ -152,7 +152,9 @@ class NotLeaderError(ReplicationError):
 class ProposalDroppedError(ReplicationError):
     code = 21
     retriable = True
-    description = "the proposal was dropped (no leader, leader transfer, or too many uncommitted bytes)"
+    description = (
+        "the proposal was dropped (no leader, leader transfer, or too many uncommitted bytes)"
+    )
 
 
 @_register

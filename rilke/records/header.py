@@ -179,8 +179,7 @@ def check_batch(
         )
     if header.records_count > header.last_offset_delta + 1:
         raise InvalidRecordError(
-            f"batch claims {header.records_count} records in "
-            f"{header.last_offset_delta + 1} offsets"
+            f"batch claims {header.records_count} records in {header.last_offset_delta + 1} offsets"
         )
     if header.records_count == 0 and not header.is_control and header.last_offset_delta != 0:
         raise InvalidRecordError("empty batch with a non-zero last offset delta")

@@ -13,8 +13,14 @@ def test_generated_modules_are_fresh(tmp_path: Path) -> None:
     shutil.copy(ROOT / "rilke" / "proto" / "rilke.proto", tmp_path / "rilke" / "proto")
     subprocess.run(
         [
-            sys.executable, "-m", "grpc_tools.protoc", "-I", ".",
-            "--python_out=.", "--grpc_python_out=.", "--pyi_out=.",
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            "-I",
+            ".",
+            "--python_out=.",
+            "--grpc_python_out=.",
+            "--pyi_out=.",
             "rilke/proto/rilke.proto",
         ],
         cwd=tmp_path,
