@@ -1,10 +1,8 @@
-from collections.abc import Iterable as _Iterable
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar
-
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from google.protobuf.internal import containers as _containers
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -14,33 +12,28 @@ class Error(_message.Message):
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     code: int
     message: str
-    def __init__(self, code: int | None = ..., message: str | None = ...) -> None: ...
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class TopicPartition(_message.Message):
-    __slots__ = ("partition", "topic")
+    __slots__ = ("topic", "partition")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     topic: str
     partition: int
-    def __init__(self, topic: str | None = ..., partition: int | None = ...) -> None: ...
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ...) -> None: ...
 
 class ProducePartitionData(_message.Message):
-    __slots__ = ("partition", "records", "topic")
+    __slots__ = ("topic", "partition", "records")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     topic: str
     partition: int
     records: bytes
-    def __init__(
-        self,
-        topic: str | None = ...,
-        partition: int | None = ...,
-        records: bytes | None = ...,
-    ) -> None: ...
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., records: _Optional[bytes] = ...) -> None: ...
 
 class ProduceRequest(_message.Message):
-    __slots__ = ("acks", "correlation_id", "partitions", "timeout_ms", "transactional_id")
+    __slots__ = ("acks", "timeout_ms", "partitions", "correlation_id", "transactional_id")
     ACKS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
@@ -51,24 +44,10 @@ class ProduceRequest(_message.Message):
     partitions: _containers.RepeatedCompositeFieldContainer[ProducePartitionData]
     correlation_id: int
     transactional_id: str
-    def __init__(
-        self,
-        acks: int | None = ...,
-        timeout_ms: int | None = ...,
-        partitions: _Iterable[ProducePartitionData | _Mapping] | None = ...,
-        correlation_id: int | None = ...,
-        transactional_id: str | None = ...,
-    ) -> None: ...
+    def __init__(self, acks: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., partitions: _Optional[_Iterable[_Union[ProducePartitionData, _Mapping]]] = ..., correlation_id: _Optional[int] = ..., transactional_id: _Optional[str] = ...) -> None: ...
 
 class ProducePartitionResponse(_message.Message):
-    __slots__ = (
-        "base_offset",
-        "error",
-        "log_append_time_ms",
-        "log_start_offset",
-        "partition",
-        "topic",
-    )
+    __slots__ = ("topic", "partition", "error", "base_offset", "log_append_time_ms", "log_start_offset")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -81,30 +60,18 @@ class ProducePartitionResponse(_message.Message):
     base_offset: int
     log_append_time_ms: int
     log_start_offset: int
-    def __init__(
-        self,
-        topic: str | None = ...,
-        partition: int | None = ...,
-        error: Error | _Mapping | None = ...,
-        base_offset: int | None = ...,
-        log_append_time_ms: int | None = ...,
-        log_start_offset: int | None = ...,
-    ) -> None: ...
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., base_offset: _Optional[int] = ..., log_append_time_ms: _Optional[int] = ..., log_start_offset: _Optional[int] = ...) -> None: ...
 
 class ProduceResponse(_message.Message):
-    __slots__ = ("correlation_id", "partitions")
+    __slots__ = ("partitions", "correlation_id")
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
     partitions: _containers.RepeatedCompositeFieldContainer[ProducePartitionResponse]
     correlation_id: int
-    def __init__(
-        self,
-        partitions: _Iterable[ProducePartitionResponse | _Mapping] | None = ...,
-        correlation_id: int | None = ...,
-    ) -> None: ...
+    def __init__(self, partitions: _Optional[_Iterable[_Union[ProducePartitionResponse, _Mapping]]] = ..., correlation_id: _Optional[int] = ...) -> None: ...
 
 class FetchPartition(_message.Message):
-    __slots__ = ("fetch_offset", "partition", "partition_max_bytes", "topic")
+    __slots__ = ("topic", "partition", "fetch_offset", "partition_max_bytes")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     FETCH_OFFSET_FIELD_NUMBER: _ClassVar[int]
@@ -113,23 +80,10 @@ class FetchPartition(_message.Message):
     partition: int
     fetch_offset: int
     partition_max_bytes: int
-    def __init__(
-        self,
-        topic: str | None = ...,
-        partition: int | None = ...,
-        fetch_offset: int | None = ...,
-        partition_max_bytes: int | None = ...,
-    ) -> None: ...
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., fetch_offset: _Optional[int] = ..., partition_max_bytes: _Optional[int] = ...) -> None: ...
 
 class FetchRequest(_message.Message):
-    __slots__ = (
-        "isolation_level",
-        "max_bytes",
-        "max_wait_ms",
-        "min_bytes",
-        "partitions",
-        "replica_id",
-    )
+    __slots__ = ("max_wait_ms", "min_bytes", "max_bytes", "partitions", "isolation_level", "replica_id")
     MAX_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     MIN_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -142,26 +96,10 @@ class FetchRequest(_message.Message):
     partitions: _containers.RepeatedCompositeFieldContainer[FetchPartition]
     isolation_level: int
     replica_id: int
-    def __init__(
-        self,
-        max_wait_ms: int | None = ...,
-        min_bytes: int | None = ...,
-        max_bytes: int | None = ...,
-        partitions: _Iterable[FetchPartition | _Mapping] | None = ...,
-        isolation_level: int | None = ...,
-        replica_id: int | None = ...,
-    ) -> None: ...
+    def __init__(self, max_wait_ms: _Optional[int] = ..., min_bytes: _Optional[int] = ..., max_bytes: _Optional[int] = ..., partitions: _Optional[_Iterable[_Union[FetchPartition, _Mapping]]] = ..., isolation_level: _Optional[int] = ..., replica_id: _Optional[int] = ...) -> None: ...
 
 class FetchPartitionResponse(_message.Message):
-    __slots__ = (
-        "error",
-        "high_watermark",
-        "last_stable_offset",
-        "log_start_offset",
-        "partition",
-        "records",
-        "topic",
-    )
+    __slots__ = ("topic", "partition", "error", "high_watermark", "last_stable_offset", "log_start_offset", "records")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -176,54 +114,34 @@ class FetchPartitionResponse(_message.Message):
     last_stable_offset: int
     log_start_offset: int
     records: bytes
-    def __init__(
-        self,
-        topic: str | None = ...,
-        partition: int | None = ...,
-        error: Error | _Mapping | None = ...,
-        high_watermark: int | None = ...,
-        last_stable_offset: int | None = ...,
-        log_start_offset: int | None = ...,
-        records: bytes | None = ...,
-    ) -> None: ...
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., high_watermark: _Optional[int] = ..., last_stable_offset: _Optional[int] = ..., log_start_offset: _Optional[int] = ..., records: _Optional[bytes] = ...) -> None: ...
 
 class FetchResponse(_message.Message):
     __slots__ = ("partitions",)
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     partitions: _containers.RepeatedCompositeFieldContainer[FetchPartitionResponse]
-    def __init__(
-        self, partitions: _Iterable[FetchPartitionResponse | _Mapping] | None = ...
-    ) -> None: ...
+    def __init__(self, partitions: _Optional[_Iterable[_Union[FetchPartitionResponse, _Mapping]]] = ...) -> None: ...
 
 class ListOffsetsPartition(_message.Message):
-    __slots__ = ("partition", "timestamp", "topic")
+    __slots__ = ("topic", "partition", "timestamp")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     topic: str
     partition: int
     timestamp: int
-    def __init__(
-        self,
-        topic: str | None = ...,
-        partition: int | None = ...,
-        timestamp: int | None = ...,
-    ) -> None: ...
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., timestamp: _Optional[int] = ...) -> None: ...
 
 class ListOffsetsRequest(_message.Message):
-    __slots__ = ("isolation_level", "partitions")
+    __slots__ = ("partitions", "isolation_level")
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     ISOLATION_LEVEL_FIELD_NUMBER: _ClassVar[int]
     partitions: _containers.RepeatedCompositeFieldContainer[ListOffsetsPartition]
     isolation_level: int
-    def __init__(
-        self,
-        partitions: _Iterable[ListOffsetsPartition | _Mapping] | None = ...,
-        isolation_level: int | None = ...,
-    ) -> None: ...
+    def __init__(self, partitions: _Optional[_Iterable[_Union[ListOffsetsPartition, _Mapping]]] = ..., isolation_level: _Optional[int] = ...) -> None: ...
 
 class ListOffsetsPartitionResponse(_message.Message):
-    __slots__ = ("error", "offset", "partition", "timestamp", "topic")
+    __slots__ = ("topic", "partition", "error", "offset", "timestamp")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -234,37 +152,24 @@ class ListOffsetsPartitionResponse(_message.Message):
     error: Error
     offset: int
     timestamp: int
-    def __init__(
-        self,
-        topic: str | None = ...,
-        partition: int | None = ...,
-        error: Error | _Mapping | None = ...,
-        offset: int | None = ...,
-        timestamp: int | None = ...,
-    ) -> None: ...
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., offset: _Optional[int] = ..., timestamp: _Optional[int] = ...) -> None: ...
 
 class ListOffsetsResponse(_message.Message):
     __slots__ = ("partitions",)
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     partitions: _containers.RepeatedCompositeFieldContainer[ListOffsetsPartitionResponse]
-    def __init__(
-        self, partitions: _Iterable[ListOffsetsPartitionResponse | _Mapping] | None = ...
-    ) -> None: ...
+    def __init__(self, partitions: _Optional[_Iterable[_Union[ListOffsetsPartitionResponse, _Mapping]]] = ...) -> None: ...
 
 class MetadataRequest(_message.Message):
-    __slots__ = ("allow_auto_topic_creation", "topics")
+    __slots__ = ("topics", "allow_auto_topic_creation")
     TOPICS_FIELD_NUMBER: _ClassVar[int]
     ALLOW_AUTO_TOPIC_CREATION_FIELD_NUMBER: _ClassVar[int]
     topics: _containers.RepeatedScalarFieldContainer[str]
     allow_auto_topic_creation: bool
-    def __init__(
-        self,
-        topics: _Iterable[str] | None = ...,
-        allow_auto_topic_creation: bool | None = ...,
-    ) -> None: ...
+    def __init__(self, topics: _Optional[_Iterable[str]] = ..., allow_auto_topic_creation: _Optional[bool] = ...) -> None: ...
 
 class BrokerInfo(_message.Message):
-    __slots__ = ("host", "node_id", "port", "rack")
+    __slots__ = ("node_id", "host", "port", "rack")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
@@ -273,16 +178,10 @@ class BrokerInfo(_message.Message):
     host: str
     port: int
     rack: str
-    def __init__(
-        self,
-        node_id: int | None = ...,
-        host: str | None = ...,
-        port: int | None = ...,
-        rack: str | None = ...,
-    ) -> None: ...
+    def __init__(self, node_id: _Optional[int] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., rack: _Optional[str] = ...) -> None: ...
 
 class PartitionMetadata(_message.Message):
-    __slots__ = ("error", "isr", "leader_epoch", "leader_id", "partition", "replicas")
+    __slots__ = ("partition", "error", "leader_id", "leader_epoch", "replicas", "isr")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -295,18 +194,10 @@ class PartitionMetadata(_message.Message):
     leader_epoch: int
     replicas: _containers.RepeatedScalarFieldContainer[int]
     isr: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(
-        self,
-        partition: int | None = ...,
-        error: Error | _Mapping | None = ...,
-        leader_id: int | None = ...,
-        leader_epoch: int | None = ...,
-        replicas: _Iterable[int] | None = ...,
-        isr: _Iterable[int] | None = ...,
-    ) -> None: ...
+    def __init__(self, partition: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., leader_id: _Optional[int] = ..., leader_epoch: _Optional[int] = ..., replicas: _Optional[_Iterable[int]] = ..., isr: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class TopicMetadata(_message.Message):
-    __slots__ = ("error", "internal", "name", "partitions")
+    __slots__ = ("name", "error", "internal", "partitions")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     INTERNAL_FIELD_NUMBER: _ClassVar[int]
@@ -315,13 +206,7 @@ class TopicMetadata(_message.Message):
     error: Error
     internal: bool
     partitions: _containers.RepeatedCompositeFieldContainer[PartitionMetadata]
-    def __init__(
-        self,
-        name: str | None = ...,
-        error: Error | _Mapping | None = ...,
-        internal: bool | None = ...,
-        partitions: _Iterable[PartitionMetadata | _Mapping] | None = ...,
-    ) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., internal: _Optional[bool] = ..., partitions: _Optional[_Iterable[_Union[PartitionMetadata, _Mapping]]] = ...) -> None: ...
 
 class MetadataResponse(_message.Message):
     __slots__ = ("brokers", "cluster_id", "controller_id", "topics")
@@ -333,16 +218,10 @@ class MetadataResponse(_message.Message):
     cluster_id: str
     controller_id: int
     topics: _containers.RepeatedCompositeFieldContainer[TopicMetadata]
-    def __init__(
-        self,
-        brokers: _Iterable[BrokerInfo | _Mapping] | None = ...,
-        cluster_id: str | None = ...,
-        controller_id: int | None = ...,
-        topics: _Iterable[TopicMetadata | _Mapping] | None = ...,
-    ) -> None: ...
+    def __init__(self, brokers: _Optional[_Iterable[_Union[BrokerInfo, _Mapping]]] = ..., cluster_id: _Optional[str] = ..., controller_id: _Optional[int] = ..., topics: _Optional[_Iterable[_Union[TopicMetadata, _Mapping]]] = ...) -> None: ...
 
 class InitProducerIdRequest(_message.Message):
-    __slots__ = ("producer_epoch", "producer_id", "transaction_timeout_ms", "transactional_id")
+    __slots__ = ("transactional_id", "transaction_timeout_ms", "producer_id", "producer_epoch")
     TRANSACTIONAL_ID_FIELD_NUMBER: _ClassVar[int]
     TRANSACTION_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -351,39 +230,27 @@ class InitProducerIdRequest(_message.Message):
     transaction_timeout_ms: int
     producer_id: int
     producer_epoch: int
-    def __init__(
-        self,
-        transactional_id: str | None = ...,
-        transaction_timeout_ms: int | None = ...,
-        producer_id: int | None = ...,
-        producer_epoch: int | None = ...,
-    ) -> None: ...
+    def __init__(self, transactional_id: _Optional[str] = ..., transaction_timeout_ms: _Optional[int] = ..., producer_id: _Optional[int] = ..., producer_epoch: _Optional[int] = ...) -> None: ...
 
 class InitProducerIdResponse(_message.Message):
-    __slots__ = ("error", "producer_epoch", "producer_id")
+    __slots__ = ("error", "producer_id", "producer_epoch")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
     PRODUCER_EPOCH_FIELD_NUMBER: _ClassVar[int]
     error: Error
     producer_id: int
     producer_epoch: int
-    def __init__(
-        self,
-        error: Error | _Mapping | None = ...,
-        producer_id: int | None = ...,
-        producer_epoch: int | None = ...,
-    ) -> None: ...
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., producer_id: _Optional[int] = ..., producer_epoch: _Optional[int] = ...) -> None: ...
 
 class NewTopic(_message.Message):
-    __slots__ = ("configs", "name", "num_partitions", "replication_factor")
+    __slots__ = ("name", "num_partitions", "replication_factor", "configs")
     class ConfigsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: str
-        def __init__(self, key: str | None = ..., value: str | None = ...) -> None: ...
-
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     NUM_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
@@ -392,46 +259,31 @@ class NewTopic(_message.Message):
     num_partitions: int
     replication_factor: int
     configs: _containers.ScalarMap[str, str]
-    def __init__(
-        self,
-        name: str | None = ...,
-        num_partitions: int | None = ...,
-        replication_factor: int | None = ...,
-        configs: _Mapping[str, str] | None = ...,
-    ) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., num_partitions: _Optional[int] = ..., replication_factor: _Optional[int] = ..., configs: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class CreateTopicsRequest(_message.Message):
-    __slots__ = ("timeout_ms", "topics", "validate_only")
+    __slots__ = ("topics", "timeout_ms", "validate_only")
     TOPICS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     topics: _containers.RepeatedCompositeFieldContainer[NewTopic]
     timeout_ms: int
     validate_only: bool
-    def __init__(
-        self,
-        topics: _Iterable[NewTopic | _Mapping] | None = ...,
-        timeout_ms: int | None = ...,
-        validate_only: bool | None = ...,
-    ) -> None: ...
+    def __init__(self, topics: _Optional[_Iterable[_Union[NewTopic, _Mapping]]] = ..., timeout_ms: _Optional[int] = ..., validate_only: _Optional[bool] = ...) -> None: ...
 
 class TopicResult(_message.Message):
-    __slots__ = ("error", "name")
+    __slots__ = ("name", "error")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     name: str
     error: Error
-    def __init__(
-        self, name: str | None = ..., error: Error | _Mapping | None = ...
-    ) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
 
 class CreateTopicsResponse(_message.Message):
     __slots__ = ("results",)
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[TopicResult]
-    def __init__(
-        self, results: _Iterable[TopicResult | _Mapping] | None = ...
-    ) -> None: ...
+    def __init__(self, results: _Optional[_Iterable[_Union[TopicResult, _Mapping]]] = ...) -> None: ...
 
 class DeleteTopicsRequest(_message.Message):
     __slots__ = ("names", "timeout_ms")
@@ -439,65 +291,44 @@ class DeleteTopicsRequest(_message.Message):
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     names: _containers.RepeatedScalarFieldContainer[str]
     timeout_ms: int
-    def __init__(
-        self, names: _Iterable[str] | None = ..., timeout_ms: int | None = ...
-    ) -> None: ...
+    def __init__(self, names: _Optional[_Iterable[str]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
 
 class DeleteTopicsResponse(_message.Message):
     __slots__ = ("results",)
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[TopicResult]
-    def __init__(
-        self, results: _Iterable[TopicResult | _Mapping] | None = ...
-    ) -> None: ...
+    def __init__(self, results: _Optional[_Iterable[_Union[TopicResult, _Mapping]]] = ...) -> None: ...
 
 class ListTopicsRequest(_message.Message):
     __slots__ = ("include_internal",)
     INCLUDE_INTERNAL_FIELD_NUMBER: _ClassVar[int]
     include_internal: bool
-    def __init__(self, include_internal: bool | None = ...) -> None: ...
+    def __init__(self, include_internal: _Optional[bool] = ...) -> None: ...
 
 class TopicListing(_message.Message):
-    __slots__ = ("internal", "name", "num_partitions")
+    __slots__ = ("name", "num_partitions", "internal")
     NAME_FIELD_NUMBER: _ClassVar[int]
     NUM_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     INTERNAL_FIELD_NUMBER: _ClassVar[int]
     name: str
     num_partitions: int
     internal: bool
-    def __init__(
-        self,
-        name: str | None = ...,
-        num_partitions: int | None = ...,
-        internal: bool | None = ...,
-    ) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., num_partitions: _Optional[int] = ..., internal: _Optional[bool] = ...) -> None: ...
 
 class ListTopicsResponse(_message.Message):
     __slots__ = ("topics",)
     TOPICS_FIELD_NUMBER: _ClassVar[int]
     topics: _containers.RepeatedCompositeFieldContainer[TopicListing]
-    def __init__(
-        self, topics: _Iterable[TopicListing | _Mapping] | None = ...
-    ) -> None: ...
+    def __init__(self, topics: _Optional[_Iterable[_Union[TopicListing, _Mapping]]] = ...) -> None: ...
 
 class DescribeTopicsRequest(_message.Message):
     __slots__ = ("names",)
     NAMES_FIELD_NUMBER: _ClassVar[int]
     names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, names: _Iterable[str] | None = ...) -> None: ...
+    def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PartitionDescription(_message.Message):
-    __slots__ = (
-        "high_watermark",
-        "isr",
-        "leader_epoch",
-        "leader_id",
-        "log_end_offset",
-        "log_start_offset",
-        "partition",
-        "replicas",
-        "size_bytes",
-    )
+    __slots__ = ("partition", "leader_id", "leader_epoch", "replicas", "isr", "log_start_offset", "high_watermark", "log_end_offset", "size_bytes")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
     LEADER_EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -516,29 +347,17 @@ class PartitionDescription(_message.Message):
     high_watermark: int
     log_end_offset: int
     size_bytes: int
-    def __init__(
-        self,
-        partition: int | None = ...,
-        leader_id: int | None = ...,
-        leader_epoch: int | None = ...,
-        replicas: _Iterable[int] | None = ...,
-        isr: _Iterable[int] | None = ...,
-        log_start_offset: int | None = ...,
-        high_watermark: int | None = ...,
-        log_end_offset: int | None = ...,
-        size_bytes: int | None = ...,
-    ) -> None: ...
+    def __init__(self, partition: _Optional[int] = ..., leader_id: _Optional[int] = ..., leader_epoch: _Optional[int] = ..., replicas: _Optional[_Iterable[int]] = ..., isr: _Optional[_Iterable[int]] = ..., log_start_offset: _Optional[int] = ..., high_watermark: _Optional[int] = ..., log_end_offset: _Optional[int] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
 class TopicDescription(_message.Message):
-    __slots__ = ("configs", "error", "internal", "name", "partitions", "replication_factor")
+    __slots__ = ("name", "error", "internal", "replication_factor", "partitions", "configs")
     class ConfigsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: str
-        def __init__(self, key: str | None = ..., value: str | None = ...) -> None: ...
-
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     INTERNAL_FIELD_NUMBER: _ClassVar[int]
@@ -551,94 +370,64 @@ class TopicDescription(_message.Message):
     replication_factor: int
     partitions: _containers.RepeatedCompositeFieldContainer[PartitionDescription]
     configs: _containers.ScalarMap[str, str]
-    def __init__(
-        self,
-        name: str | None = ...,
-        error: Error | _Mapping | None = ...,
-        internal: bool | None = ...,
-        replication_factor: int | None = ...,
-        partitions: _Iterable[PartitionDescription | _Mapping] | None = ...,
-        configs: _Mapping[str, str] | None = ...,
-    ) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., internal: _Optional[bool] = ..., replication_factor: _Optional[int] = ..., partitions: _Optional[_Iterable[_Union[PartitionDescription, _Mapping]]] = ..., configs: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class DescribeTopicsResponse(_message.Message):
     __slots__ = ("topics",)
     TOPICS_FIELD_NUMBER: _ClassVar[int]
     topics: _containers.RepeatedCompositeFieldContainer[TopicDescription]
-    def __init__(
-        self, topics: _Iterable[TopicDescription | _Mapping] | None = ...
-    ) -> None: ...
+    def __init__(self, topics: _Optional[_Iterable[_Union[TopicDescription, _Mapping]]] = ...) -> None: ...
 
 class DescribeConfigsRequest(_message.Message):
-    __slots__ = ("include_defaults", "topics")
+    __slots__ = ("topics", "include_defaults")
     TOPICS_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_DEFAULTS_FIELD_NUMBER: _ClassVar[int]
     topics: _containers.RepeatedScalarFieldContainer[str]
     include_defaults: bool
-    def __init__(
-        self, topics: _Iterable[str] | None = ..., include_defaults: bool | None = ...
-    ) -> None: ...
+    def __init__(self, topics: _Optional[_Iterable[str]] = ..., include_defaults: _Optional[bool] = ...) -> None: ...
 
 class ConfigEntry(_message.Message):
-    __slots__ = ("is_default", "name", "value")
+    __slots__ = ("name", "value", "is_default")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
     name: str
     value: str
     is_default: bool
-    def __init__(
-        self,
-        name: str | None = ...,
-        value: str | None = ...,
-        is_default: bool | None = ...,
-    ) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ..., is_default: _Optional[bool] = ...) -> None: ...
 
 class TopicConfigs(_message.Message):
-    __slots__ = ("entries", "error", "topic")
+    __slots__ = ("topic", "error", "entries")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     topic: str
     error: Error
     entries: _containers.RepeatedCompositeFieldContainer[ConfigEntry]
-    def __init__(
-        self,
-        topic: str | None = ...,
-        error: Error | _Mapping | None = ...,
-        entries: _Iterable[ConfigEntry | _Mapping] | None = ...,
-    ) -> None: ...
+    def __init__(self, topic: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., entries: _Optional[_Iterable[_Union[ConfigEntry, _Mapping]]] = ...) -> None: ...
 
 class DescribeConfigsResponse(_message.Message):
     __slots__ = ("results",)
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[TopicConfigs]
-    def __init__(
-        self, results: _Iterable[TopicConfigs | _Mapping] | None = ...
-    ) -> None: ...
+    def __init__(self, results: _Optional[_Iterable[_Union[TopicConfigs, _Mapping]]] = ...) -> None: ...
 
 class AlterTopicConfigs(_message.Message):
-    __slots__ = ("delete", "set", "topic")
+    __slots__ = ("topic", "set", "delete")
     class SetEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: str
-        def __init__(self, key: str | None = ..., value: str | None = ...) -> None: ...
-
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     SET_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
     topic: str
     set: _containers.ScalarMap[str, str]
     delete: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(
-        self,
-        topic: str | None = ...,
-        set: _Mapping[str, str] | None = ...,
-        delete: _Iterable[str] | None = ...,
-    ) -> None: ...
+    def __init__(self, topic: _Optional[str] = ..., set: _Optional[_Mapping[str, str]] = ..., delete: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AlterConfigsRequest(_message.Message):
     __slots__ = ("topics", "validate_only")
@@ -646,63 +435,38 @@ class AlterConfigsRequest(_message.Message):
     VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     topics: _containers.RepeatedCompositeFieldContainer[AlterTopicConfigs]
     validate_only: bool
-    def __init__(
-        self,
-        topics: _Iterable[AlterTopicConfigs | _Mapping] | None = ...,
-        validate_only: bool | None = ...,
-    ) -> None: ...
+    def __init__(self, topics: _Optional[_Iterable[_Union[AlterTopicConfigs, _Mapping]]] = ..., validate_only: _Optional[bool] = ...) -> None: ...
 
 class AlterConfigsResponse(_message.Message):
     __slots__ = ("results",)
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[TopicResult]
-    def __init__(
-        self, results: _Iterable[TopicResult | _Mapping] | None = ...
-    ) -> None: ...
+    def __init__(self, results: _Optional[_Iterable[_Union[TopicResult, _Mapping]]] = ...) -> None: ...
 
 class FindCoordinatorRequest(_message.Message):
     __slots__ = ("group_id",)
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     group_id: str
-    def __init__(self, group_id: str | None = ...) -> None: ...
+    def __init__(self, group_id: _Optional[str] = ...) -> None: ...
 
 class FindCoordinatorResponse(_message.Message):
-    __slots__ = ("coordinator", "error")
+    __slots__ = ("error", "coordinator")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     COORDINATOR_FIELD_NUMBER: _ClassVar[int]
     error: Error
     coordinator: BrokerInfo
-    def __init__(
-        self,
-        error: Error | _Mapping | None = ...,
-        coordinator: BrokerInfo | _Mapping | None = ...,
-    ) -> None: ...
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., coordinator: _Optional[_Union[BrokerInfo, _Mapping]] = ...) -> None: ...
 
 class TopicPartitions(_message.Message):
-    __slots__ = ("partitions", "topic")
+    __slots__ = ("topic", "partitions")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     topic: str
     partitions: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(
-        self, topic: str | None = ..., partitions: _Iterable[int] | None = ...
-    ) -> None: ...
+    def __init__(self, topic: _Optional[str] = ..., partitions: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ConsumerGroupHeartbeatRequest(_message.Message):
-    __slots__ = (
-        "assignor",
-        "group_id",
-        "instance_id",
-        "max_poll_interval_ms",
-        "member_epoch",
-        "member_id",
-        "owned_partitions",
-        "polling",
-        "rebalance_timeout_ms",
-        "session_timeout_ms",
-        "subscribed_topic_names",
-        "subscribed_topic_regex",
-    )
+    __slots__ = ("group_id", "member_id", "member_epoch", "instance_id", "rebalance_timeout_ms", "session_timeout_ms", "subscribed_topic_names", "subscribed_topic_regex", "assignor", "owned_partitions", "polling", "max_poll_interval_ms")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     MEMBER_EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -727,31 +491,10 @@ class ConsumerGroupHeartbeatRequest(_message.Message):
     owned_partitions: _containers.RepeatedCompositeFieldContainer[TopicPartitions]
     polling: bool
     max_poll_interval_ms: int
-    def __init__(
-        self,
-        group_id: str | None = ...,
-        member_id: str | None = ...,
-        member_epoch: int | None = ...,
-        instance_id: str | None = ...,
-        rebalance_timeout_ms: int | None = ...,
-        session_timeout_ms: int | None = ...,
-        subscribed_topic_names: _Iterable[str] | None = ...,
-        subscribed_topic_regex: str | None = ...,
-        assignor: str | None = ...,
-        owned_partitions: _Iterable[TopicPartitions | _Mapping] | None = ...,
-        polling: bool | None = ...,
-        max_poll_interval_ms: int | None = ...,
-    ) -> None: ...
+    def __init__(self, group_id: _Optional[str] = ..., member_id: _Optional[str] = ..., member_epoch: _Optional[int] = ..., instance_id: _Optional[str] = ..., rebalance_timeout_ms: _Optional[int] = ..., session_timeout_ms: _Optional[int] = ..., subscribed_topic_names: _Optional[_Iterable[str]] = ..., subscribed_topic_regex: _Optional[str] = ..., assignor: _Optional[str] = ..., owned_partitions: _Optional[_Iterable[_Union[TopicPartitions, _Mapping]]] = ..., polling: _Optional[bool] = ..., max_poll_interval_ms: _Optional[int] = ...) -> None: ...
 
 class ConsumerGroupHeartbeatResponse(_message.Message):
-    __slots__ = (
-        "assignment",
-        "error",
-        "has_assignment",
-        "heartbeat_interval_ms",
-        "member_epoch",
-        "member_id",
-    )
+    __slots__ = ("error", "member_id", "member_epoch", "heartbeat_interval_ms", "has_assignment", "assignment")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     MEMBER_EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -764,18 +507,10 @@ class ConsumerGroupHeartbeatResponse(_message.Message):
     heartbeat_interval_ms: int
     has_assignment: bool
     assignment: _containers.RepeatedCompositeFieldContainer[TopicPartitions]
-    def __init__(
-        self,
-        error: Error | _Mapping | None = ...,
-        member_id: str | None = ...,
-        member_epoch: int | None = ...,
-        heartbeat_interval_ms: int | None = ...,
-        has_assignment: bool | None = ...,
-        assignment: _Iterable[TopicPartitions | _Mapping] | None = ...,
-    ) -> None: ...
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., member_id: _Optional[str] = ..., member_epoch: _Optional[int] = ..., heartbeat_interval_ms: _Optional[int] = ..., has_assignment: _Optional[bool] = ..., assignment: _Optional[_Iterable[_Union[TopicPartitions, _Mapping]]] = ...) -> None: ...
 
 class OffsetCommitPartition(_message.Message):
-    __slots__ = ("leader_epoch", "metadata", "offset", "partition", "topic")
+    __slots__ = ("topic", "partition", "offset", "leader_epoch", "metadata")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
@@ -786,17 +521,10 @@ class OffsetCommitPartition(_message.Message):
     offset: int
     leader_epoch: int
     metadata: str
-    def __init__(
-        self,
-        topic: str | None = ...,
-        partition: int | None = ...,
-        offset: int | None = ...,
-        leader_epoch: int | None = ...,
-        metadata: str | None = ...,
-    ) -> None: ...
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., offset: _Optional[int] = ..., leader_epoch: _Optional[int] = ..., metadata: _Optional[str] = ...) -> None: ...
 
 class OffsetCommitRequest(_message.Message):
-    __slots__ = ("group_id", "member_epoch", "member_id", "partitions")
+    __slots__ = ("group_id", "member_id", "member_epoch", "partitions")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     MEMBER_EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -805,28 +533,17 @@ class OffsetCommitRequest(_message.Message):
     member_id: str
     member_epoch: int
     partitions: _containers.RepeatedCompositeFieldContainer[OffsetCommitPartition]
-    def __init__(
-        self,
-        group_id: str | None = ...,
-        member_id: str | None = ...,
-        member_epoch: int | None = ...,
-        partitions: _Iterable[OffsetCommitPartition | _Mapping] | None = ...,
-    ) -> None: ...
+    def __init__(self, group_id: _Optional[str] = ..., member_id: _Optional[str] = ..., member_epoch: _Optional[int] = ..., partitions: _Optional[_Iterable[_Union[OffsetCommitPartition, _Mapping]]] = ...) -> None: ...
 
 class OffsetCommitPartitionResponse(_message.Message):
-    __slots__ = ("error", "partition", "topic")
+    __slots__ = ("topic", "partition", "error")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     topic: str
     partition: int
     error: Error
-    def __init__(
-        self,
-        topic: str | None = ...,
-        partition: int | None = ...,
-        error: Error | _Mapping | None = ...,
-    ) -> None: ...
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
 
 class OffsetCommitResponse(_message.Message):
     __slots__ = ("error", "partitions")
@@ -834,11 +551,7 @@ class OffsetCommitResponse(_message.Message):
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     error: Error
     partitions: _containers.RepeatedCompositeFieldContainer[OffsetCommitPartitionResponse]
-    def __init__(
-        self,
-        error: Error | _Mapping | None = ...,
-        partitions: _Iterable[OffsetCommitPartitionResponse | _Mapping] | None = ...,
-    ) -> None: ...
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., partitions: _Optional[_Iterable[_Union[OffsetCommitPartitionResponse, _Mapping]]] = ...) -> None: ...
 
 class OffsetFetchRequest(_message.Message):
     __slots__ = ("group_id", "partitions")
@@ -846,14 +559,10 @@ class OffsetFetchRequest(_message.Message):
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     group_id: str
     partitions: _containers.RepeatedCompositeFieldContainer[TopicPartition]
-    def __init__(
-        self,
-        group_id: str | None = ...,
-        partitions: _Iterable[TopicPartition | _Mapping] | None = ...,
-    ) -> None: ...
+    def __init__(self, group_id: _Optional[str] = ..., partitions: _Optional[_Iterable[_Union[TopicPartition, _Mapping]]] = ...) -> None: ...
 
 class OffsetFetchPartition(_message.Message):
-    __slots__ = ("commit_timestamp_ms", "error", "metadata", "offset", "partition", "topic")
+    __slots__ = ("topic", "partition", "error", "offset", "metadata", "commit_timestamp_ms")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -866,15 +575,7 @@ class OffsetFetchPartition(_message.Message):
     offset: int
     metadata: str
     commit_timestamp_ms: int
-    def __init__(
-        self,
-        topic: str | None = ...,
-        partition: int | None = ...,
-        error: Error | _Mapping | None = ...,
-        offset: int | None = ...,
-        metadata: str | None = ...,
-        commit_timestamp_ms: int | None = ...,
-    ) -> None: ...
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., offset: _Optional[int] = ..., metadata: _Optional[str] = ..., commit_timestamp_ms: _Optional[int] = ...) -> None: ...
 
 class OffsetFetchResponse(_message.Message):
     __slots__ = ("error", "partitions")
@@ -882,30 +583,21 @@ class OffsetFetchResponse(_message.Message):
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     error: Error
     partitions: _containers.RepeatedCompositeFieldContainer[OffsetFetchPartition]
-    def __init__(
-        self,
-        error: Error | _Mapping | None = ...,
-        partitions: _Iterable[OffsetFetchPartition | _Mapping] | None = ...,
-    ) -> None: ...
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., partitions: _Optional[_Iterable[_Union[OffsetFetchPartition, _Mapping]]] = ...) -> None: ...
 
 class ListGroupsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class GroupListing(_message.Message):
-    __slots__ = ("group_id", "members", "state")
+    __slots__ = ("group_id", "state", "members")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     group_id: str
     state: str
     members: int
-    def __init__(
-        self,
-        group_id: str | None = ...,
-        state: str | None = ...,
-        members: int | None = ...,
-    ) -> None: ...
+    def __init__(self, group_id: _Optional[str] = ..., state: _Optional[str] = ..., members: _Optional[int] = ...) -> None: ...
 
 class ListGroupsResponse(_message.Message):
     __slots__ = ("error", "groups")
@@ -913,28 +605,16 @@ class ListGroupsResponse(_message.Message):
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     error: Error
     groups: _containers.RepeatedCompositeFieldContainer[GroupListing]
-    def __init__(
-        self,
-        error: Error | _Mapping | None = ...,
-        groups: _Iterable[GroupListing | _Mapping] | None = ...,
-    ) -> None: ...
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., groups: _Optional[_Iterable[_Union[GroupListing, _Mapping]]] = ...) -> None: ...
 
 class DescribeGroupsRequest(_message.Message):
     __slots__ = ("group_ids",)
     GROUP_IDS_FIELD_NUMBER: _ClassVar[int]
     group_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, group_ids: _Iterable[str] | None = ...) -> None: ...
+    def __init__(self, group_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GroupMember(_message.Message):
-    __slots__ = (
-        "assignment",
-        "client_host",
-        "client_id",
-        "instance_id",
-        "member_epoch",
-        "member_id",
-        "owned_partitions",
-    )
+    __slots__ = ("member_id", "instance_id", "client_id", "client_host", "member_epoch", "assignment", "owned_partitions")
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -949,19 +629,10 @@ class GroupMember(_message.Message):
     member_epoch: int
     assignment: _containers.RepeatedCompositeFieldContainer[TopicPartitions]
     owned_partitions: _containers.RepeatedCompositeFieldContainer[TopicPartitions]
-    def __init__(
-        self,
-        member_id: str | None = ...,
-        instance_id: str | None = ...,
-        client_id: str | None = ...,
-        client_host: str | None = ...,
-        member_epoch: int | None = ...,
-        assignment: _Iterable[TopicPartitions | _Mapping] | None = ...,
-        owned_partitions: _Iterable[TopicPartitions | _Mapping] | None = ...,
-    ) -> None: ...
+    def __init__(self, member_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., client_id: _Optional[str] = ..., client_host: _Optional[str] = ..., member_epoch: _Optional[int] = ..., assignment: _Optional[_Iterable[_Union[TopicPartitions, _Mapping]]] = ..., owned_partitions: _Optional[_Iterable[_Union[TopicPartitions, _Mapping]]] = ...) -> None: ...
 
 class GroupDescription(_message.Message):
-    __slots__ = ("assignor", "error", "group_epoch", "group_id", "members", "offsets", "state")
+    __slots__ = ("group_id", "error", "state", "group_epoch", "assignor", "members", "offsets")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -976,45 +647,30 @@ class GroupDescription(_message.Message):
     assignor: str
     members: _containers.RepeatedCompositeFieldContainer[GroupMember]
     offsets: _containers.RepeatedCompositeFieldContainer[OffsetFetchPartition]
-    def __init__(
-        self,
-        group_id: str | None = ...,
-        error: Error | _Mapping | None = ...,
-        state: str | None = ...,
-        group_epoch: int | None = ...,
-        assignor: str | None = ...,
-        members: _Iterable[GroupMember | _Mapping] | None = ...,
-        offsets: _Iterable[OffsetFetchPartition | _Mapping] | None = ...,
-    ) -> None: ...
+    def __init__(self, group_id: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., state: _Optional[str] = ..., group_epoch: _Optional[int] = ..., assignor: _Optional[str] = ..., members: _Optional[_Iterable[_Union[GroupMember, _Mapping]]] = ..., offsets: _Optional[_Iterable[_Union[OffsetFetchPartition, _Mapping]]] = ...) -> None: ...
 
 class DescribeGroupsResponse(_message.Message):
     __slots__ = ("groups",)
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     groups: _containers.RepeatedCompositeFieldContainer[GroupDescription]
-    def __init__(
-        self, groups: _Iterable[GroupDescription | _Mapping] | None = ...
-    ) -> None: ...
+    def __init__(self, groups: _Optional[_Iterable[_Union[GroupDescription, _Mapping]]] = ...) -> None: ...
 
 class DeleteGroupsRequest(_message.Message):
     __slots__ = ("group_ids",)
     GROUP_IDS_FIELD_NUMBER: _ClassVar[int]
     group_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, group_ids: _Iterable[str] | None = ...) -> None: ...
+    def __init__(self, group_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GroupResult(_message.Message):
-    __slots__ = ("error", "group_id")
+    __slots__ = ("group_id", "error")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     group_id: str
     error: Error
-    def __init__(
-        self, group_id: str | None = ..., error: Error | _Mapping | None = ...
-    ) -> None: ...
+    def __init__(self, group_id: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
 
 class DeleteGroupsResponse(_message.Message):
     __slots__ = ("results",)
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[GroupResult]
-    def __init__(
-        self, results: _Iterable[GroupResult | _Mapping] | None = ...
-    ) -> None: ...
+    def __init__(self, results: _Optional[_Iterable[_Union[GroupResult, _Mapping]]] = ...) -> None: ...
