@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from kafka.record.default_records import DefaultRecordBatchBuilder
+import warnings
+
+with warnings.catch_warnings():
+    # kafka-python's package import uses a deprecated importlib.resources call.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+
+__all__ = ["DefaultRecordBatch", "make_batch"]
 
 
 def make_batch(
