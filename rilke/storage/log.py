@@ -175,6 +175,7 @@ class PartitionLog:
             now_ms,
             recovery_point=recovery_point,
             report=report,
+            contiguous=not config.compact,
         )
         log_start = checkpoint.log_start_offset if checkpoint else 0
         created = False

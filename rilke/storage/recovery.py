@@ -125,12 +125,14 @@ def open_segments(
     *,
     recovery_point: int | None,
     report: RecoveryReport,
+    contiguous: bool = False,
 ) -> list[LogSegment]:
     """Open the segments ``bases``; recover those past ``recovery_point`` (None: trust all).
 
     A recovery point of -1 means "scan everything". Segments whose indexes do not hold are
     recovered whatever the recovery point. Returns the segments that remain, in order; any
-    segment after a cut, or overlapping the one before it, is deleted.
+    segment after a cut, or overlapping the one before it, is deleted. ``contiguous``: the
+    log was never compacted, so offsets within a segment must have no gaps.
     """
     segments: list[LogSegment] = []
     first_to_scan = len(bases)
@@ -174,10 +176,11 @@ def open_segments(
                 scan_from = 0
                 report.indexes_rebuilt.append(base)
         if scan_from is not None:
-            file_size = segment.size
-            removed = segment.recover(scan_from, scan_base if scan_from else None)
+            scanned, removed = segment.recover(
+                scan_from, scan_base if scan_from else None, contiguous=contiguous
+            )
             report.segments_scanned.append(base)
-            report.bytes_scanned += file_size - scan_from
+            report.bytes_scanned += scanned
             if removed:
                 log.warning(
                     "%s: cut %d bytes of batches that do not hold at position %d",

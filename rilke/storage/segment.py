@@ -132,12 +132,11 @@ class LogSegment:
         batch on may be torn. None when the chain of headers does not lead there exactly.
         """
         entry_offset, position = self.offset_index.lookup(offset)
-        if not position:
-            return None
-        next_expected = entry_offset
+        expect = entry_offset if position else None
+        next_expected = expect
         walked = False
         try:
-            for batch in self.walk(position, self.size, expect_base=entry_offset):
+            for batch in self.walk(position, self.size, expect_base=expect):
                 walked = True
                 if batch.base_offset >= offset:
                     return batch.position if batch.base_offset == offset else None
@@ -382,16 +381,31 @@ class LogSegment:
         self._load_tail(position)
         return removed
 
-    def recover(self, start: int, base_offset_at_start: int | None = None) -> int:
+    def recover(
+        self, start: int, base_offset_at_start: int | None = None, *, contiguous: bool = False
+    ) -> tuple[int, int]:
         """Check every batch from ``start`` (CRC included), cut at the first that does not hold.
 
         ``start`` is 0 (the whole segment; indexes rebuilt from scratch) or a batch boundary
         trusted to hold ``base_offset_at_start`` (indexes kept before it). Batches must be whole,
         pass :func:`check_batch`, and have offsets that increase from the segment's base
-        offset. Returns the number of bytes cut off. Blocks on disk (reads the file, ftruncate;
+        offset (with ``contiguous``, each batch must start right after the one before: true
+        of every log that compaction has not thinned, and it catches damage to the base
+        offset, which the CRC does not cover). Returns (bytes scanned, bytes cut off). Blocks on
+        disk (reads the file, ftruncate;
         no fsync).
         """
         file_size = os.fstat(self._fd).st_size
+        if start:
+            assert base_offset_at_start is not None
+            try:
+                self.offset_index.truncate_to_position(start)
+                self.time_index.truncate_to_offset(base_offset_at_start)
+                self.size = start
+                self._load_tail(start)
+            except SegmentCorruptError as exc:
+                log.warning("%s: %s; checking the whole segment", self.log_path, exc)
+                start = 0
         if start == 0:
             self.offset_index.reset()
             self.time_index.reset()
@@ -400,12 +414,6 @@ class LogSegment:
             self.max_timestamp = -1
             self.offset_of_max_timestamp = self.base_offset
             self._bytes_since_last_index = 0
-        else:
-            assert base_offset_at_start is not None
-            self.offset_index.truncate_to_position(start)
-            self.time_index.truncate_to_offset(base_offset_at_start)
-            self.size = start
-            self._load_tail(start)
         position = start
         expected = self.next_offset
         buf = bytearray()
@@ -431,6 +439,7 @@ class LogSegment:
                 break
             if (
                 header.base_offset < expected
+                or (contiguous and header.base_offset != expected)
                 or header.base_offset < self.base_offset
                 or header.last_offset - self.base_offset > INT32_MAX
             ):
@@ -452,7 +461,7 @@ class LogSegment:
         self.size = position
         if position < file_size:
             os.ftruncate(self._fd, position)
-        return file_size - position
+        return file_size - start, file_size - position
 
     def rebuild_indexes(self) -> None:
         """Rebuild both indexes from the headers (no CRC); for an index found wrong in use.
