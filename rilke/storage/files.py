@@ -21,9 +21,11 @@ TMP_SUFFIX = ".tmp"  # an atomic write in progress
 
 OFFSET_DIGITS = 20
 
-#: fdatasync where the platform has it: the file's data and the metadata needed to read it
-#: back (its size), without its timestamps.
-fdatasync = getattr(os, "fdatasync", os.fsync)
+
+def fdatasync(fd: int) -> None:
+    """fdatasync where the platform has it (the file's data and the metadata needed to read
+    it back, its size, without its timestamps), else fsync. Blocks on disk."""
+    getattr(os, "fdatasync", os.fsync)(fd)
 
 
 def offset_to_name(offset: int) -> str:

@@ -526,8 +526,9 @@ class PartitionLog:
 
         A batch that straddles ``offset`` is removed whole, so ``log_end_offset`` becomes
         ``offset`` or the base offset of that batch. No-op when ``offset >= log_end_offset``;
-        an ``offset`` at or below the first segment's base or below the log start offset
-        empties the log and restarts it at ``offset``. Raises OffsetOutOfRangeError for a
+        an ``offset`` at or below the first segment's base or below the log start offset, or
+        a cut that would remove the batch holding the log start offset, empties the log and
+        restarts it at ``offset``. Raises OffsetOutOfRangeError for a
         negative offset.
         """
         self._check_open()
@@ -536,6 +537,12 @@ class PartitionLog:
         if offset >= self.log_end_offset:
             return
         if offset <= self._segments[0].base_offset or offset < self.log_start_offset:
+            self.truncate_fully_and_start_at(offset)
+            return
+        holder = self._segments[max(bisect_right(self._bases, offset) - 1, 0)]
+        straddling = holder.find_batch(offset)
+        if straddling is not None and straddling.base_offset < self.log_start_offset:
+            # The cut would take the log end below the log start.
             self.truncate_fully_and_start_at(offset)
             return
         deleted = False

@@ -495,7 +495,8 @@ class LogSegment:
         Called when the segment stops being the active one and on close, so that the last
         time index entry gives the segment's largest timestamp.
         """
-        self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+        if self.size:
+            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
         fdatasync(self._fd)
         self.offset_index.sync()
         self.time_index.sync()

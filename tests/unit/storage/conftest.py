@@ -7,7 +7,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import os
+
+import pytest
+
 from rilke.storage.log import PartitionLog
+
+
+@pytest.fixture(autouse=True)
+def _no_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fsync is what a crash test cannot observe in-process and what makes a small disk slow:
+    the tests here skip it (the SIGKILL test's child process still syncs)."""
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    monkeypatch.setattr(os, "fdatasync", lambda fd: None)
 
 
 def crash(log: PartitionLog) -> None:
