@@ -177,6 +177,7 @@ class LogManager:
         for key, partition_log in self._logs.items():
             partition_log.maybe_flush(now_ms)
             partition_log.maybe_roll(now_ms)
+            partition_log.flush_rolled_segments()
             partition_log.apply_retention(now_ms)
             if partition_log.config.compact:
                 last = self._last_compaction_ms.get(key)
