@@ -163,8 +163,8 @@ class PartitionLog:
         self._unflushed_messages = 0
         self._first_unflushed_ms: int | None = None
         self._dir_dirty = False  # a segment file was created since the directory's last fsync
-        self._max_index_entries = config.segment_index_bytes // TimeIndex.ENTRY_SIZE - 1
         self._closed = False
+        self._cache_config()
 
     # --- opening and closing ------------------------------------------------------------------
 
@@ -259,9 +259,19 @@ class PartitionLog:
     def update_config(self, config: LogConfig) -> None:
         """Use ``config`` from now on (the index interval applies to new index entries)."""
         self.config = config
-        self._max_index_entries = config.segment_index_bytes // TimeIndex.ENTRY_SIZE - 1
+        self._cache_config()
         for segment in self._segments:
             segment.index_interval_bytes = config.index_interval_bytes
+
+    def _cache_config(self) -> None:
+        # Read once per append: plain attributes are cheaper than the config's properties.
+        config = self.config
+        self._max_index_entries = config.segment_index_bytes // TimeIndex.ENTRY_SIZE - 1
+        self._max_message_bytes = config.max_message_bytes
+        self._segment_bytes = config.segment_bytes
+        self._segment_ms = config.segment_ms
+        self._log_append_time = config.log_append_time
+        self._flush_policy = config.flush_messages is not None or config.flush_ms is not None
 
     # --- appending ----------------------------------------------------------------------------
 
@@ -299,6 +309,80 @@ class PartitionLog:
         total = len(view)
         if total == 0:
             raise CorruptBatchError("nothing to append: no batch in the buffer")
+        if total >= HEADER_SIZE and not self._log_append_time:
+            # One batch, the produce path's common case: checks, stamping and the write kept
+            # inline, since this runs once per batch. The general loop below does the same.
+            (
+                batch_base,
+                length,
+                _,
+                magic,
+                crc,
+                attributes,
+                delta,
+                _,
+                max_timestamp,
+                _,
+                _,
+                _,
+                count,
+            ) = _HEADER.unpack_from(view)
+            if length + LOG_OVERHEAD == total:
+                if (
+                    magic != MAGIC
+                    or total > self._max_message_bytes
+                    or delta < 0
+                    or count < 0
+                    or count > delta + 1
+                    or (count == 0 and delta != 0 and not attributes & CONTROL_MASK)
+                    or crc32c(view[CRC_START:]) != crc
+                ):
+                    return self._append_many(view, assign_offsets, leader_epoch, now_ms)
+                base = self.log_end_offset
+                if not assign_offsets and batch_base != base:
+                    raise NonContiguousOffsetError(
+                        f"batch has base offset {batch_base}, the log expects {base}"
+                    )
+                next_offset = base + delta + 1
+                active = self._segments[-1]
+                if active.size and (
+                    active.size + total > self._segment_bytes
+                    or now_ms - active.rolling_base_ms >= self._segment_ms
+                    or delta + base - active.base_offset > INT32_MAX
+                    or len(active.offset_index.offsets) >= self._max_index_entries
+                ):
+                    self.roll(now_ms)
+                    active = self._segments[-1]
+                if not (assign_offsets or leader_epoch is not None):
+                    active.append_one(view, total, base, next_offset, max_timestamp, now_ms)
+                elif view.readonly:
+                    head = bytearray(view[:HEADER_SIZE])
+                    _INT64.pack_into(head, 0, base)
+                    if leader_epoch is not None:
+                        _INT32.pack_into(head, LEADER_EPOCH_POS, leader_epoch)
+                    active.append_one(
+                        [head, view[HEADER_SIZE:]], total, base, next_offset, max_timestamp, now_ms
+                    )
+                else:
+                    _INT64.pack_into(view, 0, base)
+                    if leader_epoch is not None:
+                        _INT32.pack_into(view, LEADER_EPOCH_POS, leader_epoch)
+                    active.append_one(view, total, base, next_offset, max_timestamp, now_ms)
+                self.log_end_offset = next_offset
+                if self._flush_policy:
+                    self._apply_flush_policy(next_offset - base, now_ms)
+                return AppendInfo(base, next_offset - 1, max_timestamp, -1, 1, total)
+        return self._append_many(view, assign_offsets, leader_epoch, now_ms)
+
+    def _append_many(
+        self,
+        view: memoryview,
+        assign_offsets: bool,
+        leader_epoch: int | None,
+        now_ms: int,
+    ) -> AppendInfo:
+        """``append`` for several batches, LogAppendTime, and every refusal."""
+        total = len(view)
         config = self.config
         max_size = config.max_message_bytes
         first_offset = next_offset = self.log_end_offset
@@ -368,29 +452,6 @@ class PartitionLog:
             active = self._active
 
         log_append_time = assign_offsets and config.log_append_time
-        if len(checked) == 1 and not log_append_time:
-            # The common case (one batch per produce request), kept short: it is per batch.
-            _, size, base, delta, max_timestamp = checked[0]
-            if assign_offsets or leader_epoch is not None:
-                if view.readonly:
-                    head = bytearray(view[:HEADER_SIZE])
-                    _INT64.pack_into(head, 0, base)
-                    if leader_epoch is not None:
-                        _INT32.pack_into(head, LEADER_EPOCH_POS, leader_epoch)
-                    active.append_one(
-                        [head, view[HEADER_SIZE:]], size, base, next_offset, max_timestamp, now_ms
-                    )
-                else:
-                    _INT64.pack_into(view, 0, base)
-                    if leader_epoch is not None:
-                        _INT32.pack_into(view, LEADER_EPOCH_POS, leader_epoch)
-                    active.append_one(view, size, base, next_offset, max_timestamp, now_ms)
-            else:
-                active.append_one(view, size, base, next_offset, max_timestamp, now_ms)
-            self.log_end_offset = next_offset
-            if config.flush_messages is not None or config.flush_ms is not None:
-                self._apply_flush_policy(next_offset - first_offset, now_ms)
-            return AppendInfo(base, next_offset - 1, max_timestamp, -1, 1, total)
         append_time_ms = now_ms if log_append_time else None
         stamp = assign_offsets or leader_epoch is not None
         entries: list[tuple[int, int, int, int]] = []
@@ -758,6 +819,11 @@ class PartitionLog:
 
         freed: int = compact_log(self, now_ms)
         return freed
+
+    def replace_segment(self, old: LogSegment, new: LogSegment) -> None:
+        """Put ``new`` in the place of ``old`` (same base offset; for the cleaner)."""
+        assert old.base_offset == new.base_offset and old is not self._active
+        self._segments[self._segments.index(old)] = new
 
     # --- state --------------------------------------------------------------------------------
 

@@ -113,7 +113,12 @@ class LogSegment:
             )
             segment.time_index = TimeIndex.load(segment.time_index.path, base_offset)
         except (FileNotFoundError, IndexCorruptError) as exc:
-            log.warning("segment %s: indexes need rebuilding: %s", segment.log_path, exc)
+            log.log(
+                logging.INFO if isinstance(exc, FileNotFoundError) else logging.WARNING,
+                "segment %s: indexes need rebuilding: %s",
+                segment.log_path,
+                exc,
+            )
             segment.offset_index = OffsetIndex(segment.offset_index.path, base_offset)
             segment.time_index = TimeIndex(segment.time_index.path, base_offset)
             return segment, False
