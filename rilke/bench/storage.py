@@ -159,10 +159,11 @@ def _append_phase(
         written = 0
         write = plain.write
         for i in range(chunk * per_chunk, min((chunk + 1) * per_chunk, count)):
-            write(batches[i % n_distinct])
-            written += batch_size
+            batch = batches[i % n_distinct]
+            write(batch)
+            written += len(batch)
             if fsync_every:
-                state["plain_since"] += batch_size
+                state["plain_since"] += len(batch)
                 if state["plain_since"] >= fsync_every:
                     plain.flush()
                     os.fdatasync(fd)
@@ -175,10 +176,11 @@ def _append_phase(
         append = log.append
         now = _now_ms()
         for i in range(chunk * per_chunk, min((chunk + 1) * per_chunk, count)):
-            append(batches[i % n_distinct], now_ms=now)
-            written += batch_size
+            batch = batches[i % n_distinct]
+            append(batch, now_ms=now)
+            written += len(batch)
             if fsync_every:
-                state["log_since"] += batch_size
+                state["log_since"] += len(batch)
                 if state["log_since"] >= fsync_every:
                     log.flush()
                     state["log_since"] = 0
@@ -189,12 +191,14 @@ def _append_phase(
         seconds = _interleave(chunks, {"plain": plain_chunk, "log": log_chunk}, bar)
     plain.close()
     segments = len(log.segments)
+    written = log.size_bytes()
     manager.close()
+    assert written == plain_path.stat().st_size, (written, plain_path.stat().st_size)
     result = {
-        "bytes": count * batch_size,
+        "bytes": written,
         "batches": count,
-        "plain": _figures(count * batch_size, count, seconds["plain"]),
-        "log": _figures(count * batch_size, count, seconds["log"]),
+        "plain": _figures(written, count, seconds["plain"]),
+        "log": _figures(written, count, seconds["log"]),
         "ratio": round(seconds["plain"] / seconds["log"], 3),
         "segments": segments,
     }
