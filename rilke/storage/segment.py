@@ -379,8 +379,12 @@ class LogSegment:
             self.max_timestamp = max_timestamp
             self.offset_of_max_timestamp = base_offset
         if self._bytes_since_last_index > self.index_interval_bytes:
-            self.offset_index.append(base_offset, position)
-            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+            index = self.offset_index
+            index.offsets.append(base_offset - self.base_offset)
+            index.positions.append(position)
+            timestamps = self.time_index.timestamps
+            if not timestamps or self.max_timestamp > timestamps[-1]:
+                self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
             self._bytes_since_last_index = size
         else:
             self._bytes_since_last_index += size
