@@ -11,7 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rilke.errors import DataDirLockedError, LogClosedError, OffsetOutOfRangeError
-from rilke.records.header import check_batch, read_header, set_base_offset, set_partition_leader_epoch
+from rilke.records.header import (
+    check_batch,
+    read_header,
+    set_base_offset,
+    set_partition_leader_epoch,
+)
 
 try:
     from rilke.storage.config import LogConfig
@@ -217,7 +222,7 @@ def install_if_missing() -> None:
     import types
 
     try:
-        import rilke.storage.config  # noqa: F401
+        import rilke.storage.config
     except ImportError:
         module = types.ModuleType("rilke.storage.config")
         module.LogConfig = LogConfig  # type: ignore[attr-defined]

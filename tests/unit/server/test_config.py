@@ -27,7 +27,11 @@ def test_flags_beat_env_beat_file_beat_defaults(tmp_path: Path) -> None:
         'listen = "127.0.0.1:1111"\ndata_dir = "from-file"\nnode_id = 3\n'
         'default_partitions = 4\n[log]\n"retention.ms" = 1000\n"segment.bytes" = "1MiB"\n',
     )
-    env = {"RILKE_LISTEN": "127.0.0.1:2222", "RILKE_DATA_DIR": "from-env", "RILKE_LOG_RETENTION_MS": "2000"}
+    env = {
+        "RILKE_LISTEN": "127.0.0.1:2222",
+        "RILKE_DATA_DIR": "from-env",
+        "RILKE_LOG_RETENTION_MS": "2000",
+    }
     config = load_config({"listen": "127.0.0.1:3333", "node_id": None}, env=env, config_file=path)
     assert config.listen == "127.0.0.1:3333"
     assert config.sources["listen"] == "--listen"
