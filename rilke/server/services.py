@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from rilke.errors import (
     InvalidRequestError,
@@ -426,8 +427,8 @@ def add_services(
     from grpc_reflection.v1alpha import reflection
 
     service = BrokerService(broker, advertised)
-    pb_grpc.add_BrokerServicer_to_server(service, server)
-    pb_grpc.add_AdminServicer_to_server(AdminService(broker), server)
+    _add_servicer(server, "Broker", service)
+    _add_servicer(server, "Admin", AdminService(broker))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (
@@ -438,3 +439,66 @@ def add_services(
     )
     reflection.enable_server_reflection(names, server)
     return service, health_servicer
+
+
+def _add_servicer(server: grpc.aio.Server, service_name: str, servicer: Any) -> None:
+    """Register ``servicer``'s methods for a service of rilke.proto, parsing requests inside
+    the handler so that bytes that are not a valid message are answered with
+    INVALID_ARGUMENT (the generated registration would answer UNKNOWN and log an error)."""
+    descriptor = pb.DESCRIPTOR.services_by_name[service_name]
+    handlers: dict[str, grpc.RpcMethodHandler] = {}
+    for method in descriptor.methods:
+        request_type = getattr(pb, method.input_type.name)
+        response_type = getattr(pb, method.output_type.name)
+        implementation = getattr(servicer, method.name)
+        if method.client_streaming and method.server_streaming:
+            handlers[method.name] = grpc.stream_stream_rpc_method_handler(
+                _parsing_stream(implementation, request_type),
+                response_serializer=response_type.SerializeToString,
+            )
+        else:
+            assert not method.client_streaming and not method.server_streaming
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                _parsing_unary(implementation, request_type),
+                response_serializer=response_type.SerializeToString,
+            )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(descriptor.full_name, handlers),)
+    )
+
+
+def _parsing_unary(implementation: Any, request_type: Any) -> Any:
+    async def handler(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            request = request_type.FromString(raw)
+        except DecodeError as e:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"not a valid {request_type.__name__}: {e}"
+            )
+        return await implementation(request, context)
+
+    return handler
+
+
+class _BadMessage(Exception):
+    pass
+
+
+def _parsing_stream(implementation: Any, request_type: Any) -> Any:
+    async def handler(
+        raw_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        async def requests() -> AsyncIterator[Any]:
+            async for raw in raw_iterator:
+                try:
+                    yield request_type.FromString(raw)
+                except DecodeError as e:
+                    raise _BadMessage(f"not a valid {request_type.__name__}: {e}") from None
+
+        try:
+            async for response in implementation(requests(), context):
+                yield response
+        except _BadMessage as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+
+    return handler

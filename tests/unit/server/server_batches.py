@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import time
+import warnings
 
-from kafka.record.default_records import DefaultRecordBatchBuilder
+with warnings.catch_warnings():
+    # kafka-python reads resources with an API Python deprecates.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
 
 def make_batch(
@@ -34,8 +38,6 @@ def make_batch(
 
 def batch_values(records: bytes) -> list[tuple[int, bytes]]:
     """(offset, value) of every record in whole batches (decoded with kafka-python)."""
-    from kafka.record.default_records import DefaultRecordBatch
-
     out = []
     pos = 0
     while pos < len(records):
