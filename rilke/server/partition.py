@@ -46,6 +46,10 @@ _MAX_COMPRESSION = 4  # Kafka's codecs: none, gzip, snappy, lz4, zstd
 # How far back from the log end producer state is rebuilt when no snapshot covers the tail.
 PRODUCER_STATE_TAIL_OFFSETS = 200_000
 _SCAN_CHUNK_BYTES = 1 << 20
+# How long a flush waits for more appends to share its fsync. Measured (16 KB requests,
+# flush.messages=1, acks=-1, 16 in flight): 1 ms raised throughput from ~0.7-0.9k to ~2.9-4.7k
+# requests/s over flushing on the next loop turn.
+GROUP_COMMIT_WINDOW_S = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,10 +147,10 @@ def validate_batches(records: bytes, max_message_bytes: int) -> list[BatchHeader
 class LocalPartition:
     """A partition on this node only: the high watermark is the log end offset.
 
-    acks=-1 (and acks=1 when the topic flushes every message) is acknowledged once flushed
-    when the topic's ``flush.messages`` is 1; fsyncs are shared by every append that arrived
-    before the flush ran (group commit), and the flush runs on the loop, once per loop turn at
-    most. Other ``flush.messages`` values and ``flush.ms`` flush in the background.
+    When the topic's ``flush.messages`` is 1, acks=1 and acks=-1 are acknowledged once flushed;
+    fsyncs are shared by every append that arrives within GROUP_COMMIT_WINDOW_S of the first
+    unflushed one (group commit); the flush runs on the loop. Other ``flush.messages`` values
+    flush in the background after that many messages, ``flush.ms`` at maintenance.
     """
 
     def __init__(
@@ -233,8 +237,8 @@ class LocalPartition:
     def _schedule_flush(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            # call_soon: appends handled in this loop turn share the one fsync.
-            loop.call_soon(self._group_flush)
+            # Appends that arrive within the window share the one fsync (group commit).
+            loop.call_later(GROUP_COMMIT_WINDOW_S, self._group_flush)
 
     def _group_flush(self) -> None:
         self._flush_scheduled = False
