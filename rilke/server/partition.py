@@ -175,6 +175,7 @@ class LocalPartition:
         self._flush_scheduled = False
         self._unflushed_messages = 0
         self._closed = False
+        self._snapshot_offset = -1  # the log end offset of the last snapshot written
         self._config = config
         self.update_config(config)
         self._rebuild_producer_state()
@@ -345,6 +346,7 @@ class LocalPartition:
             if not self._log.log_start_offset <= offset <= self._log.log_end_offset:
                 return None
             self._producers.load(document["producers"])
+            self._snapshot_offset = offset
             return offset
         except FileNotFoundError:
             return None
@@ -360,11 +362,13 @@ class LocalPartition:
         """
         if self._state_path is None or self._closed:
             return
-        if self._log.flushed_offset < self._log.log_end_offset:
+        end = self._log.log_end_offset
+        if self._log.flushed_offset < end or end == self._snapshot_offset:
             return
         document = {"offset": self._log.log_end_offset, "producers": self._producers.dump()}
         self._state_path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(self._state_path, json.dumps(document).encode())
+        self._snapshot_offset = end
 
     def close(self) -> None:
         """Flush, snapshot producer state and fail anything still waiting. The log itself is
