@@ -224,6 +224,10 @@ def _decode_records_unchecked(
         if b < 0x80:
             length = (b >> 1) ^ -(b & 1)
             pos += 1
+        elif data[pos + 1] < 0x80:
+            b = (b & 0x7F) | (data[pos + 1] << 7)
+            length = (b >> 1) ^ -(b & 1)
+            pos += 2
         else:
             length, pos = dv(data, pos, MAX_VARINT_BYTES)
         rec_end = pos + length
@@ -236,12 +240,20 @@ def _decode_records_unchecked(
         if b < 0x80:
             ts_delta = (b >> 1) ^ -(b & 1)
             pos += 1
+        elif data[pos + 1] < 0x80:
+            b = (b & 0x7F) | (data[pos + 1] << 7)
+            ts_delta = (b >> 1) ^ -(b & 1)
+            pos += 2
         else:
             ts_delta, pos = dv(data, pos, MAX_VARLONG_BYTES)
         b = data[pos]
         if b < 0x80:
             delta = (b >> 1) ^ -(b & 1)
             pos += 1
+        elif data[pos + 1] < 0x80:
+            b = (b & 0x7F) | (data[pos + 1] << 7)
+            delta = (b >> 1) ^ -(b & 1)
+            pos += 2
         else:
             delta, pos = dv(data, pos, MAX_VARINT_BYTES)
         if delta <= prev_delta or delta > last_delta:
@@ -254,6 +266,10 @@ def _decode_records_unchecked(
         if b < 0x80:
             n = (b >> 1) ^ -(b & 1)
             pos += 1
+        elif data[pos + 1] < 0x80:
+            b = (b & 0x7F) | (data[pos + 1] << 7)
+            n = (b >> 1) ^ -(b & 1)
+            pos += 2
         else:
             n, pos = dv(data, pos, MAX_VARINT_BYTES)
         if n < 0:
@@ -270,6 +286,10 @@ def _decode_records_unchecked(
         if b < 0x80:
             n = (b >> 1) ^ -(b & 1)
             pos += 1
+        elif data[pos + 1] < 0x80:
+            b = (b & 0x7F) | (data[pos + 1] << 7)
+            n = (b >> 1) ^ -(b & 1)
+            pos += 2
         else:
             n, pos = dv(data, pos, MAX_VARINT_BYTES)
         if n < 0:

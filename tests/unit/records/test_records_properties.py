@@ -179,3 +179,22 @@ def test_garbage_raises_only_records_errors(garbage: bytes) -> None:
             list(read_records(garbage, check_crc=check_crc))
         except RecordsError:
             pass
+
+
+def test_every_prefix_of_fixed_batches_fails_cleanly() -> None:
+    for codec in CODECS:
+        b = BatchBuilder(compression=codec)
+        for i in range(5):
+            b.append(b"k%d" % i, b"value" * i, [("h", None)] if i % 2 else None, 1000 + i)
+        raw = b.build()
+        for cut in range(1, len(raw)):
+            for check_crc in (True, False):
+                seen = []
+                try:
+                    for r in read_records(raw[:cut], check_crc=check_crc):
+                        seen.append(r)
+                except CorruptRecordError:
+                    pass
+                else:
+                    raise AssertionError(f"{codec.name}: a {cut}-byte prefix was accepted")
+                assert seen == []
