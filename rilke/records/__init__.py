@@ -23,6 +23,7 @@ from rilke.errors import (
 from rilke.records.builder import (
     MAX_RECORD_OVERHEAD,
     BatchBuilder,
+    BytesLike,
     ControlType,
     Header,
     build_control_batch,
@@ -77,6 +78,7 @@ __all__ = [
     "Batch",
     "BatchBuilder",
     "BatchHeader",
+    "BytesLike",
     "Compression",
     "ControlType",
     "CorruptRecordError",

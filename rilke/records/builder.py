@@ -55,7 +55,12 @@ from rilke.records.varint import (
 )
 
 Header = tuple[str, bytes | None]
-"""A record header: a string key and a nullable bytes value."""
+"""A record header: a string key and a nullable bytes value (as the reader returns it)."""
+
+BytesLike = bytes | bytearray | memoryview
+"""What the builder accepts for keys, values and header values (it copies them)."""
+
+HeaderIn = tuple[str, BytesLike | None]
 
 # Most bytes of a record that are not key, value or headers: length (5) + attributes (1) +
 # timestamp delta (10) + offset delta (5), as Kafka's MAX_RECORD_OVERHEAD.
@@ -104,7 +109,7 @@ def end_txn_marker_value(coordinator_epoch: int, version: int = 0) -> bytes:
 
 
 def record_size_upper_bound(
-    key: bytes | None, value: bytes | None, headers: Sequence[Header] | None = None
+    key: BytesLike | None, value: BytesLike | None, headers: Sequence[HeaderIn] | None = None
 ) -> int:
     """An upper bound on the bytes one record adds to a batch's (uncompressed) records section.
 
@@ -129,7 +134,7 @@ def _check_timestamp(timestamp_ms: int, highest: int = INT64_MAX) -> None:
         raise ValueError(f"timestamp {timestamp_ms} out of range")
 
 
-def _encode_headers(headers: Sequence[Header]) -> bytes:
+def _encode_headers(headers: Sequence[HeaderIn]) -> bytes:
     n = len(headers)
     parts: list[bytes] = [encode_varint(n)]
     append = parts.append
@@ -279,9 +284,9 @@ class BatchBuilder:
 
     def append(
         self,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Sequence[Header] | None,
+        key: BytesLike | None,
+        value: BytesLike | None,
+        headers: Sequence[HeaderIn] | None,
         timestamp_ms: int,
     ) -> int:
         """Append one record at the next offset; returns the batch's size so far (uncompressed).
@@ -300,9 +305,9 @@ class BatchBuilder:
     def append_at(
         self,
         offset: int,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Sequence[Header] | None,
+        key: BytesLike | None,
+        value: BytesLike | None,
+        headers: Sequence[HeaderIn] | None,
         timestamp_ms: int,
     ) -> int:
         """Append one record at an explicit ``offset``; returns the batch's size so far.
@@ -323,9 +328,9 @@ class BatchBuilder:
     def _append(
         self,
         delta: int,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Sequence[Header] | None,
+        key: BytesLike | None,
+        value: BytesLike | None,
+        headers: Sequence[HeaderIn] | None,
         timestamp_ms: int,
     ) -> int:
         # Everything is encoded before any field changes, so an error leaves the batch as it was.
@@ -433,7 +438,7 @@ class BatchBuilder:
 
 def build_control_batch(
     control_type: int,
-    value: bytes | None = b"",
+    value: BytesLike | None = b"",
     *,
     timestamp_ms: int,
     base_offset: int = 0,

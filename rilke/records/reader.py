@@ -205,9 +205,10 @@ def _decode_records(header: BatchHeader, data: bytes, start: int, end: int) -> l
 def _decode_records_unchecked(
     header: BatchHeader, data: bytes, start: int, end: int
 ) -> list[Record]:
-    # The hot loop of every consumer: varints whose first byte ends them (almost all lengths
-    # and deltas) are decoded inline; longer ones go through decode_varint. Every length is
-    # checked against the record's end before it is used, so nothing reads into the next record.
+    # The hot loop of every consumer: one- and two-byte varints (almost all lengths and deltas)
+    # are decoded inline; longer ones go through decode_varint. Every key, value and header
+    # length is checked against the record's end before it is sliced, and each record must end
+    # exactly where its length says, so no field can take bytes of the next record.
     count = header.records_count
     base_offset = header.base_offset
     base_ts = header.base_timestamp
