@@ -9,7 +9,9 @@ from kafka.record.default_records import DefaultRecordBatch
 
 from rilke.errors import CorruptRecordError, RecordsError
 from rilke.records import (
+    CREATE_TIME,
     HEADER_SIZE,
+    LOG_APPEND_TIME,
     BatchBuilder,
     Compression,
     check_batch,
@@ -32,18 +34,27 @@ def batches(draw: st.DrawFn) -> tuple[bytes, list[tuple[object, ...]], Compressi
     codec = draw(st.sampled_from(CODECS))
     rows = draw(records)
     base_offset = draw(st.integers(min_value=0, max_value=2**62))
+    producer_id = draw(st.integers(min_value=-1, max_value=2**63 - 1))
+    timestamp_type = draw(st.sampled_from([CREATE_TIME, LOG_APPEND_TIME]))
     b = BatchBuilder(
         compression=codec,
         base_offset=base_offset,
         partition_leader_epoch=draw(st.integers(min_value=-1, max_value=2**31 - 1)),
-        producer_id=draw(st.integers(min_value=-1, max_value=2**63 - 1)),
+        producer_id=producer_id,
         producer_epoch=draw(st.integers(min_value=-1, max_value=2**15 - 1)),
         base_sequence=draw(st.integers(min_value=-1, max_value=2**31 - 1)),
+        is_transactional=producer_id >= 0 and draw(st.booleans()),
+        is_control=draw(st.booleans()),
+        timestamp_type=timestamp_type,
     )
     expected = []
     for i, (key, value, hs, ts) in enumerate(rows):
         b.append(key, value, hs, ts)
         expected.append((base_offset + i, ts, key, value, tuple(hs)))
+    if timestamp_type == LOG_APPEND_TIME:
+        # Readers give every record of a LOG_APPEND_TIME batch the batch's max timestamp.
+        max_ts = b.max_timestamp
+        expected = [(e[0], max_ts, *e[2:]) for e in expected]
     return b.build(), expected, codec
 
 
@@ -57,11 +68,15 @@ def test_round_trip(case: tuple[bytes, list[tuple[object, ...]], Compression]) -
     assert got == expected
     if expected:
         assert header.max_timestamp == max(e[1] for e in expected)  # type: ignore[type-var]
-    # and kafka-python reads the same
+    # and kafka-python reads the same (its ControlRecord insists on a 4-byte control key)
     kbatch = DefaultRecordBatch(data)
     assert kbatch.validate_crc()
-    theirs = [(r.offset, r.timestamp, r.key, r.value, tuple(r.headers)) for r in kbatch]
-    assert theirs == expected
+    assert kbatch.is_transactional == header.is_transactional
+    assert kbatch.is_control_batch == header.is_control
+    assert kbatch.timestamp_type == header.timestamp_type
+    if not header.is_control:
+        theirs = [(r.offset, r.timestamp, r.key, r.value, tuple(r.headers)) for r in kbatch]
+        assert theirs == expected
 
 
 @settings(max_examples=30)
