@@ -10,7 +10,10 @@ The codec ids are the values of the batch attributes' low three bits, as in Kafk
   LZ4 frame is accepted on read (kafka-python stores the content size, for example).
 - zstd: a zstd frame, through the optional ``zstandard`` package. Without it, both directions
   raise :class:`UnsupportedCompressionError`.
-- snappy is not supported (Kafka's xerial framing would need python-snappy or cramjam).
+- snappy: Kafka's (Java's xerial snappy-java) framing: a 16-byte header, then blocks of a
+  big-endian int32 length and a raw snappy block of at most 32 KiB of input; through the
+  optional ``cramjam`` package. A stream without the xerial header is read as one raw block,
+  as snappy-java and kafka-python do.
 
 Decompression is bounded: it stops as soon as the output would exceed ``max_bytes`` and raises
 :class:`DecompressedTooLargeError`, so a small hostile batch cannot make us allocate gigabytes.
@@ -22,6 +25,7 @@ Sans-I/O; thread-safe (no shared state besides immutable module constants).
 from __future__ import annotations
 
 import enum
+import struct
 import zlib
 from typing import Any
 
@@ -39,6 +43,12 @@ try:  # zstd is optional: `pip install zstandard` (the `zstd` extra) enables it.
 except ImportError:  # pragma: no cover - exercised only where zstandard is absent
     _zstd_mod = None
 
+_cramjam: Any
+try:  # snappy is optional: `pip install cramjam` (the `snappy` extra) enables it.
+    import cramjam as _cramjam
+except ImportError:  # pragma: no cover - exercised only where cramjam is absent
+    _cramjam = None
+
 DEFAULT_MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
 GZIP_LEVEL = 6  # zlib's default, and Kafka's (gzip level -1)
 LZ4_LEVEL = 0  # lz4's default fast mode, as Kafka's default
@@ -46,6 +56,12 @@ ZSTD_LEVEL = 3  # zstd's default, as Kafka's
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS  # gzip header and trailer, not raw or zlib
 _LZ4_BLOCK_SIZE = lz4.frame.BLOCKSIZE_MAX64KB
+
+# snappy-java's stream header: marker -126, "SNAPPY", NUL, version 1, minimum compatible 1.
+_XERIAL_MAGIC = b"\x82SNAPPY\x00"
+_XERIAL_HEADER = _XERIAL_MAGIC + struct.pack(">ii", 1, 1)
+_XERIAL_BLOCK_SIZE = 32 * 1024  # snappy-java's default, what Kafka's producer writes
+_BLOCK_LENGTH = struct.Struct(">i")
 
 
 class Compression(enum.IntEnum):
@@ -78,7 +94,9 @@ def is_supported(codec: int) -> bool:
     """Whether this build can compress and decompress ``codec``."""
     if codec in (Compression.NONE, Compression.GZIP, Compression.LZ4):
         return True
-    return codec == Compression.ZSTD and _zstd_mod is not None
+    if codec == Compression.ZSTD:
+        return _zstd_mod is not None
+    return codec == Compression.SNAPPY and _cramjam is not None
 
 
 def supported_codecs() -> tuple[Compression, ...]:
@@ -92,7 +110,9 @@ def _unsupported(codec: int) -> UnsupportedCompressionError:
             "zstd compression needs the 'zstandard' package (pip install zstandard)"
         )
     if codec == Compression.SNAPPY:
-        return UnsupportedCompressionError("snappy compression is not supported by Rilke")
+        return UnsupportedCompressionError(
+            "snappy compression needs the 'cramjam' package (pip install cramjam)"
+        )
     return UnsupportedCompressionError(f"unknown compression codec id {codec}")
 
 
@@ -121,6 +141,8 @@ def compress(codec: int, data: bytes | bytearray | memoryview) -> bytes:
     if codec == Compression.ZSTD and _zstd_mod is not None:
         zout: bytes = _zstd_mod.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
         return zout
+    if codec == Compression.SNAPPY and _cramjam is not None:
+        return _snappy_compress(data)
     raise _unsupported(codec)
 
 
@@ -149,6 +171,8 @@ def decompress(
         return _gzip_decompress(data, max_bytes)
     if codec == Compression.ZSTD and _zstd_mod is not None:
         return _zstd_decompress(data, max_bytes)
+    if codec == Compression.SNAPPY and _cramjam is not None:
+        return _snappy_decompress(data, max_bytes)
     raise _unsupported(codec)
 
 
@@ -233,4 +257,52 @@ def _zstd_decompress(data: bytes | bytearray | memoryview, max_bytes: int) -> by
                 raise CorruptRecordError("truncated zstd frame")
     except _zstd_mod.ZstdError as exc:
         raise CorruptRecordError(f"corrupt zstd data: {exc}") from None
+    return b"".join(parts)
+
+
+def _snappy_compress(data: bytes | bytearray | memoryview) -> bytes:
+    view = memoryview(data).cast("B")
+    parts: list[bytes] = [_XERIAL_HEADER]
+    for start in range(0, len(view), _XERIAL_BLOCK_SIZE):
+        block = bytes(_cramjam.snappy.compress_raw(view[start : start + _XERIAL_BLOCK_SIZE]))
+        parts.append(_BLOCK_LENGTH.pack(len(block)))
+        parts.append(block)
+    return b"".join(parts)
+
+
+def _snappy_block(block: bytes | memoryview, budget: int, max_bytes: int) -> bytes:
+    # A raw snappy block starts with its uncompressed length: check it before inflating.
+    size = int(_cramjam.snappy.decompress_raw_len(block))
+    if size > budget:
+        raise _too_large(max_bytes)
+    out = bytes(_cramjam.snappy.decompress_raw(block))
+    if len(out) != size:  # pragma: no cover - cramjam enforces the declared length
+        raise CorruptRecordError("snappy block length disagrees with its header")
+    return out
+
+
+def _snappy_decompress(data: bytes | bytearray | memoryview, max_bytes: int) -> bytes:
+    view = memoryview(data).cast("B")
+    try:
+        if bytes(view[:8]) != _XERIAL_MAGIC:
+            return _snappy_block(view, max_bytes, max_bytes)
+        if len(view) < len(_XERIAL_HEADER):
+            raise CorruptRecordError("truncated snappy stream header")
+        parts: list[bytes] = []
+        produced = 0
+        pos = len(_XERIAL_HEADER)
+        end = len(view)
+        while pos < end:
+            if end - pos < 4:
+                raise CorruptRecordError("truncated snappy block length")
+            (length,) = _BLOCK_LENGTH.unpack_from(view, pos)
+            pos += 4
+            if length < 0 or length > end - pos:
+                raise CorruptRecordError(f"snappy block length {length} does not fit the data")
+            chunk = _snappy_block(view[pos : pos + length], max_bytes - produced, max_bytes)
+            produced += len(chunk)
+            parts.append(chunk)
+            pos += length
+    except _cramjam.DecompressionError as exc:
+        raise CorruptRecordError(f"corrupt snappy data: {exc}") from None
     return b"".join(parts)

@@ -74,7 +74,8 @@ def test_round_trip(case: tuple[bytes, list[tuple[object, ...]], Compression]) -
     assert kbatch.is_transactional == header.is_transactional
     assert kbatch.is_control_batch == header.is_control
     assert kbatch.timestamp_type == header.timestamp_type
-    if not header.is_control:
+    # kafka-python reads a header-only snappy stream (an empty batch) as a raw block and fails.
+    if not header.is_control and not (codec == Compression.SNAPPY and not expected):
         theirs = [(r.offset, r.timestamp, r.key, r.value, tuple(r.headers)) for r in kbatch]
         assert theirs == expected
 
