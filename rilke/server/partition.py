@@ -287,10 +287,12 @@ class LocalPartition:
         return PartitionOffsets(self._log.log_start_offset, end, end)
 
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
-        return self._log.offset_for_timestamp(timestamp_ms)
+        found: tuple[int, int] | None = self._log.offset_for_timestamp(timestamp_ms)
+        return found
 
     def size_bytes(self) -> int:
-        return self._log.size_bytes()
+        size: int = self._log.size_bytes()
+        return size
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         key = self._next_subscriber
