@@ -104,6 +104,7 @@ class BrokerServer:
         except BaseException:
             if self.broker is not None:
                 self.broker.close()
+                self.broker = None
             else:
                 manager.close()
             raise
