@@ -128,7 +128,9 @@ def test_long_poll_wakes_on_append(broker: BrokerProcess) -> None:
             partitions=[pb.FetchPartition(topic="t", partition=0, fetch_offset=0)],
         )
         future = stubs.broker.Fetch.future(request, timeout=TIMEOUT + 30)
-        # the poll has not been answered: there is nothing to read
+        # a call answered on the same connection after the poll was sent: the poll has arrived
+        stubs.admin.ListTopics(pb.ListTopicsRequest(), timeout=TIMEOUT)
+        # and it has not been answered: there is nothing to read
         assert not future.done()
         stubs.produce(make_batch([b"wake"]))
         response = future.result(timeout=TIMEOUT)
@@ -168,8 +170,24 @@ def test_sigterm_shuts_down_cleanly(broker_factory: BrokerFactory, tmp_path: Pat
         stubs.produce(make_batch([b"x"]))
     finally:
         stubs.close()
-    assert broker.proc is not None
-    broker.proc.send_signal(signal.SIGTERM)
+    # a long poll in flight at shutdown is answered, not dropped
+    stubs = Stubs(broker)
+    try:
+        request = pb.FetchRequest(
+            max_wait_ms=60_000,
+            min_bytes=1_000_000,
+            partitions=[pb.FetchPartition(topic="t", partition=0, fetch_offset=0)],
+        )
+        poll = stubs.broker.Fetch.future(request, timeout=TIMEOUT + 60)
+        # a call answered on the same connection after the poll was sent: the poll has arrived
+        stubs.admin.ListTopics(pb.ListTopicsRequest(), timeout=TIMEOUT)
+        assert not poll.done()
+        assert broker.proc is not None
+        broker.proc.send_signal(signal.SIGTERM)
+        answered = poll.result(timeout=TIMEOUT)
+        assert batch_values(answered.partitions[0].records) == [(0, b"x")]
+    finally:
+        stubs.close()
     assert broker.wait(TIMEOUT) == 0
     assert (tmp_path / "data" / ".clean-shutdown").exists()
     assert "shut down cleanly" in broker.log_text()
