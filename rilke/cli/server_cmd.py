@@ -24,16 +24,23 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--data-dir", help="where partitions live (RILKE_DATA_DIR; ./rilke-data)")
+    parser.add_argument(
+        "--data-dir", metavar="DIR", help="where partitions live (RILKE_DATA_DIR; ./rilke-data)"
+    )
     parser.add_argument(
         "--listen",
+        metavar="HOST:PORT",
         help="HOST:PORT to serve gRPC on; port 0 picks one (RILKE_LISTEN; 127.0.0.1:9292)",
     )
     parser.add_argument(
-        "--advertised-listen", help="HOST:PORT clients are told to use (default: --listen)"
+        "--advertised-listen",
+        metavar="HOST:PORT",
+        help="HOST:PORT clients are told to use (default: --listen)",
     )
-    parser.add_argument("--config", type=Path, help="TOML config file (RILKE_CONFIG)")
-    parser.add_argument("--node-id", help="this broker's node id (RILKE_NODE_ID; 0)")
+    parser.add_argument(
+        "--config", metavar="FILE", type=Path, help="TOML config file (RILKE_CONFIG)"
+    )
+    parser.add_argument("--node-id", metavar="N", help="this broker's node id (RILKE_NODE_ID; 0)")
     parser.add_argument(
         "--auto-create-topics",
         choices=["true", "false"],
@@ -41,15 +48,22 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--default-partitions",
+        metavar="N",
         help="partitions of auto-created topics (RILKE_DEFAULT_PARTITIONS; 1)",
     )
     parser.add_argument(
-        "--max-request-bytes", help="largest produce request, e.g. 100MiB (RILKE_MAX_REQUEST_BYTES)"
+        "--max-request-bytes",
+        metavar="SIZE",
+        help="largest produce request, e.g. 100MiB (RILKE_MAX_REQUEST_BYTES)",
     )
     parser.add_argument(
-        "--maintenance-interval-ms", help="retention/compaction/flush period (default 5000)"
+        "--maintenance-interval-ms",
+        metavar="MS",
+        help="retention/compaction/flush period (default 5000)",
     )
-    parser.add_argument("--port-file", help="write the bound port to this file once listening")
+    parser.add_argument(
+        "--port-file", metavar="FILE", help="write the bound port to this file once listening"
+    )
     parser.add_argument(
         "--log-config",
         action="append",
