@@ -329,3 +329,40 @@ def test_unparseable_stream_message_is_invalid_argument(broker: InProcessBroker)
     with pytest.raises(grpc.RpcError) as info:
         list(call(iter([good, b"\xff\xff\xff"]), timeout=TIMEOUT))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_stream_answers_acks_0_requests_too(broker: InProcessBroker) -> None:
+    requests = [
+        pb.ProduceRequest(
+            acks=0,
+            correlation_id=i,
+            partitions=[
+                pb.ProducePartitionData(topic="t", partition=0, records=make_batch([b"z"]))
+            ],
+        )
+        for i in range(3)
+    ]
+    responses = list(broker.broker.ProduceStream(iter(requests), timeout=TIMEOUT))
+    assert [r.correlation_id for r in responses] == [0, 1, 2]
+    assert end_offset(broker) == 3
+
+
+def test_maintenance_runs_periodically(tmp_path: Path) -> None:
+    with running_broker(tmp_path, maintenance_interval_ms=20) as b:
+        deadline = time.monotonic() + TIMEOUT
+        while b.managers[0].maintenance_runs < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert b.managers[0].maintenance_runs >= 2
+
+
+def test_shutdown_flushes_and_closes_storage(tmp_path: Path) -> None:
+    b = InProcessBroker(tmp_path)
+    try:
+        create(b, "t")
+        produce(b, make_batch([b"x"]))
+    finally:
+        b.stop()
+    manager = b.managers[0]
+    assert manager.closed
+    assert manager.logs[("t", 0)].flushed_offset == 1
+    assert (tmp_path / "producer-state" / "t-0.json").exists()
