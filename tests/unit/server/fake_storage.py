@@ -6,7 +6,6 @@ assigned on append, reads bounded by max_offset, flush counting (to see group co
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,61 +16,7 @@ from rilke.records.header import (
     set_base_offset,
     set_partition_leader_epoch,
 )
-
-try:
-    from rilke.storage.config import LogConfig
-except ImportError:  # storage has not landed yet: a minimal LogConfig with the same names
-
-    @dataclass(frozen=True)
-    class LogConfig:  # type: ignore[no-redef]
-        segment_bytes: int = 1 << 30
-        segment_ms: int = 7 * 24 * 3600 * 1000
-        index_interval_bytes: int = 4096
-        segment_index_bytes: int = 10 << 20
-        retention_ms: int = 7 * 24 * 3600 * 1000
-        retention_bytes: int = -1
-        cleanup_policy: str = "delete"
-        delete_retention_ms: int = 24 * 3600 * 1000
-        max_message_bytes: int = 1048588
-        message_timestamp_type: str = "CreateTime"
-        flush_messages: int | None = None
-        flush_ms: int | None = None
-
-        def __post_init__(self) -> None:
-            from rilke.errors import InvalidConfigError
-
-            if self.segment_bytes < 61:
-                raise InvalidConfigError("segment.bytes: must be >= 61")
-            if self.cleanup_policy not in ("delete", "compact", "compact,delete"):
-                raise InvalidConfigError("cleanup.policy: bad value")
-            if self.message_timestamp_type not in ("CreateTime", "LogAppendTime"):
-                raise InvalidConfigError("message.timestamp.type: bad value")
-            if self.flush_messages is not None and self.flush_messages < 1:
-                raise InvalidConfigError("flush.messages: must be >= 1")
-
-        @classmethod
-        def from_topic_configs(cls, configs, base=None):  # type: ignore[no-untyped-def]
-            from rilke.errors import InvalidConfigError
-
-            changes = {}
-            for key, value in configs.items():
-                name = key.replace(".", "_")
-                if name not in {f.name for f in dataclasses.fields(cls)}:
-                    continue
-                if name in ("cleanup_policy", "message_timestamp_type"):
-                    changes[name] = value
-                    continue
-                try:
-                    changes[name] = int(value)
-                except ValueError:
-                    raise InvalidConfigError(f"{key}: {value!r} is not an integer") from None
-            return dataclasses.replace(base or cls(), **changes)
-
-        def to_topic_configs(self):  # type: ignore[no-untyped-def]
-            return {
-                f.name.replace("_", "."): str(getattr(self, f.name))
-                for f in dataclasses.fields(self)
-            }
+from rilke.storage.config import LogConfig
 
 
 @dataclass(frozen=True)
@@ -214,24 +159,3 @@ class FakeLogManager:
             log.close()
         self.closed = True
         _LOCKED.discard(self.data_dir)
-
-
-def install_if_missing() -> None:
-    """Make `rilke.storage.config` and `rilke.storage.log` importable before storage lands."""
-    import sys
-    import types
-
-    try:
-        import rilke.storage.config
-    except ImportError:
-        module = types.ModuleType("rilke.storage.config")
-        module.LogConfig = LogConfig  # type: ignore[attr-defined]
-        sys.modules["rilke.storage.config"] = module
-    try:
-        import rilke.storage.log  # noqa: F401
-    except ImportError:
-        module = types.ModuleType("rilke.storage.log")
-        module.PartitionLog = FakeLog  # type: ignore[attr-defined]
-        module.AppendInfo = AppendInfo  # type: ignore[attr-defined]
-        module.ReadResult = ReadResult  # type: ignore[attr-defined]
-        sys.modules["rilke.storage.log"] = module
