@@ -207,9 +207,17 @@ class LocalPartition:
         future: asyncio.Future[AppendResult] = loop.create_future()
         duplicate = self._producers.check(headers)
         if duplicate is not None:
-            future.set_result(
-                AppendResult(duplicate, -1, -1, self._log.log_start_offset, duplicate=True)
-            )
+            result = AppendResult(duplicate, -1, -1, self._log.log_start_offset, duplicate=True)
+            if (
+                self._flush_messages == 1
+                and acks != ACKS_NONE
+                and self._log.flushed_offset <= duplicate
+            ):
+                # The original may still be waiting for its fsync: so does its retry.
+                self._flush_waiters.append((self._log.log_end_offset, future, result))
+                self._schedule_flush(loop)
+            else:
+                future.set_result(result)
             return future
         info = self._log.append(
             records, assign_offsets=True, leader_epoch=self.leader_epoch, now_ms=self._clock_ms()

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 from fake_storage import FakeLog
-from rilke.storage.config import LogConfig
 from server_batches import batch_values, make_batch
 
 from rilke.errors import (
@@ -15,6 +14,7 @@ from rilke.errors import (
     RecordTooLargeError,
 )
 from rilke.server.partition import LocalPartition
+from rilke.storage.config import LogConfig
 
 
 def make_partition(
@@ -162,3 +162,16 @@ def test_config_update_keeps_flush_messages_out_of_storage(tmp_path: Path) -> No
     part.update_config(dataclasses.replace(LogConfig(), flush_messages=1, retention_ms=5))
     assert log.config.flush_messages is None
     assert log.config.retention_ms == 5
+
+
+def test_a_retry_of_an_unflushed_batch_waits_for_the_flush(tmp_path: Path) -> None:
+    async def main() -> None:
+        part, log = make_partition(tmp_path, LogConfig(flush_messages=1))
+        batch = make_batch([b"a"], producer_id=5, producer_epoch=0, base_sequence=0)
+        first = part.append(batch, -1)
+        retry = part.append(batch, -1)
+        assert not retry.done()
+        assert (await retry).base_offset == (await first).base_offset == 0
+        assert log.flushed_offset == 1
+
+    asyncio.run(main())
