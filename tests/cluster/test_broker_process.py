@@ -310,3 +310,27 @@ def test_kill_9_during_acks_all_loses_no_acknowledged_record(
             assert sorted(stored[p]) == list(range(len(stored[p])))
     finally:
         stubs.close()
+
+
+def test_settings_from_a_config_file_and_the_environment(
+    broker_factory: BrokerFactory, tmp_path: Path
+) -> None:
+    config = tmp_path / "rilke.toml"
+    config.write_text(
+        'auto_create_topics = true\ndefault_partitions = 2\n[log]\n"retention.ms" = 1234\n'
+    )
+    broker = broker_factory(
+        tmp_path / "data", "--config", str(config), env={"RILKE_DEFAULT_PARTITIONS": "3"}
+    )
+    stubs = Stubs(broker)
+    try:
+        assert stubs.produce(make_batch([b"x"]), topic="auto").error.code == 0
+        meta = stubs.broker.Metadata(pb.MetadataRequest(topics=["auto"]), timeout=TIMEOUT)
+        assert len(meta.topics[0].partitions) == 3  # the environment beats the file
+        configs = stubs.admin.DescribeConfigs(
+            pb.DescribeConfigsRequest(topics=["auto"], include_defaults=True), timeout=TIMEOUT
+        )
+        values = {e.name: e.value for e in configs.results[0].entries}
+        assert values["retention.ms"] == "1234"
+    finally:
+        stubs.close()
