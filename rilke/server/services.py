@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError
 from rilke.errors import (
     InvalidRequestError,
     MessageSizeTooLargeError,
+    OffsetOutOfRangeError,
     RequestTimedOutError,
     RilkeError,
 )
@@ -194,6 +195,11 @@ class BrokerService(pb_grpc.BrokerServicer):
             except Exception as e:
                 out.error.CopyFrom(to_error(e))
                 out.high_watermark = out.last_stable_offset = out.log_start_offset = -1
+                if isinstance(e, OffsetOutOfRangeError):
+                    # The valid range, so that the consumer can reset without another call.
+                    offsets = partition.offsets()
+                    out.high_watermark = out.last_stable_offset = offsets.high_watermark
+                    out.log_start_offset = offsets.log_start_offset
                 failed = True
                 continue
             out.records = data.records

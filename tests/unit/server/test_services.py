@@ -177,7 +177,9 @@ def test_bad_produce_input_is_refused_and_nothing_written(broker: InProcessBroke
     assert produce(broker, good, acks=5).error.code == errors.InvalidRequestError.code
     assert end_offset(broker) == 0
     assert fetch(broker, -1).error.code == errors.OffsetOutOfRangeError.code
-    assert fetch(broker, 99).error.code == errors.OffsetOutOfRangeError.code
+    out_of_range = fetch(broker, 99)
+    assert out_of_range.error.code == errors.OffsetOutOfRangeError.code
+    assert (out_of_range.log_start_offset, out_of_range.high_watermark) == (0, 0)
     assert fetch(broker, 0, topic="nope").error.code == errors.UnknownTopicOrPartitionError.code
 
 
