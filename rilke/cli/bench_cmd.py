@@ -6,7 +6,11 @@ import argparse
 import importlib
 from typing import Any
 
-_BENCH_MODULES: tuple[str, ...] = ("rilke.bench.storage",)
+_BENCH_MODULES: tuple[str, ...] = (
+    "rilke.bench.codec",
+    "rilke.bench.produce_path",
+    "rilke.bench.storage",
+)
 
 
 def register(subparsers: Any) -> None:
