@@ -39,13 +39,14 @@ from rilke.errors import (
 )
 from rilke.records.header import (
     ATTRIBUTES_POS,
-    CONTROL_MASK,
+    COMPRESSION_MASK,
     CRC_POS,
     CRC_START,
     HEADER_SIZE,
     LEADER_EPOCH_POS,
     LOG_OVERHEAD,
     MAGIC,
+    MAX_COMPRESSION_ID,
     TIMESTAMP_TYPE_MASK,
     check_batch,
     set_base_offset,
@@ -334,7 +335,7 @@ class PartitionLog:
                     or delta < 0
                     or count < 0
                     or count > delta + 1
-                    or (count == 0 and delta != 0 and not attributes & CONTROL_MASK)
+                    or attributes & COMPRESSION_MASK > MAX_COMPRESSION_ID
                     or crc32c(view[CRC_START:]) != crc
                 ):
                     return self._append_many(view, assign_offsets, leader_epoch, now_ms)
@@ -425,7 +426,7 @@ class PartitionLog:
                 or delta < 0
                 or count < 0
                 or count > delta + 1
-                or (count == 0 and delta != 0 and not attributes & CONTROL_MASK)
+                or attributes & COMPRESSION_MASK > MAX_COMPRESSION_ID
                 or crc32c(view[position + CRC_START : end]) != crc
             ):
                 _refuse(view, position)
