@@ -115,10 +115,10 @@ class LogManager:
             os.close(self._lock_fd)
             raise
         log.info(
-            "opened %d partition log(s) in %s (%s shutdown)",
+            "opened %d partition log(s) in %s (%s)",
             len(self._logs),
             self.data_dir,
-            "clean" if self.had_clean_shutdown else "unclean",
+            "after a clean shutdown" if self.had_clean_shutdown else "no clean-shutdown marker",
         )
 
     def get(self, topic: str, partition: int) -> PartitionLog | None:
