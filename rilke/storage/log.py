@@ -9,9 +9,13 @@ Durability: ``append`` writes to the page cache; ``flush`` fsyncs. The flush pol
 config (``flush_messages``, ``flush_ms``, or neither: leave durability to replication) decides
 when ``append`` flushes by itself. ``flushed_offset`` is the recovery point: every offset below
 it is on disk. ``flush(up_to_offset)`` does nothing when already flushed past the offset, so
-appenders that each ask for their own offset share one fsync (group commit). Rolling a segment
-and truncating fsync; the recovery point is written to a checkpoint file (atomically) on roll,
-truncation, ``checkpoint()`` and close.
+appenders that each ask for their own offset share one fsync (group commit). Rolling does not
+fsync: the rolled segment is fsynced by the next ``flush`` or ``flush_rolled_segments`` (which
+``LogManager.run_maintenance`` calls). Truncation fsyncs at once (a Raft follower must not see
+a removed suffix come back). The recovery point and the log start offset are written to a
+checkpoint file (atomically) by ``checkpoint()`` (maintenance), truncation,
+``delete_records_before`` and close; after a crash, recovery scans from the checkpointed
+recovery point on.
 """
 
 from __future__ import annotations
