@@ -49,7 +49,9 @@ class ProducerBatch:
         "tp",
     )
 
-    def __init__(self, tp: TopicPartition, builder: Any, created_s: float, deadline_s: float) -> None:
+    def __init__(
+        self, tp: TopicPartition, builder: Any, created_s: float, deadline_s: float
+    ) -> None:
         self.tp = tp
         self.builder = builder
         self.created_s = created_s
@@ -89,7 +91,11 @@ class ProducerBatch:
         self._finish(-1, -1, exc, lock)
 
     def _finish(
-        self, base_offset: int, log_append_time: int, exc: BaseException | None, lock: threading.Lock
+        self,
+        base_offset: int,
+        log_append_time: int,
+        exc: BaseException | None,
+        lock: threading.Lock,
     ) -> None:
         with lock:
             if self._done_event.is_set():
@@ -139,7 +145,9 @@ def _resolve(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-def _run_callback(batch: ProducerBatch, index: int, fn: Callable[[Any], object], is_errback: bool) -> None:
+def _run_callback(
+    batch: ProducerBatch, index: int, fn: Callable[[Any], object], is_errback: bool
+) -> None:
     exc = batch.exception
     try:
         if exc is None and not is_errback:
@@ -205,7 +213,9 @@ class RecordFuture:
         self._batch.add_callback(self._index, fn, True, self._lock)
         return self
 
-    def add_both(self, fn: Callable[[BaseException | None, RecordMetadata | None], object]) -> RecordFuture:
+    def add_both(
+        self, fn: Callable[[BaseException | None, RecordMetadata | None], object]
+    ) -> RecordFuture:
         """Call ``fn(err, metadata)`` (one of them None) when done: confluent's on_delivery."""
         self.add_callback(lambda md: fn(None, md))
         self.add_errback(lambda exc: fn(exc, None))

@@ -108,7 +108,9 @@ class Cluster:
         parts = self.topics.get(topic)
         return None if parts is None else len(parts)
 
-    async def refresh(self, topics: Iterable[str] | None = None, timeout_s: float | None = None) -> None:
+    async def refresh(
+        self, topics: Iterable[str] | None = None, timeout_s: float | None = None
+    ) -> None:
         """Fetch metadata (for ``topics`` plus those already wanted; None: all topics).
 
         Tries each candidate broker once, then backs off and tries again until the deadline.
@@ -116,7 +118,9 @@ class Cluster:
         """
         if topics is not None:
             self._wanted_topics.update(topics)
-        request = pb.MetadataRequest(topics=sorted(self._wanted_topics) if topics is not None else [])
+        request = pb.MetadataRequest(
+            topics=sorted(self._wanted_topics) if topics is not None else []
+        )
         timeout_s = self.request_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout_s
         attempt = 0
@@ -128,7 +132,11 @@ class Cluster:
                     break
                 try:
                     response = await self.transport.call(
-                        address, "Broker", "Metadata", request, min(remaining, self.request_timeout_s)
+                        address,
+                        "Broker",
+                        "Metadata",
+                        request,
+                        min(remaining, self.request_timeout_s),
                     )
                 except RilkeError as exc:
                     last_error = exc
@@ -202,7 +210,9 @@ class Cluster:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise KafkaTimeoutError(f"metadata for topic {topic!r} not available in {timeout_s:.1f}s")
+                raise KafkaTimeoutError(
+                    f"metadata for topic {topic!r} not available in {timeout_s:.1f}s"
+                )
             await self.refresh([topic], remaining)
             n = self.partitions_for(topic)
             if n is not None and n > 0:
@@ -217,13 +227,17 @@ class Cluster:
                 raise err
             attempt += 1
             await asyncio.sleep(
-                min(max(0.0, deadline - time.monotonic()),
-                    backoff_s(attempt, self.retry_backoff_ms, self.retry_backoff_max_ms, self.rng))
+                min(
+                    max(0.0, deadline - time.monotonic()),
+                    backoff_s(attempt, self.retry_backoff_ms, self.retry_backoff_max_ms, self.rng),
+                )
             )
 
     # --- calls ---------------------------------------------------------------------------
 
-    async def call_any(self, service: str, method: str, request: Any, timeout_s: float | None = None) -> Any:
+    async def call_any(
+        self, service: str, method: str, request: Any, timeout_s: float | None = None
+    ) -> Any:
         """Send to any reachable broker (controller first), retrying retriable failures."""
 
         async def once(remaining: float) -> Any:
@@ -251,7 +265,9 @@ class Cluster:
         self, node_id: int, service: str, method: str, request: Any, timeout_s: float
     ) -> Any:
         """One call to broker ``node_id`` (no retry)."""
-        return await self.transport.call(self.address_of(node_id), service, method, request, timeout_s)
+        return await self.transport.call(
+            self.address_of(node_id), service, method, request, timeout_s
+        )
 
     async def retrying(
         self, op: Callable[[float], Awaitable[T]], timeout_s: float | None = None
@@ -274,14 +290,18 @@ class Cluster:
                 if exc.invalid_metadata:
                     self.request_update()
                 attempt += 1
-                delay = backoff_s(attempt, self.retry_backoff_ms, self.retry_backoff_max_ms, self.rng)
+                delay = backoff_s(
+                    attempt, self.retry_backoff_ms, self.retry_backoff_max_ms, self.rng
+                )
                 if time.monotonic() + delay >= deadline:
                     raise
                 log.debug("retrying after %s (attempt %d, %.3fs)", exc, attempt, delay)
                 await asyncio.sleep(delay)
                 if self.is_stale():
                     try:
-                        await self.refresh(self._wanted_topics or None, max(0.001, deadline - time.monotonic()))
+                        await self.refresh(
+                            self._wanted_topics or None, max(0.001, deadline - time.monotonic())
+                        )
                     except RilkeError:
                         pass
 

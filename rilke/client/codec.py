@@ -18,7 +18,7 @@ def new_builder(compression: int) -> Any:
     """A fresh batch builder: ``append(key, value, headers, timestamp_ms) -> size so far``,
     ``set_producer_state(pid, epoch, base_sequence, is_transactional)``, ``build() -> bytes``.
     """
-    from rilke.records import BatchBuilder
+    from rilke.records import BatchBuilder  # type: ignore[attr-defined,unused-ignore]
 
     return BatchBuilder(compression=compression)
 
@@ -28,6 +28,6 @@ def read_records(batch: bytes | memoryview, header: Any, check_crc: bool) -> Ite
 
     Raises :class:`rilke.errors.CorruptRecordError` when ``check_crc`` and the CRC fails.
     """
-    from rilke.records import read_batch_records
+    from rilke.records import read_batch_records  # type: ignore[attr-defined,unused-ignore]
 
     return read_batch_records(batch, header, check_crc=check_crc)  # type: ignore[no-any-return]

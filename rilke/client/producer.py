@@ -104,18 +104,18 @@ class _ProducerCore:
             # Kafka requires acks=all for idempotence; we keep sequences with acks=1 as well
             # (ordering across retries) but not with acks=0, where nothing is acknowledged.
             enable_idempotence = self.acks != 0
-        self._settings = dict(
-            bootstrap_servers=bootstrap_servers,
-            client_id=client_id,
-            request_timeout_ms=request_timeout_ms,
-            metadata_max_age_ms=metadata_max_age_ms,
-            retry_backoff_ms=retry_backoff_ms,
-            retry_backoff_max_ms=retry_backoff_max_ms,
-            retries=retries,
-            max_in_flight=max_in_flight,
-            max_request_size=max_request_size,
-            enable_idempotence=enable_idempotence,
-        )
+        self._settings: dict[str, Any] = {
+            "bootstrap_servers": bootstrap_servers,
+            "client_id": client_id,
+            "request_timeout_ms": request_timeout_ms,
+            "metadata_max_age_ms": metadata_max_age_ms,
+            "retry_backoff_ms": retry_backoff_ms,
+            "retry_backoff_max_ms": retry_backoff_max_ms,
+            "retries": retries,
+            "max_in_flight": max_in_flight,
+            "max_request_size": max_request_size,
+            "enable_idempotence": enable_idempotence,
+        }
         # Validate bootstrap_servers now, before anything starts.
         from rilke.client.config import parse_bootstrap_servers
 
@@ -165,7 +165,7 @@ class _ProducerCore:
             raise IllegalStateError("the producer is not started: use start() or 'async with'")
         return cluster.partitions_for(topic)
 
-    def _try_append(
+    def _try_append(  # noqa: PLR0917  (the hot path: positional on purpose)
         self,
         topic: str,
         value: Any,
@@ -224,7 +224,11 @@ class AIOProducer(_ProducerCore):
         self._start_on_loop()
         loop = asyncio.get_running_loop()
         self._space = asyncio.Event()
-        self.acc.on_space_freed = lambda: loop.call_soon_threadsafe(self._space.set)
+
+        def space_freed() -> None:
+            loop.call_soon_threadsafe(self._space.set)
+
+        self.acc.on_space_freed = space_freed
 
     async def __aenter__(self) -> AIOProducer:
         await self.start()
@@ -240,7 +244,7 @@ class AIOProducer(_ProducerCore):
         assert self.cluster is not None
         return await self.cluster.wait_for_topic(topic, self.max_block_s)
 
-    async def send(
+    async def send(  # noqa: PLR0917  (Kafka clients' positional order)
         self,
         topic: str,
         value: Any = None,
@@ -276,7 +280,7 @@ class AIOProducer(_ProducerCore):
                 self._space.clear()
                 try:
                     await asyncio.wait_for(self._space.wait(), min(0.1, deadline - now))
-                except (TimeoutError, asyncio.TimeoutError):
+                except TimeoutError:
                     pass
 
     async def send_and_wait(self, topic: str, value: Any = None, **kwargs: Any) -> RecordMetadata:
@@ -301,7 +305,7 @@ class AIOProducer(_ProducerCore):
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 try:
                     await asyncio.wait_for(waiter, remaining)
-                except (TimeoutError, asyncio.TimeoutError):
+                except TimeoutError:
                     raise KafkaTimeoutError(f"flush did not finish within {timeout}s") from None
         finally:
             with self.acc.lock:
@@ -338,7 +342,9 @@ class Producer:
     batch_size is a soft bound: a batch closes once it reaches it (the last record may cross).
     """
 
-    def __init__(self, bootstrap_servers: str | Iterable[str] = "127.0.0.1:9292", **config: Any) -> None:
+    def __init__(
+        self, bootstrap_servers: str | Iterable[str] = "127.0.0.1:9292", **config: Any
+    ) -> None:
         self._aio = AIOProducer(bootstrap_servers, **config)
         self._thread = LoopThread("rilke-producer")
         try:
@@ -361,7 +367,7 @@ class Producer:
             return n
         return self._thread.run(self._aio.partitions_for(topic), self._aio.max_block_s + 1)
 
-    def send(
+    def send(  # noqa: PLR0917  (Kafka clients' positional order)
         self,
         topic: str,
         value: Any = None,

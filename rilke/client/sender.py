@@ -118,7 +118,7 @@ class Sender:
         if task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(task), max(0.0, timeout_s))
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 task.cancel()
                 try:
                     await task
@@ -131,7 +131,10 @@ class Sender:
             leftovers.extend(st.retries)
             leftovers.extend(st.in_flight)
         self._fail(leftovers, ProducerClosedError("the producer closed before the record was sent"))
-        self._fail(self.acc.snapshot_incomplete(), ProducerClosedError("the producer closed before the record was sent"))
+        self._fail(
+            self.acc.snapshot_incomplete(),
+            ProducerClosedError("the producer closed before the record was sent"),
+        )
 
     def _idle(self) -> bool:
         return (
@@ -163,7 +166,7 @@ class Sender:
                         await self._wake.wait()
                     elif timeout > 0:
                         await asyncio.wait_for(self._wake.wait(), timeout)
-                except (TimeoutError, asyncio.TimeoutError):
+                except TimeoutError:
                     pass
                 self.acc.sender_sleeping = False
         except asyncio.CancelledError:
@@ -207,7 +210,7 @@ class Sender:
     def _expire(self, now: float) -> None:
         expired = self.acc.expire(now)
         for st in self._partitions.values():
-            keep = []
+            keep: list[ProducerBatch] = []
             for b in st.retries:
                 (expired if b.deadline_s <= now else keep).append(b)
             st.retries = keep
@@ -230,7 +233,9 @@ class Sender:
         st = self._partitions[tp]
         if st.retries:
             return False
-        return not (st.in_flight and not self.idempotent and self.retries > 0 and self.max_in_flight == 1)
+        return not (
+            st.in_flight and not self.idempotent and self.retries > 0 and self.max_in_flight == 1
+        )
 
     def _send_ready(self, now: float) -> float | None:
         """Send retries that are due and drained batches; return when to look again."""
@@ -265,8 +270,12 @@ class Sender:
                     b.attempts += 1
                 task = asyncio.ensure_future(self._send(node, request_batches))
                 self._requests.add(task)
-                task.add_done_callback(self._requests.discard)
+                task.add_done_callback(self._request_done)
         return next_s
+
+    def _request_done(self, task: asyncio.Task[None]) -> None:
+        self._requests.discard(task)
+        self._wake.set()
 
     def _close_batch(self, batch: ProducerBatch) -> None:
         st = self._partitions[batch.tp]
@@ -323,12 +332,17 @@ class Sender:
                 r = results.get((b.tp.topic, b.tp.partition))
                 if r is None:
                     self._on_error(
-                        b, ProtocolError(f"the broker's produce response left out {b.tp.topic}-{b.tp.partition}")
+                        b,
+                        ProtocolError(
+                            f"the broker's produce response left out {b.tp.topic}-{b.tp.partition}"
+                        ),
                     )
                     continue
                 err = error_from_proto(r.error, f"produce to {b.tp.topic}-{b.tp.partition}")
                 if err is None:
-                    self._on_success(b, r.base_offset if self.acks != 0 else -1, r.log_append_time_ms)
+                    self._on_success(
+                        b, r.base_offset if self.acks != 0 else -1, r.log_append_time_ms
+                    )
                 else:
                     self._on_error(b, err)
         finally:
@@ -337,7 +351,9 @@ class Sender:
 
     def _on_success(self, batch: ProducerBatch, base_offset: int, log_append_time: int) -> None:
         self._remove_in_flight(batch)
-        batch.complete(base_offset, log_append_time if log_append_time is not None else -1, self.acc.lock)
+        batch.complete(
+            base_offset, log_append_time if log_append_time is not None else -1, self.acc.lock
+        )
         self.acc.release([batch])
 
     def _on_error(self, batch: ProducerBatch, exc: RilkeError) -> None:
@@ -355,11 +371,15 @@ class Sender:
             b.base_sequence < batch.base_sequence for b in st.in_flight + st.retries
         )
         retriable = exc.retriable or (
-            self.idempotent and isinstance(exc, OutOfOrderSequenceError) and (earlier_pending or batch.sequence_shift)
+            self.idempotent
+            and isinstance(exc, OutOfOrderSequenceError)
+            and (earlier_pending or batch.sequence_shift)
         )
         now = time.monotonic()
         if retriable and batch.attempts <= self.retries:
-            delay = backoff_s(batch.attempts, self.retry_backoff_ms, self.retry_backoff_max_ms, self.cluster.rng)
+            delay = backoff_s(
+                batch.attempts, self.retry_backoff_ms, self.retry_backoff_max_ms, self.cluster.rng
+            )
             if now + delay < batch.deadline_s:
                 batch.retry_at_s = now + delay
                 if batch.sequence_shift and batch.data is not None:

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """The largest gRPC message a client sends or accepts (produce requests, fetch responses)."""
 
-_SERVICES = {
+_SERVICES: dict[str, Any] = {
     "Broker": rilke_pb2_grpc.BrokerStub,
     "Admin": rilke_pb2_grpc.AdminStub,
     "Group": rilke_pb2_grpc.GroupStub,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,11 +23,9 @@ from rilke.proto import rilke_pb2 as pb
 from rilke.proto import rilke_pb2_grpc
 from rilke.records import header as hdr
 
-import warnings
-
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    import kafka.partitioner.default  # noqa: F401
+    import kafka.partitioner.default
     import kafka.record.default_records  # noqa: F401
 
 # --- a reference codec until rilke.records has its builder and reader (test-only stopgap) ---
@@ -44,8 +43,13 @@ class _KafkaPythonBuilder:
         from kafka.record.default_records import DefaultRecordBatchBuilder
 
         self._b = DefaultRecordBatchBuilder(
-            magic=2, compression_type=compression, is_transactional=False,
-            producer_id=-1, producer_epoch=-1, base_sequence=-1, batch_size=2**31 - 1,
+            magic=2,
+            compression_type=compression,
+            is_transactional=False,
+            producer_id=-1,
+            producer_epoch=-1,
+            base_sequence=-1,
+            batch_size=2**31 - 1,
         )
         self._n = 0
 
@@ -128,13 +132,22 @@ class FakeBroker(rilke_pb2_grpc.BrokerServicer, rilke_pb2_grpc.AdminServicer):
             if name not in self.topics:
                 topics.append(pb.TopicMetadata(name=name, error=_err(30, f"unknown topic {name}")))
                 continue
-            topics.append(pb.TopicMetadata(name=name, partitions=[
-                pb.PartitionMetadata(partition=p, leader_id=self.node_id, replicas=[1], isr=[1])
-                for p in range(len(self.topics[name]))
-            ]))
+            topics.append(
+                pb.TopicMetadata(
+                    name=name,
+                    partitions=[
+                        pb.PartitionMetadata(
+                            partition=p, leader_id=self.node_id, replicas=[1], isr=[1]
+                        )
+                        for p in range(len(self.topics[name]))
+                    ],
+                )
+            )
         return pb.MetadataResponse(
             brokers=[pb.BrokerInfo(node_id=self.node_id, host="127.0.0.1", port=self.port)],
-            controller_id=self.node_id, cluster_id="fake", topics=topics,
+            controller_id=self.node_id,
+            cluster_id="fake",
+            topics=topics,
         )
 
     async def InitProducerId(self, request: Any, context: Any) -> Any:
@@ -151,10 +164,18 @@ class FakeBroker(rilke_pb2_grpc.BrokerServicer, rilke_pb2_grpc.AdminServicer):
         for part in request.partitions:
             key = (part.topic, part.partition)
             if code:
-                out.append(pb.ProducePartitionResponse(topic=part.topic, partition=part.partition, error=_err(code)))
+                out.append(
+                    pb.ProducePartitionResponse(
+                        topic=part.topic, partition=part.partition, error=_err(code)
+                    )
+                )
                 continue
             if part.topic not in self.topics or part.partition >= len(self.topics[part.topic]):
-                out.append(pb.ProducePartitionResponse(topic=part.topic, partition=part.partition, error=_err(30)))
+                out.append(
+                    pb.ProducePartitionResponse(
+                        topic=part.topic, partition=part.partition, error=_err(30)
+                    )
+                )
                 continue
             data = bytearray(part.records)
             h = hdr.check_batch(data)
@@ -162,17 +183,34 @@ class FakeBroker(rilke_pb2_grpc.BrokerServicer, rilke_pb2_grpc.AdminServicer):
                 skey = (h.producer_id, part.topic, part.partition)
                 expected = self.sequences.get(skey, 0)
                 if h.base_sequence < expected:
-                    out.append(pb.ProducePartitionResponse(topic=part.topic, partition=part.partition, error=_err(37)))
+                    out.append(
+                        pb.ProducePartitionResponse(
+                            topic=part.topic, partition=part.partition, error=_err(37)
+                        )
+                    )
                     continue
                 if h.base_sequence != expected:
-                    out.append(pb.ProducePartitionResponse(topic=part.topic, partition=part.partition, error=_err(36, f"expected {expected} got {h.base_sequence}")))
+                    out.append(
+                        pb.ProducePartitionResponse(
+                            topic=part.topic,
+                            partition=part.partition,
+                            error=_err(36, f"expected {expected} got {h.base_sequence}"),
+                        )
+                    )
                     continue
                 self.sequences[skey] = h.base_sequence + h.last_offset_delta + 1
             base = self.next_offset[key]
             hdr.set_base_offset(data, base)
             self.topics[part.topic][part.partition].append(bytes(data))
             self.next_offset[key] = base + h.last_offset_delta + 1
-            out.append(pb.ProducePartitionResponse(topic=part.topic, partition=part.partition, base_offset=base, log_append_time_ms=-1))
+            out.append(
+                pb.ProducePartitionResponse(
+                    topic=part.topic,
+                    partition=part.partition,
+                    base_offset=base,
+                    log_append_time_ms=-1,
+                )
+            )
         return pb.ProduceResponse(partitions=out)
 
     async def Fetch(self, request: Any, context: Any) -> Any:
@@ -181,11 +219,19 @@ class FakeBroker(rilke_pb2_grpc.BrokerServicer, rilke_pb2_grpc.AdminServicer):
         for fp in request.partitions:
             key = (fp.topic, fp.partition)
             if code or fp.topic not in self.topics:
-                out.append(pb.FetchPartitionResponse(topic=fp.topic, partition=fp.partition, error=_err(code or 30)))
+                out.append(
+                    pb.FetchPartitionResponse(
+                        topic=fp.topic, partition=fp.partition, error=_err(code or 30)
+                    )
+                )
                 continue
             hw = self.next_offset[key]
             if fp.fetch_offset > hw or fp.fetch_offset < 0:
-                out.append(pb.FetchPartitionResponse(topic=fp.topic, partition=fp.partition, error=_err(10), high_watermark=hw))
+                out.append(
+                    pb.FetchPartitionResponse(
+                        topic=fp.topic, partition=fp.partition, error=_err(10), high_watermark=hw
+                    )
+                )
                 continue
             chunks = []
             size = 0
@@ -197,7 +243,14 @@ class FakeBroker(rilke_pb2_grpc.BrokerServicer, rilke_pb2_grpc.AdminServicer):
                     break
                 chunks.append(b)
                 size += len(b)
-            out.append(pb.FetchPartitionResponse(topic=fp.topic, partition=fp.partition, high_watermark=hw, records=b"".join(chunks)))
+            out.append(
+                pb.FetchPartitionResponse(
+                    topic=fp.topic,
+                    partition=fp.partition,
+                    high_watermark=hw,
+                    records=b"".join(chunks),
+                )
+            )
         if not any(p.records for p in out) and request.max_wait_ms > 0:
             await asyncio.sleep(min(request.max_wait_ms, 50) / 1000)
         return pb.FetchResponse(partitions=out)
@@ -208,7 +261,11 @@ class FakeBroker(rilke_pb2_grpc.BrokerServicer, rilke_pb2_grpc.AdminServicer):
         for lp in request.partitions:
             key = (lp.topic, lp.partition)
             if key not in self.next_offset:
-                out.append(pb.ListOffsetsPartitionResponse(topic=lp.topic, partition=lp.partition, error=_err(30)))
+                out.append(
+                    pb.ListOffsetsPartitionResponse(
+                        topic=lp.topic, partition=lp.partition, error=_err(30)
+                    )
+                )
                 continue
             if lp.timestamp == -2:
                 off = 0
@@ -221,7 +278,11 @@ class FakeBroker(rilke_pb2_grpc.BrokerServicer, rilke_pb2_grpc.AdminServicer):
                     if h.max_timestamp >= lp.timestamp:
                         off = h.base_offset
                         break
-            out.append(pb.ListOffsetsPartitionResponse(topic=lp.topic, partition=lp.partition, offset=off, timestamp=-1))
+            out.append(
+                pb.ListOffsetsPartitionResponse(
+                    topic=lp.topic, partition=lp.partition, offset=off, timestamp=-1
+                )
+            )
         return pb.ListOffsetsResponse(partitions=out)
 
     # Admin
@@ -230,7 +291,9 @@ class FakeBroker(rilke_pb2_grpc.BrokerServicer, rilke_pb2_grpc.AdminServicer):
         results = []
         for t in request.topics:
             if t.name in self.topics:
-                results.append(pb.TopicResult(name=t.name, error=_err(31, f"topic {t.name} exists")))
+                results.append(
+                    pb.TopicResult(name=t.name, error=_err(31, f"topic {t.name} exists"))
+                )
             elif t.num_partitions <= 0:
                 results.append(pb.TopicResult(name=t.name, error=_err(42)))
             else:
@@ -249,7 +312,12 @@ class FakeBroker(rilke_pb2_grpc.BrokerServicer, rilke_pb2_grpc.AdminServicer):
         return pb.DeleteTopicsResponse(results=results)
 
     async def ListTopics(self, request: Any, context: Any) -> Any:
-        return pb.ListTopicsResponse(topics=[pb.TopicListing(name=n, num_partitions=len(p)) for n, p in sorted(self.topics.items())])
+        return pb.ListTopicsResponse(
+            topics=[
+                pb.TopicListing(name=n, num_partitions=len(p))
+                for n, p in sorted(self.topics.items())
+            ]
+        )
 
     async def DescribeTopics(self, request: Any, context: Any) -> Any:
         out = []
@@ -257,17 +325,38 @@ class FakeBroker(rilke_pb2_grpc.BrokerServicer, rilke_pb2_grpc.AdminServicer):
             if n not in self.topics:
                 out.append(pb.TopicDescription(name=n, error=_err(30)))
                 continue
-            out.append(pb.TopicDescription(name=n, replication_factor=1, configs=self.configs.get(n, {}), partitions=[
-                pb.PartitionDescription(partition=p, leader_id=1, replicas=[1], isr=[1], high_watermark=self.next_offset[(n, p)], log_end_offset=self.next_offset[(n, p)])
-                for p in range(len(self.topics[n]))
-            ]))
+            out.append(
+                pb.TopicDescription(
+                    name=n,
+                    replication_factor=1,
+                    configs=self.configs.get(n, {}),
+                    partitions=[
+                        pb.PartitionDescription(
+                            partition=p,
+                            leader_id=1,
+                            replicas=[1],
+                            isr=[1],
+                            high_watermark=self.next_offset[(n, p)],
+                            log_end_offset=self.next_offset[(n, p)],
+                        )
+                        for p in range(len(self.topics[n]))
+                    ],
+                )
+            )
         return pb.DescribeTopicsResponse(topics=out)
 
     async def DescribeConfigs(self, request: Any, context: Any) -> Any:
-        return pb.DescribeConfigsResponse(results=[
-            pb.TopicConfigs(topic=t, entries=[pb.ConfigEntry(name=k, value=v) for k, v in self.configs.get(t, {}).items()])
-            for t in request.topics
-        ])
+        return pb.DescribeConfigsResponse(
+            results=[
+                pb.TopicConfigs(
+                    topic=t,
+                    entries=[
+                        pb.ConfigEntry(name=k, value=v) for k, v in self.configs.get(t, {}).items()
+                    ],
+                )
+                for t in request.topics
+            ]
+        )
 
     async def AlterConfigs(self, request: Any, context: Any) -> Any:
         results = []
@@ -296,7 +385,12 @@ class FakeServer:
         self.address = f"127.0.0.1:{self.broker.port}"
 
     async def _start(self) -> None:
-        self.server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)])
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", 64 << 20),
+                ("grpc.max_send_message_length", 64 << 20),
+            ]
+        )
         rilke_pb2_grpc.add_BrokerServicer_to_server(self.broker, self.server)
         rilke_pb2_grpc.add_AdminServicer_to_server(self.broker, self.server)
         self.broker.port = self.server.add_insecure_port("127.0.0.1:0")

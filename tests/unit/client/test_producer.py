@@ -62,7 +62,10 @@ def test_str_values_are_utf8_and_headers_travel(fake):
 
 
 def test_unknown_topic_raises_clear_error(fake):
-    with Producer(fake.address) as p, pytest.raises(UnknownTopicOrPartitionError, match="create it"):
+    with (
+        Producer(fake.address) as p,
+        pytest.raises(UnknownTopicOrPartitionError, match="create it"),
+    ):
         p.send("nope", b"x")
 
 
@@ -97,7 +100,9 @@ def test_retriable_errors_are_retried_in_order(fake):
         return 0
 
     fake.broker.faults.append(fail_some)
-    with Producer(fake.address, linger_ms=0, batch_size=64, retry_backoff_ms=1, retry_backoff_max_ms=5) as p:
+    with Producer(
+        fake.address, linger_ms=0, batch_size=64, retry_backoff_ms=1, retry_backoff_max_ms=5
+    ) as p:
         futs = [p.send("t", f"{i}".encode()) for i in range(50)]
         offsets = [f.get(10).offset for f in futs]
     assert offsets == sorted(offsets)
@@ -144,7 +149,9 @@ def test_delivery_timeout_expires_records(fake):
         return 0
 
     fake.broker.faults.append(hang)
-    with Producer(fake.address, delivery_timeout_ms=200, request_timeout_ms=150, retry_backoff_ms=10) as p:
+    with Producer(
+        fake.address, delivery_timeout_ms=200, request_timeout_ms=150, retry_backoff_ms=10
+    ) as p:
         f = p.send("t", b"x")
         with pytest.raises((KafkaTimeoutError, NotLeaderError)):
             f.get(5)
@@ -172,7 +179,7 @@ def test_request_deadline_maps_to_retriable_timeout(fake):
 def test_idempotent_sequences_are_stamped(fake):
     fake.broker.create("t", 1)
     with Producer(fake.address, batch_size=100, linger_ms=0) as p:
-        for i in range(20):
+        for _i in range(20):
             p.send("t", b"x" * 30)
         p.flush(5)
     seqs = []
@@ -191,7 +198,7 @@ def test_callbacks_and_batching(fake):
     fake.broker.create("t", 1)
     got = []
     with Producer(fake.address, linger_ms=50) as p:
-        for i in range(100):
+        for _i in range(100):
             p.send("t", b"v").add_callback(got.append)
         p.flush(5)
     assert sorted(m.offset for m in got) == list(range(100))
