@@ -7,11 +7,7 @@ independent of the codec's module layout (and lets unit tests swap in a referenc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-Record = tuple[int, int, "bytes | None", "bytes | None", list[tuple[str, "bytes | None"]]]
-"""(offset, timestamp, key, value, headers) of one decoded record."""
 
 
 def new_builder(compression: int) -> Any:
@@ -23,11 +19,14 @@ def new_builder(compression: int) -> Any:
     return BatchBuilder(compression=compression)
 
 
-def read_records(batch: bytes | memoryview, header: Any, check_crc: bool) -> Iterator[Record]:
-    """The records of one whole batch (``header`` from :func:`rilke.records.header.read_header`).
+def read_records(batch: bytes | memoryview, header: Any, check_crc: bool) -> list[Any]:
+    """The records of the one whole batch in ``batch``, each unpacking as
+    ``(offset, timestamp, key, value, headers, batch_header)``.
 
-    Raises :class:`rilke.errors.CorruptRecordError` when ``check_crc`` and the CRC fails.
+    ``header`` is the batch's already-read header (unused by the codec, which checks it
+    again). Raises a :class:`rilke.errors.RecordsError` subclass for a batch that does not
+    hold (bad CRC when ``check_crc``, bad records, unsupported codec).
     """
-    from rilke.records import read_batch_records  # type: ignore[attr-defined,unused-ignore]
+    from rilke.records import read_batch  # type: ignore[attr-defined,unused-ignore]
 
-    return read_batch_records(batch, header, check_crc=check_crc)  # type: ignore[no-any-return]
+    return read_batch(batch, 0, check_crc=check_crc).records()  # type: ignore[no-any-return,unused-ignore]

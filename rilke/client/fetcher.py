@@ -237,13 +237,13 @@ class Fetcher:
                 ts = header.max_timestamp
                 out.extend(
                     new(CR, (topic, partition, o, ts, 1, k, v, h))
-                    for o, _, k, v, h in records
+                    for o, _, k, v, h, _b in records
                     if o >= position
                 )
             else:
                 out.extend(
                     new(CR, (topic, partition, o, t, 0, k, v, h))
-                    for o, t, k, v, h in records
+                    for o, t, k, v, h, _b in records
                     if o >= position
                 )
             pos += size

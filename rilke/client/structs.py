@@ -40,7 +40,7 @@ class RecordMetadata(NamedTuple):
 class ConsumerRecord(NamedTuple):
     """One record read by a consumer. ``timestamp_type`` is 0 (create time) or 1 (append time).
 
-    ``key`` and ``value`` are bytes or None; ``headers`` a list of (str, bytes | None) pairs.
+    ``key`` and ``value`` are bytes or None; ``headers`` a tuple of (str, bytes | None) pairs.
     """
 
     topic: str
@@ -50,7 +50,7 @@ class ConsumerRecord(NamedTuple):
     timestamp_type: int
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes | None]]
+    headers: tuple[tuple[str, bytes | None], ...]
 
 
 class NewTopic(NamedTuple):

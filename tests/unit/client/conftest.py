@@ -74,7 +74,7 @@ def _kafka_python_read(batch: Any, header: Any, check_crc: bool) -> Iterator[Any
 
         raise CorruptRecordError("crc")
     for r in b:
-        yield (r.offset, r.timestamp, r.key, r.value, list(r.headers))
+        yield (r.offset, r.timestamp, r.key, r.value, tuple(r.headers), None)
 
 
 @pytest.fixture(autouse=True)

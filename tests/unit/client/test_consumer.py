@@ -58,7 +58,7 @@ def test_assign_poll_from_earliest(fake):
         c.assign([TP])
         recs = poll_all(c, 3)
         assert [(r.offset, r.value) for r in recs] == [(0, b"a"), (1, b"b"), (2, b"c")]
-        assert recs[0].timestamp == 1000 and recs[0].topic == "t" and recs[0].headers == []
+        assert recs[0].timestamp == 1000 and recs[0].topic == "t" and recs[0].headers == ()
         assert c.position(TP) == 3
 
 
