@@ -6,7 +6,10 @@ import argparse
 import importlib
 from typing import Any
 
-_BENCH_MODULES: tuple[str, ...] = ()
+_BENCH_MODULES: tuple[str, ...] = (
+    "rilke.bench.produce",
+    "rilke.bench.consume",
+)
 
 
 def register(subparsers: Any) -> None:
