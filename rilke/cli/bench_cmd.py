@@ -7,6 +7,7 @@ import importlib
 from typing import Any
 
 _BENCH_MODULES: tuple[str, ...] = (
+    "rilke.bench.codec",
     "rilke.bench.produce",
     "rilke.bench.consume",
 )
