@@ -1,7 +1,7 @@
 """An in-process fake broker (grpc.aio) for deterministic client tests.
 
-The fake implements just enough of Broker and Admin: metadata for its topics, produce (checks
-batch headers, assigns offsets, enforces idempotent sequences), fetch from an offset, list
+Records are built and read with the real codec (rilke.records). The fake implements just
+enough of Broker and Admin: metadata for its topics, produce (checks batch headers, assigns offsets, enforces idempotent sequences), fetch from an offset, list
 offsets, InitProducerId, and topic admin. Tests script failures through ``FakeBroker.faults``:
 a list of callables consulted per request that may return an error code or raise a gRPC status.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,71 +17,9 @@ import grpc
 import grpc.aio
 import pytest
 
-from rilke.client import codec
 from rilke.proto import rilke_pb2 as pb
 from rilke.proto import rilke_pb2_grpc
 from rilke.records import header as hdr
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import kafka.partitioner.default
-    import kafka.record.default_records  # noqa: F401
-
-# --- a reference codec until rilke.records has its builder and reader (test-only stopgap) ---
-
-try:
-    from rilke.records import BatchBuilder as _RealBuilder  # noqa: F401
-
-    HAVE_CODEC = True
-except ImportError:
-    HAVE_CODEC = False
-
-
-class _KafkaPythonBuilder:
-    def __init__(self, compression: int) -> None:
-        from kafka.record.default_records import DefaultRecordBatchBuilder
-
-        self._b = DefaultRecordBatchBuilder(
-            magic=2,
-            compression_type=compression,
-            is_transactional=False,
-            producer_id=-1,
-            producer_epoch=-1,
-            base_sequence=-1,
-            batch_size=2**31 - 1,
-        )
-        self._n = 0
-
-    def append(self, key: Any, value: Any, headers: Any, timestamp_ms: int) -> int:
-        self._b.append(self._n, timestamp_ms, key, value, headers or [])
-        self._n += 1
-        return int(self._b.size())
-
-    def set_producer_state(self, pid: int, epoch: int, seq: int, txn: bool) -> None:
-        self._b.set_producer_state(pid, epoch, seq, txn)
-
-    def build(self) -> bytes:
-        return bytes(self._b.build())
-
-
-def _kafka_python_read(batch: Any, header: Any, check_crc: bool) -> Iterator[Any]:
-    from kafka.record.default_records import DefaultRecordBatch
-
-    b = DefaultRecordBatch(bytes(batch))
-    if check_crc and not b.validate_crc():
-        from rilke.errors import CorruptRecordError
-
-        raise CorruptRecordError("crc")
-    for r in b:
-        yield (r.offset, r.timestamp, r.key, r.value, tuple(r.headers), None)
-
-
-@pytest.fixture(autouse=True)
-def _stopgap_codec(monkeypatch: pytest.MonkeyPatch) -> None:
-    if not HAVE_CODEC:
-        monkeypatch.setattr(codec, "new_builder", _KafkaPythonBuilder)
-        monkeypatch.setattr(codec, "read_records", _kafka_python_read)
-
 
 # --- the fake broker -----------------------------------------------------------------------
 
