@@ -96,7 +96,15 @@ class RecordAccumulator:
                 self.incomplete.add(batch)
                 created = True
             before = batch.size
-            size = batch.builder.append(key, value, headers, timestamp_ms)
+            try:
+                size = batch.builder.append(key, value, headers, timestamp_ms)
+            except BaseException:
+                if created:  # leave no empty batch behind: the broker refuses those
+                    queue.pop()
+                    self.incomplete.discard(batch)
+                    if not queue:
+                        del self._queues[tp]
+                raise
             index = batch.record_count
             batch.record_count = index + 1
             batch.timestamps.append(timestamp_ms)
