@@ -99,7 +99,7 @@ class RecordAccumulator:
             try:
                 size = batch.builder.append(key, value, headers, timestamp_ms)
             except BaseException:
-                if created:  # leave no empty batch behind: the broker refuses those
+                if created and queue is not None:  # no empty batch: the broker refuses those
                     queue.pop()
                     self.incomplete.discard(batch)
                     if not queue:

@@ -15,13 +15,13 @@ TP1 = TopicPartition("t", 1)
 
 
 def make(**kw):
-    settings = dict(
-        batch_size=1000,
-        linger_ms=100,
-        compression=0,
-        buffer_memory=10_000,
-        delivery_timeout_ms=60_000,
-    )
+    settings = {
+        "batch_size": 1000,
+        "linger_ms": 100,
+        "compression": 0,
+        "buffer_memory": 10_000,
+        "delivery_timeout_ms": 60_000,
+    }
     settings.update(kw)
     return RecordAccumulator(**settings)
 
