@@ -54,6 +54,7 @@ class RecordAccumulator:
         self.incomplete: set[ProducerBatch] = set()
         self.flushing = 0
         self.closed = False
+        self.fatal: BaseException | None = None  # set when the sender died: appends refuse
         # Set by the sender: wakes it (thread-safe). Called with the lock held, at most once
         # per batch, and only while the sender sleeps.
         self.wakeup: Callable[[], None] = lambda: None
@@ -79,6 +80,10 @@ class RecordAccumulator:
             if self.closed:
                 from rilke.errors import ProducerClosedError
 
+                if self.fatal is not None:
+                    raise ProducerClosedError(
+                        f"the producer stopped after an error ({self.fatal}): create a new one"
+                    )
                 raise ProducerClosedError("the producer is closed: create a new one to send")
             queue = self._queues.get(tp)
             batch = queue[-1] if queue else None

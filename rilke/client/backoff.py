@@ -46,7 +46,7 @@ class CircuitBreaker:
     address: str
     failure_threshold: int = 3
     cooldown_s: float = 0.5
-    max_cooldown_s: float = 10.0
+    max_cooldown_s: float = 2.0
     failures: int = 0
     open_until: float = 0.0
     trial_in_flight: bool = False

@@ -147,8 +147,24 @@ class Sender:
 
     async def _run(self) -> None:
         try:
-            if self.idempotent:
-                await self._init_producer_id()
+            attempt = 0
+            while self.idempotent and self.producer_id < 0 and not self._stopping:
+                try:
+                    await self._init_producer_id()
+                except RilkeError as exc:
+                    if not exc.retriable:
+                        raise
+                    attempt += 1
+                    log.debug("InitProducerId failed (%s); retrying", exc)
+                    self._expire(time.monotonic())
+                    await asyncio.sleep(
+                        backoff_s(
+                            attempt,
+                            self.retry_backoff_ms,
+                            self.retry_backoff_max_ms,
+                            self.cluster.rng,
+                        )
+                    )
             while True:
                 if self._stopping and self._idle():
                     return
@@ -174,6 +190,9 @@ class Sender:
         except BaseException as exc:  # a bug or a fatal producer error: fail everything
             log.exception("producer sender stopped")
             self.fatal = exc
+            with self.acc.lock:
+                self.acc.fatal = exc
+                self.acc.closed = True
             self._fail(self.acc.take_all(), exc)
 
     def _needs_metadata(self) -> bool:
@@ -189,7 +208,7 @@ class Sender:
         request = pb.InitProducerIdRequest(producer_id=-1, producer_epoch=-1)
         try:
             response = await self.cluster.call_any(
-                "Broker", "InitProducerId", request, self.acc.delivery_timeout_s
+                "Broker", "InitProducerId", request, self.request_timeout_s
             )
         except ProtocolError as exc:
             if exc.retriable:

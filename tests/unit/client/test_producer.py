@@ -250,3 +250,30 @@ def test_aio_producer(fake):
 
 def test_metadata_refresh_module_importable():
     assert producer_mod.Producer is Producer
+
+
+def test_init_producer_id_retried_until_the_broker_answers(fake):
+    fake.broker.create("t", 1)
+    failures = {"n": 2}
+
+    def unavailable(method, request):
+        if method == "InitProducerId" and failures["n"] > 0:
+            failures["n"] -= 1
+            return grpc.StatusCode.UNAVAILABLE
+        return 0
+
+    fake.broker.faults.append(unavailable)
+    with Producer(fake.address, retry_backoff_ms=1, retry_backoff_max_ms=5) as p:
+        assert p.send("t", b"x").get(10).offset == 0
+    assert fake.broker.calls.count("InitProducerId") == 3
+
+
+def test_broker_without_idempotence_falls_back(fake):
+    fake.broker.create("t", 1)
+    fake.broker.faults.append(
+        lambda m, r: grpc.StatusCode.UNIMPLEMENTED if m == "InitProducerId" else 0
+    )
+    with Producer(fake.address) as p:
+        assert p.send("t", b"x").get(10).offset == 0
+    h = hdr.read_header(fake.broker.topics["t"][0][0])
+    assert h.producer_id == -1
