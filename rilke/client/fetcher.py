@@ -94,6 +94,7 @@ class Fetcher:
         self._task: asyncio.Task[None] | None = None
         self._fetches: dict[int, asyncio.Task[None]] = {}
         self._closed = False
+        self._take_start = 0
         # Asked for the initial position of a partition without one before the reset policy
         # applies (a consumer group's committed offset); returns None when there is none.
         self.initial_position: Callable[[list[TopicPartition]], object] | None = None
@@ -163,7 +164,11 @@ class Fetcher:
         freed = False
         with self.lock:
             remaining = max_records
-            for st in self.partitions.values():
+            states = list(self.partitions.values())
+            # Start where the last call stopped, so one busy partition cannot starve the rest.
+            start = self._take_start % len(states) if states else 0
+            self._take_start += 1
+            for st in states[start:] + states[:start]:
                 if remaining <= 0:
                     break
                 if st.error is not None:

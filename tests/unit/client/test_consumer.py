@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -42,8 +43,6 @@ def put_batch(fake, values, topic="t", partition=0, control=False, ts=1000):
 
 def poll_all(c, n, timeout_s=5.0):
     out = []
-    import time
-
     deadline = time.monotonic() + timeout_s
     while len(out) < n and time.monotonic() < deadline:
         for recs in c.poll(200).values():
@@ -185,3 +184,21 @@ def test_aio_consumer(fake):
             return out
 
     assert [r.value for r in asyncio.run(main())] == [b"a", b"b"]
+
+
+def test_a_busy_partition_does_not_starve_the_others(fake):
+    fake.broker.create("t", 2)
+    put_batch(fake, [b"a"] * 50, partition=0)
+    put_batch(fake, [b"b"] * 50, partition=1)
+    with Consumer(
+        "t", bootstrap_servers=fake.address, auto_offset_reset="earliest", max_poll_records=10
+    ) as c:
+        assert c.position(TP) == 0 and c.position(TopicPartition("t", 1)) == 0
+        # Both partitions' data arrive in one fetch; wait until both are buffered.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not all(
+            st.chunks for st in c._aio.fetcher.partitions.values()
+        ):
+            time.sleep(0.01)
+        seen = set(c.poll(1000)) | set(c.poll(1000))
+        assert seen == {TopicPartition("t", 0), TopicPartition("t", 1)}
