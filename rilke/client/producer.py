@@ -21,7 +21,7 @@ from rilke.client.batch import RecordFuture
 from rilke.client.cluster import Cluster
 from rilke.client.config import compression_id, normalize_acks, require_positive
 from rilke.client.loop_thread import LoopThread
-from rilke.client.partitioner import StickyPartitioner, partition_for_key
+from rilke.client.partitioner import KeyPartitioner, StickyPartitioner
 from rilke.client.sender import Sender
 from rilke.client.structs import RecordMetadata, TopicPartition
 from rilke.errors import (
@@ -130,6 +130,7 @@ class _ProducerCore:
             delivery_timeout_ms=delivery_timeout_ms,
         )
         self._sticky = StickyPartitioner()
+        self._keyed = KeyPartitioner()
         self._tps: dict[tuple[str, int], TopicPartition] = {}
         self.cluster: Cluster | None = None
         self.sender: Sender | None = None
@@ -194,7 +195,7 @@ class _ProducerCore:
                 partition = self._sticky.partition(topic, num_partitions)
                 sticky = True
             else:
-                partition = partition_for_key(key, num_partitions)
+                partition = self._keyed.partition(key, num_partitions)
         elif not 0 <= partition < num_partitions:
             raise UnknownTopicOrPartitionError(
                 f"partition {partition} of topic {topic!r} does not exist "

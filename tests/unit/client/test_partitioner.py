@@ -8,7 +8,7 @@ import warnings
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rilke.client.partitioner import StickyPartitioner, murmur2, partition_for_key
+from rilke.client.partitioner import KeyPartitioner, StickyPartitioner, murmur2, partition_for_key
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -43,3 +43,10 @@ def test_sticky_partitioner_moves_to_another_partition():
     assert q != p and 0 <= q < 4
     assert s.partition("t", 4) == q
     assert s.on_new_batch("t", 1, 0) == 0
+
+
+@given(st.lists(st.binary(max_size=40), max_size=50), st.integers(min_value=1, max_value=64))
+def test_key_partitioner_cache_agrees(keys, n):
+    kp = KeyPartitioner(cache_size=8)
+    for key in keys + keys:
+        assert kp.partition(key, n) == partition_for_key(key, n)
