@@ -87,6 +87,7 @@ def _produce(
         producer.partitions_for(topic)
         send = producer.send
         perf = time.perf_counter
+        wall_start = time.time()
         start = perf()
         end_at = start + duration if duration else None
         sent = 0
@@ -116,9 +117,11 @@ def _produce(
                 bar.update(n)
         producer.flush()
         elapsed = perf() - start
+        wall_end = time.time()
     return {
         "sent": sent,
         "elapsed_s": elapsed,
+        "wall": (wall_start, wall_end),
         "latencies_ms": latencies,
         "errors": [repr(e) for e in errors[:5]],
         "error_count": len(errors),
@@ -195,7 +198,9 @@ def run(args: argparse.Namespace) -> int:
                 return 1
         wall = time.perf_counter() - wall
     sent = sum(r["sent"] for r in results)
-    elapsed = max(r["elapsed_s"] for r in results)
+    # Producers start at different times: the aggregate rate is over the span that covers
+    # them all, from the first one's start to the last one's end.
+    elapsed = max(r["wall"][1] for r in results) - min(r["wall"][0] for r in results)
     lat = [x for r in results for x in r["latencies_ms"]]
     errors = sum(r["error_count"] for r in results)
     msgs = sent / elapsed if elapsed else 0.0
