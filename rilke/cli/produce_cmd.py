@@ -66,6 +66,7 @@ def _produce(args: argparse.Namespace) -> int:
         compression=args.compression,
         linger_ms=args.linger_ms,
         client_id="rilke-cli",
+        max_block_ms=args.request_timeout * 1000,
         **client_settings(args),
     ) as producer:
         # Check the topic (and partition) before reading input, so a typo fails at once.

@@ -106,3 +106,13 @@ def test_unreachable_broker_fails_within_timeout(capsysbinary):
         ["topic", "list", "-b", "127.0.0.1:1", "--request-timeout", "0.5"], capsysbinary
     )
     assert code == 1 and b"127.0.0.1:1" in err
+
+
+def test_produce_to_unreachable_broker_fails_within_timeout(capsysbinary, monkeypatch):
+    code, _, err = run(
+        ["produce", "t", "-b", "127.0.0.1:1", "--request-timeout", "0.5"],
+        capsysbinary,
+        b"x\n",
+        monkeypatch,
+    )
+    assert code == 1 and b"127.0.0.1:1" in err
