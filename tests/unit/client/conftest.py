@@ -42,6 +42,7 @@ class FakeBroker(rilke_pb2_grpc.BrokerServicer, rilke_pb2_grpc.AdminServicer):
         self.lock = threading.Lock()
         self.hang = asyncio.Event()  # never set: a fault may await it to make a call hang
         self.configs: dict[str, dict[str, str]] = {}
+        self.out_of_order = 0  # OutOfOrderSequence answers given
 
     def create(self, topic: str, partitions: int = 1) -> None:
         self.topics[topic] = [[] for _ in range(partitions)]
@@ -127,6 +128,7 @@ class FakeBroker(rilke_pb2_grpc.BrokerServicer, rilke_pb2_grpc.AdminServicer):
                     )
                     continue
                 if h.base_sequence != expected:
+                    self.out_of_order += 1
                     out.append(
                         pb.ProducePartitionResponse(
                             topic=part.topic,

@@ -277,3 +277,32 @@ def test_broker_without_idempotence_falls_back(fake):
         assert p.send("t", b"x").get(10).offset == 0
     h = hdr.read_header(fake.broker.topics["t"][0][0])
     assert h.producer_id == -1
+
+
+def test_a_failed_batch_does_not_wedge_later_ones(fake):
+    """A non-retriable failure leaves a sequence gap; later batches are renumbered and land."""
+    fake.broker.create("t", 1)
+    seen = {"n": 0}
+
+    async def fail_second(method, request):
+        if method != "Produce":
+            return 0
+        seen["n"] += 1
+        if seen["n"] == 2:
+            await asyncio.sleep(0.05)  # let later batches overtake it on the wire
+            return 33
+        return 0
+
+    fake.broker.faults.append(fail_second)
+    with Producer(fake.address, linger_ms=0, batch_size=64, retry_backoff_ms=1, retry_backoff_max_ms=5) as p:
+        futs = [p.send("t", b"%03d" % i) for i in range(40)]
+        p.flush(10)
+    failed = [f for f in futs if f.failed()]
+    ok = [f for f in futs if f.succeeded()]
+    assert failed and len(failed) + len(ok) == 40
+    assert all(f.exception().__class__.__name__ == "InvalidRequestError" for f in failed)
+    # Everything that succeeded is stored exactly once, in send order.
+    stored = stored_values(fake, "t", 0)
+    expected = [b"%03d" % i for i, f in enumerate(futs) if f.succeeded()]
+    assert stored == expected
+    assert fake.broker.out_of_order > 0  # later batches did overtake the failed one
