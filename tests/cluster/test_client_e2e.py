@@ -267,3 +267,29 @@ def test_bench_commands_run(broker, tmp_path):
     assert r.returncode == 0, r.stderr
     result = json.loads(out.read_text())
     assert result["records"] == 3000 and result["live_records"] > 0
+
+
+@pytest.mark.slow
+def test_producer_rides_out_a_broker_restart(broker_factory):
+    b = broker_factory()
+    port = b.port
+    create(b.address, "restarts", 1)
+    with Producer(
+        b.address,
+        acks="all",
+        delivery_timeout_ms=60_000,
+        request_timeout_ms=2000,
+        retry_backoff_ms=20,
+        retry_backoff_max_ms=200,
+    ) as p:
+        first = [p.send("restarts", b"a%d" % i) for i in range(300)]
+        p.flush(20)
+        assert b.stop() == 0
+        # Sent while the broker is down: retried until it is back on the same port.
+        second = [p.send("restarts", b"b%d" % i) for i in range(300)]
+        b2 = broker_factory(None, "--listen", f"127.0.0.1:{port}")
+        p.flush(60)
+        assert all(f.succeeded() for f in first + second)
+    values = [r.value for r in read_all(b2.address, "restarts", 1, 600)]
+    # Each record exactly once, in order.
+    assert values == [b"a%d" % i for i in range(300)] + [b"b%d" % i for i in range(300)]

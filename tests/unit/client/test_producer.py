@@ -294,7 +294,9 @@ def test_a_failed_batch_does_not_wedge_later_ones(fake):
         return 0
 
     fake.broker.faults.append(fail_second)
-    with Producer(fake.address, linger_ms=0, batch_size=64, retry_backoff_ms=1, retry_backoff_max_ms=5) as p:
+    with Producer(
+        fake.address, linger_ms=0, batch_size=64, retry_backoff_ms=1, retry_backoff_max_ms=5
+    ) as p:
         futs = [p.send("t", b"%03d" % i) for i in range(40)]
         p.flush(10)
     failed = [f for f in futs if f.failed()]
