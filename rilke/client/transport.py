@@ -114,6 +114,12 @@ class Transport:
                         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                         ("grpc.primary_user_agent", self._client_id),
                         ("grpc.enable_retries", 0),
+                        # gRPC's own reconnect backoff grows to 120 s by default: a broker
+                        # back from a restart would stay unreachable that long. Our retries
+                        # and circuit breaker pace the attempts instead.
+                        ("grpc.initial_reconnect_backoff_ms", 100),
+                        ("grpc.min_reconnect_backoff_ms", 100),
+                        ("grpc.max_reconnect_backoff_ms", 2000),
                     ],
                 )
                 self._channels[address] = channel
