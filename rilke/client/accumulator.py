@@ -93,7 +93,11 @@ class RecordAccumulator:
                     raise BufferFull
                 now = time.monotonic()
                 batch = ProducerBatch(
-                    tp, codec.new_builder(self.compression), now, now + self.delivery_timeout_s
+                    tp,
+                    codec.new_builder(self.compression),
+                    now,
+                    now + self.delivery_timeout_s,
+                    self.lock,
                 )
                 if queue is None:
                     queue = self._queues[tp] = deque()

@@ -40,6 +40,7 @@ class ProducerBatch:
         "deadline_s",
         "exception",
         "full",
+        "lock",
         "log_append_time",
         "record_count",
         "retry_at_s",
@@ -50,9 +51,15 @@ class ProducerBatch:
     )
 
     def __init__(
-        self, tp: TopicPartition, builder: Any, created_s: float, deadline_s: float
+        self,
+        tp: TopicPartition,
+        builder: Any,
+        created_s: float,
+        deadline_s: float,
+        lock: threading.Lock,
     ) -> None:
         self.tp = tp
+        self.lock = lock  # the accumulator's: guards completion against callback registration
         self.builder = builder
         self.created_s = created_s
         self.deadline_s = deadline_s
@@ -160,19 +167,33 @@ def _run_callback(
         logging.getLogger(__name__).exception("producer callback raised")
 
 
-class RecordFuture:
+class RecordFuture(tuple[ProducerBatch, int]):
     """The future result of one send(): a :class:`RecordMetadata` or an exception.
 
     Blocking code calls :meth:`get`; asyncio code awaits it. Callbacks run in the producer's
     I/O thread (or inline, if the record is already done): keep them short.
+
+    A (batch, index) tuple underneath, made with :meth:`make` without a Python ``__init__``:
+    one is created per record sent.
     """
 
-    __slots__ = ("_batch", "_index", "_lock")
+    __slots__ = ()
 
-    def __init__(self, batch: ProducerBatch, index: int, lock: threading.Lock) -> None:
-        self._batch = batch
-        self._index = index
-        self._lock = lock
+    @staticmethod
+    def make(batch: ProducerBatch, index: int) -> RecordFuture:
+        return tuple.__new__(RecordFuture, (batch, index))
+
+    @property
+    def _batch(self) -> ProducerBatch:
+        return self[0]
+
+    @property
+    def _index(self) -> int:
+        return self[1]
+
+    @property
+    def _lock(self) -> threading.Lock:
+        return self[0].lock
 
     def done(self) -> bool:
         return self._batch.done

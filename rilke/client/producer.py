@@ -209,7 +209,7 @@ class _ProducerCore:
         batch, index, _ = self.acc.append(tp, key, value, headers, timestamp_ms)
         if sticky and batch.full:
             self._sticky.on_new_batch(topic, num_partitions, partition)
-        return RecordFuture(batch, index, self.acc.lock)
+        return RecordFuture.make(batch, index)
 
 
 class AIOProducer(_ProducerCore):
