@@ -57,6 +57,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--linger-ms", type=float, default=5)
     p.add_argument("--max-in-flight", type=int, default=5)
     p.add_argument("--no-idempotence", action="store_true", help="enable_idempotence=False")
+    p.add_argument(
+        "--produce-path",
+        choices=["unary", "stream"],
+        default="unary",
+        help="concurrent unary Produce calls or one ProduceStream per broker (default unary)",
+    )
     p.set_defaults(func=run)
 
 
@@ -82,6 +88,7 @@ def _produce(
         linger_ms=args["linger_ms"],
         max_in_flight=args["max_in_flight"],
         enable_idempotence=args["idempotence"],
+        produce_path=args["produce_path"],
         client_id="rilke-bench",
     ) as producer:
         producer.partitions_for(topic)
@@ -158,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
         "linger_ms": args.linger_ms,
         "max_in_flight": args.max_in_flight,
         "idempotence": not args.no_idempotence,
+        "produce_path": args.produce_path,
         "seed": 1,
     }
     with broker_for(args) as bootstrap:

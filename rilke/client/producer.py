@@ -81,8 +81,11 @@ class _ProducerCore:
         buffer_memory: int = 64 * 1024 * 1024,
         max_block_ms: float = 60_000,
         metadata_max_age_ms: float = 300_000,
+        produce_path: str = "unary",
     ) -> None:
         self.acks = normalize_acks(acks)
+        if produce_path not in ("unary", "stream"):
+            raise ValueError(f"produce_path must be 'unary' or 'stream', not {produce_path!r}")
         codec = compression_id(compression)
         for name, value in (
             ("batch_size", batch_size),
@@ -115,6 +118,7 @@ class _ProducerCore:
             "max_in_flight": max_in_flight,
             "max_request_size": max_request_size,
             "enable_idempotence": enable_idempotence,
+            "produce_path": produce_path,
         }
         # Validate bootstrap_servers now, before anything starts.
         from rilke.client.config import parse_bootstrap_servers
@@ -157,6 +161,7 @@ class _ProducerCore:
             max_in_flight=int(s["max_in_flight"]),
             max_request_size=int(s["max_request_size"]),
             enable_idempotence=bool(s["enable_idempotence"]),
+            produce_path=str(s["produce_path"]),
         )
         self.sender.start()
 
@@ -335,12 +340,14 @@ class Producer:
     compression="none"|"gzip"|"lz4", max_in_flight=5, retries=..., retry_backoff_ms=100,
     retry_backoff_max_ms=1000, delivery_timeout_ms=120000, request_timeout_ms=30000,
     enable_idempotence=True, max_request_size=8 MiB, buffer_memory=64 MiB, max_block_ms=60000,
-    client_id="rilke-producer")``.
+    client_id="rilke-producer", produce_path="unary"|"stream")``.
 
     acks: 0 (no acknowledgement), 1 (the leader wrote it), 'all'/-1 (committed). With
     enable_idempotence (the default; off for acks=0) the producer gets a producer id and
     numbers each partition's records, so retries neither duplicate nor reorder them.
     batch_size is a soft bound: a batch closes once it reaches it (the last record may cross).
+    produce_path: "unary" sends each request as its own Produce call (up to max_in_flight
+    at once); "stream" pipelines them on one ProduceStream per broker.
     """
 
     def __init__(

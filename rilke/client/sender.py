@@ -23,6 +23,7 @@ from rilke.client.accumulator import RecordAccumulator
 from rilke.client.backoff import backoff_s
 from rilke.client.batch import ProducerBatch
 from rilke.client.cluster import Cluster
+from rilke.client.produce_stream import ProduceStream
 from rilke.client.structs import TopicPartition
 from rilke.client.transport import error_from_proto
 from rilke.errors import (
@@ -76,8 +77,13 @@ class Sender:
         max_in_flight: int,
         max_request_size: int,
         enable_idempotence: bool,
+        produce_path: str = "unary",
     ) -> None:
+        if produce_path not in ("unary", "stream"):
+            raise ValueError(f"produce_path must be 'unary' or 'stream', not {produce_path!r}")
         self.cluster = cluster
+        self.produce_path = produce_path
+        self._streams: dict[str, ProduceStream] = {}
         self.acc = accumulator
         self.acks = acks
         self.retries = retries
@@ -126,6 +132,9 @@ class Sender:
                     pass
         for t in list(self._requests):
             t.cancel()
+        for stream in self._streams.values():
+            await stream.close()
+        self._streams.clear()
         leftovers = self.acc.take_all()
         for st in self._partitions.values():
             leftovers.extend(st.retries)
@@ -337,9 +346,18 @@ class Sender:
         )
         try:
             try:
-                response = await self.cluster.call_node(
-                    node, "Broker", "Produce", request, self.request_timeout_s
-                )
+                if self.produce_path == "stream":
+                    address = self.cluster.address_of(node)
+                    stream = self._streams.get(address)
+                    if stream is None:
+                        stream = self._streams[address] = ProduceStream(
+                            self.cluster.transport, address
+                        )
+                    response = await stream.send(request, self.request_timeout_s)
+                else:
+                    response = await self.cluster.call_node(
+                        node, "Broker", "Produce", request, self.request_timeout_s
+                    )
             except RilkeError as exc:
                 if isinstance(exc, BrokerNotAvailableError) or exc.invalid_metadata:
                     self.cluster.request_update()

@@ -152,6 +152,12 @@ class FakeBroker(rilke_pb2_grpc.BrokerServicer, rilke_pb2_grpc.AdminServicer):
             )
         return pb.ProduceResponse(partitions=out)
 
+    async def ProduceStream(self, request_iterator: Any, context: Any) -> Any:
+        async for request in request_iterator:
+            response = await self.Produce(request, context)
+            response.correlation_id = request.correlation_id
+            yield response
+
     async def Fetch(self, request: Any, context: Any) -> Any:
         code = await self._fault("Fetch", request, context)
         out = []

@@ -308,3 +308,37 @@ def test_a_failed_batch_does_not_wedge_later_ones(fake):
     expected = [b"%03d" % i for i, f in enumerate(futs) if f.succeeded()]
     assert stored == expected
     assert fake.broker.out_of_order > 0  # later batches did overtake the failed one
+
+
+@pytest.mark.parametrize("path", ["unary", "stream"])
+def test_produce_paths_deliver_in_order(fake, path):
+    fake.broker.create("t", 2)
+    with Producer(fake.address, produce_path=path, linger_ms=0, batch_size=200) as p:
+        futs = [p.send("t", b"%d" % i, partition=i % 2) for i in range(200)]
+        p.flush(10)
+        mds = [f.get(1) for f in futs]
+    assert [m.offset for m in mds if m.partition == 0] == list(range(100))
+    assert stored_values(fake, "t", 1) == [b"%d" % i for i in range(1, 200, 2)]
+
+
+def test_stream_failure_is_retried_on_a_new_stream(fake):
+    fake.broker.create("t", 1)
+    failures = {"n": 1}
+
+    def abort_once(method, request):
+        if method == "Produce" and failures["n"] > 0:
+            failures["n"] -= 1
+            return grpc.StatusCode.UNAVAILABLE
+        return 0
+
+    fake.broker.faults.append(abort_once)
+    with Producer(
+        fake.address, produce_path="stream", retry_backoff_ms=1, retry_backoff_max_ms=5
+    ) as p:
+        assert p.send("t", b"x").get(10).offset == 0
+    assert stored_values(fake, "t", 0) == [b"x"]
+
+
+def test_unknown_produce_path_is_refused():
+    with pytest.raises(ValueError, match="produce_path"):
+        Producer("127.0.0.1:1", produce_path="carrier-pigeon")
