@@ -293,3 +293,16 @@ def test_producer_rides_out_a_broker_restart(broker_factory):
     values = [r.value for r in read_all(b2.address, "restarts", 1, 600)]
     # Each record exactly once, in order.
     assert values == [b"a%d" % i for i in range(300)] + [b"b%d" % i for i in range(300)]
+
+
+def test_stream_produce_path(broker):
+    create(broker.address, "streamed", 2)
+    with Producer(
+        broker.address, produce_path="stream", acks="all", batch_size=4096, linger_ms=0
+    ) as p:
+        futs = [p.send("streamed", b"s%d" % i, partition=i % 2) for i in range(2000)]
+        p.flush(30)
+        offsets = sorted((f.get(1).partition, f.get(1).offset) for f in futs)
+    assert offsets == sorted([(0, i) for i in range(1000)] + [(1, i) for i in range(1000)])
+    values = [r.value for r in read_all(broker.address, "streamed", 2, 2000) if r.partition == 0]
+    assert values == [b"s%d" % i for i in range(0, 2000, 2)]
