@@ -215,6 +215,15 @@ def test_cli_round_trip(broker):
     assert sum(p["latest"] for p in json.loads(r.stdout)["partitions"]) == 3
     r = _rilke("consume", "nope", *b)
     assert r.returncode == 1 and b"nope" in r.stderr
+    r = _rilke("topic", "alter-config", "cli", "--set", "retention.ms=3600000", *b)
+    assert r.returncode == 0, r.stderr
+    r = _rilke("topic", "describe", "cli", "--json", *b)
+    assert r.returncode == 0, r.stderr
+    (described,) = json.loads(r.stdout)
+    assert described["configs"].get("retention.ms") == "3600000"
+    assert sum(p["high_watermark"] for p in described["partitions"]) == 3
+    r = _rilke("topic", "alter-config", "cli", "--set", "no.such.config=1", *b)
+    assert r.returncode == 1 and b"InvalidConfigError" in r.stderr
     env_only = {
         **os.environ,
         "PYTHONPATH": str(REPO_ROOT),
@@ -306,3 +315,12 @@ def test_stream_produce_path(broker):
     assert offsets == sorted([(0, i) for i in range(1000)] + [(1, i) for i in range(1000)])
     values = [r.value for r in read_all(broker.address, "streamed", 2, 2000) if r.partition == 0]
     assert values == [b"s%d" % i for i in range(0, 2000, 2)]
+
+
+def test_acks_zero(broker):
+    create(broker.address, "fire-and-forget", 1)
+    with Producer(broker.address, acks=0) as p:
+        futs = [p.send("fire-and-forget", b"f%d" % i) for i in range(100)]
+        p.flush(20)
+        assert {f.get(1).offset for f in futs} == {-1}
+    assert len(read_all(broker.address, "fire-and-forget", 1, 100)) == 100
