@@ -21,6 +21,9 @@ from rilke.client.structs import TopicPartition
 RECORD_OVERHEAD_BYTES = 24
 """A conservative per-record overhead over key and value (varints, attributes)."""
 
+BATCH_OVERHEAD_BYTES = 61
+"""The batch header."""
+
 
 class BufferFull(Exception):
     """Raised by :meth:`RecordAccumulator.append` while buffered bytes exceed buffer_memory."""
@@ -41,8 +44,10 @@ class RecordAccumulator:
         compression: int,
         buffer_memory: int,
         delivery_timeout_ms: float,
+        max_batch_bytes: int = 1 << 62,
     ) -> None:
         self.lock = threading.Lock()
+        self.max_batch_bytes = max_batch_bytes
         self.space_freed = threading.Condition(self.lock)
         self.batch_size = batch_size
         self.linger_s = linger_ms / 1000.0
@@ -62,16 +67,19 @@ class RecordAccumulator:
         # Set by the aio facade to hear of freed space on its loop.
         self.on_space_freed: Callable[[], None] | None = None
 
-    def append(
+    def append(  # noqa: PLR0917  (the hot path: positional on purpose)
         self,
         tp: TopicPartition,
         key: bytes | None,
         value: bytes | None,
         headers: Any,
         timestamp_ms: int,
+        size_hint: int = 0,
     ) -> tuple[ProducerBatch, int, bool]:
         """Append one record to ``tp``'s open batch, opening one if needed.
 
+        ``size_hint`` (the record's key and value bytes) closes the open batch first when the
+        record would carry it past ``max_batch_bytes``, the most a broker takes in one batch.
         Returns (batch, index in batch, whether a new batch was opened). Raises
         :class:`BufferFull` (nothing appended) while buffered bytes exceed buffer_memory, and
         whatever the codec raises for a bad key, value or header (nothing appended).
@@ -88,6 +96,12 @@ class RecordAccumulator:
             queue = self._queues.get(tp)
             batch = queue[-1] if queue else None
             created = False
+            if (
+                batch is not None
+                and batch.size + size_hint + RECORD_OVERHEAD_BYTES > self.max_batch_bytes
+                and batch.record_count
+            ):
+                batch.full = True
             if batch is None or batch.full:
                 if self.buffered_bytes >= self.buffer_memory:
                     raise BufferFull

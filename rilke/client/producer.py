@@ -16,7 +16,12 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from rilke.client.accumulator import RECORD_OVERHEAD_BYTES, BufferFull, RecordAccumulator
+from rilke.client.accumulator import (
+    BATCH_OVERHEAD_BYTES,
+    RECORD_OVERHEAD_BYTES,
+    BufferFull,
+    RecordAccumulator,
+)
 from rilke.client.batch import RecordFuture
 from rilke.client.cluster import Cluster
 from rilke.client.config import compression_id, normalize_acks, require_positive
@@ -77,7 +82,7 @@ class _ProducerCore:
         delivery_timeout_ms: float = 120_000,
         request_timeout_ms: float = 30_000,
         enable_idempotence: bool = True,
-        max_request_size: int = 8 * 1024 * 1024,
+        max_request_size: int = 1024 * 1024,
         buffer_memory: int = 64 * 1024 * 1024,
         max_block_ms: float = 60_000,
         metadata_max_age_ms: float = 300_000,
@@ -132,6 +137,7 @@ class _ProducerCore:
             compression=codec,
             buffer_memory=buffer_memory,
             delivery_timeout_ms=delivery_timeout_ms,
+            max_batch_bytes=max_request_size,
         )
         self._sticky = StickyPartitioner()
         self._keyed = KeyPartitioner()
@@ -189,7 +195,7 @@ class _ProducerCore:
         if headers:
             headers = _headers(headers)
         size = (len(value) if value is not None else 0) + (len(key) if key is not None else 0)
-        if size + RECORD_OVERHEAD_BYTES > self.max_request_size:
+        if size + RECORD_OVERHEAD_BYTES + BATCH_OVERHEAD_BYTES > self.max_request_size:
             raise MessageSizeTooLargeError(
                 f"a record of {size} bytes is larger than max_request_size "
                 f"({self.max_request_size}): raise max_request_size or send smaller records"
@@ -211,7 +217,7 @@ class _ProducerCore:
             tp = self._tps[(topic, partition)] = TopicPartition(topic, partition)
         if timestamp_ms is None:
             timestamp_ms = time.time_ns() // 1_000_000
-        batch, index, _ = self.acc.append(tp, key, value, headers, timestamp_ms)
+        batch, index, _ = self.acc.append(tp, key, value, headers, timestamp_ms, size)
         if sticky and batch.full:
             self._sticky.on_new_batch(topic, num_partitions, partition)
         return RecordFuture.make(batch, index)
@@ -339,13 +345,15 @@ class Producer:
     ``Producer(bootstrap_servers="127.0.0.1:9292", acks=1, linger_ms=5, batch_size=512 KiB,
     compression="none"|"gzip"|"lz4", max_in_flight=5, retries=..., retry_backoff_ms=100,
     retry_backoff_max_ms=1000, delivery_timeout_ms=120000, request_timeout_ms=30000,
-    enable_idempotence=True, max_request_size=8 MiB, buffer_memory=64 MiB, max_block_ms=60000,
+    enable_idempotence=True, max_request_size=1 MiB, buffer_memory=64 MiB, max_block_ms=60000,
     client_id="rilke-producer", produce_path="unary"|"stream")``.
 
     acks: 0 (no acknowledgement), 1 (the leader wrote it), 'all'/-1 (committed). With
     enable_idempotence (the default; off for acks=0) the producer gets a producer id and
     numbers each partition's records, so retries neither duplicate nor reorder them.
-    batch_size is a soft bound: a batch closes once it reaches it (the last record may cross).
+    batch_size is a soft bound: a batch closes once it reaches it (the last record may cross);
+    max_request_size is the hard one: for a record and for a batch (the broker's default
+    max.message.bytes is 1 MiB; raise both together).
     produce_path: "unary" sends each request as its own Produce call (up to max_in_flight
     at once); "stream" pipelines them on one ProduceStream per broker.
     """

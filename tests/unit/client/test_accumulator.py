@@ -108,3 +108,11 @@ def test_bad_value_in_a_new_batch_leaves_no_empty_batch():
     with pytest.raises(TypeError):
         acc.append(TP0, None, 12345, None, 1)  # type: ignore[arg-type]
     assert not acc.has_queued() and acc.snapshot_incomplete() == []
+
+
+def test_a_record_that_would_overflow_max_batch_bytes_starts_a_new_batch():
+    acc = make(batch_size=10_000, max_batch_bytes=1000)
+    first, _, _ = acc.append(TP0, None, b"x" * 600, None, 1, 600)
+    second, _, created = acc.append(TP0, None, b"y" * 600, None, 1, 600)
+    assert created and second is not first and first.full
+    assert first.size <= 1000 and second.size <= 1000
