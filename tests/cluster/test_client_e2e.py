@@ -324,3 +324,18 @@ def test_acks_zero(broker):
         p.flush(20)
         assert {f.get(1).offset for f in futs} == {-1}
     assert len(read_all(broker.address, "fire-and-forget", 1, 100)) == 100
+
+
+def test_large_records(broker):
+    from rilke.errors import MessageSizeTooLargeError
+
+    create(broker.address, "large", 1)
+    with Producer(broker.address) as p:
+        small = [p.send("large", b"s" * 1000) for _ in range(3)]
+        big = p.send("large", b"b" * 900_000)
+        assert big.get(20).offset == 3
+        assert [f.get(1).offset for f in small] == [0, 1, 2]
+        with pytest.raises(MessageSizeTooLargeError, match="max_request_size"):
+            p.send("large", b"x" * 2_000_000)
+    records = read_all(broker.address, "large", 1, 4)
+    assert [len(r.value) for r in records] == [1000, 1000, 1000, 900_000]
