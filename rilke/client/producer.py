@@ -83,7 +83,7 @@ class _ProducerCore:
         request_timeout_ms: float = 30_000,
         enable_idempotence: bool = True,
         max_request_size: int = 1024 * 1024,
-        buffer_memory: int = 64 * 1024 * 1024,
+        buffer_memory: int = 32 * 1024 * 1024,
         max_block_ms: float = 60_000,
         metadata_max_age_ms: float = 300_000,
         produce_path: str = "unary",
@@ -345,7 +345,7 @@ class Producer:
     ``Producer(bootstrap_servers="127.0.0.1:9292", acks=1, linger_ms=5, batch_size=512 KiB,
     compression="none"|"gzip"|"lz4", max_in_flight=5, retries=..., retry_backoff_ms=100,
     retry_backoff_max_ms=1000, delivery_timeout_ms=120000, request_timeout_ms=30000,
-    enable_idempotence=True, max_request_size=1 MiB, buffer_memory=64 MiB, max_block_ms=60000,
+    enable_idempotence=True, max_request_size=1 MiB, buffer_memory=32 MiB, max_block_ms=60000,
     client_id="rilke-producer", produce_path="unary"|"stream")``.
 
     acks: 0 (no acknowledgement), 1 (the leader wrote it), 'all'/-1 (committed). With

@@ -84,6 +84,7 @@ class Sender:
         self.cluster = cluster
         self.produce_path = produce_path
         self._streams: dict[str, ProduceStream] = {}
+        self._sent_requests = 0
         self.acc = accumulator
         self.acks = acks
         self.retries = retries
@@ -179,8 +180,14 @@ class Sender:
                     return
                 now = time.monotonic()
                 self._expire(now)
+                sent_before = self._sent_requests
                 next_s = self._send_ready(now)
                 self._wake.clear()
+                if self._sent_requests != sent_before:
+                    # More full batches may wait behind the ones just sent (one per partition
+                    # per round): look again at once, until the in-flight window is full.
+                    await asyncio.sleep(0)
+                    continue
                 self.acc.sender_sleeping = True
                 timeout = None if next_s is None else max(0.0, next_s - time.monotonic())
                 if self.cluster.is_stale() and self._needs_metadata():
@@ -285,17 +292,16 @@ class Sender:
         drained, next_ready = self.acc.drain(now, self._sendable)
         if next_ready is not None:
             next_s = next_ready if next_s is None else min(next_s, next_ready)
-        seen: set[TopicPartition] = set()
         for batch in drained:
             self._close_batch(batch)
             by_node[self.cluster.leader_for(batch.tp)].append(batch)
-            seen.add(batch.tp)
         for node, batches in by_node.items():
             for request_batches in self._split(batches):
                 self._node_in_flight[node] += 1
                 for b in request_batches:
                     self._partitions[b.tp].in_flight.append(b)
                     b.attempts += 1
+                self._sent_requests += 1
                 task = asyncio.ensure_future(self._send(node, request_batches))
                 self._requests.add(task)
                 task.add_done_callback(self._request_done)
