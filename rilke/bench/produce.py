@@ -52,6 +52,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--compression", default="none", choices=["none", "gzip", "lz4"])
     p.add_argument("--producers", type=int, default=1, help="producer processes (default 1)")
     p.add_argument(
+        "--rate",
+        type=int,
+        default=0,
+        metavar="MSGS_PER_S",
+        help="send at this rate per producer (default 0: as fast as possible); latency "
+        "at a rate below the maximum shows the producer's own delay, not queueing",
+    )
+    p.add_argument(
         "--batch-size", type=int, default=512 * 1024, help="producer batch_size (default 512 KiB)"
     )
     p.add_argument("--linger-ms", type=float, default=5)
@@ -80,6 +88,7 @@ def _produce(
     errors: list[BaseException] = []
     count = args["count"]
     duration = args["duration"]
+    rate = args["rate"]
     with Producer(
         bootstrap,
         acks=args["acks"],
@@ -108,6 +117,13 @@ def _produce(
                 if perf() >= end_at:
                     break
                 n = step
+            if rate:
+                # Paced: send what is due by now (at most a step), else wait a little.
+                due = int((perf() - start) * rate) - sent
+                if due <= 0:
+                    time.sleep(0.0005)
+                    continue
+                n = min(n, due)
             for i in range(sent, sent + n):
                 if i % SAMPLE_EVERY:
                     send(topic, values[i % nvalues], keys[i % 1000] if keys else None)
@@ -166,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
         "max_in_flight": args.max_in_flight,
         "idempotence": not args.no_idempotence,
         "produce_path": args.produce_path,
+        "rate": args.rate,
         "seed": 1,
     }
     with broker_for(args) as bootstrap:
