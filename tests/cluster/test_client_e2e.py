@@ -339,3 +339,36 @@ def test_large_records(broker):
             p.send("large", b"x" * 2_000_000)
     records = read_all(broker.address, "large", 1, 4)
     assert [len(r.value) for r in records] == [1000, 1000, 1000, 900_000]
+
+
+@pytest.mark.slow
+def test_consumer_rides_out_a_broker_restart(broker_factory):
+    b = broker_factory()
+    port = b.port
+    create(b.address, "follow", 1)
+    with Producer(b.address) as p:
+        p.send("follow", b"before").get(10)
+    with Consumer(
+        bootstrap_servers=b.address,
+        auto_offset_reset="earliest",
+        request_timeout_ms=2000,
+        retry_backoff_ms=20,
+        retry_backoff_max_ms=200,
+    ) as c:
+        c.assign([TopicPartition("follow", 0)])
+        got = []
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            for recs in c.poll(200).values():
+                got.extend(recs)
+        assert [r.value for r in got] == [b"before"]
+        assert b.stop() == 0
+        assert c.poll(300) == {}  # the broker is away: nothing, and no exception
+        b2 = broker_factory(None, "--listen", f"127.0.0.1:{port}")
+        with Producer(b2.address) as p:
+            p.send("follow", b"after").get(10)
+        deadline = time.monotonic() + 15
+        while len(got) < 2 and time.monotonic() < deadline:
+            for recs in c.poll(200).values():
+                got.extend(recs)
+    assert [(r.offset, r.value) for r in got] == [(0, b"before"), (1, b"after")]
