@@ -210,6 +210,14 @@ class _ConsumerCore:
         st = self._require().partitions.get(partition)
         return None if st is None or st.high_watermark < 0 else st.high_watermark
 
+    def lag(self, partition: TopicPartition) -> int | None:
+        """Records between the position and the last high watermark a fetch saw (None when
+        either is not known yet)."""
+        st = self._require().partitions.get(partition)
+        if st is None or st.high_watermark < 0 or st.position is None:
+            return None
+        return max(0, st.high_watermark - st.position)
+
     async def position(
         self, partition: TopicPartition | tuple[str, int], timeout_s: float | None = None
     ) -> int:
@@ -423,6 +431,9 @@ class Consumer:
 
     def highwater(self, partition: TopicPartition) -> int | None:
         return self._aio.highwater(partition)
+
+    def lag(self, partition: TopicPartition) -> int | None:
+        return self._aio.lag(partition)
 
     def beginning_offsets(self, partitions: Iterable[Any]) -> dict[TopicPartition, int]:
         return dict(self._run(self._aio.beginning_offsets(list(partitions))))

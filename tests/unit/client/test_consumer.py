@@ -59,6 +59,7 @@ def test_assign_poll_from_earliest(fake):
         assert [(r.offset, r.value) for r in recs] == [(0, b"a"), (1, b"b"), (2, b"c")]
         assert recs[0].timestamp == 1000 and recs[0].topic == "t" and recs[0].headers == ()
         assert c.position(TP) == 3
+        assert c.lag(TP) == 0 and c.highwater(TP) == 3
 
 
 def test_latest_reads_only_new_records(fake):
