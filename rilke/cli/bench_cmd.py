@@ -10,6 +10,7 @@ _BENCH_MODULES: tuple[str, ...] = (
     "rilke.bench.codec",
     "rilke.bench.produce",
     "rilke.bench.consume",
+    "rilke.bench.produce_path",
 )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 # Modules that add subcommands, in the order `rilke --help` lists them.
 _COMMAND_MODULES = (
+    "rilke.cli.server_cmd",
     "rilke.cli.topic_cmd",
     "rilke.cli.produce_cmd",
     "rilke.cli.consume_cmd",
