@@ -1,7 +1,6 @@
 from pathlib import Path
 
 import pytest
-from rilke.storage.config import LogConfig
 
 from rilke.errors import (
     InvalidConfigError,
@@ -12,6 +11,7 @@ from rilke.errors import (
     UnknownTopicOrPartitionError,
 )
 from rilke.server.topics import TopicInfo, TopicRegistry, validate_topic_name
+from rilke.storage.config import LogConfig
 
 
 @pytest.mark.parametrize("name", ["a", "orders.v1", "A-b_c.9", "x" * 249])
