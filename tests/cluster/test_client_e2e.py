@@ -372,3 +372,29 @@ def test_consumer_rides_out_a_broker_restart(broker_factory):
             for recs in c.poll(200).values():
                 got.extend(recs)
     assert [(r.offset, r.value) for r in got] == [(0, b"before"), (1, b"after")]
+
+
+def test_seek_and_offsets_for_times(broker):
+    create(broker.address, "timed", 1)
+    tp = TopicPartition("timed", 0)
+    with Producer(broker.address) as p:
+        for i in range(10):
+            p.send("timed", b"t%d" % i, timestamp_ms=1_000_000 + i * 1000)
+        p.flush(20)
+    with Consumer(bootstrap_servers=broker.address) as c:
+        c.assign([tp])
+        assert c.beginning_offsets([tp]) == {tp: 0} and c.end_offsets([tp]) == {tp: 10}
+        found = c.offsets_for_times({tp: 1_004_500})[tp]
+        assert found is not None and found.offset == 5
+        assert c.offsets_for_times({tp: 9_999_999})[tp] is None
+        c.seek(tp, found.offset)
+        got = []
+        deadline = time.monotonic() + 10
+        while len(got) < 5 and time.monotonic() < deadline:
+            for recs in c.poll(200).values():
+                got.extend(recs)
+        assert [(r.offset, r.timestamp, r.timestamp_type) for r in got] == [
+            (i, 1_000_000 + i * 1000, 0) for i in range(5, 10)
+        ]
+        c.seek_to_end()
+        assert c.position(tp) == 10 and c.poll(100) == {}
