@@ -158,6 +158,8 @@ def test_offsets_queries(fake):
         assert c.beginning_offsets([TP]) == {TP: 0}
         assert c.end_offsets([TP]) == {TP: 3}
         assert c.offsets_for_times({TP: 4000})[TP].offset == 2
+        # The fake, like the broker, answers with the batch; the client finds the record.
+        assert c.offsets_for_times({TP: 1001})[TP] == (1, 1001)
         with pytest.raises(IllegalStateError):
             c.seek(TopicPartition("other", 0), 1)
         with pytest.raises(ValueError):
