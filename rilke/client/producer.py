@@ -39,6 +39,8 @@ from rilke.errors import (
 
 log = logging.getLogger(__name__)
 
+_new_tuple = tuple.__new__
+
 Headers = Iterable[tuple[str, "bytes | str | None"]]
 
 
@@ -220,7 +222,7 @@ class _ProducerCore:
         batch, index, _ = self.acc.append(tp, key, value, headers, timestamp_ms, size)
         if sticky and batch.full:
             self._sticky.on_new_batch(topic, num_partitions, partition)
-        return RecordFuture.make(batch, index)
+        return _new_tuple(RecordFuture, (batch, index))  # RecordFuture.make, inlined
 
 
 class AIOProducer(_ProducerCore):
@@ -401,7 +403,8 @@ class Producer:
         :class:`ProducerClosedError` after close(), TypeError for bad keys/values.
         """
         aio = self._aio
-        n = aio.cluster.partitions_for(topic) if aio.cluster is not None else None
+        parts = aio.cluster.topics.get(topic) if aio.cluster is not None else None
+        n = len(parts) if parts else None
         if n is None:
             if self._closed:
                 raise ProducerClosedError("the producer is closed: create a new one to send")
