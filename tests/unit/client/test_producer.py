@@ -342,3 +342,26 @@ def test_stream_failure_is_retried_on_a_new_stream(fake):
 def test_unknown_produce_path_is_refused():
     with pytest.raises(ValueError, match="produce_path"):
         Producer("127.0.0.1:1", produce_path="carrier-pigeon")
+
+
+def test_send_from_many_threads(fake):
+    import threading
+
+    fake.broker.create("t", 1)
+    with Producer(fake.address, linger_ms=1, batch_size=2000) as p:
+
+        def worker(n):
+            for i in range(300):
+                p.send("t", b"%d-%d" % (n, i))
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        p.flush(10)
+    values = stored_values(fake, "t", 0)
+    assert len(values) == 1200
+    for n in range(4):
+        mine = [v for v in values if v.startswith(b"%d-" % n)]
+        assert mine == [b"%d-%d" % (n, i) for i in range(300)]  # each thread's order kept
