@@ -8,6 +8,8 @@ from typing import Any
 
 _BENCH_MODULES: tuple[str, ...] = (
     "rilke.bench.codec",
+    "rilke.bench.produce",
+    "rilke.bench.consume",
     "rilke.bench.produce_path",
     "rilke.bench.storage",
 )
