@@ -34,13 +34,15 @@ Properties (Raft paper, Figure 3, plus the durability rules a crash-prone node m
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 # An entry as the checker sees it: (index, term, digest). ``digest`` identifies the payload.
 EntryView = tuple[int, int, object]
 
 LEADER = "leader"
+COVERED = -1
+"""What a ``term_at`` callback returns for an index compacted into the node's snapshot."""
 
 
 class SafetyViolation(AssertionError):
@@ -189,13 +191,31 @@ class SafetyChecker:
                 f"before it; its log ends at {log.last_index()}",
             )
 
-    def _leader_completeness(self, node: int) -> None:
+    def _leader_completeness(
+        self, node: int, term_at: Callable[[int], int | None] | None = None
+    ) -> None:
         state = self.nodes[node]
         upto = 0
         for term, index in self._commit_by_term.items():
             if term < state.term and index > upto:
                 upto = index
-        self._require_committed_prefix(node, upto, "Leader Completeness")
+        if term_at is None:
+            self._require_committed_prefix(node, upto, "Leader Completeness")
+            return
+        # The node's own view of its log: the committed entry's term at its index (Log Matching,
+        # checked on every write, carries it to the whole prefix).
+        pos = bisect.bisect_right(self.committed_indexes, upto) - 1
+        if pos < 0:
+            return
+        index = self.committed_indexes[pos]
+        expected = self.committed[index][0]
+        found = term_at(index)
+        if found != COVERED and found != expected:
+            self._fail(
+                "Leader Completeness",
+                f"n{node}, new leader of term {state.term}, has term {found} at committed "
+                f"index {index} (committed in term {expected})",
+            )
 
     # --- what the harness reports -----------------------------------------------------------
 
@@ -247,11 +267,11 @@ class SafetyChecker:
             log.hashes.append(prefix)
             prev_index, prev_term = index, term
 
-    def on_snapshot(self, node: int, index: int, term: int) -> None:
+    def on_snapshot(self, node: int, index: int, term: int, keep_suffix: bool = True) -> None:
         """The node's log now starts after a snapshot at ``(index, term)``.
 
-        Entries past the snapshot are kept if the log holds ``(index, term)`` (compaction, or a
-        snapshot that matches the log); otherwise the whole log is replaced.
+        With ``keep_suffix`` (compaction) the entries past the snapshot are kept if the log
+        holds ``(index, term)``; otherwise (or without it) the whole log is replaced.
         """
         self.stats.checks += 1
         state = self._node(node)
@@ -266,8 +286,13 @@ class SafetyChecker:
                 f"n{node} installs snapshot ({index}, {term}) that conflicts with its log below "
                 f"its commit {state.commit}",
             )
+        if not keep_suffix and state.commit > index:
+            self._fail(
+                "Committed entry lost",
+                f"n{node} resets its log to snapshot {index} behind its commit {state.commit}",
+            )
         known = log.hash_at(index)
-        if known is not None and log.term_at(index) == term:
+        if keep_suffix and known is not None and log.term_at(index) == term:
             keep_from = bisect.bisect_right(log.indexes, index)
             start_hash = known
         else:
@@ -278,8 +303,20 @@ class SafetyChecker:
         del log.hashes[:keep_from]
         log.start_index, log.start_term, log.start_hash = index, term, start_hash
 
-    def observe_role(self, node: int, term: int, role: str) -> None:
-        """The node's soft state: its current term and role (``"leader"`` for a leader)."""
+    def observe_role(
+        self,
+        node: int,
+        term: int,
+        role: str,
+        term_at: Callable[[int], int | None] | None = None,
+    ) -> None:
+        """The node's soft state: its current term and role (``"leader"`` for a leader).
+
+        ``term_at(index)``, if given, reads the node's own log (the term of its entry ending at
+        ``index``, None if there is none, :data:`COVERED` if compacted) for Leader
+        Completeness; without it the checker's copy of the log is used, which lags the core's
+        by the entries not yet handed out in a Ready.
+        """
         self.stats.checks += 1
         state = self._node(node)
         if term < state.term:
@@ -295,7 +332,7 @@ class SafetyChecker:
                 )
             if became_leader:
                 self.stats.leaders += 1
-            self._leader_completeness(node)
+            self._leader_completeness(node, term_at)
 
     def observe_commit(self, node: int, commit: int) -> None:
         """The node's in-memory commit index (high watermark) is now ``commit``."""

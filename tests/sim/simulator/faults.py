@@ -108,7 +108,7 @@ def draw_knobs(rng: random.Random, **overrides: object) -> FaultKnobs:
     )
     if overrides:
         fields = {**knobs.__dict__, **overrides}
-        knobs = FaultKnobs(**fields)  # type: ignore[arg-type]
+        knobs = FaultKnobs(**fields)
     return knobs
 
 
