@@ -313,6 +313,9 @@ class Config:
     """The initial voters, used only when storage holds no configuration (a new group)."""
     learners: Sequence[int] = ()
     """The initial learners, under the same rule as ``voters``."""
+    applied: int = 0
+    """On restart: the index the caller's state machine has already applied. Committed entries
+    after max(applied, log start) are handed out again in Ready.committed_entries."""
     election_timeout_ticks: int = 10
     """A follower that hears no leader for a random time in [T, 2T) ticks campaigns. A leader
     with CheckQuorum steps down if a quorum was not active within T ticks."""
