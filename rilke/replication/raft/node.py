@@ -102,6 +102,9 @@ class RaftNode:
         self._prev_hard_state = hard_state
         self._prev_soft_state = SoftState(NO_NODE, Role.FOLLOWER)
         self._ready_outstanding = False
+        # Proposals and commit advances ask for one broadcast, done when the Ready is built:
+        # several proposals (or commits) between two Readys then share one APPEND per peer.
+        self._bcast_pending = False
         # CONFIG entries past the commit index, applied when they commit (thesis 4.1 variant
         # of etcd: a configuration takes effect on commit, one change at a time).
         self._uncommitted_conf: list[int] = []
@@ -615,9 +618,11 @@ class RaftNode:
         return True
 
     def _bcast_append(self) -> None:
-        for node in self._progress:
-            if node != self._id:
-                self._maybe_send_append(node, send_if_empty=True)
+        for node, pr in self._progress.items():
+            if node != self._id and self._maybe_send_append(node, send_if_empty=True):
+                # In replicate state, keep the pipe full up to the in-flight window.
+                while pr.state is _REPLICATE and self._maybe_send_append(node, send_if_empty=False):
+                    pass
 
     def _bcast_heartbeat(self, context: bytes) -> None:
         committed = self._log.committed
@@ -664,7 +669,7 @@ class RaftNode:
             elif pr.state is _REPLICATE:
                 pr.inflights.free_le(msg.index)
             if self._maybe_commit():
-                self._bcast_append()
+                self._bcast_pending = True
             elif was_paused:
                 # The follower may not know the commit index yet: tell it even if empty.
                 self._maybe_send_append(msg.frm, send_if_empty=True)
@@ -757,8 +762,7 @@ class RaftNode:
             pr.is_learner = node in self._conf.learners
         # The quorum changed: more may be committed now, and new members need entries.
         self._maybe_commit()
-        if self._role is Role.LEADER:
-            self._bcast_append()
+        self._bcast_pending = True
 
     def propose_conf_change(self, change: ConfChange) -> int:
         """Append a CONFIG entry changing one member; returns its index. The change takes effect
@@ -801,7 +805,7 @@ class RaftNode:
         index = log.last_index() + 1
         self._append_entries([Entry(self._term, index, change.encode(), EntryKind.CONFIG)])
         self._pending_conf_index = index
-        self._bcast_append()
+        self._bcast_pending = True
         return index
 
     # --- proposals -------------------------------------------------------------------------------
@@ -854,7 +858,7 @@ class RaftNode:
             entries.append(Entry(term, index, item, _NORMAL, count))
         self._uncommitted_bytes = uncommitted + size
         self._log.append(entries)
-        self._bcast_append()
+        self._bcast_pending = True
         return index
 
     # --- leader transfer -------------------------------------------------------------------------
@@ -962,7 +966,8 @@ class RaftNode:
         log = self._log
         prev = self._prev_hard_state
         return bool(
-            self._msgs
+            self._bcast_pending
+            or self._msgs
             or self._heartbeats
             or self._read_states
             or log.has_unstable()
@@ -979,6 +984,10 @@ class RaftNode:
         next ``ready()``."""
         assert not self._ready_outstanding, "ready() called again before advance()"
         self._ready_outstanding = True
+        if self._bcast_pending:
+            self._bcast_pending = False
+            if self._role is Role.LEADER:
+                self._bcast_append()
         log = self._log
         rd = Ready()
         prev = self._prev_hard_state
