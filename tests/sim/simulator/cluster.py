@@ -147,7 +147,7 @@ class Cluster:
     ) -> None:
         self.knobs = knobs
         self._rng_for = rng_for
-        self.trace = trace or Trace(enabled=False)
+        self.trace = trace if trace is not None else Trace(enabled=False)
         self.loop = EventLoop()
         self.checker = SafetyChecker()
         self.network = SimNetwork(
@@ -176,7 +176,8 @@ class Cluster:
         self.faults = FaultStats()
         # Client bookkeeping: payload -> time first proposed; post-heal ones must commit.
         self._pending: dict[bytes, int] = {}
-        self._pending_required: set[bytes] = set()
+        self._pending_required: dict[bytes, None] = {}  # ordered, for deterministic reports
+        self._retry_at: dict[bytes, int] = {}
         self._next_payload = 0
         self._client_target = voter_ids[0]
         self.max_pending = 64
@@ -395,11 +396,12 @@ class Cluster:
                 self.faults.conf_changes_committed += 1
         elif entry.kind is EntryKind.NORMAL:
             made = self._pending.pop(entry.data, None)
+            self._retry_at.pop(entry.data, None)
             if made is not None:
                 latency = self.loop.now_ms - made
                 self.client.committed += 1
                 self.client.max_commit_latency_ms = max(self.client.max_commit_latency_ms, latency)
-                self._pending_required.discard(entry.data)
+                self._pending_required.pop(entry.data, None)
 
     def _maybe_compact(self, node: SimNode) -> None:
         """Retention: drop old entries the state machine has applied (followers behind the
@@ -470,21 +472,24 @@ class Cluster:
                         f"proposal {payload!r} made at {made}ms, after healing at "
                         f"{self.healed_at_ms}ms, is not committed at {now}ms"
                     )
-        # Retry the oldest pending proposal now and then (a client re-sending after a timeout).
-        for payload, made in self._pending.items():
-            if now - made >= self.knobs.client_retry_ms and (
-                (now - made) // self.knobs.client_retry_ms
-                != (now - made - self.knobs.client_interval_ms) // self.knobs.client_retry_ms
-            ):
-                self.client.retried += 1
-                self._propose(payload)
+        # Retry pending proposals whose retry time came (a client re-sending after a timeout),
+        # a few per tick so a backlog drains without flooding the leader.
+        retried = 0
+        for payload, next_retry in self._retry_at.items():
+            if retried >= 8:
                 break
+            if next_retry <= now:
+                self._retry_at[payload] = now + self.knobs.client_retry_ms
+                self.client.retried += 1
+                retried += 1
+                self._propose(payload)
         if len(self._pending) < self.max_pending:
             payload = b"p%d" % self._next_payload
             self._next_payload += 1
             self._pending[payload] = now
+            self._retry_at[payload] = now + self.knobs.client_retry_ms
             if self.healed_at_ms is not None:
-                self._pending_required.add(payload)
+                self._pending_required[payload] = None
             self.client.proposed += 1
             self._propose(payload)
 
@@ -726,7 +731,8 @@ class Cluster:
         # Proposals still pending from before the heal must commit too (the client retries).
         for payload in self._pending:
             self._pending[payload] = self.loop.now_ms
-            self._pending_required.add(payload)
+            self._retry_at[payload] = self.loop.now_ms
+            self._pending_required[payload] = None
 
     # --- running ---------------------------------------------------------------------------
 
