@@ -97,7 +97,8 @@ class RaftNode:
         self._read_only = ReadOnly()
         self._pending_reads: list[tuple[int, bytes]] = []
         self._msgs: list[Message] = []
-        self._heartbeats: list[Message] = []
+        # Keyed by (peer, context): ticks between two Readys coalesce into one heartbeat each.
+        self._heartbeats: dict[tuple[int, bytes], Message] = {}
         self._read_states: list[ReadState] = []
         self._prev_hard_state = hard_state
         self._prev_soft_state = SoftState(NO_NODE, Role.FOLLOWER)
@@ -617,6 +618,23 @@ class RaftNode:
         pr.sent_entries(entries[-1].index if entries else 0, size)
         return True
 
+    def _send_empty_append(self, to: int, pr: Progress) -> None:
+        prev_index = pr.next - 1
+        prev_term = self._log.term(prev_index)
+        if prev_term is None:
+            return
+        self._msgs.append(
+            Message(
+                _MT.APPEND,
+                to,
+                self._id,
+                self._term,
+                log_term=prev_term,
+                index=prev_index,
+                commit=self._log.committed,
+            )
+        )
+
     def _bcast_append(self) -> None:
         for node, pr in self._progress.items():
             if node != self._id and self._maybe_send_append(node, send_if_empty=True):
@@ -628,15 +646,13 @@ class RaftNode:
         committed = self._log.committed
         for node, pr in self._progress.items():
             if node != self._id:
-                self._heartbeats.append(
-                    Message(
-                        _MT.HEARTBEAT,
-                        node,
-                        self._id,
-                        self._term,
-                        commit=min(pr.match, committed),
-                        context=context,
-                    )
+                self._heartbeats[node, context] = Message(
+                    _MT.HEARTBEAT,
+                    node,
+                    self._id,
+                    self._term,
+                    commit=min(pr.match, committed),
+                    context=context,
                 )
 
     def _handle_append_response(self, msg: Message) -> None:
@@ -691,8 +707,14 @@ class RaftNode:
             return
         pr.recent_active = True
         pr.probe_sent = False
-        if pr.match < self._log.last_index():
-            self._maybe_send_append(msg.frm, send_if_empty=False)
+        if pr.match < self._log.last_index() and not self._maybe_send_append(
+            msg.frm, send_if_empty=True
+        ):
+            # Replicate state with a full window: the appends that filled it may all have been
+            # lost. An empty append at the window's end (outside the window) finds out: the
+            # follower rejects it if it lacks the entries, and the leader probes again.
+            if pr.state is _REPLICATE:
+                self._send_empty_append(msg.frm, pr)
         if not msg.context or self._config.read_lease:
             return
         acks = self._read_only.recv_ack(msg.frm, msg.context)
@@ -1005,7 +1027,8 @@ class RaftNode:
         if self._msgs:
             rd.messages, self._msgs = self._msgs, []
         if self._heartbeats:
-            rd.heartbeats, self._heartbeats = self._heartbeats, []
+            rd.heartbeats = list(self._heartbeats.values())
+            self._heartbeats = {}
         if log.has_next_committed():
             committed = log.next_committed_entries(self._config.max_committed_bytes_per_ready)
             rd.committed_entries = committed

@@ -61,7 +61,7 @@ def fmt_entry(e: Entry) -> str:
         return f"{where} no-op"
     if e.kind is EntryKind.CONFIG:
         return f"{where} conf({e.data.decode()})"
-    return f"{where} {e.data.decode(errors='replace')}"
+    return f"{where} {e.data.decode(errors='replace')}" if e.data else where
 
 
 def fmt_entries(entries: Iterable[Entry]) -> str:
