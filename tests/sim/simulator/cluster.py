@@ -144,6 +144,7 @@ class Cluster:
         heartbeat_timeout_ticks: int = 2,
         compact_every: int = 0,
         compact_keep: int = 20,
+        config_overrides: dict[str, object] | None = None,
     ) -> None:
         self.knobs = knobs
         self._rng_for = rng_for
@@ -166,6 +167,8 @@ class Cluster:
         # ``compact_keep`` entries behind the applied index (0 = never).
         self.compact_every = compact_every
         self.compact_keep = compact_keep
+        # Core settings pinned by a test (e.g. pre_vote=False to show what PreVote prevents).
+        self.config_overrides = dict(config_overrides or {})
         voter_ids = list(range(1, knobs.voters + 1))
         self.initial_conf = ConfState(frozenset(voter_ids))
         self.nodes: dict[int, SimNode] = {}
@@ -205,6 +208,8 @@ class Cluster:
             max_inflight_msgs=16,
             max_size_per_msg=4096,
         )
+        for name, value in self.config_overrides.items():
+            setattr(config, name, value)
         rng = self._rng_for(f"node{node_id}/{node.incarnation}")
         storage = node.storage
         if node.started:
@@ -293,7 +298,8 @@ class Cluster:
         def step() -> None:
             raft = node.raft
             assert raft is not None
-            self._record(dst, "recv", describe_message(message))
+            if self.trace.enabled:
+                self._record(dst, "recv", describe_message(message))
             raft.step(message)
             self._after_input(node)
 

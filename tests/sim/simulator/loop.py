@@ -9,27 +9,22 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-
-@dataclass(order=True)
-class _Timer:
-    time_ms: int
-    seq: int
-    callback: Callable[[], None] = field(compare=False)
-    cancelled: bool = field(default=False, compare=False)
+# A heap entry: (time_ms, seq, callback, cancelled flag). ``seq`` is unique, so tuple
+# comparison (fast, in C) never reaches the callback.
+_Entry = tuple[int, int, Callable[[], None], list[bool]]
 
 
 class TimerHandle:
     """Lets the scheduler of an event cancel it before it fires."""
 
-    __slots__ = ("_timer",)
+    __slots__ = ("_flag",)
 
-    def __init__(self, timer: _Timer) -> None:
-        self._timer = timer
+    def __init__(self, flag: list[bool]) -> None:
+        self._flag = flag
 
     def cancel(self) -> None:
-        self._timer.cancelled = True
+        self._flag[0] = True
 
 
 class EventLoop:
@@ -42,7 +37,7 @@ class EventLoop:
     def __init__(self, max_queue: int = 1_000_000) -> None:
         self.now_ms = 0
         self.steps = 0
-        self._heap: list[_Timer] = []
+        self._heap: list[_Entry] = []
         self._seq = 0
         # A bound on the queue: a runaway simulation (a message storm) fails loudly.
         self._max_queue = max_queue
@@ -50,10 +45,10 @@ class EventLoop:
     def call_at(self, time_ms: int, callback: Callable[[], None]) -> TimerHandle:
         """Schedule ``callback`` at ``time_ms`` (clamped to now). Returns a cancel handle."""
         assert len(self._heap) < self._max_queue, "event queue overflow"
-        timer = _Timer(max(time_ms, self.now_ms), self._seq, callback)
+        flag = [False]
+        heapq.heappush(self._heap, (max(time_ms, self.now_ms), self._seq, callback, flag))
         self._seq += 1
-        heapq.heappush(self._heap, timer)
-        return TimerHandle(timer)
+        return TimerHandle(flag)
 
     def call_later(self, delay_ms: int, callback: Callable[[], None]) -> TimerHandle:
         return self.call_at(self.now_ms + delay_ms, callback)
@@ -64,12 +59,12 @@ class EventLoop:
     def run_one(self) -> bool:
         """Pop and run the next live event. Returns False when the queue is empty."""
         while self._heap:
-            timer = heapq.heappop(self._heap)
-            if timer.cancelled:
+            time_ms, _seq, callback, flag = heapq.heappop(self._heap)
+            if flag[0]:
                 continue
-            self.now_ms = timer.time_ms
+            self.now_ms = time_ms
             self.steps += 1
-            timer.callback()
+            callback()
             return True
         return False
 
@@ -78,7 +73,7 @@ class EventLoop:
 
         Returns True if ``stop`` fired. The clock ends at ``time_ms`` otherwise.
         """
-        while self._heap and self._heap[0].time_ms <= time_ms:
+        while self._heap and self._heap[0][0] <= time_ms:
             self.run_one()
             if stop is not None and stop():
                 return True

@@ -196,7 +196,7 @@ def shrink(result: RunResult, max_runs: int = 60) -> RunResult:
 
 def report(result: RunResult, trace_lines: int | None = 300) -> str:
     """A failure report: seed, knobs, the kept faults, the violation, the replay command and
-    the tail of the trace."""
+    the last ``trace_lines`` events of the trace (all with None, none with 0)."""
     lines = [
         f"seed {result.seed} scenario {result.scenario}: {result.failure}",
         f"knobs: {result.knobs.describe()}",
@@ -209,7 +209,7 @@ def report(result: RunResult, trace_lines: int | None = 300) -> str:
         f"stopped at step {result.steps}, {result.sim_ms}ms simulated",
         f"replay: {result.replay_command()}",
     ]
-    if result.trace is not None and len(result.trace):
+    if result.trace is not None and len(result.trace) and trace_lines != 0:
         lines.append(f"trace (last {trace_lines} events):" if trace_lines else "trace:")
         lines.extend(result.trace.lines(trace_lines))
     return "\n".join(lines)
