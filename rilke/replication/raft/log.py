@@ -76,10 +76,15 @@ class RaftLog:
         """The term of the entry containing offset ``index`` (the log start's term at the log
         start); None when ``index`` is compacted away or beyond the last offset."""
         if index >= self._unstable_offset:
-            if not self._unstable or index > self._unstable[-1].index:
+            unstable = self._unstable
+            if not unstable:
                 return None
-            pos = bisect.bisect_left(self._unstable, index, key=_last_offset)
-            return self._unstable[pos].term
+            last = unstable[-1]
+            if index > last.index:
+                return None
+            if index >= last.first_index:
+                return last.term
+            return unstable[bisect.bisect_left(unstable, index, key=_last_offset)].term
         snap = self.pending_snapshot
         if snap is not None:
             return snap.term if index == snap.index else None

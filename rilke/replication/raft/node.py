@@ -78,7 +78,6 @@ class RaftNode:
         hard_state, conf = storage.initial_state()
         if not conf.voters and not conf.learners:
             conf = ConfState(frozenset(config.voters), frozenset(config.learners))
-        self._conf = conf
         applied = max(config.applied, storage.first_index() - 1)
         applied = min(applied, hard_state.commit)
         self._log = RaftLog(storage, hard_state.commit, applied)
@@ -106,14 +105,20 @@ class RaftNode:
         # Proposals and commit advances ask for one broadcast, done when the Ready is built:
         # several proposals (or commits) between two Readys then share one APPEND per peer.
         self._bcast_pending = False
-        # CONFIG entries past the commit index, applied when they commit (thesis 4.1 variant
-        # of etcd: a configuration takes effect on commit, one change at a time).
+        # CONFIG entries past the commit index, applied when they commit (a configuration takes
+        # effect on commit, one change at a time). On restart, replay the committed ones on top
+        # of the log start's configuration; the scan reads the whole log, which a partition log
+        # should answer from an index of its CONFIG entries.
         self._uncommitted_conf: list[int] = []
-        last = storage.last_index()
-        if hard_state.commit < last:
-            for entry in storage.entries(hard_state.commit + 1, last, 1 << 62):
+        first, last = storage.first_index(), storage.last_index()
+        if first <= last:
+            for entry in storage.entries(first, last, 1 << 62):
                 if entry.kind is EntryKind.CONFIG:
-                    self._uncommitted_conf.append(entry.index)
+                    if entry.index <= hard_state.commit:
+                        conf = ConfChange.decode(entry.data).apply_to(conf)
+                    else:
+                        self._uncommitted_conf.append(entry.index)
+        self._conf = conf
         self._become_follower(self._term, NO_NODE)
 
     # --- read-only accessors ------------------------------------------------------------------
@@ -707,14 +712,15 @@ class RaftNode:
             return
         pr.recent_active = True
         pr.probe_sent = False
-        if pr.match < self._log.last_index() and not self._maybe_send_append(
-            msg.frm, send_if_empty=True
+        if (
+            pr.match < self._log.last_index()
+            and not self._maybe_send_append(msg.frm, send_if_empty=True)
+            and pr.state is _REPLICATE
         ):
             # Replicate state with a full window: the appends that filled it may all have been
             # lost. An empty append at the window's end (outside the window) finds out: the
             # follower rejects it if it lacks the entries, and the leader probes again.
-            if pr.state is _REPLICATE:
-                self._send_empty_append(msg.frm, pr)
+            self._send_empty_append(msg.frm, pr)
         if not msg.context or self._config.read_lease:
             return
         acks = self._read_only.recv_ack(msg.frm, msg.context)

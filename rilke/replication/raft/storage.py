@@ -9,15 +9,7 @@ from __future__ import annotations
 
 import bisect
 
-from rilke.replication.raft.types import (
-    ConfChange,
-    ConfState,
-    Entry,
-    EntryKind,
-    HardState,
-    Ready,
-    Snapshot,
-)
+from rilke.replication.raft.types import ConfState, Entry, HardState, Ready, Snapshot
 
 
 def _last_offset(entry: Entry) -> int:
@@ -40,14 +32,7 @@ class MemoryStorage:
     # --- the Storage interface (read by the core) ---------------------------------------------
 
     def initial_state(self) -> tuple[HardState, ConfState]:
-        conf = self._snapshot.conf
-        commit = self._hard_state.commit
-        for entry in self._entries:
-            if entry.index > commit:
-                break
-            if entry.kind is EntryKind.CONFIG:
-                conf = ConfChange.decode(entry.data).apply_to(conf)
-        return self._hard_state, conf
+        return self._hard_state, self._snapshot.conf
 
     def first_index(self) -> int:
         return self._snapshot.index + 1
@@ -141,6 +126,9 @@ class MemoryStorage:
 
     def _position(self, offset: int) -> int | None:
         """The list position of the entry containing ``offset``, or None."""
-        if not self._entries or offset <= self._snapshot.index or offset > self._entries[-1].index:
+        entries = self._entries
+        if not entries or offset <= self._snapshot.index or offset > entries[-1].index:
             return None
-        return bisect.bisect_left(self._entries, offset, key=_last_offset)
+        if offset >= entries[-1].first_index:
+            return len(entries) - 1  # the common case: the tail
+        return bisect.bisect_left(entries, offset, key=_last_offset)

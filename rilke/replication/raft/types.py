@@ -310,9 +310,11 @@ class Config:
 
     node_id: int
     voters: Sequence[int] = ()
-    """The initial voters, used only when storage holds no configuration (a new group)."""
+    """The group's bootstrap voters: the configuration before the first CONFIG entry, used when
+    the storage's log start carries no configuration. Every node of the group, including one
+    that joins later as a learner, must be given the same bootstrap configuration."""
     learners: Sequence[int] = ()
-    """The initial learners, under the same rule as ``voters``."""
+    """The bootstrap learners, under the same rule as ``voters``."""
     applied: int = 0
     """On restart: the index the caller's state machine has already applied. Committed entries
     after max(applied, log start) are handed out again in Ready.committed_entries."""
@@ -395,8 +397,9 @@ class Storage(Protocol):
     """
 
     def initial_state(self) -> tuple[HardState, ConfState]:
-        """The persisted hard state and the configuration in effect at its commit index (the
-        snapshot's configuration plus committed CONFIG entries). Empty voters = a new group."""
+        """The persisted hard state and the configuration at the log start (the snapshot's);
+        empty when the log was never reset to a snapshot, meaning "the bootstrap configuration
+        of Config". The core replays the CONFIG entries of the log on top of it."""
         ...
 
     def first_index(self) -> int:

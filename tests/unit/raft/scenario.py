@@ -40,6 +40,7 @@ from rilke.replication.raft import (
     ConfChange,
     ConfChangeType,
     Config,
+    ConfState,
     Entry,
     EntryKind,
     HardState,
@@ -228,7 +229,7 @@ class Scenario:
                 max_size_per_msg=int(kw.get("max-size-per-msg", str(1 << 30))),
                 max_uncommitted_bytes=int(kw.get("max-uncommitted-bytes", str(1 << 30))),
             )
-            self.stores[node_id] = MemoryStorage()
+            self.stores[node_id] = MemoryStorage(ConfState(frozenset(voters), frozenset(learners)))
             self._start(node_id)
         self.cmd_raft_state([], {})
 

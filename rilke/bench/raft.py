@@ -1,0 +1,164 @@
+"""`rilke bench raft`: what the Raft core costs per proposal and per committed entry.
+
+Drives RaftNodes in-process over MemoryStorage (no network, no disk) and times only the
+leader's calls into the core (propose, step, ready, advance), so the figures say what the core
+adds to the produce path of a partition leader. Storage writes and message delivery are the
+harness's and are reported apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rilke.replication.raft import Config, MemoryStorage, Message, RaftNode, Role
+
+
+@dataclass
+class RaftBenchResult:
+    group_size: int
+    entries: int
+    per_ready: int
+    propose_us: float
+    """Leader time in propose() per entry."""
+    leader_us_per_entry: float
+    """All leader core time (propose, step, ready, advance) per committed entry."""
+    leader_us_per_ready: float
+    """The same per Ready cycle (per committed batch when per_ready == 1)."""
+    followers_us_per_entry: float
+    total_us_per_entry: float
+
+
+def _make(group_size: int, node_id: int) -> tuple[RaftNode, MemoryStorage]:
+    storage = MemoryStorage()
+    config = Config(
+        node_id=node_id,
+        voters=tuple(range(1, group_size + 1)),
+        max_inflight_msgs=1 << 20,
+        max_inflight_bytes=1 << 40,
+        max_uncommitted_bytes=1 << 40,
+    )
+    return RaftNode(config, storage, random.Random(node_id)), storage
+
+
+def run_bench(
+    group_size: int, entries: int, per_ready: int = 1, payload_bytes: int = 1024
+) -> RaftBenchResult:
+    """Commit ``entries`` entries of ``payload_bytes``, ``per_ready`` proposals per Ready."""
+    nodes = {}
+    stores = {}
+    for i in range(1, group_size + 1):
+        nodes[i], stores[i] = _make(group_size, i)
+    leader = nodes[1]
+    inbox: dict[int, list[Message]] = {i: [] for i in nodes}
+
+    def cycle(node_id: int) -> float:
+        """Handle the node's Ready; returns core time spent (seconds)."""
+        node = nodes[node_id]
+        t0 = time.perf_counter()
+        if not node.has_ready():
+            return time.perf_counter() - t0
+        rd = node.ready()
+        spent = time.perf_counter() - t0
+        stores[node_id].persist_ready(rd)
+        for m in rd.messages:
+            inbox[m.to].append(m)
+        for m in rd.heartbeats:
+            inbox[m.to].append(m)
+        t0 = time.perf_counter()
+        node.advance(rd)
+        return spent + time.perf_counter() - t0
+
+    def deliver(node_id: int) -> float:
+        msgs, inbox[node_id] = inbox[node_id], []
+        t0 = time.perf_counter()
+        step = nodes[node_id].step
+        for m in msgs:
+            step(m)
+        return time.perf_counter() - t0
+
+    def settle() -> None:
+        for _ in range(100):
+            for i in nodes:
+                cycle(i)
+            if not any(inbox.values()) and not any(n.has_ready() for n in nodes.values()):
+                return
+            for i in nodes:
+                deliver(i)
+
+    leader.campaign()
+    settle()
+    assert leader.role is Role.LEADER
+    payload = b"x" * payload_bytes
+    propose_s = leader_s = followers_s = 0.0
+    start_commit = leader.commit_index
+    wall0 = time.perf_counter()
+    rounds = entries // per_ready
+    followers = [i for i in nodes if i != 1]
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(per_ready):
+            leader.propose(payload)
+        spent = time.perf_counter() - t0
+        propose_s += spent
+        leader_s += spent
+        leader_s += cycle(1)
+        for i in followers:
+            followers_s += deliver(i)
+            followers_s += cycle(i)
+        leader_s += deliver(1)
+        leader_s += cycle(1)
+    wall = time.perf_counter() - wall0
+    settle()
+    committed = leader.commit_index - start_commit
+    assert committed == rounds * per_ready, (committed, rounds * per_ready)
+    us = 1e6
+    return RaftBenchResult(
+        group_size=group_size,
+        entries=committed,
+        per_ready=per_ready,
+        propose_us=propose_s * us / committed,
+        leader_us_per_entry=leader_s * us / committed,
+        leader_us_per_ready=leader_s * us / rounds,
+        followers_us_per_entry=followers_s * us / committed / max(1, len(followers)),
+        total_us_per_entry=wall * us / committed,
+    )
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "raft", help="the Raft core's cost per proposal and per committed entry (in-process)"
+    )
+    parser.add_argument("--entries", type=int, default=20_000, help="entries to commit per run")
+    parser.add_argument("--payload-bytes", type=int, default=1024, help="bytes per entry")
+    parser.add_argument(
+        "--per-ready",
+        type=int,
+        nargs="+",
+        default=[1, 16],
+        help="proposals per Ready cycle (1: one committed batch per cycle)",
+    )
+    parser.add_argument(
+        "--group-sizes", type=int, nargs="+", default=[1, 3], help="voters in the group"
+    )
+    parser.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    print(
+        f"{'voters':>6} {'per-ready':>9} {'entries':>8} {'propose us':>10} "
+        f"{'leader us/entry':>15} {'leader us/ready':>15} {'follower us/entry':>17} "
+        f"{'wall us/entry':>13}"
+    )
+    for size in args.group_sizes:
+        for per_ready in args.per_ready:
+            r = run_bench(size, args.entries, per_ready, args.payload_bytes)
+            print(
+                f"{r.group_size:>6} {r.per_ready:>9} {r.entries:>8} {r.propose_us:>10.2f} "
+                f"{r.leader_us_per_entry:>15.2f} {r.leader_us_per_ready:>15.2f} "
+                f"{r.followers_us_per_entry:>17.2f} {r.total_us_per_entry:>13.2f}"
+            )
+    return 0
