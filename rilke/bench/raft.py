@@ -22,6 +22,7 @@ class RaftBenchResult:
     group_size: int
     entries: int
     per_ready: int
+    pipelined: bool
     propose_us: float
     """Leader time in propose() per entry."""
     leader_us_per_entry: float
@@ -45,9 +46,14 @@ def _make(group_size: int, node_id: int) -> tuple[RaftNode, MemoryStorage]:
 
 
 def run_bench(
-    group_size: int, entries: int, per_ready: int = 1, payload_bytes: int = 1024
+    group_size: int,
+    entries: int,
+    per_ready: int = 1,
+    payload_bytes: int = 1024,
+    pipelined: bool = False,
 ) -> RaftBenchResult:
-    """Commit ``entries`` entries of ``payload_bytes``, ``per_ready`` proposals per Ready."""
+    """Commit ``entries`` entries of ``payload_bytes``, ``per_ready`` proposals per Ready;
+    ``pipelined`` overlaps each round's replication with the next round's proposals."""
     nodes = {}
     stores = {}
     for i in range(1, group_size + 1):
@@ -105,12 +111,20 @@ def run_bench(
         spent = time.perf_counter() - t0
         propose_s += spent
         leader_s += spent
-        leader_s += cycle(1)
+        if pipelined:
+            # Steady load: the answers to the previous round arrive with the next proposals,
+            # so one Ready carries the new entries and the new commit index together.
+            leader_s += deliver(1)
+            leader_s += cycle(1)
+        else:
+            # Lockstep: each round is committed and applied before the next proposal.
+            leader_s += cycle(1)
         for i in followers:
             followers_s += deliver(i)
             followers_s += cycle(i)
-        leader_s += deliver(1)
-        leader_s += cycle(1)
+        if not pipelined:
+            leader_s += deliver(1)
+            leader_s += cycle(1)
     wall = time.perf_counter() - wall0
     settle()
     committed = leader.commit_index - start_commit
@@ -120,6 +134,7 @@ def run_bench(
         group_size=group_size,
         entries=committed,
         per_ready=per_ready,
+        pipelined=pipelined,
         propose_us=propose_s * us / committed,
         leader_us_per_entry=leader_s * us / committed,
         leader_us_per_ready=leader_s * us / rounds,
@@ -144,21 +159,31 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--group-sizes", type=int, nargs="+", default=[1, 3], help="voters in the group"
     )
+    parser.add_argument(
+        "--pipelined",
+        choices=["no", "yes", "both"],
+        default="both",
+        help="overlap replication with the next proposals (steady load) or run in lockstep",
+    )
     parser.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
+    modes = {"no": [False], "yes": [True], "both": [False, True]}[args.pipelined]
     print(
-        f"{'voters':>6} {'per-ready':>9} {'entries':>8} {'propose us':>10} "
+        f"{'voters':>6} {'mode':>9} {'per-ready':>9} {'entries':>8} {'propose us':>10} "
         f"{'leader us/entry':>15} {'leader us/ready':>15} {'follower us/entry':>17} "
         f"{'wall us/entry':>13}"
     )
     for size in args.group_sizes:
-        for per_ready in args.per_ready:
-            r = run_bench(size, args.entries, per_ready, args.payload_bytes)
-            print(
-                f"{r.group_size:>6} {r.per_ready:>9} {r.entries:>8} {r.propose_us:>10.2f} "
-                f"{r.leader_us_per_entry:>15.2f} {r.leader_us_per_ready:>15.2f} "
-                f"{r.followers_us_per_entry:>17.2f} {r.total_us_per_entry:>13.2f}"
-            )
+        for pipelined in modes:
+            for per_ready in args.per_ready:
+                r = run_bench(size, args.entries, per_ready, args.payload_bytes, pipelined)
+                mode = "pipelined" if r.pipelined else "lockstep"
+                print(
+                    f"{r.group_size:>6} {mode:>9} {r.per_ready:>9} {r.entries:>8} "
+                    f"{r.propose_us:>10.2f} {r.leader_us_per_entry:>15.2f} "
+                    f"{r.leader_us_per_ready:>15.2f} {r.followers_us_per_entry:>17.2f} "
+                    f"{r.total_us_per_entry:>13.2f}"
+                )
     return 0

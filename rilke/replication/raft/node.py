@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from rilke.errors import InvalidRequestError, NotLeaderError, ProposalDroppedError
 from rilke.replication.raft.log import RaftLog
 from rilke.replication.raft.progress import Inflights, Progress
-from rilke.replication.raft.quorum import VoteResult, committed_index, quorum_size, vote_result
+from rilke.replication.raft.quorum import VoteResult, quorum_size, vote_result
 from rilke.replication.raft.read_only import ReadOnly
 from rilke.replication.raft.types import (
     CAMPAIGN_TRANSFER,
@@ -691,13 +691,14 @@ class RaftNode:
                 pr.inflights.free_le(msg.index)
             if self._maybe_commit():
                 self._bcast_pending = True
-            elif was_paused:
+            # With a broadcast pending (new proposals or a new commit index), the next Ready
+            # sends this peer everything at once; otherwise send what it lacks now.
+            if not self._bcast_pending and self._role is Role.LEADER:
                 # The follower may not know the commit index yet: tell it even if empty.
-                self._maybe_send_append(msg.frm, send_if_empty=True)
-            # Fill the window: the follower may be far behind.
-            while self._role is Role.LEADER and msg.frm in self._progress:
-                if not self._maybe_send_append(msg.frm, send_if_empty=False):
-                    break
+                sent = self._maybe_send_append(msg.frm, send_if_empty=was_paused)
+                # Fill the window: the follower may be far behind.
+                while sent and pr.state is _REPLICATE:
+                    sent = self._maybe_send_append(msg.frm, send_if_empty=False)
             if (
                 self._role is Role.LEADER
                 and msg.frm == self._transferee
@@ -734,8 +735,12 @@ class RaftNode:
     def _maybe_commit(self) -> bool:
         """Commit what a majority of voters hold, if of this term; apply committed config
         changes. Returns whether the commit index moved."""
-        matches = {node: pr.match for node, pr in self._progress.items()}
-        index = committed_index(self._conf.voters, matches)
+        progress = self._progress
+        matches = sorted([progress[v].match if v in progress else 0 for v in self._conf.voters])
+        if not matches:
+            return False
+        # The largest index a majority holds (quorum.committed_index, inlined: hot path).
+        index = matches[(len(matches) - 1) // 2]
         if not self._log.maybe_commit(index, self._term):
             return False
         self._apply_committed_conf()

@@ -79,9 +79,6 @@ class Progress:
         self.inflights = inflights
         self.is_learner = is_learner
 
-    def _check(self) -> None:
-        assert 0 <= self.match < self.next, (self.match, self.next)
-
     def become_probe(self) -> None:
         if self.state is ProgressState.SNAPSHOT:
             self.next = max(self.match + 1, self.pending_snapshot + 1)
@@ -103,7 +100,7 @@ class Progress:
         self.pending_snapshot = 0
         self.snapshot_ticks = 0
         self.inflights.reset()
-        self._check()
+        assert 0 <= self.match < self.next, (self.match, self.next)
 
     def maybe_update(self, index: int) -> bool:
         """The peer has everything up to ``index``; returns whether match moved forward."""
@@ -113,7 +110,7 @@ class Progress:
             updated = True
             self.probe_sent = False
         self.next = max(self.next, index + 1)
-        self._check()
+        assert 0 <= self.match < self.next, (self.match, self.next)
         return updated
 
     def sent_entries(self, last_index: int, size_bytes: int) -> None:
@@ -124,7 +121,7 @@ class Progress:
                 self.inflights.add(last_index, size_bytes)
         elif self.state is ProgressState.PROBE:
             self.probe_sent = True
-        self._check()
+        assert 0 <= self.match < self.next, (self.match, self.next)
 
     def maybe_decr_to(self, rejected: int, new_next: int) -> bool:
         """The peer rejected an APPEND whose prev index was ``rejected``; the leader guesses
@@ -138,7 +135,7 @@ class Progress:
             return False
         self.next = max(new_next, self.match + 1)
         self.probe_sent = False
-        self._check()
+        assert 0 <= self.match < self.next, (self.match, self.next)
         return True
 
     def is_paused(self) -> bool:
