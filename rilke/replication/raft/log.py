@@ -119,14 +119,18 @@ class RaftLog:
         Requires first_index() <= lo <= hi <= last_index()."""
         assert self.first_index() <= lo <= hi <= self.last_index(), (lo, hi)
         out: list[Entry] = []
+        unstable = self._unstable
+        if unstable and lo == unstable[-1].first_index:
+            return [unstable[-1]]  # the common case on a leader: just the newest entry
         if lo < self._unstable_offset:
             out = self.storage.entries(lo, min(hi, self._unstable_offset - 1), max_bytes)
             if hi < self._unstable_offset or out[-1].index < self._unstable_offset - 1:
                 return out
             lo = self._unstable_offset
-        total = sum(len(e.data) for e in out)
-        pos = bisect.bisect_left(self._unstable, lo, key=_last_offset)
-        unstable = self._unstable
+        total = 0
+        for entry in out:
+            total += len(entry.data)
+        pos = bisect.bisect_left(unstable, lo, key=_last_offset)
         for i in range(pos, len(unstable)):
             entry = unstable[i]
             if entry.first_index > hi:

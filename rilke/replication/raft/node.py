@@ -588,6 +588,9 @@ class RaftNode:
         if pr.is_paused():
             return False
         log = self._log
+        last = log.last_index()
+        if pr.next > last and not send_if_empty:
+            return False  # the common "nothing new" answer, cheaply
         prev_index = pr.next - 1
         prev_term = log.term(prev_index)
         if prev_term is None or pr.next < log.first_index():
@@ -598,13 +601,7 @@ class RaftNode:
             self._msgs.append(Message(_MT.SNAPSHOT, to, self._id, self._term, snapshot=snap))
             logger.info("raft node %d: sending snapshot at %d to %d", self._id, snap.index, to)
             return True
-        last = log.last_index()
-        if pr.next <= last:
-            entries = log.slice(pr.next, last, self._config.max_size_per_msg)
-        else:
-            if not send_if_empty:
-                return False
-            entries = []
+        entries = log.slice(pr.next, last, self._config.max_size_per_msg) if pr.next <= last else []
         size = 0
         for entry in entries:
             size += len(entry.data)

@@ -50,9 +50,13 @@ class MemoryStorage:
         assert self.first_index() <= lo <= hi <= self.last_index(), (lo, hi)
         start = self._position(lo)
         assert start is not None
+        entries = self._entries
+        if start == len(entries) - 1:
+            return [entries[start]]  # the tail, the common case
         out: list[Entry] = []
         total = 0
-        for entry in self._entries[start:]:
+        for i in range(start, len(entries)):
+            entry = entries[i]
             if entry.first_index > hi:
                 break
             total += len(entry.data)
