@@ -1071,4 +1071,4 @@ class RaftNode:
                 and own.maybe_update(log.stable_last_index())
                 and self._maybe_commit()
             ):
-                self._bcast_append()
+                self._bcast_pending = True
