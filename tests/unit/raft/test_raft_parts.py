@@ -37,7 +37,7 @@ def test_storage_terms_and_entries_by_offset_with_multi_offset_batches() -> None
     s = MemoryStorage()
     s.append(batches((1, 3), (1, 1), (2, 4)))  # offsets 1-3, 4, 5-8
     assert (s.first_index(), s.last_index()) == (1, 8)
-    assert [s.term(i) for i in range(0, 10)] == [0, 1, 1, 1, 1, 2, 2, 2, 2, None]
+    assert [s.term(i) for i in range(10)] == [0, 1, 1, 1, 1, 2, 2, 2, 2, None]
     assert [e.index for e in s.entries(2, 5, 1 << 20)] == [3, 4, 8]
     assert [e.index for e in s.entries(4, 8, 4)] == [4]  # 1 byte, then 4 more would exceed
     assert [e.index for e in s.entries(5, 8, 0)] == [8]  # at least one entry
@@ -60,9 +60,7 @@ def test_storage_truncate_compact_and_snapshot() -> None:
 def test_storage_persist_ready_applies_snapshot_truncation_entries_then_hard_state() -> None:
     s = MemoryStorage()
     s.append(batches((1, 1), (1, 1), (1, 1)))
-    rd = Ready(
-        hard_state=HardState(2, 0, 2), truncate_from=3, entries=[Entry(2, 3), Entry(2, 4)]
-    )
+    rd = Ready(hard_state=HardState(2, 0, 2), truncate_from=3, entries=[Entry(2, 3), Entry(2, 4)])
     s.persist_ready(rd)
     assert [(e.term, e.index) for e in s.all_entries()] == [(1, 1), (1, 2), (2, 3), (2, 4)]
     assert s.hard_state == HardState(2, 0, 2)
