@@ -16,13 +16,14 @@ from tests.sim.simulator.runner import RunResult, plan, report, run_seed, shrink
 
 # (scenario, first seed, seeds): about 200 seeds, well under two minutes on a loaded machine.
 CI_BUDGET = [
-    ("ci", 0, 120),
+    ("ci", 0, 100),
     ("isolate", 1_000, 12),
     ("minority", 2_000, 12),
     ("split", 3_000, 12),
     ("asymmetric", 4_000, 12),
     ("crash", 5_000, 12),
     ("membership", 6_000, 12),
+    ("lease", 7_000, 12),
 ]
 
 
@@ -112,3 +113,26 @@ def test_a_failure_is_shrunk_to_the_faults_that_cause_it(
     assert "crash" in text and "trace" in text
     replay = run_seed(seed, "crash", shrunk.keep)
     assert replay.prop == "Planted" and replay.steps == shrunk.steps
+
+
+def test_a_disk_that_loses_acknowledged_writes_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end, the checks see a real durability bug: a disk that, at a crash, also loses
+    the last entry it had acknowledged as durable (and so lets a leader lose committed data)."""
+    real_crash = Cluster.crash
+
+    def crash_losing_the_tail(self: Cluster, node_id: int) -> None:
+        real_crash(self, node_id)
+        storage = self.nodes[node_id].storage
+        entries = storage.all_entries()
+        if entries and entries[-1].index > storage.hard_state.commit:
+            storage.truncate_suffix(entries[-1].first_index)
+
+    monkeypatch.setattr(Cluster, "crash", crash_losing_the_tail)
+    caught = set()
+    for seed in range(40):
+        result = run_seed(seed, "crash")
+        if not result.ok:
+            caught.add(result.prop)
+        if caught & {"Leader Completeness", "Committed entry lost", "State Machine Safety"}:
+            return
+    raise AssertionError(f"40 seeds with a lossy disk and no safety violation seen: {caught}")

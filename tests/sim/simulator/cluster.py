@@ -42,7 +42,7 @@ from rilke.replication.raft import (
     Role,
 )
 
-from .checker import EntryView, SafetyChecker
+from .checker import EntryView, SafetyChecker, SafetyViolation
 from .faults import FaultEvent, FaultKnobs
 from .loop import EventLoop, TimerHandle
 from .network import SimNetwork
@@ -181,6 +181,12 @@ class Cluster:
         self._pending: dict[bytes, int] = {}
         self._pending_required: dict[bytes, None] = {}  # ordered, for deterministic reports
         self._retry_at: dict[bytes, int] = {}
+        # Linearizable reads: context -> (highest committed index when the read was asked,
+        # time asked). A ReadState's index must be >= the former.
+        self._reads: dict[bytes, tuple[int, int]] = {}
+        self._next_read = 0
+        self.max_pending_reads = 32
+        self.reads_served = 0
         self._next_payload = 0
         self._client_target = voter_ids[0]
         self.max_pending = 64
@@ -389,6 +395,8 @@ class Cluster:
             self.checker.observe_applied(node_id, [entry_view(e) for e in rd.committed_entries])
             for entry in rd.committed_entries:
                 self._on_apply(node, entry)
+        if rd.read_states:
+            self._serve_reads(node, rd)
         raft.advance(rd)
         node.persisting = False
         self._maybe_compact(node)
@@ -489,6 +497,8 @@ class Cluster:
                 self.client.retried += 1
                 retried += 1
                 self._propose(payload)
+        if self._next_payload % 4 == 0:
+            self._read()
         if len(self._pending) < self.max_pending:
             payload = b"p%d" % self._next_payload
             self._next_payload += 1
@@ -518,6 +528,40 @@ class Cluster:
         self.client.accepted += 1
         self._record(node.node_id, "propose", f"{payload.decode()} -> index {index}")
         self._after_input(node)
+
+    def _read(self) -> None:
+        """Ask the client's node for a linearizable read point."""
+        now = self.loop.now_ms
+        for context, (_, asked) in list(self._reads.items()):
+            if now - asked > 10 * self.knobs.commit_bound_ms:
+                del self._reads[context]  # the node crashed or dropped it: forget it
+        node = self.nodes.get(self._client_target)
+        if len(self._reads) >= self.max_pending_reads or node is None or node.raft is None:
+            return
+        if node.paused:
+            return
+        context = b"r%d" % self._next_read
+        self._next_read += 1
+        try:
+            node.raft.read_index(context)
+        except RilkeError:
+            return
+        self._reads[context] = (self.checker.max_committed(), now)
+        self._after_input(node)
+
+    def _serve_reads(self, node: SimNode, rd: Ready) -> None:
+        for state in rd.read_states:
+            asked = self._reads.pop(state.context, None)
+            if asked is None:
+                continue
+            self.reads_served += 1
+            self._record(node.node_id, "read", f"{state.context.decode()} at {state.index}")
+            if state.index < asked[0]:
+                raise SafetyViolation(
+                    "Linearizable read",
+                    f"n{node.node_id} serves read {state.context.decode()} at index "
+                    f"{state.index}, but {asked[0]} was committed before the read was asked",
+                )
 
     def _pick_client_target(self, hint: int | None) -> None:
         if hint is not None and hint in self.nodes:
