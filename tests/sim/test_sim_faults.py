@@ -357,3 +357,22 @@ def test_a_lease_read_on_a_paused_leader_is_caught_as_stale() -> None:
 def test_without_the_lease_a_paused_leader_serves_no_stale_read() -> None:
     cluster = _stale_leader_read(read_lease=False)
     assert cluster.reads_served > 0
+
+
+def test_the_log_audit_compares_the_checker_copy_with_the_core() -> None:
+    """The checks run on a copy of each log built from the Readies; the audit proves that copy
+    is the core's log, and sees it when it is not."""
+    cluster = _cluster("audit")
+    cluster.start_clients()
+    cluster.run_for(5 * ELECTION_MS)
+    cluster.max_pending = 0
+    cluster.run_for(5 * ELECTION_MS)
+    for node in cluster.up_nodes():
+        assert node.raft is not None and not node.raft.has_ready()
+        cluster.audit_log(node)
+    node = cluster.up_nodes()[0]
+    assert node.raft is not None
+    last = node.raft.last_index
+    cluster.checker.on_write(node.node_id, last, [(last + 1, node.raft.term, "forged")])
+    with pytest.raises(SafetyViolation, match="Ready contract"):
+        cluster.audit_log(node)

@@ -164,6 +164,11 @@ class SafetyChecker:
                 "than another log holding the same index and term",
             )
 
+    def log_of(self, node: int) -> tuple[int, list[EntryView]]:
+        """The checker's copy of the node's log: its start (snapshot) index and its entries."""
+        log = self._node(node).log
+        return log.start_index, list(zip(log.indexes, log.terms, log.digests, strict=True))
+
     def max_committed(self) -> int:
         return self.committed_indexes[-1] if self.committed_indexes else 0
 

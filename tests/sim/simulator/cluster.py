@@ -71,6 +71,12 @@ def describe_message(message: object) -> str:
     return " ".join(parts)
 
 
+def snapshot_payload(index: int) -> bytes:
+    """The state-machine payload the harness stores with a snapshot at ``index`` (what a
+    metadata group would serialize); a follower must receive exactly this with it."""
+    return b"state@%d" % index
+
+
 def entry_view(entry: Entry) -> EntryView:
     """The checker's view of an entry: (index, term, digest of everything else)."""
     return (entry.index, entry.term, (entry.kind, entry.offset_count, entry.data))
@@ -95,6 +101,7 @@ class SimNode:
     seen_term: int = 0
     seen_role: Role | None = None
     applied_index: int = 0
+    drift_ms: int = 0
 
     @property
     def up(self) -> bool:
@@ -187,6 +194,10 @@ class Cluster:
         self._next_read = 0
         self.max_pending_reads = 32
         self.reads_served = 0
+        # Every this many Readies, compare the checker's copy of a node's log with the core's
+        # own (so the checks run on what the node really holds).
+        self.audit_every = 53
+        self._readies = 0
         self._next_payload = 0
         self._client_target = voter_ids[0]
         self.max_pending = 64
@@ -237,6 +248,9 @@ class Cluster:
         node.applied_index = storage.snapshot().index
         # Ticks start at a random phase so nodes do not tick in lockstep.
         phase = rng.randint(0, self.knobs.tick_ms - 1)
+        # Clock drift: this incarnation's ticks are this much longer (or shorter) than tick_ms.
+        jitter = self.knobs.tick_jitter_ms
+        node.drift_ms = rng.randint(-jitter, jitter) if jitter else 0
         incarnation = node.incarnation
         node.tick_handle = self.loop.call_later(phase, lambda: self._tick(node_id, incarnation))
         self._pump(node)
@@ -287,7 +301,7 @@ class Cluster:
         if node.incarnation != incarnation or node.raft is None:
             return
         node.tick_handle = self.loop.call_later(
-            self.knobs.tick_ms, lambda: self._tick(node_id, incarnation)
+            self.knobs.tick_ms + node.drift_ms, lambda: self._tick(node_id, incarnation)
         )
         if node.paused:
             return  # a paused process's clock does not run: its ticks are simply missed
@@ -363,6 +377,9 @@ class Cluster:
                 self._record(node_id, "truncate", f"from {rd.truncate_from}")
         self.checker.observe_role(node_id, raft.term, raft.role.value)
         self.checker.observe_commit(node_id, raft.commit_index)
+        self._readies += 1
+        if self._readies % self.audit_every == 0:
+            self.audit_log(node)
         node.persisting = True
         incarnation = node.incarnation
         delay = self._fsync_rng.randint(self.knobs.fsync_min_ms, self.knobs.fsync_max_ms)
@@ -389,6 +406,12 @@ class Cluster:
         for message in rd.heartbeats:
             self.network.send(node_id, message.to, message)
         if rd.snapshot is not None:
+            if rd.snapshot.data != snapshot_payload(rd.snapshot.index):
+                raise SafetyViolation(
+                    "Snapshot payload",
+                    f"n{node_id} installs snapshot {rd.snapshot.index} with payload "
+                    f"{rd.snapshot.data!r}, not the one its leader's storage provided",
+                )
             self.checker.observe_applied_snapshot(node_id, rd.snapshot.index)
             node.applied_index = rd.snapshot.index
         if rd.committed_entries:
@@ -417,6 +440,26 @@ class Cluster:
                 self.client.max_commit_latency_ms = max(self.client.max_commit_latency_ms, latency)
                 self._pending_required.pop(entry.data, None)
 
+    def audit_log(self, node: SimNode) -> None:
+        """Right after a ``ready()``, the checker's copy of the node's log must be the core's
+        log exactly (every unstable entry was just handed out)."""
+        raft = node.raft
+        assert raft is not None
+        start, model = self.checker.log_of(node.node_id)
+        real = [entry_view(e) for e in raft.log_entries(start + 1, raft.last_index)]
+        if model != real or (model[-1][0] if model else start) != raft.last_index:
+            first_diff = next(
+                (i for i, (a, b) in enumerate(zip(model, real, strict=False)) if a != b),
+                min(len(model), len(real)),
+            )
+            raise SafetyViolation(
+                "Ready contract",
+                f"n{node.node_id}'s entries handed out in Readies differ from its log: from "
+                f"position {first_diff}, Readies gave {model[first_diff : first_diff + 2]} "
+                f"but its log holds {real[first_diff : first_diff + 2]} (last index "
+                f"{raft.last_index}, log start {start})",
+            )
+
     def _maybe_compact(self, node: SimNode) -> None:
         """Retention: drop old entries the state machine has applied (followers behind the
         new log start then need a snapshot)."""
@@ -437,7 +480,7 @@ class Cluster:
             index = entry.index
         if index <= storage.snapshot().index:
             return
-        storage.compact(index, conf)
+        storage.compact(index, conf, snapshot_payload(index))
         self.faults.compactions += 1
         self.checker.on_snapshot(node.node_id, index, storage.snapshot().term, keep_suffix=True)
         self._record(node.node_id, "compact", f"log start -> {index}")
@@ -500,33 +543,46 @@ class Cluster:
         if self._next_payload % 4 == 0:
             self._read()
         if len(self._pending) < self.max_pending:
-            payload = b"p%d" % self._next_payload
-            self._next_payload += 1
-            self._pending[payload] = now
-            self._retry_at[payload] = now + self.knobs.client_retry_ms
-            if self.healed_at_ms is not None:
-                self._pending_required[payload] = None
-            self.client.proposed += 1
-            self._propose(payload)
+            count = 1
+            if self.knobs.batch_probability and (
+                self._client_rng.random() < self.knobs.batch_probability
+            ):
+                count = self._client_rng.randint(2, 4)
+            payloads = []
+            for _ in range(count):
+                payload = b"p%d" % self._next_payload
+                self._next_payload += 1
+                self._pending[payload] = now
+                self._retry_at[payload] = now + self.knobs.client_retry_ms
+                if self.healed_at_ms is not None:
+                    self._pending_required[payload] = None
+                self.client.proposed += 1
+                payloads.append(payload)
+            self._propose(payloads[0] if count == 1 else payloads)
 
-    def _propose(self, payload: bytes) -> None:
+    def _propose(self, payload: bytes | list[bytes]) -> None:
+        """Propose one entry, or several in one call, on the node the client believes leads."""
         node = self.nodes.get(self._client_target)
         if node is None or node.raft is None or node.paused:
             self._pick_client_target(None)
             self.client.refused += 1
             return
         raft = node.raft
+        name = payload.decode() if isinstance(payload, bytes) else b",".join(payload).decode()
         try:
-            offsets = 1 + self._client_rng.randrange(3)
-            index = raft.propose(payload, offsets)
+            if isinstance(payload, bytes):
+                index = raft.propose(payload, 1 + self._client_rng.randrange(3))
+            else:
+                counts = [1 + self._client_rng.randrange(3) for _ in payload]
+                index = raft.propose(payload, counts)
         except RilkeError as exc:
             self.client.refused += 1
             self._pick_client_target(raft.leader_id or None)
-            self._record(node.node_id, "refused", f"{payload.decode()} {type(exc).__name__}")
+            self._record(node.node_id, "refused", f"{name} {type(exc).__name__}")
             self._after_input(node)
             return
         self.client.accepted += 1
-        self._record(node.node_id, "propose", f"{payload.decode()} -> index {index}")
+        self._record(node.node_id, "propose", f"{name} -> index {index}")
         self._after_input(node)
 
     def _read(self) -> None:

@@ -75,6 +75,10 @@ class FaultKnobs:
     client_interval_ms: int = 20
     client_retry_ms: int = 300
     pause_max_ms: int = 800
+    # Each node's clock runs at tick_ms plus up to this many ms of drift per tick (0 = none).
+    tick_jitter_ms: int = 0
+    # The share of client proposals that carry several entries in one propose() call.
+    batch_probability: float = 0.0
 
     def describe(self) -> str:
         link = self.link
@@ -83,7 +87,8 @@ class FaultKnobs:
             f"every~{self.fault_interval_ms}ms delay={link.delay_min_ms}-{link.delay_max_ms}ms "
             f"loss={link.loss_probability:.2f} dup={link.duplicate_probability:.2f} "
             f"reorder={link.reorder_probability:.2f} fsync={self.fsync_min_ms}-"
-            f"{self.fsync_max_ms}ms"
+            f"{self.fsync_max_ms}ms replay<={link.replay_max_ms}ms "
+            f"tick_jitter={self.tick_jitter_ms}ms batch={self.batch_probability:.1f}"
         )
 
 
@@ -96,6 +101,7 @@ def draw_knobs(rng: random.Random, **overrides: object) -> FaultKnobs:
         duplicate_probability=rng.choice([0.0, 0.01, 0.05, 0.1]),
         reorder_probability=rng.choice([0.0, 0.05, 0.2]),
         reorder_extra_ms=rng.randint(5, 80),
+        replay_max_ms=rng.choice([0, 200, 2_000]),
     )
     knobs = FaultKnobs(
         voters=rng.choice([3, 3, 5]),
@@ -105,6 +111,8 @@ def draw_knobs(rng: random.Random, **overrides: object) -> FaultKnobs:
         fault_max_ms=rng.choice([500, 1_500, 3_000]),
         fsync_max_ms=rng.choice([0, 2, 8]),
         client_interval_ms=rng.choice([5, 20, 50]),
+        tick_jitter_ms=rng.choice([0, 0, 1, 3]),
+        batch_probability=rng.choice([0.0, 0.2]),
     )
     if overrides:
         fields = {**knobs.__dict__, **overrides}

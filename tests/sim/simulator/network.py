@@ -28,6 +28,9 @@ class LinkKnobs:
     reorder_probability: float = 0.0
     # A reordered message waits up to this much longer than the link's delay.
     reorder_extra_ms: int = 50
+    # A duplicate arrives up to this much later than the original: a replay of an old
+    # message, possibly from an earlier term (TigerBeetle's packet replay).
+    replay_max_ms: int = 0
 
     def __post_init__(self) -> None:
         assert 0 <= self.delay_min_ms <= self.delay_max_ms
@@ -144,8 +147,10 @@ class SimNetwork:
         if knobs.duplicate_probability and rng.random() < knobs.duplicate_probability:
             copies = 2
             self.stats.duplicated += 1
-        for _ in range(copies):
+        for copy in range(copies):
             delay = rng.randint(knobs.delay_min_ms, knobs.delay_max_ms)
+            if copy and knobs.replay_max_ms:
+                delay += rng.randint(0, knobs.replay_max_ms)
             if knobs.reorder_probability and rng.random() < knobs.reorder_probability:
                 delay += rng.randint(1, knobs.reorder_extra_ms)
                 self.stats.reordered += 1

@@ -67,10 +67,14 @@ SCENARIOS: dict[str, Scenario] = {
             compact_every=30,
         ),
         # Leader lease reads (no heartbeat round): safe while clocks run at the same rate, so
-        # no pauses here (a paused leader's clock stops; see test_sim_faults).
+        # no pauses and no clock drift here (a paused leader's clock stops; see
+        # test_sim_faults).
         Scenario(
             "lease",
-            {"fault_weights": tuple((k, 1) for k in FAULT_KINDS if k != "pause")},
+            {
+                "fault_weights": tuple((k, 1) for k in FAULT_KINDS if k != "pause"),
+                "tick_jitter_ms": 0,
+            },
             compact_every=30,
             config={"read_lease": True},
         ),
@@ -148,6 +152,9 @@ def run_seed(
         cluster.start_clients()
         cluster.loop.run_until(knobs.fault_until_ms + knobs.liveness_ms)
         _require_leader(cluster)
+        for node in cluster.up_nodes():
+            if node.raft is not None and not node.paused and not node.raft.has_ready():
+                cluster.audit_log(node)
         if cluster.client.committed == 0:
             raise LivenessViolation("no proposal committed in the whole run")
     except (SafetyViolation, LivenessViolation) as exc:
