@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from rilke.replication.raft import Config, MemoryStorage, Message, RaftNode, Role
+from rilke.replication.raft import Config, ConfState, MemoryStorage, Message, RaftNode, Role
 
 
 @dataclass
@@ -23,6 +23,7 @@ class RaftBenchResult:
     entries: int
     per_ready: int
     pipelined: bool
+    broadcast_commit: bool
     propose_us: float
     """Leader time in propose() per entry."""
     leader_us_per_entry: float
@@ -31,13 +32,19 @@ class RaftBenchResult:
     """The same per Ready cycle (per committed batch when per_ready == 1)."""
     followers_us_per_entry: float
     total_us_per_entry: float
+    """Wall time of the whole loop (leader, followers, storage, delivery) per entry."""
+    cpu_share: float
+    """CPU time / wall time of the loop: below 1 when the machine is shared and the process
+    waits for a core. Multiply a wall figure by it to estimate the CPU time."""
 
 
-def _make(group_size: int, node_id: int) -> tuple[RaftNode, MemoryStorage]:
-    storage = MemoryStorage()
+def _make(group_size: int, node_id: int, broadcast_commit: bool) -> tuple[RaftNode, MemoryStorage]:
+    voters = tuple(range(1, group_size + 1))
+    storage = MemoryStorage(ConfState(frozenset(voters)))
     config = Config(
         node_id=node_id,
-        voters=tuple(range(1, group_size + 1)),
+        voters=voters,
+        broadcast_commit=broadcast_commit,
         max_inflight_msgs=1 << 20,
         max_inflight_bytes=1 << 40,
         max_uncommitted_bytes=1 << 40,
@@ -50,14 +57,16 @@ def run_bench(
     entries: int,
     per_ready: int = 1,
     payload_bytes: int = 1024,
+    *,
     pipelined: bool = False,
+    broadcast_commit: bool = True,
 ) -> RaftBenchResult:
     """Commit ``entries`` entries of ``payload_bytes``, ``per_ready`` proposals per Ready;
     ``pipelined`` overlaps each round's replication with the next round's proposals."""
     nodes = {}
     stores = {}
     for i in range(1, group_size + 1):
-        nodes[i], stores[i] = _make(group_size, i)
+        nodes[i], stores[i] = _make(group_size, i, broadcast_commit)
     leader = nodes[1]
     inbox: dict[int, list[Message]] = {i: [] for i in nodes}
 
@@ -102,6 +111,7 @@ def run_bench(
     propose_s = leader_s = followers_s = 0.0
     start_commit = leader.commit_index
     wall0 = time.perf_counter()
+    cpu0 = time.process_time()
     rounds = entries // per_ready
     followers = [i for i in nodes if i != 1]
     for _ in range(rounds):
@@ -126,6 +136,7 @@ def run_bench(
             leader_s += deliver(1)
             leader_s += cycle(1)
     wall = time.perf_counter() - wall0
+    cpu = time.process_time() - cpu0
     settle()
     committed = leader.commit_index - start_commit
     assert committed == rounds * per_ready, (committed, rounds * per_ready)
@@ -135,11 +146,13 @@ def run_bench(
         entries=committed,
         per_ready=per_ready,
         pipelined=pipelined,
+        broadcast_commit=broadcast_commit,
         propose_us=propose_s * us / committed,
         leader_us_per_entry=leader_s * us / committed,
         leader_us_per_ready=leader_s * us / rounds,
         followers_us_per_entry=followers_s * us / committed / max(1, len(followers)),
         total_us_per_entry=wall * us / committed,
+        cpu_share=min(1.0, cpu / wall) if wall > 0 else 1.0,
     )
 
 
@@ -165,6 +178,12 @@ def register(subparsers: Any) -> None:
         default="both",
         help="overlap replication with the next proposals (steady load) or run in lockstep",
     )
+    parser.add_argument(
+        "--broadcast-commit",
+        choices=["no", "yes"],
+        default="yes",
+        help="Config.broadcast_commit: tell followers each new commit index at once (etcd)",
+    )
     parser.set_defaults(func=_main)
 
 
@@ -173,17 +192,24 @@ def _main(args: argparse.Namespace) -> int:
     print(
         f"{'voters':>6} {'mode':>9} {'per-ready':>9} {'entries':>8} {'propose us':>10} "
         f"{'leader us/entry':>15} {'leader us/ready':>15} {'follower us/entry':>17} "
-        f"{'wall us/entry':>13}"
+        f"{'wall us/entry':>13} {'cpu/wall':>8}"
     )
     for size in args.group_sizes:
         for pipelined in modes:
             for per_ready in args.per_ready:
-                r = run_bench(size, args.entries, per_ready, args.payload_bytes, pipelined)
+                r = run_bench(
+                    size,
+                    args.entries,
+                    per_ready,
+                    args.payload_bytes,
+                    pipelined=pipelined,
+                    broadcast_commit=args.broadcast_commit == "yes",
+                )
                 mode = "pipelined" if r.pipelined else "lockstep"
                 print(
                     f"{r.group_size:>6} {mode:>9} {r.per_ready:>9} {r.entries:>8} "
                     f"{r.propose_us:>10.2f} {r.leader_us_per_entry:>15.2f} "
                     f"{r.leader_us_per_ready:>15.2f} {r.followers_us_per_entry:>17.2f} "
-                    f"{r.total_us_per_entry:>13.2f}"
+                    f"{r.total_us_per_entry:>13.2f} {r.cpu_share:>8.2f}"
                 )
     return 0

@@ -99,9 +99,13 @@ class RaftLog:
 
     def is_boundary(self, index: int) -> bool:
         """Whether ``index`` is an entry's last offset (or the log start)."""
-        if index == self.last_index() or index == self.first_index() - 1:
+        last = self.last_index()
+        if index == last:
             return True
-        if index < self.first_index() or index > self.last_index():
+        start = self.first_index() - 1
+        if index == start:
+            return True
+        if index < start or index > last:
             return False
         return self.entry_at(index).index == index
 
@@ -117,11 +121,11 @@ class RaftLog:
     def slice(self, lo: int, hi: int, max_bytes: int) -> list[Entry]:
         """Entries overlapping offsets [lo, hi], at most ``max_bytes`` of data (at least one).
         Requires first_index() <= lo <= hi <= last_index()."""
-        assert self.first_index() <= lo <= hi <= self.last_index(), (lo, hi)
         out: list[Entry] = []
         unstable = self._unstable
-        if unstable and lo == unstable[-1].first_index:
+        if unstable and lo == unstable[-1].first_index and hi >= lo:
             return [unstable[-1]]  # the common case on a leader: just the newest entry
+        assert self.first_index() <= lo <= hi <= self.last_index(), (lo, hi)
         if lo < self._unstable_offset:
             out = self.storage.entries(lo, min(hi, self._unstable_offset - 1), max_bytes)
             if hi < self._unstable_offset or out[-1].index < self._unstable_offset - 1:
@@ -172,9 +176,10 @@ class RaftLog:
         if not entries:
             return
         first = entries[0].first_index
+        after_last = self.last_index() + 1
         assert first > self.committed, f"overwriting committed offset {first}"
-        assert first <= self.last_index() + 1, f"gap before offset {first}"
-        if first == self.last_index() + 1:
+        assert first <= after_last, f"gap before offset {first}"
+        if first == after_last:
             self._unstable.extend(entries)
         elif first >= self._unstable_offset and self._unstable:
             pos = bisect.bisect_left(self._unstable, first, key=_last_offset)

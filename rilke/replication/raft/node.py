@@ -585,15 +585,20 @@ class RaftNode:
         """Send ``to`` what it lacks (entries, or the snapshot if they are gone), unless its
         progress is paused. Returns whether a message was sent."""
         pr = self._progress[to]
-        if pr.is_paused():
-            return False
+        state = pr.state
+        if state is _REPLICATE:
+            if pr.inflights.full():
+                return False
+        elif state is not ProgressState.PROBE or pr.probe_sent:
+            return False  # a probe is out, or a snapshot is on its way
         log = self._log
         last = log.last_index()
         if pr.next > last and not send_if_empty:
             return False  # the common "nothing new" answer, cheaply
         prev_index = pr.next - 1
+        # None when prev_index lies before the log start: the follower needs the snapshot.
         prev_term = log.term(prev_index)
-        if prev_term is None or pr.next < log.first_index():
+        if prev_term is None:
             if not pr.recent_active:
                 return False  # do not ship a snapshot to a peer that may be down
             snap = log.snapshot()
@@ -638,10 +643,15 @@ class RaftNode:
         )
 
     def _bcast_append(self) -> None:
+        log = self._log
         for node, pr in self._progress.items():
             if node != self._id and self._maybe_send_append(node, send_if_empty=True):
                 # In replicate state, keep the pipe full up to the in-flight window.
-                while pr.state is _REPLICATE and self._maybe_send_append(node, send_if_empty=False):
+                while (
+                    pr.state is _REPLICATE
+                    and pr.next <= log.last_index()
+                    and self._maybe_send_append(node, send_if_empty=False)
+                ):
                     pass
 
     def _bcast_heartbeat(self, context: bytes) -> None:
@@ -686,11 +696,16 @@ class RaftNode:
                 pr.become_replicate()
             elif pr.state is _REPLICATE:
                 pr.inflights.free_le(msg.index)
-            if self._maybe_commit():
+            # Only a match beyond the commit index can move it.
+            if pr.match > log.committed and self._maybe_commit() and self._config.broadcast_commit:
                 self._bcast_pending = True
             # With a broadcast pending (new proposals or a new commit index), the next Ready
             # sends this peer everything at once; otherwise send what it lacks now.
-            if not self._bcast_pending and self._role is Role.LEADER:
+            if (
+                not self._bcast_pending
+                and self._role is Role.LEADER
+                and (was_paused or pr.next <= log.last_index())
+            ):
                 # The follower may not know the commit index yet: tell it even if empty.
                 sent = self._maybe_send_append(msg.frm, send_if_empty=was_paused)
                 # Fill the window: the follower may be far behind.
@@ -1070,5 +1085,6 @@ class RaftNode:
                 own is not None
                 and own.maybe_update(log.stable_last_index())
                 and self._maybe_commit()
+                and self._config.broadcast_commit
             ):
                 self._bcast_pending = True

@@ -28,7 +28,7 @@ class Inflights:
 
     def add(self, index: int, size_bytes: int) -> None:
         """Record an APPEND whose last entry ends at ``index``."""
-        assert not self.full(), "adding to a full in-flight window"
+        assert len(self._queue) < self.max_msgs, "adding to a full in-flight window"
         assert not self._queue or self._queue[-1][0] < index, "in-flight indexes must increase"
         self._queue.append((index, size_bytes))
         self.bytes += size_bytes

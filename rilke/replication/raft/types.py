@@ -331,6 +331,11 @@ class Config:
     read_lease: bool = False
     """Serve read_index from the leader's lease (requires check_quorum) without a heartbeat
     round; correct only while clocks drift less than the lease's slack."""
+    broadcast_commit: bool = True
+    """When the leader's commit index moves, tell every follower at once (an APPEND each, as
+    etcd does). False: followers learn it with the next APPEND or heartbeat, which halves the
+    leader's messages when proposals come one at a time; the leader's own commit (what a
+    producer with acks=all waits for) is not delayed either way."""
     max_inflight_msgs: int = 256
     """At most this many APPENDs unacknowledged per follower in replicate state."""
     max_inflight_bytes: int = 8 * 1024 * 1024

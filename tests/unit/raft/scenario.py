@@ -14,6 +14,7 @@ rewrites the expected outputs instead of comparing them.
 
 Commands (IDs are node ids):
   add-nodes N voters=(..) [learners=(..)] [pre-vote=b] [check-quorum=b] [read-lease=b]
+            [broadcast-commit=b]
             [election=T] [heartbeat=T] [max-inflight=N] [max-inflight-bytes=N]
             [max-size-per-msg=N] [max-uncommitted-bytes=N]
   set-log ID terms=(1,1,4,..) [term=T] [commit=C]   replace a node's durable log, restart it
@@ -224,6 +225,7 @@ class Scenario:
                 pre_vote=_parse_bool(kw.get("pre-vote", "false")),
                 check_quorum=_parse_bool(kw.get("check-quorum", "false")),
                 read_lease=_parse_bool(kw.get("read-lease", "false")),
+                broadcast_commit=_parse_bool(kw.get("broadcast-commit", "true")),
                 max_inflight_msgs=int(kw.get("max-inflight", "256")),
                 max_inflight_bytes=int(kw.get("max-inflight-bytes", str(1 << 30))),
                 max_size_per_msg=int(kw.get("max-size-per-msg", str(1 << 30))),
