@@ -87,6 +87,11 @@ class RaftNode:
         self._role = Role.FOLLOWER
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
+        self._ticks = 0
+        """Ticks since this node started: the clock of the leader lease."""
+        self._last_ack: dict[int, int] = {}
+        """Leader: the tick at which each peer last answered an APPEND or HEARTBEAT."""
+        self._lease_revoked = False
         self._randomized_election_timeout = 0
         self._votes: dict[int, bool] = {}
         self._progress: dict[int, Progress] = {}
@@ -194,8 +199,26 @@ class RaftNode:
         return self._log.term(index)
 
     def has_lease(self) -> bool:
-        """Whether a leader with ``read_lease`` may serve reads without a heartbeat round."""
-        return self._role is Role.LEADER and self._config.read_lease
+        """Whether this leader (with ``read_lease``) may serve reads without a heartbeat round.
+
+        Followers ignore vote requests for ``election_timeout_ticks`` after hearing from their
+        leader (CheckQuorum), so no other leader can be elected before that window closes on a
+        quorum. The leader holds the lease while a quorum of voters (itself included) answered
+        within the last ``election_timeout_ticks - lease_margin_ticks`` of its ticks; the margin
+        covers clock drift and the delay of those answers. Leader transfer ends the lease for
+        the term (the transferee's election ignores the window).
+        """
+        if self._role is not Role.LEADER or not self._config.read_lease or self._lease_revoked:
+            return False
+        now = self._ticks
+        acks = sorted(
+            (now if v == self._id else self._last_ack.get(v, -(1 << 62))) for v in self._conf.voters
+        )
+        if not acks:
+            return False
+        quorum_ack = acks[(len(acks) - 1) // 2]
+        config = self._config
+        return now - quorum_ack < config.election_timeout_ticks - config.lease_margin_ticks
 
     # --- role changes -------------------------------------------------------------------------
 
@@ -212,6 +235,8 @@ class RaftNode:
         self._votes = {}
         self._transferee = NO_NODE
         self._progress = {}
+        self._last_ack = {}
+        self._lease_revoked = False
         self._read_only.reset()
         self._pending_reads = []
         self._uncommitted_bytes = 0
@@ -268,6 +293,7 @@ class RaftNode:
 
     def tick(self) -> None:
         """Advance logical time by one tick (elections, heartbeats, CheckQuorum)."""
+        self._ticks += 1
         if self._role is Role.LEADER:
             self._tick_heartbeat()
         else:
@@ -672,6 +698,7 @@ class RaftNode:
         if pr is None:
             return
         pr.recent_active = True
+        self._last_ack[msg.frm] = self._ticks
         log = self._log
         if msg.reject:
             # Fast back-off: the follower's hint names a (index, term) where the logs may
@@ -717,13 +744,14 @@ class RaftNode:
                 and pr.match == log.last_index()
             ):
                 logger.info("raft node %d: %d caught up, sending timeout-now", self._id, msg.frm)
-                self._msgs.append(Message(_MT.TIMEOUT_NOW, msg.frm, self._id, self._term))
+                self._send_timeout_now(msg.frm)
 
     def _handle_heartbeat_response(self, msg: Message) -> None:
         pr = self._progress.get(msg.frm)
         if pr is None:
             return
         pr.recent_active = True
+        self._last_ack[msg.frm] = self._ticks
         pr.probe_sent = False
         if (
             pr.match < self._log.last_index()
@@ -734,7 +762,7 @@ class RaftNode:
             # lost. An empty append at the window's end (outside the window) finds out: the
             # follower rejects it if it lacks the entries, and the leader probes again.
             self._send_empty_append(msg.frm, pr)
-        if not msg.context or self._config.read_lease:
+        if not msg.context:
             return
         acks = self._read_only.recv_ack(msg.frm, msg.context)
         if acks is None:
@@ -922,6 +950,12 @@ class RaftNode:
         else:
             raise NotLeaderError("no leader known to transfer leadership from")
 
+    def _send_timeout_now(self, to: int) -> None:
+        # The target's election bypasses the followers' lease windows: no lease reads until
+        # this term ends.
+        self._lease_revoked = True
+        self._msgs.append(Message(_MT.TIMEOUT_NOW, to, self._id, self._term))
+
     def _handle_transfer(self, to: int) -> None:
         if to == self._id or to not in self._conf.voters:
             return
@@ -933,7 +967,7 @@ class RaftNode:
         self._election_elapsed = 0
         pr = self._progress[to]
         if pr.match == self._log.last_index():
-            self._msgs.append(Message(_MT.TIMEOUT_NOW, to, self._id, self._term))
+            self._send_timeout_now(to)
         else:
             self._maybe_send_append(to, send_if_empty=True)
 
@@ -968,7 +1002,7 @@ class RaftNode:
             if len(self._pending_reads) < self._config.max_pending_reads:
                 self._pending_reads.append((requester, context))
             return
-        if self._config.read_lease:
+        if self.has_lease():
             self._respond_read(requester, context, log.committed)
             return
         if self._read_only.add_request(log.committed, requester, context):

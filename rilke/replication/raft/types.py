@@ -330,7 +330,10 @@ class Config:
     followers that heard from a leader within it ignore (pre-)vote requests."""
     read_lease: bool = False
     """Serve read_index from the leader's lease (requires check_quorum) without a heartbeat
-    round; correct only while clocks drift less than the lease's slack."""
+    round while the lease holds (see ``RaftNode.has_lease``); otherwise, a heartbeat round.
+    Correct only while clock drift plus message delay stay under ``lease_margin_ticks``."""
+    lease_margin_ticks: int = 2
+    """How much shorter than the election timeout the leader's lease is."""
     broadcast_commit: bool = True
     """When the leader's commit index moves, tell every follower at once (an APPEND each, as
     etcd does). False: followers learn it with the next APPEND or heartbeat, which halves the
@@ -364,6 +367,8 @@ class Config:
             raise InvalidConfigError("max_inflight_msgs and max_inflight_bytes must be >= 1")
         if self.read_lease and not self.check_quorum:
             raise InvalidConfigError("read_lease requires check_quorum")
+        if self.read_lease and not 0 <= self.lease_margin_ticks < self.election_timeout_ticks:
+            raise InvalidConfigError("lease_margin_ticks must lie in [0, election_timeout_ticks)")
         if set(self.voters) & set(self.learners):
             raise InvalidConfigError("a node cannot be both voter and learner")
 

@@ -53,6 +53,7 @@ def run(seed: int, steps: int) -> Cluster:
         check_quorum=rng.random() < 0.7,
         max_inflight_msgs=rng.choice([1, 4, 64]),
         max_size_per_msg=rng.choice([1, 64, 1 << 20]),
+        broadcast_commit=rng.random() < 0.5,
     )
     checker = Checker()
     down: set[int] = set()
