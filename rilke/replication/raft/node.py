@@ -443,6 +443,7 @@ class RaftNode:
             # The granted answer carries the request's term so a pre-candidate can count it.
             self._msgs.append(Message(resp_type, msg.frm, self._id, msg.term))
             if msg.type is _MT.VOTE:
+                assert self._vote in (NO_NODE, msg.frm), "a second vote in one term"
                 self._election_elapsed = 0
                 self._vote = msg.frm
         else:
