@@ -656,6 +656,10 @@ class RaftNode:
         prev_index = pr.next - 1
         prev_term = self._log.term(prev_index)
         if prev_term is None:
+            # The window's end is gone from our log (retention): whatever the follower lacks
+            # must come from the snapshot. Probe from its match, which sends it.
+            pr.become_probe()
+            self._maybe_send_append(to, send_if_empty=True)
             return
         self._msgs.append(
             Message(

@@ -124,3 +124,24 @@ def test_a_lost_snapshot_is_retried_after_an_election_timeout() -> None:
     assert c.nodes[3].commit_index == leader.commit_index
     assert c.nodes[3].role is Role.FOLLOWER
     assert lost == {3}
+
+
+def test_a_full_window_of_lost_appends_past_the_log_start_is_recovered_by_a_snapshot() -> None:
+    """Found by the simulation (seed 7015, lease): the leader's window to a follower filled
+    with lost APPENDs, then retention dropped those entries; the empty probe the heartbeat
+    answer triggers had no prev term to name, so nothing was ever sent again."""
+    c = Cluster(3, max_inflight_msgs=2)
+    leader = c.elect(1)
+    for i in range(4):
+        leader.propose(b"%d" % i)
+        c.process(1)
+        c.deliver_all(drop={3})  # every APPEND to node 3 is lost
+        c.stabilize(drop={3})
+    status = leader.peer_status()[3]
+    assert status.state is ProgressState.REPLICATE and status.inflight_msgs == 2
+    c.stores[1].compact(leader.commit_index, leader.conf)
+    for _ in range(3):
+        leader.tick()
+        c.stabilize()
+    assert c.nodes[3].commit_index == leader.commit_index
+    assert c.nodes[3].first_index == c.stores[1].first_index()
