@@ -14,16 +14,17 @@ from tests.sim.simulator.checker import SafetyViolation
 from tests.sim.simulator.cluster import Cluster
 from tests.sim.simulator.runner import RunResult, plan, report, run_seed, shrink
 
-# (scenario, first seed, seeds): about 200 seeds, well under two minutes on a loaded machine.
+# (scenario, first seed, seeds): 140 seeds, about a minute on a loaded 2-core machine.
 CI_BUDGET = [
-    ("ci", 0, 100),
-    ("isolate", 1_000, 12),
-    ("minority", 2_000, 12),
-    ("split", 3_000, 12),
-    ("asymmetric", 4_000, 12),
-    ("crash", 5_000, 12),
-    ("membership", 6_000, 12),
-    ("lease", 7_000, 12),
+    ("ci", 0, 60),
+    ("isolate", 1_000, 10),
+    ("minority", 2_000, 10),
+    ("split", 3_000, 10),
+    ("asymmetric", 4_000, 10),
+    ("crash", 5_000, 10),
+    ("membership", 6_000, 10),
+    ("lease", 7_000, 10),
+    ("storm", 8_000, 10),
 ]
 
 
@@ -72,7 +73,7 @@ def test_a_seed_replays_exactly() -> None:
 def test_a_run_does_real_work() -> None:
     """A seed elects leaders, commits, applies, crashes and heals: the checks are not vacuous."""
     totals = {"leaders": 0, "committed": 0, "applied": 0, "restarts": 0, "faults": 0}
-    for seed in range(5):
+    for seed in range(3):
         result = run_seed(seed, "random")
         assert result.ok, result.failure
         cluster = result.cluster
@@ -83,7 +84,7 @@ def test_a_run_does_real_work() -> None:
         totals["applied"] += stats.applied_entries
         totals["restarts"] += stats.restarts
         totals["faults"] += sum(cluster.faults.applied.values())
-    assert totals["leaders"] >= 5 and totals["committed"] > 500
+    assert totals["leaders"] >= 3 and totals["committed"] > 300
     assert totals["applied"] > totals["committed"]  # every node applies
     assert totals["restarts"] > 0 and totals["faults"] > 20
 

@@ -188,6 +188,9 @@ class Cluster:
         self._pending: dict[bytes, int] = {}
         self._pending_required: dict[bytes, None] = {}  # ordered, for deterministic reports
         self._retry_at: dict[bytes, int] = {}
+        # Which node accepted a pending proposal, in which term (a retry is needed only once that
+        # node no longer leads in that term).
+        self._accepted: dict[bytes, tuple[int, int]] = {}
         # Linearizable reads: context -> (highest committed index when the read was asked,
         # time asked). A ReadState's index must be >= the former.
         self._reads: dict[bytes, tuple[int, int]] = {}
@@ -434,6 +437,7 @@ class Cluster:
         elif entry.kind is EntryKind.NORMAL:
             made = self._pending.pop(entry.data, None)
             self._retry_at.pop(entry.data, None)
+            self._accepted.pop(entry.data, None)
             if made is not None:
                 latency = self.loop.now_ms - made
                 self.client.committed += 1
@@ -537,6 +541,8 @@ class Cluster:
                 break
             if next_retry <= now:
                 self._retry_at[payload] = now + self.knobs.client_retry_ms
+                if self._still_in_progress(payload):
+                    continue
                 self.client.retried += 1
                 retried += 1
                 self._propose(payload)
@@ -582,8 +588,20 @@ class Cluster:
             self._after_input(node)
             return
         self.client.accepted += 1
+        for one in [payload] if isinstance(payload, bytes) else payload:
+            self._accepted[one] = (node.node_id, raft.term)
         self._record(node.node_id, "propose", f"{name} -> index {index}")
         self._after_input(node)
+
+    def _still_in_progress(self, payload: bytes) -> bool:
+        """Whether the leader that accepted ``payload`` still leads in that term: then the entry
+        is in its log for good (a leader only appends) and a retry would only duplicate it."""
+        accepted = self._accepted.get(payload)
+        if accepted is None:
+            return False
+        node = self.nodes[accepted[0]]
+        raft = node.raft
+        return raft is not None and raft.role is Role.LEADER and raft.term == accepted[1]
 
     def _read(self) -> None:
         """Ask the client's node for a linearizable read point."""

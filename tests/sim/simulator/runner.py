@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from .checker import SafetyViolation
 from .cluster import Cluster, LivenessViolation
 from .faults import FAULT_KINDS, FaultEvent, FaultKnobs, draw_knobs, draw_schedule
+from .network import LinkKnobs
 from .trace import Trace
 
 
@@ -65,6 +66,38 @@ SCENARIOS: dict[str, Scenario] = {
                 ),
             },
             compact_every=30,
+        ),
+        # Everything harsher: frequent short faults, a slow lossy network, tiny flow-control
+        # windows and uncommitted-bytes bound, frequent heartbeats.
+        Scenario(
+            "storm",
+            {
+                "voters": 5,
+                "spares": 2,
+                "fault_interval_ms": 80,
+                "fault_max_ms": 600,
+                "fsync_max_ms": 15,
+                "link": LinkKnobs(
+                    delay_min_ms=0,
+                    delay_max_ms=40,
+                    loss_probability=0.25,
+                    duplicate_probability=0.15,
+                    reorder_probability=0.3,
+                    reorder_extra_ms=60,
+                    replay_max_ms=3_000,
+                ),
+                "tick_jitter_ms": 3,
+                "batch_probability": 0.3,
+                # Offered load the small windows can carry, so liveness is about faults.
+                "client_interval_ms": 40,
+            },
+            compact_every=15,
+            config={
+                "max_inflight_msgs": 3,
+                "max_uncommitted_bytes": 200,
+                "max_size_per_msg": 32,
+                "heartbeat_timeout_ticks": 1,
+            },
         ),
         # Leader lease reads (no heartbeat round): safe while clocks run at the same rate, so
         # no pauses and no clock drift here (a paused leader's clock stops; see
