@@ -235,6 +235,7 @@ class RaftNode:
         self._votes = {}
         self._transferee = NO_NODE
         self._progress = {}
+        self._heartbeats = {}  # a leader's unsent heartbeats mean nothing once it is not one
         self._last_ack = {}
         self._lease_revoked = False
         self._read_only.reset()

@@ -23,7 +23,8 @@ Commands (IDs are node ids):
   add-learner ID NODE | promote ID NODE | remove-node ID NODE  (shortcuts of the above)
   transfer-leader ID TO | read-index ID CONTEXT | report-snapshot ID TO ok|fail
   process-ready [ID..] | deliver-msgs [ID..] [drop=true] | stabilize [ID..]
-  isolate ID | cut A B | heal | crash ID | restart ID | compact ID INDEX
+  isolate ID | cut A B | partition (IDS) (IDS).. | heal | crash ID | restart ID
+  compact ID INDEX
   raft-state | raft-log ID | status ID
 """
 
@@ -312,6 +313,13 @@ class Scenario:
         for other in self.nodes:
             if other != node_id:
                 self.cut |= {(node_id, other), (other, node_id)}
+
+    def cmd_partition(self, pos: list[str], kw: dict[str, str]) -> None:
+        """``partition (1,2) (3,4,5)``: cut every link between nodes of different groups."""
+        groups = [set(_parse_ids(p)) for p in pos]
+        for i, a in enumerate(groups):
+            for b in groups[i + 1 :]:
+                self.cut |= {(x, y) for x in a for y in b} | {(y, x) for x in a for y in b}
 
     def cmd_cut(self, pos: list[str], kw: dict[str, str]) -> None:
         a, b = int(pos[0]), int(pos[1])
