@@ -390,7 +390,13 @@ class RaftNode:
         reordered messages are handled or ignored as Raft says; never raises for a well-formed
         message."""
         assert msg.to == self._id, f"message for {msg.to} stepped into {self._id}"
-        if msg.term == 0:
+        mtype = msg.type
+        if msg.term == self._term:
+            # The common case, first. Only the leader of this term sends it APPENDs.
+            if mtype is _MT.APPEND_RESP and self._role is Role.LEADER:
+                self._handle_append_response(msg)
+                return
+        elif msg.term == 0:
             pass  # forwarded requests (read index, transfer) are not bound to a term
         elif msg.term > self._term:
             if msg.type in (_MT.PRE_VOTE, _MT.VOTE):
@@ -720,7 +726,12 @@ class RaftNode:
                     pr.become_probe()
                 self._maybe_send_append(msg.frm, send_if_empty=True)
             return
-        was_paused = pr.is_paused()
+        state = pr.state
+        was_paused = (
+            pr.inflights.full()
+            if state is _REPLICATE
+            else (pr.probe_sent if state is ProgressState.PROBE else True)
+        )
         if pr.maybe_update(msg.index):
             if pr.state is ProgressState.PROBE:
                 pr.become_replicate()
@@ -982,7 +993,8 @@ class RaftNode:
     def read_index(self, context: bytes) -> None:
         """Request a linearizable read point. A ReadState(index, context) appears in a later
         Ready once the leader confirmed its leadership; serve the read after applying up to
-        ``index``. ``context`` must be non-empty and unique among outstanding requests.
+        ``index``. ``context`` must be non-empty and unique among the GROUP's outstanding
+        requests (the leader keys forwarded requests by it: prefix it with the node id).
         Requests are lost when leadership changes (wait with a deadline). Raises
         NotLeaderError when no leader is known; ProposalDroppedError when too many reads are
         pending; InvalidRequestError for an empty context."""
