@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     cluster = result.cluster
     print(f"seed {args.seed} scenario {args.scenario}: {result.knobs.describe()}")
     if cluster is not None:
+        print(f"core config overrides: {cluster.config_overrides}")
+    if cluster is not None:
         print(
             f"steps={result.steps} simulated={result.sim_ms}ms "
             f"leaders={cluster.checker.stats.leaders} "

@@ -102,6 +102,8 @@ class SimNode:
     seen_role: Role | None = None
     applied_index: int = 0
     drift_ms: int = 0
+    # The Ready whose writes are on their way to disk (lost, or torn, by a crash).
+    writing: Ready | None = None
 
     @property
     def up(self) -> bool:
@@ -228,6 +230,8 @@ class Cluster:
             max_inflight_msgs=16,
             max_size_per_msg=4096,
         )
+        # A learner joining later is created with the group's bootstrap voters too (the core
+        # derives its configuration from them plus the CONFIG entries it replays).
         for name, value in self.config_overrides.items():
             setattr(config, name, value)
         rng = self._rng_for(f"node{node_id}/{node.incarnation}")
@@ -264,6 +268,12 @@ class Cluster:
         if node.raft is None:
             return
         self._record(node_id, "crash", f"term={node.raft.term} role={node.raft.role.value}")
+        if (
+            node.writing is not None
+            and self._fsync_rng.random() < self.knobs.torn_write_probability
+        ):
+            self._tear(node, node.writing)
+        node.writing = None
         node.raft = None
         node.incarnation += 1
         node.persisting = False
@@ -271,6 +281,26 @@ class Cluster:
         node.deferred.clear()
         if node.tick_handle is not None:
             node.tick_handle.cancel()
+
+    def _tear(self, node: SimNode, rd: Ready) -> None:
+        """A crash in the middle of writing ``rd``: a prefix of its writes, in the contract's
+        order (snapshot, truncation, entries, hard state), reached the disk; the rest did not.
+        The hard state, written last, never does here."""
+        storage = node.storage
+        steps = self._fsync_rng.randint(0, 3)
+        kept = []
+        if steps >= 1 and rd.snapshot is not None:
+            storage.apply_snapshot(rd.snapshot)
+            kept.append("snapshot")
+        if steps >= 2 and rd.truncate_from is not None:
+            storage.truncate_suffix(rd.truncate_from)
+            kept.append(f"truncate {rd.truncate_from}")
+        if steps >= 3 and rd.entries:
+            count = self._fsync_rng.randint(0, len(rd.entries))
+            if count and (rd.truncate_from is None or "truncate" in " ".join(kept)):
+                storage.append(list(rd.entries[:count]))
+                kept.append(f"{count} of {len(rd.entries)} entries")
+        self._record(node.node_id, "torn-write", ", ".join(kept) or "nothing")
 
     def pause(self, node_id: int) -> None:
         node = self.nodes[node_id]
@@ -384,6 +414,7 @@ class Cluster:
         if self._readies % self.audit_every == 0:
             self.audit_log(node)
         node.persisting = True
+        node.writing = rd
         incarnation = node.incarnation
         delay = self._fsync_rng.randint(self.knobs.fsync_min_ms, self.knobs.fsync_max_ms)
         if node.slow_disk:
@@ -399,6 +430,7 @@ class Cluster:
         node_id = node.node_id
         storage = node.storage
         storage.persist_ready(rd)
+        node.writing = None
         hard = storage.hard_state
         if rd.hard_state is not None:
             self.checker.observe_durable(node_id, hard.term, hard.vote, hard.commit)

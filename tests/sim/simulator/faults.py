@@ -77,6 +77,9 @@ class FaultKnobs:
     pause_max_ms: int = 800
     # Each node's clock runs at tick_ms plus up to this many ms of drift per tick (0 = none).
     tick_jitter_ms: int = 0
+    # A crash during a write keeps a prefix of it (snapshot, truncation, some entries, but not
+    # the hard state) with this probability; otherwise it loses the whole write.
+    torn_write_probability: float = 0.0
     # The share of client proposals that carry several entries in one propose() call.
     batch_probability: float = 0.0
 
@@ -88,7 +91,8 @@ class FaultKnobs:
             f"loss={link.loss_probability:.2f} dup={link.duplicate_probability:.2f} "
             f"reorder={link.reorder_probability:.2f} fsync={self.fsync_min_ms}-"
             f"{self.fsync_max_ms}ms replay<={link.replay_max_ms}ms "
-            f"tick_jitter={self.tick_jitter_ms}ms batch={self.batch_probability:.1f}"
+            f"tick_jitter={self.tick_jitter_ms}ms batch={self.batch_probability:.1f} "
+            f"torn={self.torn_write_probability:.1f}"
         )
 
 
@@ -113,6 +117,7 @@ def draw_knobs(rng: random.Random, **overrides: object) -> FaultKnobs:
         client_interval_ms=rng.choice([5, 20, 50]),
         tick_jitter_ms=rng.choice([0, 0, 1, 3]),
         batch_probability=rng.choice([0.0, 0.2]),
+        torn_write_probability=rng.choice([0.0, 0.5, 1.0]),
     )
     if overrides:
         fields = {**knobs.__dict__, **overrides}

@@ -141,6 +141,17 @@ class RunResult:
         return cmd + " --trace"
 
 
+def draw_config(rng: random.Random) -> dict[str, object]:
+    """The core's settings a seed draws (flow-control windows, heartbeat rate, commit
+    broadcast); a scenario's own ``config`` pins some of them."""
+    return {
+        "heartbeat_timeout_ticks": rng.choice([1, 2, 3]),
+        "max_inflight_msgs": rng.choice([1, 4, 16, 256]),
+        "max_size_per_msg": rng.choice([16, 256, 4096]),
+        "broadcast_commit": rng.choice([True, False]),
+    }
+
+
 def plan(seed: int, scenario: str = "random") -> tuple[FaultKnobs, list[FaultEvent]]:
     """The knobs and the full fault schedule a seed draws."""
     spec = SCENARIOS[scenario]
@@ -172,7 +183,7 @@ def run_seed(
             rng_for,
             recorder,
             compact_every=spec.compact_every,
-            config_overrides=spec.config,
+            config_overrides={**draw_config(rng_for("config")), **spec.config},
         )
         result.cluster = cluster
         the_cluster = cluster
