@@ -1088,7 +1088,10 @@ class RaftNode:
         log = self._log
         rd = Ready()
         prev = self._prev_hard_state
-        if prev.term != self._term or prev.vote != self._vote or prev.commit != log.committed:
+        if prev.term != self._term or prev.vote != self._vote:
+            rd.hard_state = self._hard_state()
+            rd.must_sync = True
+        elif prev.commit != log.committed:
             rd.hard_state = self._hard_state()
         soft = self._prev_soft_state
         if soft.leader_id != self._leader or soft.role is not self._role:
@@ -1099,6 +1102,7 @@ class RaftNode:
         if log.has_unstable():
             rd.truncate_from = log.truncation_point()
             rd.entries = log.unstable_entries()
+            rd.must_sync = True
         if self._msgs:
             rd.messages, self._msgs = self._msgs, []
         if self._heartbeats:

@@ -290,6 +290,10 @@ class Ready:
     """Not None when leader or role changed since the previous Ready."""
     read_states: Sequence[ReadState] = ()
     """Linearizable reads that became servable (see :class:`ReadState`)."""
+    must_sync: bool = False
+    """Whether step 1 needs an fsync before step 2: True when there are entries, a snapshot or
+    a truncation, or when the term or vote changed. A Ready whose hard state differs only in
+    ``commit`` may be written without one (a commit index lost in a crash is learnt again)."""
 
     def is_empty(self) -> bool:
         return not (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rilke.errors import InvalidRequestError, NotLeaderError, ProposalDroppedError
-from rilke.replication.raft import Message, MessageType, ProgressState, Role
+from rilke.replication.raft import Entry, Message, MessageType, ProgressState, Role
 from tests.unit.raft.harness import Cluster
 
 
@@ -145,3 +145,22 @@ def test_a_full_window_of_lost_appends_past_the_log_start_is_recovered_by_a_snap
         c.stabilize()
     assert c.nodes[3].commit_index == leader.commit_index
     assert c.nodes[3].first_index == c.stores[1].first_index()
+
+
+def test_must_sync_only_for_entries_snapshots_and_term_or_vote() -> None:
+    c = Cluster(3)
+    node = c.nodes[2]
+    node.step(Message(MessageType.VOTE, 2, 1, 1))
+    rd = node.ready()
+    assert rd.must_sync and rd.hard_state is not None and rd.hard_state.vote == 1
+    node.advance(rd)
+    node.step(Message(MessageType.APPEND, 2, 1, 1, entries=[Entry(1, 1)]))
+    rd = node.ready()
+    assert rd.must_sync and rd.entries
+    c.stores[2].persist_ready(rd)
+    node.advance(rd)
+    node.step(Message(MessageType.HEARTBEAT, 2, 1, 1, commit=1))
+    rd = node.ready()
+    assert rd.hard_state is not None and rd.hard_state.commit == 1
+    assert not rd.must_sync  # only the commit index moved
+    node.advance(rd)
