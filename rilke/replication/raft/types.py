@@ -22,7 +22,8 @@ The I/O order the caller must keep (one ``Ready`` at a time)
     if node.has_ready():
         rd = node.ready()
         1. persist, in this order: rd.snapshot (reset the log to it), rd.truncate_from (drop the
-           log suffix), rd.entries (append), rd.hard_state. All of it must be durable before 2.
+           log suffix), rd.entries (append), rd.hard_state. All of it must be durable before 2
+           (an fsync is needed only when rd.must_sync).
         2. send rd.messages and rd.heartbeats (heartbeats may be coalesced per destination).
         3. apply rd.snapshot's payload (if any), then rd.committed_entries, in order; hand
            rd.read_states to whoever waits on them.
