@@ -8,6 +8,8 @@ command that replays it.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.sim.simulator.checker import SafetyViolation
@@ -28,14 +30,17 @@ CI_BUDGET = [
 ]
 
 
-def _run_many(scenario: str, seeds: range) -> None:
+def _run_many(scenario: str, seeds: range) -> tuple[int, float]:
+    """Run the seeds; fail with the first failure shrunk. Returns (steps, seconds)."""
     failures: list[RunResult] = []
     steps = 0
+    started = time.perf_counter()
     for seed in seeds:
         result = run_seed(seed, scenario)
         steps += result.steps
         if not result.ok:
             failures.append(result)
+    elapsed = time.perf_counter() - started
     if failures:
         shrunk = shrink(failures[0], max_runs=20)
         pytest.fail(
@@ -44,6 +49,7 @@ def _run_many(scenario: str, seeds: range) -> None:
             pytrace=False,
         )
     assert steps > 0
+    return steps, elapsed
 
 
 @pytest.mark.slow
@@ -56,7 +62,14 @@ def test_seeds_keep_raft_safe_and_live(scenario: str, first: int, count: int) ->
 def test_sweep(request: pytest.FixtureRequest) -> None:
     count = request.config.getoption("--sim-sweep")
     first = request.config.getoption("--sim-first-seed")
-    _run_many("random", range(first, first + count))
+    steps, elapsed = _run_many("random", range(first, first + count))
+    # Shown in the terminal summary by conftest.py (output is captured during the test).
+    lines = getattr(request.config, "sim_sweep_lines", [])
+    lines.append(
+        f"sweep: {count} seeds {first}..{first + count - 1} with no violation in "
+        f"{elapsed:.1f}s: {count / elapsed:.2f} seeds/s, {steps / elapsed:,.0f} steps/s"
+    )
+    setattr(request.config, "sim_sweep_lines", lines)  # noqa: B010
 
 
 def test_a_seed_replays_exactly() -> None:

@@ -237,6 +237,8 @@ def shrink(result: RunResult, max_runs: int = 60) -> RunResult:
     """
     assert not result.ok
     keep = list(range(len(result.schedule))) if result.keep is None else list(result.keep)
+    # Faults scheduled after the violating step never fired: dropping them changes nothing.
+    keep = [i for i in keep if result.schedule[i].at_ms <= result.sim_ms]
     best = result
     runs = 0
     chunk = max(1, len(keep) // 2)
