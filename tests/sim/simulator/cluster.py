@@ -35,6 +35,7 @@ from rilke.replication.raft import (
     ConfState,
     Entry,
     EntryKind,
+    HardState,
     MemoryStorage,
     Message,
     RaftNode,
@@ -104,6 +105,9 @@ class SimNode:
     drift_ms: int = 0
     # The Ready whose writes are on their way to disk (lost, or torn, by a crash).
     writing: Ready | None = None
+    # The hard state as of the last fsync: a commit-only hard state written without one
+    # (Ready.must_sync False) may be lost by a crash.
+    synced_hard: HardState = field(default_factory=HardState)
 
     @property
     def up(self) -> bool:
@@ -247,6 +251,7 @@ class Cluster:
         else:
             self._record(node_id, "start")
         node.started = True
+        node.synced_hard = storage.hard_state
         node.raft = RaftNode(config, storage, rng)
         node.persisting = False
         node.paused = False
@@ -416,9 +421,12 @@ class Cluster:
         node.persisting = True
         node.writing = rd
         incarnation = node.incarnation
-        delay = self._fsync_rng.randint(self.knobs.fsync_min_ms, self.knobs.fsync_max_ms)
-        if node.slow_disk:
-            delay += self.knobs.slow_fsync_ms
+        if rd.must_sync:
+            delay = self._fsync_rng.randint(self.knobs.fsync_min_ms, self.knobs.fsync_max_ms)
+            if node.slow_disk:
+                delay += self.knobs.slow_fsync_ms
+        else:
+            delay = 0  # a commit-only hard state: written without an fsync
         self.loop.call_later(
             delay, lambda: self._when_running(node, incarnation, lambda: self._persisted(node, rd))
         )
@@ -432,7 +440,9 @@ class Cluster:
         storage.persist_ready(rd)
         node.writing = None
         hard = storage.hard_state
-        if rd.hard_state is not None:
+        if rd.must_sync:
+            # The fsync makes everything written before it durable too.
+            node.synced_hard = hard
             self.checker.observe_durable(node_id, hard.term, hard.vote, hard.commit)
         for message in rd.messages:
             if message.snapshot is not None:
@@ -502,7 +512,9 @@ class Cluster:
         if not self.compact_every:
             return
         storage = node.storage
-        target = min(node.applied_index, storage.hard_state.commit)
+        # Only what a crash cannot take back: the fsynced commit, not a commit-only hard state
+        # written without an fsync.
+        target = min(node.applied_index, node.synced_hard.commit)
         entries = storage.all_entries()
         if len(entries) < self.compact_every + self.compact_keep:
             return
