@@ -12,6 +12,7 @@ _BENCH_MODULES: tuple[str, ...] = (
     "rilke.bench.consume",
     "rilke.bench.produce_path",
     "rilke.bench.storage",
+    "rilke.bench.raft",
 )
 
 
