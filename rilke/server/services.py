@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -66,6 +66,10 @@ class BrokerService(pb_grpc.BrokerServicer):
     def wake_all_waiters(self) -> None:
         """Shutdown: answer every long poll now, and do not start new waits."""
         self._stopping = True
+        self.wake_waiters()
+
+    def wake_waiters(self) -> None:
+        """Make every long poll look again (a topic was deleted: its polls answer the error)."""
         for event in self._waiters:
             event.set()
 
@@ -209,26 +213,30 @@ class BrokerService(pb_grpc.BrokerServicer):
             total += len(data.records)
         return response, total, failed
 
-    async def Fetch(self, request: pb.FetchRequest, context: Any) -> pb.FetchResponse:
-        """Whole batches up to the high watermark; waits up to max_wait_ms (woken by appends)
-        until min_bytes are available or an error is to be reported."""
+    def _partitions(self, request: pb.FetchRequest) -> list[Partition | pb.Error]:
         partitions: list[Partition | pb.Error] = []
         for wanted in request.partitions:
             try:
                 partitions.append(self._broker.partition(wanted.topic, wanted.partition))
             except Exception as e:
                 partitions.append(to_error(e))
+        return partitions
+
+    async def Fetch(self, request: pb.FetchRequest, context: Any) -> pb.FetchResponse:
+        """Whole batches up to the high watermark; waits up to max_wait_ms (woken by appends
+        and topic deletions) until min_bytes are available or an error is to be reported."""
+        partitions = self._partitions(request)
         response, total, failed = self._read_all(request, partitions)
         wait_ms = min(request.max_wait_ms, MAX_FETCH_WAIT_MS)
         if failed or total >= request.min_bytes or wait_ms <= 0 or self._stopping:
             return response
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_ms / 1000
-        live = [p for p in partitions if not isinstance(p, pb.Error)]
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0 or self._stopping:
                 return response
+            live = [p for p in partitions if not isinstance(p, pb.Error)]
             woken = asyncio.Event()
             unsubscribes = [p.subscribe(woken.set) for p in live]
             self._waiters.add(woken)
@@ -240,6 +248,9 @@ class BrokerService(pb_grpc.BrokerServicer):
                 self._waiters.discard(woken)
                 for unsubscribe in unsubscribes:
                     unsubscribe()
+            # Looked up again: a partition deleted during the wait answers its error, and is
+            # not read through its closed log.
+            partitions = self._partitions(request)
             response, total, failed = self._read_all(request, partitions)
             if failed or total >= request.min_bytes:
                 return response
@@ -316,8 +327,11 @@ class BrokerService(pb_grpc.BrokerServicer):
 class AdminService(pb_grpc.AdminServicer):
     """Topics and their configs."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(
+        self, broker: Broker, on_topics_deleted: Callable[[], None] = lambda: None
+    ) -> None:
         self._broker = broker
+        self._on_topics_deleted = on_topics_deleted
 
     async def CreateTopics(
         self, request: pb.CreateTopicsRequest, context: Any
@@ -347,6 +361,7 @@ class AdminService(pb_grpc.AdminServicer):
                 self._broker.delete_topic(name)
             except Exception as e:
                 out.error.CopyFrom(to_error(e))
+        self._on_topics_deleted()
         return response
 
     async def ListTopics(
@@ -434,7 +449,7 @@ def add_services(
 
     service = BrokerService(broker, advertised)
     _add_servicer(server, "Broker", service)
-    _add_servicer(server, "Admin", AdminService(broker))
+    _add_servicer(server, "Admin", AdminService(broker, service.wake_waiters))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (

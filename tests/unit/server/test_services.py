@@ -221,6 +221,24 @@ def test_long_poll_is_woken_by_an_append(broker: InProcessBroker) -> None:
     assert batch_values(result[0].records) == [(0, b"wake")]
 
 
+def test_long_poll_on_a_deleted_topic_answers_unknown_topic(broker: InProcessBroker) -> None:
+    result: list[pb.FetchPartitionResponse] = []
+
+    def poll() -> None:
+        result.append(fetch(broker, 0, max_wait_ms=60_000, min_bytes=1))
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    deadline = time.monotonic() + TIMEOUT
+    while not broker.server._service._waiters and time.monotonic() < deadline:  # type: ignore[union-attr]
+        time.sleep(0.01)
+    deleted = broker.admin.DeleteTopics(pb.DeleteTopicsRequest(names=["t"]), timeout=TIMEOUT)
+    assert deleted.results[0].error.code == 0
+    poller.join(TIMEOUT)  # the delete wakes the poll: it does not wait its 60 s
+    assert not poller.is_alive()
+    assert result[0].error.code == errors.UnknownTopicOrPartitionError.code, result[0].error
+
+
 def test_long_poll_times_out_empty(broker: InProcessBroker) -> None:
     got = fetch(broker, 0, max_wait_ms=50, min_bytes=1)
     assert got.error.code == 0 and got.records == b""
