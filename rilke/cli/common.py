@@ -15,6 +15,7 @@ BOOTSTRAP_ENV = "RILKE_BOOTSTRAP_SERVERS"
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 def add_client_arguments(parser: argparse.ArgumentParser) -> None:

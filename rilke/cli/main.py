@@ -14,6 +14,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from rilke.cli.common import EXIT_INTERRUPTED, EXIT_USAGE
+
 # Modules that add subcommands, in the order `rilke --help` lists them.
 _COMMAND_MODULES = (
     "rilke.cli.server_cmd",
@@ -24,10 +26,6 @@ _COMMAND_MODULES = (
     "rilke.cli.bench_cmd",
 )
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rilke.cli.main import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from rilke.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 
 def register(subparsers: Any) -> None:

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from rilke.client.cluster import Cluster
-from rilke.client.config import require_positive
+from rilke.client.config import cluster_settings, require_positive
 from rilke.client.fetcher import Fetcher
 from rilke.client.loop_thread import LoopThread
 from rilke.client.offsets import EARLIEST, LATEST, list_offsets, normalize_tps
@@ -71,13 +71,17 @@ class _ConsumerCore:
             ("max_partition_fetch_bytes", max_partition_fetch_bytes),
             ("max_prefetch_bytes", max_prefetch_bytes),
             ("max_poll_records", max_poll_records),
-            ("request_timeout_ms", request_timeout_ms),
         ):
             require_positive(name, value)
         require_positive("fetch_max_wait_ms", fetch_max_wait_ms, allow_zero=True)
-        from rilke.client.config import parse_bootstrap_servers
-
-        parse_bootstrap_servers(bootstrap_servers)
+        self._cluster_settings = cluster_settings(
+            bootstrap_servers,
+            client_id=client_id,
+            request_timeout_ms=request_timeout_ms,
+            retry_backoff_ms=retry_backoff_ms,
+            retry_backoff_max_ms=retry_backoff_max_ms,
+            metadata_max_age_ms=metadata_max_age_ms,
+        )
         if group_settings and group_id is None:
             raise TypeError(f"unknown consumer settings: {', '.join(sorted(group_settings))}")
         self.topics = list(topics)
@@ -87,14 +91,6 @@ class _ConsumerCore:
         self.group_settings = group_settings
         self.max_poll_records = max_poll_records
         self.request_timeout_s = request_timeout_ms / 1000.0
-        self._cluster_args = {
-            "client_id": client_id,
-            "request_timeout_ms": request_timeout_ms,
-            "retry_backoff_ms": retry_backoff_ms,
-            "retry_backoff_max_ms": retry_backoff_max_ms,
-            "metadata_max_age_ms": metadata_max_age_ms,
-        }
-        self._bootstrap = bootstrap_servers
         self._fetcher_args = {
             "auto_offset_reset": auto_offset_reset,
             "fetch_min_bytes": fetch_min_bytes,
@@ -117,7 +113,7 @@ class _ConsumerCore:
         """Connect and start fetching (the assignment comes from assign() or subscribe())."""
         if self.fetcher is not None:
             return
-        self.cluster = Cluster(self._bootstrap, **self._cluster_args)  # type: ignore[arg-type]
+        self.cluster = Cluster(**self._cluster_settings)
         self.fetcher = Fetcher(self.cluster, **self._fetcher_args)  # type: ignore[arg-type]
         self.fetcher.start()
         if self.group_id is not None:
