@@ -27,7 +27,6 @@ _COMMAND_MODULES = (
 )
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rilke",

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cluster_batches import batch_values, make_batch
 from conftest import BrokerFactory
+from produce_batches import batch_values, make_batch
 from rilke_broker_process import REPO_ROOT, BrokerProcess
 
 from rilke import errors

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 from fake_storage import FakeLog
-from server_batches import batch_values, make_batch
+from produce_batches import batch_values, make_batch
 
 from rilke.errors import (
     CorruptRecordError,

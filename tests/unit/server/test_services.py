@@ -6,7 +6,7 @@ from pathlib import Path
 import grpc
 import pytest
 from inproc import InProcessBroker, running_broker
-from server_batches import batch_values, make_batch
+from produce_batches import batch_values, make_batch
 
 from rilke import errors
 from rilke.proto import rilke_pb2 as pb
