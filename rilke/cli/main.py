@@ -42,7 +42,22 @@ def build_parser() -> argparse.ArgumentParser:
     for name in _COMMAND_MODULES:
         module = importlib.import_module(name)
         module.register(subparsers)
+    _fill_descriptions(parser)
     return parser
+
+
+def _fill_descriptions(parser: argparse.ArgumentParser) -> None:
+    """Give every (sub-)subcommand without a description its one-line help as one, so that
+    ``rilke X --help`` always says what X does."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {choice.dest: choice.help for choice in action._choices_actions}
+        for name, sub in action.choices.items():
+            text = helps.get(name)
+            if not sub.description and text:
+                sub.description = text[0].upper() + text[1:] + "."
+            _fill_descriptions(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

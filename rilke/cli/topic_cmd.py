@@ -98,9 +98,13 @@ def _create(args: argparse.Namespace) -> int:
             admin.create_topics(
                 [NewTopic(args.name, args.partitions, args.replication_factor, configs)]
             )
-        except TopicAlreadyExistsError:
+        except TopicAlreadyExistsError as exc:
             if not args.if_not_exists:
-                raise
+                raise TopicAlreadyExistsError(
+                    f"{exc} (add --if-not-exists to accept an existing topic)"
+                ) from None
+            print(f"topic {args.name} already exists")
+            return EXIT_OK
     print(f"created topic {args.name}")
     return EXIT_OK
 

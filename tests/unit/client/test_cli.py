@@ -116,3 +116,26 @@ def test_produce_to_unreachable_broker_fails_within_timeout(capsysbinary, monkey
         monkeypatch,
     )
     assert code == 1 and b"127.0.0.1:1" in err
+
+
+def test_create_says_whether_it_created_and_how_to_accept_an_existing_topic(fake, capsysbinary):
+    b = ["-b", fake.address]
+    assert run(["topic", "create", "t", *b], capsysbinary)[1] == b"created topic t\n"
+    code, _, err = run(["topic", "create", "t", *b], capsysbinary)
+    assert code == 1 and b"--if-not-exists" in err and err.count(b"\n") == 1
+    code, out, _ = run(["topic", "create", "t", "--if-not-exists", *b], capsysbinary)
+    assert code == 0 and out == b"topic t already exists\n"
+
+
+def test_every_command_has_a_description(capsys):
+    from rilke.cli.main import build_parser
+
+    def walk(parser):
+        for action in parser._actions:
+            if action.__class__.__name__ == "_SubParsersAction":
+                for name, sub in action.choices.items():
+                    yield name, sub
+                    yield from walk(sub)
+
+    missing = [name for name, sub in walk(build_parser()) if not sub.description]
+    assert missing == []
