@@ -139,3 +139,52 @@ def test_every_command_has_a_description(capsys):
 
     missing = [name for name, sub in walk(build_parser()) if not sub.description]
     assert missing == []
+
+
+def _wait_for(condition, timeout_s=10.0):
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+@pytest.mark.timeout(60)
+def test_consume_follow_ends_with_an_error_when_the_broker_dies(fake, capsysbinary, monkeypatch):
+    import threading
+
+    import grpc
+
+    import rilke.client.cluster
+
+    monkeypatch.setattr(rilke.client.cluster, "RECONNECT_GRACE_S", 0.2)
+    fake.broker.create("t", 1)
+    dead = threading.Event()
+    fake.broker.faults.append(lambda m, r: grpc.StatusCode.UNAVAILABLE if dead.is_set() else 0)
+    result = []
+    follower = threading.Thread(
+        target=lambda: result.append(main(["consume", "t", "-f", "-b", fake.address]))
+    )
+    follower.start()
+    _wait_for(lambda: "Fetch" in fake.broker.calls)
+    dead.set()
+    follower.join(50)
+    assert not follower.is_alive()
+    _, err = capsysbinary.readouterr()
+    assert result == [1] and b"NoBrokersAvailableError" in err and err.count(b"\n") == 1
+
+
+@pytest.mark.timeout(60)
+def test_consume_to_the_end_does_not_wait_forever_when_fetches_fail(fake, capsysbinary):
+    import grpc
+    from test_consumer import put_batch
+
+    fake.broker.create("t", 1)
+    put_batch(fake, [b"a", b"b"])
+    fake.broker.faults.append(lambda m, r: grpc.StatusCode.UNAVAILABLE if m == "Fetch" else 0)
+    code, out, err = run(
+        ["consume", "t", "-b", fake.address, "--request-timeout", "1"], capsysbinary
+    )
+    assert code == 1 and out == b"" and err.count(b"\n") == 1
+    assert b"t-0" in err
