@@ -129,6 +129,7 @@ offsets: the answer (or the NoBrokersAvailableError of a dead broker) ends the w
 def _probe(
     consumer: Any,
     tps: list[Any],
+    *,
     stop_at: dict[Any, int] | None,
     done: set[Any],
     idle_s: float,
@@ -214,7 +215,14 @@ def _consume(args: argparse.Namespace) -> int:
                     if args.timeout is not None and now - last_record >= args.timeout:
                         break
                     if now >= probe_at:
-                        _probe(consumer, tps, stop_at, done, now - last_record, args)
+                        _probe(
+                            consumer,
+                            tps,
+                            stop_at=stop_at,
+                            done=done,
+                            idle_s=now - last_record,
+                            args=args,
+                        )
                         probe_at = time.monotonic() + PROBE_INTERVAL_S
                     continue
                 last_record = time.monotonic()
