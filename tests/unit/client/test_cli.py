@@ -188,3 +188,20 @@ def test_consume_to_the_end_does_not_wait_forever_when_fetches_fail(fake, capsys
     )
     assert code == 1 and out == b"" and err.count(b"\n") == 1
     assert b"t-0" in err
+
+
+@pytest.mark.timeout(60)
+def test_produce_gives_up_within_its_request_timeout_when_the_broker_fails(
+    fake, capsysbinary, monkeypatch
+):
+    import grpc
+
+    fake.broker.create("t", 1)
+    fake.broker.faults.append(lambda m, r: grpc.StatusCode.UNAVAILABLE if m == "Produce" else 0)
+    code, _, err = run(
+        ["produce", "t", "-b", fake.address, "--request-timeout", "1"],
+        capsysbinary,
+        b"x\n",
+        monkeypatch,
+    )  # without a bound of its own it would retry for the delivery timeout: 120 s
+    assert code == 1 and b"1 of 1 records failed" in err and err.count(b"\n") == 1
