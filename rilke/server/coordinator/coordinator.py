@@ -213,7 +213,7 @@ class GroupCoordinator:
                     raise UnknownMemberIdError(
                         f"group {req.group_id!r} has no member {req.member_id!r}"
                     )
-                g.check_member_commit(req.member_id, req.member_epoch, tps)
+                g.check_member_commit(req.member_id, req.member_epoch)
             elif g is not None and g.members:
                 raise NonEmptyGroupError(
                     f"group {req.group_id!r} has {len(g.members)} live member(s): stop them "
@@ -229,6 +229,9 @@ class GroupCoordinator:
             if errors:
                 reply.response = OffsetCommitResult({}, tuple(errors))
                 return reply
+            if req.member_id:
+                assert g is not None
+                g.check_member_holds(req.member_id, tps)
             if g is None:
                 g = self._new_group(req.group_id)
                 g.empty_since_ms = now_ms

@@ -715,10 +715,8 @@ class Group:
 
     # --- offsets --------------------------------------------------------------------------
 
-    def check_member_commit(
-        self, member_id: str, member_epoch: int, tps: list[TopicPartition]
-    ) -> None:
-        """Raise unless ``member_id`` at ``member_epoch`` may commit offsets of ``tps``."""
+    def check_member_commit(self, member_id: str, member_epoch: int) -> None:
+        """Raise unless ``member_id`` at ``member_epoch`` may commit offsets."""
         m = self.members.get(member_id)
         if m is None or m.left_static:
             raise UnknownMemberIdError(
@@ -732,6 +730,11 @@ class Group:
             raise FencedMemberEpochError(
                 f"commit at epoch {member_epoch}, member {member_id!r} is at {m.member_epoch}"
             )
+
+    def check_member_holds(self, member_id: str, tps: list[TopicPartition]) -> None:
+        """Raise unless the member holds every partition of ``tps`` (assigned or being
+        revoked): a member commits only what it consumes."""
+        m = self.members[member_id]
         held = m.assigned | m.pending_revocation
         foreign = sorted(tp for tp in tps if tp not in held)
         if foreign:

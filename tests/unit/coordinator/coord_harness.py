@@ -67,7 +67,7 @@ class Cluster:
             g.check_invariants()
         # A consumer the group still counts as a member owns only what the coordinator says
         # it holds; with the coordinator's invariant, no partition has two owners.
-        seen: dict[TopicPartition, str] = {}
+        seen: dict[tuple[str, TopicPartition], str] = {}
         for c in self.consumers:
             g = self.coord.groups.get(c.group_id)
             if c.dead or g is None or c.member_id not in g.members:
@@ -75,8 +75,9 @@ class Cluster:
             m = g.members[c.member_id]
             assert c.owned <= m.assigned | m.pending_revocation, (c.member_id, c.owned)
             for tp in c.owned:
-                assert tp not in seen, f"{tp} owned by {seen[tp]} and {c.member_id}"
-                seen[tp] = c.member_id
+                key = (c.group_id, tp)
+                assert key not in seen, f"{key} owned by {seen[key]} and {c.member_id}"
+                seen[key] = c.member_id
 
     def heartbeat(self, req: HeartbeatRequest) -> Reply:  # type: ignore[type-arg]
         return self.take(self.coord.heartbeat(req, self.now, self.topics))
