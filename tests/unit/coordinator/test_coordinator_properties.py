@@ -96,9 +96,8 @@ def _run(cl: Cluster, ops: list[tuple[str, int, bool]], assignor: str) -> None:
                 g is not None
                 and c.member_id in g.members
                 and not g.members[c.member_id].left_static
-            ):
-                if c.epoch == g.members[c.member_id].member_epoch:
-                    assert reply.error is None, reply.error
+            ) and c.epoch == g.members[c.member_id].member_epoch:
+                assert reply.error is None, reply.error
 
 
 def _heal(cl: Cluster) -> None:
