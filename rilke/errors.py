@@ -86,6 +86,14 @@ class RecordTooLargeError(RecordsError):
     description = "the batch is larger than the maximum allowed size"
 
 
+@_register
+class DecompressedTooLargeError(RecordTooLargeError):
+    """A compressed batch inflates past the configured maximum (a decompression bomb)."""
+
+    code = 6
+    description = "the batch decompresses to more than the maximum allowed size"
+
+
 # --- storage: the partition log ------------------------------------------------------------
 
 

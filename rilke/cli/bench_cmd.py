@@ -6,7 +6,7 @@ import argparse
 import importlib
 from typing import Any
 
-_BENCH_MODULES: tuple[str, ...] = ()
+_BENCH_MODULES: tuple[str, ...] = ("rilke.bench.codec",)
 
 
 def register(subparsers: Any) -> None:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from crc32c import crc32c
 
-from rilke.errors import CorruptRecordError, InvalidRecordError
+from rilke.errors import CorruptRecordError, InvalidRecordError, RecordTooLargeError
 
 MAGIC = 2
 HEADER_SIZE = 61
@@ -51,16 +51,24 @@ TIMESTAMP_TYPE_MASK = 0x08
 TRANSACTIONAL_MASK = 0x10
 CONTROL_MASK = 0x20
 DELETE_HORIZON_MASK = 0x40
+MAX_COMPRESSION_ID = 4  # zstd: the highest codec id Kafka defines
 
 NO_PRODUCER_ID = -1
 NO_PRODUCER_EPOCH = -1
 NO_SEQUENCE = -1
 NO_PARTITION_LEADER_EPOCH = -1
+NO_TIMESTAMP = -1
+
+CREATE_TIME = 0
+LOG_APPEND_TIME = 1
 
 _HEADER = struct.Struct(">qiibIhiqqqhii")
 _PREFIX = struct.Struct(">qi")
 _INT64 = struct.Struct(">q")
 _INT32 = struct.Struct(">i")
+_UINT32 = struct.Struct(">I")
+_INT16 = struct.Struct(">h")
+MAX_TIMESTAMP_POS = 35
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,32 +154,37 @@ def compute_crc(buf: bytes | bytearray | memoryview, pos: int, size: int) -> int
 
 
 def check_batch(
-    buf: bytes | bytearray | memoryview, pos: int = 0, *, max_size: int | None = None
+    buf: bytes | bytearray | memoryview,
+    pos: int = 0,
+    *,
+    max_size: int | None = None,
+    check_crc: bool = True,
 ) -> BatchHeader:
     """Validate the batch at ``pos`` without decoding its records, and return its header.
 
     Checks: a whole header, magic 2, the batch is entirely within ``buf``, its size is within
-    ``max_size``, the CRC holds, the record count and last offset delta agree (a batch of n
-    records spans n offsets unless compaction removed some: count <= delta + 1), and the
-    timestamps are ordered. Raises :class:`CorruptRecordError` for bytes that do not hold and
-    :class:`InvalidRecordError` for a well-formed batch that breaks a rule.
+    ``max_size``, the CRC holds, and the record count and last offset delta agree (a batch of n
+    records spans n offsets unless compaction removed some: count <= delta + 1; Kafka's
+    compaction may also leave an empty batch that keeps its offset span), and the compression
+    codec id is one Kafka defines (0-4). ``check_crc=False`` skips only the CRC. Raises
+    :class:`CorruptRecordError` for bytes that do not hold, :class:`RecordTooLargeError` past
+    ``max_size`` and :class:`InvalidRecordError` for a well-formed batch that breaks a rule.
     """
     header = read_header(buf, pos)
     size = header.size
     if max_size is not None and size > max_size:
-        from rilke.errors import RecordTooLargeError
-
         raise RecordTooLargeError(f"batch of {size} bytes exceeds the maximum of {max_size}")
     if len(buf) - pos < size:
         raise CorruptRecordError(
             f"truncated batch: header says {size} bytes, only {len(buf) - pos} present"
         )
-    actual = compute_crc(buf, pos, size)
-    if actual != header.crc:
-        raise CorruptRecordError(
-            f"batch CRC mismatch at base offset {header.base_offset}: "
-            f"stored {header.crc:#010x}, computed {actual:#010x}"
-        )
+    if check_crc:
+        actual = compute_crc(buf, pos, size)
+        if actual != header.crc:
+            raise CorruptRecordError(
+                f"batch CRC mismatch at base offset {header.base_offset}: "
+                f"stored {header.crc:#010x}, computed {actual:#010x}"
+            )
     if header.records_count < 0 or header.last_offset_delta < 0:
         raise InvalidRecordError(
             f"negative record count ({header.records_count}) or last offset delta "
@@ -181,8 +194,8 @@ def check_batch(
         raise InvalidRecordError(
             f"batch claims {header.records_count} records in {header.last_offset_delta + 1} offsets"
         )
-    if header.records_count == 0 and not header.is_control and header.last_offset_delta != 0:
-        raise InvalidRecordError("empty batch with a non-zero last offset delta")
+    if header.compression > MAX_COMPRESSION_ID:
+        raise InvalidRecordError(f"unknown compression codec id {header.compression}")
     return header
 
 
@@ -220,3 +233,18 @@ def set_base_offset(buf: bytearray | memoryview, base_offset: int, pos: int = 0)
 def set_partition_leader_epoch(buf: bytearray | memoryview, epoch: int, pos: int = 0) -> None:
     """Rewrite the partition leader epoch of the batch at ``pos`` in place (outside the CRC)."""
     _INT32.pack_into(buf, pos + LEADER_EPOCH_POS, epoch)
+
+
+def set_log_append_time(buf: bytearray | memoryview, timestamp_ms: int, pos: int = 0) -> None:
+    """Mark the whole batch at ``pos`` as LOG_APPEND_TIME with ``timestamp_ms``, in place.
+
+    Sets the timestamp-type attribute and the max timestamp (which readers then give every
+    record) and recomputes the CRC, since both fields are inside it. The caller has checked the
+    batch (:func:`check_batch`): a bad CRC before the call would be hidden by it.
+    """
+    attrs_pos = pos + ATTRIBUTES_POS
+    (attributes,) = _INT16.unpack_from(buf, attrs_pos)
+    _INT16.pack_into(buf, attrs_pos, attributes | TIMESTAMP_TYPE_MASK)
+    _INT64.pack_into(buf, pos + MAX_TIMESTAMP_POS, timestamp_ms)
+    size = _INT32.unpack_from(buf, pos + LENGTH_POS)[0] + LOG_OVERHEAD
+    _UINT32.pack_into(buf, pos + CRC_POS, compute_crc(buf, pos, size))

@@ -1,0 +1,349 @@
+"""Decoding record batches into records.
+
+:func:`iter_batches` walks consecutive batches in a buffer and checks each header (and CRC) as
+it goes; :meth:`Batch.records` decodes one batch's records (decompressing them, bounded);
+:func:`read_records` does both and yields every record of every batch.
+
+A batch decodes whole or not at all: its records are decoded into a list before the first is
+handed out, so corruption anywhere in a batch raises before any of its records is seen. Every
+defect (truncation, bad CRC, bad varint, a length past the record's end, a key that is not
+UTF-8, records that disagree with the header's count or offset span, trailing bytes) raises a
+:class:`~rilke.errors.RecordsError` subclass; nothing else escapes.
+
+Sans-I/O; the functions are pure and thread-safe (batches are read, never modified).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from rilke.errors import CorruptRecordError, RecordsError
+from rilke.records.builder import Header
+from rilke.records.compression import DEFAULT_MAX_DECOMPRESSED_BYTES, Compression, decompress
+from rilke.records.header import (
+    HEADER_SIZE,
+    LOG_APPEND_TIME,
+    NO_SEQUENCE,
+    BatchHeader,
+    check_batch,
+)
+from rilke.records.varint import MAX_VARINT_BYTES, MAX_VARLONG_BYTES, decode_varint
+
+__all__ = ["Batch", "Record", "iter_batches", "read_batch", "read_records"]
+
+_NO_HEADERS: tuple[Header, ...] = ()
+
+
+class Record(NamedTuple):
+    """One decoded record. ``batch`` is the header of the batch it came from.
+
+    ``timestamp`` is the record's create time, or the batch's max timestamp for a
+    LOG_APPEND_TIME batch (as Kafka readers do). ``headers`` is a tuple of (str, bytes or None).
+    """
+
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[Header, ...]
+    batch: BatchHeader
+
+    @property
+    def timestamp_type(self) -> int:
+        return self.batch.timestamp_type
+
+    @property
+    def is_control(self) -> bool:
+        return self.batch.is_control
+
+    @property
+    def is_transactional(self) -> bool:
+        return self.batch.is_transactional
+
+    @property
+    def producer_id(self) -> int:
+        return self.batch.producer_id
+
+    @property
+    def producer_epoch(self) -> int:
+        return self.batch.producer_epoch
+
+    @property
+    def partition_leader_epoch(self) -> int:
+        return self.batch.partition_leader_epoch
+
+    @property
+    def sequence(self) -> int:
+        """The record's producer sequence (base sequence + offset delta, wrapping), or -1."""
+        base = self.batch.base_sequence
+        if base == NO_SEQUENCE:
+            return NO_SEQUENCE
+        return (base + self.offset - self.batch.base_offset) & 0x7FFFFFFF
+
+    @property
+    def control_type(self) -> int | None:
+        """A control record's type (a :class:`ControlType` value or another int), else None."""
+        key = self.key
+        if not self.batch.is_control or key is None or len(key) < 4:
+            return None
+        return int.from_bytes(key[2:4], "big", signed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One checked batch inside a buffer: its header, and where it lies.
+
+    The records are decoded only when :meth:`records` is called.
+    """
+
+    header: BatchHeader
+    buffer: bytes | bytearray | memoryview
+    position: int
+
+    @property
+    def size(self) -> int:
+        return self.header.size
+
+    @property
+    def raw(self) -> bytes:
+        """The batch's bytes (a copy)."""
+        with memoryview(self.buffer) as view:
+            return bytes(view[self.position : self.position + self.header.size])
+
+    def records(
+        self, *, max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
+    ) -> list[Record]:
+        """Decode every record of the batch, in offset order.
+
+        Raises :class:`CorruptRecordError` for records that do not parse or disagree with the
+        header, :class:`DecompressedTooLargeError` if the records inflate past
+        ``max_decompressed_bytes``, and :class:`UnsupportedCompressionError` for a codec this
+        build cannot read.
+        """
+        header = self.header
+        start = self.position + HEADER_SIZE
+        end = self.position + header.size
+        buf = self.buffer
+        if header.compression != Compression.NONE:
+            with memoryview(buf) as view:
+                data = decompress(header.compression, view[start:end], max_decompressed_bytes)
+            start, end = 0, len(data)
+        elif type(buf) is bytes:
+            data = buf
+        else:
+            with memoryview(buf) as view:
+                data = bytes(view[start:end])
+            start, end = 0, len(data)
+        return _decode_records(header, data, start, end)
+
+
+def read_batch(
+    buf: bytes | bytearray | memoryview,
+    pos: int = 0,
+    *,
+    check_crc: bool = True,
+    max_size: int | None = None,
+) -> Batch:
+    """The batch at ``pos``, with its header checked (:func:`check_batch`), records not decoded."""
+    return Batch(check_batch(buf, pos, max_size=max_size, check_crc=check_crc), buf, pos)
+
+
+def iter_batches(
+    buf: bytes | bytearray | memoryview,
+    *,
+    check_crc: bool = True,
+    max_size: int | None = None,
+) -> Iterator[Batch]:
+    """Yield each consecutive batch in ``buf``, its header checked before it is yielded.
+
+    Raises (from the first bad batch on) as :func:`check_batch` does; a trailing partial batch
+    raises :class:`CorruptRecordError`.
+    """
+    pos = 0
+    end = len(buf)
+    while pos < end:
+        batch = read_batch(buf, pos, check_crc=check_crc, max_size=max_size)
+        yield batch
+        pos += batch.header.size
+
+
+def read_records(
+    buf: bytes | bytearray | memoryview,
+    *,
+    check_crc: bool = True,
+    skip_control: bool = False,
+    max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
+) -> Iterator[Record]:
+    """Yield every record of every batch in ``buf``, in order.
+
+    Each batch is checked and decoded whole before its first record is yielded, so a bad
+    batch raises (a :class:`RecordsError` subclass) before any of its records appears; the
+    records of the good batches before it have been yielded. ``skip_control`` leaves out
+    control batches (transaction markers, Raft entries), as consumers do.
+    """
+    for batch in iter_batches(buf, check_crc=check_crc):
+        if skip_control and batch.header.is_control:
+            continue
+        yield from batch.records(max_decompressed_bytes=max_decompressed_bytes)
+
+
+def _decode_records(header: BatchHeader, data: bytes, start: int, end: int) -> list[Record]:
+    try:
+        return _decode_records_unchecked(header, data, start, end)
+    except RecordsError:
+        raise
+    except (IndexError, ValueError) as exc:
+        # IndexError: a varint or field ran off the end of the data; ValueError covers
+        # UnicodeDecodeError for a header key that is not UTF-8.
+        raise CorruptRecordError(
+            f"corrupt record in batch at base offset {header.base_offset}: {exc}"
+        ) from None
+
+
+def _decode_records_unchecked(
+    header: BatchHeader, data: bytes, start: int, end: int
+) -> list[Record]:
+    # The hot loop of every consumer: one- and two-byte varints (almost all lengths and deltas)
+    # are decoded inline; longer ones go through decode_varint. Every key, value and header
+    # length is checked against the record's end before it is sliced, and each record must end
+    # exactly where its length says, so no field can take bytes of the next record.
+    count = header.records_count
+    base_offset = header.base_offset
+    base_ts = header.base_timestamp
+    log_append_ts = header.max_timestamp if header.timestamp_type == LOG_APPEND_TIME else None
+    last_delta = header.last_offset_delta
+    prev_delta = -1
+    dv = decode_varint
+    new = tuple.__new__
+    records: list[Record] = []
+    append = records.append
+    pos = start
+    for _ in range(count):
+        b = data[pos]
+        if b < 0x80:
+            length = (b >> 1) ^ -(b & 1)
+            pos += 1
+        elif data[pos + 1] < 0x80:
+            b = (b & 0x7F) | (data[pos + 1] << 7)
+            length = (b >> 1) ^ -(b & 1)
+            pos += 2
+        else:
+            length, pos = dv(data, pos, MAX_VARINT_BYTES)
+        rec_end = pos + length
+        if length < 6 or rec_end > end:
+            raise CorruptRecordError(
+                f"record length {length} at byte {pos} does not fit the batch (ends at {end})"
+            )
+        pos += 1  # attributes: unused by records v2
+        b = data[pos]
+        if b < 0x80:
+            ts_delta = (b >> 1) ^ -(b & 1)
+            pos += 1
+        elif data[pos + 1] < 0x80:
+            b = (b & 0x7F) | (data[pos + 1] << 7)
+            ts_delta = (b >> 1) ^ -(b & 1)
+            pos += 2
+        else:
+            ts_delta, pos = dv(data, pos, MAX_VARLONG_BYTES)
+        b = data[pos]
+        if b < 0x80:
+            delta = (b >> 1) ^ -(b & 1)
+            pos += 1
+        elif data[pos + 1] < 0x80:
+            b = (b & 0x7F) | (data[pos + 1] << 7)
+            delta = (b >> 1) ^ -(b & 1)
+            pos += 2
+        else:
+            delta, pos = dv(data, pos, MAX_VARINT_BYTES)
+        if delta <= prev_delta or delta > last_delta:
+            raise CorruptRecordError(
+                f"record offset delta {delta} outside ({prev_delta}, {last_delta}]"
+            )
+        prev_delta = delta
+        # key
+        b = data[pos]
+        if b < 0x80:
+            n = (b >> 1) ^ -(b & 1)
+            pos += 1
+        elif data[pos + 1] < 0x80:
+            b = (b & 0x7F) | (data[pos + 1] << 7)
+            n = (b >> 1) ^ -(b & 1)
+            pos += 2
+        else:
+            n, pos = dv(data, pos, MAX_VARINT_BYTES)
+        if n < 0:
+            if n != -1:
+                raise CorruptRecordError(f"negative key length {n}")
+            key = None
+        else:
+            if n > rec_end - pos:
+                raise CorruptRecordError(f"key length {n} runs past the record")
+            key = data[pos : pos + n]
+            pos += n
+        # value
+        b = data[pos]
+        if b < 0x80:
+            n = (b >> 1) ^ -(b & 1)
+            pos += 1
+        elif data[pos + 1] < 0x80:
+            b = (b & 0x7F) | (data[pos + 1] << 7)
+            n = (b >> 1) ^ -(b & 1)
+            pos += 2
+        else:
+            n, pos = dv(data, pos, MAX_VARINT_BYTES)
+        if n < 0:
+            if n != -1:
+                raise CorruptRecordError(f"negative value length {n}")
+            value = None
+        else:
+            if n > rec_end - pos:
+                raise CorruptRecordError(f"value length {n} runs past the record")
+            value = data[pos : pos + n]
+            pos += n
+        # headers
+        if data[pos] == 0:
+            headers = _NO_HEADERS
+            pos += 1
+        else:
+            headers, pos = _decode_headers(data, pos, rec_end)
+        if pos != rec_end:
+            raise CorruptRecordError(
+                f"record at offset delta {delta} is {length} bytes long but its fields take "
+                f"{length + pos - rec_end}"
+            )
+        timestamp = base_ts + ts_delta if log_append_ts is None else log_append_ts
+        append(new(Record, (base_offset + delta, timestamp, key, value, headers, header)))
+    if pos != end:
+        raise CorruptRecordError(
+            f"{end - pos} bytes after the batch's {count} records (records count disagrees)"
+        )
+    return records
+
+
+def _decode_headers(data: bytes, pos: int, rec_end: int) -> tuple[tuple[Header, ...], int]:
+    count, pos = decode_varint(data, pos, MAX_VARINT_BYTES)
+    # Each header takes at least two bytes (two lengths), which bounds a hostile count.
+    if count < 0 or 2 * count > rec_end - pos:
+        raise CorruptRecordError(f"header count {count} does not fit the record")
+    headers: list[Header] = []
+    for _ in range(count):
+        n, pos = decode_varint(data, pos, MAX_VARINT_BYTES)
+        if n < 0 or n > rec_end - pos:
+            raise CorruptRecordError(f"header key length {n} does not fit the record")
+        h_key = data[pos : pos + n].decode("utf-8")
+        pos += n
+        n, pos = decode_varint(data, pos, MAX_VARINT_BYTES)
+        h_value: bytes | None
+        if n < 0:
+            if n != -1:
+                raise CorruptRecordError(f"negative header value length {n}")
+            h_value = None
+        else:
+            if n > rec_end - pos:
+                raise CorruptRecordError(f"header value length {n} runs past the record")
+            h_value = data[pos : pos + n]
+            pos += n
+        headers.append((h_key, h_value))
+    return tuple(headers), pos
