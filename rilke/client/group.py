@@ -268,9 +268,19 @@ class GroupMembership:
         self._fatal = err
         self._wake_poll()
 
+    def _poll_expired(self) -> bool:
+        return (time.monotonic() - self._last_poll) * 1000 > self.max_poll_interval_ms
+
     async def _heartbeat_loop(self) -> None:
         attempt = 0
         while not self._closed and self._fatal is None:
+            if self.epoch <= 0 and self._poll_expired():
+                # The application has not polled within max_poll_interval_ms: the coordinator
+                # would remove us again at once (and rebalance everyone). Rejoin on the next
+                # poll() instead, as Kafka's consumer does.
+                self._wake.clear()
+                await self._wake.wait()
+                continue
             try:
                 await self._heartbeat_once()
                 attempt = 0
@@ -309,7 +319,10 @@ class GroupMembership:
     async def poll(self) -> None:
         """Called at the start of every poll(): note processing liveness, reconcile the
         assignment (callbacks run here), and auto-commit when due."""
+        expired = self._poll_expired()
         self._last_poll = time.monotonic()
+        if expired:
+            self._wake.set()  # a heartbeat loop waiting to rejoin may go now
         if self._fatal is not None:
             raise self._fatal
         if self._closed or self._in_poll:

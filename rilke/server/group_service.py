@@ -142,6 +142,7 @@ class GroupManager:
         self._slots: list[_Slot] = []
         self._timer: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._timer_due_ms = 0  # when the timer task means to wake next
         self._stopped = False
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -223,7 +224,8 @@ class GroupManager:
             reply = fn(coord, self.clock_ms())
             await self._write(slot, reply.output)
             slot.deadline_ms = coord.next_deadline_ms()
-        self._wake.set()
+        if slot.deadline_ms is not None and slot.deadline_ms < self._timer_due_ms:
+            self._wake.set()  # the timer sleeps past this new deadline
         return reply
 
     async def call(
@@ -291,6 +293,7 @@ class GroupManager:
             sleep_s = _MAX_TICK_SLEEP_S
             if deadlines:
                 sleep_s = min(sleep_s, max(0.0, (min(deadlines) - now) / 1000))
+            self._timer_due_ms = now + int(sleep_s * 1000)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), sleep_s)
