@@ -588,7 +588,13 @@ class Group:
             self.remove_members(
                 [(existing, "rejoined")], EventKind.MEMBER_LEFT, all_topics, now_ms, out
             )
-        member_id = req.member_id or new_member_id()
+        member_id = req.member_id
+        while not member_id or (
+            member_id in self.members and (replaced is None or member_id != replaced.member_id)
+        ):
+            # Ids must be unique in the group; a factory restarted with the coordinator (a
+            # counter) could repeat one, so draw again.
+            member_id = new_member_id()
         assert (replaced is not None and replaced.member_id == member_id) or (
             member_id not in self.members
         ), member_id

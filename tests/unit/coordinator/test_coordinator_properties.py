@@ -9,6 +9,8 @@ static restarts, topic growth and expiries,
 
 from __future__ import annotations
 
+import itertools
+
 from coord_harness import Cluster, FakeConsumer
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -33,7 +35,36 @@ op = st.one_of(
     st.tuples(st.just("advance"), st.integers(1, 2500), st.just(False)),
     st.tuples(st.just("grow"), st.integers(0, 1), st.just(False)),
     st.tuples(st.just("commit"), st.integers(0, 15), st.just(False)),
+    st.tuples(st.just("reload"), st.just(0), st.just(False)),
 )
+
+
+_RELOADS = itertools.count()
+
+
+def _reload(cl: Cluster) -> None:
+    """Fail the coordinator over: a new one replays the compacted log and carries on; its
+    groups, epochs, assignments and offsets must be what the old one had."""
+    from rilke.server.coordinator import GroupCoordinator
+
+    last = {rec.key: i for i, rec in enumerate(cl.log)}
+    # Member ids must never repeat (the broker uses UUIDs): a zombie consumer could otherwise
+    # speak for a new member with its old id.
+    ids = itertools.count()
+    prefix = f"r{next(_RELOADS)}-"
+    fresh = GroupCoordinator(cl.config, member_id_factory=lambda: f"{prefix}{next(ids)}")
+    for i, rec in enumerate(cl.log):
+        if last[rec.key] == i:
+            fresh.replay(rec.key, rec.value)
+    fresh.finish_loading(cl.now)
+    for gid, g in cl.coord.groups.items():
+        got = fresh.groups[gid]
+        assert got.snapshot()["members"] == g.snapshot()["members"], gid
+        assert got.group_epoch == g.group_epoch
+        assert got.offsets == g.offsets
+    assert set(fresh.groups) == set(cl.coord.groups)
+    cl.coord = fresh
+    cl.check()
 
 
 def _pick(cl: Cluster, i: int) -> FakeConsumer | None:
@@ -60,6 +91,8 @@ def _run(cl: Cluster, ops: list[tuple[str, int, bool]], assignor: str) -> None:
                 rebalance_timeout_ms=REBALANCE_MS,
                 assignor=assignor,
             ).join()
+        elif kind == "reload":
+            _reload(cl)
         elif c is None:
             continue
         elif kind == "heartbeat":
@@ -188,6 +221,7 @@ def test_long_seeded_random_walks() -> None:
         "advance",
         "grow",
         "commit",
+        "reload",
     ]
     for seed in range(40):
         rng = random.Random(seed)
