@@ -48,3 +48,39 @@ class PartitionOffsetsLog:
                         if rec.offset >= position:
                             yield rec.offset, rec.key, rec.value
                 position = max(position, next_position)
+
+
+class BrokerGroupView:
+    """The group manager's view of a single-node broker (rilke.server.broker.Broker):
+    topic partition counts, high watermarks for commit validation, and the
+    ``__consumer_offsets`` partitions (created, compacted, on first use)."""
+
+    def __init__(self, broker: Any) -> None:
+        self.broker = broker
+
+    def topic_partitions(self) -> dict[str, int]:
+        return {t.name: t.num_partitions for t in self.broker.topics if not t.internal}
+
+    def high_watermark(self, tp: Any) -> int | None:
+        from rilke.errors import InvalidTopicError, UnknownTopicOrPartitionError
+
+        if tp.topic.startswith("__") or tp.partition < 0:
+            return None
+        try:
+            return int(self.broker.partition(tp.topic, tp.partition).offsets().high_watermark)
+        except (UnknownTopicOrPartitionError, InvalidTopicError):
+            return None
+
+    def offsets_partition_count(self) -> int | None:
+        from rilke.server.coordinator import OFFSETS_TOPIC
+
+        info = self.broker.topics.get(OFFSETS_TOPIC)
+        return None if info is None else int(info.num_partitions)
+
+    def offsets_log(self, partition_count: int, partition: int) -> PartitionOffsetsLog:
+        from rilke.server.coordinator import OFFSETS_TOPIC
+        from rilke.server.group_service import OFFSETS_TOPIC_CONFIGS
+
+        if OFFSETS_TOPIC not in self.broker.topics:
+            self.broker.create_topic(OFFSETS_TOPIC, partition_count, 1, OFFSETS_TOPIC_CONFIGS)
+        return PartitionOffsetsLog(self.broker.partition(OFFSETS_TOPIC, partition))
