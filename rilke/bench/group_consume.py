@@ -296,25 +296,18 @@ def run_group(args: argparse.Namespace) -> int:
                 bar.set_description("fill")
                 _fill(bootstrap, topic, args.count, args.record_size, bar)
         stamp = int(time.time())
-        solo_s = _read_all(
-            ctx,
-            bootstrap,
-            topic,
-            f"{group}-solo-{stamp}",
-            1,
-            args.count,
-            settings,
-            args.no_progress,
-        )
-        many_s = _read_all(
-            ctx,
-            bootstrap,
-            topic,
-            f"{group}-{stamp}",
-            args.consumers,
-            args.count,
-            settings,
-            args.no_progress,
+        solo_s, many_s = (
+            _read_all(
+                ctx=ctx,
+                bootstrap=bootstrap,
+                topic=topic,
+                group=f"{group}-{n}-{stamp}",
+                consumers=n,
+                count=args.count,
+                settings=settings,
+                no_progress=args.no_progress,
+            )
+            for n in (1, args.consumers)
         )
 
         # Live phase with rebalances.

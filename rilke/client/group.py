@@ -157,7 +157,7 @@ class GroupMembership:
         self.cluster: Cluster = core.cluster
         self.fetcher = core.fetcher
         self.fetcher.initial_position = self._initial_positions
-        self.client_id: str = getattr(core, "client_id", "") or ""
+        self.client_id: str = str(getattr(core, "_cluster_args", {}).get("client_id", ""))
         self.coordinator = GroupCoordinatorClient(self.cluster, self.group_id)
 
         self.member_id = ""
