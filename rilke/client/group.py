@@ -111,7 +111,7 @@ class GroupCoordinatorClient:
             if exc.retriable:
                 self.address = None
             raise
-        if resp.HasField("error"):
+        if "error" in resp.DESCRIPTOR.fields_by_name and resp.HasField("error"):
             err = error_from_proto(resp.error)
             if isinstance(err, _COORDINATOR_ERRORS):
                 self.address = None

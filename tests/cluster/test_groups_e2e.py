@@ -88,6 +88,9 @@ class ConsumerProc:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(10)
+        self._reader.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
     def wait(self, timeout_s: float) -> int | None:
         try:
