@@ -33,6 +33,7 @@ from rilke.errors import (
     CoordinatorLoadInProgressError,
     CoordinatorNotAvailableError,
     CorruptRecordError,
+    GroupIdNotFoundError,
     InvalidRequestError,
     RilkeError,
 )
@@ -148,7 +149,14 @@ class GroupManager:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Create ``__consumer_offsets`` if missing, load every coordinator, start the timer."""
+        """Load every coordinator if ``__consumer_offsets`` exists (else it is created on the
+        first group request, as Kafka does), and start the timer."""
+        if self.broker.offsets_partition_count():
+            self._open()
+        self._timer = asyncio.ensure_future(self._run_timer())
+
+    def _open(self) -> None:
+        """Create ``__consumer_offsets`` if missing and load a coordinator per partition."""
         existing = self.broker.offsets_partition_count()
         self.partition_count = existing or self._wanted_partitions
         self._slots = [
@@ -156,8 +164,7 @@ class GroupManager:
             for p in range(self.partition_count)
         ]
         for slot in self._slots:
-            await self._load(slot)
-        self._timer = asyncio.ensure_future(self._run_timer())
+            self._load(slot)
 
     async def stop(self) -> None:
         self._stopped = True
@@ -167,7 +174,7 @@ class GroupManager:
                 await self._timer
             self._timer = None
 
-    async def _load(self, slot: _Slot) -> None:
+    def _load(self, slot: _Slot) -> None:
         """Rebuild ``slot``'s coordinator by replaying its partition from the log start."""
         coord = GroupCoordinator(
             self.config, partition=slot.partition, member_id_factory=_new_member_id
@@ -209,9 +216,15 @@ class GroupManager:
     def partition_for(self, group_id: str) -> int:
         return partition_for_group(group_id, self.partition_count)
 
+    def partition_of(self, group_id: str) -> int:
+        """The offsets partition of ``group_id``, opening the coordinators if needed."""
+        return self._slot_for(group_id).partition
+
     def _slot_for(self, group_id: str) -> _Slot:
         if not self._slots:
-            raise CoordinatorLoadInProgressError("the group coordinators are starting")
+            if self._stopped:
+                raise CoordinatorNotAvailableError("the group coordinators are stopping")
+            self._open()
         return self._slots[self.partition_for(group_id)]
 
     async def _run(self, slot: _Slot, fn: Callable[[GroupCoordinator, int], Reply[T]]) -> Reply[T]:
@@ -254,7 +267,7 @@ class GroupManager:
                 )
                 slot.coord = None
                 try:
-                    await self._load(slot)
+                    self._load(slot)
                 except Exception:
                     log.exception("%s-%d: reloading failed", OFFSETS_TOPIC, slot.partition)
                 raise CoordinatorNotAvailableError(
@@ -412,7 +425,7 @@ class GroupManager:
         results: dict[str, RilkeError | None] = {}
         for gid in request.group_ids:
             if not self._slots:
-                results[gid] = CoordinatorLoadInProgressError("the coordinators are starting")
+                results[gid] = GroupIdNotFoundError(f"no group {gid!r}")
                 continue
             by_slot.setdefault(self.partition_for(gid), []).append(gid)
         for p, gids in by_slot.items():
@@ -537,12 +550,16 @@ class GroupService:
         if not request.group_id:
             resp.error.CopyFrom(error_to_proto(InvalidRequestError("the group id is empty")))
             return resp
+        try:
+            # The first group request creates __consumer_offsets, as in Kafka.
+            resp.offsets_partition = self.manager.partition_of(request.group_id)
+        except RilkeError as exc:
+            resp.error.CopyFrom(error_to_proto(exc))
+            return resp
         host, port = self.advertised
         resp.coordinator.node_id = self.node_id
         resp.coordinator.host = host
         resp.coordinator.port = port
-        if self.manager.partition_count:
-            resp.offsets_partition = self.manager.partition_for(request.group_id)
         return resp
 
     async def ConsumerGroupHeartbeat(self, request: Any, context: Any) -> Any:
