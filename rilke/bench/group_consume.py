@@ -52,6 +52,7 @@ def _worker(
     stop: Any,
     settings: dict[str, Any],
     target: int,
+    go: Any,
 ) -> None:
     """A consumer process: reports assign/revoke times, counts, latency samples and, per
     partition, the arrival time of records (for gap measurements)."""
@@ -72,11 +73,18 @@ def _worker(
         max_poll_records=10_000,
         **settings,
     )
+
+    def on_assign(tps: set[Any]) -> None:
+        if not go.is_set():
+            consumer.pause(*tps)  # the throughput phase starts once the group is stable
+        put(("assign", name, pid, time.time(), sorted(tps)))
+
     consumer.subscribe(
         [topic],
-        on_assign=lambda tps: put(("assign", name, pid, time.time(), sorted(tps))),
+        on_assign=on_assign,
         on_revoke=lambda tps: put(("revoke", name, pid, time.time(), sorted(tps))),
     )
+    paused = not go.is_set()
     put(("started", name, pid, time.time(), []))
     got = 0
     last_report = time.monotonic()
@@ -84,6 +92,9 @@ def _worker(
     arrivals: dict[int, float] = {}
     try:
         while not stop.is_set():
+            if paused and go.is_set():
+                consumer.resume(*consumer.assignment())
+                paused = False
             batch = consumer.poll(200)
             now = time.time()
             for tp, records in batch.items():
@@ -104,7 +115,9 @@ def _worker(
         put(("closed", name, pid, time.time(), []))
 
 
-def _live_producer(bootstrap: str, topic: str, rate: int, seconds: float, size: int) -> None:
+def _live_producer(
+    *, bootstrap: str, topic: str, rate: int, seconds: float, size: int, partitions: int
+) -> None:
     from rilke.bench.common import payloads
     from rilke.client.producer import Producer
 
@@ -120,7 +133,9 @@ def _live_producer(bootstrap: str, topic: str, rate: int, seconds: float, size: 
                 break
             due = int(elapsed * rate)
             while sent < due:
-                producer.send(topic, values[sent & 1023])
+                # Round robin over partitions, so each one gets a steady stream and a pause
+                # shows as a gap.
+                producer.send(topic, values[sent & 1023], partition=sent % partitions)
                 sent += 1
             time.sleep(0.002)
         producer.flush()
@@ -144,6 +159,8 @@ class _Group:
         self.latencies: list[float] = []
         self.arrivals: list[tuple[float, str, int]] = []
         self.closed: set[str] = set()
+        self.go = ctx.Event()
+        self.go.set()
 
     def start(self, name: str, target: int = 0) -> None:
         stop = self.ctx.Event()
@@ -158,6 +175,7 @@ class _Group:
                 "stop": stop,
                 "settings": self.settings,
                 "target": target,
+                "go": self.go,
             },
             daemon=True,
         )
@@ -233,32 +251,56 @@ def _read_all(
     group: str,
     consumers: int,
     count: int,
+    partitions: int,
     settings: dict[str, Any],
     no_progress: bool,
 ) -> float:
     """Seconds for ``consumers`` members of a fresh group to read ``count`` records."""
     g = _Group(ctx, bootstrap, topic, group, settings)
+    g.go.clear()
     try:
         for i in range(consumers):
             g.start(f"{group}-{i}")
+        # Measure a stable group: its members hold their partitions paused until every
+        # partition is owned and the shares are even.
+        share = partitions // consumers
+
+        def stable() -> bool:
+            owners = list(g.owner.values())
+            return len(g.owner) == partitions and all(
+                owners.count(f"{group}-{i}") >= share for i in range(consumers)
+            )
+
+        if not g.wait(stable, 60):
+            raise RuntimeError(f"group {group} did not settle: {g.owner}")
         with progress(count, no_progress) as bar:
             bar.set_description(f"{consumers} consumer(s)")
-            first: float | None = None
+            start = time.monotonic()
+            g.go.set()
             last_total = 0
-            deadline = time.monotonic() + 600
+            deadline = start + 600
             while g.total() < count and time.monotonic() < deadline:
-                g.drain(0.1)
+                g.drain(0.05)
                 total = g.total()
-                if total and first is None:
-                    first = time.monotonic()
                 bar.update(total - last_total)
                 last_total = total
             end = time.monotonic()
-        if first is None or g.total() < count:
+        if g.total() < count:
             raise RuntimeError(f"the group read {g.total()} of {count} records in time")
-        return max(1e-6, end - first)
+        return max(1e-6, end - start)
     finally:
         g.shutdown()
+
+
+def _start_at_end(bootstrap: str, topic: str, group: str, partitions: int) -> None:
+    """Commit the log end offsets for the (new, empty) live group: it tails the topic."""
+    from rilke.client.admin import Admin
+    from rilke.client.structs import TopicPartition
+
+    with Admin(bootstrap) as admin:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        ends = admin.list_offsets(dict.fromkeys(tps, "latest"))
+        admin.alter_group_offsets(group, {tp: ot.offset for tp, ot in ends.items()})
 
 
 def _max_gap(
@@ -304,6 +346,7 @@ def run_group(args: argparse.Namespace) -> int:
                 group=f"{group}-{n}-{stamp}",
                 consumers=n,
                 count=args.count,
+                partitions=partitions,
                 settings=settings,
                 no_progress=args.no_progress,
             )
@@ -314,16 +357,23 @@ def run_group(args: argparse.Namespace) -> int:
         g = _Group(ctx, bootstrap, topic, f"{group}-live-{stamp}", settings)
         producer = ctx.Process(
             target=_live_producer,
-            args=(bootstrap, topic, args.live_rate, args.live_seconds, args.record_size),
+            kwargs={
+                "bootstrap": bootstrap,
+                "topic": topic,
+                "rate": args.live_rate,
+                "seconds": args.live_seconds,
+                "size": args.record_size,
+                "partitions": partitions,
+            },
             daemon=True,
         )
         rebalances: dict[str, float | None] = {}
         pauses: dict[str, float] = {}
         try:
+            _start_at_end(bootstrap, topic, g.group, partitions)
             for i in range(args.consumers):
                 g.start(f"c{i}")
             g.wait(lambda: len(g.owner) == partitions, 60)
-            # Start tailing from the end: a fresh live group read from earliest; let it catch up.
             producer.start()
             g.wait(lambda: False, 2.0)
             quiet_t0 = time.time()
