@@ -26,8 +26,8 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Any, NoReturn, Protocol, TypeVar
 
 from rilke.errors import (
     CoordinatorLoadInProgressError,
@@ -73,9 +73,12 @@ class OffsetsLog(Protocol):
 
     partition: int
 
-    async def append(self, records: list[tuple[bytes, bytes | None]], timestamp_ms: int) -> None:
-        """Append (key, value) records as one batch, acks=all; raise a RilkeError (or
-        OSError) if they are not durable."""
+    def append(
+        self, records: list[tuple[bytes, bytes | None]], timestamp_ms: int
+    ) -> Awaitable[Any]:
+        """Write (key, value) records as one batch now (appends keep call order; raises a
+        RilkeError or OSError if the write fails) and return an awaitable that resolves when
+        they are durable (acks=all), or raises if they cannot be."""
         ...
 
     def read_all(self) -> Iterator[tuple[int, bytes | None, bytes | None]]:
@@ -107,11 +110,20 @@ class BrokerView(Protocol):
 
 @dataclass
 class _Slot:
+    """One offsets partition and its coordinator.
+
+    Coordinator steps are synchronous, so each runs whole on the event loop; its records are
+    written in the same step (the log keeps their order). Answers then wait, outside the
+    step, for ``durable``: the latest write's acknowledgement, which also covers every
+    earlier write (one fsync serves many), so no answer reflects state that is not durable.
+    """
+
     partition: int
     log: OffsetsLog
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     coord: GroupCoordinator | None = None
     deadline_ms: int | None = None
+    durable: Awaitable[Any] | None = None
+    generation: int = 0  # bumped on every (re)load: a failed write reloads once
 
 
 def _wall_clock_ms() -> int:
@@ -200,6 +212,7 @@ class GroupManager:
                 )
         coord.finish_loading(self.clock_ms())
         slot.coord = coord
+        slot.generation += 1
         slot.deadline_ms = coord.next_deadline_ms()
         if count or skipped:
             log.info(
@@ -228,17 +241,19 @@ class GroupManager:
         return self._slots[self.partition_for(group_id)]
 
     async def _run(self, slot: _Slot, fn: Callable[[GroupCoordinator, int], Reply[T]]) -> Reply[T]:
-        async with slot.lock:
-            coord = slot.coord
-            if coord is None:
-                raise CoordinatorLoadInProgressError(
-                    f"the coordinator of {OFFSETS_TOPIC}-{slot.partition} is loading"
-                )
-            reply = fn(coord, self.clock_ms())
-            await self._write(slot, reply.output)
-            slot.deadline_ms = coord.next_deadline_ms()
+        coord = slot.coord
+        if coord is None:
+            raise CoordinatorLoadInProgressError(
+                f"the coordinator of {OFFSETS_TOPIC}-{slot.partition} is loading"
+            )
+        # One synchronous step: the coordinator's change and the write of its records.
+        reply = fn(coord, self.clock_ms())
+        durable = self._issue(slot, reply.output)
+        slot.deadline_ms = coord.next_deadline_ms()
         if slot.deadline_ms is not None and slot.deadline_ms < self._timer_due_ms:
             self._wake.set()  # the timer sleeps past this new deadline
+        await self._settle(slot, durable)
+        self._log_events(reply.output)
         return reply
 
     async def call(
@@ -249,30 +264,53 @@ class GroupManager:
         or CoordinatorNotAvailableError (the append failed)."""
         return await self._run(self._slot_for(group_id), fn)
 
-    async def _write(self, slot: _Slot, out: Output) -> None:
-        """Append ``out``'s records (one batch, acks=all), then log its events. On failure the
-        coordinator is rebuilt from its log and CoordinatorNotAvailableError raised."""
+    def _issue(self, slot: _Slot, out: Output) -> tuple[int, Awaitable[Any]] | None:
+        """Write ``out``'s records (one batch); return what the answer must wait for: this
+        write's acknowledgement, or the latest earlier one still pending."""
         if out.records:
             try:
-                await asyncio.wait_for(
-                    slot.log.append([(r.key, r.value) for r in out.records], self.clock_ms()),
-                    APPEND_TIMEOUT_S,
+                slot.durable = slot.log.append(
+                    [(r.key, r.value) for r in out.records], self.clock_ms()
                 )
-            except (RilkeError, TimeoutError, OSError) as exc:
-                log.error(
-                    "%s-%d: writing group state failed (%s); reloading the coordinator",
-                    OFFSETS_TOPIC,
-                    slot.partition,
-                    exc,
-                )
-                slot.coord = None
-                try:
-                    self._load(slot)
-                except Exception:
-                    log.exception("%s-%d: reloading failed", OFFSETS_TOPIC, slot.partition)
-                raise CoordinatorNotAvailableError(
-                    f"writing to {OFFSETS_TOPIC}-{slot.partition} failed: {exc}"
-                ) from None
+            except (RilkeError, OSError) as exc:
+                self._failed(slot, slot.generation, exc)
+        if slot.durable is None:
+            return None
+        return slot.generation, slot.durable
+
+    async def _settle(self, slot: _Slot, durable: tuple[int, Awaitable[Any]] | None) -> None:
+        if durable is None:
+            return
+        generation, waitable = durable
+        try:
+            await asyncio.wait_for(asyncio.shield(waitable), APPEND_TIMEOUT_S)
+        except (RilkeError, TimeoutError, OSError) as exc:
+            self._failed(slot, generation, exc)
+        if slot.durable is waitable:
+            slot.durable = None
+
+    def _failed(self, slot: _Slot, generation: int, exc: BaseException) -> NoReturn:
+        """A write failed: the coordinator's memory may be ahead of its log. Rebuild it from
+        the log (once per failure) and answer CoordinatorNotAvailableError (retriable)."""
+        if slot.generation == generation:
+            log.error(
+                "%s-%d: writing group state failed (%s); reloading the coordinator",
+                OFFSETS_TOPIC,
+                slot.partition,
+                exc,
+            )
+            slot.coord = None
+            slot.durable = None
+            try:
+                self._load(slot)
+            except Exception:
+                log.exception("%s-%d: reloading failed", OFFSETS_TOPIC, slot.partition)
+        raise CoordinatorNotAvailableError(
+            f"writing to {OFFSETS_TOPIC}-{slot.partition} failed: {exc}"
+        ) from None
+
+    @staticmethod
+    def _log_events(out: Output) -> None:
         for event in out.events:
             level = logging.INFO
             if event.kind in (EventKind.OFFSETS_EXPIRED, EventKind.MEMBER_REMOVED):
@@ -285,19 +323,24 @@ class GroupManager:
         """Tick every coordinator: expiries whose time has come, and topic metadata changes
         (a new topic a regex matches, added partitions) for idle groups too."""
         topics = self.broker.topic_partitions()
+        pending: list[tuple[_Slot, tuple[int, Awaitable[Any]]]] = []
         for slot in self._slots:
-            if slot.coord is None:
+            coord = slot.coord
+            if coord is None:
                 continue
-            async with slot.lock:
-                coord = slot.coord
-                if coord is None:
-                    continue
-                out = coord.tick(self.clock_ms(), topics)
-                try:
-                    await self._write(slot, out)
-                except RilkeError:
-                    continue
-                slot.deadline_ms = coord.next_deadline_ms()
+            out = coord.tick(self.clock_ms(), topics)
+            try:
+                durable = self._issue(slot, out)
+            except RilkeError:
+                continue
+            slot.deadline_ms = coord.next_deadline_ms()
+            self._log_events(out)
+            if durable is not None and out.records:
+                pending.append((slot, durable))
+        for slot, durable in pending:
+            # Nobody waits for a tick's answer, but a failed write must still reload.
+            with contextlib.suppress(RilkeError):
+                await self._settle(slot, durable)
 
     async def _run_timer(self) -> None:
         while not self._stopped:

@@ -25,12 +25,14 @@ class PartitionOffsetsLog:
         self._partition = partition
         self.partition: int = partition.partition
 
-    async def append(self, records: list[tuple[bytes, bytes | None]], timestamp_ms: int) -> None:
+    def append(
+        self, records: list[tuple[bytes, bytes | None]], timestamp_ms: int
+    ) -> asyncio.Future[Any]:
         builder = BatchBuilder()
         for key, value in records:
             builder.append(key, value, None, timestamp_ms)
         future: asyncio.Future[Any] = self._partition.append(builder.build(), ACKS_ALL)
-        await future
+        return future
 
     def read_all(self) -> Iterator[tuple[int, bytes | None, bytes | None]]:
         offsets = self._partition.offsets()

@@ -484,6 +484,8 @@ class Group:
         self._reconcile(m, req.owned_partitions, now_ms)
         self.maybe_write_snapshot(out)
         interval = min(self.config.heartbeat_interval_ms, max(1, m.session_timeout_ms // 3))
+        if m.state is MemberState.UNRELEASED_PARTITIONS:
+            interval = min(interval, self.config.unreleased_heartbeat_interval_ms)
         return HeartbeatResponse(m.member_id, m.member_epoch, interval, m.assigned)
 
     def _known_member(self, req: HeartbeatRequest) -> Member:

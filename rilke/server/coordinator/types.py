@@ -39,6 +39,9 @@ class CoordinatorConfig:
     """
 
     heartbeat_interval_ms: int = 300  # group.consumer.heartbeat.interval.ms
+    # A member waiting for partitions that others are still giving up heartbeats this often,
+    # so it takes them soon after they are released.
+    unreleased_heartbeat_interval_ms: int = 50
     default_session_timeout_ms: int = 45_000  # group.consumer.session.timeout.ms
     min_session_timeout_ms: int = 500  # group.consumer.min.session.timeout.ms
     max_session_timeout_ms: int = 30 * 60 * 1000  # group.consumer.max.session.timeout.ms

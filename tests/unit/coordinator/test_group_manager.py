@@ -29,13 +29,23 @@ class FakeLog:
         self.partition = partition
         self.records: list[tuple[int, bytes, bytes | None]] = []
         self.fail = False
+        self.fail_durability = False
 
-    async def append(self, records: list[tuple[bytes, bytes | None]], timestamp_ms: int) -> None:
-        await asyncio.sleep(0)
+    def append(
+        self, records: list[tuple[bytes, bytes | None]], timestamp_ms: int
+    ) -> asyncio.Future[None]:
         if self.fail:
             raise LogClosedError("disk on fire")
         for key, value in records:
             self.records.append((len(self.records), key, value))
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.fail_durability:
+            fut.set_exception(LogClosedError("fsync failed"))
+            # What was written is not durable: a reload must not see it.
+            del self.records[-len(records) :]
+        else:
+            asyncio.get_running_loop().call_soon(fut.set_result, None)
+        return fut
 
     def read_all(self) -> Iterator[tuple[int, bytes | None, bytes | None]]:
         yield from self.records
@@ -228,6 +238,45 @@ def test_find_coordinator_and_fencing_over_the_service() -> None:
             )
             fenced = await service.ConsumerGroupHeartbeat(hb, None)
             assert err(fenced) is FencedMemberEpochError
+        finally:
+            await m.stop()
+
+    asyncio.run(main())
+
+
+def test_concurrent_requests_share_durability_and_a_lost_write_reloads_once() -> None:
+    async def main() -> None:
+        broker, clock = FakeBroker(), Clock()
+        m = await started(broker, clock)
+        try:
+            first = await m.heartbeat(join_req(), "")
+
+            def commit(p: int, offset: int) -> pb.OffsetCommitRequest:
+                req = pb.OffsetCommitRequest(
+                    group_id="g", member_id=first.member_id, member_epoch=first.member_epoch
+                )
+                req.partitions.add(topic="t", partition=p, offset=offset)
+                return req
+
+            answers = await asyncio.gather(*(m.offset_commit(commit(p, 10 + p)) for p in range(6)))
+            assert all(err(a) is None for a in answers)
+            fetch = await m.offset_fetch(pb.OffsetFetchRequest(group_id="g"))
+            assert [p.offset for p in fetch.partitions] == [10, 11, 12, 13, 14, 15]
+            # Writes that never become durable: every waiter fails, the coordinator is
+            # rebuilt once from what is durable, and it still has the earlier commits.
+            log = broker.logs[m.partition_for("g")]
+            log.fail_durability = True
+            results = await asyncio.gather(
+                m.offset_commit(commit(0, 50)),
+                m.heartbeat(join_req(), ""),
+                return_exceptions=True,
+            )
+            assert all(isinstance(r, CoordinatorNotAvailableError) for r in results)
+            log.fail_durability = False
+            fetch = await m.offset_fetch(pb.OffsetFetchRequest(group_id="g"))
+            assert fetch.partitions[0].offset == 10
+            desc = await m.describe_groups(pb.DescribeGroupsRequest(group_ids=["g"]))
+            assert len(desc.groups[0].members) == 1
         finally:
             await m.stop()
 
