@@ -6,7 +6,10 @@ import argparse
 import importlib
 from typing import Any
 
-_BENCH_MODULES: tuple[str, ...] = ("rilke.bench.codec",)
+_BENCH_MODULES: tuple[str, ...] = (
+    "rilke.bench.codec",
+    "rilke.bench.produce_path",
+)
 
 
 def register(subparsers: Any) -> None:

@@ -15,7 +15,10 @@ import sys
 from collections.abc import Sequence
 
 # Modules that add subcommands, in the order `rilke --help` lists them.
-_COMMAND_MODULES = ("rilke.cli.bench_cmd",)
+_COMMAND_MODULES = (
+    "rilke.cli.server_cmd",
+    "rilke.cli.bench_cmd",
+)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

@@ -1,0 +1,124 @@
+"""`rilke server`: run a broker.
+
+Settings come from flags, then RILKE_* environment variables, then a TOML file (--config or
+RILKE_CONFIG), then defaults (data dir ./rilke-data, listen 127.0.0.1:9292). Once listening it
+prints ``rilke broker listening on HOST:PORT`` on stdout. Exit codes: 0 after a clean shutdown
+(SIGTERM/SIGINT), 1 when the broker cannot start (data dir in use, address in use), 2 for bad
+settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from rilke.cli.main import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "server",
+        help="run a broker",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--data-dir", metavar="DIR", help="where partitions live (RILKE_DATA_DIR; ./rilke-data)"
+    )
+    parser.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="HOST:PORT to serve gRPC on; port 0 picks one (RILKE_LISTEN; 127.0.0.1:9292)",
+    )
+    parser.add_argument(
+        "--advertised-listen",
+        metavar="HOST:PORT",
+        help="HOST:PORT clients are told to use (default: --listen)",
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", type=Path, help="TOML config file (RILKE_CONFIG)"
+    )
+    parser.add_argument("--node-id", metavar="N", help="this broker's node id (RILKE_NODE_ID; 0)")
+    parser.add_argument(
+        "--auto-create-topics",
+        choices=["true", "false"],
+        help="create unknown topics on produce and metadata (RILKE_AUTO_CREATE_TOPICS; false)",
+    )
+    parser.add_argument(
+        "--default-partitions",
+        metavar="N",
+        help="partitions of auto-created topics (RILKE_DEFAULT_PARTITIONS; 1)",
+    )
+    parser.add_argument(
+        "--max-request-bytes",
+        metavar="SIZE",
+        help="largest produce request, e.g. 100MiB (RILKE_MAX_REQUEST_BYTES)",
+    )
+    parser.add_argument(
+        "--maintenance-interval-ms",
+        metavar="MS",
+        help="retention/compaction/flush period (default 5000)",
+    )
+    parser.add_argument(
+        "--port-file", metavar="FILE", help="write the bound port to this file once listening"
+    )
+    parser.add_argument(
+        "--log-config",
+        action="append",
+        metavar="KEY=VALUE",
+        default=[],
+        help="a default topic config by Kafka's name, e.g. retention.ms=3600000 (repeatable)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rilke.errors import DataDirLockedError, InvalidConfigError, RilkeError
+    from rilke.server.config import load_config
+
+    log_flags: dict[str, str] = {}
+    for item in args.log_config:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"rilke server: --log-config {item!r} is not KEY=VALUE", file=sys.stderr)
+            return EXIT_USAGE
+        log_flags[key.strip()] = value.strip()
+    flags = {
+        "data_dir": args.data_dir,
+        "listen": args.listen,
+        "advertised_listen": args.advertised_listen,
+        "node_id": args.node_id,
+        "auto_create_topics": args.auto_create_topics,
+        "default_partitions": args.default_partitions,
+        "max_request_bytes": args.max_request_bytes,
+        "maintenance_interval_ms": args.maintenance_interval_ms,
+        "port_file": args.port_file,
+        "log": log_flags,
+    }
+    try:
+        config = load_config(flags, config_file=args.config)
+    except InvalidConfigError as e:
+        print(f"rilke server: bad setting: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+    import asyncio
+
+    from rilke.server.memory import tune_malloc
+    from rilke.server.server import serve
+
+    tune_malloc()
+
+    def on_listening(host: str, port: int) -> None:
+        print(f"rilke broker listening on {host}:{port}", flush=True)
+
+    try:
+        asyncio.run(serve(config, on_listening))
+    except DataDirLockedError as e:
+        print(f"rilke server: data directory {config.data_dir} is in use: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    except RilkeError as e:
+        print(f"rilke server: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK

@@ -1,0 +1,269 @@
+"""The broker's state: topics, their partitions, producer ids, maintenance.
+
+The gRPC services (rilke.server.services) translate protobuf to calls on :class:`Broker` and
+on the :class:`~rilke.server.partition.Partition` objects it hands out. Everything here runs on
+the event loop thread; storage calls are synchronous.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from rilke.errors import (
+    InvalidConfigError,
+    InvalidRequestError,
+    ShuttingDownError,
+    UnknownTopicOrPartitionError,
+)
+from rilke.server.config import BrokerConfig
+from rilke.server.partition import LocalPartition, Partition
+from rilke.server.producer_state import ProducerIdManager
+from rilke.server.topics import TopicInfo, TopicRegistry, validate_configs, validate_topic_name
+from rilke.storage.config import LogConfig
+from rilke.storage.log import PartitionLog
+
+log = logging.getLogger(__name__)
+
+MAX_PRODUCER_EPOCH = 32767
+
+
+class LogManagerLike(Protocol):
+    """The part of rilke.storage.manager.LogManager the broker uses."""
+
+    def get(self, topic: str, partition: int) -> PartitionLog | None: ...
+    def create(self, topic: str, partition: int, config: LogConfig) -> PartitionLog: ...
+    def delete(self, topic: str, partition: int) -> None: ...
+    def partitions(self) -> dict[tuple[str, int], PartitionLog]: ...
+    def run_maintenance(self, now_ms: int) -> None: ...
+    def flush_all(self) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ConfigValue:
+    name: str
+    value: str
+    is_default: bool
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Broker:
+    """Topics and partitions of a single-node broker over a LogManager."""
+
+    def __init__(
+        self,
+        config: BrokerConfig,
+        manager: LogManagerLike,
+        *,
+        clock_ms: Callable[[], int] = now_ms,
+    ) -> None:
+        self.config = config
+        self._manager = manager
+        self._clock_ms = clock_ms
+        data_dir = Path(config.data_dir)
+        self.topics = TopicRegistry(data_dir)
+        self._producer_ids = ProducerIdManager(data_dir)
+        self._state_dir = data_dir / "producer-state"
+        self._partitions: dict[tuple[str, int], LocalPartition] = {}
+        self._closed = False
+        self._open_partitions()
+
+    def _open_partitions(self) -> None:
+        existing = self._manager.partitions()
+        for key in list(existing):
+            topic = self.topics.get(key[0])
+            if topic is None or key[1] >= topic.num_partitions:
+                # Left behind by a delete that crashed after the registry changed.
+                log.warning("removing partition %s-%d of no registered topic", *key)
+                self._manager.delete(*key)
+        for topic in self.topics:
+            config = topic.log_config(self.config.log)
+            for p in range(topic.num_partitions):
+                plog = self._manager.get(topic.name, p)
+                if plog is None:
+                    plog = self._manager.create(topic.name, p, config)
+                self._partitions[(topic.name, p)] = self._wrap(topic.name, p, plog, config)
+
+    def _wrap(self, topic: str, p: int, plog: PartitionLog, config: LogConfig) -> LocalPartition:
+        return LocalPartition(
+            topic, p, plog, config, state_dir=self._state_dir, clock_ms=self._clock_ms
+        )
+
+    # --- partitions --------------------------------------------------------------------------
+
+    def partition(self, topic: str, p: int, *, auto_create: bool = False) -> Partition:
+        """The partition, or UnknownTopicOrPartitionError / InvalidTopicError.
+
+        With ``auto_create`` and the broker's auto_create_topics setting, an unknown topic is
+        created with the default partition count.
+        """
+        found = self._partitions.get((topic, p))
+        if found is not None:
+            return found
+        if self._closed:
+            raise ShuttingDownError()
+        if topic not in self.topics:
+            validate_topic_name(topic)
+            if auto_create and self.config.auto_create_topics:
+                self.create_topic(topic, self.config.default_partitions)
+                found = self._partitions.get((topic, p))
+                if found is not None:
+                    return found
+            else:
+                raise UnknownTopicOrPartitionError(f"unknown topic {topic!r}")
+        raise UnknownTopicOrPartitionError(
+            f"topic {topic!r} has no partition {p} "
+            f"(it has {self.topics.require(topic).num_partitions})"
+        )
+
+    def partitions_of(self, topic: str) -> list[Partition]:
+        info = self.topics.require(topic)
+        return [self._partitions[(topic, p)] for p in range(info.num_partitions)]
+
+    def maybe_auto_create(self, topic: str) -> bool:
+        """Create an unknown topic if auto-creation is on; True if it exists afterwards."""
+        if topic in self.topics:
+            return True
+        if not self.config.auto_create_topics:
+            return False
+        validate_topic_name(topic)
+        self.create_topic(topic, self.config.default_partitions)
+        return True
+
+    # --- admin -------------------------------------------------------------------------------
+
+    def create_topic(
+        self,
+        name: str,
+        num_partitions: int,
+        replication_factor: int = 1,
+        configs: Mapping[str, str] | None = None,
+        *,
+        validate_only: bool = False,
+    ) -> None:
+        """Create a topic with its partitions. Raises InvalidTopicError,
+        TopicAlreadyExistsError, InvalidPartitionsError, InvalidReplicationFactorError,
+        InvalidConfigError; on any error nothing is created."""
+        if self._closed:
+            raise ShuttingDownError()
+        if num_partitions in (0, -1):
+            num_partitions = self.config.default_partitions
+        if replication_factor in (0, -1):
+            replication_factor = 1
+        configs = dict(configs or {})
+        log_config = self.topics.check_new(
+            name, num_partitions, replication_factor, configs, self.config.log
+        )
+        if validate_only:
+            return
+        created: list[int] = []
+        try:
+            for p in range(num_partitions):
+                plog = self._manager.create(name, p, log_config)
+                created.append(p)
+                self._partitions[(name, p)] = self._wrap(name, p, plog, log_config)
+            self.topics.add(TopicInfo(name, num_partitions, configs, replication_factor=1))
+        except BaseException:
+            for p in created:
+                self._partitions.pop((name, p), None)
+                self._manager.delete(name, p)
+            raise
+        log.info("created topic %s with %d partitions %s", name, num_partitions, configs)
+
+    def delete_topic(self, name: str) -> None:
+        """Delete a topic and its data. Raises UnknownTopicOrPartitionError,
+        InvalidTopicError."""
+        validate_topic_name(name)
+        topic = self.topics.remove(
+            name
+        )  # persisted first: a crash leaves orphans, removed on start
+        for p in range(topic.num_partitions):
+            part = self._partitions.pop((name, p), None)
+            if part is not None:
+                part.close()
+                part.forget_state()
+            self._manager.delete(name, p)
+        log.info("deleted topic %s", name)
+
+    def describe_configs(self, name: str, include_defaults: bool) -> list[ConfigValue]:
+        topic = self.topics.require(name)
+        effective = topic.log_config(self.config.log).to_topic_configs()
+        out = [ConfigValue(k, v, False) for k, v in sorted(topic.configs.items())]
+        if include_defaults:
+            out += [
+                ConfigValue(k, v, True)
+                for k, v in sorted(effective.items())
+                if k not in topic.configs
+            ]
+        return out
+
+    def alter_configs(
+        self,
+        name: str,
+        set_: Mapping[str, str],
+        delete: Sequence[str],
+        *,
+        validate_only: bool = False,
+    ) -> None:
+        """Set and reset topic configs (incrementally). Raises UnknownTopicOrPartitionError,
+        InvalidConfigError; on error nothing changes."""
+        topic = self.topics.require(name)
+        overlap = set(set_) & set(delete)
+        if overlap:
+            raise InvalidRequestError(f"configs both set and deleted: {sorted(overlap)}")
+        configs = dict(topic.configs)
+        configs.update(set_)
+        for key in delete:
+            configs.pop(key, None)
+        try:
+            log_config = validate_configs(configs, self.config.log)
+        except InvalidConfigError as e:
+            raise InvalidConfigError(f"topic {name!r}: {e}") from None
+        if validate_only:
+            return
+        self.topics.set_configs(name, configs)
+        for p in range(topic.num_partitions):
+            self._partitions[(name, p)].update_config(log_config)
+        log.info("altered configs of topic %s: set %s, deleted %s", name, dict(set_), list(delete))
+
+    def init_producer_id(self, producer_id: int, producer_epoch: int) -> tuple[int, int]:
+        """A new producer id (epoch 0), or the given id with its epoch bumped."""
+        if producer_id < 0:
+            return self._producer_ids.next_id(), 0
+        if producer_epoch < 0:
+            raise InvalidRequestError("producer_epoch must be given with producer_id")
+        if producer_epoch >= MAX_PRODUCER_EPOCH:
+            return self._producer_ids.next_id(), 0
+        return producer_id, producer_epoch + 1
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def run_maintenance(self) -> None:
+        """Retention, compaction, time-based flush and roll; producer state snapshots."""
+        self._manager.run_maintenance(self._clock_ms())
+        for part in self._partitions.values():
+            part.write_snapshot()
+
+    def close(self) -> None:
+        """Flush everything, snapshot producer state, close the logs and write the clean
+        shutdown marker (LogManager.close)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            for part in self._partitions.values():
+                try:
+                    part.close()
+                except Exception:
+                    log.exception("closing %s-%d failed", part.topic, part.partition)
+        finally:
+            self._partitions.clear()
+            self._manager.close()

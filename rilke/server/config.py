@@ -1,0 +1,317 @@
+"""BrokerConfig: the settings of one `rilke server` process, and where each one came from.
+
+Precedence, highest first: command-line flags, environment variables (``RILKE_*``), a TOML
+config file, defaults. Every bad setting raises :class:`rilke.errors.InvalidConfigError` with a
+message naming the setting and its source, e.g. ``listen (from RILKE_LISTEN): 'x' is not
+HOST:PORT``.
+
+The TOML file holds the same names as the flags, with underscores, at the top level, and topic
+defaults by Kafka's names under ``[log]``::
+
+    data_dir = "/var/lib/rilke"
+    listen = "0.0.0.0:9292"
+    node_id = 0
+    auto_create_topics = false
+    default_partitions = 1
+    max_request_bytes = "100MiB"
+
+    [log]
+    "retention.ms" = 604800000
+    "segment.bytes" = "256MiB"
+
+Environment variables: ``RILKE_DATA_DIR``, ``RILKE_LISTEN``, ``RILKE_NODE_ID``,
+``RILKE_AUTO_CREATE_TOPICS``, ``RILKE_DEFAULT_PARTITIONS``, ``RILKE_MAX_REQUEST_BYTES``,
+``RILKE_MAINTENANCE_INTERVAL_MS``, ``RILKE_ADVERTISED_LISTEN``, and ``RILKE_LOG_<KEY>`` for a
+topic default (``RILKE_LOG_RETENTION_MS`` is ``retention.ms``). Other ``RILKE_*`` variables
+belong to other commands and are ignored here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from rilke.errors import InvalidConfigError
+from rilke.storage.config import LogConfig
+
+DEFAULT_PORT = 9292
+DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "ki": 1 << 10,
+    "kib": 1 << 10,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mi": 1 << 20,
+    "mib": 1 << 20,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gi": 1 << 30,
+    "gib": 1 << 30,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "ti": 1 << 40,
+    "tib": 1 << 40,
+}
+# Topic configs whose values may be written as sizes ("256MiB").
+_SIZE_LOG_KEYS = frozenset(
+    {"segment.bytes", "retention.bytes", "max.message.bytes", "segment.index.bytes"}
+)
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """The settings of a broker process. Build it with :func:`load_config`."""
+
+    data_dir: Path = Path("rilke-data")
+    listen: str = DEFAULT_LISTEN  # HOST:PORT; port 0 picks a free port
+    advertised_listen: str = ""  # what Metadata tells clients; empty: the bound address
+    node_id: int = 0
+    auto_create_topics: bool = False  # auto.create.topics.enable
+    default_partitions: int = 1  # num.partitions for auto-created topics
+    max_request_bytes: int = 100 << 20  # largest produce request accepted
+    maintenance_interval_ms: int = 5000  # retention, compaction, time-based flush
+    shutdown_grace_ms: int = 10_000  # how long in-flight requests may take at shutdown
+    log: LogConfig = field(default_factory=LogConfig)  # defaults for new topics
+    port_file: Path | None = None  # write the bound port here once listening
+    sources: Mapping[str, str] = field(default_factory=dict)  # setting -> where it came from
+
+    @property
+    def host(self) -> str:
+        return split_host_port(self.listen, "listen", "config")[0]
+
+    @property
+    def port(self) -> int:
+        return split_host_port(self.listen, "listen", "config")[1]
+
+
+def split_host_port(value: str, name: str, source: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[v6]:PORT`` too); raises InvalidConfigError naming the setting."""
+    host, sep, port_text = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise InvalidConfigError(
+            f"{name} (from {source}): {value!r} is not HOST:PORT with a port 0-65535"
+        )
+    return host, int(port_text)
+
+
+def parse_size(value: Any, name: str, source: str) -> int:
+    """An int, or a string like ``64MiB``, ``1GB``, ``512k`` (k=1000, Ki=1024), as bytes."""
+    if isinstance(value, bool):
+        raise InvalidConfigError(f"{name} (from {source}): expected a size, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        if value.strip() == "-1":
+            return -1
+        match = _SIZE.match(value)
+        if match:
+            return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()]
+    raise InvalidConfigError(
+        f"{name} (from {source}): {value!r} is not a size (bytes, or e.g. 64MiB, 1GB)"
+    )
+
+
+def _parse_int(value: Any, name: str, source: str) -> int:
+    if isinstance(value, bool):
+        raise InvalidConfigError(f"{name} (from {source}): expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise InvalidConfigError(f"{name} (from {source}): {value!r} is not an integer")
+
+
+def _parse_bool(value: Any, name: str, source: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+    raise InvalidConfigError(f"{name} (from {source}): {value!r} is not true or false")
+
+
+def _parse_str(value: Any, name: str, source: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidConfigError(f"{name} (from {source}): expected a string, got {value!r}")
+    return value
+
+
+def _parse_path(value: Any, name: str, source: str) -> Path:
+    text = _parse_str(value, name, source)
+    if not text:
+        raise InvalidConfigError(f"{name} (from {source}): must not be empty")
+    return Path(text)
+
+
+def _parse_listen(value: Any, name: str, source: str) -> str:
+    text = _parse_str(value, name, source)
+    split_host_port(text, name, source)
+    return text
+
+
+def _parse_advertised(value: Any, name: str, source: str) -> str:
+    text = _parse_str(value, name, source)
+    if text:
+        split_host_port(text, name, source)
+    return text
+
+
+def _at_least(minimum: int, parse: Any) -> Any:
+    def check(value: Any, name: str, source: str) -> int:
+        number = int(parse(value, name, source))
+        if number < minimum:
+            raise InvalidConfigError(f"{name} (from {source}): {number} must be >= {minimum}")
+        return number
+
+    return check
+
+
+_PARSERS: dict[str, Any] = {
+    "data_dir": _parse_path,
+    "listen": _parse_listen,
+    "advertised_listen": _parse_advertised,
+    "node_id": _at_least(0, _parse_int),
+    "auto_create_topics": _parse_bool,
+    "default_partitions": _at_least(1, _parse_int),
+    "max_request_bytes": _at_least(1024, parse_size),
+    "maintenance_interval_ms": _at_least(10, _parse_int),
+    "shutdown_grace_ms": _at_least(0, _parse_int),
+    "port_file": _parse_path,
+}
+ENV_PREFIX = "RILKE_"
+_LOG_ENV_PREFIX = "RILKE_LOG_"
+
+
+def _log_keys() -> frozenset[str]:
+    return frozenset(LogConfig().to_topic_configs())
+
+
+def load_config(
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> BrokerConfig:
+    """Merge flags > environment > TOML file > defaults into a BrokerConfig.
+
+    ``flags`` maps setting names (``data_dir``, ``listen``, ...) to values, None meaning "not
+    given"; ``log`` may map Kafka topic-config names to values. ``env`` defaults to os.environ.
+    ``config_file`` may also come from ``RILKE_CONFIG``. Raises InvalidConfigError naming the
+    setting and its source for an unknown key, a wrong type or a bad value, and for a config
+    file that is missing or is not valid TOML.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    log_values: dict[str, tuple[Any, str]] = {}
+
+    path = config_file
+    if path is None and env.get("RILKE_CONFIG"):
+        path = Path(env["RILKE_CONFIG"])
+    if path is not None:
+        _read_toml(path, values, sources, log_values)
+
+    for name, parse in _PARSERS.items():
+        var = ENV_PREFIX + name.upper()
+        if var in env:
+            values[name] = parse(env[var], name, var)
+            sources[name] = var
+    for var, raw in env.items():
+        if var.startswith(_LOG_ENV_PREFIX):
+            key = var[len(_LOG_ENV_PREFIX) :].lower().replace("_", ".")
+            log_values[key] = (raw, var)
+
+    for name, raw in (flags or {}).items():
+        if raw is None:
+            continue
+        if name == "log":
+            for key, value in raw.items():
+                log_values[key] = (value, "command line")
+            continue
+        if name not in _PARSERS:
+            raise InvalidConfigError(f"{name} (from command line): unknown setting")
+        flag = "--" + name.replace("_", "-")
+        values[name] = _PARSERS[name](raw, name, flag)
+        sources[name] = flag
+
+    log = _build_log_config(log_values)
+    return BrokerConfig(**values, log=log, sources=sources)
+
+
+def _read_toml(
+    path: Path,
+    values: dict[str, Any],
+    sources: dict[str, str],
+    log_values: dict[str, tuple[Any, str]],
+) -> None:
+    source = str(path)
+    try:
+        with open(path, "rb") as f:
+            document = tomllib.load(f)
+    except FileNotFoundError:
+        raise InvalidConfigError(f"config file {source} does not exist") from None
+    except OSError as e:
+        raise InvalidConfigError(f"config file {source} cannot be read: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise InvalidConfigError(f"config file {source} is not valid TOML: {e}") from None
+    for name, raw in document.items():
+        if name == "log":
+            if not isinstance(raw, dict):
+                raise InvalidConfigError(f"log (from {source}): expected a table [log]")
+            for key, value in raw.items():
+                log_values[key] = (value, f"{source} [log]")
+            continue
+        if name not in _PARSERS:
+            known = ", ".join([*sorted(_PARSERS), "[log]"])
+            raise InvalidConfigError(f"{name} (from {source}): unknown setting; known: {known}")
+        values[name] = _PARSERS[name](raw, name, source)
+        sources[name] = source
+
+
+def _build_log_config(log_values: Mapping[str, tuple[Any, str]]) -> LogConfig:
+    known = _log_keys()
+    configs: dict[str, str] = {}
+    for key, (raw, source) in log_values.items():
+        if key not in known:
+            raise InvalidConfigError(
+                f"{key} (from {source}): unknown topic config; known: {', '.join(sorted(known))}"
+            )
+        if key in _SIZE_LOG_KEYS:
+            configs[key] = str(parse_size(raw, key, source))
+        elif isinstance(raw, bool):
+            raise InvalidConfigError(f"{key} (from {source}): {raw!r} is not valid here")
+        else:
+            configs[key] = str(raw)
+        try:
+            LogConfig.from_topic_configs({key: configs[key]})
+        except InvalidConfigError as e:
+            raise InvalidConfigError(f"{e} (from {source})") from None
+    return LogConfig.from_topic_configs(configs)
+
+
+def describe(config: BrokerConfig) -> dict[str, str]:
+    """Each top-level setting's value and its source, for the start-up log."""
+    out: dict[str, str] = {}
+    for f in fields(config):
+        if f.name in ("sources", "log"):
+            continue
+        out[f.name] = f"{getattr(config, f.name)} ({config.sources.get(f.name, 'default')})"
+    return out

@@ -1,0 +1,401 @@
+"""The one narrow interface through which the gRPC layer reaches a partition.
+
+:class:`Partition` is what the services call: append with acks, read up to the high watermark,
+offsets, lookup by timestamp, and a subscription that fires when new data becomes readable (for
+long-poll fetch). :class:`LocalPartition` implements it over one storage
+:class:`~rilke.storage.log.PartitionLog` on a single node; the Raft-replicated partition of a
+later issue implements the same protocol.
+
+Threading: everything runs on the broker's asyncio event loop thread. ``append`` writes
+synchronously (so appends to one partition happen in call order) and returns a future that
+resolves when the write is acknowledged per ``acks``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+from rilke.errors import (
+    InvalidRecordError,
+    InvalidRequestError,
+    LogClosedError,
+    OffsetOutOfRangeError,
+    UnsupportedCompressionError,
+)
+from rilke.records.header import BatchHeader, check_batch, read_header
+from rilke.server.files import write_atomically
+from rilke.server.producer_state import ProducerStateTable
+from rilke.storage.config import LogConfig
+from rilke.storage.log import PartitionLog
+
+log = logging.getLogger(__name__)
+
+ACKS_NONE = 0
+ACKS_LEADER = 1
+ACKS_ALL = -1
+VALID_ACKS = (ACKS_NONE, ACKS_LEADER, ACKS_ALL)
+_MAX_COMPRESSION = 4  # Kafka's codecs: none, gzip, snappy, lz4, zstd
+# How far back from the log end producer state is rebuilt when no snapshot covers the tail.
+PRODUCER_STATE_TAIL_OFFSETS = 200_000
+_SCAN_CHUNK_BYTES = 1 << 20
+# How long a flush waits for more appends to share its fsync. Measured (16 KB requests,
+# flush.messages=1, acks=-1, 16 in flight): 1 ms raised throughput from ~0.7-0.9k to ~2.9-4.7k
+# requests/s over flushing on the next loop turn.
+GROUP_COMMIT_WINDOW_S = 0.001
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Where an append landed. ``log_append_time_ms`` is -1 unless the topic uses it."""
+
+    base_offset: int
+    last_offset: int
+    log_append_time_ms: int
+    log_start_offset: int
+    duplicate: bool = False  # a retried idempotent batch, answered with its original offset
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedData:
+    records: bytes  # whole batches back to back, possibly empty
+    high_watermark: int
+    last_stable_offset: int
+    log_start_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionOffsets:
+    log_start_offset: int
+    high_watermark: int
+    log_end_offset: int
+
+
+class Partition(Protocol):
+    """What the gRPC layer may do with a partition. Called on the event loop thread only."""
+
+    topic: str
+    partition: int
+
+    @property
+    def leader_epoch(self) -> int: ...
+
+    def append(self, records: bytes, acks: int) -> asyncio.Future[AppendResult]:
+        """Validate and write whole batches; offsets are assigned here.
+
+        Raises (nothing written) CorruptRecordError, InvalidRecordError, RecordTooLargeError,
+        UnsupportedCompressionError, OutOfOrderSequenceError, InvalidProducerEpochError,
+        InvalidRequestError, LogClosedError, NotLeaderError. Returns a future resolved with
+        the AppendResult once the write is acknowledged per ``acks`` (0 and 1: written; -1:
+        durable per the partition's policy), or failed if that cannot happen.
+        """
+        ...
+
+    def read(self, offset: int, max_bytes: int) -> FetchedData:
+        """Whole batches from the one holding ``offset``, up to ``max_bytes`` (at least one
+        batch if any is readable), never past the high watermark. Raises
+        OffsetOutOfRangeError for an offset outside [log start, log end]."""
+        ...
+
+    def offsets(self) -> PartitionOffsets: ...
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first batch with a timestamp >= ``timestamp_ms``."""
+        ...
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` (on the loop) whenever the high watermark moves; returns a
+        function that unsubscribes."""
+        ...
+
+    def size_bytes(self) -> int: ...
+
+    def update_config(self, config: LogConfig) -> None: ...
+
+
+def validate_batches(records: bytes, max_message_bytes: int) -> list[BatchHeader]:
+    """Check every batch's header and CRC without decoding records; return the headers.
+
+    Raises CorruptRecordError (CRC, magic, length), RecordTooLargeError, InvalidRecordError,
+    UnsupportedCompressionError or InvalidRequestError (no batches at all).
+    """
+    if not records:
+        raise InvalidRequestError("the produce request carries no record batches")
+    headers = []
+    pos = 0
+    end = len(records)
+    while pos < end:
+        header = check_batch(records, pos, max_size=max_message_bytes)
+        if header.compression > _MAX_COMPRESSION:
+            raise UnsupportedCompressionError(f"unknown compression codec {header.compression}")
+        if header.is_transactional or header.is_control:
+            raise InvalidRecordError("transactional and control batches are not accepted")
+        if header.records_count == 0:
+            raise InvalidRecordError("a batch without records")
+        headers.append(header)
+        pos += header.size
+    return headers
+
+
+class LocalPartition:
+    """A partition on this node only: the high watermark is the log end offset.
+
+    When the topic's ``flush.messages`` is 1, acks=1 and acks=-1 are acknowledged once flushed;
+    fsyncs are shared by every append that arrives within GROUP_COMMIT_WINDOW_S of the first
+    unflushed one (group commit); the flush runs on the loop. Other ``flush.messages`` values
+    flush in the background after that many messages, ``flush.ms`` at maintenance.
+    """
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        log_: PartitionLog,
+        config: LogConfig,
+        *,
+        state_dir: Path | None = None,
+        clock_ms: Callable[[], int] | None = None,
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self._log = log_
+        self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self._state_path = state_dir / f"{topic}-{partition}.json" if state_dir else None
+        self._producers = ProducerStateTable()
+        self._subscribers: dict[int, Callable[[], None]] = {}
+        self._next_subscriber = 0
+        self._flush_waiters: deque[tuple[int, asyncio.Future[AppendResult], AppendResult]] = deque()
+        self._flush_scheduled = False
+        self._unflushed_messages = 0
+        self._closed = False
+        self._snapshot_offset = -1  # the log end offset of the last snapshot written
+        self._config = config
+        self.update_config(config)
+        self._rebuild_producer_state()
+
+    @property
+    def leader_epoch(self) -> int:
+        return 0
+
+    @property
+    def log(self) -> PartitionLog:
+        return self._log
+
+    def update_config(self, config: LogConfig) -> None:
+        """Apply a topic's new config. flush.messages is handled here (group commit), so the
+        storage log is given a config without it."""
+        self._config = config
+        self._flush_messages = config.flush_messages
+        self._log.update_config(replace(config, flush_messages=None))
+
+    # --- writes ------------------------------------------------------------------------------
+
+    def append(self, records: bytes, acks: int) -> asyncio.Future[AppendResult]:
+        if self._closed:
+            raise LogClosedError(f"partition {self.topic}-{self.partition} is closed")
+        if acks not in VALID_ACKS:
+            raise InvalidRequestError(f"acks must be 0, 1 or -1, got {acks}")
+        headers = validate_batches(records, self._config.max_message_bytes)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[AppendResult] = loop.create_future()
+        duplicate = self._producers.check(headers)
+        if duplicate is not None:
+            result = AppendResult(duplicate, -1, -1, self._log.log_start_offset, duplicate=True)
+            if (
+                self._flush_messages == 1
+                and acks != ACKS_NONE
+                and self._log.flushed_offset <= duplicate
+            ):
+                # The original may still be waiting for its fsync: so does its retry.
+                self._flush_waiters.append((self._log.log_end_offset, future, result))
+                self._schedule_flush(loop)
+            else:
+                future.set_result(result)
+            return future
+        info = self._log.append(
+            records, assign_offsets=True, leader_epoch=self.leader_epoch, now_ms=self._clock_ms()
+        )
+        offset = info.first_offset
+        for header in headers:
+            self._producers.record(header, offset)
+            offset += header.last_offset_delta + 1
+        result = AppendResult(
+            info.first_offset,
+            info.last_offset,
+            info.log_append_time_ms,
+            self._log.log_start_offset,
+        )
+        self._unflushed_messages += info.last_offset - info.first_offset + 1
+        flush_each = self._flush_messages == 1
+        if self._flush_messages is not None and self._unflushed_messages >= self._flush_messages:
+            self._schedule_flush(loop)
+        if flush_each and acks != ACKS_NONE and self._log.flushed_offset <= info.last_offset:
+            self._flush_waiters.append((info.last_offset + 1, future, result))
+        else:
+            future.set_result(result)
+        self._notify()
+        return future
+
+    def _schedule_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            # Appends that arrive within the window share the one fsync (group commit).
+            loop.call_later(GROUP_COMMIT_WINDOW_S, self._group_flush)
+
+    def _group_flush(self) -> None:
+        self._flush_scheduled = False
+        if self._closed:
+            return
+        try:
+            self._log.flush()
+        except Exception as e:
+            log.exception("flush of %s-%d failed", self.topic, self.partition)
+            while self._flush_waiters:
+                _, future, _ = self._flush_waiters.popleft()
+                if not future.done():
+                    future.set_exception(e)
+            return
+        self._unflushed_messages = 0
+        self._release_flushed()
+
+    def _release_flushed(self) -> None:
+        flushed = self._log.flushed_offset
+        while self._flush_waiters and self._flush_waiters[0][0] <= flushed:
+            _, future, result = self._flush_waiters.popleft()
+            if not future.done():
+                future.set_result(result)
+
+    def flush(self) -> None:
+        """Flush now and release every waiter (shutdown, time-based flush)."""
+        if not self._closed:
+            self._log.flush()
+            self._unflushed_messages = 0
+            self._release_flushed()
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def read(self, offset: int, max_bytes: int) -> FetchedData:
+        if self._closed:
+            raise LogClosedError(f"partition {self.topic}-{self.partition} is closed")
+        if offset < 0:
+            raise OffsetOutOfRangeError(f"fetch offset {offset} is negative")
+        high_watermark = self._log.log_end_offset
+        result = self._log.read(offset, max_bytes, max_offset=high_watermark)
+        return FetchedData(result.records, high_watermark, high_watermark, result.log_start_offset)
+
+    def offsets(self) -> PartitionOffsets:
+        end = self._log.log_end_offset
+        return PartitionOffsets(self._log.log_start_offset, end, end)
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
+        found: tuple[int, int] | None = self._log.offset_for_timestamp(timestamp_ms)
+        return found
+
+    def size_bytes(self) -> int:
+        size: int = self._log.size_bytes()
+        return size
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        key = self._next_subscriber
+        self._next_subscriber += 1
+        self._subscribers[key] = callback
+
+        def unsubscribe() -> None:
+            self._subscribers.pop(key, None)
+
+        return unsubscribe
+
+    def _notify(self) -> None:
+        if self._subscribers:
+            for callback in list(self._subscribers.values()):
+                callback()
+
+    # --- producer state ----------------------------------------------------------------------
+
+    def _rebuild_producer_state(self) -> None:
+        """Load the producer state snapshot, then replay batch headers after it.
+
+        Without a usable snapshot (none, damaged, or ahead of the log after an unclean stop)
+        the last PRODUCER_STATE_TAIL_OFFSETS offsets are scanned.
+        """
+        start = max(
+            self._log.log_start_offset, self._log.log_end_offset - PRODUCER_STATE_TAIL_OFFSETS
+        )
+        snapshot_offset = self._load_snapshot()
+        if snapshot_offset is not None:
+            start = max(self._log.log_start_offset, snapshot_offset)
+        else:
+            self._producers.clear()
+        offset = start
+        end = self._log.log_end_offset
+        while offset < end:
+            chunk = self._log.read(offset, _SCAN_CHUNK_BYTES).records
+            if not chunk:
+                break
+            pos = 0
+            while pos < len(chunk):
+                header = read_header(chunk, pos)
+                if header.last_offset >= offset:
+                    self._producers.record(header, header.base_offset)
+                pos += header.size
+                offset = header.next_offset
+
+    def _load_snapshot(self) -> int | None:
+        if self._state_path is None:
+            return None
+        try:
+            document = json.loads(self._state_path.read_text(encoding="utf-8"))
+            offset = int(document["offset"])
+            if not self._log.log_start_offset <= offset <= self._log.log_end_offset:
+                return None
+            self._producers.load(document["producers"])
+            self._snapshot_offset = offset
+            return offset
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError):
+            log.warning("producer state snapshot %s is damaged; rebuilding", self._state_path)
+            self._producers.clear()
+            return None
+
+    def write_snapshot(self) -> None:
+        """Persist the producer state up to the flushed offset (maintenance and shutdown).
+
+        Only flushed data is covered, so a snapshot is never ahead of what survives a crash.
+        """
+        if self._state_path is None or self._closed:
+            return
+        end = self._log.log_end_offset
+        if self._log.flushed_offset < end or end == self._snapshot_offset:
+            return
+        document = {"offset": self._log.log_end_offset, "producers": self._producers.dump()}
+        self._state_path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(self._state_path, json.dumps(document).encode())
+        self._snapshot_offset = end
+
+    def close(self) -> None:
+        """Flush, snapshot producer state and fail anything still waiting. The log itself is
+        closed by its LogManager."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+            self.write_snapshot()
+        finally:
+            self._closed = True
+            while self._flush_waiters:
+                _, future, _ = self._flush_waiters.popleft()
+                if not future.done():
+                    future.set_exception(LogClosedError("the partition closed"))
+
+    def forget_state(self) -> None:
+        """Remove the producer state snapshot (the topic is being deleted)."""
+        if self._state_path is not None:
+            self._state_path.unlink(missing_ok=True)

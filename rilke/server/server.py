@@ -1,0 +1,173 @@
+"""The broker process's lifecycle: start, serve, maintain, shut down gracefully.
+
+Start: take the data directory (LogManager locks it; a second broker gets DataDirLockedError),
+open the topics, bind the gRPC server (port 0 picks a free one), optionally write the port to a
+file, and report the bound address. Serve until SIGTERM/SIGINT, running maintenance (retention,
+compaction, time-based flush, producer state snapshots) every maintenance_interval_ms.
+Shutdown: health goes NOT_SERVING, new calls are refused, calls in flight get up to
+shutdown_grace_ms to finish (long polls are woken at once), then every partition is flushed and
+the clean-shutdown marker written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from rilke.errors import RilkeError
+from rilke.server.broker import Broker, LogManagerLike
+from rilke.server.config import BrokerConfig, describe, split_host_port
+from rilke.server.files import write_atomically
+from rilke.server.services import DEFAULT_FETCH_MAX_BYTES, BrokerService, add_services
+
+log = logging.getLogger(__name__)
+
+
+class ListenError(RilkeError):
+    """The gRPC server could not bind its listen address."""
+
+
+def open_log_manager(config: BrokerConfig) -> LogManagerLike:
+    """The storage LogManager for the data dir (created if missing). Raises
+    DataDirLockedError when another process holds it."""
+    from rilke.storage.manager import LogManager
+
+    data_dir = Path(config.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    manager: LogManagerLike = LogManager(data_dir, config.log, now_ms=int(time.time() * 1000))
+    return manager
+
+
+class BrokerServer:
+    """One broker: a Broker over a LogManager, behind a grpc.aio server."""
+
+    def __init__(
+        self,
+        config: BrokerConfig,
+        *,
+        manager_factory: Callable[[BrokerConfig], LogManagerLike] = open_log_manager,
+    ) -> None:
+        self.config = config
+        self._manager_factory = manager_factory
+        self.broker: Broker | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health: Any = None
+        self._service: BrokerService | None = None
+        self._maintenance: asyncio.Task[None] | None = None
+        self.address: tuple[str, int] | None = None
+
+    async def start(self) -> tuple[str, int]:
+        """Open storage and start serving; returns the bound (host, port).
+
+        Raises DataDirLockedError, InvalidConfigError (damaged registry) or ListenError; on
+        failure everything opened is closed again.
+        """
+        config = self.config
+        host, _ = split_host_port(config.listen, "listen", config.sources.get("listen", "default"))
+        manager = self._manager_factory(config)
+        try:
+            self.broker = broker = Broker(config, manager)
+            max_request = config.max_request_bytes + (1 << 20)
+            server = grpc.aio.server(
+                options=[
+                    ("grpc.max_receive_message_length", max_request),
+                    ("grpc.max_send_message_length", DEFAULT_FETCH_MAX_BYTES + (1 << 20)),
+                    ("grpc.so_reuseport", 0),
+                ]
+            )
+            try:
+                bound = server.add_insecure_port(config.listen)
+            except RuntimeError as e:
+                raise ListenError(f"cannot listen on {config.listen}: {e}") from None
+            if not bound:
+                raise ListenError(f"cannot listen on {config.listen} (address in use?)")
+            self.address = (host, bound)
+            advertised = self.address
+            if config.advertised_listen:
+                advertised = split_host_port(
+                    config.advertised_listen, "advertised_listen", "config"
+                )
+            self._service, self._health = add_services(server, broker, advertised)
+            await server.start()
+            self._server = server
+            from grpc_health.v1 import health_pb2
+
+            await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
+        except BaseException:
+            if self.broker is not None:
+                self.broker.close()
+                self.broker = None
+            else:
+                manager.close()
+            raise
+        if config.port_file is not None:
+            write_atomically(Path(config.port_file), f"{bound}\n".encode())
+        for name, value in describe(config).items():
+            log.info("setting %s = %s", name, value)
+        log.info(
+            "rilke broker %d listening on %s:%d, data in %s",
+            config.node_id,
+            host,
+            bound,
+            Path(config.data_dir).resolve(),
+        )
+        self._maintenance = asyncio.ensure_future(self._run_maintenance())
+        return self.address
+
+    async def _run_maintenance(self) -> None:
+        interval_s = self.config.maintenance_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval_s)
+            if self.broker is None:
+                return
+            try:
+                self.broker.run_maintenance()
+            except Exception:
+                log.exception("maintenance failed")
+
+    async def stop(self) -> None:
+        """Graceful shutdown; safe to call twice."""
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+            self._maintenance = None
+        if self._server is not None:
+            log.info("shutting down: finishing requests in flight")
+            if self._health is not None:
+                await self._health.enter_graceful_shutdown()
+            stopping = self._server.stop(self.config.shutdown_grace_ms / 1000)
+            if self._service is not None:
+                self._service.wake_all_waiters()
+            await stopping
+            self._server = None
+        if self.broker is not None:
+            self.broker.close()
+            self.broker = None
+            log.info("shut down cleanly")
+
+
+async def serve(config: BrokerConfig, on_listening: Callable[[str, int], None]) -> None:
+    """Run a broker until SIGTERM or SIGINT, then shut it down gracefully."""
+    server = BrokerServer(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        host, port = await server.start()
+        on_listening(host, port)
+        await stop.wait()
+        log.info("signal received")
+    finally:
+        await server.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

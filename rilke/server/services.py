@@ -1,0 +1,510 @@
+"""The gRPC services Broker and Admin (rilke/proto/rilke.proto), on grpc.aio.
+
+Thin: each handler converts protobuf to calls on :class:`~rilke.server.broker.Broker` and its
+:class:`~rilke.server.partition.Partition` objects, and every refusal into a per-item ``Error``
+(the code of the rilke.errors class and its message). Handlers never decode records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from rilke.errors import (
+    InvalidRequestError,
+    MessageSizeTooLargeError,
+    OffsetOutOfRangeError,
+    RequestTimedOutError,
+    RilkeError,
+)
+from rilke.proto import rilke_pb2 as pb
+from rilke.proto import rilke_pb2_grpc as pb_grpc
+from rilke.server.broker import Broker
+from rilke.server.partition import VALID_ACKS, AppendResult, Partition
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PARTITION_MAX_BYTES = 1 << 20
+DEFAULT_FETCH_MAX_BYTES = 50 << 20
+MAX_FETCH_WAIT_MS = 60_000
+DEFAULT_PRODUCE_TIMEOUT_MS = 30_000
+MAX_STREAM_IN_FLIGHT = 256  # produce requests read ahead on one stream before responses
+LATEST = -1
+EARLIEST = -2
+
+_OK = pb.Error()
+
+
+def to_error(e: BaseException) -> pb.Error:
+    """The wire Error for an exception; unexpected ones are logged and sent as code 1."""
+    if isinstance(e, RilkeError):
+        return pb.Error(code=e.code, message=str(e))
+    if isinstance(e, TimeoutError):
+        err = RequestTimedOutError()
+        return pb.Error(code=err.code, message=str(err))
+    log.exception("unexpected error in a request", exc_info=e)
+    return pb.Error(code=RilkeError.code, message=f"internal error: {e!r}")
+
+
+_Started = tuple[pb.ProducePartitionData, "asyncio.Future[AppendResult] | None", pb.Error | None]
+
+
+class BrokerService(pb_grpc.BrokerServicer):
+    """Produce, ProduceStream, Fetch, ListOffsets, Metadata, InitProducerId."""
+
+    def __init__(self, broker: Broker, advertised: tuple[str, int]) -> None:
+        self._broker = broker
+        self._advertised = advertised
+        self._waiters: set[asyncio.Event] = set()  # long polls in progress
+        self._stopping = False
+
+    def wake_all_waiters(self) -> None:
+        """Shutdown: answer every long poll now, and do not start new waits."""
+        self._stopping = True
+        for event in self._waiters:
+            event.set()
+
+    # --- produce -----------------------------------------------------------------------------
+
+    def _start_produce(self, request: pb.ProduceRequest) -> list[_Started]:
+        """Validate and write every partition's batches; return a future per partition."""
+        started: list[_Started] = []
+        acks = request.acks
+        refusal: RilkeError | None = None
+        if acks not in VALID_ACKS:
+            refusal = InvalidRequestError(f"acks must be 0, 1 or -1, got {acks}")
+        else:
+            total = sum(len(p.records) for p in request.partitions)
+            limit = self._broker.config.max_request_bytes
+            if total > limit:
+                refusal = MessageSizeTooLargeError(
+                    f"produce request carries {total} bytes of records; the broker accepts "
+                    f"at most {limit} (max_request_bytes)"
+                )
+            else:
+                seen: set[tuple[str, int]] = set()
+                for p in request.partitions:
+                    key = (p.topic, p.partition)
+                    if key in seen:
+                        refusal = InvalidRequestError(
+                            f"partition {p.topic}-{p.partition} appears twice in one request"
+                        )
+                        break
+                    seen.add(key)
+        for p in request.partitions:
+            if refusal is not None:
+                started.append((p, None, to_error(refusal)))
+                continue
+            try:
+                partition = self._broker.partition(p.topic, p.partition, auto_create=True)
+                started.append((p, partition.append(p.records, acks), None))
+            except Exception as e:
+                started.append((p, None, to_error(e)))
+        return started
+
+    async def _finish_produce(
+        self, started: list[_Started], timeout_ms: int, correlation_id: int
+    ) -> pb.ProduceResponse:
+        timeout_s = (timeout_ms if timeout_ms > 0 else DEFAULT_PRODUCE_TIMEOUT_MS) / 1000
+        response = pb.ProduceResponse(correlation_id=correlation_id)
+        for data, future, refusal in started:
+            error = refusal
+            out = response.partitions.add(topic=data.topic, partition=data.partition)
+            if future is not None:
+                try:
+                    if not future.done():
+                        await asyncio.wait_for(asyncio.shield(future), timeout_s)
+                    result = future.result()
+                    out.base_offset = result.base_offset
+                    out.log_append_time_ms = result.log_append_time_ms
+                    out.log_start_offset = result.log_start_offset
+                    continue
+                except Exception as e:
+                    error = to_error(e)
+            out.base_offset = -1
+            out.log_append_time_ms = -1
+            out.log_start_offset = -1
+            if error is not None:
+                out.error.CopyFrom(error)
+        return response
+
+    async def Produce(self, request: pb.ProduceRequest, context: Any) -> pb.ProduceResponse:
+        started = self._start_produce(request)
+        return await self._finish_produce(started, request.timeout_ms, request.correlation_id)
+
+    async def ProduceStream(
+        self, request_iterator: AsyncIterator[pb.ProduceRequest], context: Any
+    ) -> AsyncIterator[pb.ProduceResponse]:
+        """Pipelined produce: requests are written as they arrive (in order), responses are
+        sent in request order, at most MAX_STREAM_IN_FLIGHT awaiting their acknowledgement."""
+        queue: asyncio.Queue[tuple[pb.ProduceRequest, list[_Started]] | None] = asyncio.Queue(
+            MAX_STREAM_IN_FLIGHT
+        )
+
+        async def read_requests() -> None:
+            try:
+                async for request in request_iterator:
+                    await queue.put((request, self._start_produce(request)))
+            finally:
+                await queue.put(None)
+
+        reader = asyncio.ensure_future(read_requests())
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    break
+                request, started = item
+                yield await self._finish_produce(
+                    started, request.timeout_ms, request.correlation_id
+                )
+            await reader  # surfaces an error of the request stream
+        finally:
+            if not reader.done():
+                reader.cancel()
+
+    # --- fetch -------------------------------------------------------------------------------
+
+    def _read_all(
+        self, request: pb.FetchRequest, partitions: list[Partition | pb.Error]
+    ) -> tuple[pb.FetchResponse, int, bool]:
+        response = pb.FetchResponse()
+        budget = request.max_bytes if request.max_bytes > 0 else DEFAULT_FETCH_MAX_BYTES
+        total = 0
+        failed = False
+        for wanted, partition in zip(request.partitions, partitions, strict=True):
+            out = response.partitions.add(topic=wanted.topic, partition=wanted.partition)
+            if isinstance(partition, pb.Error):
+                out.error.CopyFrom(partition)
+                out.high_watermark = out.last_stable_offset = out.log_start_offset = -1
+                failed = True
+                continue
+            limit = wanted.partition_max_bytes or DEFAULT_PARTITION_MAX_BYTES
+            try:
+                if budget - total <= 0 and total > 0:
+                    offsets = partition.offsets()
+                    out.high_watermark = out.last_stable_offset = offsets.high_watermark
+                    out.log_start_offset = offsets.log_start_offset
+                    continue
+                data = partition.read(wanted.fetch_offset, min(limit, max(budget - total, 1)))
+            except Exception as e:
+                out.error.CopyFrom(to_error(e))
+                out.high_watermark = out.last_stable_offset = out.log_start_offset = -1
+                if isinstance(e, OffsetOutOfRangeError):
+                    # The valid range, so that the consumer can reset without another call.
+                    offsets = partition.offsets()
+                    out.high_watermark = out.last_stable_offset = offsets.high_watermark
+                    out.log_start_offset = offsets.log_start_offset
+                failed = True
+                continue
+            out.records = data.records
+            out.high_watermark = data.high_watermark
+            out.last_stable_offset = data.last_stable_offset
+            out.log_start_offset = data.log_start_offset
+            total += len(data.records)
+        return response, total, failed
+
+    async def Fetch(self, request: pb.FetchRequest, context: Any) -> pb.FetchResponse:
+        """Whole batches up to the high watermark; waits up to max_wait_ms (woken by appends)
+        until min_bytes are available or an error is to be reported."""
+        partitions: list[Partition | pb.Error] = []
+        for wanted in request.partitions:
+            try:
+                partitions.append(self._broker.partition(wanted.topic, wanted.partition))
+            except Exception as e:
+                partitions.append(to_error(e))
+        response, total, failed = self._read_all(request, partitions)
+        wait_ms = min(request.max_wait_ms, MAX_FETCH_WAIT_MS)
+        if failed or total >= request.min_bytes or wait_ms <= 0 or self._stopping:
+            return response
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_ms / 1000
+        live = [p for p in partitions if not isinstance(p, pb.Error)]
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0 or self._stopping:
+                return response
+            woken = asyncio.Event()
+            unsubscribes = [p.subscribe(woken.set) for p in live]
+            self._waiters.add(woken)
+            try:
+                await asyncio.wait_for(woken.wait(), remaining)
+            except TimeoutError:
+                pass
+            finally:
+                self._waiters.discard(woken)
+                for unsubscribe in unsubscribes:
+                    unsubscribe()
+            response, total, failed = self._read_all(request, partitions)
+            if failed or total >= request.min_bytes:
+                return response
+
+    # --- offsets and metadata ----------------------------------------------------------------
+
+    async def ListOffsets(
+        self, request: pb.ListOffsetsRequest, context: Any
+    ) -> pb.ListOffsetsResponse:
+        response = pb.ListOffsetsResponse()
+        for wanted in request.partitions:
+            out = response.partitions.add(topic=wanted.topic, partition=wanted.partition)
+            out.offset = out.timestamp = -1
+            try:
+                partition = self._broker.partition(wanted.topic, wanted.partition)
+                offsets = partition.offsets()
+                if wanted.timestamp == EARLIEST:
+                    out.offset = offsets.log_start_offset
+                elif wanted.timestamp == LATEST:
+                    out.offset = offsets.high_watermark
+                elif wanted.timestamp < 0:
+                    raise InvalidRequestError(
+                        f"timestamp {wanted.timestamp}: use -2 (earliest), -1 (latest) or "
+                        "a time in ms"
+                    )
+                else:
+                    found = partition.offset_for_timestamp(wanted.timestamp)
+                    if found is not None and found[0] < offsets.high_watermark:
+                        out.offset, out.timestamp = found
+            except Exception as e:
+                out.error.CopyFrom(to_error(e))
+        return response
+
+    async def Metadata(self, request: pb.MetadataRequest, context: Any) -> pb.MetadataResponse:
+        broker = self._broker
+        host, port = self._advertised
+        node_id = broker.config.node_id
+        response = pb.MetadataResponse(cluster_id="rilke", controller_id=node_id)
+        response.brokers.add(node_id=node_id, host=host, port=port)
+        names = list(request.topics) or [t.name for t in broker.topics]
+        for name in names:
+            out = response.topics.add(name=name)
+            try:
+                if name not in broker.topics and not (
+                    request.allow_auto_topic_creation and broker.maybe_auto_create(name)
+                ):
+                    broker.partition(name, 0)  # raises the precise error
+                info = broker.topics.require(name)
+                out.internal = info.internal
+                for p in range(info.num_partitions):
+                    out.partitions.add(
+                        partition=p,
+                        leader_id=node_id,
+                        leader_epoch=0,
+                        replicas=[node_id],
+                        isr=[node_id],
+                    )
+            except Exception as e:
+                out.error.CopyFrom(to_error(e))
+        return response
+
+    async def InitProducerId(
+        self, request: pb.InitProducerIdRequest, context: Any
+    ) -> pb.InitProducerIdResponse:
+        try:
+            if request.transactional_id:
+                raise InvalidRequestError("transactions are not supported")
+            pid, epoch = self._broker.init_producer_id(request.producer_id, request.producer_epoch)
+            return pb.InitProducerIdResponse(producer_id=pid, producer_epoch=epoch)
+        except Exception as e:
+            return pb.InitProducerIdResponse(error=to_error(e), producer_id=-1, producer_epoch=-1)
+
+
+class AdminService(pb_grpc.AdminServicer):
+    """Topics and their configs."""
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+
+    async def CreateTopics(
+        self, request: pb.CreateTopicsRequest, context: Any
+    ) -> pb.CreateTopicsResponse:
+        response = pb.CreateTopicsResponse()
+        for topic in request.topics:
+            out = response.results.add(name=topic.name)
+            try:
+                self._broker.create_topic(
+                    topic.name,
+                    topic.num_partitions,
+                    topic.replication_factor,
+                    dict(topic.configs),
+                    validate_only=request.validate_only,
+                )
+            except Exception as e:
+                out.error.CopyFrom(to_error(e))
+        return response
+
+    async def DeleteTopics(
+        self, request: pb.DeleteTopicsRequest, context: Any
+    ) -> pb.DeleteTopicsResponse:
+        response = pb.DeleteTopicsResponse()
+        for name in request.names:
+            out = response.results.add(name=name)
+            try:
+                self._broker.delete_topic(name)
+            except Exception as e:
+                out.error.CopyFrom(to_error(e))
+        return response
+
+    async def ListTopics(
+        self, request: pb.ListTopicsRequest, context: Any
+    ) -> pb.ListTopicsResponse:
+        response = pb.ListTopicsResponse()
+        for topic in self._broker.topics:
+            if topic.internal and not request.include_internal:
+                continue
+            response.topics.add(
+                name=topic.name, num_partitions=topic.num_partitions, internal=topic.internal
+            )
+        return response
+
+    async def DescribeTopics(
+        self, request: pb.DescribeTopicsRequest, context: Any
+    ) -> pb.DescribeTopicsResponse:
+        broker = self._broker
+        node_id = broker.config.node_id
+        response = pb.DescribeTopicsResponse()
+        names = list(request.names) or [t.name for t in broker.topics]
+        for name in names:
+            out = response.topics.add(name=name)
+            try:
+                info = broker.topics.require(name)
+                out.internal = info.internal
+                out.replication_factor = info.replication_factor
+                out.configs.update(info.configs)
+                for p, partition in enumerate(broker.partitions_of(name)):
+                    offsets = partition.offsets()
+                    out.partitions.add(
+                        partition=p,
+                        leader_id=node_id,
+                        leader_epoch=partition.leader_epoch,
+                        replicas=[node_id],
+                        isr=[node_id],
+                        log_start_offset=offsets.log_start_offset,
+                        high_watermark=offsets.high_watermark,
+                        log_end_offset=offsets.log_end_offset,
+                        size_bytes=partition.size_bytes(),
+                    )
+            except Exception as e:
+                out.error.CopyFrom(to_error(e))
+        return response
+
+    async def DescribeConfigs(
+        self, request: pb.DescribeConfigsRequest, context: Any
+    ) -> pb.DescribeConfigsResponse:
+        response = pb.DescribeConfigsResponse()
+        names = list(request.topics) or [t.name for t in self._broker.topics]
+        for name in names:
+            out = response.results.add(topic=name)
+            try:
+                for entry in self._broker.describe_configs(name, request.include_defaults):
+                    out.entries.add(name=entry.name, value=entry.value, is_default=entry.is_default)
+            except Exception as e:
+                out.error.CopyFrom(to_error(e))
+        return response
+
+    async def AlterConfigs(
+        self, request: pb.AlterConfigsRequest, context: Any
+    ) -> pb.AlterConfigsResponse:
+        response = pb.AlterConfigsResponse()
+        for change in request.topics:
+            out = response.results.add(name=change.topic)
+            try:
+                self._broker.alter_configs(
+                    change.topic,
+                    dict(change.set),
+                    list(change.delete),
+                    validate_only=request.validate_only,
+                )
+            except Exception as e:
+                out.error.CopyFrom(to_error(e))
+        return response
+
+
+def add_services(
+    server: grpc.aio.Server, broker: Broker, advertised: tuple[str, int]
+) -> tuple[BrokerService, Any]:
+    """Register Broker and Admin, the standard health service and server reflection; return
+    the Broker service and the health servicer (their state is driven by the lifecycle)."""
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection
+
+    service = BrokerService(broker, advertised)
+    _add_servicer(server, "Broker", service)
+    _add_servicer(server, "Admin", AdminService(broker))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = (
+        pb.DESCRIPTOR.services_by_name["Broker"].full_name,
+        pb.DESCRIPTOR.services_by_name["Admin"].full_name,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+    )
+    reflection.enable_server_reflection(names, server)
+    return service, health_servicer
+
+
+def _add_servicer(server: grpc.aio.Server, service_name: str, servicer: Any) -> None:
+    """Register ``servicer``'s methods for a service of rilke.proto, parsing requests inside
+    the handler so that bytes that are not a valid message are answered with
+    INVALID_ARGUMENT (the generated registration would answer UNKNOWN and log an error)."""
+    descriptor = pb.DESCRIPTOR.services_by_name[service_name]
+    handlers: dict[str, grpc.RpcMethodHandler] = {}
+    for method in descriptor.methods:
+        request_type = getattr(pb, method.input_type.name)
+        response_type = getattr(pb, method.output_type.name)
+        implementation = getattr(servicer, method.name)
+        if method.client_streaming and method.server_streaming:
+            handlers[method.name] = grpc.stream_stream_rpc_method_handler(
+                _parsing_stream(implementation, request_type),
+                response_serializer=response_type.SerializeToString,
+            )
+        else:
+            assert not method.client_streaming and not method.server_streaming
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                _parsing_unary(implementation, request_type),
+                response_serializer=response_type.SerializeToString,
+            )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(descriptor.full_name, handlers),)
+    )
+
+
+def _parsing_unary(implementation: Any, request_type: Any) -> Any:
+    async def handler(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            request = request_type.FromString(raw)
+        except DecodeError as e:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"not a valid {request_type.__name__}: {e}"
+            )
+        return await implementation(request, context)
+
+    return handler
+
+
+class _BadMessage(Exception):
+    pass
+
+
+def _parsing_stream(implementation: Any, request_type: Any) -> Any:
+    async def handler(
+        raw_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        async def requests() -> AsyncIterator[Any]:
+            async for raw in raw_iterator:
+                try:
+                    yield request_type.FromString(raw)
+                except DecodeError as e:
+                    raise _BadMessage(f"not a valid {request_type.__name__}: {e}") from None
+
+        try:
+            async for response in implementation(requests(), context):
+                yield response
+        except _BadMessage as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+
+    return handler

@@ -1,0 +1,102 @@
+"""File names and durable file operations of the partition log.
+
+Segment files are named by their base offset, zero-padded to 20 digits so that ``ls`` sorts
+them numerically (``00000000000000000042.log``, ``.index``, ``.timeindex``). Small state files
+are replaced atomically: written to a temporary name, fsynced, renamed over the old one, and the
+directory fsynced so that the rename itself survives a crash.
+
+Every function here may block on disk.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+LOG_SUFFIX = ".log"
+INDEX_SUFFIX = ".index"
+TIME_INDEX_SUFFIX = ".timeindex"
+CLEANED_SUFFIX = ".cleaned"  # a compacted segment being written, not yet swapped in
+TMP_SUFFIX = ".tmp"  # an atomic write in progress
+
+OFFSET_DIGITS = 20
+
+
+def fdatasync(fd: int) -> None:
+    """fdatasync where the platform has it (the file's data and the metadata needed to read
+    it back, its size, without its timestamps), else fsync. Blocks on disk."""
+    getattr(os, "fdatasync", os.fsync)(fd)
+
+
+def offset_to_name(offset: int) -> str:
+    """The 20-digit zero-padded file stem for a base offset."""
+    if offset < 0:
+        raise ValueError(f"negative base offset {offset}")
+    return f"{offset:0{OFFSET_DIGITS}d}"
+
+
+def log_path(directory: Path, base_offset: int) -> Path:
+    return directory / (offset_to_name(base_offset) + LOG_SUFFIX)
+
+
+def index_path(directory: Path, base_offset: int) -> Path:
+    return directory / (offset_to_name(base_offset) + INDEX_SUFFIX)
+
+
+def time_index_path(directory: Path, base_offset: int) -> Path:
+    return directory / (offset_to_name(base_offset) + TIME_INDEX_SUFFIX)
+
+
+def parse_base_offset(name: str, suffix: str) -> int | None:
+    """The base offset in a segment file name ending in ``suffix``, or None if it is not one."""
+    if not name.endswith(suffix):
+        return None
+    stem = name[: -len(suffix)]
+    if len(stem) != OFFSET_DIGITS or not stem.isdigit():
+        return None
+    return int(stem)
+
+
+def fsync_dir(directory: Path) -> None:
+    """fsync a directory, so that creations, renames and deletions in it are durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves either the old or the new file.
+
+    Writes ``path.tmp``, fsyncs it, renames it over ``path`` and fsyncs the directory.
+    """
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    """Write all of ``data`` to ``fd`` (a regular file may take fewer bytes per call)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def unlink_if_exists(path: Path) -> bool:
+    """Remove a file; True if it was there."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True

@@ -1,0 +1,676 @@
+"""PartitionLog: the append-only log of one partition, as segments in one directory.
+
+Contract: the log is synchronous and NOT thread-safe; the caller serialises every call per
+partition (one thread, or one lock). Calls that may block on disk are marked "Blocks on disk"
+(they fsync or read/write much) or "May block on disk" (a write or read to the page cache,
+which the kernel may stall).
+
+Durability: ``append`` writes to the page cache; ``flush`` fsyncs. The flush policy of the
+config (``flush_messages``, ``flush_ms``, or neither: leave durability to replication) decides
+when ``append`` flushes by itself. ``flushed_offset`` is the recovery point: every offset below
+it is on disk. ``flush(up_to_offset)`` does nothing when already flushed past the offset, so
+appenders that each ask for their own offset share one fsync (group commit). Rolling a segment
+and truncating fsync; the recovery point is written to a checkpoint file (atomically) on roll,
+truncation, ``checkpoint()`` and close.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from bisect import bisect_right
+from dataclasses import dataclass
+from pathlib import Path
+
+from crc32c import crc32c
+
+from rilke.errors import (
+    BatchTooLargeError,
+    CorruptBatchError,
+    CorruptRecordError,
+    InvalidRecordError,
+    LogClosedError,
+    NonContiguousOffsetError,
+    OffsetOutOfRangeError,
+    RecordTooLargeError,
+    StorageError,
+)
+from rilke.records.header import (
+    ATTRIBUTES_POS,
+    CRC_POS,
+    CRC_START,
+    HEADER_SIZE,
+    TIMESTAMP_TYPE_MASK,
+    check_batch,
+    set_base_offset,
+    set_partition_leader_epoch,
+)
+from rilke.storage import files, retention
+from rilke.storage.config import LogConfig
+from rilke.storage.recovery import (
+    Checkpoint,
+    RecoveryReport,
+    list_segment_bases,
+    open_segments,
+)
+from rilke.storage.segment import LogSegment, SegmentCorruptError
+
+log = logging.getLogger(__name__)
+
+_MAX_TIMESTAMP_POS = 35
+_IOV_MAX = 1000  # pieces per pwritev; Linux allows 1024
+
+
+def _stamp(
+    head: bytearray | memoryview,
+    base: int,
+    *,
+    epoch: int | None,
+    append_time_ms: int | None,
+    rest: memoryview | None = None,
+) -> None:
+    """Stamp base offset, epoch and (LogAppendTime) the timestamp into a batch's header.
+
+    ``head`` is the whole batch, or its first 61 bytes with ``rest`` the remainder. The base
+    offset and epoch lie outside the CRC; the timestamp does not, so the CRC is recomputed.
+    """
+    set_base_offset(head, base)
+    if epoch is not None:
+        set_partition_leader_epoch(head, epoch)
+    if append_time_ms is not None:
+        attributes = int.from_bytes(head[ATTRIBUTES_POS : ATTRIBUTES_POS + 2], "big")
+        head[ATTRIBUTES_POS : ATTRIBUTES_POS + 2] = (attributes | TIMESTAMP_TYPE_MASK).to_bytes(
+            2, "big"
+        )
+        head[_MAX_TIMESTAMP_POS : _MAX_TIMESTAMP_POS + 8] = append_time_ms.to_bytes(
+            8, "big", signed=True
+        )
+        crc: int = crc32c(head[CRC_START:])
+        if rest is not None:
+            crc = crc32c(rest, crc)
+        head[CRC_POS : CRC_POS + 4] = crc.to_bytes(4, "big")
+
+
+@dataclass(frozen=True)
+class AppendInfo:
+    """What one append wrote."""
+
+    first_offset: int  # base offset of the first batch appended
+    last_offset: int  # last offset of the last batch appended
+    max_timestamp: int
+    log_append_time_ms: int  # -1 unless LogAppendTime
+    num_batches: int
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """Whole batches back to back (``records`` may be empty) and the log's bounds."""
+
+    records: bytes
+    log_start_offset: int
+    log_end_offset: int
+    next_offset: int = -1  # where the next read should start (the requested offset if empty)
+
+
+class PartitionLog:
+    """The log of one partition: segments named by base offset in ``directory``.
+
+    Invariants: ``log_start_offset <= flushed_offset <= log_end_offset`` once opened (the
+    flushed offset may lag the start only transiently), segments are ordered by base offset,
+    the last is the active one, and every segment's offsets lie below the next one's base.
+    Use :meth:`open`; not thread-safe (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        config: LogConfig,
+        segments: list[LogSegment],
+        log_start_offset: int,
+        recovery: RecoveryReport,
+    ) -> None:
+        assert segments
+        self.directory = directory
+        self.config = config
+        self._segments = segments
+        self._bases = [segment.base_offset for segment in segments]
+        self.log_end_offset = segments[-1].next_offset
+        self.log_start_offset = min(
+            max(log_start_offset, segments[0].base_offset), self.log_end_offset
+        )
+        self.flushed_offset = self.log_end_offset
+        self.recovery = recovery
+        self._checkpointed = Checkpoint(-1, -1)
+        self._unflushed_messages = 0
+        self._first_unflushed_ms: int | None = None
+        self._closed = False
+
+    # --- opening and closing ------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, directory: Path, config: LogConfig, *, now_ms: int, recover: bool
+    ) -> PartitionLog:
+        """Open (or create) the log in ``directory``.
+
+        ``recover=False`` after a clean shutdown: the segments are trusted and not scanned.
+        ``recover=True`` after a crash: segments from the recovery-point checkpoint on are
+        checked batch by batch and the log is cut at the first batch that does not hold (see
+        :mod:`rilke.storage.recovery`). Indexes that are missing or wrong are rebuilt either
+        way. ``recovery`` on the result says what was done. Blocks on disk.
+        """
+        directory.mkdir(parents=True, exist_ok=True)
+        checkpoint = Checkpoint.read(directory)
+        bases = list_segment_bases(directory)
+        report = RecoveryReport(clean=not recover)
+        recovery_point: int | None = None
+        if recover:
+            recovery_point = checkpoint.recovery_point if checkpoint else -1
+            report.recovery_point = recovery_point
+        segments = open_segments(
+            directory,
+            bases,
+            config.index_interval_bytes,
+            now_ms,
+            recovery_point=recovery_point,
+            report=report,
+            contiguous=not config.compact,
+        )
+        log_start = checkpoint.log_start_offset if checkpoint else 0
+        created = False
+        if not segments:
+            segments = [
+                LogSegment.create(directory, log_start, config.index_interval_bytes, now_ms)
+            ]
+            created = True
+        result = cls(directory, config, segments, log_start, report)
+        if report.segments_scanned or report.segments_deleted or created:
+            # What recovery kept is now the log: make it durable before anything trusts it.
+            for segment in segments:
+                if segment.base_offset in report.segments_scanned or created:
+                    segment.sync_all()
+            files.fsync_dir(directory)
+            result.checkpoint()
+        else:
+            result._checkpointed = checkpoint or Checkpoint(-1, -1)
+        if report.segments_scanned or report.bytes_truncated:
+            log.info(
+                "%s: recovered: scanned %d segment(s) %s (%d bytes), cut %d bytes, "
+                "deleted %d segment(s), log end offset %d",
+                directory,
+                len(report.segments_scanned),
+                report.segments_scanned,
+                report.bytes_scanned,
+                report.bytes_truncated,
+                len(report.segments_deleted),
+                result.log_end_offset,
+            )
+        return result
+
+    def close(self) -> None:
+        """Flush everything, write the checkpoint and close the files. Blocks on disk.
+
+        Idempotent. Every later call but ``close`` raises LogClosedError.
+        """
+        if self._closed:
+            return
+        self._active.sync_all()
+        self.flushed_offset = self.log_end_offset
+        self._unflushed_messages = 0
+        self._first_unflushed_ms = None
+        self.checkpoint()
+        for segment in self._segments:
+            segment.close()
+        self._closed = True
+
+    def delete(self) -> None:
+        """Close the files (without flushing) and remove the directory. Blocks on disk."""
+        if not self._closed:
+            for segment in self._segments:
+                segment.close()
+            self._closed = True
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def update_config(self, config: LogConfig) -> None:
+        """Use ``config`` from now on (the index interval applies to new index entries)."""
+        self.config = config
+        for segment in self._segments:
+            segment.index_interval_bytes = config.index_interval_bytes
+
+    # --- appending ----------------------------------------------------------------------------
+
+    def append(
+        self,
+        batches: bytes | bytearray | memoryview,
+        *,
+        assign_offsets: bool = True,
+        leader_epoch: int | None = None,
+        now_ms: int,
+    ) -> AppendInfo:
+        """Append one or more whole batches, all or nothing. May block on disk.
+
+        Each batch is checked (header, magic, length, CRC, record count) and must be at most
+        ``max_message_bytes``. With ``assign_offsets`` the log stamps base offsets from
+        ``log_end_offset`` on (and, with LogAppendTime, the timestamp type and max timestamp,
+        recomputing the CRC); without it, each batch's base offset must equal the offset the
+        log expects next. ``leader_epoch``, when given, is stamped into every batch.
+
+        When ``batches`` is writable (a bytearray or writable memoryview) the stamping is done
+        in place, so the caller holds exactly the bytes that were stored (to forward them to
+        replicas); read-only bytes are not copied but written around their stamped headers.
+
+        Raises CorruptBatchError (bytes that do not form valid batches), BatchTooLargeError,
+        NonContiguousOffsetError (preset offsets that do not continue the log),
+        LogClosedError; on any of these nothing is written. Applies the flush policy: with
+        ``flush_messages``/``flush_ms`` due it fsyncs (blocks on disk). Rolls a new segment
+        first when the active one is full or old (fsyncs the old one).
+        """
+        self._check_open()
+        view = memoryview(batches)
+        if view.ndim != 1 or view.itemsize != 1:
+            view = view.cast("B")
+        total = len(view)
+        if total == 0:
+            raise CorruptBatchError("nothing to append: no batch in the buffer")
+        config = self.config
+        max_size = config.max_message_bytes
+        first_offset = next_offset = self.log_end_offset
+        checked: list[tuple[int, int, int, int, int]] = []  # position, size, base, delta, max_ts
+        position = 0
+        while position < total:
+            try:
+                header = check_batch(view, position)
+            except (CorruptRecordError, InvalidRecordError, RecordTooLargeError) as exc:
+                raise CorruptBatchError(f"batch at byte {position} of the append: {exc}") from exc
+            size = header.batch_length + 12
+            if size > max_size:
+                raise BatchTooLargeError(
+                    f"batch of {size} bytes exceeds max.message.bytes {max_size}"
+                )
+            if assign_offsets:
+                base = next_offset
+            else:
+                base = header.base_offset
+                if base != next_offset:
+                    raise NonContiguousOffsetError(
+                        f"batch has base offset {base}, the log expects {next_offset}"
+                    )
+            delta = header.last_offset_delta
+            checked.append((position, size, base, delta, header.max_timestamp))
+            next_offset = base + delta + 1
+            position += size
+        first_offset = checked[0][2]
+
+        active = self._active
+        if active.should_roll(total, next_offset - 1, now_ms, config):
+            self.roll(now_ms)
+            active = self._active
+
+        log_append_time = assign_offsets and config.log_append_time
+        append_time_ms = now_ms if log_append_time else None
+        stamp = assign_offsets or leader_epoch is not None
+        entries: list[tuple[int, int, int, int]] = []
+        data: memoryview | list[bytes | bytearray | memoryview] = view
+        max_timestamp = -1
+        if stamp and view.readonly:
+            pieces: list[bytes | bytearray | memoryview] = []
+            for position, size, base, delta, batch_max_ts in checked:
+                head = bytearray(view[position : position + HEADER_SIZE])
+                rest = view[position + HEADER_SIZE : position + size]
+                _stamp(head, base, epoch=leader_epoch, append_time_ms=append_time_ms, rest=rest)
+                pieces.append(head)
+                if size > HEADER_SIZE:
+                    pieces.append(rest)
+                max_ts = batch_max_ts if append_time_ms is None else append_time_ms
+                entries.append((size, base, base + delta, max_ts))
+                max_timestamp = max(max_timestamp, max_ts)
+            data = pieces if len(pieces) <= _IOV_MAX else [b"".join(pieces)]
+        else:
+            for position, size, base, delta, batch_max_ts in checked:
+                if stamp:
+                    batch = view[position : position + size]
+                    _stamp(batch, base, epoch=leader_epoch, append_time_ms=append_time_ms)
+                max_ts = batch_max_ts if append_time_ms is None else append_time_ms
+                entries.append((size, base, base + delta, max_ts))
+                max_timestamp = max(max_timestamp, max_ts)
+        active.append(data, entries, now_ms)
+        self.log_end_offset = next_offset
+
+        self._unflushed_messages += next_offset - first_offset
+        if config.flush_messages is not None and self._unflushed_messages >= config.flush_messages:
+            self.flush()
+        elif config.flush_ms is not None:
+            if self._first_unflushed_ms is None:
+                self._first_unflushed_ms = now_ms
+            if now_ms - self._first_unflushed_ms >= config.flush_ms:
+                self.flush()
+        return AppendInfo(
+            first_offset=first_offset,
+            last_offset=next_offset - 1,
+            max_timestamp=max_timestamp,
+            log_append_time_ms=now_ms if log_append_time else -1,
+            num_batches=len(checked),
+            size_bytes=total,
+        )
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> ReadResult:
+        """Whole batches from the one holding ``offset``, as bytes. May block on disk.
+
+        Returns batches up to ``max_bytes`` in total, but always at least one whole batch if
+        one is available (so a consumer makes progress), from one segment, never including a
+        batch whose base offset is >= ``max_offset`` (the high watermark). The first batch may
+        start before ``offset`` (batches are not split). ``offset == log_end_offset`` gives
+        empty records. Raises OffsetOutOfRangeError when ``offset`` is below the log start
+        offset or above the log end offset, LogClosedError when closed.
+        """
+        self._check_open()
+        if offset < self.log_start_offset or offset > self.log_end_offset:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} is outside [{self.log_start_offset}, {self.log_end_offset}]"
+            )
+        for attempt in range(2):
+            try:
+                return self._read(offset, max_bytes, max_offset)
+            except SegmentCorruptError as exc:
+                if attempt:
+                    raise StorageError(
+                        f"{self.directory}: cannot read offset {offset}: {exc}"
+                    ) from exc
+                log.warning("%s: %s; rebuilding indexes", self.directory, exc)
+                for segment in self._segments:
+                    segment.rebuild_indexes()
+        raise AssertionError("unreachable")
+
+    def _read(self, offset: int, max_bytes: int, max_offset: int | None) -> ReadResult:
+        empty = ReadResult(b"", self.log_start_offset, self.log_end_offset, offset)
+        if offset >= self.log_end_offset:
+            return empty
+        i = max(bisect_right(self._bases, offset) - 1, 0)
+        for segment in self._segments[i:]:
+            batch = segment.find_batch(offset)
+            if batch is None:
+                continue
+            if max_offset is not None and batch.base_offset >= max_offset:
+                return empty
+            start = batch.position
+            end = segment.size
+            next_offset = segment.next_offset
+            if max_offset is not None and max_offset < segment.next_offset:
+                end, next_offset = segment.first_batch_at_or_after(max_offset)
+            limit = start + max(max_bytes, batch.size)
+            if limit < end:
+                end, next_offset = segment.find_end(start, limit)
+            return ReadResult(
+                segment.read(start, end - start),
+                self.log_start_offset,
+                self.log_end_offset,
+                next_offset,
+            )
+        return empty
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
+        """(offset, max timestamp) of the first batch whose max timestamp >= ``timestamp_ms``.
+
+        The offset is the batch's base offset (or the log start offset if that is higher);
+        None if no batch qualifies. May block on disk (reads a few headers).
+        """
+        self._check_open()
+        for attempt in range(2):
+            try:
+                for segment in self._segments:
+                    if segment.next_offset <= self.log_start_offset:
+                        continue
+                    batch = segment.batch_for_timestamp(timestamp_ms)
+                    while batch is not None and batch.last_offset < self.log_start_offset:
+                        batch = next(
+                            (
+                                b
+                                for b in segment.walk(batch.position + batch.size, segment.size)
+                                if b.max_timestamp >= timestamp_ms
+                            ),
+                            None,
+                        )
+                    if batch is not None:
+                        return max(batch.base_offset, self.log_start_offset), batch.max_timestamp
+                return None
+            except SegmentCorruptError as exc:
+                if attempt:
+                    raise StorageError(f"{self.directory}: {exc}") from exc
+                for segment in self._segments:
+                    segment.rebuild_indexes()
+        raise AssertionError("unreachable")
+
+    # --- durability ---------------------------------------------------------------------------
+
+    def flush(self, up_to_offset: int | None = None) -> None:
+        """Make every offset below ``up_to_offset`` (default: all) durable. Blocks on disk.
+
+        A no-op when ``flushed_offset`` is already past it; otherwise one fsync of the active
+        segment covers everything appended so far (earlier segments were fsynced on roll).
+        """
+        self._check_open()
+        target = (
+            self.log_end_offset if up_to_offset is None else min(up_to_offset, self.log_end_offset)
+        )
+        if target <= self.flushed_offset:
+            return
+        active = self._active
+        active.flush_indexes()
+        active.sync()
+        self.flushed_offset = self.log_end_offset
+        self._unflushed_messages = 0
+        self._first_unflushed_ms = None
+
+    def maybe_flush(self, now_ms: int) -> bool:
+        """Flush if ``flush_ms`` says the oldest unflushed append is due; whether it did."""
+        self._check_open()
+        flush_ms = self.config.flush_ms
+        if (
+            flush_ms is not None
+            and self._first_unflushed_ms is not None
+            and now_ms - self._first_unflushed_ms >= flush_ms
+        ):
+            self.flush()
+            return True
+        return False
+
+    def checkpoint(self) -> None:
+        """Write the recovery point and log start offset if they changed. Blocks on disk."""
+        current = Checkpoint(self.flushed_offset, self.log_start_offset)
+        if current != self._checkpointed:
+            current.write(self.directory)
+            self._checkpointed = current
+
+    # --- rolling, truncating, deleting --------------------------------------------------------
+
+    def roll(self, now_ms: int) -> None:
+        """Start a new active segment at ``log_end_offset``; no-op if the active one is empty.
+
+        Blocks on disk: fsyncs the old segment and its indexes, creates the new files, fsyncs
+        the directory and writes the checkpoint.
+        """
+        self._check_open()
+        active = self._active
+        if active.size == 0:
+            return
+        active.sync_all()
+        segment = LogSegment.create(
+            self.directory, self.log_end_offset, self.config.index_interval_bytes, now_ms
+        )
+        files.fsync_dir(self.directory)
+        self._segments.append(segment)
+        self._bases.append(segment.base_offset)
+        self.flushed_offset = self.log_end_offset
+        self._unflushed_messages = 0
+        self._first_unflushed_ms = None
+        self.checkpoint()
+
+    def maybe_roll(self, now_ms: int) -> bool:
+        """Roll if the active segment is older than ``segment_ms``; whether it did."""
+        self._check_open()
+        active = self._active
+        if active.size and now_ms - active.rolling_base_ms >= self.config.segment_ms:
+            self.roll(now_ms)
+            return True
+        return False
+
+    def truncate_to(self, offset: int) -> None:
+        """Remove every batch holding an offset >= ``offset``. Blocks on disk (fsyncs).
+
+        A batch that straddles ``offset`` is removed whole, so ``log_end_offset`` becomes
+        ``offset`` or the base offset of that batch. No-op when ``offset >= log_end_offset``;
+        an ``offset`` at or below the first segment's base or below the log start offset, or
+        a cut that would remove the batch holding the log start offset, empties the log and
+        restarts it at ``offset``. Raises OffsetOutOfRangeError for a
+        negative offset.
+        """
+        self._check_open()
+        if offset < 0:
+            raise OffsetOutOfRangeError(f"cannot truncate to negative offset {offset}")
+        if offset >= self.log_end_offset:
+            return
+        if offset <= self._segments[0].base_offset or offset < self.log_start_offset:
+            self.truncate_fully_and_start_at(offset)
+            return
+        holder = self._segments[max(bisect_right(self._bases, offset) - 1, 0)]
+        straddling = holder.find_batch(offset)
+        if straddling is not None and straddling.base_offset < self.log_start_offset:
+            # The cut would take the log end below the log start.
+            self.truncate_fully_and_start_at(offset)
+            return
+        deleted = False
+        while self._segments[-1].base_offset >= offset:
+            self._segments.pop().delete()
+            self._bases.pop()
+            deleted = True
+        active = self._active
+        new_end = offset
+        batch = active.find_batch(offset)
+        if batch is not None:
+            active.truncate_to_position(batch.position, batch.base_offset)
+            new_end = min(offset, batch.base_offset)
+        active.sync_all()
+        if deleted:
+            files.fsync_dir(self.directory)
+        self.log_end_offset = new_end
+        self.flushed_offset = new_end
+        self._unflushed_messages = 0
+        self._first_unflushed_ms = None
+        self.checkpoint()
+
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        """Delete every segment and start an empty log at ``offset``. Blocks on disk."""
+        self._check_open()
+        if offset < 0:
+            raise OffsetOutOfRangeError(f"cannot start the log at negative offset {offset}")
+        now_ms = self._active.rolling_base_ms
+        for segment in self._segments:
+            segment.delete()
+        segment = LogSegment.create(
+            self.directory, offset, self.config.index_interval_bytes, now_ms
+        )
+        segment.sync_all()
+        files.fsync_dir(self.directory)
+        self._segments = [segment]
+        self._bases = [offset]
+        self.log_start_offset = self.log_end_offset = self.flushed_offset = offset
+        self._unflushed_messages = 0
+        self._first_unflushed_ms = None
+        self.checkpoint()
+
+    def delete_records_before(self, offset: int) -> None:
+        """Raise the log start offset to ``offset`` and drop segments wholly below it.
+
+        No-op when ``offset <= log_start_offset``. Raises OffsetOutOfRangeError when
+        ``offset > log_end_offset``. Blocks on disk (writes the checkpoint).
+        """
+        self._check_open()
+        if offset > self.log_end_offset:
+            raise OffsetOutOfRangeError(
+                f"cannot delete records before {offset}: the log ends at {self.log_end_offset}"
+            )
+        if offset <= self.log_start_offset:
+            return
+        self.log_start_offset = offset
+        self.checkpoint()
+        self._delete_leading(retention.below_log_start(self._stats(), self.log_start_offset))
+
+    def apply_retention(self, now_ms: int) -> int:
+        """Delete old segments by retention time and bytes (delete policy) and those wholly
+        below the log start offset; never the active one. Returns the segments deleted.
+
+        May block on disk (unlinks files).
+        """
+        self._check_open()
+        count = retention.segments_to_delete(
+            self._stats(),
+            delete_policy=self.config.delete,
+            retention_ms=self.config.retention_ms,
+            retention_bytes=self.config.retention_bytes,
+            log_start_offset=self.log_start_offset,
+            now_ms=now_ms,
+        )
+        self._delete_leading(count)
+        return count
+
+    def _stats(self) -> list[retention.SegmentStat]:
+        return [
+            retention.SegmentStat(s.base_offset, s.size, s.max_timestamp) for s in self._segments
+        ]
+
+    def _delete_leading(self, count: int) -> None:
+        count = min(count, len(self._segments) - 1)
+        if count <= 0:
+            return
+        for segment in self._segments[:count]:
+            log.info("%s: deleting segment %d", self.directory, segment.base_offset)
+            segment.delete()
+        del self._segments[:count]
+        del self._bases[:count]
+        self.log_start_offset = max(self.log_start_offset, self._segments[0].base_offset)
+
+    def compact(self, now_ms: int) -> int:
+        """Compact the non-active segments (cleanup policy with "compact"); bytes freed.
+
+        Keeps the newest record per key; tombstones (null values) are dropped once their batch
+        is older than ``delete_retention_ms``. Blocks on disk (rewrites segments).
+        """
+        self._check_open()
+        if not self.config.compact:
+            return 0
+        from rilke.storage.cleaner import compact_log
+
+        freed: int = compact_log(self, now_ms)
+        return freed
+
+    # --- state --------------------------------------------------------------------------------
+
+    def size_bytes(self) -> int:
+        """Bytes of batches in all segments."""
+        return sum(segment.size for segment in self._segments)
+
+    @property
+    def segments(self) -> list[LogSegment]:
+        """The segments, oldest first (read-only use: the log owns them)."""
+        return list(self._segments)
+
+    @property
+    def _active(self) -> LogSegment:
+        return self._segments[-1]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LogClosedError(f"the log in {self.directory} is closed")
+
+    def __repr__(self) -> str:
+        return (
+            f"PartitionLog({self.directory}, start={self.log_start_offset}, "
+            f"end={self.log_end_offset}, segments={len(self._segments)})"
+        )

@@ -1,0 +1,225 @@
+"""LogManager: one data directory holding the logs of many partitions.
+
+The data directory holds one folder per partition, ``<topic>-<partition>``, and two files of the
+manager's own: ``.lock`` (held with an exclusive ``flock`` while a manager has the directory
+open, so two processes never share it) and ``.clean-shutdown`` (written by ``close`` after
+every log was flushed and closed; removed when the directory is opened again). With the
+marker present, opening trusts the segments and scans none; without it, each log recovers from
+its recovery-point checkpoint.
+
+Contract: synchronous and not thread-safe, like the logs it holds; the caller serialises calls
+on the manager and on each log. Everything here may block on disk.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+from rilke.errors import DataDirLockedError, InvalidTopicError, LogClosedError
+from rilke.storage import files
+from rilke.storage.config import LogConfig
+from rilke.storage.log import PartitionLog
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = ".lock"
+CLEAN_SHUTDOWN_FILE = ".clean-shutdown"
+DELETED_SUFFIX = "-delete"
+_TOPIC_RE = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+
+
+def validate_topic(topic: str) -> None:
+    """Raise InvalidTopicError unless ``topic`` follows Kafka's rule ([a-zA-Z0-9._-]{1,249})."""
+    if not _TOPIC_RE.fullmatch(topic) or topic in (".", ".."):
+        raise InvalidTopicError(
+            f"invalid topic name {topic!r}: use 1 to 249 of [a-zA-Z0-9._-], not '.' or '..'"
+        )
+
+
+def partition_dir_name(topic: str, partition: int) -> str:
+    return f"{topic}-{partition}"
+
+
+def parse_partition_dir(name: str) -> tuple[str, int] | None:
+    """(topic, partition) for a folder named ``<topic>-<partition>``, else None."""
+    topic, sep, number = name.rpartition("-")
+    if not sep or not number.isdigit() or name.endswith(DELETED_SUFFIX):
+        return None
+    if not _TOPIC_RE.fullmatch(topic) or topic in (".", ".."):
+        return None
+    return topic, int(number)
+
+
+class LogManager:
+    """The partition logs of one data directory.
+
+    Opening takes an exclusive lock on the directory (DataDirLockedError if another process
+    holds it), removes partitions left half-deleted, and opens every ``<topic>-<partition>``
+    folder: without scanning after a clean shutdown, recovering otherwise. Per-topic configs
+    come from ``topic_configs``; other topics get ``default_config``.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        default_config: LogConfig,
+        *,
+        now_ms: int,
+        topic_configs: Mapping[str, LogConfig] | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.default_config = default_config
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            raise DataDirLockedError(
+                f"the data directory {self.data_dir} is in use by another process"
+            ) from None
+        self._logs: dict[tuple[str, int], PartitionLog] = {}
+        self._closed = False
+        self._last_compaction_ms: dict[tuple[str, int], int] = {}
+        try:
+            marker = self.data_dir / CLEAN_SHUTDOWN_FILE
+            self.had_clean_shutdown = marker.exists()
+            if self.had_clean_shutdown:
+                # From here on a crash is an unclean shutdown again.
+                marker.unlink()
+                files.fsync_dir(self.data_dir)
+            configs = topic_configs or {}
+            for path in sorted(self.data_dir.iterdir()):
+                if not path.is_dir():
+                    continue
+                if path.name.endswith(DELETED_SUFFIX):
+                    log.info("removing partly deleted partition %s", path)
+                    _remove_tree(path)
+                    continue
+                parsed = parse_partition_dir(path.name)
+                if parsed is None:
+                    continue
+                config = configs.get(parsed[0], default_config)
+                self._logs[parsed] = PartitionLog.open(
+                    path, config, now_ms=now_ms, recover=not self.had_clean_shutdown
+                )
+        except BaseException:
+            for partition_log in self._logs.values():
+                partition_log.close()
+            os.close(self._lock_fd)
+            raise
+        log.info(
+            "opened %d partition log(s) in %s (%s shutdown)",
+            len(self._logs),
+            self.data_dir,
+            "clean" if self.had_clean_shutdown else "unclean",
+        )
+
+    def get(self, topic: str, partition: int) -> PartitionLog | None:
+        """The log of a partition, or None if this directory has none."""
+        return self._logs.get((topic, partition))
+
+    def create(self, topic: str, partition: int, config: LogConfig) -> PartitionLog:
+        """Create the log of a partition (idempotent: an existing log gets ``config``).
+
+        Raises InvalidTopicError for a bad topic name or a negative partition.
+        """
+        self._check_open()
+        validate_topic(topic)
+        if partition < 0:
+            raise InvalidTopicError(f"invalid partition {partition}")
+        key = (topic, partition)
+        existing = self._logs.get(key)
+        if existing is not None:
+            existing.update_config(config)
+            return existing
+        path = self.data_dir / partition_dir_name(topic, partition)
+        partition_log = PartitionLog.open(path, config, now_ms=0, recover=False)
+        files.fsync_dir(self.data_dir)
+        self._logs[key] = partition_log
+        return partition_log
+
+    def delete(self, topic: str, partition: int) -> None:
+        """Delete a partition's log and its folder; no-op if there is none.
+
+        The folder is first renamed to ``...-delete`` (atomic), so a crash midway leaves
+        nothing that opens as a partition.
+        """
+        self._check_open()
+        partition_log = self._logs.pop((topic, partition), None)
+        if partition_log is None:
+            return
+        self._last_compaction_ms.pop((topic, partition), None)
+        for segment in partition_log.segments:
+            segment.close()
+        doomed = self.data_dir / (
+            f"{partition_log.directory.name}.{uuid.uuid4().hex[:8]}{DELETED_SUFFIX}"
+        )
+        partition_log.directory.rename(doomed)
+        files.fsync_dir(self.data_dir)
+        partition_log.directory = doomed
+        partition_log.delete()
+
+    def partitions(self) -> dict[tuple[str, int], PartitionLog]:
+        """Every log by (topic, partition) (a copy of the mapping)."""
+        return dict(self._logs)
+
+    def run_maintenance(self, now_ms: int) -> None:
+        """Periodic work for every log: time-based flush and roll, retention, compaction, and
+        the recovery-point checkpoint. Call it every few seconds."""
+        self._check_open()
+        for key, partition_log in self._logs.items():
+            partition_log.maybe_flush(now_ms)
+            partition_log.maybe_roll(now_ms)
+            partition_log.apply_retention(now_ms)
+            if partition_log.config.compact:
+                last = self._last_compaction_ms.get(key)
+                interval = max(partition_log.config.delete_retention_ms // 2, 1000)
+                if last is None or now_ms - last >= min(interval, 60_000):
+                    partition_log.compact(now_ms)
+                    self._last_compaction_ms[key] = now_ms
+            partition_log.checkpoint()
+
+    def flush_all(self) -> None:
+        """fsync every log."""
+        self._check_open()
+        for partition_log in self._logs.values():
+            partition_log.flush()
+
+    def close(self) -> None:
+        """Close every log (flush and checkpoint), write the clean-shutdown marker, unlock.
+
+        Idempotent. If closing a log fails, no marker is written (the next open recovers).
+        """
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            for partition_log in self._logs.values():
+                partition_log.close()
+            files.atomic_write(self.data_dir / CLEAN_SHUTDOWN_FILE, b"clean\n")
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LogClosedError(f"the log manager of {self.data_dir} is closed")
+
+    def __enter__(self) -> LogManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,523 @@
+"""LogSegment: one ``.log`` file of whole batches with its offset and time indexes.
+
+A segment holds the batches whose offsets start at ``base_offset`` (its file names) and end
+before the next segment's base offset. Only the last segment of a log (the active one) is
+written to; it is written with ``pwrite`` at ``size`` and read with ``pread``, so there is no
+user-space buffer between a write and a later read.
+
+This class is not thread-safe; the partition log serialises access to it. Every method that
+touches files may block on disk; the ones that fsync say so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+from rilke.errors import RecordsError
+from rilke.records.header import HEADER_SIZE, LOG_OVERHEAD, MAGIC, check_batch, peek_size
+from rilke.storage import files
+from rilke.storage.config import LogConfig
+from rilke.storage.files import fdatasync
+from rilke.storage.index import IndexCorruptError, OffsetIndex, TimeIndex
+
+log = logging.getLogger(__name__)
+
+INT32_MAX = (1 << 31) - 1
+
+# The header fields a segment needs: base offset, length, epoch, magic, crc, attributes,
+# last offset delta, base timestamp, max timestamp (the first 43 of the 61 bytes).
+_PEEK = struct.Struct(">qiibIhiqq")
+_PEEK_SIZE = _PEEK.size
+_WALK_CHUNK = 8192
+_RECOVERY_CHUNK = 8 << 20
+_MIN_LENGTH = HEADER_SIZE - LOG_OVERHEAD
+
+
+class SegmentCorruptError(Exception):
+    """The segment's bytes or indexes do not hold where they were trusted (internal)."""
+
+
+class BatchInfo(NamedTuple):
+    """Where one batch lies in a segment and what its header says."""
+
+    position: int
+    base_offset: int
+    size: int
+    last_offset: int
+    max_timestamp: int
+
+
+class LogSegment:
+    """One segment: the ``.log`` file, its OffsetIndex and TimeIndex, and its tail state.
+
+    Invariants: ``size`` is the byte length of whole batches in the file; ``next_offset`` is one
+    past the last batch's last offset (``base_offset`` when empty); ``max_timestamp`` is the
+    largest batch max timestamp (-1 when empty) and ``offset_of_max_timestamp`` the base
+    offset of the batch holding it.
+    """
+
+    def __init__(
+        self, directory: Path, base_offset: int, fd: int, index_interval_bytes: int, now_ms: int
+    ) -> None:
+        self.directory = directory
+        self.base_offset = base_offset
+        self.log_path = files.log_path(directory, base_offset)
+        self.index_interval_bytes = index_interval_bytes
+        self._fd = fd
+        self.size = 0
+        self.next_offset = base_offset
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = base_offset
+        self.rolling_base_ms = now_ms
+        self._bytes_since_last_index = 0
+        self.offset_index = OffsetIndex(files.index_path(directory, base_offset), base_offset)
+        self.time_index = TimeIndex(files.time_index_path(directory, base_offset), base_offset)
+
+    # --- opening -----------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls, directory: Path, base_offset: int, index_interval_bytes: int, now_ms: int
+    ) -> LogSegment:
+        """A new empty segment (any files of that name are emptied). Blocks on disk."""
+        fd = os.open(
+            files.log_path(directory, base_offset), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644
+        )
+        segment = cls(directory, base_offset, fd, index_interval_bytes, now_ms)
+        segment.offset_index.reset()
+        segment.time_index.reset()
+        return segment
+
+    @classmethod
+    def open(
+        cls, directory: Path, base_offset: int, index_interval_bytes: int, now_ms: int
+    ) -> tuple[LogSegment, bool]:
+        """Open an existing segment, trusting its bytes; return it and whether its indexes held.
+
+        When the indexes are missing or do not hold, the segment comes back with empty indexes
+        and False: the caller must ``recover(0)`` it. Otherwise the caller either trusts the
+        bytes (``load_tail``) or checks them (``recover``). Blocks on disk.
+        """
+        fd = os.open(files.log_path(directory, base_offset), os.O_RDWR)
+        segment = cls(directory, base_offset, fd, index_interval_bytes, now_ms)
+        segment.size = os.fstat(fd).st_size
+        try:
+            segment.offset_index = OffsetIndex.load(
+                segment.offset_index.path, base_offset, max(segment.size, 1)
+            )
+            segment.time_index = TimeIndex.load(segment.time_index.path, base_offset)
+        except (FileNotFoundError, IndexCorruptError) as exc:
+            log.warning("segment %s: indexes need rebuilding: %s", segment.log_path, exc)
+            segment.offset_index = OffsetIndex(segment.offset_index.path, base_offset)
+            segment.time_index = TimeIndex(segment.time_index.path, base_offset)
+            return segment, False
+        return segment, True
+
+    def load_tail(self) -> None:
+        """Compute the tail state of the whole file from the indexes and a short header walk.
+
+        Raises SegmentCorruptError if the indexes or the headers after them do not hold.
+        """
+        self._load_tail(self.size)
+
+    def position_of(self, offset: int) -> int | None:
+        """Position of the batch with base offset ``offset``, found through trusted bytes.
+
+        Walks headers (no CRC) from the index entry before ``offset``; the bytes from that
+        batch on may be torn. None when the chain of headers does not lead there exactly.
+        """
+        entry_offset, position = self.offset_index.lookup(offset)
+        expect = entry_offset if position else None
+        next_expected = expect
+        walked = False
+        try:
+            for batch in self.walk(position, self.size, expect_base=expect):
+                walked = True
+                if batch.base_offset >= offset:
+                    return batch.position if batch.base_offset == offset else None
+                if batch.last_offset >= offset:
+                    return None
+                position, next_expected = batch.position + batch.size, batch.last_offset + 1
+        except SegmentCorruptError:
+            pass
+        return position if walked and next_expected == offset else None
+
+    def _load_tail(self, end: int) -> None:
+        """Compute the tail state for the batches in [0, end) from the indexes and a short walk.
+
+        Raises SegmentCorruptError if an index entry or a header it leads to does not hold.
+        """
+        entry_offset, entry_position = self.offset_index.last_entry()
+        max_timestamp = -1
+        offset_of_max = self.base_offset
+        time_entry = self.time_index.last_entry()
+        if time_entry is not None:
+            timestamp, offset = time_entry
+            batch = self.find_batch(offset)
+            if batch is None or batch.base_offset != offset or batch.max_timestamp != timestamp:
+                raise SegmentCorruptError(f"time index entry {time_entry} does not match the log")
+            max_timestamp, offset_of_max = timestamp, offset
+        next_offset = self.base_offset
+        position = entry_position
+        expect = entry_offset if len(self.offset_index) else None
+        for batch in self.walk(entry_position, end, expect_base=expect):
+            if batch.max_timestamp > max_timestamp:
+                max_timestamp, offset_of_max = batch.max_timestamp, batch.base_offset
+            next_offset = batch.last_offset + 1
+            position = batch.position + batch.size
+        if position != end:
+            raise SegmentCorruptError(f"walk ended at {position}, expected {end}")
+        self.size = end
+        self.next_offset = next_offset
+        self.max_timestamp = max_timestamp
+        self.offset_of_max_timestamp = offset_of_max
+        self._bytes_since_last_index = end - entry_position
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def walk(self, start: int, end: int, *, expect_base: int | None = None) -> Iterator[BatchInfo]:
+        """Yield the headers of the batches in [start, end), reading ahead in small chunks.
+
+        Checks each header's magic and length (not the CRC). ``expect_base``: the base offset
+        the first batch must carry. Raises SegmentCorruptError when a header does not hold.
+        """
+        position = start
+        buf = b""
+        buf_start = start
+        while position < end:
+            rel = position - buf_start
+            if rel + _PEEK_SIZE > len(buf):
+                buf = os.pread(self._fd, min(_WALK_CHUNK, end - position), position)
+                buf_start = position
+                rel = 0
+                if len(buf) < _PEEK_SIZE:
+                    raise SegmentCorruptError(f"{self.log_path}: short header at {position}")
+            base, length, _, magic, _, _, delta, _, max_ts = _PEEK.unpack_from(buf, rel)
+            size = length + LOG_OVERHEAD
+            if magic != MAGIC or length < _MIN_LENGTH or position + size > end or delta < 0:
+                raise SegmentCorruptError(f"{self.log_path}: bad header at {position}")
+            if expect_base is not None:
+                if base != expect_base:
+                    raise SegmentCorruptError(
+                        f"{self.log_path}: index says offset {expect_base} at {position}, "
+                        f"the batch there has {base}"
+                    )
+                expect_base = None
+            yield BatchInfo(position, base, size, base + delta, max_ts)
+            position += size
+
+    def find_batch(self, offset: int, end: int | None = None) -> BatchInfo | None:
+        """The first batch whose last offset is >= ``offset``, or None if none is in here.
+
+        Raises SegmentCorruptError if the index entry it starts from does not hold.
+        """
+        entry_offset, position = self.offset_index.lookup(offset)
+        # Entries never point at position 0 (the first batch is not indexed), so position 0
+        # means "no entry": the first batch may have any base offset >= the segment's.
+        expect = entry_offset if position else None
+        for batch in self.walk(position, self.size if end is None else end, expect_base=expect):
+            if batch.last_offset >= offset:
+                return batch
+        return None
+
+    def find_end(self, start: int, limit: int) -> tuple[int, int]:
+        """The end of the last whole batch in [start, limit) and the base offset after it.
+
+        ``start`` is a batch boundary and ``limit`` < ``size``; the first batch at ``start``
+        must end within ``limit``. Returns (end position, base offset of the batch at end).
+        """
+        entry_offset, entry_position = self.offset_index.lookup_position(limit)
+        expect: int | None = entry_offset
+        if entry_position <= start:
+            entry_position, expect = start, None
+        for batch in self.walk(entry_position, self.size, expect_base=expect):
+            if batch.position + batch.size > limit:
+                return batch.position, batch.base_offset
+        raise SegmentCorruptError(f"{self.log_path}: no batch crosses {limit}")
+
+    def first_batch_at_or_after(self, offset: int) -> tuple[int, int]:
+        """(position, base offset) of the first batch with base offset >= ``offset``.
+
+        (size, next_offset) when there is none. Used to stop reads at a high watermark.
+        """
+        batch = self.find_batch(offset)
+        if batch is None:
+            return self.size, self.next_offset
+        if batch.base_offset >= offset:
+            return batch.position, batch.base_offset
+        after = batch.position + batch.size
+        if after >= self.size:
+            return self.size, self.next_offset
+        for following in self.walk(after, self.size):
+            return following.position, following.base_offset
+        return self.size, self.next_offset
+
+    def read(self, position: int, length: int) -> bytes:
+        """``length`` bytes from ``position`` (one pread). May block on disk."""
+        data = os.pread(self._fd, length, position)
+        if len(data) != length:
+            raise SegmentCorruptError(f"{self.log_path}: short read at {position}")
+        return data
+
+    def batch_for_timestamp(self, timestamp: int) -> BatchInfo | None:
+        """The first batch with max timestamp >= ``timestamp``, or None if none is in here."""
+        if self.max_timestamp < timestamp:
+            return None
+        start = 0
+        expect: int | None = None
+        entry = self.time_index.lookup_before(timestamp)
+        if entry is not None:
+            found = self.find_batch(entry[1])
+            if found is None or found.base_offset != entry[1] or found.max_timestamp != entry[0]:
+                raise SegmentCorruptError(f"{self.log_path}: time index entry {entry} is wrong")
+            start, expect = found.position, found.base_offset
+        for batch in self.walk(start, self.size, expect_base=expect):
+            if batch.max_timestamp >= timestamp:
+                return batch
+        return None
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def should_roll(
+        self, append_bytes: int, last_offset: int, now_ms: int, config: LogConfig
+    ) -> bool:
+        """Whether an append of ``append_bytes`` ending at ``last_offset`` needs a new segment."""
+        if self.size == 0:
+            return False
+        return (
+            self.size + append_bytes > config.segment_bytes
+            or now_ms - self.rolling_base_ms >= config.segment_ms
+            or (len(self.offset_index) + 1) * OffsetIndex.ENTRY_SIZE > config.segment_index_bytes
+            or (len(self.time_index) + 1) * TimeIndex.ENTRY_SIZE > config.segment_index_bytes
+            or last_offset - self.base_offset > INT32_MAX
+        )
+
+    def append(
+        self,
+        data: bytes | bytearray | memoryview | list[bytes | bytearray | memoryview],
+        batches: list[tuple[int, int, int, int]],
+        now_ms: int,
+    ) -> None:
+        """Write whole batches at the end and index them. May block on disk (no fsync).
+
+        ``data`` is the bytes or a list of pieces (written with one pwritev); ``batches`` is
+        (size, base offset, last offset, max timestamp) for each, in order. On an OSError the
+        file is cut back to its old size and the error propagates.
+        """
+        position = self.size
+        if position == 0:
+            self.rolling_base_ms = now_ms
+        try:
+            if isinstance(data, list):
+                total = sum(len(piece) for piece in data)
+                written = os.pwritev(self._fd, data, position)
+                if written != total:
+                    # A short write to a regular file: finish it piece by piece.
+                    rest = b"".join(bytes(piece) for piece in data)[written:]
+                    self._pwrite_all(rest, position + written)
+            else:
+                total = len(data)
+                written = os.pwrite(self._fd, data, position)
+                if written != total:
+                    self._pwrite_all(memoryview(data)[written:], position + written)
+        except OSError:
+            os.ftruncate(self._fd, position)
+            raise
+        interval = self.index_interval_bytes
+        for size, base, last, max_ts in batches:
+            if max_ts > self.max_timestamp:
+                self.max_timestamp = max_ts
+                self.offset_of_max_timestamp = base
+            if self._bytes_since_last_index > interval:
+                self.offset_index.append(base, position)
+                self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+                self._bytes_since_last_index = 0
+            self._bytes_since_last_index += size
+            position += size
+            self.next_offset = last + 1
+        self.size = position
+
+    def _pwrite_all(self, data: bytes | memoryview, position: int) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self._fd, view, position)
+            view = view[written:]
+            position += written
+
+    def _note_batch(self, batch: BatchInfo) -> None:
+        """Index a batch found by recovery exactly as an append would have."""
+        if batch.max_timestamp > self.max_timestamp:
+            self.max_timestamp = batch.max_timestamp
+            self.offset_of_max_timestamp = batch.base_offset
+        if self._bytes_since_last_index > self.index_interval_bytes:
+            self.offset_index.append(batch.base_offset, batch.position)
+            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+            self._bytes_since_last_index = 0
+        self._bytes_since_last_index += batch.size
+        self.next_offset = batch.last_offset + 1
+
+    def truncate_to(self, offset: int) -> int:
+        """Remove every batch holding an offset >= ``offset``; return the bytes removed.
+
+        Blocks on disk (ftruncate; no fsync).
+        """
+        batch = self.find_batch(offset)
+        if batch is None:
+            return 0
+        return self.truncate_to_position(batch.position, batch.base_offset)
+
+    def truncate_to_position(self, position: int, base_offset_at_position: int) -> int:
+        """Cut the file at ``position`` (a batch boundary holding ``base_offset_at_position``)."""
+        removed = self.size - position
+        os.ftruncate(self._fd, position)
+        self.size = position
+        self.offset_index.truncate_to_position(position)
+        self.time_index.truncate_to_offset(base_offset_at_position)
+        self._load_tail(position)
+        return removed
+
+    def recover(
+        self, start: int, base_offset_at_start: int | None = None, *, contiguous: bool = False
+    ) -> tuple[int, int]:
+        """Check every batch from ``start`` (CRC included), cut at the first that does not hold.
+
+        ``start`` is 0 (the whole segment; indexes rebuilt from scratch) or a batch boundary
+        trusted to hold ``base_offset_at_start`` (indexes kept before it). Batches must be whole,
+        pass :func:`check_batch`, and have offsets that increase from the segment's base
+        offset (with ``contiguous``, each batch must start right after the one before: true
+        of every log that compaction has not thinned, and it catches damage to the base
+        offset, which the CRC does not cover). Returns (bytes scanned, bytes cut off). Blocks on
+        disk (reads the file, ftruncate;
+        no fsync).
+        """
+        file_size = os.fstat(self._fd).st_size
+        if start:
+            assert base_offset_at_start is not None
+            try:
+                self.offset_index.truncate_to_position(start)
+                self.time_index.truncate_to_offset(base_offset_at_start)
+                self.size = start
+                self._load_tail(start)
+            except SegmentCorruptError as exc:
+                log.warning("%s: %s; checking the whole segment", self.log_path, exc)
+                start = 0
+        if start == 0:
+            self.offset_index.reset()
+            self.time_index.reset()
+            self.size = 0
+            self.next_offset = self.base_offset
+            self.max_timestamp = -1
+            self.offset_of_max_timestamp = self.base_offset
+            self._bytes_since_last_index = 0
+        position = start
+        expected = self.next_offset
+        buf = bytearray()
+        buf_start = position
+        while position < file_size:
+            rel = position - buf_start
+            size = peek_size(buf, rel)
+            if size is None or rel + size > len(buf):
+                want = max(_RECOVERY_CHUNK, size or 0)
+                want = min(want, file_size - position)
+                buf = bytearray(want)
+                got = os.preadv(self._fd, [buf], position)
+                del buf[got:]
+                buf_start = position
+                rel = 0
+                size = peek_size(buf, 0)
+                if size is None or size > len(buf):
+                    break
+            try:
+                header = check_batch(buf, rel)
+            except RecordsError as exc:
+                log.warning("%s: batch at %d does not hold: %s", self.log_path, position, exc)
+                break
+            if (
+                header.base_offset < expected
+                or (contiguous and header.base_offset != expected)
+                or header.base_offset < self.base_offset
+                or header.last_offset - self.base_offset > INT32_MAX
+            ):
+                log.warning(
+                    "%s: batch at %d has base offset %d, expected >= %d",
+                    self.log_path,
+                    position,
+                    header.base_offset,
+                    expected,
+                )
+                break
+            self._note_batch(
+                BatchInfo(
+                    position, header.base_offset, size, header.last_offset, header.max_timestamp
+                )
+            )
+            expected = header.next_offset
+            position += size
+        self.size = position
+        if position < file_size:
+            os.ftruncate(self._fd, position)
+        return file_size - start, file_size - position
+
+    def rebuild_indexes(self) -> None:
+        """Rebuild both indexes from the headers (no CRC); for an index found wrong in use.
+
+        Raises SegmentCorruptError if the headers themselves do not hold. Blocks on disk.
+        """
+        log.warning("%s: rebuilding indexes", self.log_path)
+        self.offset_index.reset()
+        self.time_index.reset()
+        self.next_offset = self.base_offset
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = self.base_offset
+        self._bytes_since_last_index = 0
+        for batch in self.walk(0, self.size):
+            self._note_batch(batch)
+
+    # --- durability and lifetime --------------------------------------------------------------
+
+    def flush_indexes(self) -> None:
+        """Hand buffered index entries to the OS (no fsync)."""
+        self.offset_index.flush()
+        self.time_index.flush()
+
+    def sync(self) -> None:
+        """fsync the log file. Blocks on disk."""
+        fdatasync(self._fd)
+
+    def sync_all(self) -> None:
+        """Add the final time index entry and fsync the log and both indexes. Blocks on disk.
+
+        Called when the segment stops being the active one and on close, so that the last
+        time index entry gives the segment's largest timestamp.
+        """
+        if self.size:
+            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+        fdatasync(self._fd)
+        self.offset_index.sync()
+        self.time_index.sync()
+
+    def close(self) -> None:
+        """Close the files (no fsync)."""
+        self.offset_index.close()
+        self.time_index.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def delete(self) -> None:
+        """Close and remove the segment's files (log first). May block on disk."""
+        self.close()
+        files.unlink_if_exists(self.log_path)
+        files.unlink_if_exists(self.offset_index.path)
+        files.unlink_if_exists(self.time_index.path)
+
+    def __repr__(self) -> str:
+        return (
+            f"LogSegment(base_offset={self.base_offset}, size={self.size}, "
+            f"next_offset={self.next_offset})"
+        )

@@ -1,0 +1,161 @@
+"""An in-memory stand-in for rilke.storage (PartitionLog, LogManager), for broker unit tests.
+
+It follows /work/wt/STORAGE_API.md closely enough for the gRPC layer: whole batches, offsets
+assigned on append, reads bounded by max_offset, flush counting (to see group commit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rilke.errors import DataDirLockedError, LogClosedError, OffsetOutOfRangeError
+from rilke.records.header import (
+    check_batch,
+    read_header,
+    set_base_offset,
+    set_partition_leader_epoch,
+)
+from rilke.storage.config import LogConfig
+
+
+@dataclass(frozen=True)
+class AppendInfo:
+    first_offset: int
+    last_offset: int
+    max_timestamp: int
+    log_append_time_ms: int
+    num_batches: int
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    records: bytes
+    log_start_offset: int
+    log_end_offset: int
+
+
+class FakeLog:
+    def __init__(self, directory: Path, config: LogConfig) -> None:
+        self.directory = directory
+        self.config = config
+        self.batches: list[bytes] = []
+        self.log_start_offset = 0
+        self.log_end_offset = 0
+        self.flushed_offset = 0
+        self.flush_count = 0
+        self.closed = False
+
+    def update_config(self, config: LogConfig) -> None:
+        self.config = config
+
+    def append(self, batches, *, assign_offsets=True, leader_epoch=None, now_ms):  # type: ignore[no-untyped-def]
+        if self.closed:
+            raise LogClosedError()
+        buf = bytearray(batches)
+        pos = 0
+        out = []
+        offset = self.log_end_offset
+        max_ts = -1
+        while pos < len(buf):
+            header = check_batch(buf, pos, max_size=self.config.max_message_bytes)
+            set_base_offset(buf, offset, pos)
+            if leader_epoch is not None:
+                set_partition_leader_epoch(buf, leader_epoch, pos)
+            out.append(bytes(buf[pos : pos + header.size]))
+            offset += header.last_offset_delta + 1
+            max_ts = max(max_ts, header.max_timestamp)
+            pos += header.size
+        first = self.log_end_offset
+        self.batches.extend(out)
+        self.log_end_offset = offset
+        append_time = now_ms if self.config.message_timestamp_type == "LogAppendTime" else -1
+        if self.config.flush_messages == 1:
+            self.flush()
+        return AppendInfo(first, offset - 1, max_ts, append_time, len(out), len(buf))
+
+    def read(self, offset, max_bytes, max_offset=None):  # type: ignore[no-untyped-def]
+        if self.closed:
+            raise LogClosedError()
+        if offset < self.log_start_offset or offset > self.log_end_offset:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} outside [{self.log_start_offset}, {self.log_end_offset}]"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        for batch in self.batches:
+            header = read_header(batch)
+            if header.last_offset < offset:
+                continue
+            if max_offset is not None and header.base_offset >= max_offset:
+                break
+            if chunks and size + len(batch) > max_bytes:
+                break
+            chunks.append(batch)
+            size += len(batch)
+        return ReadResult(b"".join(chunks), self.log_start_offset, self.log_end_offset)
+
+    def offset_for_timestamp(self, timestamp_ms):  # type: ignore[no-untyped-def]
+        for batch in self.batches:
+            header = read_header(batch)
+            if header.max_timestamp >= timestamp_ms:
+                return header.base_offset, header.max_timestamp
+        return None
+
+    def flush(self, up_to_offset=None):  # type: ignore[no-untyped-def]
+        if self.flushed_offset < self.log_end_offset:
+            self.flush_count += 1
+            self.flushed_offset = self.log_end_offset
+
+    def size_bytes(self) -> int:
+        return sum(len(b) for b in self.batches)
+
+    def close(self) -> None:
+        self.flush()
+        self.closed = True
+
+
+_LOCKED: set[Path] = set()
+
+
+class FakeLogManager:
+    def __init__(self, data_dir: Path, default_config: LogConfig, *, now_ms: int) -> None:
+        data_dir = Path(data_dir).resolve()
+        if data_dir in _LOCKED:
+            raise DataDirLockedError(f"{data_dir} is locked")
+        _LOCKED.add(data_dir)
+        self.data_dir = data_dir
+        self.default_config = default_config
+        self.logs: dict[tuple[str, int], FakeLog] = {}
+        self.closed = False
+        self.maintenance_runs = 0
+
+    def get(self, topic: str, partition: int) -> FakeLog | None:
+        return self.logs.get((topic, partition))
+
+    def create(self, topic: str, partition: int, config: LogConfig) -> FakeLog:
+        assert (topic, partition) not in self.logs
+        log = FakeLog(self.data_dir / f"{topic}-{partition}", config)
+        self.logs[(topic, partition)] = log
+        return log
+
+    def delete(self, topic: str, partition: int) -> None:
+        log = self.logs.pop((topic, partition))
+        log.closed = True
+
+    def partitions(self) -> dict[tuple[str, int], FakeLog]:
+        return dict(self.logs)
+
+    def run_maintenance(self, now_ms: int) -> None:
+        self.maintenance_runs += 1
+
+    def flush_all(self) -> None:
+        for log in self.logs.values():
+            log.flush()
+
+    def close(self) -> None:
+        for log in self.logs.values():
+            log.close()
+        self.closed = True
+        _LOCKED.discard(self.data_dir)

@@ -1,0 +1,177 @@
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import pytest
+from fake_storage import FakeLog
+from server_batches import batch_values, make_batch
+
+from rilke.errors import (
+    CorruptRecordError,
+    InvalidRequestError,
+    OffsetOutOfRangeError,
+    OutOfOrderSequenceError,
+    RecordTooLargeError,
+)
+from rilke.server.partition import LocalPartition
+from rilke.storage.config import LogConfig
+
+
+def make_partition(
+    tmp_path: Path, config: LogConfig | None = None
+) -> tuple[LocalPartition, FakeLog]:
+    config = config or LogConfig()
+    log = FakeLog(tmp_path / "t-0", config)
+    return LocalPartition("t", 0, log, config, state_dir=tmp_path / "state"), log
+
+
+def test_append_assigns_offsets_and_reads_back(tmp_path: Path) -> None:
+    async def main() -> None:
+        part, _ = make_partition(tmp_path)
+        first = await part.append(make_batch([b"a", b"b"]), 1)
+        second = await part.append(make_batch([b"c"]), 1)
+        assert (first.base_offset, first.last_offset) == (0, 1)
+        assert second.base_offset == 2
+        data = part.read(0, 1 << 20)
+        assert data.high_watermark == 3
+        assert batch_values(data.records) == [(0, b"a"), (1, b"b"), (2, b"c")]
+        assert part.read(3, 100).records == b""
+        assert part.offsets().log_end_offset == 3
+
+    asyncio.run(main())
+
+
+def test_bad_input_writes_nothing(tmp_path: Path) -> None:
+    async def main() -> None:
+        part, log = make_partition(tmp_path, LogConfig(max_message_bytes=200))
+        good = make_batch([b"x"])
+        corrupt = bytearray(good)
+        corrupt[-1] ^= 0xFF
+        with pytest.raises(CorruptRecordError):
+            part.append(good + bytes(corrupt), 1)
+        wrong_magic = bytearray(good)
+        wrong_magic[16] = 1
+        with pytest.raises(CorruptRecordError, match="magic"):
+            part.append(bytes(wrong_magic), 1)
+        with pytest.raises(CorruptRecordError):
+            part.append(good[:-3], 1)
+        with pytest.raises(RecordTooLargeError):
+            part.append(make_batch([b"y" * 300]), 1)
+        with pytest.raises(InvalidRequestError):
+            part.append(b"", 1)
+        with pytest.raises(InvalidRequestError):
+            part.append(good, 2)
+        assert log.log_end_offset == 0
+        with pytest.raises(OffsetOutOfRangeError):
+            part.read(-1, 100)
+        with pytest.raises(OffsetOutOfRangeError):
+            part.read(5, 100)
+
+    asyncio.run(main())
+
+
+def test_flush_per_append_is_a_group_commit(tmp_path: Path) -> None:
+    async def main() -> None:
+        part, log = make_partition(tmp_path, LogConfig(flush_messages=1))
+        futures = [part.append(make_batch([b"v"]), -1) for _ in range(10)]
+        assert not any(f.done() for f in futures)
+        results = await asyncio.gather(*futures)
+        assert [r.base_offset for r in results] == list(range(10))
+        assert log.flush_count == 1
+        assert log.flushed_offset == 10
+        # acks=0 does not wait for the flush
+        assert part.append(make_batch([b"w"]), 0).done()
+
+    asyncio.run(main())
+
+
+def test_without_flush_policy_acks_all_is_acknowledged_when_written(tmp_path: Path) -> None:
+    async def main() -> None:
+        part, log = make_partition(tmp_path)
+        assert part.append(make_batch([b"v"]), -1).done()
+        assert log.flush_count == 0
+
+    asyncio.run(main())
+
+
+def test_subscribers_hear_appends(tmp_path: Path) -> None:
+    async def main() -> None:
+        part, _ = make_partition(tmp_path)
+        calls: list[int] = []
+        unsubscribe = part.subscribe(lambda: calls.append(1))
+        await part.append(make_batch([b"v"]), 1)
+        unsubscribe()
+        await part.append(make_batch([b"v"]), 1)
+        assert calls == [1]
+
+    asyncio.run(main())
+
+
+def test_idempotent_retry_gets_its_original_offset(tmp_path: Path) -> None:
+    async def main() -> None:
+        part, log = make_partition(tmp_path)
+        await part.append(make_batch([b"other"]), 1)
+        batch = make_batch([b"a", b"b"], producer_id=5, producer_epoch=0, base_sequence=0)
+        first = await part.append(batch, 1)
+        retry = await part.append(batch, 1)
+        assert retry.base_offset == first.base_offset == 1
+        assert retry.duplicate
+        assert log.log_end_offset == 3
+        with pytest.raises(OutOfOrderSequenceError):
+            part.append(make_batch([b"c"], producer_id=5, producer_epoch=0, base_sequence=7), 1)
+        assert log.log_end_offset == 3
+
+    asyncio.run(main())
+
+
+def test_producer_state_survives_reopen_from_log_tail_and_snapshot(tmp_path: Path) -> None:
+    async def main() -> None:
+        part, log = make_partition(tmp_path)
+        batch = make_batch([b"a"], producer_id=5, producer_epoch=0, base_sequence=0)
+        await part.append(batch, 1)
+        # no snapshot: rebuilt from the log's batch headers
+        reopened = LocalPartition("t", 0, log, log.config, state_dir=None)
+        assert (await reopened.append(batch, 1)).base_offset == 0
+        # with a snapshot written at close
+        part.close()
+        log.closed = False
+        snap = LocalPartition("t", 0, log, log.config, state_dir=tmp_path / "state")
+        assert (await snap.append(batch, 1)).duplicate
+        nxt = make_batch([b"b"], producer_id=5, producer_epoch=0, base_sequence=1)
+        assert (await snap.append(nxt, 1)).base_offset == 1
+
+    asyncio.run(main())
+
+
+def test_snapshot_ahead_of_the_log_is_ignored(tmp_path: Path) -> None:
+    async def main() -> None:
+        part, _ = make_partition(tmp_path)
+        batch = make_batch([b"a"], producer_id=5, producer_epoch=0, base_sequence=0)
+        await part.append(batch, 1)
+        part.close()
+        empty = FakeLog(tmp_path / "t-0", LogConfig())
+        fresh = LocalPartition("t", 0, empty, empty.config, state_dir=tmp_path / "state")
+        result = await fresh.append(batch, 1)
+        assert not result.duplicate
+
+    asyncio.run(main())
+
+
+def test_config_update_keeps_flush_messages_out_of_storage(tmp_path: Path) -> None:
+    part, log = make_partition(tmp_path)
+    part.update_config(dataclasses.replace(LogConfig(), flush_messages=1, retention_ms=5))
+    assert log.config.flush_messages is None
+    assert log.config.retention_ms == 5
+
+
+def test_a_retry_of_an_unflushed_batch_waits_for_the_flush(tmp_path: Path) -> None:
+    async def main() -> None:
+        part, log = make_partition(tmp_path, LogConfig(flush_messages=1))
+        batch = make_batch([b"a"], producer_id=5, producer_epoch=0, base_sequence=0)
+        first = part.append(batch, -1)
+        retry = part.append(batch, -1)
+        assert not retry.done()
+        assert (await retry).base_offset == (await first).base_offset == 0
+        assert log.flushed_offset == 1
+
+    asyncio.run(main())

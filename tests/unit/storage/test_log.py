@@ -1,0 +1,330 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from batches import DefaultRecordBatch, make_batch
+from conftest import crash
+
+from rilke.errors import (
+    BatchTooLargeError,
+    CorruptBatchError,
+    InvalidConfigError,
+    LogClosedError,
+    NonContiguousOffsetError,
+    OffsetOutOfRangeError,
+)
+from rilke.records.header import iter_headers, read_header
+from rilke.storage import LogConfig, PartitionLog
+
+SMALL = LogConfig(segment_bytes=1000, index_interval_bytes=100)
+
+
+def open_log(path: Path, config: LogConfig = SMALL, *, recover: bool = False) -> PartitionLog:
+    return PartitionLog.open(path, config, now_ms=0, recover=recover)
+
+
+def fill(log: PartitionLog, count: int, records: int = 2, ts: int = 1000) -> list[bytes]:
+    stored = []
+    for i in range(count):
+        batch = bytearray(make_batch(records, timestamp_ms=ts + 10 * i))
+        log.append(batch, now_ms=5)
+        stored.append(bytes(batch))
+    return stored
+
+
+def read_all(log: PartitionLog) -> bytes:
+    out = bytearray()
+    offset = log.log_start_offset
+    while offset < log.log_end_offset:
+        result = log.read(offset, 300)
+        assert result.records
+        out += result.records
+        offset = result.next_offset
+    return bytes(out)
+
+
+def test_append_assigns_offsets_and_reads_back_whole_batches(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0")
+    info = log.append(make_batch(3), now_ms=1)
+    assert (info.first_offset, info.last_offset, info.num_batches) == (0, 2, 1)
+    info = log.append(make_batch(2) + make_batch(4), now_ms=1)
+    assert (info.first_offset, info.last_offset, info.num_batches) == (3, 8, 2)
+    assert log.log_end_offset == 9
+    result = log.read(4, 1 << 20)
+    assert [h.base_offset for _, h in iter_headers(result.records)] == [3, 5]
+    assert result.next_offset == 9
+    records = list(DefaultRecordBatch(result.records[: read_header(result.records).size]))
+    assert [r.offset for r in records] == [3, 4]
+    assert log.read(9, 100).records == b""
+    log.close()
+
+
+def test_read_returns_at_least_one_batch_and_respects_max_bytes(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0", LogConfig(index_interval_bytes=0))
+    stored = fill(log, 20)
+    size = len(stored[0])
+    assert log.read(0, 1).records == stored[0]
+    result = log.read(0, 3 * size + size // 2)
+    assert result.records == b"".join(stored[:3])
+    assert result.next_offset == 6
+    result = log.read(5, 2 * size)
+    assert result.records == b"".join(stored[2:4])
+
+
+def test_read_stops_before_the_high_watermark(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0", LogConfig(index_interval_bytes=0))
+    stored = fill(log, 10)
+    assert log.read(0, 1 << 20, max_offset=4).records == b"".join(stored[:2])
+    assert log.read(0, 1 << 20, max_offset=5).records == b"".join(stored[:3])
+    assert log.read(4, 1 << 20, max_offset=4).records == b""
+    assert log.read(0, 1 << 20, max_offset=100).records == b"".join(stored)
+
+
+def test_read_out_of_range(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0")
+    fill(log, 3)
+    with pytest.raises(OffsetOutOfRangeError):
+        log.read(7, 100)
+    log.delete_records_before(2)
+    with pytest.raises(OffsetOutOfRangeError):
+        log.read(1, 100)
+    assert read_header(log.read(2, 1).records).base_offset == 2
+
+
+def test_rolls_on_size_and_reads_across_segments(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0")
+    stored = fill(log, 40)
+    assert len(log.segments) > 3
+    assert all(s.size <= 1000 for s in log.segments)
+    assert read_all(log) == b"".join(stored)
+    log.close()
+    log = open_log(tmp_path / "t-0")
+    assert read_all(log) == b"".join(stored)
+    assert log.recovery.segments_scanned == []
+
+
+def test_rolls_on_age(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0", LogConfig(segment_ms=100))
+    log.append(make_batch(1), now_ms=1000)
+    log.append(make_batch(1), now_ms=1050)
+    assert len(log.segments) == 1
+    log.append(make_batch(1), now_ms=1100)
+    assert [s.base_offset for s in log.segments] == [0, 2]
+    assert not log.maybe_roll(1150)
+    assert log.maybe_roll(1200)
+    assert len(log.segments) == 3
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["crc", "magic", "short", "long", "empty", "garbage_after"],
+)
+def test_bad_batches_are_refused_and_nothing_is_written(tmp_path: Path, damage: str) -> None:
+    log = open_log(tmp_path / "t-0")
+    fill(log, 2)
+    size_before = log.size_bytes()
+    good = bytearray(make_batch(3))
+    if damage == "crc":
+        good[-1] ^= 1
+    elif damage == "magic":
+        good[16] = 1
+    elif damage == "short":
+        good = good[:-3]
+    elif damage == "long":
+        good[8:12] = (int.from_bytes(good[8:12], "big") - 2).to_bytes(4, "big")
+    elif damage == "empty":
+        good = bytearray()
+    elif damage == "garbage_after":
+        good = bytearray(make_batch(2)) + good[:30]
+    with pytest.raises(CorruptBatchError):
+        log.append(good, now_ms=1)
+    assert log.size_bytes() == size_before
+    assert log.log_end_offset == 4
+
+
+def test_a_bad_batch_after_good_ones_writes_none(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0")
+    bad = bytearray(make_batch(1))
+    bad[-1] ^= 0xFF
+    with pytest.raises(CorruptBatchError):
+        log.append(make_batch(2) + bytes(bad), now_ms=1)
+    assert (log.log_end_offset, log.size_bytes()) == (0, 0)
+
+
+def test_too_large_batch_is_refused(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0", LogConfig(max_message_bytes=200))
+    with pytest.raises(BatchTooLargeError):
+        log.append(make_batch(1, value_size=300), now_ms=1)
+    assert log.size_bytes() == 0
+
+
+def test_preset_offsets_must_continue_the_log(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0")
+    log.append(make_batch(2, base_offset=0), assign_offsets=False, now_ms=1)
+    log.append(make_batch(3, base_offset=2), assign_offsets=False, now_ms=1)
+    for base in (4, 6, 0):
+        with pytest.raises(NonContiguousOffsetError):
+            log.append(make_batch(1, base_offset=base), assign_offsets=False, now_ms=1)
+    with pytest.raises(NonContiguousOffsetError):
+        log.append(
+            make_batch(1, base_offset=5) + make_batch(1, base_offset=7),
+            assign_offsets=False,
+            now_ms=1,
+        )
+    assert log.log_end_offset == 5
+
+
+def test_stamps_leader_epoch_and_keeps_crc(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0")
+    original = make_batch(2)
+    log.append(original, leader_epoch=7, now_ms=1)
+    log.append(make_batch(2), leader_epoch=8, now_ms=1)
+    data = log.read(0, 1 << 20).records
+    headers = [h for _, h in iter_headers(data)]  # checks CRCs
+    assert [(h.base_offset, h.partition_leader_epoch) for h in headers] == [(0, 7), (2, 8)]
+    assert original == make_batch(2)  # read-only input untouched
+
+
+def test_writable_input_is_stamped_in_place(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0")
+    log.append(make_batch(1), now_ms=1)
+    buf = bytearray(make_batch(2) + make_batch(3))
+    log.append(buf, leader_epoch=4, now_ms=1)
+    assert log.read(1, 1 << 20).records == bytes(buf)
+    assert read_header(buf).base_offset == 1
+
+
+@pytest.mark.parametrize("writable", [False, True])
+def test_log_append_time_rewrites_timestamp_and_crc(tmp_path: Path, writable: bool) -> None:
+    log = open_log(tmp_path / "t-0", LogConfig(message_timestamp_type="LogAppendTime"))
+    batch = make_batch(3, timestamp_ms=5)
+    info = log.append(bytearray(batch) if writable else batch, now_ms=123_456)
+    assert info.log_append_time_ms == 123_456
+    data = log.read(0, 1 << 20).records
+    ((_, header),) = list(iter_headers(data))
+    assert header.max_timestamp == 123_456
+    assert header.timestamp_type == 1
+    decoded = DefaultRecordBatch(data)
+    assert decoded.validate_crc()
+    assert [r.timestamp for r in decoded] == [123_456] * 3
+
+
+def test_offset_for_timestamp(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0")
+    fill(log, 30, records=2, ts=1000)  # batch i: timestamps 1000+10i, 1001+10i
+    assert log.offset_for_timestamp(0) == (0, 1001)
+    assert log.offset_for_timestamp(1001) == (0, 1001)
+    assert log.offset_for_timestamp(1002) == (2, 1011)
+    assert log.offset_for_timestamp(1150) == (30, 1151)
+    assert log.offset_for_timestamp(1291) == (58, 1291)
+    assert log.offset_for_timestamp(1292) is None
+    log.close()
+    log = open_log(tmp_path / "t-0")
+    assert log.offset_for_timestamp(1150) == (30, 1151)
+
+
+def test_truncate_to(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0")
+    stored = fill(log, 30, records=2)
+    log.truncate_to(61)
+    assert log.log_end_offset == 60
+    log.truncate_to(31)  # inside batch 30..31: the whole batch goes
+    assert log.log_end_offset == 30
+    assert read_all(log) == b"".join(stored[:15])
+    log.append(make_batch(1), now_ms=1)
+    assert log.log_end_offset == 31
+    log.close()
+    log = open_log(tmp_path / "t-0", recover=True)
+    assert log.log_end_offset == 31
+    assert read_all(log)[: len(b"".join(stored[:15]))] == b"".join(stored[:15])
+
+
+def test_truncate_fully_and_start_at(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0")
+    fill(log, 30)
+    log.truncate_fully_and_start_at(1000)
+    assert (log.log_start_offset, log.log_end_offset, log.size_bytes()) == (1000, 1000, 0)
+    assert log.append(make_batch(2), now_ms=1).first_offset == 1000
+    log.close()
+    log = open_log(tmp_path / "t-0", recover=True)
+    assert (log.log_start_offset, log.log_end_offset) == (1000, 1002)
+
+
+def test_delete_records_before_survives_reopen(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0")
+    fill(log, 30)
+    segments = len(log.segments)
+    log.delete_records_before(41)
+    assert log.log_start_offset == 41
+    assert len(log.segments) < segments
+    with pytest.raises(OffsetOutOfRangeError):
+        log.delete_records_before(61)
+    crash(log)
+    log = open_log(tmp_path / "t-0", recover=True)
+    assert log.log_start_offset == 41
+
+
+def test_retention_by_time_and_bytes(tmp_path: Path) -> None:
+    config = LogConfig(segment_bytes=1000, retention_ms=1000, retention_bytes=-1)
+    log = open_log(tmp_path / "t-0", config)
+    fill(log, 40, ts=10_000)  # timestamps 10_000 .. 10_391
+    count = len(log.segments)
+    assert log.apply_retention(now_ms=10_000) == 0
+    deleted = log.apply_retention(now_ms=11_200)
+    assert 0 < deleted < count
+    assert all(s.max_timestamp >= 10_200 for s in log.segments[:-1])
+    assert log.log_start_offset == log.segments[0].base_offset
+    before = len(log.segments)
+    assert log.apply_retention(now_ms=10**9) == before - 1  # never the active one
+    assert len(log.segments) == 1
+    log.update_config(LogConfig(segment_bytes=1000, retention_ms=-1, retention_bytes=0))
+    assert log.apply_retention(now_ms=0) == 0
+    fill(log, 20)
+    total = log.size_bytes()
+    log.update_config(LogConfig(segment_bytes=1000, retention_ms=-1, retention_bytes=1500))
+    log.apply_retention(now_ms=0)
+    assert 1500 <= log.size_bytes() < total
+    assert log.size_bytes() - log.segments[0].size < 1500
+
+
+def test_flush_is_shared_and_policy_driven(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0", LogConfig(flush_messages=5))
+    fill(log, 2, records=2)
+    assert log.flushed_offset == 0
+    fill(log, 1, records=2)
+    assert log.flushed_offset == 6
+    fill(log, 1, records=2)
+    log.flush(up_to_offset=6)  # already durable: nothing to do
+    assert log.flushed_offset == 6
+    log.flush(up_to_offset=7)
+    assert log.flushed_offset == 8
+    log.update_config(LogConfig(flush_ms=100))
+    log.append(make_batch(1), now_ms=1000)
+    assert not log.maybe_flush(1050)
+    assert log.maybe_flush(1100)
+    assert log.flushed_offset == 9
+
+
+def test_closed_log_refuses_calls(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0")
+    log.close()
+    log.close()
+    with pytest.raises(LogClosedError):
+        log.append(make_batch(1), now_ms=1)
+    with pytest.raises(LogClosedError):
+        log.read(0, 1)
+
+
+def test_config_from_topic_configs() -> None:
+    config = LogConfig.from_topic_configs(
+        {"segment.bytes": "2048", "cleanup.policy": "compact", "flush.messages": "1", "x.y": "z"}
+    )
+    assert (config.segment_bytes, config.compact, config.flush_messages) == (2048, True, 1)
+    assert LogConfig.from_topic_configs(config.to_topic_configs()) == config
+    with pytest.raises(InvalidConfigError, match=r"segment.bytes"):
+        LogConfig.from_topic_configs({"segment.bytes": "ten"})
+    with pytest.raises(InvalidConfigError, match=r"cleanup.policy"):
+        LogConfig.from_topic_configs({"cleanup.policy": "forever"})
+    with pytest.raises(InvalidConfigError, match=r"retention.ms"):
+        LogConfig(retention_ms=-5)
