@@ -519,6 +519,7 @@ def tps_from_proto(items: Iterable[Any]) -> frozenset[TopicPartition]:
 def heartbeat_from_proto(request: Any, peer: str = "") -> HeartbeatRequest:
     """The coordinator's request for a ConsumerGroupHeartbeat. Rilke clients send their full
     subscription and owned partitions on every heartbeat; 0 timeouts mean "unchanged"."""
+    subscribed = bool(request.subscribed_topic_names or request.subscribed_topic_regex)
     return HeartbeatRequest(
         group_id=request.group_id,
         member_id=request.member_id,
@@ -529,8 +530,9 @@ def heartbeat_from_proto(request: Any, peer: str = "") -> HeartbeatRequest:
         rebalance_timeout_ms=request.rebalance_timeout_ms or None,
         session_timeout_ms=request.session_timeout_ms or None,
         max_poll_interval_ms=request.max_poll_interval_ms or None,
-        subscribed_topics=tuple(request.subscribed_topic_names),
-        subscribed_regex=request.subscribed_topic_regex,
+        # Both empty: "unchanged" (proto3 cannot say null); a member that wants nothing leaves.
+        subscribed_topics=tuple(request.subscribed_topic_names) if subscribed else None,
+        subscribed_regex=request.subscribed_topic_regex if subscribed else None,
         assignor=request.assignor,
         owned_partitions=tps_from_proto(request.owned_partitions),
         poll_age_ms=max(0, request.poll_age_ms),
