@@ -8,7 +8,11 @@ from typing import Any
 
 _BENCH_MODULES: tuple[str, ...] = (
     "rilke.bench.codec",
+    "rilke.bench.produce",
+    "rilke.bench.consume",
     "rilke.bench.produce_path",
+    "rilke.bench.storage",
+    "rilke.bench.raft",
 )
 
 

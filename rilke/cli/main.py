@@ -17,6 +17,10 @@ from collections.abc import Sequence
 # Modules that add subcommands, in the order `rilke --help` lists them.
 _COMMAND_MODULES = (
     "rilke.cli.server_cmd",
+    "rilke.cli.topic_cmd",
+    "rilke.cli.produce_cmd",
+    "rilke.cli.consume_cmd",
+    "rilke.cli.offsets_cmd",
     "rilke.cli.bench_cmd",
 )
 

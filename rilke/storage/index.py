@@ -32,7 +32,6 @@ class IndexCorruptError(Exception):
     """An index file does not hold (internal: the segment rebuilds the index)."""
 
 
-_OFFSET_ENTRY = struct.Struct(">ii")
 _TIME_ENTRY = struct.Struct(">qi")
 
 
@@ -55,8 +54,18 @@ class _IndexFile:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
         return self._fd
 
-    def add(self, entry: bytes) -> None:
-        self._pending += entry
+    def add(self, entries: bytes) -> None:
+        self._pending += entries
+
+    @property
+    def written(self) -> int:
+        """Entries in the file."""
+        return self._written
+
+    @property
+    def pending_entries(self) -> int:
+        """Entries buffered, not yet in the file."""
+        return len(self._pending) // self.entry_size
 
     def flush(self) -> None:
         """Write buffered entries to the file (no fsync). May block on disk."""
@@ -140,11 +149,12 @@ class OffsetIndex:
         return len(self.offsets) * self.ENTRY_SIZE
 
     def append(self, offset: int, position: int) -> None:
-        """Add an entry for the batch with base ``offset`` (absolute) at ``position``."""
-        relative = offset - self.base_offset
-        self.offsets.append(relative)
+        """Add an entry for the batch with base ``offset`` (absolute) at ``position``.
+
+        Only the arrays change; ``flush`` writes the entries not yet in the file.
+        """
+        self.offsets.append(offset - self.base_offset)
         self.positions.append(position)
-        self._file.add(_OFFSET_ENTRY.pack(relative, position))
 
     def lookup(self, target_offset: int) -> tuple[int, int]:
         """(offset, position) of the greatest entry with offset <= target, else (base, 0)."""
@@ -180,13 +190,28 @@ class OffsetIndex:
         del self.positions[:]
         self._file.clear()
 
+    def _stage(self) -> None:
+        """Hand the entries not yet in the file to the file's buffer, packed big-endian."""
+        start = self._file.written + self._file.pending_entries
+        end = len(self.offsets)
+        if end > start:
+            both = array("i", bytes(8 * (end - start)))
+            both[0::2] = self.offsets[start:end]
+            both[1::2] = self.positions[start:end]
+            if sys.byteorder == "little":
+                both.byteswap()
+            self._file.add(both.tobytes())
+
     def flush(self) -> None:
+        self._stage()
         self._file.flush()
 
     def sync(self) -> None:
+        self._stage()
         self._file.sync()
 
     def close(self) -> None:
+        self._stage()
         self._file.close()
 
 

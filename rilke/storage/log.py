@@ -9,18 +9,24 @@ Durability: ``append`` writes to the page cache; ``flush`` fsyncs. The flush pol
 config (``flush_messages``, ``flush_ms``, or neither: leave durability to replication) decides
 when ``append`` flushes by itself. ``flushed_offset`` is the recovery point: every offset below
 it is on disk. ``flush(up_to_offset)`` does nothing when already flushed past the offset, so
-appenders that each ask for their own offset share one fsync (group commit). Rolling a segment
-and truncating fsync; the recovery point is written to a checkpoint file (atomically) on roll,
-truncation, ``checkpoint()`` and close.
+appenders that each ask for their own offset share one fsync (group commit). Rolling does not
+fsync: the rolled segment is fsynced by the next ``flush`` or ``flush_rolled_segments`` (which
+``LogManager.run_maintenance`` calls). Truncation fsyncs at once (a Raft follower must not see
+a removed suffix come back). The recovery point and the log start offset are written to a
+checkpoint file (atomically) by ``checkpoint()`` (maintenance), truncation,
+``delete_records_before`` and close; after a crash, recovery scans from the checkpointed
+recovery point on.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import struct
 from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple, NoReturn
 
 from crc32c import crc32c
 
@@ -37,9 +43,14 @@ from rilke.errors import (
 )
 from rilke.records.header import (
     ATTRIBUTES_POS,
+    COMPRESSION_MASK,
     CRC_POS,
     CRC_START,
     HEADER_SIZE,
+    LEADER_EPOCH_POS,
+    LOG_OVERHEAD,
+    MAGIC,
+    MAX_COMPRESSION_ID,
     TIMESTAMP_TYPE_MASK,
     check_batch,
     set_base_offset,
@@ -47,18 +58,31 @@ from rilke.records.header import (
 )
 from rilke.storage import files, retention
 from rilke.storage.config import LogConfig
+from rilke.storage.index import TimeIndex
 from rilke.storage.recovery import (
     Checkpoint,
     RecoveryReport,
     list_segment_bases,
     open_segments,
 )
-from rilke.storage.segment import LogSegment, SegmentCorruptError
+from rilke.storage.segment import INT32_MAX, LogSegment, SegmentCorruptError
 
 log = logging.getLogger(__name__)
 
 _MAX_TIMESTAMP_POS = 35
+_HEADER = struct.Struct(">qiibIhiqqqhii")  # the 61-byte batch header, as records.header
+_INT64 = struct.Struct(">q")
+_INT32 = struct.Struct(">i")
 _IOV_MAX = 1000  # pieces per pwritev; Linux allows 1024
+
+
+def _refuse(view: memoryview, position: int) -> NoReturn:
+    """Raise the precise CorruptBatchError for the batch at ``position`` (via check_batch)."""
+    try:
+        check_batch(view, position)
+    except (CorruptRecordError, InvalidRecordError, RecordTooLargeError) as exc:
+        raise CorruptBatchError(f"batch at byte {position} of the append: {exc}") from exc
+    raise CorruptBatchError(f"batch at byte {position} of the append does not hold")
 
 
 def _stamp(
@@ -91,9 +115,8 @@ def _stamp(
         head[CRC_POS : CRC_POS + 4] = crc.to_bytes(4, "big")
 
 
-@dataclass(frozen=True)
-class AppendInfo:
-    """What one append wrote."""
+class AppendInfo(NamedTuple):
+    """What one append wrote (an immutable record: a NamedTuple, cheap to build per append)."""
 
     first_offset: int  # base offset of the first batch appended
     last_offset: int  # last offset of the last batch appended
@@ -144,7 +167,9 @@ class PartitionLog:
         self._checkpointed = Checkpoint(-1, -1)
         self._unflushed_messages = 0
         self._first_unflushed_ms: int | None = None
+        self._dir_dirty = False  # a segment file was created since the directory's last fsync
         self._closed = False
+        self._cache_config()
 
     # --- opening and closing ------------------------------------------------------------------
 
@@ -215,7 +240,7 @@ class PartitionLog:
         """
         if self._closed:
             return
-        self._active.sync_all()
+        self._sync_everything()
         self.flushed_offset = self.log_end_offset
         self._unflushed_messages = 0
         self._first_unflushed_ms = None
@@ -239,8 +264,19 @@ class PartitionLog:
     def update_config(self, config: LogConfig) -> None:
         """Use ``config`` from now on (the index interval applies to new index entries)."""
         self.config = config
+        self._cache_config()
         for segment in self._segments:
             segment.index_interval_bytes = config.index_interval_bytes
+
+    def _cache_config(self) -> None:
+        # Read once per append: plain attributes are cheaper than the config's properties.
+        config = self.config
+        self._max_index_entries = config.segment_index_bytes // TimeIndex.ENTRY_SIZE - 1
+        self._max_message_bytes = config.max_message_bytes
+        self._segment_bytes = config.segment_bytes
+        self._segment_ms = config.segment_ms
+        self._log_append_time = config.log_append_time
+        self._flush_policy = config.flush_messages is not None or config.flush_ms is not None
 
     # --- appending ----------------------------------------------------------------------------
 
@@ -270,44 +306,153 @@ class PartitionLog:
         ``flush_messages``/``flush_ms`` due it fsyncs (blocks on disk). Rolls a new segment
         first when the active one is full or old (fsyncs the old one).
         """
-        self._check_open()
+        if self._closed:
+            raise LogClosedError(f"the log in {self.directory} is closed")
         view = memoryview(batches)
         if view.ndim != 1 or view.itemsize != 1:
             view = view.cast("B")
         total = len(view)
         if total == 0:
             raise CorruptBatchError("nothing to append: no batch in the buffer")
+        if total >= HEADER_SIZE and not self._log_append_time:
+            # One batch, the produce path's common case: checks, stamping and the write kept
+            # inline, since this runs once per batch. The general loop below does the same.
+            (
+                batch_base,
+                length,
+                _,
+                magic,
+                crc,
+                attributes,
+                delta,
+                _,
+                max_timestamp,
+                _,
+                _,
+                _,
+                count,
+            ) = _HEADER.unpack_from(view)
+            if length + LOG_OVERHEAD == total:
+                if (
+                    magic != MAGIC
+                    or total > self._max_message_bytes
+                    or delta < 0
+                    or count < 0
+                    or count > delta + 1
+                    or attributes & COMPRESSION_MASK > MAX_COMPRESSION_ID
+                    or crc32c(view[CRC_START:]) != crc
+                ):
+                    return self._append_many(view, assign_offsets, leader_epoch, now_ms)
+                base = self.log_end_offset
+                if not assign_offsets and batch_base != base:
+                    raise NonContiguousOffsetError(
+                        f"batch has base offset {batch_base}, the log expects {base}"
+                    )
+                next_offset = base + delta + 1
+                active = self._segments[-1]
+                if active.size and (
+                    active.size + total > self._segment_bytes
+                    or now_ms - active.rolling_base_ms >= self._segment_ms
+                    or delta + base - active.base_offset > INT32_MAX
+                    or len(active.offset_index.offsets) >= self._max_index_entries
+                ):
+                    self.roll(now_ms)
+                    active = self._segments[-1]
+                if not (assign_offsets or leader_epoch is not None):
+                    active.append_one(view, total, base, next_offset, max_timestamp, now_ms)
+                elif view.readonly:
+                    head = bytearray(view[:HEADER_SIZE])
+                    _INT64.pack_into(head, 0, base)
+                    if leader_epoch is not None:
+                        _INT32.pack_into(head, LEADER_EPOCH_POS, leader_epoch)
+                    active.append_one(
+                        [head, view[HEADER_SIZE:]], total, base, next_offset, max_timestamp, now_ms
+                    )
+                else:
+                    _INT64.pack_into(view, 0, base)
+                    if leader_epoch is not None:
+                        _INT32.pack_into(view, LEADER_EPOCH_POS, leader_epoch)
+                    active.append_one(view, total, base, next_offset, max_timestamp, now_ms)
+                self.log_end_offset = next_offset
+                if self._flush_policy:
+                    self._apply_flush_policy(next_offset - base, now_ms)
+                return AppendInfo(base, next_offset - 1, max_timestamp, -1, 1, total)
+        return self._append_many(view, assign_offsets, leader_epoch, now_ms)
+
+    def _append_many(
+        self,
+        view: memoryview,
+        assign_offsets: bool,
+        leader_epoch: int | None,
+        now_ms: int,
+    ) -> AppendInfo:
+        """``append`` for several batches, LogAppendTime, and every refusal."""
+        total = len(view)
         config = self.config
         max_size = config.max_message_bytes
         first_offset = next_offset = self.log_end_offset
         checked: list[tuple[int, int, int, int, int]] = []  # position, size, base, delta, max_ts
         position = 0
+        unpack = _HEADER.unpack_from
         while position < total:
-            try:
-                header = check_batch(view, position)
-            except (CorruptRecordError, InvalidRecordError, RecordTooLargeError) as exc:
-                raise CorruptBatchError(f"batch at byte {position} of the append: {exc}") from exc
-            size = header.batch_length + 12
+            # The checks of records.header.check_batch, without building a BatchHeader: this
+            # runs once per batch on the produce path. Anything odd goes to check_batch itself
+            # for the precise error.
+            if total - position < HEADER_SIZE:
+                _refuse(view, position)
+            (
+                batch_base,
+                length,
+                _,
+                magic,
+                crc,
+                attributes,
+                delta,
+                _,
+                batch_max_ts,
+                _,
+                _,
+                _,
+                count,
+            ) = unpack(view, position)
+            size = length + LOG_OVERHEAD
+            end = position + size
             if size > max_size:
-                raise BatchTooLargeError(
-                    f"batch of {size} bytes exceeds max.message.bytes {max_size}"
-                )
+                if magic == MAGIC and end <= total:
+                    raise BatchTooLargeError(
+                        f"batch of {size} bytes exceeds max.message.bytes {max_size}"
+                    )
+                _refuse(view, position)
+            if (
+                magic != MAGIC
+                or length < HEADER_SIZE - LOG_OVERHEAD
+                or end > total
+                or delta < 0
+                or count < 0
+                or count > delta + 1
+                or attributes & COMPRESSION_MASK > MAX_COMPRESSION_ID
+                or crc32c(view[position + CRC_START : end]) != crc
+            ):
+                _refuse(view, position)
             if assign_offsets:
                 base = next_offset
             else:
-                base = header.base_offset
+                base = batch_base
                 if base != next_offset:
                     raise NonContiguousOffsetError(
                         f"batch has base offset {base}, the log expects {next_offset}"
                     )
-            delta = header.last_offset_delta
-            checked.append((position, size, base, delta, header.max_timestamp))
+            checked.append((position, size, base, delta, batch_max_ts))
             next_offset = base + delta + 1
-            position += size
-        first_offset = checked[0][2]
+            position = end
 
         active = self._active
-        if active.should_roll(total, next_offset - 1, now_ms, config):
+        if active.size and (
+            active.size + total > config.segment_bytes
+            or now_ms - active.rolling_base_ms >= config.segment_ms
+            or next_offset - 1 - active.base_offset > INT32_MAX
+            or len(active.offset_index.offsets) >= self._max_index_entries
+        ):
             self.roll(now_ms)
             active = self._active
 
@@ -338,25 +483,31 @@ class PartitionLog:
                 max_ts = batch_max_ts if append_time_ms is None else append_time_ms
                 entries.append((size, base, base + delta, max_ts))
                 max_timestamp = max(max_timestamp, max_ts)
-        active.append(data, entries, now_ms)
+        active.append(data, total, entries, now_ms)
         self.log_end_offset = next_offset
+        if config.flush_messages is not None or config.flush_ms is not None:
+            self._apply_flush_policy(next_offset - first_offset, now_ms)
+        return AppendInfo(
+            first_offset,
+            next_offset - 1,
+            max_timestamp,
+            now_ms if log_append_time else -1,
+            len(checked),
+            total,
+        )
 
-        self._unflushed_messages += next_offset - first_offset
-        if config.flush_messages is not None and self._unflushed_messages >= config.flush_messages:
-            self.flush()
-        elif config.flush_ms is not None:
+    def _apply_flush_policy(self, messages: int, now_ms: int) -> None:
+        config = self.config
+        if config.flush_messages is not None:
+            self._unflushed_messages += messages
+            if self._unflushed_messages >= config.flush_messages:
+                self.flush()
+                return
+        if config.flush_ms is not None:
             if self._first_unflushed_ms is None:
                 self._first_unflushed_ms = now_ms
             if now_ms - self._first_unflushed_ms >= config.flush_ms:
                 self.flush()
-        return AppendInfo(
-            first_offset=first_offset,
-            last_offset=next_offset - 1,
-            max_timestamp=max_timestamp,
-            log_append_time_ms=now_ms if log_append_time else -1,
-            num_batches=len(checked),
-            size_bytes=total,
-        )
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -452,21 +603,48 @@ class PartitionLog:
     def flush(self, up_to_offset: int | None = None) -> None:
         """Make every offset below ``up_to_offset`` (default: all) durable. Blocks on disk.
 
-        A no-op when ``flushed_offset`` is already past it; otherwise one fsync of the active
-        segment covers everything appended so far (earlier segments were fsynced on roll).
+        A no-op when ``flushed_offset`` is already past it. Otherwise fsyncs the segments
+        rolled since the last flush and, if ``up_to_offset`` reaches into it, the active one:
+        one fsync covers every append so far, whoever asked for it (group commit).
         """
         self._check_open()
-        target = (
-            self.log_end_offset if up_to_offset is None else min(up_to_offset, self.log_end_offset)
-        )
+        end = self.log_end_offset
+        target = end if up_to_offset is None else min(up_to_offset, end)
         if target <= self.flushed_offset:
             return
         active = self._active
-        active.flush_indexes()
-        active.sync()
-        self.flushed_offset = self.log_end_offset
-        self._unflushed_messages = 0
-        self._first_unflushed_ms = None
+        rolled = []
+        for segment in reversed(self._segments[:-1]):
+            if not segment.needs_sync:
+                break
+            rolled.append(segment)
+        for segment in reversed(rolled):
+            segment.sync_all()
+        if target > active.base_offset:
+            active.flush_indexes()
+            active.sync()
+            flushed = end
+            self._unflushed_messages = 0
+            self._first_unflushed_ms = None
+        else:
+            flushed = active.base_offset
+        if self._dir_dirty:
+            files.fsync_dir(self.directory)
+            self._dir_dirty = False
+        self.flushed_offset = flushed
+
+    def flush_rolled_segments(self) -> None:
+        """fsync the segments rolled since the last flush (not the active one): what Kafka
+        does in the background after a roll. Blocks on disk when there are some."""
+        self.flush(self._active.base_offset)
+
+    def _sync_everything(self) -> None:
+        for segment in self._segments:
+            if segment.needs_sync or segment is self._active:
+                segment.sync_all()
+        if self._dir_dirty:
+            files.fsync_dir(self.directory)
+            self._dir_dirty = False
 
     def maybe_flush(self, now_ms: int) -> bool:
         """Flush if ``flush_ms`` says the oldest unflushed append is due; whether it did."""
@@ -493,24 +671,20 @@ class PartitionLog:
     def roll(self, now_ms: int) -> None:
         """Start a new active segment at ``log_end_offset``; no-op if the active one is empty.
 
-        Blocks on disk: fsyncs the old segment and its indexes, creates the new files, fsyncs
-        the directory and writes the checkpoint.
+        May block on disk (creates the new files). The old segment is not fsynced here: the
+        next ``flush`` (or ``flush_rolled_segments``, which maintenance calls) does it.
         """
         self._check_open()
         active = self._active
         if active.size == 0:
             return
-        active.sync_all()
+        active.seal()
         segment = LogSegment.create(
             self.directory, self.log_end_offset, self.config.index_interval_bytes, now_ms
         )
-        files.fsync_dir(self.directory)
+        self._dir_dirty = True
         self._segments.append(segment)
         self._bases.append(segment.base_offset)
-        self.flushed_offset = self.log_end_offset
-        self._unflushed_messages = 0
-        self._first_unflushed_ms = None
-        self.checkpoint()
 
     def maybe_roll(self, now_ms: int) -> bool:
         """Roll if the active segment is older than ``segment_ms``; whether it did."""
@@ -556,7 +730,7 @@ class PartitionLog:
         if batch is not None:
             active.truncate_to_position(batch.position, batch.base_offset)
             new_end = min(offset, batch.base_offset)
-        active.sync_all()
+        self._sync_everything()
         if deleted:
             files.fsync_dir(self.directory)
         self.log_end_offset = new_end
@@ -578,6 +752,7 @@ class PartitionLog:
         )
         segment.sync_all()
         files.fsync_dir(self.directory)
+        self._dir_dirty = False
         self._segments = [segment]
         self._bases = [offset]
         self.log_start_offset = self.log_end_offset = self.flushed_offset = offset
@@ -649,6 +824,11 @@ class PartitionLog:
 
         freed: int = compact_log(self, now_ms)
         return freed
+
+    def replace_segment(self, old: LogSegment, new: LogSegment) -> None:
+        """Put ``new`` in the place of ``old`` (same base offset; for the cleaner)."""
+        assert old.base_offset == new.base_offset and old is not self._active
+        self._segments[self._segments.index(old)] = new
 
     # --- state --------------------------------------------------------------------------------
 

@@ -115,10 +115,10 @@ class LogManager:
             os.close(self._lock_fd)
             raise
         log.info(
-            "opened %d partition log(s) in %s (%s shutdown)",
+            "opened %d partition log(s) in %s (%s)",
             len(self._logs),
             self.data_dir,
-            "clean" if self.had_clean_shutdown else "unclean",
+            "after a clean shutdown" if self.had_clean_shutdown else "no clean-shutdown marker",
         )
 
     def get(self, topic: str, partition: int) -> PartitionLog | None:
@@ -177,6 +177,7 @@ class LogManager:
         for key, partition_log in self._logs.items():
             partition_log.maybe_flush(now_ms)
             partition_log.maybe_roll(now_ms)
+            partition_log.flush_rolled_segments()
             partition_log.apply_retention(now_ms)
             if partition_log.config.compact:
                 last = self._last_compaction_ms.get(key)

@@ -176,8 +176,13 @@ def open_segments(
                 scan_from = 0
                 report.indexes_rebuilt.append(base)
         if scan_from is not None:
+            # Gaps are refused only past the recovery point: a segment rebuilt because its
+            # indexes failed lies below it and may have been compacted.
+            past_recovery_point = recovery_point is not None and i >= first_to_scan
             scanned, removed = segment.recover(
-                scan_from, scan_base if scan_from else None, contiguous=contiguous
+                scan_from,
+                scan_base if scan_from else None,
+                contiguous=contiguous and past_recovery_point,
             )
             report.segments_scanned.append(base)
             report.bytes_scanned += scanned

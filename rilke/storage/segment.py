@@ -74,6 +74,7 @@ class LogSegment:
         self.max_timestamp = -1
         self.offset_of_max_timestamp = base_offset
         self.rolling_base_ms = now_ms
+        self.needs_sync = False  # written to since its last fsync
         self._bytes_since_last_index = 0
         self.offset_index = OffsetIndex(files.index_path(directory, base_offset), base_offset)
         self.time_index = TimeIndex(files.time_index_path(directory, base_offset), base_offset)
@@ -112,7 +113,12 @@ class LogSegment:
             )
             segment.time_index = TimeIndex.load(segment.time_index.path, base_offset)
         except (FileNotFoundError, IndexCorruptError) as exc:
-            log.warning("segment %s: indexes need rebuilding: %s", segment.log_path, exc)
+            log.log(
+                logging.INFO if isinstance(exc, FileNotFoundError) else logging.WARNING,
+                "segment %s: indexes need rebuilding: %s",
+                segment.log_path,
+                exc,
+            )
             segment.offset_index = OffsetIndex(segment.offset_index.path, base_offset)
             segment.time_index = TimeIndex(segment.time_index.path, base_offset)
             return segment, False
@@ -300,12 +306,14 @@ class LogSegment:
     def append(
         self,
         data: bytes | bytearray | memoryview | list[bytes | bytearray | memoryview],
+        total: int,
         batches: list[tuple[int, int, int, int]],
         now_ms: int,
     ) -> None:
         """Write whole batches at the end and index them. May block on disk (no fsync).
 
-        ``data`` is the bytes or a list of pieces (written with one pwritev); ``batches`` is
+        ``data`` is the bytes or a list of pieces (written with one pwritev) of ``total`` bytes
+        in all; ``batches`` is
         (size, base offset, last offset, max timestamp) for each, in order. On an OSError the
         file is cut back to its old size and the error propagates.
         """
@@ -314,14 +322,12 @@ class LogSegment:
             self.rolling_base_ms = now_ms
         try:
             if isinstance(data, list):
-                total = sum(len(piece) for piece in data)
                 written = os.pwritev(self._fd, data, position)
                 if written != total:
                     # A short write to a regular file: finish it piece by piece.
                     rest = b"".join(bytes(piece) for piece in data)[written:]
                     self._pwrite_all(rest, position + written)
             else:
-                total = len(data)
                 written = os.pwrite(self._fd, data, position)
                 if written != total:
                     self._pwrite_all(memoryview(data)[written:], position + written)
@@ -341,6 +347,50 @@ class LogSegment:
             position += size
             self.next_offset = last + 1
         self.size = position
+        self.needs_sync = True
+
+    def append_one(  # noqa: PLR0917 (the per-batch hot path: positional is cheaper)
+        self,
+        data: memoryview | list[bytearray | memoryview],
+        size: int,
+        base_offset: int,
+        next_offset: int,
+        max_timestamp: int,
+        now_ms: int,
+    ) -> None:
+        """``append`` for a single batch of ``size`` bytes (the produce path's common case)."""
+        position = self.size
+        if not position:
+            self.rolling_base_ms = now_ms
+        try:
+            if isinstance(data, list):
+                written = os.pwritev(self._fd, data, position)
+                if written != size:
+                    rest = b"".join(bytes(piece) for piece in data)[written:]
+                    self._pwrite_all(rest, position + written)
+            else:
+                written = os.pwrite(self._fd, data, position)
+                if written != size:
+                    self._pwrite_all(memoryview(data)[written:], position + written)
+        except OSError:
+            os.ftruncate(self._fd, position)
+            raise
+        if max_timestamp > self.max_timestamp:
+            self.max_timestamp = max_timestamp
+            self.offset_of_max_timestamp = base_offset
+        if self._bytes_since_last_index > self.index_interval_bytes:
+            index = self.offset_index
+            index.offsets.append(base_offset - self.base_offset)
+            index.positions.append(position)
+            timestamps = self.time_index.timestamps
+            if not timestamps or self.max_timestamp > timestamps[-1]:
+                self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+            self._bytes_since_last_index = size
+        else:
+            self._bytes_since_last_index += size
+        self.size = position + size
+        self.next_offset = next_offset
+        self.needs_sync = True
 
     def _pwrite_all(self, data: bytes | memoryview, position: int) -> None:
         view = memoryview(data)
@@ -488,18 +538,22 @@ class LogSegment:
     def sync(self) -> None:
         """fsync the log file. Blocks on disk."""
         fdatasync(self._fd)
+        self.needs_sync = False
 
-    def sync_all(self) -> None:
-        """Add the final time index entry and fsync the log and both indexes. Blocks on disk.
-
-        Called when the segment stops being the active one and on close, so that the last
-        time index entry gives the segment's largest timestamp.
-        """
+    def seal(self) -> None:
+        """Add the final time index entry (the segment's largest timestamp) and hand buffered
+        index entries to the OS; for a segment that stops being the active one. No fsync."""
         if self.size:
             self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+        self.flush_indexes()
+
+    def sync_all(self) -> None:
+        """``seal`` and fsync the log and both indexes. Blocks on disk."""
+        self.seal()
         fdatasync(self._fd)
         self.offset_index.sync()
         self.time_index.sync()
+        self.needs_sync = False
 
     def close(self) -> None:
         """Close the files (no fsync)."""

@@ -18,13 +18,14 @@ def make_batch(
     base_offset: int = 0,
     timestamp_ms: int = 1_000,
     value_size: int = 10,
+    compression: int = 0,
 ) -> bytes:
     """A batch of ``records`` (key, value) pairs, or of n records with filler values."""
     if isinstance(records, int):
         records = [(b"k%d" % i, b"v" * value_size) for i in range(records)]
     builder = DefaultRecordBatchBuilder(
         magic=2,
-        compression_type=0,
+        compression_type=compression,
         is_transactional=False,
         producer_id=-1,
         producer_epoch=-1,

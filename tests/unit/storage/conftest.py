@@ -28,7 +28,10 @@ def crash(log: PartitionLog) -> None:
     What was written to the files stays (the kernel keeps it), as after a process crash.
     """
     for segment in log.segments:
-        segment.offset_index._file._pending.clear()
-        segment.time_index._file._pending.clear()
-        segment.close()
+        for index_file in (segment.offset_index._file, segment.time_index._file):
+            if index_file._fd is not None:
+                os.close(index_file._fd)
+                index_file._fd = None
+        os.close(segment._fd)
+        segment._fd = -1
     log._closed = True

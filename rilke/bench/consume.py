@@ -1,0 +1,203 @@
+"""`rilke bench consume`: consumer throughput from a filled partition, and end-to-end latency.
+
+Phase 1 fills the topic with ``--count`` records (skipped with ``--no-fill`` for a topic that
+is already full). Phase 2 reads them all from the earliest offset: msgs/s and MB/s. Phase 3
+(``--live-seconds``, 0 to skip) has a producer process send ``--live-rate`` records/s while
+the consumer tails the topic: end-to-end latency is the time from each record's timestamp
+(set at send) to its arrival in poll(), at millisecond resolution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import operator
+import time
+from typing import Any
+
+from rilke.bench.common import (
+    add_common_arguments,
+    broker_for,
+    ensure_topic,
+    payloads,
+    percentiles,
+    print_table,
+    progress,
+    tune_malloc,
+    write_json,
+)
+
+_value = operator.itemgetter(6)  # ConsumerRecord.value
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "consume",
+        help="consumer throughput and end-to-end latency",
+        description="Fill a topic, read it back as fast as the consumer can (msgs/s, MB/s), "
+        "then measure end-to-end latency while a producer sends at a steady rate.",
+    )
+    add_common_arguments(p)
+    p.add_argument(
+        "--count",
+        "-n",
+        type=int,
+        default=1_000_000,
+        help="records to fill and read (default 1,000,000)",
+    )
+    p.add_argument(
+        "--no-fill", action="store_true", help="read --count records of an existing --topic"
+    )
+    p.add_argument("--max-poll-records", type=int, default=10_000)
+    p.add_argument("--live-seconds", type=float, default=5.0, help="latency phase length (0: skip)")
+    p.add_argument(
+        "--live-rate", type=int, default=20_000, help="records/s sent in the latency phase"
+    )
+    p.set_defaults(func=run)
+
+
+def _fill(bootstrap: str, topic: str, count: int, size: int, bar: Any) -> None:
+    from rilke.client.producer import Producer
+
+    values = payloads(size)
+    with Producer(bootstrap, acks=1, client_id="rilke-bench-fill") as producer:
+        producer.partitions_for(topic)
+        for start in range(0, count, 8192):
+            n = min(8192, count - start)
+            for i in range(start, start + n):
+                producer.send(topic, values[i & 1023])
+            bar.update(n)
+        producer.flush()
+
+
+def _live_producer(bootstrap: str, topic: str, rate: int, seconds: float, size: int) -> None:
+    from rilke.client.producer import Producer
+
+    tune_malloc()
+    values = payloads(size)
+    with Producer(bootstrap, acks=1, linger_ms=1, client_id="rilke-bench-live") as producer:
+        producer.partitions_for(topic)
+        start = time.perf_counter()
+        sent = 0
+        while True:
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds:
+                break
+            due = int(elapsed * rate)
+            while sent < due:
+                producer.send(topic, values[sent & 1023])
+                sent += 1
+            time.sleep(0.001)
+        producer.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    from rilke.client.consumer import Consumer
+    from rilke.client.structs import TopicPartition
+
+    if args.count < 1 or args.record_size < 0:
+        print("rilke: bad argument: --count must be >= 1 and --record-size >= 0")
+        return 2
+    if args.no_fill and not args.topic:
+        print("rilke: bad argument: --no-fill needs --topic")
+        return 2
+    tune_malloc()
+    with broker_for(args) as bootstrap:
+        topic = ensure_topic(bootstrap, args.topic, args.partitions)
+        if not args.no_fill:
+            with progress(args.count, args.no_progress) as bar:
+                bar.set_description("fill")
+                _fill(bootstrap, topic, args.count, args.record_size, bar)
+        with Consumer(
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            max_poll_records=args.max_poll_records,
+            client_id="rilke-bench",
+        ) as consumer:
+            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+            consumer.assign(tps)
+            consumer.seek_to_beginning()
+            got = 0
+            nbytes = 0
+            with progress(args.count, args.no_progress) as bar:
+                bar.set_description("consume")
+                start = time.perf_counter()
+                deadline = start + 600
+                while got < args.count and time.perf_counter() < deadline:
+                    batch = consumer.poll(1000)
+                    n = 0
+                    for records in batch.values():
+                        n += len(records)
+                        # In C, not a Python loop per record: the bench must not be the bound.
+                        nbytes += sum(map(len, filter(None, map(_value, records))))
+                    got += n
+                    bar.update(n)
+                elapsed = time.perf_counter() - start
+            latencies: list[float] = []
+            if args.live_seconds > 0:
+                consumer.seek_to_end()
+                for tp in tps:
+                    consumer.position(tp)
+                ctx = mp.get_context("spawn")
+                proc = ctx.Process(
+                    target=_live_producer,
+                    args=(bootstrap, topic, args.live_rate, args.live_seconds, args.record_size),
+                    daemon=True,
+                )
+                proc.start()
+                try:
+                    end_at = time.monotonic() + args.live_seconds + 30
+                    idle_since = None
+                    while time.monotonic() < end_at:
+                        batch = consumer.poll(200)
+                        now_ms = time.time() * 1000
+                        for records in batch.values():
+                            latencies.extend(now_ms - r.timestamp for r in records)
+                        if batch:
+                            idle_since = None
+                        elif not proc.is_alive():
+                            idle_since = idle_since or time.monotonic()
+                            if time.monotonic() - idle_since > 1.0:
+                                break
+                finally:
+                    proc.join(30)
+                    if proc.is_alive():
+                        proc.kill()
+                        proc.join(5)
+    msgs = got / elapsed if elapsed else 0.0
+    pct = percentiles(latencies)
+    result = {
+        "benchmark": "consume",
+        "topic": topic,
+        "records": got,
+        "elapsed_s": round(elapsed, 3),
+        "msgs_per_s": round(msgs),
+        "mb_per_s": round(nbytes / elapsed / 1e6, 2) if elapsed else 0.0,
+        "live_records": len(latencies),
+        "live_rate": args.live_rate,
+        **{f"e2e_{k}": round(v, 3) for k, v in pct.items()},
+        "settings": {
+            "record_size": args.record_size,
+            "partitions": len(tps),
+            "max_poll_records": args.max_poll_records,
+        },
+    }
+    print_table(
+        f"rilke bench consume: {args.record_size} B records, {len(tps)} partition(s)",
+        [
+            ("records", f"{got:,}"),
+            ("elapsed", f"{elapsed:.2f} s"),
+            (
+                "throughput",
+                f"{msgs:,.0f} msgs/s  {nbytes / elapsed / 1e6 if elapsed else 0:.1f} MB/s",
+            ),
+            (
+                f"end-to-end at {args.live_rate:,}/s p50/p95/p99/max",
+                "{p50_ms:.1f} / {p95_ms:.1f} / {p99_ms:.1f} / {max_ms:.1f} ms ({n:,} records)".format(
+                    n=len(latencies), **pct
+                ),
+            ),
+        ],
+    )
+    write_json(args.json, result)
+    return 0 if got >= args.count else 1

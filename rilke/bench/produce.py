@@ -1,0 +1,262 @@
+"""`rilke bench produce`: producer throughput and send-to-acknowledgement latency.
+
+One or more producer processes each send ``--count`` records (or for ``--duration``) of
+``--record-size`` bytes; every 64th record's send time is kept and its acknowledgement
+callback measures its latency, so measuring costs little per record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import time
+from typing import Any
+
+from rilke.bench.common import (
+    add_common_arguments,
+    broker_for,
+    ensure_topic,
+    payloads,
+    percentiles,
+    print_table,
+    progress,
+    tune_malloc,
+    write_json,
+)
+
+SAMPLE_EVERY = 64
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "produce",
+        help="producer throughput and latency",
+        description="Produce records as fast as the producer can and report msgs/s, MB/s and "
+        "send-to-ack latency percentiles.",
+    )
+    add_common_arguments(p)
+    p.add_argument(
+        "--count",
+        "-n",
+        type=int,
+        default=1_000_000,
+        help="records per producer (default 1,000,000)",
+    )
+    p.add_argument(
+        "--duration", type=float, help="produce for this many seconds instead of --count"
+    )
+    p.add_argument(
+        "--keyed", action="store_true", help="give each record a key (hashed to partitions)"
+    )
+    p.add_argument("--acks", default="1", choices=["0", "1", "all", "-1"])
+    p.add_argument("--compression", default="none", choices=["none", "gzip", "lz4"])
+    p.add_argument("--producers", type=int, default=1, help="producer processes (default 1)")
+    p.add_argument(
+        "--rate",
+        type=int,
+        default=0,
+        metavar="MSGS_PER_S",
+        help="send at this rate per producer (default 0: as fast as possible); latency "
+        "at a rate below the maximum shows the producer's own delay, not queueing",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=512 * 1024, help="producer batch_size (default 512 KiB)"
+    )
+    p.add_argument("--linger-ms", type=float, default=5)
+    p.add_argument("--max-in-flight", type=int, default=5)
+    p.add_argument("--no-idempotence", action="store_true", help="enable_idempotence=False")
+    p.add_argument(
+        "--produce-path",
+        choices=["unary", "stream"],
+        default="unary",
+        help="concurrent unary Produce calls or one ProduceStream per broker (default unary)",
+    )
+    p.set_defaults(func=run)
+
+
+def _produce(
+    bootstrap: str, topic: str, args: dict[str, Any], counter: Any = None, bar: Any = None
+) -> dict[str, Any]:
+    """One producer's run; returns counts, elapsed seconds and sampled latencies (ms)."""
+    from rilke.client.producer import Producer
+
+    tune_malloc()
+    values = payloads(args["record_size"], seed=args["seed"])
+    nvalues = len(values)
+    keys = [b"key-%d" % i for i in range(1000)] if args["keyed"] else None
+    latencies: list[float] = []
+    errors: list[BaseException] = []
+    count = args["count"]
+    duration = args["duration"]
+    rate = args["rate"]
+    with Producer(
+        bootstrap,
+        acks=args["acks"],
+        compression=args["compression"],
+        batch_size=args["batch_size"],
+        linger_ms=args["linger_ms"],
+        max_in_flight=args["max_in_flight"],
+        enable_idempotence=args["idempotence"],
+        produce_path=args["produce_path"],
+        client_id="rilke-bench",
+    ) as producer:
+        producer.partitions_for(topic)
+        send = producer.send
+        perf = time.perf_counter
+        wall_start = time.time()
+        start = perf()
+        end_at = start + duration if duration else None
+        sent = 0
+        step = 4096
+        while True:
+            if end_at is None:
+                if sent >= count:
+                    break
+                n = min(step, count - sent)
+            else:
+                if perf() >= end_at:
+                    break
+                n = step
+            if rate:
+                # Paced: send what is due by now (at most a step), else wait a little.
+                due = int((perf() - start) * rate) - sent
+                if due <= 0:
+                    time.sleep(0.0005)
+                    continue
+                n = min(n, due)
+            for i in range(sent, sent + n):
+                if i % SAMPLE_EVERY:
+                    send(topic, values[i % nvalues], keys[i % 1000] if keys else None)
+                else:
+                    t0 = perf()
+                    fut = send(topic, values[i % nvalues], keys[i % 1000] if keys else None)
+                    fut.add_callback(_latency_callback(latencies, t0))
+                    fut.add_errback(errors.append)
+            sent += n
+            if counter is not None:
+                with counter.get_lock():
+                    counter.value += n
+            if bar is not None:
+                bar.update(n)
+        producer.flush()
+        elapsed = perf() - start
+        wall_end = time.time()
+    return {
+        "sent": sent,
+        "elapsed_s": elapsed,
+        "wall": (wall_start, wall_end),
+        "latencies_ms": latencies,
+        "errors": [repr(e) for e in errors[:5]],
+        "error_count": len(errors),
+    }
+
+
+def _latency_callback(latencies: list[float], t0: float) -> Any:
+    def record(_metadata: Any) -> None:
+        latencies.append((time.perf_counter() - t0) * 1000)
+
+    return record
+
+
+def _child(bootstrap: str, topic: str, args: dict[str, Any], counter: Any, out: Any) -> None:
+    try:
+        out.put(_produce(bootstrap, topic, args, counter))
+    except BaseException as exc:
+        out.put({"fatal": repr(exc)})
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.producers < 1 or args.record_size < 0 or args.count < 1:
+        print("rilke: bad argument: --producers and --count must be >= 1, --record-size >= 0")
+        return 2
+    tune_malloc()
+    settings = {
+        "record_size": args.record_size,
+        "count": args.count,
+        "duration": args.duration,
+        "keyed": args.keyed,
+        "acks": args.acks,
+        "compression": args.compression,
+        "batch_size": args.batch_size,
+        "linger_ms": args.linger_ms,
+        "max_in_flight": args.max_in_flight,
+        "idempotence": not args.no_idempotence,
+        "produce_path": args.produce_path,
+        "rate": args.rate,
+        "seed": 1,
+    }
+    with broker_for(args) as bootstrap:
+        topic = ensure_topic(bootstrap, args.topic, args.partitions)
+        total = None if args.duration else args.count * args.producers
+        wall = time.perf_counter()
+        if args.producers == 1:
+            with progress(total, args.no_progress) as bar:
+                results = [_produce(bootstrap, topic, settings, bar=bar)]
+        else:
+            ctx = mp.get_context("spawn")
+            counter = ctx.Value("q", 0)
+            out = ctx.Queue()
+            procs = []
+            for i in range(args.producers):
+                s = dict(settings, seed=i + 1)
+                proc = ctx.Process(
+                    target=_child, args=(bootstrap, topic, s, counter, out), daemon=True
+                )
+                proc.start()
+                procs.append(proc)
+            results = []
+            with progress(total, args.no_progress) as bar:
+                seen = 0
+                while len(results) < len(procs):
+                    try:
+                        results.append(out.get(timeout=0.2))
+                    except Exception:
+                        pass
+                    value = counter.value
+                    bar.update(value - seen)
+                    seen = value
+            for proc in procs:
+                proc.join(10)
+            fatal = [r["fatal"] for r in results if "fatal" in r]
+            if fatal:
+                print(f"rilke: a producer failed: {fatal[0]}")
+                return 1
+        wall = time.perf_counter() - wall
+    sent = sum(r["sent"] for r in results)
+    # Producers start at different times: the aggregate rate is over the span that covers
+    # them all, from the first one's start to the last one's end.
+    elapsed = max(r["wall"][1] for r in results) - min(r["wall"][0] for r in results)
+    lat = [x for r in results for x in r["latencies_ms"]]
+    errors = sum(r["error_count"] for r in results)
+    msgs = sent / elapsed if elapsed else 0.0
+    result = {
+        "benchmark": "produce",
+        "topic": topic,
+        "records": sent,
+        "errors": errors,
+        "elapsed_s": round(elapsed, 3),
+        "msgs_per_s": round(msgs),
+        "mb_per_s": round(msgs * args.record_size / 1e6, 2),
+        **{k: round(v, 3) for k, v in percentiles(lat).items()},
+        "settings": {k: v for k, v in settings.items() if k != "seed"}
+        | {"producers": args.producers, "partitions": args.partitions},
+    }
+    print_table(
+        f"rilke bench produce: {args.producers} producer(s), {args.record_size} B records, "
+        f"acks={args.acks}, compression={args.compression}, {args.partitions} partition(s)",
+        [
+            ("records", f"{sent:,}" + (f" ({errors} failed)" if errors else "")),
+            ("elapsed", f"{elapsed:.2f} s"),
+            ("throughput", f"{msgs:,.0f} msgs/s  {msgs * args.record_size / 1e6:.1f} MB/s"),
+            (
+                "latency p50/p95/p99/max",
+                "{p50_ms:.1f} / {p95_ms:.1f} / {p99_ms:.1f} / {max_ms:.1f} ms".format(
+                    **percentiles(lat)
+                ),
+            ),
+        ],
+    )
+    if errors:
+        print(f"  first errors: {results[0]['errors']}")
+    write_json(args.json, result)
+    return 1 if errors else 0

@@ -1,0 +1,176 @@
+"""`rilke topic create|list|describe|delete|alter-config`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from rilke.cli.common import (
+    EXIT_OK,
+    add_client_arguments,
+    client_command,
+    client_settings,
+    parse_key_values,
+)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "topic",
+        help="create, list, describe, delete topics and change their configs",
+        description="Manage topics.",
+    )
+    sub = parser.add_subparsers(dest="topic_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("create", help="create a topic", description="Create a topic.")
+    p.add_argument("name")
+    p.add_argument(
+        "--partitions", "-p", type=int, default=1, help="number of partitions (default 1)"
+    )
+    p.add_argument(
+        "--replication-factor", "-r", type=int, default=1, help="replicas per partition (default 1)"
+    )
+    p.add_argument(
+        "--config",
+        "-c",
+        action="append",
+        metavar="KEY=VALUE",
+        help="topic config by Kafka's name, e.g. retention.ms=86400000 (repeatable)",
+    )
+    p.add_argument(
+        "--if-not-exists", action="store_true", help="succeed if the topic already exists"
+    )
+    add_client_arguments(p)
+    p.set_defaults(func=_create)
+
+    p = sub.add_parser("list", help="list topics", description="List topics, one per line.")
+    p.add_argument("--internal", action="store_true", help="include internal topics")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    add_client_arguments(p)
+    p.set_defaults(func=_list)
+
+    p = sub.add_parser("describe", help="show partitions, leaders, offsets and configs")
+    p.add_argument("names", nargs="*", metavar="NAME", help="topics (default: all)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    add_client_arguments(p)
+    p.set_defaults(func=_describe)
+
+    p = sub.add_parser("delete", help="delete topics and their data")
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument("--if-exists", action="store_true", help="succeed if a topic does not exist")
+    add_client_arguments(p)
+    p.set_defaults(func=_delete)
+
+    p = sub.add_parser(
+        "alter-config",
+        help="set or reset topic configs",
+        description="Set (--set KEY=VALUE) or return to the default (--delete KEY) topic configs.",
+    )
+    p.add_argument("name")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="set a config (repeatable)")
+    p.add_argument(
+        "--delete",
+        action="append",
+        metavar="KEY",
+        help="reset a config to its default (repeatable)",
+    )
+    add_client_arguments(p)
+    p.set_defaults(func=_alter)
+
+
+def _admin(args: argparse.Namespace) -> Any:
+    from rilke.client.admin import Admin
+
+    return Admin(args.bootstrap_servers, **client_settings(args))
+
+
+@client_command
+def _create(args: argparse.Namespace) -> int:
+    from rilke.client.structs import NewTopic
+    from rilke.errors import TopicAlreadyExistsError
+
+    if args.partitions < 1:
+        raise ValueError(f"--partitions must be >= 1, not {args.partitions}")
+    configs = parse_key_values(args.config, "--config")
+    with _admin(args) as admin:
+        try:
+            admin.create_topics(
+                [NewTopic(args.name, args.partitions, args.replication_factor, configs)]
+            )
+        except TopicAlreadyExistsError:
+            if not args.if_not_exists:
+                raise
+    print(f"created topic {args.name}")
+    return EXIT_OK
+
+
+@client_command
+def _list(args: argparse.Namespace) -> int:
+    with _admin(args) as admin:
+        topics = admin.list_topics(args.internal)
+    if args.json:
+        print(json.dumps([t._asdict() for t in topics]))
+    else:
+        for t in topics:
+            print(t.name)
+    return EXIT_OK
+
+
+@client_command
+def _describe(args: argparse.Namespace) -> int:
+    with _admin(args) as admin:
+        topics = admin.describe_topics(args.names or None)
+    if args.json:
+        print(
+            json.dumps(
+                [{**t._asdict(), "partitions": [p._asdict() for p in t.partitions]} for t in topics]
+            )
+        )
+        return EXIT_OK
+    for t in topics:
+        configs = " ".join(f"{k}={v}" for k, v in sorted(t.configs.items()))
+        print(
+            f"topic {t.name}  partitions {len(t.partitions)}  replication {t.replication_factor}"
+            + (f"  configs {configs}" if configs else "")
+        )
+        print(
+            f"  {'PARTITION':>9} {'LEADER':>6} {'REPLICAS':>8} {'START':>12} {'HIGH-WATER':>12} {'BYTES':>12}"
+        )
+        for p in t.partitions:
+            replicas = ",".join(map(str, p.replicas))
+            print(
+                f"  {p.partition:>9} {p.leader:>6} {replicas:>8} {p.log_start_offset:>12} "
+                f"{p.high_watermark:>12} {p.size_bytes:>12}"
+            )
+    return EXIT_OK
+
+
+@client_command
+def _delete(args: argparse.Namespace) -> int:
+    from rilke.errors import UnknownTopicOrPartitionError
+
+    with _admin(args) as admin:
+        results = admin._run(admin._aio.delete_topics_results(args.names))
+    for name in args.names:
+        err = results.get(name)
+        if err is None:
+            print(f"deleted topic {name}")
+        elif isinstance(err, UnknownTopicOrPartitionError) and args.if_exists:
+            continue
+        else:
+            raise err
+    return EXIT_OK
+
+
+@client_command
+def _alter(args: argparse.Namespace) -> int:
+    changes: dict[str, str | None] = dict(parse_key_values(args.set, "--set"))
+    for key in args.delete or []:
+        changes[key] = None
+    if not changes:
+        raise ValueError("nothing to change: give --set KEY=VALUE or --delete KEY")
+    with _admin(args) as admin:
+        admin.alter_configs({args.name: changes})
+    print(f"altered configs of topic {args.name}")
+    return EXIT_OK

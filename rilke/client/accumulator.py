@@ -1,0 +1,217 @@
+"""The producer's record accumulator: per-partition batches filled by send(), drained by the sender.
+
+Callers append from any thread under one lock (no thread hop per record); the sender, on the
+client's event loop, drains batches that are full, older than ``linger_ms``, or flushed. The
+bytes held by unfinished batches are bounded by ``buffer_memory``: :meth:`append` reports a
+full buffer and the producer facade decides how to wait.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from rilke.client import codec
+from rilke.client.batch import ProducerBatch
+from rilke.client.structs import TopicPartition
+
+RECORD_OVERHEAD_BYTES = 24
+"""A conservative per-record overhead over key and value (varints, attributes)."""
+
+BATCH_OVERHEAD_BYTES = 61
+"""The batch header."""
+
+
+class BufferFull(Exception):
+    """Raised by :meth:`RecordAccumulator.append` while buffered bytes exceed buffer_memory."""
+
+
+class RecordAccumulator:
+    """Per-partition queues of batches. Thread-safe: every method takes ``self.lock``.
+
+    Invariant: the last batch of a partition's queue is the only one that may be open (not
+    full); batches leave a queue in order.
+    """
+
+    def __init__(
+        self,
+        *,
+        batch_size: int,
+        linger_ms: float,
+        compression: int,
+        buffer_memory: int,
+        delivery_timeout_ms: float,
+        max_batch_bytes: int = 1 << 62,
+    ) -> None:
+        self.lock = threading.Lock()
+        self.max_batch_bytes = max_batch_bytes
+        self.space_freed = threading.Condition(self.lock)
+        self.batch_size = batch_size
+        self.linger_s = linger_ms / 1000.0
+        self.compression = compression
+        self.buffer_memory = buffer_memory
+        self.delivery_timeout_s = delivery_timeout_ms / 1000.0
+        self.buffered_bytes = 0
+        self._queues: dict[TopicPartition, deque[ProducerBatch]] = {}
+        self.incomplete: set[ProducerBatch] = set()
+        self.flushing = 0
+        self.closed = False
+        self.fatal: BaseException | None = None  # set when the sender died: appends refuse
+        # Set by the sender: wakes it (thread-safe). Called with the lock held, at most once
+        # per batch, and only while the sender sleeps.
+        self.wakeup: Callable[[], None] = lambda: None
+        self.sender_sleeping = False
+        # Set by the aio facade to hear of freed space on its loop.
+        self.on_space_freed: Callable[[], None] | None = None
+
+    def append(  # noqa: PLR0917  (the hot path: positional on purpose)
+        self,
+        tp: TopicPartition,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Any,
+        timestamp_ms: int,
+        size_hint: int = 0,
+    ) -> tuple[ProducerBatch, int, bool]:
+        """Append one record to ``tp``'s open batch, opening one if needed.
+
+        ``size_hint`` (the record's key and value bytes) closes the open batch first when the
+        record would carry it past ``max_batch_bytes``, the most a broker takes in one batch.
+        Returns (batch, index in batch, whether a new batch was opened). Raises
+        :class:`BufferFull` (nothing appended) while buffered bytes exceed buffer_memory, and
+        whatever the codec raises for a bad key, value or header (nothing appended).
+        """
+        with self.lock:
+            if self.closed:
+                from rilke.errors import ProducerClosedError
+
+                if self.fatal is not None:
+                    raise ProducerClosedError(
+                        f"the producer stopped after an error ({self.fatal}): create a new one"
+                    )
+                raise ProducerClosedError("the producer is closed: create a new one to send")
+            queue = self._queues.get(tp)
+            batch = queue[-1] if queue else None
+            created = False
+            if (
+                batch is not None
+                and batch.size + size_hint + RECORD_OVERHEAD_BYTES > self.max_batch_bytes
+                and batch.record_count
+            ):
+                batch.full = True
+            if batch is None or batch.full:
+                if self.buffered_bytes >= self.buffer_memory:
+                    raise BufferFull
+                now = time.monotonic()
+                batch = ProducerBatch(
+                    tp,
+                    codec.new_builder(self.compression),
+                    now,
+                    now + self.delivery_timeout_s,
+                    self.lock,
+                )
+                if queue is None:
+                    queue = self._queues[tp] = deque()
+                queue.append(batch)
+                self.incomplete.add(batch)
+                created = True
+            before = batch.size
+            try:
+                size = batch.builder.append(key, value, headers, timestamp_ms)
+            except BaseException:
+                if created and queue is not None:  # no empty batch: the broker refuses those
+                    queue.pop()
+                    self.incomplete.discard(batch)
+                    if not queue:
+                        del self._queues[tp]
+                raise
+            index = batch.record_count
+            batch.record_count = index + 1
+            batch.timestamps.append(timestamp_ms)
+            batch.size = size
+            self.buffered_bytes += size - before
+            if size >= self.batch_size:
+                batch.full = True
+                if self.sender_sleeping:
+                    self.sender_sleeping = False
+                    self.wakeup()
+            elif created and self.sender_sleeping:
+                self.sender_sleeping = False
+                self.wakeup()
+            return batch, index, created
+
+    def drain(
+        self, now: float, sendable: Callable[[TopicPartition], bool]
+    ) -> tuple[list[ProducerBatch], float | None]:
+        """Take the first batch of every partition that is ready and ``sendable(tp)``.
+
+        Ready: full, lingered long enough, or a flush or close is under way. Returns the
+        batches (closed: no more appends) and the earliest time another batch becomes ready
+        by linger (None: none waiting).
+        """
+        ready: list[ProducerBatch] = []
+        next_ready: float | None = None
+        force = self.flushing > 0 or self.closed
+        with self.lock:
+            empty: list[TopicPartition] = []
+            for tp, queue in self._queues.items():
+                if not queue:
+                    empty.append(tp)
+                    continue
+                batch = queue[0]
+                due = batch.created_s + self.linger_s
+                if batch.full or force or due <= now or len(queue) > 1:
+                    if sendable(tp):
+                        queue.popleft()
+                        batch.full = True
+                        ready.append(batch)
+                        if not queue:
+                            empty.append(tp)
+                elif next_ready is None or due < next_ready:
+                    next_ready = due
+            for tp in empty:
+                if not self._queues.get(tp):
+                    self._queues.pop(tp, None)
+        return ready, next_ready
+
+    def expire(self, now: float) -> list[ProducerBatch]:
+        """Remove and return queued (never sent) batches past their delivery deadline."""
+        expired: list[ProducerBatch] = []
+        with self.lock:
+            for queue in self._queues.values():
+                while queue and queue[0].deadline_s <= now:
+                    batch = queue.popleft()
+                    batch.full = True
+                    expired.append(batch)
+        return expired
+
+    def take_all(self) -> list[ProducerBatch]:
+        """Remove and return every queued batch (used when closing without waiting)."""
+        with self.lock:
+            out = [b for q in self._queues.values() for b in q]
+            self._queues.clear()
+            for b in out:
+                b.full = True
+        return out
+
+    def has_queued(self) -> bool:
+        with self.lock:
+            return any(self._queues.values())
+
+    def release(self, batches: Iterable[ProducerBatch]) -> None:
+        """Forget finished batches and free their bytes; wakes senders blocked on space."""
+        with self.lock:
+            for b in batches:
+                if b in self.incomplete:
+                    self.incomplete.discard(b)
+                    self.buffered_bytes -= b.size
+            self.space_freed.notify_all()
+        if self.on_space_freed is not None:
+            self.on_space_freed()
+
+    def snapshot_incomplete(self) -> list[ProducerBatch]:
+        with self.lock:
+            return list(self.incomplete)

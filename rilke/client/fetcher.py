@@ -1,0 +1,527 @@
+"""The consumer's fetcher: per-partition positions, pipelined fetches, a bounded prefetch buffer.
+
+A fetch task on the event loop keeps one Fetch in flight per leader broker for the assigned
+partitions whose buffers have room (``max_prefetch_bytes`` each), so the next records are on
+their way while the application handles the last ones. :meth:`Fetcher.take` (any thread)
+decodes buffered batches into records: it skips control batches and records before the
+position, checks CRCs, and advances the position.
+
+Thread-safety: the partition state is guarded by ``self.lock``; seek/assign bump a partition's
+``generation`` so that data fetched for an older position is dropped, never returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rilke.client import codec
+from rilke.client.backoff import backoff_s
+from rilke.client.cluster import Cluster
+from rilke.client.offsets import EARLIEST, LATEST, list_offsets
+from rilke.client.structs import ConsumerRecord, TopicPartition
+from rilke.client.transport import error_from_proto
+from rilke.errors import (
+    NoOffsetForPartitionError,
+    OffsetOutOfRangeError,
+    RilkeError,
+)
+from rilke.proto import rilke_pb2 as pb
+from rilke.records import header as hdr
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PartitionState:
+    """One assigned partition. ``position``: the next offset poll() returns (None: unknown,
+    to be reset by ``reset``); ``fetch_offset``: the next offset to fetch (>= position)."""
+
+    tp: TopicPartition
+    position: int | None = None
+    fetch_offset: int = 0
+    reset: int | str | None = None  # EARLIEST, LATEST, a time in ms, or "none"
+    generation: int = 0
+    paused: bool = False
+    in_fetch: bool = False
+    chunks: deque[tuple[bytes, int]] = field(default_factory=deque)  # (batches, generation)
+    buffered_bytes: int = 0
+    records: list[ConsumerRecord] = field(default_factory=list)
+    record_index: int = 0
+    high_watermark: int = -1
+    error: RilkeError | None = None
+    retry_at_s: float = 0.0
+    failures: int = 0
+
+
+class Fetcher:
+    def __init__(
+        self,
+        cluster: Cluster,
+        *,
+        auto_offset_reset: str,
+        fetch_min_bytes: int,
+        fetch_max_wait_ms: int,
+        fetch_max_bytes: int,
+        max_partition_fetch_bytes: int,
+        max_prefetch_bytes: int,
+        check_crcs: bool,
+        isolation_level: int,
+        request_timeout_ms: int,
+    ) -> None:
+        self.cluster = cluster
+        self.auto_offset_reset = auto_offset_reset
+        self.fetch_min_bytes = fetch_min_bytes
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.fetch_max_bytes = fetch_max_bytes
+        self.max_partition_fetch_bytes = max_partition_fetch_bytes
+        self.max_prefetch_bytes = max_prefetch_bytes
+        self.check_crcs = check_crcs
+        self.isolation_level = isolation_level
+        self.request_timeout_s = request_timeout_ms / 1000.0
+        self.lock = threading.Lock()
+        self.data_ready = threading.Condition(self.lock)
+        self.partitions: dict[TopicPartition, PartitionState] = {}
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self.aio_data_ready = asyncio.Event()
+        self._sleeping = False
+        self._task: asyncio.Task[None] | None = None
+        self._fetches: dict[int, asyncio.Task[None]] = {}
+        self._closed = False
+        self._take_start = 0
+        # Asked for the initial position of a partition without one before the reset policy
+        # applies (a consumer group's committed offset); returns None when there is none.
+        self.initial_position: Callable[[list[TopicPartition]], object] | None = None
+
+    # --- assignment and positions (any thread) ----------------------------------------------
+
+    def default_reset(self) -> int | str:
+        return {"earliest": EARLIEST, "latest": LATEST}.get(self.auto_offset_reset, "none")
+
+    def assign(self, tps: list[TopicPartition]) -> None:
+        """Make ``tps`` the assignment; kept partitions keep their position and buffers."""
+        with self.lock:
+            new = {}
+            for tp in tps:
+                st = self.partitions.get(tp)
+                if st is None:
+                    st = PartitionState(tp, reset=self.default_reset())
+                new[tp] = st
+            for tp, st in self.partitions.items():
+                if tp not in new:
+                    st.generation += 1
+            self.partitions = new
+        self.wake()
+
+    def seek(self, tp: TopicPartition, offset: int | None, reset: int | str | None = None) -> None:
+        """Set the position (or mark it for reset); drops buffered data of the partition."""
+        with self.lock:
+            st = self.partitions.get(tp)
+            if st is None:
+                from rilke.errors import IllegalStateError
+
+                raise IllegalStateError(
+                    f"{tp.topic}-{tp.partition} is not assigned to this consumer"
+                )
+            st.generation += 1
+            st.chunks.clear()
+            st.buffered_bytes = 0
+            st.records = []
+            st.record_index = 0
+            st.error = None
+            st.position = offset
+            st.reset = reset
+            if offset is not None:
+                st.fetch_offset = offset
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake the fetch loop (from any thread)."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._wake.set()
+        elif not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    # --- taking records (any thread; the caller holds no lock) ------------------------------
+
+    def take(self, max_records: int) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """Up to ``max_records`` buffered records, by partition, advancing positions.
+
+        Raises the error a partition hit (offset out of range with auto_offset_reset='none',
+        a corrupt batch) once; that partition is then skipped until seek().
+        """
+        out: dict[TopicPartition, list[ConsumerRecord]] = {}
+        freed = False
+        with self.lock:
+            remaining = max_records
+            states = list(self.partitions.values())
+            # Start where the last call stopped, so one busy partition cannot starve the rest.
+            start = self._take_start % len(states) if states else 0
+            self._take_start += 1
+            for st in states[start:] + states[:start]:
+                if remaining <= 0:
+                    break
+                if st.error is not None:
+                    err, st.error = st.error, None
+                    if out:
+                        st.error = err  # report after handing out what we have
+                        continue
+                    raise err
+                if st.paused or st.position is None:
+                    continue
+                got = self._take_partition(st, remaining)
+                if got:
+                    out[st.tp] = got
+                    remaining -= len(got)
+                    freed = True
+        if freed:
+            self.wake()
+        return out
+
+    def _take_partition(self, st: PartitionState, limit: int) -> list[ConsumerRecord]:
+        got: list[ConsumerRecord] = []
+        while len(got) < limit:
+            if st.record_index >= len(st.records):
+                st.records = []
+                st.record_index = 0
+                if not st.chunks:
+                    break
+                data, generation = st.chunks.popleft()
+                st.buffered_bytes -= len(data)
+                if generation != st.generation:
+                    continue
+                try:
+                    st.records = self._decode(st, data)
+                except RilkeError as exc:
+                    st.error = exc
+                    st.chunks.clear()
+                    st.buffered_bytes = 0
+                    st.generation += 1
+                    break
+                continue
+            n = min(limit - len(got), len(st.records) - st.record_index)
+            chunk = st.records[st.record_index : st.record_index + n]
+            st.record_index += n
+            got.extend(chunk)
+            st.position = chunk[-1].offset + 1
+        return got
+
+    def _decode(self, st: PartitionState, data: bytes) -> list[ConsumerRecord]:
+        topic, partition = st.tp
+        position = st.position or 0
+        out: list[ConsumerRecord] = []
+        view = memoryview(data)
+        pos = 0
+        end = len(data)
+        read = codec.read_records
+        check = self.check_crcs
+        new = tuple.__new__
+        CR = ConsumerRecord
+        while pos < end:
+            size = hdr.peek_size(view, pos)
+            if size is None or end - pos < size:
+                break  # a partial trailing batch: fetched again from its offset next time
+            header = hdr.read_header(view, pos)
+            if header.next_offset <= position or header.is_control:
+                pos += size
+                continue
+            batch = view[pos : pos + size]
+            records = read(batch, header, check)
+            # tuple.__new__ skips the named tuple's argument parsing: this runs per record.
+            if header.timestamp_type:
+                ts = header.max_timestamp
+                out.extend(
+                    new(CR, (topic, partition, o, ts, 1, k, v, h))
+                    for o, _, k, v, h, _b in records
+                    if o >= position
+                )
+            else:
+                out.extend(
+                    new(CR, (topic, partition, o, t, 0, k, v, h))
+                    for o, t, k, v, h, _b in records
+                    if o >= position
+                )
+            pos += size
+        return out
+
+    def has_buffered(self) -> bool:
+        with self.lock:
+            return self.has_buffered_locked()
+
+    def has_buffered_locked(self) -> bool:
+        """Like has_buffered, for a caller that holds ``self.lock``."""
+        return any(
+            (st.chunks or st.record_index < len(st.records) or st.error) and not st.paused
+            for st in self.partitions.values()
+        )
+
+    # --- the fetch loop (event loop) -----------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def close(self) -> None:
+        self._closed = True
+        tasks = [t for t in [self._task, *self._fetches.values()] if t is not None]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            try:
+                await t
+            except BaseException:
+                pass
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._closed:
+            self._wake.clear()  # before the work: a wake during it makes another pass
+            try:
+                await self._reset_positions()
+                if (
+                    any(self.cluster.leader_for(tp) < 0 for tp in list(self.partitions))
+                    or self.cluster.is_stale()
+                ):
+                    await self.cluster.refresh({tp.topic for tp in self.partitions} or None)
+                self._start_fetches()
+                attempt = 0
+            except RilkeError as exc:
+                attempt += 1
+                delay = backoff_s(
+                    attempt,
+                    self.cluster.retry_backoff_ms,
+                    self.cluster.retry_backoff_max_ms,
+                    self.cluster.rng,
+                )
+                log.debug("fetcher: %s (retrying in %.3fs)", exc, delay)
+                if not exc.retriable:
+                    self._report(exc)
+                await asyncio.sleep(delay)
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), 1.0)
+            except TimeoutError:
+                pass
+
+    def _report(self, exc: RilkeError) -> None:
+        """Hand an error that is not the fetcher's to solve to the next poll()."""
+        with self.lock:
+            for st in self.partitions.values():
+                if st.position is None:
+                    st.error = exc
+                    break
+            self.data_ready.notify_all()
+        self.aio_data_ready.set()
+
+    async def _reset_positions(self) -> None:
+        with self.lock:
+            need = {
+                tp: st.reset
+                for tp, st in self.partitions.items()
+                if st.position is None and st.error is None
+            }
+        if not need:
+            return
+        if self.initial_position is not None:
+            found = await self.initial_position(list(need))  # type: ignore[misc]
+            for tp, offset in (found or {}).items():
+                if offset is not None and offset >= 0:
+                    self._set_fetched_position(tp, need.pop(tp, None), offset)
+        queries: dict[TopicPartition, int] = {}
+        for tp, reset in need.items():
+            if reset == "none" or reset is None:
+                with self.lock:
+                    st = self.partitions.get(tp)
+                    if st is not None and st.position is None:
+                        st.error = NoOffsetForPartitionError(
+                            f"no position for {tp.topic}-{tp.partition} and auto_offset_reset='none':"
+                            f" seek() to an offset first"
+                        )
+                        st.reset = "errored"
+                        self.data_ready.notify_all()
+                self.aio_data_ready.set()
+                continue
+            if reset == "errored":
+                continue
+            queries[tp] = int(reset)
+        if not queries:
+            return
+        answers = await list_offsets(
+            self.cluster, queries, self.request_timeout_s, self.isolation_level
+        )
+        for tp, ot in answers.items():
+            offset = ot.offset
+            if offset < 0:  # no record at or after that time: start at the end
+                end = await list_offsets(
+                    self.cluster, {tp: LATEST}, self.request_timeout_s, self.isolation_level
+                )
+                offset = end[tp].offset
+            self._set_fetched_position(tp, queries[tp], offset)
+
+    def _set_fetched_position(self, tp: TopicPartition, reset: object, offset: int) -> None:
+        with self.lock:
+            st = self.partitions.get(tp)
+            if st is not None and st.position is None and st.reset == reset:
+                st.position = offset
+                st.fetch_offset = offset
+                st.reset = None
+
+    def _start_fetches(self) -> None:
+        now = time.monotonic()
+        by_node: dict[int, list[tuple[PartitionState, int, int]]] = defaultdict(list)
+        with self.lock:
+            for tp, st in self.partitions.items():
+                if (
+                    st.position is None
+                    or st.paused
+                    or st.in_fetch
+                    or st.error is not None
+                    or st.buffered_bytes >= self.max_prefetch_bytes
+                    or st.retry_at_s > now
+                ):
+                    continue
+                leader = self.cluster.leader_for(tp)
+                if leader < 0 or leader in self._fetches:
+                    continue
+                by_node[leader].append((st, st.fetch_offset, st.generation))
+            for node, parts in by_node.items():
+                for st, _, _ in parts:
+                    st.in_fetch = True
+                task = asyncio.ensure_future(self._fetch(node, parts))
+                self._fetches[node] = task
+        if not by_node:
+            soonest = min(
+                (st.retry_at_s for st in self.partitions.values() if st.retry_at_s > now),
+                default=None,
+            )
+            if soonest is not None:
+                self._loop.call_later(soonest - now, self._wake.set)
+
+    async def _fetch(self, node: int, parts: list[tuple[PartitionState, int, int]]) -> None:
+        request = pb.FetchRequest(
+            max_wait_ms=self.fetch_max_wait_ms,
+            min_bytes=self.fetch_min_bytes,
+            max_bytes=self.fetch_max_bytes,
+            isolation_level=self.isolation_level,
+            replica_id=-1,
+            partitions=[
+                pb.FetchPartition(
+                    topic=st.tp.topic,
+                    partition=st.tp.partition,
+                    fetch_offset=offset,
+                    partition_max_bytes=self.max_partition_fetch_bytes,
+                )
+                for st, offset, _ in parts
+            ],
+        )
+        try:
+            response = await self.cluster.call_node(
+                node,
+                "Broker",
+                "Fetch",
+                request,
+                self.request_timeout_s + self.fetch_max_wait_ms / 1000.0,
+            )
+        except RilkeError as exc:
+            log.debug("fetch from broker %d failed: %s", node, exc)
+            self.cluster.request_update()
+            self._backoff([st for st, _, _ in parts])
+            return
+        except asyncio.CancelledError:
+            raise
+        finally:
+            self._fetches.pop(node, None)
+            for st, _, _ in parts:
+                st.in_fetch = False
+            self._wake.set()
+        got_data = False
+        by_tp = {(st.tp.topic, st.tp.partition): (st, offset, gen) for st, offset, gen in parts}
+        with self.lock:
+            for r in response.partitions:
+                entry = by_tp.get((r.topic, r.partition))
+                if entry is None:
+                    continue
+                st, offset, gen = entry
+                if st.generation != gen or self.partitions.get(st.tp) is not st:
+                    continue
+                err = error_from_proto(r.error, f"fetch {r.topic}-{r.partition} at offset {offset}")
+                if err is not None:
+                    self._on_fetch_error(st, err)
+                    continue
+                st.failures = 0
+                st.high_watermark = r.high_watermark
+                data = r.records
+                if not data:
+                    continue
+                next_offset = _next_offset(data, offset)
+                if next_offset <= offset:
+                    continue
+                st.chunks.append((data, gen))
+                st.buffered_bytes += len(data)
+                st.fetch_offset = next_offset
+                got_data = True
+            if got_data:
+                self.data_ready.notify_all()
+        if got_data:
+            self.aio_data_ready.set()
+
+    def _on_fetch_error(self, st: PartitionState, err: RilkeError) -> None:
+        if isinstance(err, OffsetOutOfRangeError):
+            reset = self.default_reset()
+            if reset == "none":
+                st.error = OffsetOutOfRangeError(
+                    f"{err}; auto_offset_reset='none': seek() to a valid offset"
+                )
+                self.data_ready.notify_all()
+                self.aio_data_ready.set()
+            else:
+                log.info("offset %s out of range for %s; resetting", st.fetch_offset, st.tp)
+                st.generation += 1
+                st.position = None
+                st.reset = reset
+                st.chunks.clear()
+                st.buffered_bytes = 0
+            return
+        if err.retriable or err.invalid_metadata:
+            if err.invalid_metadata:
+                self.cluster.request_update()
+            self._backoff([st], locked=True)
+            return
+        st.error = err
+        self.data_ready.notify_all()
+        self.aio_data_ready.set()
+
+    def _backoff(self, states: list[PartitionState], locked: bool = False) -> None:
+        now = time.monotonic()
+        for st in states:
+            st.failures += 1
+            st.retry_at_s = now + backoff_s(
+                st.failures,
+                self.cluster.retry_backoff_ms,
+                self.cluster.retry_backoff_max_ms,
+                self.cluster.rng,
+            )
+
+
+def _next_offset(data: bytes, fetch_offset: int) -> int:
+    """The offset after the last whole batch in ``data`` (``fetch_offset`` if none is whole)."""
+    pos = 0
+    end = len(data)
+    last = fetch_offset
+    while pos < end:
+        size = hdr.peek_size(data, pos)
+        if size is None or end - pos < size:
+            break
+        header = hdr.read_header(data, pos)
+        last = max(last, header.next_offset)
+        pos += size
+    return last

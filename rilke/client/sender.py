@@ -1,0 +1,470 @@
+"""The producer's sender: drains ready batches, sends them to partition leaders, retries.
+
+Runs as one task on the client's event loop. Per partition it keeps the batches in flight in
+sequence order; a retriable failure parks the batch in the partition's retry queue and the
+partition then sends only retries, one at a time and in sequence order, until the queue is
+empty, so records of one partition are never reordered when idempotence is on. Without
+idempotence, ``max_in_flight > 1`` may reorder records on retry (as in Kafka).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from crc32c import crc32c
+
+from rilke.client.accumulator import RecordAccumulator
+from rilke.client.backoff import backoff_s
+from rilke.client.batch import ProducerBatch
+from rilke.client.cluster import Cluster
+from rilke.client.produce_stream import ProduceStream
+from rilke.client.structs import TopicPartition
+from rilke.client.transport import error_from_proto
+from rilke.errors import (
+    BrokerNotAvailableError,
+    DuplicateSequenceError,
+    KafkaTimeoutError,
+    OutOfOrderSequenceError,
+    ProducerClosedError,
+    ProtocolError,
+    RilkeError,
+)
+from rilke.proto import rilke_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+_SEQ_POS = 53  # base_sequence in the batch header (inside the CRC)
+_CRC_POS = 17
+_CRC_START = 21
+_INT32 = struct.Struct(">i")
+_UINT32 = struct.Struct(">I")
+
+
+@dataclass
+class _PartitionState:
+    next_sequence: int = 0
+    in_flight: list[ProducerBatch] = field(default_factory=list)
+    retries: list[ProducerBatch] = field(default_factory=list)
+
+
+def restamp_sequence(data: bytes, base_sequence: int) -> bytes:
+    """The batch ``data`` with a new base sequence and its CRC recomputed."""
+    buf = bytearray(data)
+    _INT32.pack_into(buf, _SEQ_POS, base_sequence)
+    _UINT32.pack_into(buf, _CRC_POS, crc32c(memoryview(buf)[_CRC_START:]))
+    return bytes(buf)
+
+
+class Sender:
+    """Moves batches from the accumulator to the brokers. All methods run on the loop."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        accumulator: RecordAccumulator,
+        *,
+        acks: int,
+        retries: int,
+        retry_backoff_ms: float,
+        retry_backoff_max_ms: float,
+        request_timeout_ms: float,
+        max_in_flight: int,
+        max_request_size: int,
+        enable_idempotence: bool,
+        produce_path: str = "unary",
+    ) -> None:
+        if produce_path not in ("unary", "stream"):
+            raise ValueError(f"produce_path must be 'unary' or 'stream', not {produce_path!r}")
+        self.cluster = cluster
+        self.produce_path = produce_path
+        self._streams: dict[str, ProduceStream] = {}
+        self._sent_requests = 0
+        self.acc = accumulator
+        self.acks = acks
+        self.retries = retries
+        self.retry_backoff_ms = retry_backoff_ms
+        self.retry_backoff_max_ms = retry_backoff_max_ms
+        self.request_timeout_s = request_timeout_ms / 1000.0
+        self.max_in_flight = max_in_flight
+        self.max_request_size = max_request_size
+        self.idempotent = enable_idempotence
+        self.producer_id = -1
+        self.producer_epoch = -1
+        self._partitions: dict[TopicPartition, _PartitionState] = defaultdict(_PartitionState)
+        self._node_in_flight: dict[int, int] = defaultdict(int)
+        self._requests: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self.fatal: BaseException | None = None
+        accumulator.wakeup = self._wake_threadsafe
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    def _wake_threadsafe(self) -> None:
+        self._loop.call_soon_threadsafe(self._wake.set)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self, timeout_s: float) -> None:
+        """Send what is queued (up to ``timeout_s``), then fail what is left and stop."""
+        self._stopping = True
+        self.wake()
+        task = self._task
+        if task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), max(0.0, timeout_s))
+            except TimeoutError:
+                task.cancel()
+                try:
+                    await task
+                except BaseException:
+                    pass
+        for t in list(self._requests):
+            t.cancel()
+        for stream in self._streams.values():
+            await stream.close()
+        self._streams.clear()
+        leftovers = self.acc.take_all()
+        for st in self._partitions.values():
+            leftovers.extend(st.retries)
+            leftovers.extend(st.in_flight)
+        self._fail(leftovers, ProducerClosedError("the producer closed before the record was sent"))
+        self._fail(
+            self.acc.snapshot_incomplete(),
+            ProducerClosedError("the producer closed before the record was sent"),
+        )
+
+    def _idle(self) -> bool:
+        return (
+            not self._requests
+            and not self.acc.has_queued()
+            and not any(st.retries for st in self._partitions.values())
+        )
+
+    # --- the loop ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            attempt = 0
+            while self.idempotent and self.producer_id < 0 and not self._stopping:
+                try:
+                    await self._init_producer_id()
+                except RilkeError as exc:
+                    if not exc.retriable:
+                        raise
+                    attempt += 1
+                    log.debug("InitProducerId failed (%s); retrying", exc)
+                    self._expire(time.monotonic())
+                    await asyncio.sleep(
+                        backoff_s(
+                            attempt,
+                            self.retry_backoff_ms,
+                            self.retry_backoff_max_ms,
+                            self.cluster.rng,
+                        )
+                    )
+            while True:
+                if self._stopping and self._idle():
+                    return
+                now = time.monotonic()
+                self._expire(now)
+                sent_before = self._sent_requests
+                next_s = self._send_ready(now)
+                self._wake.clear()
+                if self._sent_requests != sent_before:
+                    # More full batches may wait behind the ones just sent (one per partition
+                    # per round): look again at once, until the in-flight window is full.
+                    await asyncio.sleep(0)
+                    continue
+                self.acc.sender_sleeping = True
+                timeout = None if next_s is None else max(0.0, next_s - time.monotonic())
+                if self.cluster.is_stale() and self._needs_metadata():
+                    timeout = 0.05 if timeout is None else min(timeout, 0.05)
+                    await self._refresh_metadata()
+                try:
+                    if timeout is None:
+                        await self._wake.wait()
+                    elif timeout > 0:
+                        await asyncio.wait_for(self._wake.wait(), timeout)
+                except TimeoutError:
+                    pass
+                self.acc.sender_sleeping = False
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a bug or a fatal producer error: fail everything
+            log.exception("producer sender stopped")
+            self.fatal = exc
+            with self.acc.lock:
+                self.acc.fatal = exc
+                self.acc.closed = True
+            self._fail(self.acc.take_all(), exc)
+
+    def _needs_metadata(self) -> bool:
+        return self.acc.has_queued() or any(st.retries for st in self._partitions.values())
+
+    async def _refresh_metadata(self) -> None:
+        try:
+            await self.cluster.maybe_refresh(self.request_timeout_s)
+        except RilkeError as exc:
+            log.debug("metadata refresh failed: %s", exc)
+
+    async def _init_producer_id(self) -> None:
+        request = pb.InitProducerIdRequest(producer_id=-1, producer_epoch=-1)
+        try:
+            response = await self.cluster.call_any(
+                "Broker", "InitProducerId", request, self.request_timeout_s
+            )
+        except ProtocolError as exc:
+            if exc.retriable:
+                raise
+            log.warning("broker refused InitProducerId (%s): producing without idempotence", exc)
+            self.idempotent = False
+            return
+        err = error_from_proto(response.error, "InitProducerId")
+        if err is not None:
+            if err.retriable:
+                raise err
+            log.warning("broker refused InitProducerId (%s): producing without idempotence", err)
+            self.idempotent = False
+            return
+        self.producer_id = response.producer_id
+        self.producer_epoch = response.producer_epoch
+
+    def _expire(self, now: float) -> None:
+        expired = self.acc.expire(now)
+        for st in self._partitions.values():
+            keep: list[ProducerBatch] = []
+            for b in st.retries:
+                (expired if b.deadline_s <= now else keep).append(b)
+            st.retries = keep
+        if expired:
+            self._fail(
+                expired,
+                KafkaTimeoutError(
+                    "record not delivered within delivery_timeout_ms: the partition's leader "
+                    "was unavailable or too slow (check the broker, or raise delivery_timeout_ms)"
+                ),
+            )
+
+    def _sendable(self, tp: TopicPartition) -> bool:
+        leader = self.cluster.leader_for(tp)
+        if leader < 0:
+            self.cluster.request_update()
+            return False
+        if self._node_in_flight[leader] >= self.max_in_flight:
+            return False
+        st = self._partitions[tp]
+        if st.retries:
+            return False
+        return not (
+            st.in_flight and not self.idempotent and self.retries > 0 and self.max_in_flight == 1
+        )
+
+    def _send_ready(self, now: float) -> float | None:
+        """Send retries that are due and drained batches; return when to look again."""
+        by_node: dict[int, list[ProducerBatch]] = defaultdict(list)
+        next_s: float | None = None
+        for tp, st in self._partitions.items():
+            if not st.retries or st.in_flight:
+                continue
+            batch = st.retries[0]
+            if batch.retry_at_s > now:
+                next_s = batch.retry_at_s if next_s is None else min(next_s, batch.retry_at_s)
+                continue
+            leader = self.cluster.leader_for(tp)
+            if leader < 0 or self._node_in_flight[leader] >= self.max_in_flight:
+                self.cluster.request_update()
+                continue
+            st.retries.pop(0)
+            by_node[leader].append(batch)
+        drained, next_ready = self.acc.drain(now, self._sendable)
+        if next_ready is not None:
+            next_s = next_ready if next_s is None else min(next_s, next_ready)
+        for batch in drained:
+            self._close_batch(batch)
+            by_node[self.cluster.leader_for(batch.tp)].append(batch)
+        for node, batches in by_node.items():
+            for request_batches in self._split(batches):
+                self._node_in_flight[node] += 1
+                for b in request_batches:
+                    self._partitions[b.tp].in_flight.append(b)
+                    b.attempts += 1
+                self._sent_requests += 1
+                task = asyncio.ensure_future(self._send(node, request_batches))
+                self._requests.add(task)
+                task.add_done_callback(self._request_done)
+        return next_s
+
+    def _request_done(self, task: asyncio.Task[None]) -> None:
+        self._requests.discard(task)
+        self._wake.set()
+
+    def _close_batch(self, batch: ProducerBatch) -> None:
+        st = self._partitions[batch.tp]
+        if self.idempotent:
+            batch.base_sequence = st.next_sequence
+            st.next_sequence = (st.next_sequence + batch.record_count) & 0x7FFFFFFF
+            batch.builder.set_producer_state(
+                self.producer_id, self.producer_epoch, batch.base_sequence, False
+            )
+        batch.data = bytes(batch.builder.build())
+
+    def _split(self, batches: list[ProducerBatch]) -> list[list[ProducerBatch]]:
+        """Group batches into requests of at most max_request_size bytes, one per partition."""
+        out: list[list[ProducerBatch]] = []
+        current: list[ProducerBatch] = []
+        size = 0
+        tps: set[TopicPartition] = set()
+        for b in batches:
+            n = len(b.data or b"")
+            if current and (size + n > self.max_request_size or b.tp in tps):
+                out.append(current)
+                current, size, tps = [], 0, set()
+            current.append(b)
+            size += n
+            tps.add(b.tp)
+        if current:
+            out.append(current)
+        return out
+
+    # --- one request ---------------------------------------------------------------------
+
+    async def _send(self, node: int, batches: list[ProducerBatch]) -> None:
+        request = pb.ProduceRequest(
+            acks=self.acks,
+            timeout_ms=int(self.request_timeout_s * 1000),
+            partitions=[
+                pb.ProducePartitionData(topic=b.tp.topic, partition=b.tp.partition, records=b.data)
+                for b in batches
+            ],
+        )
+        try:
+            try:
+                if self.produce_path == "stream":
+                    address = self.cluster.address_of(node)
+                    stream = self._streams.get(address)
+                    if stream is None:
+                        stream = self._streams[address] = ProduceStream(
+                            self.cluster.transport, address
+                        )
+                    response = await stream.send(request, self.request_timeout_s)
+                else:
+                    response = await self.cluster.call_node(
+                        node, "Broker", "Produce", request, self.request_timeout_s
+                    )
+            except RilkeError as exc:
+                if isinstance(exc, BrokerNotAvailableError) or exc.invalid_metadata:
+                    self.cluster.request_update()
+                for b in batches:
+                    self._on_error(b, exc)
+                return
+            results = {(r.topic, r.partition): r for r in response.partitions}
+            for b in batches:
+                r = results.get((b.tp.topic, b.tp.partition))
+                if r is None:
+                    self._on_error(
+                        b,
+                        ProtocolError(
+                            f"the broker's produce response left out {b.tp.topic}-{b.tp.partition}"
+                        ),
+                    )
+                    continue
+                err = error_from_proto(r.error, f"produce to {b.tp.topic}-{b.tp.partition}")
+                if err is None:
+                    self._on_success(
+                        b, r.base_offset if self.acks != 0 else -1, r.log_append_time_ms
+                    )
+                else:
+                    self._on_error(b, err)
+        finally:
+            self._node_in_flight[node] -= 1
+            self.wake()
+
+    def _on_success(self, batch: ProducerBatch, base_offset: int, log_append_time: int) -> None:
+        self._remove_in_flight(batch)
+        batch.complete(
+            base_offset, log_append_time if log_append_time is not None else -1, self.acc.lock
+        )
+        self.acc.release([batch])
+
+    def _on_error(self, batch: ProducerBatch, exc: RilkeError) -> None:
+        st = self._partitions[batch.tp]
+        self._remove_in_flight(batch)
+        if isinstance(exc, DuplicateSequenceError):
+            # The broker already has these records (an earlier attempt landed): success, but
+            # the offset is not known.
+            batch.complete(-1, -1, self.acc.lock)
+            self.acc.release([batch])
+            return
+        if exc.invalid_metadata:
+            self.cluster.request_update()
+        earlier_pending = any(
+            b.base_sequence < batch.base_sequence for b in st.in_flight + st.retries
+        )
+        retriable = exc.retriable or (
+            self.idempotent
+            and isinstance(exc, OutOfOrderSequenceError)
+            and (earlier_pending or batch.sequence_shift)
+        )
+        now = time.monotonic()
+        if retriable and batch.attempts <= self.retries:
+            delay = backoff_s(
+                batch.attempts, self.retry_backoff_ms, self.retry_backoff_max_ms, self.cluster.rng
+            )
+            if now + delay < batch.deadline_s:
+                batch.retry_at_s = now + delay
+                if batch.sequence_shift and batch.data is not None:
+                    batch.base_sequence -= batch.sequence_shift
+                    batch.sequence_shift = 0
+                    batch.data = restamp_sequence(batch.data, batch.base_sequence)
+                st.retries.append(batch)
+                st.retries.sort(key=lambda b: b.base_sequence)
+                log.debug("retrying %s after %s in %.3fs", batch.tp, exc, delay)
+                return
+            exc = KafkaTimeoutError(
+                f"record not delivered within delivery_timeout_ms (last error: {exc}); check "
+                f"the broker, or raise delivery_timeout_ms"
+            )
+        if self.idempotent and batch.base_sequence >= 0:
+            # The records of this batch will never be written: later batches must close the
+            # sequence gap it leaves, or the broker refuses them as out of order.
+            for b in st.in_flight + st.retries:
+                if b.base_sequence > batch.base_sequence:
+                    b.sequence_shift += batch.record_count
+            for b in list(st.retries):
+                if b.sequence_shift and b.data is not None:
+                    b.base_sequence -= b.sequence_shift
+                    b.sequence_shift = 0
+                    b.data = restamp_sequence(b.data, b.base_sequence)
+            st.next_sequence = (st.next_sequence - batch.record_count) & 0x7FFFFFFF
+        self._fail([batch], exc)
+
+    def _remove_in_flight(self, batch: ProducerBatch) -> None:
+        st = self._partitions[batch.tp]
+        try:
+            st.in_flight.remove(batch)
+        except ValueError:
+            pass
+
+    def _fail(self, batches: list[ProducerBatch], exc: BaseException) -> None:
+        for b in batches:
+            b.fail(exc, self.acc.lock)
+        self.acc.release(batches)
+
+    def any_incomplete(self) -> bool:
+        return bool(self.acc.snapshot_incomplete())
+
+    def stats(self) -> dict[str, Any]:
+        return {"in_flight_requests": len(self._requests)}

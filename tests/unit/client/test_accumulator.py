@@ -1,0 +1,118 @@
+"""The record accumulator on its own: batch size, linger, flush, buffer bound, expiry."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from rilke.client.accumulator import BufferFull, RecordAccumulator
+from rilke.client.structs import TopicPartition
+from rilke.errors import ProducerClosedError
+
+TP0 = TopicPartition("t", 0)
+TP1 = TopicPartition("t", 1)
+
+
+def make(**kw):
+    settings = {
+        "batch_size": 1000,
+        "linger_ms": 100,
+        "compression": 0,
+        "buffer_memory": 10_000,
+        "delivery_timeout_ms": 60_000,
+    }
+    settings.update(kw)
+    return RecordAccumulator(**settings)
+
+
+def always(_tp):
+    return True
+
+
+def test_batch_closes_at_batch_size_and_new_one_opens():
+    acc = make()
+    batches = []
+    for _ in range(30):
+        b, _, created = acc.append(TP0, None, b"x" * 100, None, 1)
+        if created:
+            batches.append(b)
+    assert len(batches) >= 3
+    assert all(b.full for b in batches[:-1])
+    # A batch crosses batch_size by at most one record.
+    assert all(b.size < 1000 + 200 for b in batches)
+    assert sum(b.record_count for b in batches) == 30
+
+
+def test_drain_waits_for_linger_unless_full_or_flushing():
+    acc = make(linger_ms=100)
+    b, _, _ = acc.append(TP0, None, b"x", None, 1)
+    now = b.created_s
+    ready, next_ready = acc.drain(now + 0.01, always)
+    assert ready == [] and next_ready == pytest.approx(b.created_s + 0.1)
+    ready, _ = acc.drain(now + 0.2, always)
+    assert ready == [b] and b.full
+    b2, _, _ = acc.append(TP1, None, b"y", None, 1)
+    acc.flushing += 1
+    ready, _ = acc.drain(b2.created_s, always)
+    assert ready == [b2]
+
+
+def test_drain_skips_partitions_that_are_not_sendable_and_keeps_order():
+    acc = make(batch_size=10)
+    first, _, _ = acc.append(TP0, None, b"x" * 20, None, 1)
+    second, _, _ = acc.append(TP0, None, b"x" * 20, None, 1)
+    ready, _ = acc.drain(time.monotonic(), lambda tp: False)
+    assert ready == []
+    assert acc.drain(time.monotonic(), always)[0] == [first]
+    assert acc.drain(time.monotonic(), always)[0] == [second]
+
+
+def test_buffer_memory_bounds_new_batches_and_release_frees_it():
+    acc = make(buffer_memory=500, batch_size=200)
+    with pytest.raises(BufferFull):
+        for _ in range(100):
+            acc.append(TP0, None, b"x" * 100, None, 1)
+    held = acc.snapshot_incomplete()
+    acc.release(held)
+    assert acc.buffered_bytes == 0
+    acc.append(TP0, None, b"x", None, 1)
+
+
+def test_expire_takes_queued_batches_past_their_deadline():
+    acc = make(delivery_timeout_ms=50)
+    b, _, _ = acc.append(TP0, None, b"x", None, 1)
+    assert acc.expire(b.created_s + 0.01) == []
+    assert acc.expire(b.created_s + 0.06) == [b]
+    assert not acc.has_queued()
+
+
+def test_append_after_close_raises():
+    acc = make()
+    acc.closed = True
+    with pytest.raises(ProducerClosedError):
+        acc.append(TP0, None, b"x", None, 1)
+
+
+def test_bad_value_changes_nothing():
+    acc = make()
+    acc.append(TP0, None, b"ok", None, 1)
+    before = acc.buffered_bytes
+    with pytest.raises(TypeError):
+        acc.append(TP0, None, 12345, None, 1)  # type: ignore[arg-type]
+    assert acc.buffered_bytes == before
+
+
+def test_bad_value_in_a_new_batch_leaves_no_empty_batch():
+    acc = make()
+    with pytest.raises(TypeError):
+        acc.append(TP0, None, 12345, None, 1)  # type: ignore[arg-type]
+    assert not acc.has_queued() and acc.snapshot_incomplete() == []
+
+
+def test_a_record_that_would_overflow_max_batch_bytes_starts_a_new_batch():
+    acc = make(batch_size=10_000, max_batch_bytes=1000)
+    first, _, _ = acc.append(TP0, None, b"x" * 600, None, 1, 600)
+    second, _, created = acc.append(TP0, None, b"y" * 600, None, 1, 600)
+    assert created and second is not first and first.full
+    assert first.size <= 1000 and second.size <= 1000

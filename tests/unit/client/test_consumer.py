@@ -1,0 +1,207 @@
+"""The consumer against the in-process fake broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from rilke.client import codec
+from rilke.client.consumer import AIOConsumer, Consumer
+from rilke.client.structs import TopicPartition
+from rilke.errors import (
+    CorruptRecordError,
+    IllegalStateError,
+    NoOffsetForPartitionError,
+    OffsetOutOfRangeError,
+)
+from rilke.records import header as hdr
+
+TP = TopicPartition("t", 0)
+
+
+def put_batch(fake, values, topic="t", partition=0, control=False, ts=1000):
+    """Append one batch of ``values`` to the fake's log and return its base offset."""
+    b = codec.new_builder(0)
+    for i, v in enumerate(values):
+        b.append(None, v, None, ts + i)
+    data = bytearray(b.build())
+    if control:
+        # Set the control attribute bit and fix the CRC (a control batch's records are
+        # skipped anyway).
+        from crc32c import crc32c
+
+        data[22] |= hdr.CONTROL_MASK
+        data[17:21] = crc32c(bytes(data[21:])).to_bytes(4, "big")
+    base = fake.broker.next_offset[(topic, partition)]
+    hdr.set_base_offset(data, base)
+    fake.broker.topics[topic][partition].append(bytes(data))
+    fake.broker.next_offset[(topic, partition)] = base + len(values)
+    return base
+
+
+def poll_all(c, n, timeout_s=5.0):
+    out = []
+    deadline = time.monotonic() + timeout_s
+    while len(out) < n and time.monotonic() < deadline:
+        for recs in c.poll(200).values():
+            out.extend(recs)
+    return out
+
+
+def test_assign_poll_from_earliest(fake):
+    fake.broker.create("t", 1)
+    put_batch(fake, [b"a", b"b", b"c"])
+    with Consumer(bootstrap_servers=fake.address, auto_offset_reset="earliest") as c:
+        c.assign([TP])
+        recs = poll_all(c, 3)
+        assert [(r.offset, r.value) for r in recs] == [(0, b"a"), (1, b"b"), (2, b"c")]
+        assert recs[0].timestamp == 1000 and recs[0].topic == "t" and recs[0].headers == ()
+        assert c.position(TP) == 3
+        assert c.lag(TP) == 0 and c.highwater(TP) == 3
+
+
+def test_latest_reads_only_new_records(fake):
+    fake.broker.create("t", 1)
+    put_batch(fake, [b"old"])
+    with Consumer(bootstrap_servers=fake.address) as c:
+        c.assign([TP])
+        assert c.position(TP) == 1
+        put_batch(fake, [b"new"])
+        assert [r.value for r in poll_all(c, 1)] == [b"new"]
+
+
+def test_seek_inside_a_batch_skips_earlier_records(fake):
+    fake.broker.create("t", 1)
+    put_batch(fake, [b"0", b"1", b"2", b"3"])
+    with Consumer(bootstrap_servers=fake.address) as c:
+        c.assign([TP])
+        c.seek(TP, 2)
+        assert [r.offset for r in poll_all(c, 2)] == [2, 3]
+
+
+def test_control_batches_are_skipped(fake):
+    fake.broker.create("t", 1)
+    put_batch(fake, [b"a"])
+    put_batch(fake, [b"ctl"], control=True)
+    put_batch(fake, [b"b"])
+    with Consumer(bootstrap_servers=fake.address, auto_offset_reset="earliest") as c:
+        c.assign([TP])
+        assert [(r.offset, r.value) for r in poll_all(c, 2)] == [(0, b"a"), (2, b"b")]
+
+
+def test_corrupt_batch_raises_when_checking_crcs(fake):
+    fake.broker.create("t", 1)
+    put_batch(fake, [b"aaaa"])
+    data = bytearray(fake.broker.topics["t"][0][0])
+    data[-2] ^= 0xFF
+    fake.broker.topics["t"][0][0] = bytes(data)
+    with Consumer(bootstrap_servers=fake.address, auto_offset_reset="earliest") as c:
+        c.assign([TP])
+        with pytest.raises(CorruptRecordError):
+            poll_all(c, 1)
+
+
+def test_max_records_and_iteration(fake):
+    fake.broker.create("t", 2)
+    put_batch(fake, [b"%d" % i for i in range(10)])
+    put_batch(fake, [b"x"], partition=1)
+    with Consumer(
+        "t", bootstrap_servers=fake.address, auto_offset_reset="earliest", max_poll_records=3
+    ) as c:
+        assert c.assignment() == {TP, TopicPartition("t", 1)}
+        got = c.poll(2000)
+        assert sum(len(v) for v in got.values()) <= 3
+        seen = [r for v in got.values() for r in v]
+        it = iter(c)
+        while len(seen) < 11:
+            seen.append(next(it))
+        assert sorted((r.partition, r.offset) for r in seen) == sorted(
+            [(0, i) for i in range(10)] + [(1, 0)]
+        )
+
+
+def test_offset_reset_none_raises(fake):
+    fake.broker.create("t", 1)
+    with Consumer(bootstrap_servers=fake.address, auto_offset_reset="none") as c:
+        c.assign([TP])
+        with pytest.raises(NoOffsetForPartitionError):
+            for _ in range(50):
+                c.poll(100)
+
+
+def test_out_of_range_with_reset_none_raises(fake):
+    fake.broker.create("t", 1)
+    with Consumer(bootstrap_servers=fake.address, auto_offset_reset="none") as c:
+        c.assign([TP])
+        c.seek(TP, 50)
+        with pytest.raises(OffsetOutOfRangeError):
+            for _ in range(50):
+                c.poll(100)
+
+
+def test_out_of_range_resets_to_earliest(fake):
+    fake.broker.create("t", 1)
+    put_batch(fake, [b"a"])
+    with Consumer(bootstrap_servers=fake.address, auto_offset_reset="earliest") as c:
+        c.assign([TP])
+        c.seek(TP, 99)
+        assert [r.value for r in poll_all(c, 1)] == [b"a"]
+
+
+def test_offsets_queries(fake):
+    fake.broker.create("t", 1)
+    put_batch(fake, [b"a", b"b"], ts=1000)
+    put_batch(fake, [b"c"], ts=5000)
+    with Consumer(bootstrap_servers=fake.address) as c:
+        assert c.beginning_offsets([TP]) == {TP: 0}
+        assert c.end_offsets([TP]) == {TP: 3}
+        assert c.offsets_for_times({TP: 4000})[TP].offset == 2
+        # The fake, like the broker, answers with the batch; the client finds the record.
+        assert c.offsets_for_times({TP: 1001})[TP] == (1, 1001)
+        with pytest.raises(IllegalStateError):
+            c.seek(TopicPartition("other", 0), 1)
+        with pytest.raises(ValueError):
+            c.seek(TP, -1)
+
+
+def test_bad_settings():
+    with pytest.raises(ValueError):
+        Consumer(bootstrap_servers="127.0.0.1:1", auto_offset_reset="smallest")
+    with pytest.raises(TypeError):
+        Consumer(bootstrap_servers="127.0.0.1:1", no_such_setting=1)
+
+
+def test_aio_consumer(fake):
+    fake.broker.create("t", 1)
+    put_batch(fake, [b"a", b"b"])
+
+    async def main():
+        async with AIOConsumer(bootstrap_servers=fake.address, auto_offset_reset="earliest") as c:
+            c.assign([TP])
+            out = []
+            while len(out) < 2:
+                for recs in (await c.getmany(1000)).values():
+                    out.extend(recs)
+            return out
+
+    assert [r.value for r in asyncio.run(main())] == [b"a", b"b"]
+
+
+def test_a_busy_partition_does_not_starve_the_others(fake):
+    fake.broker.create("t", 2)
+    put_batch(fake, [b"a"] * 50, partition=0)
+    put_batch(fake, [b"b"] * 50, partition=1)
+    with Consumer(
+        "t", bootstrap_servers=fake.address, auto_offset_reset="earliest", max_poll_records=10
+    ) as c:
+        assert c.position(TP) == 0 and c.position(TopicPartition("t", 1)) == 0
+        # Both partitions' data arrive in one fetch; wait until both are buffered.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not all(
+            st.chunks for st in c._aio.fetcher.partitions.values()
+        ):
+            time.sleep(0.01)
+        seen = set(c.poll(1000)) | set(c.poll(1000))
+        assert seen == {TopicPartition("t", 0), TopicPartition("t", 1)}
