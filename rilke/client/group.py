@@ -538,9 +538,9 @@ def _factory(core: Any) -> GroupMembership:
 
 
 def _install() -> None:
-    from rilke.client import consumer
+    import rilke.client.consumer as consumer_module
 
-    consumer.GROUP_FACTORY = _factory
+    consumer_module.GROUP_FACTORY = _factory
 
 
 _install()
