@@ -112,7 +112,8 @@ def _worker(
         put(("count", name, pid, time.time(), got, latencies, arrivals))
     finally:
         consumer.close()
-        put(("closed", name, pid, time.time(), []))
+        cpu = os.times()
+        put(("closed", name, pid, time.time(), [], cpu.user + cpu.system))
 
 
 def _live_producer(
@@ -159,6 +160,7 @@ class _Group:
         self.latencies: list[float] = []
         self.arrivals: list[tuple[float, str, int]] = []
         self.closed: set[str] = set()
+        self.cpu_s: dict[str, float] = {}
         self.go = ctx.Event()
         self.go.set()
 
@@ -205,6 +207,8 @@ class _Group:
                 self.arrivals.extend((t, name, p) for p, t in item[6].items())
             elif kind == "closed":
                 self.closed.add(name)
+                if len(item) > 5:
+                    self.cpu_s[name] = item[5]
 
     def wait(self, cond: Any, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -254,8 +258,9 @@ def _read_all(
     partitions: int,
     settings: dict[str, Any],
     no_progress: bool,
-) -> float:
-    """Seconds for ``consumers`` members of a fresh group to read ``count`` records."""
+) -> tuple[float, float]:
+    """Seconds for ``consumers`` members of a fresh group to read ``count`` records, and the
+    CPU seconds their processes used in all (start-up included)."""
     g = _Group(ctx, bootstrap, topic, group, settings)
     g.go.clear()
     try:
@@ -287,9 +292,10 @@ def _read_all(
             end = time.monotonic()
         if g.total() < count:
             raise RuntimeError(f"the group read {g.total()} of {count} records in time")
-        return max(1e-6, end - start)
+        elapsed = max(1e-6, end - start)
     finally:
         g.shutdown()
+    return elapsed, sum(g.cpu_s.values())
 
 
 def _start_at_end(bootstrap: str, topic: str, group: str, partitions: int) -> None:
@@ -338,7 +344,7 @@ def run_group(args: argparse.Namespace) -> int:
                 bar.set_description("fill")
                 _fill(bootstrap, topic, args.count, args.record_size, bar)
         stamp = int(time.time())
-        solo_s, many_s = (
+        (solo_s, solo_cpu), (many_s, many_cpu) = (
             _read_all(
                 ctx=ctx,
                 bootstrap=bootstrap,
@@ -435,6 +441,9 @@ def run_group(args: argparse.Namespace) -> int:
         "solo_msgs_per_s": round(solo_rate),
         "group_msgs_per_s": round(many_rate),
         "group_over_solo": round(many_rate / solo_rate, 2),
+        "solo_consumer_cpu_s": round(solo_cpu, 2),
+        "group_consumers_cpu_s": round(many_cpu, 2),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         **{f"e2e_{k}": round(v, 3) for k, v in pct.items()},
         "rebalance_s": {k: (round(v, 3) if v is not None else None) for k, v in rebalances.items()},
         "max_gap_unmoved_s": {k: round(v, 3) for k, v in pauses.items()},
@@ -448,10 +457,11 @@ def run_group(args: argparse.Namespace) -> int:
         f"rilke bench consume --group: {args.consumers} consumers, {partitions} partitions, "
         f"{args.record_size} B records",
         [
-            ("1 consumer", f"{solo_rate:,.0f} msgs/s"),
+            ("1 consumer", f"{solo_rate:,.0f} msgs/s ({solo_cpu:.1f} CPU-s in its process)"),
             (
                 f"{args.consumers} consumers",
-                f"{many_rate:,.0f} msgs/s ({many_rate / solo_rate:.2f}x)",
+                f"{many_rate:,.0f} msgs/s ({many_rate / solo_rate:.2f}x; {many_cpu:.1f} CPU-s in "
+                f"its processes; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)",
             ),
             (
                 f"end-to-end at {args.live_rate:,}/s p50/p99",

@@ -25,6 +25,7 @@ The consumer module calls :data:`rilke.client.consumer.GROUP_FACTORY` (set here)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -295,6 +296,8 @@ class GroupMembership:
                 attempt += 1
                 delay = 1.0
                 log.exception("group %s: heartbeat failed", self.group_id)
+            if self._closed:
+                return
             if self._interval_cap_s is not None:
                 delay = min(delay, self._interval_cap_s)
             if self._wake.is_set():
@@ -472,11 +475,15 @@ class GroupMembership:
         self._closed = True
         self._wake.set()
         if self._task is not None:
-            self._task.cancel()
+            # Let a heartbeat in flight finish rather than cancel it: the coordinator changes
+            # this member's epoch only in answers to its own heartbeats, so once none is in
+            # flight our epoch is the coordinator's and the final commit is not stale.
             try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+                await asyncio.wait_for(asyncio.shield(self._task), self._hb_timeout_s())
+            except (TimeoutError, asyncio.CancelledError, Exception):
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._task
         if self._auto_commit_task is not None and not self._auto_commit_task.done():
             try:
                 await asyncio.wait_for(self._auto_commit_task, self.request_timeout_s)
