@@ -446,7 +446,11 @@ class GroupMembership:
             err = error_from_proto(resp.error, f"commit of group {self.group_id!r}")
             if err is None:
                 return
-            if isinstance(err, StaleMemberEpochError) and time.monotonic() < deadline:
+            if (
+                isinstance(err, StaleMemberEpochError)
+                and not self._closed  # heartbeats still run and will bring the new epoch
+                and time.monotonic() < deadline
+            ):
                 # A heartbeat answer crossed the commit: retry with the newer epoch.
                 attempt += 1
                 await asyncio.sleep(backoff_s(attempt, 20, 200, self.cluster.rng))
