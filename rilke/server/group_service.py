@@ -67,6 +67,25 @@ APPEND_TIMEOUT_S = 10.0
 _MAX_TICK_SLEEP_S = 1.0
 
 
+def coordinator_config(broker_config: Any) -> CoordinatorConfig:
+    """The coordinator's settings from a BrokerConfig. Raises InvalidConfigError when the
+    session timeout range is empty."""
+    from rilke.errors import InvalidConfigError
+
+    lo = broker_config.group_min_session_timeout_ms
+    hi = broker_config.group_max_session_timeout_ms
+    if lo > hi:
+        raise InvalidConfigError(
+            f"group_min_session_timeout_ms ({lo}) is above group_max_session_timeout_ms ({hi})"
+        )
+    return CoordinatorConfig(
+        heartbeat_interval_ms=broker_config.group_heartbeat_interval_ms,
+        min_session_timeout_ms=lo,
+        max_session_timeout_ms=hi,
+        offsets_retention_ms=broker_config.offsets_retention_minutes * 60_000,
+    )
+
+
 class OffsetsLog(Protocol):
     """One partition of ``__consumer_offsets`` as a coordinator sees it: keyed records.
     rilke.server.offsets_log implements it over the broker's Partition interface."""

@@ -26,7 +26,7 @@ from rilke.errors import RilkeError
 from rilke.server.broker import Broker, LogManagerLike
 from rilke.server.config import BrokerConfig, describe, split_host_port
 from rilke.server.files import write_atomically
-from rilke.server.group_service import GroupManager, GroupService
+from rilke.server.group_service import GroupManager, GroupService, coordinator_config
 from rilke.server.offsets_log import BrokerGroupView
 from rilke.server.services import DEFAULT_FETCH_MAX_BYTES, BrokerService, add_services
 
@@ -98,7 +98,12 @@ class BrokerServer:
                 advertised = split_host_port(
                     config.advertised_listen, "advertised_listen", "config"
                 )
-            self._groups = GroupManager(BrokerGroupView(broker), node_id=config.node_id)
+            self._groups = GroupManager(
+                BrokerGroupView(broker),
+                config=coordinator_config(config),
+                partitions=config.offsets_topic_partitions,
+                node_id=config.node_id,
+            )
             await self._groups.start()
             self._service, self._health = add_services(
                 server,

@@ -281,3 +281,27 @@ def test_concurrent_requests_share_durability_and_a_lost_write_reloads_once() ->
             await m.stop()
 
     asyncio.run(main())
+
+
+def test_group_settings_come_from_the_broker_config() -> None:
+    from rilke.errors import InvalidConfigError
+    from rilke.server.config import load_config
+    from rilke.server.group_service import coordinator_config
+
+    config = load_config(
+        env={"RILKE_OFFSETS_RETENTION_MINUTES": "60", "RILKE_GROUP_HEARTBEAT_INTERVAL_MS": "100"}
+    )
+    cc = coordinator_config(config)
+    assert cc.offsets_retention_ms == 3_600_000
+    assert cc.heartbeat_interval_ms == 100
+    assert config.offsets_topic_partitions == 16
+    with pytest.raises(InvalidConfigError):
+        load_config(env={"RILKE_OFFSETS_RETENTION_MINUTES": "0"})
+    bad = load_config(
+        env={
+            "RILKE_GROUP_MIN_SESSION_TIMEOUT_MS": "5000",
+            "RILKE_GROUP_MAX_SESSION_TIMEOUT_MS": "10",
+        }
+    )
+    with pytest.raises(InvalidConfigError):
+        coordinator_config(bad)
