@@ -193,3 +193,78 @@ def test_commit_async_and_committed(broker: Any) -> None:
         assert c.committed([tp])[tp].offset == 5
     finally:
         c.close()
+
+
+@pytest.mark.slow
+def test_on_revoke_may_commit_from_inside_poll(broker: Any) -> None:
+    bootstrap = broker.address
+    setup(bootstrap, {"rv": 2}, per_partition=4)
+    settings = {"group_id": "revoker", "enable_auto_commit": False, "auto_offset_reset": "earliest"}
+    first = Consumer(bootstrap_servers=bootstrap, **settings)
+    committed_in_callback: list[set[TopicPartition]] = []
+
+    def on_revoke(tps: set[TopicPartition]) -> None:
+        # A blocking call on the consumer from its own rebalance callback must not deadlock.
+        first.commit({tp: first.position(tp) for tp in tps})
+        committed_in_callback.append(tps)
+
+    second: Consumer | None = None
+    try:
+        first.subscribe(["rv"], on_revoke=on_revoke)
+        assert drain(first, 8) == 8
+        second = Consumer(bootstrap_servers=bootstrap, **settings)
+        second.subscribe(["rv"])
+        wait_for(
+            lambda: (
+                bool(first.poll(50) or True)
+                and bool(second.poll(50) or True)
+                and len(first.assignment()) == 1
+                and len(second.assignment()) == 1
+            ),
+            30,
+            "the partitions to split",
+        )
+        [moved] = committed_in_callback
+        [tp] = moved
+        # The new owner starts where the callback committed: nothing left to read there.
+        assert second.position(tp) == 4
+        assert second.committed([tp])[tp].offset == 4
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+
+
+@pytest.mark.slow
+def test_asyncio_consumer_in_a_group(broker: Any) -> None:
+    import asyncio
+
+    import rilke.aio
+
+    bootstrap = broker.address
+    setup(bootstrap, {"aio": 2}, per_partition=3)
+
+    async def main() -> None:
+        assigned: list[set[TopicPartition]] = []
+
+        async def on_assign(tps: set[TopicPartition]) -> None:
+            assigned.append(tps)
+
+        async with rilke.aio.Consumer(
+            bootstrap_servers=bootstrap,
+            group_id="aio",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        ) as c:
+            await c.subscribe(["aio"], on_assign=on_assign)
+            got = 0
+            deadline = time.monotonic() + 30
+            while got < 6 and time.monotonic() < deadline:
+                got += sum(len(v) for v in (await c.getmany(200)).values())
+            assert got == 6
+            assert set().union(*assigned) == {TopicPartition("aio", 0), TopicPartition("aio", 1)}
+            await c.commit()
+            committed = await c.committed()
+            assert {tp.partition: om.offset for tp, om in committed.items()} == {0: 3, 1: 3}
+
+    asyncio.run(main())
