@@ -333,10 +333,10 @@ class GroupMembership:
         self._in_poll = True
         try:
             await self._reconcile()
+            manual = self._task is None
             if (
                 self.auto_commit
-                and self.owned
-                and self.epoch > 0
+                and ((self.owned and self.epoch > 0) or (manual and self.fetcher.partitions))
                 and time.monotonic() >= self._next_auto_commit
                 and (self._auto_commit_task is None or self._auto_commit_task.done())
             ):
@@ -420,10 +420,18 @@ class GroupMembership:
         """Commit ``offsets`` (the next offset to read per partition), or the positions of
         every owned partition. Raises the coordinator's error (UnknownMemberIdError and
         FencedMemberEpochError when this member was fenced: rejoin is automatic; the offsets
-        are not committed)."""
+        are not committed).
+
+        A consumer that assign()ed its partitions (no subscription) commits as a standalone
+        client, which the coordinator allows only while the group has no members
+        (NonEmptyGroupError otherwise), as Kafka does."""
+        manual = self._task is None
         if offsets is None:
-            offsets = self._positions(self.owned)
+            offsets = self._positions(self.fetcher.partitions if manual else self.owned)
         if not offsets:
+            return
+        if manual:
+            await self._commit_standalone(offsets)
             return
         if self.epoch <= 0:
             raise IllegalStateError(
@@ -457,11 +465,26 @@ class GroupMembership:
                 continue
             raise err
 
+    async def _commit_standalone(
+        self, offsets: Mapping[TopicPartition, int | OffsetAndMetadata]
+    ) -> None:
+        req = pb.OffsetCommitRequest(group_id=self.group_id, member_id="", member_epoch=-1)
+        for tp, value in offsets.items():
+            om = value if isinstance(value, OffsetAndMetadata) else OffsetAndMetadata(value)
+            req.partitions.add(topic=tp[0], partition=tp[1], offset=om.offset, metadata=om.metadata)
+        resp = await self.coordinator.call("OffsetCommit", req, self.request_timeout_s)
+        err = error_from_proto(resp.error, f"commit of group {self.group_id!r}")
+        if err is not None:
+            raise err
+
     async def committed(
         self, partitions: Iterable[TopicPartition] | None = None
     ) -> dict[TopicPartition, OffsetAndMetadata | None]:
-        """The group's committed offsets for ``partitions`` (default: owned ones)."""
-        tps = sorted(set(partitions) if partitions is not None else self.owned)
+        """The group's committed offsets for ``partitions`` (default: owned ones, or the
+        assigned ones of a consumer that uses assign())."""
+        if partitions is None:
+            partitions = self.fetcher.partitions if self._task is None else self.owned
+        tps = sorted(set(partitions))
         return await fetch_committed(self.coordinator, self.group_id, tps, self.request_timeout_s)
 
     async def _initial_positions(
@@ -493,6 +516,11 @@ class GroupMembership:
                 await asyncio.wait_for(self._auto_commit_task, self.request_timeout_s)
             except (TimeoutError, RilkeError, asyncio.CancelledError):
                 pass
+        if self._task is None and self.auto_commit and self.fetcher.partitions:
+            try:
+                await self.commit(None)  # assign()ed partitions: a standalone commit
+            except RilkeError as exc:
+                log.warning("group %s: commit on close failed: %s", self.group_id, exc)
         if not self.member_id or self.epoch <= 0:
             return
         if self.owned:

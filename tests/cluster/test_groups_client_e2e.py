@@ -268,3 +268,43 @@ def test_asyncio_consumer_in_a_group(broker: Any) -> None:
             assert {tp.partition: om.offset for tp, om in committed.items()} == {0: 3, 1: 3}
 
     asyncio.run(main())
+
+
+@pytest.mark.slow
+def test_assigned_partitions_commit_as_a_standalone_consumer(broker: Any) -> None:
+    bootstrap = broker.address
+    setup(bootstrap, {"man": 1}, per_partition=5)
+    tp = TopicPartition("man", 0)
+    c = Consumer(
+        bootstrap_servers=bootstrap,
+        group_id="manual",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    try:
+        c.assign([tp])
+        assert drain(c, 5) == 5
+        c.commit()
+        assert c.committed()[tp].offset == 5
+    finally:
+        c.close()
+    # A new consumer of the group starts from the committed offset.
+    c = Consumer(bootstrap_servers=bootstrap, group_id="manual", auto_offset_reset="earliest")
+    try:
+        c.assign([tp])
+        assert c.position(tp) == 5
+        # While a subscribed member is in the group, a standalone commit is refused.
+        member = Consumer(bootstrap_servers=bootstrap, group_id="manual")
+        try:
+            member.subscribe(["man"])
+            wait_for(
+                lambda: bool(member.poll(50) or True) and bool(member.assignment()), 30, "a member"
+            )
+            from rilke.errors import NonEmptyGroupError
+
+            with pytest.raises(NonEmptyGroupError):
+                c.commit({tp: 1})
+        finally:
+            member.close()
+    finally:
+        c.close()
