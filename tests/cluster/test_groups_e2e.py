@@ -344,3 +344,35 @@ def test_cli_describe_lag_reset_and_delete(broker: Any, consumers: Any) -> None:
     assert deleted.returncode == 0, deleted.stderr
     listed = rilke("group", "list", bootstrap=bootstrap)
     assert "g4" not in listed.stdout
+
+
+@pytest.mark.slow
+def test_consumers_ride_through_a_broker_restart_without_a_rebalance(
+    broker_factory: Any, tmp_path: Path, consumers: Any
+) -> None:
+    from rilke.client.admin import Admin
+
+    data = tmp_path / "data"
+    b = broker_factory(data)
+    port = b.port
+    bootstrap = b.address
+    create_topic(bootstrap, "ride", 4)
+    produce(bootstrap, "ride", 4, 5, "a")
+    cs = [consumers(bootstrap, "ride", "g5", f"c{i}") for i in range(2)]
+    wait_for(lambda: all(len(c.owned()) == 2 for c in cs), 60, "two members, two partitions each")
+    ends = end_offsets(bootstrap, "ride", 4)
+    wait_for(lambda: all_consumed(cs, ends), 60, "the first records consumed")
+    with Admin(bootstrap) as admin:
+        before = admin.describe_group("g5")
+    assert b.stop(20) == 0
+    # The same address again: the consumers reconnect to it.
+    b2 = broker_factory(data, "--listen", f"127.0.0.1:{port}")
+    produce(b2.address, "ride", 4, 5, "b")
+    ends = end_offsets(b2.address, "ride", 4)
+    wait_for(lambda: all_consumed(cs, ends), 60, "every record consumed after the restart")
+    with Admin(b2.address) as admin:
+        after = admin.describe_group("g5")
+    # The coordinator rebuilt the group from its log: same members, same epoch, no rebalance.
+    assert after.group_epoch == before.group_epoch
+    assert {m.member_id for m in after.members} == {m.member_id for m in before.members}
+    assert all(not c.snapshot() or c.proc.poll() is None for c in cs)
