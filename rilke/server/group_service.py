@@ -272,7 +272,7 @@ class GroupManager:
         if slot.deadline_ms is not None and slot.deadline_ms < self._timer_due_ms:
             self._wake.set()  # the timer sleeps past this new deadline
         await self._settle(slot, durable)
-        self._log_events(reply.output)
+        self._log_events(slot, reply.output)
         return reply
 
     async def call(
@@ -328,13 +328,19 @@ class GroupManager:
             f"writing to {OFFSETS_TOPIC}-{slot.partition} failed: {exc}"
         ) from None
 
-    @staticmethod
-    def _log_events(out: Output) -> None:
+    def _log_events(self, slot: _Slot, out: Output) -> None:
         for event in out.events:
             level = logging.INFO
             if event.kind in (EventKind.OFFSETS_EXPIRED, EventKind.MEMBER_REMOVED):
                 level = logging.WARNING
-            log.log(level, "%s", event.message)
+            log.log(
+                level,
+                "node %d %s-%d: %s",
+                self.node_id,
+                OFFSETS_TOPIC,
+                slot.partition,
+                event.message,
+            )
 
     # --- timers ------------------------------------------------------------------------------
 
@@ -353,7 +359,7 @@ class GroupManager:
             except RilkeError:
                 continue
             slot.deadline_ms = coord.next_deadline_ms()
-            self._log_events(out)
+            self._log_events(slot, out)
             if durable is not None and out.records:
                 pending.append((slot, durable))
         for slot, durable in pending:
