@@ -399,6 +399,16 @@ class Consumer:
     Topics given without a group_id are read whole (every partition assigned); or call
     assign(). poll() returns ``{TopicPartition: [ConsumerRecord, ...]}``; iterating the
     consumer yields records one by one. Every wait is bounded by its timeout.
+
+    With ``group_id`` (rilke/client/group.py): ``enable_auto_commit=True``,
+    ``auto_commit_interval_ms=5000``, ``session_timeout_ms=45000``,
+    ``max_poll_interval_ms=300000`` (a member that does not poll that long is removed and
+    rejoins on its next poll), ``rebalance_timeout_ms`` (default max_poll_interval_ms),
+    ``group_instance_id=None`` (static membership: close() keeps the partitions for the
+    session timeout), ``group_remote_assignor`` ("sticky", "range", "roundrobin"). Topics
+    given to the constructor or subscribe(topics, pattern, on_assign, on_revoke) are split
+    among the group's members; commit(), commit_async(), committed(), close() (commits with
+    auto-commit, then leaves at once).
     """
 
     def __init__(self, *topics: str, **config: Any) -> None:
