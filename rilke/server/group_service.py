@@ -564,6 +564,16 @@ def heartbeat_from_proto(request: Any, peer: str = "") -> HeartbeatRequest:
     )
 
 
+def peer_host(peer: str) -> str:
+    """The client's address from a gRPC peer string ("ipv4:10.0.0.1:5000" -> "10.0.0.1",
+    "ipv6:[::1]:5000" -> "::1")."""
+    kind, _, rest = peer.partition(":")
+    if kind not in ("ipv4", "ipv6"):
+        return peer
+    host = rest.rpartition(":")[0] or rest
+    return host.strip("[]")
+
+
 def describe_to_proto(desc: GroupDescription, out: Any) -> None:
     out.state = desc.state.value
     out.group_epoch = desc.group_epoch
@@ -635,7 +645,7 @@ class GroupService:
     async def ConsumerGroupHeartbeat(self, request: Any, context: Any) -> Any:
         peer = ""
         with contextlib.suppress(Exception):
-            peer = str(context.peer())
+            peer = peer_host(str(context.peer()))
         return await self._guard(
             lambda: self.manager.heartbeat(request, peer), pb.ConsumerGroupHeartbeatResponse
         )

@@ -305,3 +305,11 @@ def test_group_settings_come_from_the_broker_config() -> None:
     )
     with pytest.raises(InvalidConfigError):
         coordinator_config(bad)
+
+
+def test_peer_host() -> None:
+    from rilke.server.group_service import peer_host
+
+    assert peer_host("ipv4:10.0.0.1:5000") == "10.0.0.1"
+    assert peer_host("ipv6:[::1]:5000") == "::1"
+    assert peer_host("unix:/tmp/s") == "unix:/tmp/s"
