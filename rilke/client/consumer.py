@@ -504,7 +504,7 @@ class Consumer:
         limit = max_records or aio.max_poll_records
         deadline = time.monotonic() + timeout_ms / 1000.0
         while True:
-            if aio.group is not None:
+            if aio.group is not None and aio.group.poll_needed():
                 self._run(aio.group.poll())
             got = fetcher.take(limit)
             if got:

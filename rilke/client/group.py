@@ -170,6 +170,8 @@ class GroupMembership:
         self.on_assign: RebalanceCallback | None = None
         self.on_revoke: RebalanceCallback | None = None
         self._lost = False
+        # Set (on the loop) when the assignment changed or was lost: poll() has work.
+        self._changed = False
         self._fatal: RilkeError | None = None
         self._interval_s = 0.3
         self._task: asyncio.Task[None] | None = None
@@ -250,12 +252,14 @@ class GroupMembership:
                 new = tps_from_proto(resp.assignment)
                 if new != self.target:
                     self.target = new
+                    self._changed = True
                     self._wake_poll()
             return
         if isinstance(err, UnknownMemberIdError | FencedMemberEpochError):
             log.warning("group %s: %s; rejoining", self.group_id, err)
             self.epoch = 0
             self.target = None
+            self._changed = True
             if self.owned:
                 # Another member may own these already: stop reading them at once.
                 self._lost = True
@@ -319,6 +323,20 @@ class GroupMembership:
 
     # --- inside poll ---------------------------------------------------------------------------
 
+    def poll_needed(self) -> bool:
+        """Note that the application polled, and say whether :meth:`poll` has work to do
+        (a changed assignment, a due auto-commit, a rejoin to allow). Safe from any thread:
+        the blocking consumer calls it so that it hops to the event loop only when needed."""
+        now = time.monotonic()
+        expired = (now - self._last_poll) * 1000 > self.max_poll_interval_ms
+        self._last_poll = now
+        return (
+            expired
+            or self._changed
+            or self._fatal is not None
+            or (self.auto_commit and now >= self._next_auto_commit)
+        )
+
     async def poll(self) -> None:
         """Called at the start of every poll(): note processing liveness, reconcile the
         assignment (callbacks run here), and auto-commit when due."""
@@ -332,16 +350,15 @@ class GroupMembership:
             return
         self._in_poll = True
         try:
+            self._changed = False
             await self._reconcile()
             manual = self._task is None
-            if (
-                self.auto_commit
-                and ((self.owned and self.epoch > 0) or (manual and self.fetcher.partitions))
-                and time.monotonic() >= self._next_auto_commit
-                and (self._auto_commit_task is None or self._auto_commit_task.done())
-            ):
+            if self.auto_commit and time.monotonic() >= self._next_auto_commit:
                 self._next_auto_commit = time.monotonic() + self.auto_commit_interval_s
-                self._auto_commit_task = asyncio.ensure_future(self._auto_commit())
+                if ((self.owned and self.epoch > 0) or (manual and self.fetcher.partitions)) and (
+                    self._auto_commit_task is None or self._auto_commit_task.done()
+                ):
+                    self._auto_commit_task = asyncio.ensure_future(self._auto_commit())
         finally:
             self._in_poll = False
 
