@@ -216,6 +216,8 @@ class _ProducerCore:
             tp = self._tps[(topic, partition)] = TopicPartition(topic, partition)
         if timestamp_ms is None:
             timestamp_ms = time.time_ns() // 1_000_000
+        elif timestamp_ms < 0:
+            raise ValueError(f"timestamp_ms must be >= 0 (ms since the epoch), not {timestamp_ms}")
         batch, index, _ = self.acc.append(tp, key, value, headers, timestamp_ms, size)
         if sticky and batch.full:
             self._sticky.on_new_batch(topic, num_partitions, partition)
@@ -397,7 +399,8 @@ class Producer:
         space; raises :class:`KafkaTimeoutError` then. Raises
         :class:`UnknownTopicOrPartitionError` for a topic the broker does not have,
         :class:`MessageSizeTooLargeError` for a record larger than max_request_size,
-        :class:`ProducerClosedError` after close(), TypeError for bad keys/values.
+        :class:`ProducerClosedError` after close(), TypeError for bad keys/values, ValueError
+        for a negative timestamp_ms.
         """
         aio = self._aio
         parts = aio.cluster.topics.get(topic) if aio.cluster is not None else None
