@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError
 
 from rilke.errors import (
     InvalidRequestError,
+    InvalidTopicError,
     MessageSizeTooLargeError,
     OffsetOutOfRangeError,
     RequestTimedOutError,
@@ -26,6 +27,7 @@ from rilke.proto import rilke_pb2 as pb
 from rilke.proto import rilke_pb2_grpc as pb_grpc
 from rilke.server.broker import Broker
 from rilke.server.partition import VALID_ACKS, AppendResult, Partition
+from rilke.server.topics import is_internal
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,17 @@ def to_error(e: BaseException) -> pb.Error:
         return pb.Error(code=err.code, message=str(err))
     log.exception("unexpected error in a request", exc_info=e)
     return pb.Error(code=RilkeError.code, message=f"internal error: {e!r}")
+
+
+def refuse_internal(topic: str, action: str) -> None:
+    """Raise InvalidTopicError when a client asks to ``action`` an internal topic (a name
+    starting with ``__``, e.g. ``__consumer_offsets``): those belong to the broker, and a
+    stray write, config change or delete would corrupt or lose its state. Reading is fine."""
+    if is_internal(topic):
+        raise InvalidTopicError(
+            f"cannot {action} {topic!r}: topics whose names start with '__' are the broker's "
+            f"internal topics; choose another name"
+        )
 
 
 _Started = tuple[pb.ProducePartitionData, "asyncio.Future[AppendResult] | None", pb.Error | None]
@@ -105,6 +118,7 @@ class BrokerService(pb_grpc.BrokerServicer):
                 started.append((p, None, to_error(refusal)))
                 continue
             try:
+                refuse_internal(p.topic, "produce to")
                 partition = self._broker.partition(p.topic, p.partition, auto_create=True)
                 started.append((p, partition.append(p.records, acks), None))
             except Exception as e:
@@ -295,7 +309,9 @@ class BrokerService(pb_grpc.BrokerServicer):
             out = response.topics.add(name=name)
             try:
                 if name not in broker.topics and not (
-                    request.allow_auto_topic_creation and broker.maybe_auto_create(name)
+                    request.allow_auto_topic_creation
+                    and not is_internal(name)
+                    and broker.maybe_auto_create(name)
                 ):
                     broker.partition(name, 0)  # raises the precise error
                 info = broker.topics.require(name)
@@ -340,6 +356,7 @@ class AdminService(pb_grpc.AdminServicer):
         for topic in request.topics:
             out = response.results.add(name=topic.name)
             try:
+                refuse_internal(topic.name, "create")
                 self._broker.create_topic(
                     topic.name,
                     topic.num_partitions,
@@ -358,6 +375,7 @@ class AdminService(pb_grpc.AdminServicer):
         for name in request.names:
             out = response.results.add(name=name)
             try:
+                refuse_internal(name, "delete")
                 self._broker.delete_topic(name)
             except Exception as e:
                 out.error.CopyFrom(to_error(e))
@@ -428,6 +446,7 @@ class AdminService(pb_grpc.AdminServicer):
         for change in request.topics:
             out = response.results.add(name=change.topic)
             try:
+                refuse_internal(change.topic, "change the configs of")
                 self._broker.alter_configs(
                     change.topic,
                     dict(change.set),

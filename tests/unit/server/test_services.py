@@ -386,3 +386,25 @@ def test_shutdown_flushes_and_closes_storage(tmp_path: Path) -> None:
     assert manager.closed
     assert manager.logs[("t", 0)].flushed_offset == 1
     assert (tmp_path / "producer-state" / "t-0.json").exists()
+
+
+def test_clients_cannot_create_write_change_or_delete_internal_topics(
+    broker: InProcessBroker,
+) -> None:
+    name = "__consumer_offsets"
+    assert create(broker, name).error.code == errors.InvalidTopicError.code
+    assert create(broker, "__mine").error.code == errors.InvalidTopicError.code
+    refused = produce(broker, make_batch([b"garbage"]), topic=name)
+    assert refused.error.code == errors.InvalidTopicError.code
+    assert "internal" in refused.error.message
+    deleted = broker.admin.DeleteTopics(pb.DeleteTopicsRequest(names=[name]), timeout=TIMEOUT)
+    assert deleted.results[0].error.code == errors.InvalidTopicError.code
+    altered = broker.admin.AlterConfigs(
+        pb.AlterConfigsRequest(
+            topics=[pb.AlterTopicConfigs(topic=name, set={"cleanup.policy": "delete"})]
+        ),
+        timeout=TIMEOUT,
+    )
+    assert altered.results[0].error.code == errors.InvalidTopicError.code
+    listed = broker.admin.ListTopics(pb.ListTopicsRequest(include_internal=True), timeout=TIMEOUT)
+    assert [t.name for t in listed.topics if t.internal] == []
