@@ -236,10 +236,21 @@ class BrokerService(pb_grpc.BrokerServicer):
                 partitions.append(to_error(e))
         return partitions
 
+    def _partitions_or_refusal(self, request: pb.FetchRequest) -> list[Partition | pb.Error]:
+        """The partitions to read, or, for a negative byte limit, the error of each."""
+        if request.max_bytes < 0 or any(w.partition_max_bytes < 0 for w in request.partitions):
+            refusal = to_error(
+                InvalidRequestError(
+                    "max_bytes and partition_max_bytes must be >= 0 (0: the broker's default)"
+                )
+            )
+            return [refusal for _ in request.partitions]
+        return self._partitions(request)
+
     async def Fetch(self, request: pb.FetchRequest, context: Any) -> pb.FetchResponse:
         """Whole batches up to the high watermark; waits up to max_wait_ms (woken by appends
         and topic deletions) until min_bytes are available or an error is to be reported."""
-        partitions = self._partitions(request)
+        partitions = self._partitions_or_refusal(request)
         response, total, failed = self._read_all(request, partitions)
         wait_ms = min(request.max_wait_ms, MAX_FETCH_WAIT_MS)
         if failed or total >= request.min_bytes or wait_ms <= 0 or self._stopping:

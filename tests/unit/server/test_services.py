@@ -408,3 +408,15 @@ def test_clients_cannot_create_write_change_or_delete_internal_topics(
     assert altered.results[0].error.code == errors.InvalidTopicError.code
     listed = broker.admin.ListTopics(pb.ListTopicsRequest(include_internal=True), timeout=TIMEOUT)
     assert [t.name for t in listed.topics if t.internal] == []
+
+
+def test_negative_fetch_limits_are_refused(broker: InProcessBroker) -> None:
+    produce(broker, make_batch([b"x"]))
+    request = pb.FetchRequest(
+        partitions=[pb.FetchPartition(topic="t", partition=0, partition_max_bytes=-5)]
+    )
+    got = broker.broker.Fetch(request, timeout=TIMEOUT).partitions[0]
+    assert got.error.code == errors.InvalidRequestError.code and got.records == b""
+    request = pb.FetchRequest(max_bytes=-1, partitions=[pb.FetchPartition(topic="t", partition=0)])
+    got = broker.broker.Fetch(request, timeout=TIMEOUT).partitions[0]
+    assert got.error.code == errors.InvalidRequestError.code and "max_bytes" in got.error.message
