@@ -33,6 +33,18 @@ GROUP_FACTORY: Callable[[Any], Any] | None = None
 Records = dict[TopicPartition, list[ConsumerRecord]]
 
 
+def _iter_wait_ms(timeout_s: float | None, last_record: float) -> float:
+    """How long an iterator's next poll may wait: a second, or what is left of
+    consumer_timeout_ms since the last record."""
+    if timeout_s is None:
+        return 1000.0
+    return max(0.0, min(1.0, last_record + timeout_s - time.monotonic())) * 1000.0
+
+
+def _iter_timed_out(timeout_s: float | None, last_record: float) -> bool:
+    return timeout_s is not None and time.monotonic() - last_record >= timeout_s
+
+
 class _ConsumerCore:
     """Settings and the state both facades share; the loop-bound parts are made in start()."""
 
@@ -57,8 +69,16 @@ class _ConsumerCore:
         retry_backoff_ms: int = 100,
         retry_backoff_max_ms: int = 1000,
         metadata_max_age_ms: int = 300_000,
+        consumer_timeout_ms: float | None = None,
         **group_settings: Any,
     ) -> None:
+        if consumer_timeout_ms is not None:
+            require_positive("consumer_timeout_ms", consumer_timeout_ms, allow_zero=True)
+        # Iterating the consumer stops after this long without a record (None: never), as
+        # kafka-python's consumer_timeout_ms does.
+        self.consumer_timeout_s = (
+            None if consumer_timeout_ms is None else consumer_timeout_ms / 1000.0
+        )
         if auto_offset_reset not in ("earliest", "latest", "none"):
             raise ValueError(
                 f"auto_offset_reset must be 'earliest', 'latest' or 'none', not {auto_offset_reset!r}"
@@ -357,8 +377,15 @@ class AIOConsumer(_ConsumerCore):
                 return records[0]
 
     async def __aiter__(self) -> AsyncIterator[ConsumerRecord]:
+        """Records one by one; ends when the consumer closes, or after consumer_timeout_ms
+        without a record."""
+        last_record = time.monotonic()
         while not self.closed:
-            got = await self.getmany(1000)
+            got = await self.getmany(_iter_wait_ms(self.consumer_timeout_s, last_record))
+            if got:
+                last_record = time.monotonic()
+            elif _iter_timed_out(self.consumer_timeout_s, last_record):
+                return
             for records in got.values():
                 for r in records:
                     yield r
@@ -390,11 +417,13 @@ class Consumer:
     auto_offset_reset="latest"|"earliest"|"none", fetch_min_bytes=1, fetch_max_wait_ms=500,
     fetch_max_bytes=50 MiB, max_partition_fetch_bytes=1 MiB, max_prefetch_bytes=4 MiB,
     max_poll_records=500, check_crcs=True, isolation_level="read_uncommitted",
-    request_timeout_ms=30000, client_id="rilke-consumer")``.
+    request_timeout_ms=30000, client_id="rilke-consumer", consumer_timeout_ms=None)``.
 
     Topics given without a group_id are read whole (every partition assigned); or call
     assign(). poll() returns ``{TopicPartition: [ConsumerRecord, ...]}``; iterating the
-    consumer yields records one by one. Every wait is bounded by its timeout.
+    consumer yields records one by one, and stops after consumer_timeout_ms without one
+    (None: it waits for more as long as the consumer is open). Every wait is bounded by its
+    timeout.
 
     With ``group_id`` (rilke/client/group.py): ``enable_auto_commit=True``,
     ``auto_commit_interval_ms=5000``, ``session_timeout_ms=45000``,
@@ -513,9 +542,17 @@ class Consumer:
                     fetcher.data_ready.wait(min(remaining, 0.5) if aio.group else remaining)
 
     def __iter__(self) -> Iterator[ConsumerRecord]:
+        """Records one by one; ends when the consumer closes, or after consumer_timeout_ms
+        without a record."""
+        timeout_s = self._aio.consumer_timeout_s
+        last_record = time.monotonic()
         while not self._aio.closed:
             if not self._iter_buffer:
-                got = self.poll(1000)
+                got = self.poll(_iter_wait_ms(timeout_s, last_record))
+                if got:
+                    last_record = time.monotonic()
+                elif _iter_timed_out(timeout_s, last_record):
+                    return
                 for records in got.values():
                     self._iter_buffer.extend(records)
                 self._iter_buffer.reverse()

@@ -205,3 +205,25 @@ def test_a_busy_partition_does_not_starve_the_others(fake):
             time.sleep(0.01)
         seen = set(c.poll(1000)) | set(c.poll(1000))
         assert seen == {TopicPartition("t", 0), TopicPartition("t", 1)}
+
+
+def test_iteration_ends_after_consumer_timeout_ms(fake):
+    fake.broker.create("t", 1)
+    put_batch(fake, [b"a", b"b"])
+    with Consumer(
+        "t", bootstrap_servers=fake.address, auto_offset_reset="earliest", consumer_timeout_ms=300
+    ) as c:
+        assert [r.value for r in c] == [b"a", b"b"]  # and then it stops
+
+    async def main():
+        async with AIOConsumer(
+            "t",
+            bootstrap_servers=fake.address,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=300,
+        ) as c:
+            return [r.value async for r in c]
+
+    assert asyncio.run(main()) == [b"a", b"b"]
+    with pytest.raises(ValueError, match="consumer_timeout_ms"):
+        Consumer(bootstrap_servers=fake.address, consumer_timeout_ms=-1)
