@@ -32,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rilke",
         description="Rilke: an event-streaming log (Kafka-style topics, partitions and groups).",
+        epilog=(
+            "Client commands connect to --bootstrap-servers (default $RILKE_BOOTSTRAP_SERVERS "
+            "or 127.0.0.1:9292). Exit codes: 0 success, 1 a failure reported by the broker or "
+            "the operation, 2 bad arguments or settings, 130 interrupted; errors are one line "
+            "on stderr. 'rilke COMMAND --help' says more."
+        ),
     )
     parser.add_argument(
         "--log-level",

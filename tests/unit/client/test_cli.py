@@ -205,3 +205,11 @@ def test_produce_gives_up_within_its_request_timeout_when_the_broker_fails(
         monkeypatch,
     )  # without a bound of its own it would retry for the delivery timeout: 120 s
     assert code == 1 and b"1 of 1 records failed" in err and err.count(b"\n") == 1
+
+
+def test_top_level_help_states_the_exit_codes(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "Exit codes: 0 success, 1" in " ".join(out.split())
