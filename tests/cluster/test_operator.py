@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from conftest import BrokerFactory
 from rilke_broker_process import BrokerProcess
+
+if TYPE_CHECKING:  # a name only: 'conftest' may be another directory's module
+    from conftest import BrokerFactory
 
 TIMEOUT = 30
 
