@@ -13,6 +13,7 @@ import random
 
 import pytest
 
+from rilke.errors import RilkeError
 from rilke.replication.raft import ConfChange, ConfChangeType, Role
 from tests.sim.simulator.checker import SafetyViolation
 from tests.sim.simulator.cluster import Cluster, SimNode
@@ -376,3 +377,35 @@ def test_the_log_audit_compares_the_checker_copy_with_the_core() -> None:
     cluster.checker.on_write(node.node_id, last, [(last + 1, node.raft.term, "forged")])
     with pytest.raises(SafetyViolation, match="Ready contract"):
         cluster.audit_log(node)
+
+
+def test_a_transfer_to_an_unreachable_node_is_abandoned_and_proposals_resume() -> None:
+    """The leader stops taking proposals during a transfer; when the target is cut off, the
+    transfer is abandoned after an election timeout and the same leader takes proposals again."""
+    cluster = _cluster("transfer-unreachable", voters=3)
+    leader = _leader(cluster)
+    assert leader.raft is not None
+    term = _term(leader)
+    target = next(n for n in sorted(cluster.nodes) if n != leader.node_id)
+    cluster.network.isolate(target, cluster.nodes)
+    cluster.propose_on(leader.node_id, [b"x1"])  # the target now lags
+    cluster.run_for(ELECTION_MS // 2)
+    leader.raft.transfer_leadership(target)
+    cluster._after_input(leader)
+    with pytest.raises(RilkeError):
+        leader.raft.propose(b"during-transfer")
+    assert cluster.run_until(
+        lambda: _proposal_accepted(leader, b"after-transfer"), 5 * ELECTION_MS
+    ), "the leader never took proposals again after the transfer failed"
+    assert cluster.leader() is leader and _term(leader) == term
+    _settle(cluster)
+    assert {b"x1", b"after-transfer"} <= cluster.committed_payloads()
+
+
+def _proposal_accepted(node: SimNode, payload: bytes) -> bool:
+    assert node.raft is not None
+    try:
+        node.raft.propose(payload)
+    except RilkeError:
+        return False
+    return True
