@@ -700,8 +700,10 @@ class Cluster:
         conf = self.member_conf() if running else self.initial_conf
         voters = sorted(conf.voters)
         leader = self.leader()
-        end = event.duration_ms
         kind = event.kind
+        if leader is not None and leader.paused and kind not in ("isolate_leader", "crash_leader"):
+            leader = None  # a paused process takes no requests
+        end = event.duration_ms
         done: Callable[[], None] | None = None
         detail = ""
         if kind in ("isolate", "isolate_leader"):
