@@ -409,3 +409,24 @@ def _proposal_accepted(node: SimNode, payload: bytes) -> bool:
     except RilkeError:
         return False
     return True
+
+
+@pytest.mark.xfail(reason="CORE_BUGS.md #3: a single voter answers reads before its term commits")
+def test_a_single_voter_restarted_without_its_commit_still_reads_what_it_applied() -> None:
+    """A commit-only hard state is written without an fsync (Ready.must_sync False), so a crash
+    may take it back after the entries were applied and acknowledged. The restarted leader
+    must not answer a read before an entry of its new term commits (thesis 6.4), or the read
+    misses writes a client saw done."""
+    cluster = _cluster("single-voter-read", voters=1)
+    node = _leader(cluster)
+    cluster.propose_on(node.node_id, [b"a", b"b"])
+    assert cluster.run_until(lambda: cluster.checker.max_applied >= 2, 5 * ELECTION_MS)
+    assert node.storage.hard_state.commit > node.synced_hard.commit
+    cluster.crash(node.node_id)
+    node.storage.set_hard_state(node.synced_hard)  # the crash took the unsynced commit back
+    cluster.start(node.node_id)
+    assert cluster.run_until(lambda: cluster.leader() is node, 20 * ELECTION_MS)
+    cluster._client_target = node.node_id
+    cluster._read()
+    cluster.run_for(ELECTION_MS)
+    assert cluster.reads_served == 1

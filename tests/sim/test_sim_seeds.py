@@ -27,6 +27,7 @@ CI_BUDGET = [
     ("membership", 6_000, 10),
     ("lease", 7_000, 10),
     ("storm", 8_000, 10),
+    ("small", 9_000, 10),
 ]
 
 

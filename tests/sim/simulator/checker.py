@@ -143,6 +143,8 @@ class SafetyChecker:
         # Leader Completeness: the highest committed index first seen while the observer's term
         # was t, for each t.
         self._commit_by_term: dict[int, int] = {}
+        # The highest index any node's state machine applied: writes a client has seen done.
+        self.max_applied = 0
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -432,6 +434,8 @@ class SafetyChecker:
                         "from the committed one",
                     )
             state.applied = index
+            if index > self.max_applied:
+                self.max_applied = index
 
     def observe_applied_snapshot(self, node: int, index: int) -> None:
         """The node's state machine was reset to a snapshot at ``index``."""

@@ -197,9 +197,11 @@ class Cluster:
         # Which node accepted a pending proposal, in which term (a retry is needed only once that
         # node no longer leads in that term).
         self._accepted: dict[bytes, tuple[int, int]] = {}
-        # Linearizable reads: context -> (highest committed index when the read was asked,
-        # time asked). A ReadState's index must be >= the former.
-        self._reads: dict[bytes, tuple[int, int]] = {}
+        # Linearizable reads: context -> (highest committed index, highest applied index, time)
+        # when the read was asked. A ReadState's index must be >= both: >= the applied one is
+        # linearizability itself (a write a client saw done must be seen); >= the committed
+        # one is Raft's read-index guarantee (thesis 6.4), which implies it.
+        self._reads: dict[bytes, tuple[int, int, int]] = {}
         self._next_read = 0
         self.max_pending_reads = 32
         self.reads_served = 0
@@ -650,7 +652,7 @@ class Cluster:
     def _read(self) -> None:
         """Ask the client's node for a linearizable read point."""
         now = self.loop.now_ms
-        for context, (_, asked) in list(self._reads.items()):
+        for context, (_, _, asked) in list(self._reads.items()):
             if now - asked > 10 * self.knobs.commit_bound_ms:
                 del self._reads[context]  # the node crashed or dropped it: forget it
         node = self.nodes.get(self._client_target)
@@ -664,7 +666,7 @@ class Cluster:
             node.raft.read_index(context)
         except RilkeError:
             return
-        self._reads[context] = (self.checker.max_committed(), now)
+        self._reads[context] = (self.checker.max_committed(), self.checker.max_applied, now)
         self._after_input(node)
 
     def _serve_reads(self, node: SimNode, rd: Ready) -> None:
@@ -674,11 +676,20 @@ class Cluster:
                 continue
             self.reads_served += 1
             self._record(node.node_id, "read", f"{state.context.decode()} at {state.index}")
-            if state.index < asked[0]:
+            committed, applied, _ = asked
+            if state.index < applied:
                 raise SafetyViolation(
                     "Linearizable read",
                     f"n{node.node_id} serves read {state.context.decode()} at index "
-                    f"{state.index}, but {asked[0]} was committed before the read was asked",
+                    f"{state.index}, but a state machine had applied {applied} (a write a "
+                    "client saw done) before the read was asked",
+                )
+            if state.index < committed:
+                raise SafetyViolation(
+                    "Read index",
+                    f"n{node.node_id} serves read {state.context.decode()} at index "
+                    f"{state.index}, but {committed} was committed before the read was asked "
+                    f"(applied then: {applied})",
                 )
 
     def _pick_client_target(self, hint: int | None) -> None:
@@ -706,6 +717,8 @@ class Cluster:
         end = event.duration_ms
         done: Callable[[], None] | None = None
         detail = ""
+        if kind in ("partition_minority", "split_no_majority") and len(voters) < 3:
+            kind = "isolate"  # one or two voters: no minority to cut off, isolate a node
         if kind in ("isolate", "isolate_leader"):
             target = leader.node_id if kind == "isolate_leader" and leader else rng.choice(ids)
             if kind == "isolate_leader" and leader is None:

@@ -67,6 +67,9 @@ SCENARIOS: dict[str, Scenario] = {
             },
             compact_every=30,
         ),
+        # A group that starts with one voter and grows by learners (one- and two-voter
+        # quorums, the single-voter shortcuts).
+        Scenario("small", {"voters": 1, "spares": 2}, compact_every=30),
         # Everything harsher: frequent short faults, a slow lossy network, tiny flow-control
         # windows and uncommitted-bytes bound, frequent heartbeats.
         Scenario(
