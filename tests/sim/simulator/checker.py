@@ -489,6 +489,20 @@ class SafetyChecker:
                 f"{state.durable_commit}",
             )
         old_commit = state.commit
+        # Terms this node led in memory but never made durable (its durable term is lower):
+        # it sent nothing in them (messages go out after the hard state is durable), so their
+        # entries existed nowhere else, and the node may lead the same term again and write
+        # other entries at the same indexes. Forget those entries for Log Matching.
+        lost_terms = {t for t, leader in self.leader_of_term.items() if leader == node and t > term}
+        if lost_terms:
+            log = state.log
+            for index, entry_term, prefix_hash in zip(
+                log.indexes, log.terms, log.hashes, strict=True
+            ):
+                if entry_term in lost_terms and self._prefix_at.get((index, entry_term)) == (
+                    prefix_hash
+                ):
+                    del self._prefix_at[(index, entry_term)]
         state.incarnation += 1
         state.log = _NodeLog()
         state.role = "follower"

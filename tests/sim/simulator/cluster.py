@@ -196,7 +196,7 @@ class Cluster:
         self._retry_at: dict[bytes, int] = {}
         # Which node accepted a pending proposal, in which term (a retry is needed only once that
         # node no longer leads in that term).
-        self._accepted: dict[bytes, tuple[int, int]] = {}
+        self._accepted: dict[bytes, tuple[int, int, int]] = {}
         # Linearizable reads: context -> (highest committed index, highest applied index, time)
         # when the read was asked. A ReadState's index must be >= both: >= the applied one is
         # linearizability itself (a write a client saw done must be seen); >= the committed
@@ -635,7 +635,7 @@ class Cluster:
             return
         self.client.accepted += 1
         for one in [payload] if isinstance(payload, bytes) else payload:
-            self._accepted[one] = (node.node_id, raft.term)
+            self._accepted[one] = (node.node_id, raft.term, node.incarnation)
         self._record(node.node_id, "propose", f"{name} -> index {index}")
         self._after_input(node)
 
@@ -645,9 +645,17 @@ class Cluster:
         accepted = self._accepted.get(payload)
         if accepted is None:
             return False
-        node = self.nodes[accepted[0]]
+        node_id, term, incarnation = accepted
+        node = self.nodes[node_id]
         raft = node.raft
-        return raft is not None and raft.role is Role.LEADER and raft.term == accepted[1]
+        # Same incarnation too: a single voter that crashed before its term was durable may
+        # lead the same term again, without the entries it had accepted.
+        return (
+            raft is not None
+            and node.incarnation == incarnation
+            and raft.role is Role.LEADER
+            and raft.term == term
+        )
 
     def _read(self) -> None:
         """Ask the client's node for a linearizable read point."""
