@@ -8,7 +8,11 @@ command that replays it.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -151,3 +155,25 @@ def test_a_disk_that_loses_acknowledged_writes_is_caught(monkeypatch: pytest.Mon
         if caught & {"Leader Completeness", "Committed entry lost", "State Machine Safety"}:
             return
     raise AssertionError(f"40 seeds with a lossy disk and no safety violation seen: {caught}")
+
+
+def test_the_replay_command_reproduces_a_seed_in_a_new_process() -> None:
+    """The printed replay command runs in another process, with another hash seed: the run
+    must not depend on either (no set-of-bytes order, no id(), no clock)."""
+    root = Path(__file__).resolve().parents[2]
+    outputs = []
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONPATH": str(root), "PYTHONHASHSEED": hash_seed}
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.sim.run", "--seed", "5", "--scenario", "ci"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        outputs.append([line for line in done.stdout.splitlines() if line.startswith("steps=")])
+    assert outputs[0] and outputs[0] == outputs[1]
+    in_process = run_seed(5, "ci")
+    assert f"steps={in_process.steps} " in outputs[0][0]

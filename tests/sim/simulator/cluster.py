@@ -3,9 +3,17 @@
 Each node is a :class:`rilke.replication.raft.RaftNode` over a :class:`MemoryStorage` that
 stands for its disk. The harness drives every node by the core's I/O contract (types.py):
 take a Ready, make its snapshot, truncation, entries and hard state durable (after a simulated
-fsync delay), THEN send its messages, apply its committed entries, and ``advance()``. A crash
-drops the node object and any Ready still waiting for its fsync, so exactly what was not yet
-durable is lost; a restart builds a new RaftNode over the same storage.
+fsync delay; none when ``Ready.must_sync`` is False), THEN send its messages, apply its
+committed entries, serve its read states, and ``advance()``. Inputs keep flowing to the node
+while a Ready is being written. Disk faults:
+
+- a crash drops the node object and the Ready still being written, so exactly what was not
+  yet durable is lost; with ``torn_write_probability`` a prefix of that write survives
+  (snapshot, truncation, some entries; never the hard state, written last); a commit-only hard
+  state written without an fsync may be lost too; a restart builds a new RaftNode over the
+  same storage;
+- retention (``compact_every``) drops applied entries below the fsynced commit, so followers
+  behind the log start need a snapshot, which carries a payload the follower must get intact.
 
 Every change a node shows is reported to the :class:`SafetyChecker` as it happens:
 
@@ -13,10 +21,15 @@ Every change a node shows is reported to the :class:`SafetyChecker` as it happen
   new leader's log is checked against the committed entries through ``log_entries``);
 - at every ``ready()``: the entries and truncation (Log Matching, no committed entry removed,
   leaders append-only), the role again (Leader Completeness on the whole log) and the commit
-  index (monotonic, agrees with what was committed before);
+  index (monotonic, agrees with what was committed before); every ``audit_every`` Readies the
+  checker's copy of the log is compared with the core's own log;
 - when a Ready is durable: the durable hard state (term, vote once per term, durable commit);
-  then what the state machine applies (State Machine Safety).
+  then what the state machine applies (State Machine Safety) and the reads it serves
+  (linearizable: a read index covers every write applied anywhere, and every commit, before
+  the read was asked).
 
+Clients propose all the time (single entries or batches, spanning 1-3 offsets each) to the node
+they believe leads, retry a proposal once the leader that took it is gone, and ask for reads.
 Not thread-safe (there is one thread). Time is in simulated milliseconds.
 """
 
