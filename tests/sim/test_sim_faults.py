@@ -295,7 +295,7 @@ def test_membership_changes_and_leader_transfer_under_faults() -> None:
             if lead is not None and lead.raft is not None:
                 try:
                     lead.raft.propose_conf_change(ConfChange(kind, node_id))
-                    cluster._after_input(lead)
+                    cluster.after_input(lead)
                 except Exception:  # refused for now (pending change, not caught up): retry
                     pass
             cluster.run_for(ELECTION_MS)
@@ -315,7 +315,7 @@ def test_membership_changes_and_leader_transfer_under_faults() -> None:
         if lead is not None and lead.raft is not None:
             try:
                 lead.raft.transfer_leadership(4)
-                cluster._after_input(lead)
+                cluster.after_input(lead)
             except Exception:
                 pass
         cluster.run_for(ELECTION_MS)
@@ -391,7 +391,7 @@ def test_a_transfer_to_an_unreachable_node_is_abandoned_and_proposals_resume() -
     cluster.propose_on(leader.node_id, [b"x1"])  # the target now lags
     cluster.run_for(ELECTION_MS // 2)
     leader.raft.transfer_leadership(target)
-    cluster._after_input(leader)
+    cluster.after_input(leader)
     with pytest.raises(RilkeError):
         leader.raft.propose(b"during-transfer")
     assert cluster.run_until(
