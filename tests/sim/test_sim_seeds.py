@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,7 @@ CI_BUDGET = [
     ("lease", 7_000, 10),
     ("storm", 8_000, 10),
     ("small", 9_000, 10),
+    ("fig8", 10_000, 10),
 ]
 
 
@@ -177,3 +179,30 @@ def test_the_replay_command_reproduces_a_seed_in_a_new_process() -> None:
     assert outputs[0] and outputs[0] == outputs[1]
     in_process = run_seed(5, "ci")
     assert f"steps={in_process.steps} " in outputs[0][0]
+
+
+@pytest.mark.slow
+def test_a_core_that_commits_old_terms_by_counting_replicas_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Raft paper Figure 8, end to end: break the core's commit rule (count replicas of an
+    entry from an earlier term, not only of the leader's own term) and the ``fig8`` scenario
+    loses a committed entry, which the checker reports. Uses the core's private RaftLog."""
+    from rilke.replication.raft import log as raft_log
+
+    log_class = getattr(raft_log, "RaftLog", None)
+    if log_class is None or not hasattr(log_class, "maybe_commit"):
+        pytest.skip("the core's RaftLog.maybe_commit changed; adapt this mutation")
+
+    def maybe_commit_any_term(self: Any, index: int, term: int) -> bool:
+        if index > self.committed and self.term(index) is not None:
+            self.commit_to(index)
+            return True
+        return False
+
+    monkeypatch.setattr(log_class, "maybe_commit", maybe_commit_any_term)
+    for seed in range(400):
+        result = run_seed(seed, "fig8")
+        if result.prop in {"Leader Completeness", "Committed entry lost", "State Machine Safety"}:
+            return
+    raise AssertionError("400 fig8 seeds with the broken commit rule and no violation seen")
