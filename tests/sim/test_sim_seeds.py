@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -181,28 +182,41 @@ def test_the_replay_command_reproduces_a_seed_in_a_new_process() -> None:
     assert f"steps={in_process.steps} " in outputs[0][0]
 
 
+def _commit_any_term(self: Any, index: int, term: int) -> bool:
+    """RaftLog.maybe_commit without Raft 5.4.2's rule (Figure 8): any term's entry commits."""
+    if index > self.committed and self.term(index) is not None:
+        self.commit_to(index)
+        return True
+    return False
+
+
+def _any_log_is_up_to_date(self: Any, last_index: int, last_term: int) -> bool:
+    """RaftLog.is_up_to_date without the election restriction (5.4.1): vote for anyone."""
+    return True
+
+
 @pytest.mark.slow
-def test_a_core_that_commits_old_terms_by_counting_replicas_is_caught(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("method", "broken", "scenario"),
+    [
+        ("maybe_commit", _commit_any_term, "fig8"),
+        ("is_up_to_date", _any_log_is_up_to_date, "random"),
+    ],
+    ids=["figure8-commit-rule", "election-restriction"],
+)
+def test_a_core_with_a_classic_raft_bug_is_caught(
+    monkeypatch: pytest.MonkeyPatch, method: str, broken: Callable[..., bool], scenario: str
 ) -> None:
-    """Raft paper Figure 8, end to end: break the core's commit rule (count replicas of an
-    entry from an earlier term, not only of the leader's own term) and the ``fig8`` scenario
-    loses a committed entry, which the checker reports. Uses the core's private RaftLog."""
+    """End to end: break one rule of the paper in the core and the simulation loses a
+    committed entry, which the checker reports. Uses the core's private RaftLog."""
     from rilke.replication.raft import log as raft_log
 
     log_class = getattr(raft_log, "RaftLog", None)
-    if log_class is None or not hasattr(log_class, "maybe_commit"):
-        pytest.skip("the core's RaftLog.maybe_commit changed; adapt this mutation")
-
-    def maybe_commit_any_term(self: Any, index: int, term: int) -> bool:
-        if index > self.committed and self.term(index) is not None:
-            self.commit_to(index)
-            return True
-        return False
-
-    monkeypatch.setattr(log_class, "maybe_commit", maybe_commit_any_term)
+    if log_class is None or not hasattr(log_class, method):
+        pytest.skip(f"the core's RaftLog.{method} changed; adapt this mutation")
+    monkeypatch.setattr(log_class, method, broken)
     for seed in range(400):
-        result = run_seed(seed, "fig8")
+        result = run_seed(seed, scenario)
         if result.prop in {"Leader Completeness", "Committed entry lost", "State Machine Safety"}:
             return
-    raise AssertionError("400 fig8 seeds with the broken commit rule and no violation seen")
+    raise AssertionError(f"400 {scenario} seeds with a broken {method} and no violation seen")
