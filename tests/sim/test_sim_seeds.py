@@ -195,14 +195,20 @@ def _any_log_is_up_to_date(self: Any, last_index: int, last_term: int) -> bool:
     return True
 
 
+def _prev_term_ignored(self: Any, index: int, term: int) -> bool:
+    """RaftLog.match_term that ignores the term (5.3's consistency check on prev_log_term)."""
+    return bool(self.term(index) is not None)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("method", "broken", "scenario"),
     [
         ("maybe_commit", _commit_any_term, "fig8"),
         ("is_up_to_date", _any_log_is_up_to_date, "random"),
+        ("match_term", _prev_term_ignored, "random"),
     ],
-    ids=["figure8-commit-rule", "election-restriction"],
+    ids=["figure8-commit-rule", "election-restriction", "append-consistency-check"],
 )
 def test_a_core_with_a_classic_raft_bug_is_caught(
     monkeypatch: pytest.MonkeyPatch, method: str, broken: Callable[..., bool], scenario: str
@@ -217,6 +223,11 @@ def test_a_core_with_a_classic_raft_bug_is_caught(
     monkeypatch.setattr(log_class, method, broken)
     for seed in range(400):
         result = run_seed(seed, scenario)
-        if result.prop in {"Leader Completeness", "Committed entry lost", "State Machine Safety"}:
+        if result.prop in {
+            "Leader Completeness",
+            "Committed entry lost",
+            "State Machine Safety",
+            "Log Matching",
+        }:
             return
     raise AssertionError(f"400 {scenario} seeds with a broken {method} and no violation seen")
