@@ -411,7 +411,6 @@ def _proposal_accepted(node: SimNode, payload: bytes) -> bool:
     return True
 
 
-@pytest.mark.xfail(reason="CORE_BUGS.md #3: a single voter answers reads before its term commits")
 def test_a_single_voter_restarted_without_its_commit_still_reads_what_it_applied() -> None:
     """A commit-only hard state is written without an fsync (Ready.must_sync False), so a crash
     may take it back after the entries were applied and acknowledged. The restarted leader
