@@ -181,6 +181,9 @@ class GroupMembership:
         self._auto_commit_task: asyncio.Task[None] | None = None
         self._closed = False
         self._in_poll = False
+        # Set by poll_needed() (any thread) when it saw max_poll_interval_ms expired: it resets
+        # the poll clock, so poll() could not see the expiry itself any more.
+        self._expired_seen = False
 
     # --- subscription --------------------------------------------------------------------------
 
@@ -284,7 +287,8 @@ class GroupMembership:
                 # would remove us again at once (and rebalance everyone). Rejoin on the next
                 # poll() instead, as Kafka's consumer does.
                 self._wake.clear()
-                await self._wake.wait()
+                with contextlib.suppress(TimeoutError):  # bounded: the condition is re-checked
+                    await asyncio.wait_for(self._wake.wait(), 1.0)
                 continue
             try:
                 await self._heartbeat_once()
@@ -330,6 +334,8 @@ class GroupMembership:
         now = time.monotonic()
         expired = (now - self._last_poll) * 1000 > self.max_poll_interval_ms
         self._last_poll = now
+        if expired:
+            self._expired_seen = True
         return (
             expired
             or self._changed
@@ -340,7 +346,8 @@ class GroupMembership:
     async def poll(self) -> None:
         """Called at the start of every poll(): note processing liveness, reconcile the
         assignment (callbacks run here), and auto-commit when due."""
-        expired = self._poll_expired()
+        expired = self._poll_expired() or self._expired_seen
+        self._expired_seen = False
         self._last_poll = time.monotonic()
         if expired:
             self._wake.set()  # a heartbeat loop waiting to rejoin may go now

@@ -48,6 +48,7 @@ class BrokerProcess:
         self.log_path = self.data_dir.parent / f"broker-{next(_counter)}.log"
         self._lines: queue.Queue[str | None] = queue.Queue(maxsize=10_000)
         self._stderr: IO[str] | None = None
+        self._pump_thread: threading.Thread | None = None
 
     @property
     def address(self) -> str:
@@ -79,17 +80,28 @@ class BrokerProcess:
             env=env,
             text=True,
         )
-        threading.Thread(target=self._pump, args=(self.proc.stdout,), daemon=True).start()
+        self._pump_thread = threading.Thread(
+            target=self._pump, args=(self.proc.stdout,), daemon=True
+        )
+        self._pump_thread.start()
         return self.proc
 
     def _pump(self, stream: IO[str] | None) -> None:
+        # The pump owns the stdout pipe: it closes it at EOF (the process has exited), so no
+        # unclosed pipe is left for the garbage collector to warn about.
         assert stream is not None
-        for line in stream:
-            try:
-                self._lines.put_nowait(line)
+        try:
+            for line in stream:
+                try:
+                    self._lines.put_nowait(line)
+                except queue.Full:
+                    pass
+        finally:
+            stream.close()
+            try:  # the end marker matters only to a start() still draining the queue
+                self._lines.put(None, timeout=5)
             except queue.Full:
                 pass
-        self._lines.put(None)
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> BrokerProcess:
         """Spawn and wait until it listens; raises BrokerStartError (process killed)."""
@@ -143,6 +155,9 @@ class BrokerProcess:
         self._close_files()
 
     def _close_files(self) -> None:
+        """After the process is reaped: let the pump reach EOF (it closes stdout), close stderr."""
+        if self._pump_thread is not None and (self.proc is None or self.proc.poll() is not None):
+            self._pump_thread.join(10)
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None

@@ -147,6 +147,10 @@ def test_member_that_stops_polling_is_replaced_without_blocking_others(broker: A
             30,
             "the healthy member to take over",
         )
+        # Wait until `stuck`'s heartbeats have learned that it was removed (so it is parked
+        # until the application polls again) before it polls: the case in which the first
+        # poll() must wake its heartbeats to rejoin.
+        wait_for(lambda: stuck._aio.group.epoch == 0, 30, "the slow member to learn it left")
         # When `stuck` polls again it has lost its partition and rejoins.
         stuck.poll(100)
         wait_for(
