@@ -71,6 +71,11 @@ log = logging.getLogger(__name__)
 
 _MAX_TIMESTAMP_POS = 35
 _HEADER = struct.Struct(">qiibIhiqqqhii")  # the 61-byte batch header, as records.header
+# The fields append's fast path needs: base offset, length, magic, crc, attributes, last
+# offset delta, max timestamp, record count (the others skipped as padding).
+_FAST_HEADER = struct.Struct(">qi4xbIhi8xq14xi")
+_BASE_LENGTH_EPOCH = struct.Struct(">qii")  # the first 16 bytes: what stamping changes
+_new_tuple = tuple.__new__  # builds AppendInfo without its Python-level __new__
 _INT64 = struct.Struct(">q")
 _INT32 = struct.Struct(">i")
 _IOV_MAX = 1000  # pieces per pwritev; Linux allows 1024
@@ -287,6 +292,7 @@ class PartitionLog:
         assign_offsets: bool = True,
         leader_epoch: int | None = None,
         now_ms: int,
+        crc_checked: bool = False,
     ) -> AppendInfo:
         """Append one or more whole batches, all or nothing. May block on disk.
 
@@ -300,6 +306,12 @@ class PartitionLog:
         in place, so the caller holds exactly the bytes that were stored (to forward them to
         replicas); read-only bytes are not copied but written around their stamped headers.
 
+        ``crc_checked=True`` is for a caller that has just checked these very bytes (every
+        batch's CRC, e.g. with :func:`rilke.records.header.check_batch`) and has not changed
+        them since: the CRC is then not computed again. Every other check still runs (the CRC
+        is the only costly one: a pass over all the bytes). Never pass it for bytes from
+        anywhere else (a replica, a file): a wrong CRC would then be stored.
+
         Raises CorruptBatchError (bytes that do not form valid batches), BatchTooLargeError,
         NonContiguousOffsetError (preset offsets that do not continue the log),
         LogClosedError; on any of these nothing is written. Applies the flush policy: with
@@ -309,40 +321,26 @@ class PartitionLog:
         if self._closed:
             raise LogClosedError(f"the log in {self.directory} is closed")
         view = memoryview(batches)
-        if view.ndim != 1 or view.itemsize != 1:
+        if type(batches) is memoryview and (view.ndim != 1 or view.itemsize != 1):
             view = view.cast("B")
         total = len(view)
-        if total == 0:
-            raise CorruptBatchError("nothing to append: no batch in the buffer")
         if total >= HEADER_SIZE and not self._log_append_time:
             # One batch, the produce path's common case: checks, stamping and the write kept
-            # inline, since this runs once per batch. The general loop below does the same.
-            (
-                batch_base,
-                length,
-                _,
-                magic,
-                crc,
-                attributes,
-                delta,
-                _,
-                max_timestamp,
-                _,
-                _,
-                _,
-                count,
-            ) = _HEADER.unpack_from(view)
-            if length + LOG_OVERHEAD == total:
-                if (
-                    magic != MAGIC
-                    or total > self._max_message_bytes
-                    or delta < 0
-                    or count < 0
-                    or count > delta + 1
-                    or attributes & COMPRESSION_MASK > MAX_COMPRESSION_ID
-                    or crc32c(view[CRC_START:]) != crc
-                ):
-                    return self._append_many(view, assign_offsets, leader_epoch, now_ms)
+            # inline, since this runs once per batch (every attribute lookup and temporary
+            # object here costs a measurable share of a 16 KiB append). The general loop in
+            # _append_many does the same checks and gives the precise error for any refusal.
+            batch_base, length, magic, crc, attributes, delta, max_timestamp, count = (
+                _FAST_HEADER.unpack_from(view)
+            )
+            if (
+                length + LOG_OVERHEAD == total
+                and magic == MAGIC
+                and total <= self._max_message_bytes
+                and delta >= 0
+                and 0 <= count <= delta + 1
+                and attributes & COMPRESSION_MASK <= MAX_COMPRESSION_ID
+                and (crc_checked or crc32c(view[CRC_START:]) == crc)
+            ):
                 base = self.log_end_offset
                 if not assign_offsets and batch_base != base:
                     raise NonContiguousOffsetError(
@@ -350,34 +348,44 @@ class PartitionLog:
                     )
                 next_offset = base + delta + 1
                 active = self._segments[-1]
-                if active.size and (
-                    active.size + total > self._segment_bytes
+                size = active.size
+                if size and (
+                    size + total > self._segment_bytes
                     or now_ms - active.rolling_base_ms >= self._segment_ms
                     or delta + base - active.base_offset > INT32_MAX
                     or len(active.offset_index.offsets) >= self._max_index_entries
                 ):
                     self.roll(now_ms)
                     active = self._segments[-1]
-                if not (assign_offsets or leader_epoch is not None):
-                    active.append_one(view, total, base, next_offset, max_timestamp, now_ms)
-                elif view.readonly:
-                    head = bytearray(view[:HEADER_SIZE])
-                    _INT64.pack_into(head, 0, base)
-                    if leader_epoch is not None:
-                        _INT32.pack_into(head, LEADER_EPOCH_POS, leader_epoch)
-                    active.append_one(
-                        [head, view[HEADER_SIZE:]], total, base, next_offset, max_timestamp, now_ms
-                    )
-                else:
-                    _INT64.pack_into(view, 0, base)
-                    if leader_epoch is not None:
+                if not assign_offsets:
+                    if leader_epoch is None:
+                        data: memoryview | list[bytes | memoryview] = view
+                    elif view.readonly:
+                        data = [_BASE_LENGTH_EPOCH.pack(base, length, leader_epoch), view[16:]]
+                    else:
                         _INT32.pack_into(view, LEADER_EPOCH_POS, leader_epoch)
-                    active.append_one(view, total, base, next_offset, max_timestamp, now_ms)
+                        data = view
+                elif view.readonly:
+                    # Read-only bytes are written around a stamped copy of their first 8 or
+                    # 16 bytes (one small pack instead of copying the header or the batch).
+                    if leader_epoch is None:
+                        data = [_INT64.pack(base), view[8:]]
+                    else:
+                        data = [_BASE_LENGTH_EPOCH.pack(base, length, leader_epoch), view[16:]]
+                else:
+                    if leader_epoch is None:
+                        _INT64.pack_into(view, 0, base)
+                    else:
+                        _BASE_LENGTH_EPOCH.pack_into(view, 0, base, length, leader_epoch)
+                    data = view
+                active.append_one(data, total, base, next_offset, max_timestamp, now_ms)
                 self.log_end_offset = next_offset
                 if self._flush_policy:
                     self._apply_flush_policy(next_offset - base, now_ms)
-                return AppendInfo(base, next_offset - 1, max_timestamp, -1, 1, total)
-        return self._append_many(view, assign_offsets, leader_epoch, now_ms)
+                return _new_tuple(AppendInfo, (base, next_offset - 1, max_timestamp, -1, 1, total))
+        if total == 0:
+            raise CorruptBatchError("nothing to append: no batch in the buffer")
+        return self._append_many(view, assign_offsets, leader_epoch, now_ms, crc_checked)
 
     def _append_many(
         self,
@@ -385,6 +393,7 @@ class PartitionLog:
         assign_offsets: bool,
         leader_epoch: int | None,
         now_ms: int,
+        crc_checked: bool = False,
     ) -> AppendInfo:
         """``append`` for several batches, LogAppendTime, and every refusal."""
         total = len(view)
@@ -431,7 +440,7 @@ class PartitionLog:
                 or count < 0
                 or count > delta + 1
                 or attributes & COMPRESSION_MASK > MAX_COMPRESSION_ID
-                or crc32c(view[position + CRC_START : end]) != crc
+                or (not crc_checked and crc32c(view[position + CRC_START : end]) != crc)
             ):
                 _refuse(view, position)
             if assign_offsets:
@@ -462,8 +471,32 @@ class PartitionLog:
         entries: list[tuple[int, int, int, int]] = []
         data: memoryview | list[bytes | bytearray | memoryview] = view
         max_timestamp = -1
-        if stamp and view.readonly:
+        if stamp and append_time_ms is None:
+            # Only the first 8 (or 16) bytes change, outside the CRC: read-only input is
+            # written around small packed stamps, writable input is stamped in place.
             pieces: list[bytes | bytearray | memoryview] = []
+            add = pieces.append
+            readonly = view.readonly
+            for position, size, base, delta, batch_max_ts in checked:
+                if leader_epoch is None:
+                    if readonly:
+                        add(_INT64.pack(base))
+                        add(view[position + 8 : position + size])
+                    else:
+                        _INT64.pack_into(view, position, base)
+                elif readonly:
+                    add(_BASE_LENGTH_EPOCH.pack(base, size - LOG_OVERHEAD, leader_epoch))
+                    add(view[position + 16 : position + size])
+                else:
+                    _BASE_LENGTH_EPOCH.pack_into(
+                        view, position, base, size - LOG_OVERHEAD, leader_epoch
+                    )
+                entries.append((size, base, base + delta, batch_max_ts))
+                max_timestamp = max(max_timestamp, batch_max_ts)
+            if readonly:
+                data = pieces if len(pieces) <= _IOV_MAX else [b"".join(pieces)]
+        elif stamp and view.readonly:
+            pieces = []
             for position, size, base, delta, batch_max_ts in checked:
                 head = bytearray(view[position : position + HEADER_SIZE])
                 rest = view[position + HEADER_SIZE : position + size]
@@ -487,13 +520,16 @@ class PartitionLog:
         self.log_end_offset = next_offset
         if config.flush_messages is not None or config.flush_ms is not None:
             self._apply_flush_policy(next_offset - first_offset, now_ms)
-        return AppendInfo(
-            first_offset,
-            next_offset - 1,
-            max_timestamp,
-            now_ms if log_append_time else -1,
-            len(checked),
-            total,
+        return _new_tuple(
+            AppendInfo,
+            (
+                first_offset,
+                next_offset - 1,
+                max_timestamp,
+                now_ms if log_append_time else -1,
+                len(checked),
+                total,
+            ),
         )
 
     def _apply_flush_policy(self, messages: int, now_ms: int) -> None:

@@ -36,6 +36,8 @@ _PEEK_SIZE = _PEEK.size
 _WALK_CHUNK = 8192
 _RECOVERY_CHUNK = 8 << 20
 _MIN_LENGTH = HEADER_SIZE - LOG_OVERHEAD
+_pwrite = os.pwrite  # module globals: one lookup instead of two on the per-batch path
+_pwritev = os.pwritev
 
 
 class SegmentCorruptError(Exception):
@@ -351,25 +353,29 @@ class LogSegment:
 
     def append_one(  # noqa: PLR0917 (the per-batch hot path: positional is cheaper)
         self,
-        data: memoryview | list[bytearray | memoryview],
+        data: memoryview | list[bytes | memoryview],
         size: int,
         base_offset: int,
         next_offset: int,
         max_timestamp: int,
         now_ms: int,
     ) -> None:
-        """``append`` for a single batch of ``size`` bytes (the produce path's common case)."""
+        """``append`` for a single batch of ``size`` bytes (the produce path's common case).
+
+        ``data`` is the batch, or a list of pieces (its stamped first bytes and the rest)
+        written with one pwritev.
+        """
         position = self.size
         if not position:
             self.rolling_base_ms = now_ms
         try:
             if isinstance(data, list):
-                written = os.pwritev(self._fd, data, position)
+                written = _pwritev(self._fd, data, position)
                 if written != size:
                     rest = b"".join(bytes(piece) for piece in data)[written:]
                     self._pwrite_all(rest, position + written)
             else:
-                written = os.pwrite(self._fd, data, position)
+                written = _pwrite(self._fd, data, position)
                 if written != size:
                     self._pwrite_all(memoryview(data)[written:], position + written)
         except OSError:
@@ -378,7 +384,8 @@ class LogSegment:
         if max_timestamp > self.max_timestamp:
             self.max_timestamp = max_timestamp
             self.offset_of_max_timestamp = base_offset
-        if self._bytes_since_last_index > self.index_interval_bytes:
+        since = self._bytes_since_last_index
+        if since > self.index_interval_bytes:
             index = self.offset_index
             index.offsets.append(base_offset - self.base_offset)
             index.positions.append(position)
@@ -387,7 +394,7 @@ class LogSegment:
                 self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
             self._bytes_since_last_index = size
         else:
-            self._bytes_since_last_index += size
+            self._bytes_since_last_index = since + size
         self.size = position + size
         self.next_offset = next_offset
         self.needs_sync = True

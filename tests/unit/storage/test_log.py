@@ -196,6 +196,59 @@ def test_writable_input_is_stamped_in_place(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("writable", [False, True])
+@pytest.mark.parametrize("epoch", [None, 9])
+@pytest.mark.parametrize("count", [1, 3])
+@pytest.mark.parametrize("assign", [True, False])
+def test_stamping_stores_the_same_bytes_on_every_path(
+    tmp_path: Path, writable: bool, epoch: int | None, count: int, assign: bool
+) -> None:
+    # One batch (the fast path) or several, read-only or writable input, with and without an
+    # epoch: the stored bytes are the input with base offset (and epoch) rewritten.
+    log = open_log(tmp_path / "t-0")
+    log.append(make_batch(2), now_ms=1)
+    batches = [make_batch(2, base_offset=2 + 2 * i, timestamp_ms=50 + i) for i in range(count)]
+    data = b"".join(batches)
+    info = log.append(
+        bytearray(data) if writable else data,
+        assign_offsets=assign,
+        leader_epoch=epoch,
+        now_ms=1,
+    )
+    assert (info.first_offset, info.last_offset, info.num_batches) == (2, 1 + 2 * count, count)
+    assert info.max_timestamp == 50 + count - 1 + 1  # the last record of the last batch
+    stored = log.read(2, 1 << 20).records
+    headers = [h for _, h in iter_headers(stored)]  # checks CRCs
+    assert [h.base_offset for h in headers] == [2 + 2 * i for i in range(count)]
+    want_epoch = read_header(data).partition_leader_epoch if epoch is None else epoch
+    assert all(h.partition_leader_epoch == want_epoch for h in headers)
+    expected = bytearray(data)
+    for i, (pos, _) in enumerate(iter_headers(expected)):
+        expected[pos + 12 : pos + 16] = want_epoch.to_bytes(4, "big", signed=True)
+        assert i < count
+    assert stored == bytes(expected)
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_crc_checked_skips_only_the_crc(tmp_path: Path, count: int) -> None:
+    # For a caller that has just checked the CRC itself: every other check still refuses.
+    log = open_log(tmp_path / "t-0", LogConfig(max_message_bytes=200))
+    good = make_batch(2) * count
+    log.append(good, now_ms=1, crc_checked=True)
+    assert log.log_end_offset == 2 * count
+    size = log.size_bytes()
+    bad_magic = bytearray(good)
+    bad_magic[16] = 1
+    bad_count = bytearray(good)
+    bad_count[57:61] = (5).to_bytes(4, "big")  # 5 records in 2 offsets
+    for bad in (bad_magic, bad_count, bytearray(good)[:-3]):
+        with pytest.raises(CorruptBatchError):
+            log.append(bytes(bad), now_ms=1, crc_checked=True)
+    with pytest.raises(BatchTooLargeError):
+        log.append(make_batch(1, value_size=300), now_ms=1, crc_checked=True)
+    assert (log.log_end_offset, log.size_bytes()) == (2 * count, size)
+
+
+@pytest.mark.parametrize("writable", [False, True])
 def test_log_append_time_rewrites_timestamp_and_crc(tmp_path: Path, writable: bool) -> None:
     log = open_log(tmp_path / "t-0", LogConfig(message_timestamp_type="LogAppendTime"))
     batch = make_batch(3, timestamp_ms=5)
