@@ -46,13 +46,15 @@ class FakeLog:
         self.flushed_offset = 0
         self.flush_count = 0
         self.closed = False
+        self.crc_checked_calls: list[bool] = []
 
     def update_config(self, config: LogConfig) -> None:
         self.config = config
 
-    def append(self, batches, *, assign_offsets=True, leader_epoch=None, now_ms):  # type: ignore[no-untyped-def]
+    def append(self, batches, *, assign_offsets=True, leader_epoch=None, now_ms, crc_checked=False):  # type: ignore[no-untyped-def]
         if self.closed:
             raise LogClosedError()
+        self.crc_checked_calls.append(crc_checked)
         buf = bytearray(batches)
         pos = 0
         out = []

@@ -1,6 +1,7 @@
 import asyncio
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fake_storage import FakeLog
@@ -8,13 +9,16 @@ from server_batches import batch_values, make_batch
 
 from rilke.errors import (
     CorruptRecordError,
+    InvalidRecordError,
     InvalidRequestError,
     OffsetOutOfRangeError,
     OutOfOrderSequenceError,
     RecordTooLargeError,
 )
+from rilke.records.header import compute_crc
 from rilke.server.partition import LocalPartition
 from rilke.storage.config import LogConfig
+from rilke.storage.log import PartitionLog
 
 
 def make_partition(
@@ -173,5 +177,74 @@ def test_a_retry_of_an_unflushed_batch_waits_for_the_flush(tmp_path: Path) -> No
         assert not retry.done()
         assert (await retry).base_offset == (await first).base_offset == 0
         assert log.flushed_offset == 1
+
+    asyncio.run(main())
+
+
+def _real_partition(tmp_path: Path, config: LogConfig) -> tuple[LocalPartition, PartitionLog]:
+    plog = PartitionLog.open(tmp_path / "t-0", config, now_ms=0, recover=False)
+    return LocalPartition("t", 0, plog, config, state_dir=tmp_path / "state"), plog
+
+
+def test_every_crc_is_computed_once_on_the_produce_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The partition checks header and CRC (for its records errors); the log then skips the CRC.
+    import rilke.records.header as header_module
+    import rilke.storage.log as log_module
+
+    calls = {"records": 0, "storage": 0}
+
+    def counting(name: str, real: Any) -> Any:
+        def crc(data: Any, value: int = 0) -> int:
+            calls[name] += 1
+            return int(real(data, value))
+
+        return crc
+
+    monkeypatch.setattr(header_module, "crc32c", counting("records", header_module.crc32c))
+    monkeypatch.setattr(log_module, "crc32c", counting("storage", log_module.crc32c))
+
+    async def main() -> None:
+        part, plog = _real_partition(tmp_path, LogConfig())
+        await part.append(make_batch([b"a", b"b"]), 1)
+        await part.append(make_batch([b"c"]) + make_batch([b"d"]), 1)
+        assert calls == {"records": 3, "storage": 0}
+        assert batch_values(part.read(0, 1 << 20).records) == [
+            (0, b"a"),
+            (1, b"b"),
+            (2, b"c"),
+            (3, b"d"),
+        ]
+        plog.close()
+
+    asyncio.run(main())
+
+
+def test_bad_input_is_refused_with_its_error_by_a_real_log(tmp_path: Path) -> None:
+    async def main() -> None:
+        part, plog = _real_partition(tmp_path, LogConfig(max_message_bytes=200))
+        good = make_batch([b"x"])
+        corrupt = bytearray(good)
+        corrupt[-1] ^= 0xFF
+        wrong_magic = bytearray(good)
+        wrong_magic[16] = 1
+        too_many = bytearray(good)
+        too_many[57:61] = (3).to_bytes(4, "big")  # 3 records in 1 offset, CRC made to hold
+        too_many[17:21] = compute_crc(too_many, 0, len(too_many)).to_bytes(4, "big")
+        cases: list[tuple[bytes, type[Exception], str]] = [
+            (good + bytes(corrupt), CorruptRecordError, "CRC"),
+            (bytes(wrong_magic), CorruptRecordError, "magic"),
+            (good[:-3], CorruptRecordError, "truncated"),
+            (make_batch([b"y" * 300]), RecordTooLargeError, "exceeds"),
+            (bytes(too_many), InvalidRecordError, "claims 3 records"),
+        ]
+        for data, error, match in cases:
+            with pytest.raises(error, match=match):
+                part.append(data, 1)
+        assert (plog.log_end_offset, plog.size_bytes()) == (0, 0)
+        await part.append(good, 1)
+        assert plog.log_end_offset == 1
+        plog.close()
 
     asyncio.run(main())
