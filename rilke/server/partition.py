@@ -14,6 +14,7 @@ resolves when the write is acknowledged per ``acks``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -34,7 +35,7 @@ from rilke.records.header import BatchHeader, check_batch, read_header
 from rilke.server.files import write_atomically
 from rilke.server.producer_state import ProducerStateTable
 from rilke.storage.config import LogConfig
-from rilke.storage.log import PartitionLog
+from rilke.storage.log import FlushJob, PartitionLog
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +150,11 @@ class LocalPartition:
 
     When the topic's ``flush.messages`` is 1, acks=1 and acks=-1 are acknowledged once flushed;
     fsyncs are shared by every append that arrives within GROUP_COMMIT_WINDOW_S of the first
-    unflushed one (group commit); the flush runs on the loop. Other ``flush.messages`` values
-    flush in the background after that many messages, ``flush.ms`` at maintenance.
+    unflushed one, or while an fsync is in flight (group commit). The fsync itself runs on a
+    worker thread (``PartitionLog.begin_flush``/``FlushJob.run``/``end_flush``): the loop
+    keeps serving produce and fetch meanwhile; at most one is in flight per partition. Other
+    ``flush.messages`` values flush the same way after that many messages, ``flush.ms`` at
+    maintenance.
     """
 
     def __init__(
@@ -173,6 +177,9 @@ class LocalPartition:
         self._next_subscriber = 0
         self._flush_waiters: deque[tuple[int, asyncio.Future[AppendResult], AppendResult]] = deque()
         self._flush_scheduled = False
+        self._flush_job: FlushJob | None = None  # at most one in flight
+        self._flush_done: asyncio.Future[None] | None = None  # its completion
+        self._flush_again = False  # appends arrived while it ran
         self._unflushed_messages = 0
         self._closed = False
         self._snapshot_offset = -1  # the log end offset of the last snapshot written
@@ -260,17 +267,60 @@ class LocalPartition:
         self._flush_scheduled = False
         if self._closed:
             return
-        try:
-            self._log.flush()
-        except Exception as e:
-            log.exception("flush of %s-%d failed", self.topic, self.partition)
-            while self._flush_waiters:
-                _, future, _ = self._flush_waiters.popleft()
-                if not future.done():
-                    future.set_exception(e)
+        if self._flush_job is not None:
+            # One fsync at a time: appends that arrive while it runs share the next one,
+            # started as soon as it finishes (group commit).
+            self._flush_again = True
             return
+        self._start_flush(None)
+
+    def _start_flush(self, up_to_offset: int | None) -> asyncio.Future[None] | None:
+        """Take a flush job from the log and run its fsyncs on a worker thread, so the loop
+        keeps serving requests meanwhile; None when there is nothing to flush (or it
+        failed: the waiters are failed then). Call only when no job is in flight."""
+        assert self._flush_job is None
+        try:
+            job = self._log.begin_flush(up_to_offset)
+        except Exception as e:
+            self._flush_failed(e)
+            return None
         self._unflushed_messages = 0
+        if job is None:
+            self._release_flushed()
+            return None
+        self._flush_job = job
+        done = asyncio.get_running_loop().run_in_executor(None, job.run)
+        self._flush_done = done
+        done.add_done_callback(self._finish_flush)
+        return done
+
+    def _finish_flush(self, done: asyncio.Future[None]) -> None:
+        """On the loop, when a job's fsyncs have finished (or failed)."""
+        job = self._flush_job
+        assert job is not None
+        self._flush_job = None
+        self._flush_done = None
+        error = None if done.cancelled() else done.exception()
+        if done.cancelled() or error is not None:
+            self._log.abort_flush(job)
+            if not self._closed:
+                self._flush_failed(error or LogClosedError("the flush was cancelled"))
+            return
+        if self._closed:
+            job.close()
+            return
+        self._log.end_flush(job)
         self._release_flushed()
+        if self._flush_again or self._flush_waiters:
+            self._flush_again = False
+            self._start_flush(None)
+
+    def _flush_failed(self, error: BaseException) -> None:
+        log.error("flush of %s-%d failed: %s", self.topic, self.partition, error)
+        while self._flush_waiters:
+            _, future, _ = self._flush_waiters.popleft()
+            if not future.done():
+                future.set_exception(error)
 
     def _release_flushed(self) -> None:
         flushed = self._log.flushed_offset
@@ -279,8 +329,22 @@ class LocalPartition:
             if not future.done():
                 future.set_result(result)
 
+    async def flush_async(self, up_to_offset: int | None = None) -> None:
+        """Flush up to ``up_to_offset`` (default: everything) with the fsyncs on a worker
+        thread, after the one in flight if any; for maintenance. Raises what the flush
+        raised (OSError), LogClosedError when the partition closes meanwhile."""
+        while self._flush_done is not None:
+            with contextlib.suppress(Exception):  # its failure went to its own waiters
+                await asyncio.shield(self._flush_done)
+        if self._closed:
+            raise LogClosedError(f"partition {self.topic}-{self.partition} is closed")
+        done = self._start_flush(up_to_offset)
+        if done is not None:
+            await asyncio.shield(done)
+
     def flush(self) -> None:
-        """Flush now and release every waiter (shutdown, time-based flush)."""
+        """Flush now, on this thread, and release every waiter (shutdown). A job in flight
+        meanwhile is harmless: the log syncs the same files again."""
         if not self._closed:
             self._log.flush()
             self._unflushed_messages = 0

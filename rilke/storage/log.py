@@ -21,6 +21,7 @@ recovery point on.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import struct
 from bisect import bisect_right
@@ -120,6 +121,53 @@ def _stamp(
         head[CRC_POS : CRC_POS + 4] = crc.to_bytes(4, "big")
 
 
+class FlushJob:
+    """The fsyncs of one flush, taken from a log by :meth:`PartitionLog.begin_flush`.
+
+    ``run`` may be called on any thread (it is the only storage code that may): it touches
+    nothing but its own duplicated descriptors, so the log may meanwhile append, roll, delete
+    segments by retention, truncate or close. Hand the job back to the log's thread
+    afterwards: :meth:`PartitionLog.end_flush` once ``run`` returned, or
+    :meth:`PartitionLog.abort_flush` if it raised. Run each job at most once.
+    """
+
+    __slots__ = ("_dir_fd", "_fds", "_generation", "_segments", "flushed_offset")
+
+    def __init__(
+        self,
+        fds: list[int],
+        dir_fd: int | None,
+        segments: list[tuple[LogSegment, int]],
+        flushed_offset: int,
+        generation: tuple[int, int | None],
+    ) -> None:
+        self._fds = fds
+        self._dir_fd = dir_fd
+        self._segments = segments  # each with its size when the job was taken
+        self.flushed_offset = flushed_offset  # what the log's recovery point becomes
+        self._generation = generation  # (truncations, segment creations if it syncs the dir)
+
+    def run(self) -> None:
+        """fdatasync every file (fsync the directory if a segment was created), then close
+        the descriptors. Blocks on disk; raises OSError when a sync fails."""
+        try:
+            for fd in self._fds:
+                files.fdatasync(fd)
+            if self._dir_fd is not None:
+                os.fsync(self._dir_fd)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the descriptors (``run`` does; for a job that will not run). Idempotent."""
+        fds, self._fds = self._fds, []
+        if self._dir_fd is not None:
+            fds.append(self._dir_fd)
+            self._dir_fd = None
+        for fd in fds:
+            os.close(fd)
+
+
 class AppendInfo(NamedTuple):
     """What one append wrote (an immutable record: a NamedTuple, cheap to build per append)."""
 
@@ -173,6 +221,8 @@ class PartitionLog:
         self._unflushed_messages = 0
         self._first_unflushed_ms: int | None = None
         self._dir_dirty = False  # a segment file was created since the directory's last fsync
+        self._dir_changes = 0  # segment files created so far (a flush job notes the count)
+        self._generation = 0  # bumped by truncation: a flush job from before it is stale
         self._closed = False
         self._cache_config()
 
@@ -669,6 +719,75 @@ class PartitionLog:
             self._dir_dirty = False
         self.flushed_offset = flushed
 
+    def begin_flush(self, up_to_offset: int | None = None) -> FlushJob | None:
+        """``flush`` split in three, for a caller that fsyncs on another thread.
+
+        Takes on this thread what the flush must sync (duplicated descriptors of the segments
+        rolled since the last flush and, if ``up_to_offset`` reaches into it, the active one;
+        buffered index entries handed to the OS) and returns it as a :class:`FlushJob`, or
+        None when ``flushed_offset`` is already there. Then ``job.run()`` anywhere, then
+        :meth:`end_flush` (or :meth:`abort_flush`) here. Until ``end_flush`` nothing counts as
+        flushed: a ``flush`` meanwhile syncs the same files again. Jobs may overlap; each
+        covers the appends made before it was taken. May block on disk (small index writes).
+        """
+        self._check_open()
+        end = self.log_end_offset
+        target = end if up_to_offset is None else min(up_to_offset, end)
+        if target <= self.flushed_offset:
+            return None
+        active = self._active
+        rolled = []
+        for segment in reversed(self._segments[:-1]):
+            if not segment.needs_sync:
+                break
+            rolled.append(segment)
+        fds: list[int] = []
+        taken: list[tuple[LogSegment, int]] = []
+        dir_fd: int | None = None
+        try:
+            for segment in reversed(rolled):
+                fds += segment.dup_sync_fds(with_indexes=True)
+                taken.append((segment, segment.size))
+            if target > active.base_offset:
+                fds += active.dup_sync_fds(with_indexes=False)
+                taken.append((active, active.size))
+                flushed = end
+            else:
+                flushed = active.base_offset
+            if self._dir_dirty:
+                dir_fd = os.open(self.directory, os.O_RDONLY)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        # _dir_dirty stays set until end_flush: a flush() meanwhile fsyncs the directory too.
+        dir_changes = self._dir_changes if dir_fd is not None else None
+        return FlushJob(fds, dir_fd, taken, flushed, (self._generation, dir_changes))
+
+    def end_flush(self, job: FlushJob) -> bool:
+        """Count a finished job (``job.run()`` returned): raise ``flushed_offset`` to what it
+        synced. Ignored (False) when the log was truncated or closed since it was taken."""
+        job.close()
+        generation, dir_changes = job._generation
+        if self._closed or generation != self._generation:
+            return False
+        if dir_changes == self._dir_changes:  # no segment created since the directory's fsync
+            self._dir_dirty = False
+        for segment, size in job._segments:
+            if segment.size == size:  # nothing written to it since the job was taken
+                segment.needs_sync = False
+        if job.flushed_offset > self.flushed_offset:
+            self.flushed_offset = job.flushed_offset
+            if job.flushed_offset == self.log_end_offset:
+                self._unflushed_messages = 0
+                self._first_unflushed_ms = None
+        return True
+
+    def abort_flush(self, job: FlushJob) -> None:
+        """Give back a job whose ``run`` failed (or will not run): nothing counts as flushed,
+        and the next flush syncs the same files (and the directory) again."""
+        job.close()
+
     def flush_rolled_segments(self) -> None:
         """fsync the segments rolled since the last flush (not the active one): what Kafka
         does in the background after a roll. Blocks on disk when there are some."""
@@ -719,6 +838,7 @@ class PartitionLog:
             self.directory, self.log_end_offset, self.config.index_interval_bytes, now_ms
         )
         self._dir_dirty = True
+        self._dir_changes += 1
         self._segments.append(segment)
         self._bases.append(segment.base_offset)
 
@@ -766,6 +886,7 @@ class PartitionLog:
         if batch is not None:
             active.truncate_to_position(batch.position, batch.base_offset)
             new_end = min(offset, batch.base_offset)
+        self._generation += 1
         self._sync_everything()
         if deleted:
             files.fsync_dir(self.directory)
@@ -781,6 +902,7 @@ class PartitionLog:
         if offset < 0:
             raise OffsetOutOfRangeError(f"cannot start the log at negative offset {offset}")
         now_ms = self._active.rolling_base_ms
+        self._generation += 1
         for segment in self._segments:
             segment.delete()
         segment = LogSegment.create(

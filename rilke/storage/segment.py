@@ -547,6 +547,28 @@ class LogSegment:
         fdatasync(self._fd)
         self.needs_sync = False
 
+    def dup_sync_fds(self, *, with_indexes: bool) -> list[int]:
+        """Duplicates of the descriptors a flush must fsync, for a sync run elsewhere (on
+        another thread: duplicates stay valid if this segment is closed or deleted meanwhile).
+
+        The log file's, and with ``with_indexes`` (a sealed segment) both indexes' too, after
+        handing their buffered entries to the OS. The caller closes them. May block on disk
+        (small index writes; no fsync).
+        """
+        fds = [os.dup(self._fd)]
+        try:
+            if with_indexes:
+                self.seal()
+                fds.append(self.offset_index.dup_fd())
+                fds.append(self.time_index.dup_fd())
+            else:
+                self.flush_indexes()
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return fds
+
     def seal(self) -> None:
         """Add the final time index entry (the segment's largest timestamp) and hand buffered
         index entries to the OS; for a segment that stops being the active one. No fsync."""

@@ -36,6 +36,19 @@ class ReadResult:
     log_end_offset: int
 
 
+class FakeFlushJob:
+    """What FakeLog.begin_flush hands out: ``run`` (on a worker thread) does nothing."""
+
+    def __init__(self, flushed_offset: int) -> None:
+        self.flushed_offset = flushed_offset
+
+    def run(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class FakeLog:
     def __init__(self, directory: Path, config: LogConfig) -> None:
         self.directory = directory
@@ -109,6 +122,21 @@ class FakeLog:
         if self.flushed_offset < self.log_end_offset:
             self.flush_count += 1
             self.flushed_offset = self.log_end_offset
+
+    def begin_flush(self, up_to_offset=None):  # type: ignore[no-untyped-def]
+        target = self.log_end_offset if up_to_offset is None else up_to_offset
+        if target <= self.flushed_offset:
+            return None
+        return FakeFlushJob(self.log_end_offset)
+
+    def end_flush(self, job):  # type: ignore[no-untyped-def]
+        if job.flushed_offset > self.flushed_offset:
+            self.flush_count += 1
+            self.flushed_offset = job.flushed_offset
+        return True
+
+    def abort_flush(self, job):  # type: ignore[no-untyped-def]
+        pass
 
     def size_bytes(self) -> int:
         return sum(len(b) for b in self.batches)

@@ -1,5 +1,7 @@
 import asyncio
 import dataclasses
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from rilke.errors import (
 from rilke.records.header import compute_crc
 from rilke.server.partition import LocalPartition
 from rilke.storage.config import LogConfig
-from rilke.storage.log import PartitionLog
+from rilke.storage.log import FlushJob, PartitionLog
 
 
 def make_partition(
@@ -245,6 +247,83 @@ def test_bad_input_is_refused_with_its_error_by_a_real_log(tmp_path: Path) -> No
         assert (plog.log_end_offset, plog.size_bytes()) == (0, 0)
         await part.append(good, 1)
         assert plog.log_end_offset == 1
+        plog.close()
+
+    asyncio.run(main())
+
+
+class _GatedRuns:
+    """Makes FlushJob.run wait for a gate (on its worker thread); counts the runs."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.gate = threading.Event()
+        self.started = threading.Event()
+        self.runs = 0
+        real_run = FlushJob.run
+
+        def gated_run(job: FlushJob) -> None:
+            self.runs += 1
+            self.started.set()
+            assert self.gate.wait(10), "the test never opened the gate"
+            real_run(job)
+
+        monkeypatch.setattr(FlushJob, "run", gated_run)
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    deadline = asyncio.get_running_loop().time() + 10
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.001)
+
+
+def test_an_fsync_in_flight_does_not_block_fetch_or_produce(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gated = _GatedRuns(monkeypatch)
+
+    async def main() -> None:
+        part, plog = _real_partition(tmp_path, LogConfig(flush_messages=1))
+        first = [part.append(make_batch([b"a%d" % i]), -1) for i in range(3)]
+        await _until(gated.started.is_set)  # the fsync runs, blocked, on a worker thread
+        # Meanwhile the loop serves fetches and takes more appends.
+        assert batch_values(part.read(0, 1 << 20).records)[:1] == [(0, b"a0")]
+        second = [part.append(make_batch([b"b%d" % i]), -1) for i in range(4)]
+        assert plog.log_end_offset == 7
+        await asyncio.sleep(0.01)  # (the window of the next flush passes; still blocked)
+        assert not any(f.done() for f in first + second)
+        assert plog.flushed_offset == 0
+        gated.gate.set()
+        results = await asyncio.gather(*first, *second)
+        assert [r.base_offset for r in results] == list(range(7))
+        assert plog.flushed_offset == 7
+        # Group commit: the three first appends shared one fsync, the four that arrived
+        # while it ran shared the next.
+        assert gated.runs == 2
+        part.close()
+        plog.close()
+
+    asyncio.run(main())
+
+
+def test_maintenance_flush_waits_for_the_one_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gated = _GatedRuns(monkeypatch)
+
+    async def main() -> None:
+        part, plog = _real_partition(tmp_path, LogConfig(flush_messages=1))
+        acked = part.append(make_batch([b"a"]), -1)
+        await _until(gated.started.is_set)
+        part.append(make_batch([b"b"]), 0)
+        maintenance = asyncio.ensure_future(part.flush_async())
+        await asyncio.sleep(0.01)
+        assert not maintenance.done() and not acked.done()
+        gated.gate.set()
+        await maintenance
+        assert (await acked).base_offset == 0
+        assert plog.flushed_offset == 2
+        part.close()
         plog.close()
 
     asyncio.run(main())

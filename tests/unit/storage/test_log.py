@@ -381,3 +381,74 @@ def test_config_from_topic_configs() -> None:
         LogConfig.from_topic_configs({"cleanup.policy": "forever"})
     with pytest.raises(InvalidConfigError, match=r"retention.ms"):
         LogConfig(retention_ms=-5)
+
+
+def test_flush_job_counts_only_when_ended(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0")
+    fill(log, 3)
+    job = log.begin_flush()
+    assert job is not None and job.flushed_offset == 6
+    assert log.flushed_offset == 0
+    fill(log, 1)  # an append while the job runs elsewhere is not covered by it
+    job.run()
+    assert log.end_flush(job)
+    assert log.flushed_offset == 6
+    assert log.begin_flush(6) is None  # already there
+    again = log.begin_flush()
+    assert again is not None and again.flushed_offset == 8
+    again.run()
+    log.end_flush(again)
+    assert log.flushed_offset == 8 == log.log_end_offset
+
+
+def test_a_failed_flush_job_leaves_everything_to_sync_again(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0")
+    fill(log, 30)  # several rolled segments (1000-byte segments)
+    assert len(log.segments) > 2
+    job = log.begin_flush()
+    assert job is not None
+    log.abort_flush(job)
+    assert log.flushed_offset == 0
+    assert all(s.needs_sync for s in log.segments)
+    job = log.begin_flush()
+    assert job is not None
+    job.run()
+    log.end_flush(job)
+    assert log.flushed_offset == log.log_end_offset
+    assert not any(s.needs_sync for s in log.segments)
+
+
+def test_retention_and_close_while_a_flush_job_runs_are_safe(tmp_path: Path) -> None:
+    config = LogConfig(segment_bytes=1000, index_interval_bytes=100, retention_bytes=1)
+    log = open_log(tmp_path / "t-0", config)
+    fill(log, 30)
+    rolled = len(log.segments) - 1
+    assert rolled >= 2
+    job = log.begin_flush()  # holds descriptors of every rolled segment and the active one
+    assert job is not None
+    assert log.apply_retention(now_ms=10) == rolled  # deletes (closes) the rolled segments
+    fill(log, 1)
+    job.run()  # its duplicated descriptors are still valid
+    assert log.end_flush(job)
+    assert log.flushed_offset == 60
+    other = log.begin_flush()
+    assert other is not None
+    log.close()  # closes everything (flushing it) while `other` is still to run
+    other.run()
+    assert not log.end_flush(other)  # a closed log ignores it
+    reopened = open_log(tmp_path / "t-0", config, recover=True)
+    assert reopened.log_end_offset == 62
+    assert reopened.recovery.bytes_truncated == 0
+    reopened.close()
+
+
+def test_a_flush_job_from_before_a_truncation_is_ignored(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0")
+    fill(log, 3)
+    job = log.begin_flush()
+    assert job is not None and job.flushed_offset == 6
+    log.truncate_to(2)
+    fill(log, 3)  # new bytes at offsets 2..7 that the job never synced
+    job.run()
+    assert not log.end_flush(job)
+    assert log.flushed_offset == 2
