@@ -21,8 +21,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from rilke.errors import (
     InvalidRecordError,
@@ -34,6 +35,7 @@ from rilke.errors import (
 from rilke.records.header import BatchHeader, check_batch, read_header
 from rilke.server.files import write_atomically
 from rilke.server.producer_state import ProducerStateTable
+from rilke.storage.cleaner import finish_compaction, plan_compaction
 from rilke.storage.config import LogConfig
 from rilke.storage.log import FlushJob, PartitionLog
 
@@ -145,6 +147,18 @@ def validate_batches(records: bytes, max_message_bytes: int) -> list[BatchHeader
     return headers
 
 
+async def _in_thread(function: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+    """Run ``function`` on a worker thread. If the caller is cancelled, the thread's work is
+    still awaited before the cancellation goes on (so shutdown never overlaps it)."""
+    done = asyncio.get_running_loop().run_in_executor(None, partial(function, *args, **kwargs))
+    try:
+        await asyncio.shield(done)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await done
+        raise
+
+
 class LocalPartition:
     """A partition on this node only: the high watermark is the log end offset.
 
@@ -180,6 +194,7 @@ class LocalPartition:
         self._flush_job: FlushJob | None = None  # at most one in flight
         self._flush_done: asyncio.Future[None] | None = None  # its completion
         self._flush_again = False  # appends arrived while it ran
+        self._last_compaction_ms: int | None = None
         self._unflushed_messages = 0
         self._closed = False
         self._snapshot_offset = -1  # the log end offset of the last snapshot written
@@ -350,6 +365,68 @@ class LocalPartition:
             self._unflushed_messages = 0
             self._release_flushed()
 
+    # --- maintenance -------------------------------------------------------------------------
+
+    async def maintain(self, now_ms: int) -> None:
+        """Periodic work for this partition, keeping the loop free for requests: roll by age;
+        flush (rolled segments, or everything when ``flush.ms`` is due) and write the
+        checkpoint and compact (the reading and rewriting) on worker threads; retention, and
+        each cleaned segment's swap, on the loop between them. Runs of one partition must not
+        overlap (the broker runs them one after another). Raises what storage raises;
+        LogClosedError when the partition closes meanwhile.
+        """
+        plog = self._log
+        if self._closed or plog.closed:
+            return
+        plog.maybe_roll(now_ms)
+        await self.flush_async(None if plog.flush_due(now_ms) else plog.rolled_offset)
+        if self._closed:
+            return
+        plog.apply_retention(now_ms)
+        config = plog.config
+        if config.compact and (
+            self._last_compaction_ms is None
+            or now_ms - self._last_compaction_ms
+            >= min(max(config.delete_retention_ms // 2, 1000), 60_000)
+        ):
+            self._last_compaction_ms = now_ms
+            await self._compact(now_ms)
+        if self._closed or plog.closed:
+            return
+        taken = plog.begin_checkpoint()
+        if taken is not None:
+            await _in_thread(taken[0].write, plog.directory, unique_tmp=True)
+            plog.end_checkpoint(taken)
+
+    async def _compact(self, now_ms: int) -> None:
+        plog = self._log
+        # Cleaned segments must lie below the recovery point on disk (recovery trusts them).
+        taken = plog.begin_checkpoint()
+        if taken is not None:
+            await _in_thread(taken[0].write, plog.directory, unique_tmp=True)
+            plog.end_checkpoint(taken)
+        if self._closed or plog.closed:
+            return
+        plan = plan_compaction(plog, now_ms)
+        if plan is None:
+            return
+        try:
+            await _in_thread(plan.run)
+        except BaseException:
+            plan.abort()
+            raise
+        freed = 0
+        try:
+            while plan.cleaned:
+                if self._closed or plog.closed:
+                    break
+                freed += finish_compaction(plog, plan, max_segments=1)
+                await asyncio.sleep(0)  # one segment swap per loop turn
+        finally:
+            plan.abort()  # removes cleaned files not swapped in
+        if freed:
+            log.info("compacted %s-%d: %d bytes freed", self.topic, self.partition, freed)
+
     # --- reads -------------------------------------------------------------------------------
 
     def read(self, offset: int, max_bytes: int) -> FetchedData:
@@ -437,19 +514,38 @@ class LocalPartition:
             return None
 
     def write_snapshot(self) -> None:
-        """Persist the producer state up to the flushed offset (maintenance and shutdown).
+        """Persist the producer state up to the flushed offset (shutdown). Blocks on disk.
 
         Only flushed data is covered, so a snapshot is never ahead of what survives a crash.
         """
+        taken = self._take_snapshot()
+        if taken is not None:
+            write_atomically(self._state_path_or_fail(), taken[1])
+            self._snapshot_offset = taken[0]
+
+    async def write_snapshot_async(self) -> None:
+        """``write_snapshot`` with the file written on a worker thread (maintenance)."""
+        taken = self._take_snapshot()
+        if taken is not None:
+            await _in_thread(
+                write_atomically, self._state_path_or_fail(), taken[1], unique_tmp=True
+            )
+            self._snapshot_offset = max(self._snapshot_offset, taken[0])
+
+    def _take_snapshot(self) -> tuple[int, bytes] | None:
+        """(log end offset, document) of a snapshot due now, or None."""
         if self._state_path is None or self._closed:
-            return
+            return None
         end = self._log.log_end_offset
         if self._log.flushed_offset < end or end == self._snapshot_offset:
-            return
-        document = {"offset": self._log.log_end_offset, "producers": self._producers.dump()}
+            return None
+        document = {"offset": end, "producers": self._producers.dump()}
         self._state_path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(self._state_path, json.dumps(document).encode())
-        self._snapshot_offset = end
+        return end, json.dumps(document).encode()
+
+    def _state_path_or_fail(self) -> Path:
+        assert self._state_path is not None
+        return self._state_path
 
     def close(self) -> None:
         """Flush, snapshot producer state and fail anything still waiting. The log itself is

@@ -814,6 +814,35 @@ class PartitionLog:
             return True
         return False
 
+    def flush_due(self, now_ms: int) -> bool:
+        """Whether ``flush_ms`` says the oldest unflushed append is due (``maybe_flush``'s
+        test, for a caller that flushes with ``begin_flush``)."""
+        flush_ms = self.config.flush_ms
+        return (
+            flush_ms is not None
+            and self._first_unflushed_ms is not None
+            and now_ms - self._first_unflushed_ms >= flush_ms
+        )
+
+    def begin_checkpoint(self) -> tuple[Checkpoint, Checkpoint] | None:
+        """``checkpoint`` split in two, for a caller that writes the file on another thread:
+        (the checkpoint to write, the one it replaces) if it changed, else None. Write it with
+        ``Checkpoint.write(directory, unique_tmp=True)`` anywhere, then :meth:`end_checkpoint`
+        here."""
+        current = Checkpoint(self.flushed_offset, self.log_start_offset)
+        if current == self._checkpointed:
+            return None
+        return current, self._checkpointed
+
+    def end_checkpoint(self, taken: tuple[Checkpoint, Checkpoint]) -> None:
+        """Note a checkpoint from ``begin_checkpoint`` as written. If another was written here
+        meanwhile, the file may hold either: the next ``checkpoint`` writes it again."""
+        written, replaced = taken
+        if self._checkpointed == replaced:
+            self._checkpointed = written
+        else:
+            self._checkpointed = Checkpoint(-1, -1)
+
     def checkpoint(self) -> None:
         """Write the recovery point and log start offset if they changed. Blocks on disk."""
         current = Checkpoint(self.flushed_offset, self.log_start_offset)
@@ -998,6 +1027,12 @@ class PartitionLog:
     def segments(self) -> list[LogSegment]:
         """The segments, oldest first (read-only use: the log owns them)."""
         return list(self._segments)
+
+    @property
+    def rolled_offset(self) -> int:
+        """The active segment's base offset: every offset below it is in a rolled segment
+        (``flush(rolled_offset)`` is ``flush_rolled_segments``)."""
+        return self._segments[-1].base_offset
 
     @property
     def _active(self) -> LogSegment:

@@ -66,9 +66,10 @@ class Checkpoint:
             return None
         return result
 
-    def write(self, directory: Path) -> None:
-        """Replace the checkpoint atomically (two fsyncs and a rename)."""
-        files.atomic_write(directory / CHECKPOINT_FILE, self.encode())
+    def write(self, directory: Path, *, unique_tmp: bool = False) -> None:
+        """Replace the checkpoint atomically (two fsyncs and a rename). ``unique_tmp`` for a
+        writer on another thread: its temporary file cannot collide with another writer's."""
+        files.atomic_write(directory / CHECKPOINT_FILE, self.encode(), unique_tmp=unique_tmp)
 
 
 @dataclass

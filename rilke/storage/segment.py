@@ -547,6 +547,11 @@ class LogSegment:
         fdatasync(self._fd)
         self.needs_sync = False
 
+    def dup_log_fd(self) -> int:
+        """A duplicate of the log file's descriptor, to read the file elsewhere (another
+        thread) even if this segment is closed meanwhile. The caller closes it."""
+        return os.dup(self._fd)
+
     def dup_sync_fds(self, *, with_indexes: bool) -> list[int]:
         """Duplicates of the descriptors a flush must fsync, for a sync run elsewhere (on
         another thread: duplicates stay valid if this segment is closed or deleted meanwhile).

@@ -60,6 +60,7 @@ class FakeLog:
         self.flush_count = 0
         self.closed = False
         self.crc_checked_calls: list[bool] = []
+        self.maintenance_runs = 0
 
     def update_config(self, config: LogConfig) -> None:
         self.config = config
@@ -137,6 +138,22 @@ class FakeLog:
 
     def abort_flush(self, job):  # type: ignore[no-untyped-def]
         pass
+
+    # What LocalPartition.maintain uses: nothing to roll, compact or checkpoint here.
+    rolled_offset = 0
+
+    def maybe_roll(self, now_ms: int) -> bool:
+        return False
+
+    def flush_due(self, now_ms: int) -> bool:
+        return False
+
+    def apply_retention(self, now_ms: int) -> int:
+        self.maintenance_runs += 1
+        return 0
+
+    def begin_checkpoint(self) -> None:
+        return None
 
     def size_bytes(self) -> int:
         return sum(len(b) for b in self.batches)

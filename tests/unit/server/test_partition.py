@@ -17,8 +17,10 @@ from rilke.errors import (
     OutOfOrderSequenceError,
     RecordTooLargeError,
 )
-from rilke.records.header import compute_crc
+from rilke.records import BatchBuilder
+from rilke.records.header import compute_crc, read_header
 from rilke.server.partition import LocalPartition
+from rilke.storage.cleaner import CompactionPlan
 from rilke.storage.config import LogConfig
 from rilke.storage.log import FlushJob, PartitionLog
 
@@ -323,6 +325,67 @@ def test_maintenance_flush_waits_for_the_one_in_flight(
         await maintenance
         assert (await acked).base_offset == 0
         assert plog.flushed_offset == 2
+        part.close()
+        plog.close()
+
+    asyncio.run(main())
+
+
+def _read_all(part: LocalPartition, plog: PartitionLog) -> bytes:
+    out = b""
+    offset = plog.log_start_offset
+    while offset < plog.log_end_offset:
+        data = part.read(offset, 1 << 20).records
+        out += data
+        last = read_header(data, 0)
+        pos = 0
+        while pos < len(data):
+            last = read_header(data, pos)
+            pos += last.size
+        offset = last.next_offset
+    return out
+
+
+def _keyed(key: bytes, value: bytes) -> bytes:
+    builder = BatchBuilder()
+    builder.append(key, value, None, 1_000)
+    return builder.build()
+
+
+def test_compaction_in_maintenance_does_not_block_produce_or_fetch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = threading.Event()
+    started = threading.Event()
+    real_run = CompactionPlan.run
+
+    def gated_run(plan: CompactionPlan) -> None:
+        started.set()
+        assert gate.wait(10), "the test never opened the gate"
+        real_run(plan)
+
+    monkeypatch.setattr(CompactionPlan, "run", gated_run)
+    config = LogConfig(segment_bytes=600, cleanup_policy="compact", retention_ms=-1)
+
+    async def main() -> None:
+        part, plog = _real_partition(tmp_path, config)
+        for i in range(40):
+            await part.append(_keyed(b"k%d" % (i % 4), b"v%d" % i), 1)
+        size_before = plog.size_bytes()
+        maintenance = asyncio.ensure_future(part.maintain(now_ms=10**6))
+        await _until(started.is_set)  # the compaction reads and rewrites on a worker thread
+        # Meanwhile produce and fetch are served.
+        result = await part.append(_keyed(b"other", b"during"), 1)
+        assert result.base_offset == 40
+        assert batch_values(part.read(0, 1 << 20).records)[0] == (0, b"v0")
+        assert not maintenance.done()
+        gate.set()
+        await maintenance
+        assert plog.size_bytes() < size_before
+        values = dict(batch_values(_read_all(part, plog)))
+        assert values[40] == b"during"
+        assert len(values) < 41  # older values of the 4 keys were compacted away
+        assert not list((tmp_path / "t-0").glob("*.cleaned"))
         part.close()
         plog.close()
 
