@@ -2,7 +2,8 @@
 
 The gRPC services (rilke.server.services) translate protobuf to calls on :class:`Broker` and
 on the :class:`~rilke.server.partition.Partition` objects it hands out. Everything here runs on
-the event loop thread; storage calls are synchronous.
+the event loop thread; storage calls are synchronous, except that fsyncs and maintenance's
+disk work run on worker threads (see rilke.server.partition).
 """
 
 from __future__ import annotations

@@ -6,9 +6,12 @@ long-poll fetch). :class:`LocalPartition` implements it over one storage
 :class:`~rilke.storage.log.PartitionLog` on a single node; the Raft-replicated partition of a
 later issue implements the same protocol.
 
-Threading: everything runs on the broker's asyncio event loop thread. ``append`` writes
-synchronously (so appends to one partition happen in call order) and returns a future that
-resolves when the write is acknowledged per ``acks``.
+Threading: everything runs on the broker's asyncio event loop thread, except the fsyncs,
+checkpoint and snapshot writes and compaction's reading and rewriting, which run on worker
+threads (``run_in_executor``) over what storage hands out for that (duplicated descriptors,
+see rilke.storage.log), so a slow disk or a long compaction does not stall produce and fetch.
+``append`` writes synchronously (so appends to one partition happen in call order) and returns
+a future that resolves when the write is acknowledged per ``acks``.
 """
 
 from __future__ import annotations

@@ -16,6 +16,15 @@ a removed suffix come back). The recovery point and the log start offset are wri
 checkpoint file (atomically) by ``checkpoint()`` (maintenance), truncation,
 ``delete_records_before`` and close; after a crash, recovery scans from the checkpointed
 recovery point on.
+
+For a caller that must not block on fsync (an event loop), a flush splits in three:
+``begin_flush`` (on the log's thread) takes duplicated descriptors of what to sync as a
+:class:`FlushJob`, ``job.run()`` fsyncs them on any thread, and ``end_flush`` (the log's thread
+again) raises ``flushed_offset``. The log stays usable meanwhile (appends, rolls, retention,
+truncation, close): the duplicates keep the files open, and a job taken before a truncation is
+ignored. Likewise ``begin_checkpoint``/``end_checkpoint``, and compaction in
+:mod:`rilke.storage.cleaner` (``plan_compaction``, ``plan.run()``, ``finish_compaction``). Only
+``FlushJob.run``, ``Checkpoint.write`` and ``CompactionPlan.run`` may run on another thread.
 """
 
 from __future__ import annotations
