@@ -461,28 +461,16 @@ class PartitionLog:
         first_offset = next_offset = self.log_end_offset
         checked: list[tuple[int, int, int, int, int]] = []  # position, size, base, delta, max_ts
         position = 0
-        unpack = _HEADER.unpack_from
+        unpack = _FAST_HEADER.unpack_from
         while position < total:
             # The checks of records.header.check_batch, without building a BatchHeader: this
             # runs once per batch on the produce path. Anything odd goes to check_batch itself
             # for the precise error.
             if total - position < HEADER_SIZE:
                 _refuse(view, position)
-            (
-                batch_base,
-                length,
-                _,
-                magic,
-                crc,
-                attributes,
-                delta,
-                _,
-                batch_max_ts,
-                _,
-                _,
-                _,
-                count,
-            ) = unpack(view, position)
+            batch_base, length, magic, crc, attributes, delta, batch_max_ts, count = unpack(
+                view, position
+            )
             size = length + LOG_OVERHEAD
             end = position + size
             if size > max_size:

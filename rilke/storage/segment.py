@@ -336,18 +336,33 @@ class LogSegment:
         except OSError:
             os.ftruncate(self._fd, position)
             raise
+        # The index bookkeeping of append_one, per batch, with the state in locals.
         interval = self.index_interval_bytes
-        for size, base, last, max_ts in batches:
-            if max_ts > self.max_timestamp:
-                self.max_timestamp = max_ts
-                self.offset_of_max_timestamp = base
-            if self._bytes_since_last_index > interval:
-                self.offset_index.append(base, position)
-                self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
-                self._bytes_since_last_index = 0
-            self._bytes_since_last_index += size
+        since = self._bytes_since_last_index
+        max_timestamp = self.max_timestamp
+        offset_of_max = self.offset_of_max_timestamp
+        offsets = self.offset_index.offsets
+        positions = self.offset_index.positions
+        time_index = self.time_index
+        timestamps = time_index.timestamps
+        segment_base = self.base_offset
+        for size, base, _, max_ts in batches:
+            if max_ts > max_timestamp:
+                max_timestamp, offset_of_max = max_ts, base
+            if since > interval:
+                offsets.append(base - segment_base)
+                positions.append(position)
+                if not timestamps or max_timestamp > timestamps[-1]:
+                    time_index.maybe_append(max_timestamp, offset_of_max)
+                since = size
+            else:
+                since += size
             position += size
-            self.next_offset = last + 1
+        self.max_timestamp = max_timestamp
+        self.offset_of_max_timestamp = offset_of_max
+        self._bytes_since_last_index = since
+        if batches:
+            self.next_offset = batches[-1][2] + 1
         self.size = position
         self.needs_sync = True
 
