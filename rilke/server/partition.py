@@ -403,14 +403,18 @@ class LocalPartition:
 
     async def _compact(self, now_ms: int) -> None:
         plog = self._log
-        # Cleaned segments must lie below the recovery point on disk (recovery trusts them).
+        # Cleaned segments must lie below the recovery point on disk (recovery trusts them):
+        # flush what was rolled, write the checkpoint, and compact only what it covers.
+        await self.flush_async(plog.rolled_offset)
         taken = plog.begin_checkpoint()
+        recovery_point = plog.flushed_offset
         if taken is not None:
+            recovery_point = taken[0].recovery_point
             await _in_thread(taken[0].write, plog.directory, unique_tmp=True)
             plog.end_checkpoint(taken)
         if self._closed or plog.closed:
             return
-        plan = plan_compaction(plog, now_ms)
+        plan = plan_compaction(plog, now_ms, up_to_offset=recovery_point)
         if plan is None:
             return
         try:

@@ -161,13 +161,20 @@ class CompactionPlan:
             os.close(fd)
 
 
-def plan_compaction(partition_log: PartitionLog, now_ms: int) -> CompactionPlan | None:
+def plan_compaction(
+    partition_log: PartitionLog, now_ms: int, *, up_to_offset: int | None = None
+) -> CompactionPlan | None:
     """Snapshot the sealed segments for a compaction, or None if there are none.
 
-    The caller has flushed them and written the checkpoint (cleaned segments must lie below
-    the recovery point). On the log's thread.
+    Only segments that end at or below ``up_to_offset`` (default: all sealed ones) are taken:
+    the caller passes the recovery point of the checkpoint on disk, since cleaned segments
+    must lie below it (recovery trusts them and never scans their gaps). On the log's thread.
     """
-    segments = partition_log.segments[:-1]
+    segments = [
+        segment
+        for segment in partition_log.segments[:-1]
+        if up_to_offset is None or segment.next_offset <= up_to_offset
+    ]
     if not segments:
         return None
     taken: list[tuple[LogSegment, int, int]] = []

@@ -162,3 +162,14 @@ def test_an_aborted_plan_leaves_no_cleaned_files(tmp_path: Path) -> None:
     plan.abort()
     assert not list(tmp_path.glob("t-0/*.cleaned"))
     assert len(all_records(log)) == 60
+
+
+def test_a_plan_takes_only_segments_below_the_given_recovery_point(tmp_path: Path) -> None:
+    log = _keyed_log(tmp_path)
+    first, second = log.segments[0], log.segments[1]
+    plan = plan_compaction(log, now_ms=0, up_to_offset=second.next_offset - 1)
+    assert plan is not None
+    plan.run()
+    assert [segment for segment, *_ in plan.cleaned] == [first]
+    finish_compaction(log, plan)
+    assert log.segments[1] is second
