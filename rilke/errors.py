@@ -353,6 +353,50 @@ class InvalidCommitOffsetError(GroupError):
     description = "the committed offset is outside the partition's log"
 
 
+@_register
+class FencedMemberEpochError(GroupError):
+    """The member's epoch is not the one the coordinator holds: it must drop its partitions
+    and rejoin with epoch 0."""
+
+    code = 61
+    description = "the member epoch is fenced (rejoin with epoch 0)"
+
+
+@_register
+class StaleMemberEpochError(GroupError):
+    """An offset commit carried an epoch older than the member's current one (a heartbeat
+    answer crossed it); retry with the epoch of the latest heartbeat answer."""
+
+    code = 62
+    retriable = True
+    description = "the commit carries a stale member epoch"
+
+
+@_register
+class UnreleasedInstanceIdError(GroupError):
+    code = 63
+    description = "the static instance id is still held by a live member"
+
+
+@_register
+class CoordinatorLoadInProgressError(GroupError):
+    code = 64
+    retriable = True
+    description = "the coordinator is still loading the group's state"
+
+
+@_register
+class UnsupportedAssignorError(GroupError):
+    code = 65
+    description = "the requested assignor is not one of sticky, range, roundrobin"
+
+
+@_register
+class GroupMaxSizeReachedError(GroupError):
+    code = 66
+    description = "the group has reached its maximum number of members"
+
+
 # --- client-side ---------------------------------------------------------------------------
 
 

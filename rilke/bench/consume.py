@@ -53,6 +53,19 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--live-rate", type=int, default=20_000, help="records/s sent in the latency phase"
     )
+    p.add_argument(
+        "--group",
+        metavar="G",
+        help="consume as a consumer group (see rilke.bench.group_consume): throughput of 1 vs "
+        "--consumers members, end-to-end latency, rebalance times",
+    )
+    p.add_argument("--consumers", type=int, default=3, help="members of the group (default 3)")
+    p.add_argument(
+        "--session-timeout-ms",
+        type=int,
+        default=10_000,
+        help="consumers' session timeout in the group benchmark (default 10000)",
+    )
     p.set_defaults(func=run)
 
 
@@ -92,6 +105,10 @@ def _live_producer(bootstrap: str, topic: str, rate: int, seconds: float, size: 
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.group:
+        from rilke.bench.group_consume import run_group
+
+        return run_group(args)
     from rilke.client.consumer import Consumer
     from rilke.client.structs import TopicPartition
 

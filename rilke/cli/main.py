@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "rilke.cli.produce_cmd",
     "rilke.cli.consume_cmd",
     "rilke.cli.offsets_cmd",
+    "rilke.cli.group_cmd",
     "rilke.cli.bench_cmd",
 )
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from rilke.client.cluster import Cluster
+from rilke.client.group_admin import GroupInfo, GroupListing, ResetSpec
 from rilke.client.loop_thread import LoopThread
 from rilke.client.offsets import EARLIEST, LATEST, list_offsets, normalize_tps
 from rilke.client.structs import (
@@ -228,6 +229,53 @@ class AIOAdmin:
         n = await self.cluster.wait_for_topic(topic, self.request_timeout_s)
         return [TopicPartition(topic, p) for p in range(n)]
 
+    # --- consumer groups (rilke.client.group_admin) ------------------------------------------
+
+    async def list_groups(self) -> list[GroupListing]:
+        """Every consumer group: id, state, member count."""
+        from rilke.client import group_admin
+
+        return await group_admin.list_groups(self.cluster, self.request_timeout_s)
+
+    async def describe_group(self, group_id: str) -> GroupInfo:
+        """State, members, and per partition the committed offset, log end offset, lag in
+        records and in seconds. Raises GroupIdNotFoundError."""
+        from rilke.client import group_admin
+
+        return await group_admin.describe_group(self.cluster, group_id, self.request_timeout_s)
+
+    async def delete_groups_results(self, group_ids: Iterable[str]) -> dict[str, RilkeError | None]:
+        from rilke.client import group_admin
+
+        return await group_admin.delete_groups(self.cluster, group_ids, self.request_timeout_s)
+
+    async def delete_groups(self, group_ids: Iterable[str]) -> None:
+        """Delete stopped groups with their offsets (NonEmptyGroupError, GroupIdNotFoundError)."""
+        _raise_first(await self.delete_groups_results(group_ids))
+
+    async def list_group_offsets(self, group_id: str) -> dict[TopicPartition, int]:
+        """The group's committed offsets."""
+        from rilke.client import group_admin
+
+        return await group_admin.committed_offsets(self.cluster, group_id, self.request_timeout_s)
+
+    async def plan_group_offsets_reset(
+        self, group_id: str, spec: ResetSpec, partitions: Iterable[TopicPartition] | None = None
+    ) -> dict[TopicPartition, tuple[int | None, int]]:
+        """(current, new) committed offset per partition for a reset; changes nothing.
+        Raises NonEmptyGroupError while the group has members."""
+        from rilke.client import group_admin
+
+        return await group_admin.plan_reset(
+            self.cluster, group_id, spec, partitions, self.request_timeout_s
+        )
+
+    async def alter_group_offsets(self, group_id: str, offsets: dict[TopicPartition, int]) -> None:
+        """Set a stopped group's committed offsets (NonEmptyGroupError while it has members)."""
+        from rilke.client import group_admin
+
+        await group_admin.alter_offsets(self.cluster, group_id, offsets, self.request_timeout_s)
+
 
 class Admin:
     """The blocking admin client; same methods as :class:`AIOAdmin`, returning results."""
@@ -291,3 +339,28 @@ class Admin:
 
     def topic_partitions(self, topic: str) -> list[TopicPartition]:
         return list(self._run(self._aio.topic_partitions(topic)))
+
+    def list_groups(self) -> list[GroupListing]:
+        return list(self._run(self._aio.list_groups()))
+
+    def describe_group(self, group_id: str) -> GroupInfo:
+        info: GroupInfo = self._run(self._aio.describe_group(group_id))
+        return info
+
+    def delete_groups(self, group_ids: Iterable[str]) -> None:
+        self._run(self._aio.delete_groups(list(group_ids)))
+
+    def delete_groups_results(self, group_ids: Iterable[str]) -> dict[str, RilkeError | None]:
+        return dict(self._run(self._aio.delete_groups_results(list(group_ids))))
+
+    def list_group_offsets(self, group_id: str) -> dict[TopicPartition, int]:
+        return dict(self._run(self._aio.list_group_offsets(group_id)))
+
+    def plan_group_offsets_reset(
+        self, group_id: str, spec: ResetSpec, partitions: Iterable[TopicPartition] | None = None
+    ) -> dict[TopicPartition, tuple[int | None, int]]:
+        parts = None if partitions is None else list(partitions)
+        return dict(self._run(self._aio.plan_group_offsets_reset(group_id, spec, parts)))
+
+    def alter_group_offsets(self, group_id: str, offsets: dict[TopicPartition, int]) -> None:
+        self._run(self._aio.alter_group_offsets(group_id, offsets))

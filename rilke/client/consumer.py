@@ -14,6 +14,7 @@ in the caller's thread, so a poll costs no thread hop when records are waiting.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
@@ -112,6 +113,7 @@ class _ConsumerCore:
         self.group: Any = None
         self.closed = False
         self.manual = False
+        self.callbacks_in_thread = False  # set by the blocking facade
 
     async def start(self) -> None:
         """Connect and start fetching (the assignment comes from assign() or subscribe())."""
@@ -138,17 +140,28 @@ class _ConsumerCore:
             raise IllegalStateError("the consumer is not started: use start() or 'async with'")
         return self.fetcher
 
-    async def subscribe(self, topics: Iterable[str]) -> None:
-        """Subscribe to topics through the consumer group (needs ``group_id``).
+    async def subscribe(
+        self,
+        topics: Iterable[str] = (),
+        pattern: str | None = None,
+        on_assign: Callable[[set[TopicPartition]], Any] | None = None,
+        on_revoke: Callable[[set[TopicPartition]], Any] | None = None,
+    ) -> None:
+        """Subscribe to topics, or topics matching ``pattern`` (a Python regex matched in full
+        by the coordinator), through the consumer group (needs ``group_id``).
 
+        ``on_revoke(partitions)`` runs inside poll() before partitions are taken away (commit
+        there if you commit manually), ``on_assign(partitions)`` after partitions are added.
         Without a group, subscribing to topics assigns all their partitions (read as a
         standalone consumer, as ``rilke consume`` does).
         """
         fetcher = self._require()
         self.topics = list(topics)
         if self.group is not None:
-            self.group.subscribe(self.topics)
+            self.group.subscribe(self.topics, pattern, on_assign, on_revoke)
             return
+        if pattern is not None:
+            raise IllegalStateError("subscribing to a pattern needs a consumer group (group_id)")
         if self.group_id is not None:
             raise IllegalStateError(
                 "consumer groups are not available in this build: use assign() without group_id"
@@ -355,9 +368,20 @@ class AIOConsumer(_ConsumerCore):
                     yield r
 
     async def commit(self, offsets: dict[TopicPartition, Any] | None = None) -> None:
+        """Commit ``offsets`` (the next offset to read, an int or OffsetAndMetadata, per
+        partition), or the current position of every assigned partition."""
         if self.group is None:
             raise IllegalStateError("commit() needs a consumer group (group_id)")
         await self.group.commit(offsets)
+
+    async def committed(
+        self, partitions: Iterable[TopicPartition] | None = None
+    ) -> dict[TopicPartition, Any]:
+        """The group's committed OffsetAndMetadata (None: nothing committed) per partition,
+        default the assigned ones."""
+        if self.group is None:
+            raise IllegalStateError("committed() needs a consumer group (group_id)")
+        return dict(await self.group.committed(partitions))
 
     async def close(self) -> None:
         await self.close_core()
@@ -375,10 +399,23 @@ class Consumer:
     Topics given without a group_id are read whole (every partition assigned); or call
     assign(). poll() returns ``{TopicPartition: [ConsumerRecord, ...]}``; iterating the
     consumer yields records one by one. Every wait is bounded by its timeout.
+
+    With ``group_id`` (rilke/client/group.py): ``enable_auto_commit=True``,
+    ``auto_commit_interval_ms=5000``, ``session_timeout_ms=45000``,
+    ``max_poll_interval_ms=300000`` (a member that does not poll that long is removed and
+    rejoins on its next poll), ``rebalance_timeout_ms`` (default max_poll_interval_ms),
+    ``group_instance_id=None`` (static membership: close() keeps the partitions for the
+    session timeout), ``group_remote_assignor`` ("sticky", "range", "roundrobin"). Topics
+    given to the constructor or subscribe(topics, pattern, on_assign, on_revoke) are split
+    among the group's members; commit(), commit_async(), committed(), close() (commits with
+    auto-commit, then leaves at once).
     """
 
     def __init__(self, *topics: str, **config: Any) -> None:
         self._aio = AIOConsumer(*topics, **config)
+        # Rebalance callbacks run on a worker thread while poll() waits, so they can call
+        # this consumer's blocking methods (commit) without deadlocking its loop thread.
+        self._aio.callbacks_in_thread = True
         self._thread = LoopThread("rilke-consumer")
         try:
             self._thread.run(self._aio.start(), self._aio.request_timeout_s + 5)
@@ -396,8 +433,16 @@ class Consumer:
     def _run(self, coro: Any) -> Any:
         return self._thread.run(coro, self._aio.request_timeout_s + 5)
 
-    def subscribe(self, topics: Iterable[str]) -> None:
-        self._run(self._aio.subscribe(list(topics)))
+    def subscribe(
+        self,
+        topics: Iterable[str] = (),
+        pattern: str | None = None,
+        on_assign: Callable[[set[TopicPartition]], Any] | None = None,
+        on_revoke: Callable[[set[TopicPartition]], Any] | None = None,
+    ) -> None:
+        """See :meth:`AIOConsumer.subscribe`. The callbacks run while poll() waits (on a
+        worker thread, so they may call commit())."""
+        self._run(self._aio.subscribe(list(topics), pattern, on_assign, on_revoke))
 
     def assign(self, partitions: Iterable[TopicPartition | tuple[str, int]]) -> None:
         self._aio.assign(partitions)
@@ -459,7 +504,7 @@ class Consumer:
         limit = max_records or aio.max_poll_records
         deadline = time.monotonic() + timeout_ms / 1000.0
         while True:
-            if aio.group is not None:
+            if aio.group is not None and aio.group.poll_needed():
                 self._run(aio.group.poll())
             got = fetcher.take(limit)
             if got:
@@ -482,7 +527,27 @@ class Consumer:
             yield self._iter_buffer.pop()
 
     def commit(self, offsets: dict[TopicPartition, Any] | None = None) -> None:
+        """Commit and wait (see :meth:`AIOConsumer.commit`)."""
         self._run(self._aio.commit(offsets))
+
+    def commit_async(
+        self,
+        offsets: dict[TopicPartition, Any] | None = None,
+        callback: Callable[[dict[TopicPartition, Any] | None, BaseException | None], Any]
+        | None = None,
+    ) -> concurrent.futures.Future[None]:
+        """Commit without waiting; returns a future, and calls ``callback(offsets, error)``
+        (on the consumer's loop thread) when the commit is done."""
+        future = asyncio.run_coroutine_threadsafe(self._aio.commit(offsets), self._thread.loop)
+        if callback is not None:
+            future.add_done_callback(lambda f: callback(offsets, f.exception()))
+        return future
+
+    def committed(
+        self, partitions: Iterable[TopicPartition] | None = None
+    ) -> dict[TopicPartition, Any]:
+        """See :meth:`AIOConsumer.committed`."""
+        return dict(self._run(self._aio.committed(partitions)))
 
     def close(self) -> None:
         if self._aio.closed:

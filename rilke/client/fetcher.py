@@ -286,6 +286,9 @@ class Fetcher:
         while not self._closed:
             self._wake.clear()  # before the work: a wake during it makes another pass
             try:
+                # Partitions with a position keep fetching while new ones look theirs up
+                # (a consumer group's committed offsets: a round trip to the coordinator).
+                self._start_fetches()
                 await self._reset_positions()
                 if (
                     any(self.cluster.leader_for(tp) < 0 for tp in list(self.partitions))

@@ -450,12 +450,14 @@ class FindCoordinatorRequest(_message.Message):
     def __init__(self, group_id: _Optional[str] = ...) -> None: ...
 
 class FindCoordinatorResponse(_message.Message):
-    __slots__ = ("error", "coordinator")
+    __slots__ = ("error", "coordinator", "offsets_partition")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     COORDINATOR_FIELD_NUMBER: _ClassVar[int]
+    OFFSETS_PARTITION_FIELD_NUMBER: _ClassVar[int]
     error: Error
     coordinator: BrokerInfo
-    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., coordinator: _Optional[_Union[BrokerInfo, _Mapping]] = ...) -> None: ...
+    offsets_partition: int
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., coordinator: _Optional[_Union[BrokerInfo, _Mapping]] = ..., offsets_partition: _Optional[int] = ...) -> None: ...
 
 class TopicPartitions(_message.Message):
     __slots__ = ("topic", "partitions")
@@ -466,7 +468,7 @@ class TopicPartitions(_message.Message):
     def __init__(self, topic: _Optional[str] = ..., partitions: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ConsumerGroupHeartbeatRequest(_message.Message):
-    __slots__ = ("group_id", "member_id", "member_epoch", "instance_id", "rebalance_timeout_ms", "session_timeout_ms", "subscribed_topic_names", "subscribed_topic_regex", "assignor", "owned_partitions", "polling", "max_poll_interval_ms")
+    __slots__ = ("group_id", "member_id", "member_epoch", "instance_id", "rebalance_timeout_ms", "session_timeout_ms", "subscribed_topic_names", "subscribed_topic_regex", "assignor", "owned_partitions", "polling", "max_poll_interval_ms", "poll_age_ms", "client_id")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     MEMBER_EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -479,6 +481,8 @@ class ConsumerGroupHeartbeatRequest(_message.Message):
     OWNED_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     POLLING_FIELD_NUMBER: _ClassVar[int]
     MAX_POLL_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    POLL_AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     group_id: str
     member_id: str
     member_epoch: int
@@ -491,7 +495,9 @@ class ConsumerGroupHeartbeatRequest(_message.Message):
     owned_partitions: _containers.RepeatedCompositeFieldContainer[TopicPartitions]
     polling: bool
     max_poll_interval_ms: int
-    def __init__(self, group_id: _Optional[str] = ..., member_id: _Optional[str] = ..., member_epoch: _Optional[int] = ..., instance_id: _Optional[str] = ..., rebalance_timeout_ms: _Optional[int] = ..., session_timeout_ms: _Optional[int] = ..., subscribed_topic_names: _Optional[_Iterable[str]] = ..., subscribed_topic_regex: _Optional[str] = ..., assignor: _Optional[str] = ..., owned_partitions: _Optional[_Iterable[_Union[TopicPartitions, _Mapping]]] = ..., polling: _Optional[bool] = ..., max_poll_interval_ms: _Optional[int] = ...) -> None: ...
+    poll_age_ms: int
+    client_id: str
+    def __init__(self, group_id: _Optional[str] = ..., member_id: _Optional[str] = ..., member_epoch: _Optional[int] = ..., instance_id: _Optional[str] = ..., rebalance_timeout_ms: _Optional[int] = ..., session_timeout_ms: _Optional[int] = ..., subscribed_topic_names: _Optional[_Iterable[str]] = ..., subscribed_topic_regex: _Optional[str] = ..., assignor: _Optional[str] = ..., owned_partitions: _Optional[_Iterable[_Union[TopicPartitions, _Mapping]]] = ..., polling: _Optional[bool] = ..., max_poll_interval_ms: _Optional[int] = ..., poll_age_ms: _Optional[int] = ..., client_id: _Optional[str] = ...) -> None: ...
 
 class ConsumerGroupHeartbeatResponse(_message.Message):
     __slots__ = ("error", "member_id", "member_epoch", "heartbeat_interval_ms", "has_assignment", "assignment")
@@ -614,7 +620,7 @@ class DescribeGroupsRequest(_message.Message):
     def __init__(self, group_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GroupMember(_message.Message):
-    __slots__ = ("member_id", "instance_id", "client_id", "client_host", "member_epoch", "assignment", "owned_partitions")
+    __slots__ = ("member_id", "instance_id", "client_id", "client_host", "member_epoch", "assignment", "owned_partitions", "target_assignment", "pending_revocation", "state", "left_static", "subscribed_topic_names", "subscribed_topic_regex")
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -622,6 +628,12 @@ class GroupMember(_message.Message):
     MEMBER_EPOCH_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     OWNED_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    PENDING_REVOCATION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LEFT_STATIC_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBED_TOPIC_NAMES_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBED_TOPIC_REGEX_FIELD_NUMBER: _ClassVar[int]
     member_id: str
     instance_id: str
     client_id: str
@@ -629,10 +641,16 @@ class GroupMember(_message.Message):
     member_epoch: int
     assignment: _containers.RepeatedCompositeFieldContainer[TopicPartitions]
     owned_partitions: _containers.RepeatedCompositeFieldContainer[TopicPartitions]
-    def __init__(self, member_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., client_id: _Optional[str] = ..., client_host: _Optional[str] = ..., member_epoch: _Optional[int] = ..., assignment: _Optional[_Iterable[_Union[TopicPartitions, _Mapping]]] = ..., owned_partitions: _Optional[_Iterable[_Union[TopicPartitions, _Mapping]]] = ...) -> None: ...
+    target_assignment: _containers.RepeatedCompositeFieldContainer[TopicPartitions]
+    pending_revocation: _containers.RepeatedCompositeFieldContainer[TopicPartitions]
+    state: str
+    left_static: bool
+    subscribed_topic_names: _containers.RepeatedScalarFieldContainer[str]
+    subscribed_topic_regex: str
+    def __init__(self, member_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., client_id: _Optional[str] = ..., client_host: _Optional[str] = ..., member_epoch: _Optional[int] = ..., assignment: _Optional[_Iterable[_Union[TopicPartitions, _Mapping]]] = ..., owned_partitions: _Optional[_Iterable[_Union[TopicPartitions, _Mapping]]] = ..., target_assignment: _Optional[_Iterable[_Union[TopicPartitions, _Mapping]]] = ..., pending_revocation: _Optional[_Iterable[_Union[TopicPartitions, _Mapping]]] = ..., state: _Optional[str] = ..., left_static: _Optional[bool] = ..., subscribed_topic_names: _Optional[_Iterable[str]] = ..., subscribed_topic_regex: _Optional[str] = ...) -> None: ...
 
 class GroupDescription(_message.Message):
-    __slots__ = ("group_id", "error", "state", "group_epoch", "assignor", "members", "offsets")
+    __slots__ = ("group_id", "error", "state", "group_epoch", "assignor", "members", "offsets", "assignment_epoch")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -640,6 +658,7 @@ class GroupDescription(_message.Message):
     ASSIGNOR_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNMENT_EPOCH_FIELD_NUMBER: _ClassVar[int]
     group_id: str
     error: Error
     state: str
@@ -647,7 +666,8 @@ class GroupDescription(_message.Message):
     assignor: str
     members: _containers.RepeatedCompositeFieldContainer[GroupMember]
     offsets: _containers.RepeatedCompositeFieldContainer[OffsetFetchPartition]
-    def __init__(self, group_id: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., state: _Optional[str] = ..., group_epoch: _Optional[int] = ..., assignor: _Optional[str] = ..., members: _Optional[_Iterable[_Union[GroupMember, _Mapping]]] = ..., offsets: _Optional[_Iterable[_Union[OffsetFetchPartition, _Mapping]]] = ...) -> None: ...
+    assignment_epoch: int
+    def __init__(self, group_id: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., state: _Optional[str] = ..., group_epoch: _Optional[int] = ..., assignor: _Optional[str] = ..., members: _Optional[_Iterable[_Union[GroupMember, _Mapping]]] = ..., offsets: _Optional[_Iterable[_Union[OffsetFetchPartition, _Mapping]]] = ..., assignment_epoch: _Optional[int] = ...) -> None: ...
 
 class DescribeGroupsResponse(_message.Message):
     __slots__ = ("groups",)

@@ -84,6 +84,12 @@ class BrokerConfig:
     shutdown_grace_ms: int = 10_000  # how long in-flight requests may take at shutdown
     log: LogConfig = field(default_factory=LogConfig)  # defaults for new topics
     port_file: Path | None = None  # write the bound port here once listening
+    # Consumer groups (rilke.server.group_service).
+    offsets_retention_minutes: int = 7 * 24 * 60  # offsets.retention.minutes (empty groups)
+    offsets_topic_partitions: int = 16  # offsets.topic.num.partitions (used when created)
+    group_heartbeat_interval_ms: int = 300  # group.consumer.heartbeat.interval.ms
+    group_min_session_timeout_ms: int = 500  # group.consumer.min.session.timeout.ms
+    group_max_session_timeout_ms: int = 30 * 60 * 1000  # group.consumer.max.session.timeout.ms
     sources: Mapping[str, str] = field(default_factory=dict)  # setting -> where it came from
 
     @property
@@ -196,6 +202,11 @@ _PARSERS: dict[str, Any] = {
     "maintenance_interval_ms": _at_least(10, _parse_int),
     "shutdown_grace_ms": _at_least(0, _parse_int),
     "port_file": _parse_path,
+    "offsets_retention_minutes": _at_least(1, _parse_int),
+    "offsets_topic_partitions": _at_least(1, _parse_int),
+    "group_heartbeat_interval_ms": _at_least(10, _parse_int),
+    "group_min_session_timeout_ms": _at_least(1, _parse_int),
+    "group_max_session_timeout_ms": _at_least(1, _parse_int),
 }
 ENV_PREFIX = "RILKE_"
 _LOG_ENV_PREFIX = "RILKE_LOG_"

@@ -26,6 +26,8 @@ from rilke.errors import RilkeError
 from rilke.server.broker import Broker, LogManagerLike
 from rilke.server.config import BrokerConfig, describe, split_host_port
 from rilke.server.files import write_atomically
+from rilke.server.group_service import GroupManager, GroupService, coordinator_config
+from rilke.server.offsets_log import BrokerGroupView
 from rilke.server.services import DEFAULT_FETCH_MAX_BYTES, BrokerService, add_services
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class BrokerServer:
         self._health: Any = None
         self._service: BrokerService | None = None
         self._maintenance: asyncio.Task[None] | None = None
+        self._groups: GroupManager | None = None
         self.address: tuple[str, int] | None = None
 
     async def start(self) -> tuple[str, int]:
@@ -95,13 +98,28 @@ class BrokerServer:
                 advertised = split_host_port(
                     config.advertised_listen, "advertised_listen", "config"
                 )
-            self._service, self._health = add_services(server, broker, advertised)
+            self._groups = GroupManager(
+                BrokerGroupView(broker),
+                config=coordinator_config(config),
+                partitions=config.offsets_topic_partitions,
+                node_id=config.node_id,
+            )
+            await self._groups.start()
+            self._service, self._health = add_services(
+                server,
+                broker,
+                advertised,
+                group_service=GroupService(self._groups, advertised, config.node_id),
+            )
             await server.start()
             self._server = server
             from grpc_health.v1 import health_pb2
 
             await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
         except BaseException:
+            if self._groups is not None:
+                await self._groups.stop()
+                self._groups = None
             if self.broker is not None:
                 self.broker.close()
                 self.broker = None
@@ -151,6 +169,9 @@ class BrokerServer:
                 self._service.wake_all_waiters()
             await stopping
             self._server = None
+        if self._groups is not None:
+            await self._groups.stop()
+            self._groups = None
         if self.broker is not None:
             self.broker.close()
             self.broker = None

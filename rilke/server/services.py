@@ -425,7 +425,11 @@ class AdminService(pb_grpc.AdminServicer):
 
 
 def add_services(
-    server: grpc.aio.Server, broker: Broker, advertised: tuple[str, int]
+    server: grpc.aio.Server,
+    broker: Broker,
+    advertised: tuple[str, int],
+    *,
+    group_service: Any = None,
 ) -> tuple[BrokerService, Any]:
     """Register Broker and Admin, the standard health service and server reflection; return
     the Broker service and the health servicer (their state is driven by the lifecycle)."""
@@ -435,11 +439,14 @@ def add_services(
     service = BrokerService(broker, advertised)
     _add_servicer(server, "Broker", service)
     _add_servicer(server, "Admin", AdminService(broker))
+    if group_service is not None:
+        _add_servicer(server, "Group", group_service)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (
         pb.DESCRIPTOR.services_by_name["Broker"].full_name,
         pb.DESCRIPTOR.services_by_name["Admin"].full_name,
+        pb.DESCRIPTOR.services_by_name["Group"].full_name,
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
         reflection.SERVICE_NAME,
     )
