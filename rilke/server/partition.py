@@ -40,6 +40,7 @@ from rilke.server.files import write_atomically
 from rilke.server.producer_state import ProducerStateTable
 from rilke.storage.cleaner import finish_compaction, plan_compaction
 from rilke.storage.config import LogConfig
+from rilke.storage.files import unlink_if_exists
 from rilke.storage.log import FlushJob, PartitionLog
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,11 @@ async def _in_thread(function: Callable[..., None], *args: Any, **kwargs: Any) -
         with contextlib.suppress(Exception):
             await done
         raise
+
+
+def _unlink_all(paths: list[Path]) -> None:
+    for path in paths:
+        unlink_if_exists(path)
 
 
 class LocalPartition:
@@ -385,7 +391,11 @@ class LocalPartition:
         await self.flush_async(None if plog.flush_due(now_ms) else plog.rolled_offset)
         if self._closed:
             return
-        plog.apply_retention(now_ms)
+        plog.apply_retention(now_ms, defer_unlink=True)
+        deleted = plog.take_deleted_files()
+        if deleted:
+            # Renamed on the loop; the unlinks (slow for large cached files) on a thread.
+            await _in_thread(_unlink_all, deleted)
         config = plog.config
         if config.compact and (
             self._last_compaction_ms is None

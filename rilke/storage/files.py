@@ -18,6 +18,7 @@ INDEX_SUFFIX = ".index"
 TIME_INDEX_SUFFIX = ".timeindex"
 CLEANED_SUFFIX = ".cleaned"  # a compacted segment being written, not yet swapped in
 TMP_SUFFIX = ".tmp"  # an atomic write in progress
+DELETED_SUFFIX = ".deleted"  # a segment file renamed away by retention, to be unlinked
 
 OFFSET_DIGITS = 20
 

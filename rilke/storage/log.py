@@ -231,6 +231,7 @@ class PartitionLog:
         self._first_unflushed_ms: int | None = None
         self._dir_dirty = False  # a segment file was created since the directory's last fsync
         self._dir_changes = 0  # segment files created so far (a flush job notes the count)
+        self._deleted_files: list[Path] = []  # renamed by retention, for the caller to unlink
         self._generation = 0  # bumped by truncation: a flush job from before it is stale
         self._closed = False
         self._cache_config()
@@ -961,11 +962,13 @@ class PartitionLog:
         self.checkpoint()
         self._delete_leading(retention.below_log_start(self._stats(), self.log_start_offset))
 
-    def apply_retention(self, now_ms: int) -> int:
+    def apply_retention(self, now_ms: int, *, defer_unlink: bool = False) -> int:
         """Delete old segments by retention time and bytes (delete policy) and those wholly
         below the log start offset; never the active one. Returns the segments deleted.
 
-        May block on disk (unlinks files).
+        May block on disk (unlinks files). With ``defer_unlink`` the files are only renamed
+        (``.deleted``) and the caller unlinks what :meth:`take_deleted_files` returns,
+        wherever it likes (a worker thread): unlinking a large segment can take a second.
         """
         self._check_open()
         count = retention.segments_to_delete(
@@ -976,21 +979,31 @@ class PartitionLog:
             log_start_offset=self.log_start_offset,
             now_ms=now_ms,
         )
-        self._delete_leading(count)
+        self._delete_leading(count, defer_unlink=defer_unlink)
         return count
+
+    def take_deleted_files(self) -> list[Path]:
+        """The files ``apply_retention(defer_unlink=True)`` renamed, for the caller to unlink
+        (``files.unlink_if_exists``, on any thread); forgotten here. Left behind, they are
+        removed when the log is next opened."""
+        deleted, self._deleted_files = self._deleted_files, []
+        return deleted
 
     def _stats(self) -> list[retention.SegmentStat]:
         return [
             retention.SegmentStat(s.base_offset, s.size, s.max_timestamp) for s in self._segments
         ]
 
-    def _delete_leading(self, count: int) -> None:
+    def _delete_leading(self, count: int, *, defer_unlink: bool = False) -> None:
         count = min(count, len(self._segments) - 1)
         if count <= 0:
             return
         for segment in self._segments[:count]:
             log.info("%s: deleting segment %d", self.directory, segment.base_offset)
-            segment.delete()
+            if defer_unlink:
+                self._deleted_files += segment.retire()
+            else:
+                segment.delete()
         del self._segments[:count]
         del self._bases[:count]
         self.log_start_offset = max(self.log_start_offset, self._segments[0].base_offset)

@@ -89,14 +89,14 @@ class RecoveryReport:
 def list_segment_bases(directory: Path) -> list[int]:
     """Base offsets of the ``.log`` files in ``directory``, ascending; removes leftovers.
 
-    Leftovers: temporary files of atomic writes, compacted segments never swapped in, and
-    index files whose log is gone.
+    Leftovers: temporary files of atomic writes, compacted segments never swapped in, segment
+    files retention renamed away but did not unlink, and index files whose log is gone.
     """
     bases: list[int] = []
     index_bases: dict[int, list[Path]] = {}
     for path in directory.iterdir():
         name = path.name
-        if name.endswith((files.TMP_SUFFIX, files.CLEANED_SUFFIX)):
+        if name.endswith((files.TMP_SUFFIX, files.CLEANED_SUFFIX, files.DELETED_SUFFIX)):
             log.info("removing leftover %s", path)
             files.unlink_if_exists(path)
             continue

@@ -148,9 +148,12 @@ class FakeLog:
     def flush_due(self, now_ms: int) -> bool:
         return False
 
-    def apply_retention(self, now_ms: int) -> int:
+    def apply_retention(self, now_ms: int, *, defer_unlink: bool = False) -> int:
         self.maintenance_runs += 1
         return 0
+
+    def take_deleted_files(self) -> list[Path]:
+        return []
 
     def begin_checkpoint(self) -> None:
         return None

@@ -390,3 +390,24 @@ def test_compaction_in_maintenance_does_not_block_produce_or_fetch(
         plog.close()
 
     asyncio.run(main())
+
+
+def test_maintenance_retention_unlinks_off_the_loop_and_leaves_nothing(tmp_path: Path) -> None:
+    config = LogConfig(segment_bytes=600, retention_bytes=1)
+
+    async def main() -> None:
+        part, plog = _real_partition(tmp_path, config)
+        for i in range(30):
+            await part.append(make_batch([b"v%d" % i]), 1)
+        assert len(plog.segments) > 3
+        await part.maintain(now_ms=10**6)
+        assert len(plog.segments) == 1
+        directory = tmp_path / "t-0"
+        assert not list(directory.glob("*.deleted"))
+        assert len(list(directory.glob("*.log"))) == 1
+        values = batch_values(part.read(plog.log_start_offset, 1 << 20).records)
+        assert values[-1] == (29, b"v29")
+        part.close()
+        plog.close()
+
+    asyncio.run(main())

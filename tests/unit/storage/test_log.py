@@ -452,3 +452,26 @@ def test_a_flush_job_from_before_a_truncation_is_ignored(tmp_path: Path) -> None
     job.run()
     assert not log.end_flush(job)
     assert log.flushed_offset == 2
+
+
+def test_retention_can_leave_the_unlinks_to_the_caller(tmp_path: Path) -> None:
+    config = LogConfig(segment_bytes=1000, index_interval_bytes=100, retention_bytes=1)
+    log = open_log(tmp_path / "t-0", config)
+    fill(log, 30)
+    kept = read_all(log)[-log.segments[-1].size :]
+    doomed = [s.base_offset for s in log.segments[:-1]]
+    assert log.apply_retention(now_ms=10, defer_unlink=True) == len(doomed)
+    deleted = log.take_deleted_files()
+    assert log.take_deleted_files() == []
+    assert {p.name for p in deleted} >= {f"{base:020d}.log.deleted" for base in doomed}
+    assert all(p.exists() for p in deleted)
+    assert not any(
+        p.name.endswith(".log") and int(p.name[:20]) in doomed for p in log.directory.iterdir()
+    )
+    assert read_all(log) == kept
+    # Left behind (a crash before the caller unlinked them): removed when the log opens.
+    log.close()
+    reopened = open_log(tmp_path / "t-0", config, recover=True)
+    assert not any(p.exists() for p in deleted)
+    assert read_all(reopened) == kept
+    reopened.close()
