@@ -7,6 +7,9 @@ records each call's latency, in three phases:
 - ``idle``: nothing else runs (the baseline);
 - ``compaction``: a compacted topic (1 MiB segments) was filled with ``--records`` records of
   ``--keys`` keys; maintenance (every ``--maintenance-ms``) compacts it meanwhile;
+- ``retention``: a topic of 32 MiB segments was filled with ``--retention-mb``; its
+  retention.bytes is then set to 1, so maintenance deletes every rolled segment meanwhile
+  (unlinking a large file that is in the page cache takes long: ~1 s per GiB measured here);
 - ``fsync``: a producer sends acks=all to a topic with ``flush.messages=1``, so the broker
   fsyncs continuously.
 
@@ -43,6 +46,9 @@ def register(subparsers: Any) -> None:
     add_common_arguments(parser)
     parser.add_argument("--records", type=int, default=200_000, help="compacted topic fill")
     parser.add_argument("--keys", type=int, default=1000, help="distinct keys in it")
+    parser.add_argument(
+        "--retention-mb", type=int, default=256, help="fill of the retention phase's topic"
+    )
     parser.add_argument("--seconds", type=float, default=8.0, help="probe time per phase")
     parser.add_argument(
         "--maintenance-ms", type=int, default=300, help="maintenance interval of a spawned broker"
@@ -90,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
                     },
                 ),
                 NewTopic(durable, 1, configs={"flush.messages": "1"}),
+                NewTopic(f"{prefix}-retention", 1, configs={"segment.bytes": str(32 << 20)}),
             ]
         )
         phases["idle"] = percentiles(_probe(admin, idle, min(args.seconds, 3.0)))
@@ -98,6 +105,14 @@ def run(args: argparse.Namespace) -> int:
                 producer.send(compacted, value, key=b"key-%d" % (i % args.keys))
             producer.flush()
         phases["compaction"] = percentiles(_probe(admin, idle, args.seconds))
+        retained = f"{prefix}-retention"
+        chunk = b"r" * 10_000
+        with Producer(bootstrap, linger_ms=5) as producer:
+            for _ in range(args.retention_mb * 100):
+                producer.send(retained, chunk)
+            producer.flush()
+        admin.alter_configs({retained: {"retention.bytes": "1"}})
+        phases["retention"] = percentiles(_probe(admin, idle, args.seconds))
         stop = threading.Event()
 
         def produce_durably() -> None:

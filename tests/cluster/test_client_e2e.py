@@ -290,12 +290,19 @@ def test_bench_stall_runs(broker, tmp_path):
         "2000",
         "--seconds",
         "0.3",
+        "--retention-mb",
+        "1",
         "--json",
         str(out),
         timeout=120,
     )
     assert r.returncode == 0, r.stderr
-    assert set(json.loads(out.read_text())["phases"]) == {"idle", "compaction", "fsync"}
+    assert set(json.loads(out.read_text())["phases"]) == {
+        "idle",
+        "compaction",
+        "retention",
+        "fsync",
+    }
 
 
 @pytest.mark.slow
