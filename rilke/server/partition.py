@@ -201,7 +201,8 @@ class LocalPartition:
         self._flush_waiters: deque[tuple[int, asyncio.Future[AppendResult], AppendResult]] = deque()
         self._flush_scheduled = False
         self._flush_job: FlushJob | None = None  # at most one in flight
-        self._flush_done: asyncio.Future[None] | None = None  # its completion
+        # Resolved (with its error or None) once that job is finished and counted.
+        self._flush_finished: asyncio.Future[BaseException | None] | None = None
         self._flush_again = False  # appends arrived while it ran
         self._last_compaction_ms: int | None = None
         self._unflushed_messages = 0
@@ -298,10 +299,11 @@ class LocalPartition:
             return
         self._start_flush(None)
 
-    def _start_flush(self, up_to_offset: int | None) -> asyncio.Future[None] | None:
+    def _start_flush(self, up_to_offset: int | None) -> asyncio.Future[BaseException | None] | None:
         """Take a flush job from the log and run its fsyncs on a worker thread, so the loop
-        keeps serving requests meanwhile; None when there is nothing to flush (or it
-        failed: the waiters are failed then). Call only when no job is in flight."""
+        keeps serving requests meanwhile. Returns a future resolved (with the error, or None)
+        once the job is finished and counted, or None when there is nothing to flush (or
+        taking the job failed: the waiters are failed then). Only when none is in flight."""
         assert self._flush_job is None
         try:
             job = self._log.begin_flush(up_to_offset)
@@ -312,29 +314,34 @@ class LocalPartition:
         if job is None:
             self._release_flushed()
             return None
+        loop = asyncio.get_running_loop()
         self._flush_job = job
-        done = asyncio.get_running_loop().run_in_executor(None, job.run)
-        self._flush_done = done
-        done.add_done_callback(self._finish_flush)
-        return done
+        finished: asyncio.Future[BaseException | None] = loop.create_future()
+        self._flush_finished = finished
+        loop.run_in_executor(None, job.run).add_done_callback(self._finish_flush)
+        return finished
 
     def _finish_flush(self, done: asyncio.Future[None]) -> None:
         """On the loop, when a job's fsyncs have finished (or failed)."""
-        job = self._flush_job
-        assert job is not None
+        job, finished = self._flush_job, self._flush_finished
+        assert job is not None and finished is not None
+        # Cleared before `finished` resolves: a waiter that wakes finds no stale job.
         self._flush_job = None
-        self._flush_done = None
-        error = None if done.cancelled() else done.exception()
-        if done.cancelled() or error is not None:
+        self._flush_finished = None
+        error = LogClosedError("the flush was cancelled") if done.cancelled() else done.exception()
+        if error is not None:
             self._log.abort_flush(job)
             if not self._closed:
-                self._flush_failed(error or LogClosedError("the flush was cancelled"))
+                self._flush_failed(error)
+            finished.set_result(error)
             return
         if self._closed:
             job.close()
+            finished.set_result(None)
             return
         self._log.end_flush(job)
         self._release_flushed()
+        finished.set_result(None)
         if self._flush_again or self._flush_waiters:
             self._flush_again = False
             self._start_flush(None)
@@ -355,16 +362,19 @@ class LocalPartition:
 
     async def flush_async(self, up_to_offset: int | None = None) -> None:
         """Flush up to ``up_to_offset`` (default: everything) with the fsyncs on a worker
-        thread, after the one in flight if any; for maintenance. Raises what the flush
-        raised (OSError), LogClosedError when the partition closes meanwhile."""
-        while self._flush_done is not None:
-            with contextlib.suppress(Exception):  # its failure went to its own waiters
-                await asyncio.shield(self._flush_done)
+        thread, after the one in flight if any; for maintenance. On return the flush is
+        counted (``flushed_offset`` raised). Raises what the flush raised (OSError),
+        LogClosedError when the partition closes meanwhile."""
+        while self._flush_finished is not None:
+            # (Never done while set: _finish_flush clears it first, so this always waits.)
+            await asyncio.shield(self._flush_finished)  # its error went to its own waiters
         if self._closed:
             raise LogClosedError(f"partition {self.topic}-{self.partition} is closed")
-        done = self._start_flush(up_to_offset)
-        if done is not None:
-            await asyncio.shield(done)
+        finished = self._start_flush(up_to_offset)
+        if finished is not None:
+            error = await asyncio.shield(finished)
+            if error is not None:
+                raise error
 
     def flush(self) -> None:
         """Flush now, on this thread, and release every waiter (shutdown). A job in flight

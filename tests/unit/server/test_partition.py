@@ -411,3 +411,32 @@ def test_maintenance_retention_unlinks_off_the_loop_and_leaves_nothing(tmp_path:
         plog.close()
 
     asyncio.run(main())
+
+
+def test_flush_async_yields_while_a_finished_job_waits_to_be_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker thread is done but the loop has not yet run the job's completion: a flush
+    # waiting for it must yield to the loop (a regression spun here forever).
+    ran = threading.Event()
+    real_run = FlushJob.run
+
+    def run_and_tell(job: FlushJob) -> None:
+        real_run(job)
+        ran.set()
+
+    monkeypatch.setattr(FlushJob, "run", run_and_tell)
+
+    async def main() -> None:
+        part, plog = _real_partition(tmp_path, LogConfig(flush_messages=1))
+        acked = part.append(make_batch([b"a"]), -1)
+        await _until(lambda: part._flush_job is not None)
+        assert ran.wait(10)  # (blocking the loop on purpose: its completion is now queued)
+        part.append(make_batch([b"b"]), 0)
+        await asyncio.wait_for(part.flush_async(), 10)
+        assert (await acked).base_offset == 0
+        assert plog.flushed_offset == 2
+        part.close()
+        plog.close()
+
+    asyncio.run(main())
