@@ -157,18 +157,18 @@ class FlushJob:
         self._generation = generation  # (truncations, segment creations if it syncs the dir)
 
     def run(self) -> None:
-        """fdatasync every file (fsync the directory if a segment was created), then close
-        the descriptors. Blocks on disk; raises OSError when a sync fails."""
-        try:
-            for fd in self._fds:
-                files.fdatasync(fd)
-            if self._dir_fd is not None:
-                os.fsync(self._dir_fd)
-        finally:
-            self.close()
+        """fdatasync every file (fsync the directory if a segment was created). Blocks on
+        disk; raises OSError when a sync fails. The descriptors are closed by ``end_flush``
+        or ``abort_flush`` (on the log's thread: the fewer system calls here, the fewer
+        times this thread must take the interpreter lock back from a busy event loop)."""
+        for fd in self._fds:
+            files.fdatasync(fd)
+        if self._dir_fd is not None:
+            os.fsync(self._dir_fd)
 
     def close(self) -> None:
-        """Close the descriptors (``run`` does; for a job that will not run). Idempotent."""
+        """Close the descriptors (``end_flush``/``abort_flush`` do; also for a job that
+        will not run). Idempotent."""
         fds, self._fds = self._fds, []
         if self._dir_fd is not None:
             fds.append(self._dir_fd)
