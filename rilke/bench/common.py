@@ -210,8 +210,22 @@ def broker_for(args: argparse.Namespace) -> Iterator[str]:
         broker.stop()
 
 
-def ensure_topic(bootstrap: str, topic: str | None, partitions: int) -> str:
-    """Create ``topic`` (default a fresh bench-... name) if missing; return its name."""
+def parse_topic_configs(pairs: list[str] | None) -> dict[str, str]:
+    """``KEY=VALUE`` strings (from ``--topic-config``) as a dict; ValueError for a bad one."""
+    configs: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--topic-config wants KEY=VALUE, got {pair!r}")
+        configs[key] = value
+    return configs
+
+
+def ensure_topic(
+    bootstrap: str, topic: str | None, partitions: int, configs: dict[str, str] | None = None
+) -> str:
+    """Create ``topic`` (default a fresh bench-... name) with ``configs`` if missing; return
+    its name."""
     from rilke.client.admin import Admin
     from rilke.client.structs import NewTopic
     from rilke.errors import TopicAlreadyExistsError
@@ -219,7 +233,7 @@ def ensure_topic(bootstrap: str, topic: str | None, partitions: int) -> str:
     name = topic or f"bench-{int(time.time() * 1000) % 10**10}-{os.getpid()}"
     with Admin(bootstrap) as admin:
         try:
-            admin.create_topics([NewTopic(name, partitions)])
+            admin.create_topics([NewTopic(name, partitions, configs=configs or None)])
         except TopicAlreadyExistsError:
             pass
     return name

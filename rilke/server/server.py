@@ -182,7 +182,9 @@ class BrokerServer:
             if self.broker is None:
                 return
             try:
-                self.broker.run_maintenance()
+                # Fsyncs, checkpoint writes and compaction on worker threads; the loop keeps
+                # serving requests meanwhile.
+                await self.broker.maintain()
             except Exception:
                 log.exception("maintenance failed")
 
