@@ -146,8 +146,14 @@ def validate_batches(records: bytes, max_message_bytes: int) -> list[BatchHeader
             raise UnsupportedCompressionError(f"unknown compression codec {header.compression}")
         if header.is_transactional or header.is_control:
             raise InvalidRecordError("transactional and control batches are not accepted")
-        if header.records_count == 0:
-            raise InvalidRecordError("a batch without records")
+        if header.records_count != header.last_offset_delta + 1:
+            # Compacted batches read back from a log may hold fewer records than offsets; a
+            # produced one has exactly one offset per record (an empty batch fails here too).
+            raise InvalidRecordError(
+                f"batch header says {header.records_count} records in "
+                f"{header.last_offset_delta + 1} offsets: a produced batch has one offset per "
+                "record"
+            )
         headers.append(header)
         pos += header.size
     return headers

@@ -236,7 +236,11 @@ def test_bad_input_is_refused_with_its_error_by_a_real_log(tmp_path: Path) -> No
         too_many = bytearray(good)
         too_many[57:61] = (3).to_bytes(4, "big")  # 3 records in 1 offset, CRC made to hold
         too_many[17:21] = compute_crc(too_many, 0, len(too_many)).to_bytes(4, "big")
+        two = bytearray(make_batch([b"a", b"b"]))
+        two[57:61] = (1).to_bytes(4, "big")  # 1 record in 2 offsets, CRC made to hold
+        two[17:21] = compute_crc(two, 0, len(two)).to_bytes(4, "big")
         cases: list[tuple[bytes, type[Exception], str]] = [
+            (bytes(two), InvalidRecordError, "1 records in 2 offsets"),
             (good + bytes(corrupt), CorruptRecordError, "CRC"),
             (bytes(wrong_magic), CorruptRecordError, "magic"),
             (good[:-3], CorruptRecordError, "truncated"),
