@@ -8,8 +8,9 @@ Thin: each handler converts protobuf to calls on :class:`~rilke.server.broker.Br
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import grpc
@@ -51,6 +52,16 @@ def to_error(e: BaseException) -> pb.Error:
         return pb.Error(code=err.code, message=str(err))
     log.exception("unexpected error in a request", exc_info=e)
     return pb.Error(code=RilkeError.code, message=f"internal error: {e!r}")
+
+
+@contextlib.contextmanager
+def error_into(out: Any) -> Iterator[None]:
+    """Answer an exception raised in the block in ``out.error`` (a per-item result message)
+    instead of failing the whole request; the block's other writes to ``out`` stay."""
+    try:
+        yield
+    except Exception as e:
+        out.error.CopyFrom(to_error(e))
 
 
 def refuse_internal(topic: str, action: str) -> None:
@@ -289,7 +300,7 @@ class BrokerService(pb_grpc.BrokerServicer):
         for wanted in request.partitions:
             out = response.partitions.add(topic=wanted.topic, partition=wanted.partition)
             out.offset = out.timestamp = -1
-            try:
+            with error_into(out):
                 partition = self._broker.partition(wanted.topic, wanted.partition)
                 offsets = partition.offsets()
                 if wanted.timestamp == EARLIEST:
@@ -305,8 +316,6 @@ class BrokerService(pb_grpc.BrokerServicer):
                     found = partition.offset_for_timestamp(wanted.timestamp)
                     if found is not None and found[0] < offsets.high_watermark:
                         out.offset, out.timestamp = found
-            except Exception as e:
-                out.error.CopyFrom(to_error(e))
         return response
 
     async def Metadata(self, request: pb.MetadataRequest, context: Any) -> pb.MetadataResponse:
@@ -318,7 +327,7 @@ class BrokerService(pb_grpc.BrokerServicer):
         names = list(request.topics) or [t.name for t in broker.topics]
         for name in names:
             out = response.topics.add(name=name)
-            try:
+            with error_into(out):
                 if name not in broker.topics and not (
                     request.allow_auto_topic_creation
                     and not is_internal(name)
@@ -335,8 +344,6 @@ class BrokerService(pb_grpc.BrokerServicer):
                         replicas=[node_id],
                         isr=[node_id],
                     )
-            except Exception as e:
-                out.error.CopyFrom(to_error(e))
         return response
 
     async def InitProducerId(
@@ -366,7 +373,7 @@ class AdminService(pb_grpc.AdminServicer):
         response = pb.CreateTopicsResponse()
         for topic in request.topics:
             out = response.results.add(name=topic.name)
-            try:
+            with error_into(out):
                 refuse_internal(topic.name, "create")
                 self._broker.create_topic(
                     topic.name,
@@ -375,8 +382,6 @@ class AdminService(pb_grpc.AdminServicer):
                     dict(topic.configs),
                     validate_only=request.validate_only,
                 )
-            except Exception as e:
-                out.error.CopyFrom(to_error(e))
         return response
 
     async def DeleteTopics(
@@ -385,11 +390,9 @@ class AdminService(pb_grpc.AdminServicer):
         response = pb.DeleteTopicsResponse()
         for name in request.names:
             out = response.results.add(name=name)
-            try:
+            with error_into(out):
                 refuse_internal(name, "delete")
                 self._broker.delete_topic(name)
-            except Exception as e:
-                out.error.CopyFrom(to_error(e))
         self._on_topics_deleted()
         return response
 
@@ -414,7 +417,7 @@ class AdminService(pb_grpc.AdminServicer):
         names = list(request.names) or [t.name for t in broker.topics]
         for name in names:
             out = response.topics.add(name=name)
-            try:
+            with error_into(out):
                 info = broker.topics.require(name)
                 out.internal = info.internal
                 out.replication_factor = info.replication_factor
@@ -432,8 +435,6 @@ class AdminService(pb_grpc.AdminServicer):
                         log_end_offset=offsets.log_end_offset,
                         size_bytes=partition.size_bytes(),
                     )
-            except Exception as e:
-                out.error.CopyFrom(to_error(e))
         return response
 
     async def DescribeConfigs(
@@ -443,11 +444,9 @@ class AdminService(pb_grpc.AdminServicer):
         names = list(request.topics) or [t.name for t in self._broker.topics]
         for name in names:
             out = response.results.add(topic=name)
-            try:
+            with error_into(out):
                 for entry in self._broker.describe_configs(name, request.include_defaults):
                     out.entries.add(name=entry.name, value=entry.value, is_default=entry.is_default)
-            except Exception as e:
-                out.error.CopyFrom(to_error(e))
         return response
 
     async def AlterConfigs(
@@ -456,7 +455,7 @@ class AdminService(pb_grpc.AdminServicer):
         response = pb.AlterConfigsResponse()
         for change in request.topics:
             out = response.results.add(name=change.topic)
-            try:
+            with error_into(out):
                 refuse_internal(change.topic, "change the configs of")
                 self._broker.alter_configs(
                     change.topic,
@@ -464,8 +463,6 @@ class AdminService(pb_grpc.AdminServicer):
                     list(change.delete),
                     validate_only=request.validate_only,
                 )
-            except Exception as e:
-                out.error.CopyFrom(to_error(e))
         return response
 
 
