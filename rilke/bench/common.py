@@ -245,3 +245,41 @@ def progress(total: int | None, disable: bool, unit: str = "msg") -> Any:
     return tqdm(
         total=total, disable=disable, unit=unit, unit_scale=True, file=sys.stderr, smoothing=0.1
     )
+
+
+def live_producer(
+    *,
+    bootstrap: str,
+    topic: str,
+    rate: int,
+    seconds: float,
+    size: int,
+    partitions: int = 0,
+    pause_s: float = 0.001,
+) -> None:
+    """Send ``rate`` records/s of ``size`` bytes to ``topic`` for ``seconds``, then flush (the
+    target of a child process in the latency phases of the consume benchmarks). With
+    ``partitions`` > 0, round robin over partitions 0..partitions-1, so each one gets a steady
+    stream and a pause shows as a gap; with 0, the producer's partitioner decides. Between
+    rounds it sleeps ``pause_s``."""
+    from rilke.client.producer import Producer
+
+    tune_malloc()
+    values = payloads(size)
+    with Producer(bootstrap, acks=1, linger_ms=1, client_id="rilke-bench-live") as producer:
+        producer.partitions_for(topic)
+        start = time.perf_counter()
+        sent = 0
+        while True:
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds:
+                break
+            due = int(elapsed * rate)
+            while sent < due:
+                if partitions > 0:
+                    producer.send(topic, values[sent & 1023], partition=sent % partitions)
+                else:
+                    producer.send(topic, values[sent & 1023])
+                sent += 1
+            time.sleep(pause_s)
+        producer.flush()
