@@ -11,8 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 from cluster_batches import batch_values, make_batch
-from conftest import BrokerFactory
-from rilke_broker_process import REPO_ROOT, BrokerProcess
+from rilke_broker_process import REPO_ROOT, BrokerFactory, BrokerProcess
 
 from rilke import errors
 from rilke.proto import rilke_pb2 as pb
