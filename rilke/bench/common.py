@@ -210,8 +210,22 @@ def broker_for(args: argparse.Namespace) -> Iterator[str]:
         broker.stop()
 
 
-def ensure_topic(bootstrap: str, topic: str | None, partitions: int) -> str:
-    """Create ``topic`` (default a fresh bench-... name) if missing; return its name."""
+def parse_topic_configs(pairs: list[str] | None) -> dict[str, str]:
+    """``KEY=VALUE`` strings (from ``--topic-config``) as a dict; ValueError for a bad one."""
+    configs: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--topic-config wants KEY=VALUE, got {pair!r}")
+        configs[key] = value
+    return configs
+
+
+def ensure_topic(
+    bootstrap: str, topic: str | None, partitions: int, configs: dict[str, str] | None = None
+) -> str:
+    """Create ``topic`` (default a fresh bench-... name) with ``configs`` if missing; return
+    its name."""
     from rilke.client.admin import Admin
     from rilke.client.structs import NewTopic
     from rilke.errors import TopicAlreadyExistsError
@@ -219,7 +233,7 @@ def ensure_topic(bootstrap: str, topic: str | None, partitions: int) -> str:
     name = topic or f"bench-{int(time.time() * 1000) % 10**10}-{os.getpid()}"
     with Admin(bootstrap) as admin:
         try:
-            admin.create_topics([NewTopic(name, partitions)])
+            admin.create_topics([NewTopic(name, partitions, configs=configs or None)])
         except TopicAlreadyExistsError:
             pass
     return name
@@ -231,3 +245,41 @@ def progress(total: int | None, disable: bool, unit: str = "msg") -> Any:
     return tqdm(
         total=total, disable=disable, unit=unit, unit_scale=True, file=sys.stderr, smoothing=0.1
     )
+
+
+def live_producer(
+    *,
+    bootstrap: str,
+    topic: str,
+    rate: int,
+    seconds: float,
+    size: int,
+    partitions: int = 0,
+    pause_s: float = 0.001,
+) -> None:
+    """Send ``rate`` records/s of ``size`` bytes to ``topic`` for ``seconds``, then flush (the
+    target of a child process in the latency phases of the consume benchmarks). With
+    ``partitions`` > 0, round robin over partitions 0..partitions-1, so each one gets a steady
+    stream and a pause shows as a gap; with 0, the producer's partitioner decides. Between
+    rounds it sleeps ``pause_s``."""
+    from rilke.client.producer import Producer
+
+    tune_malloc()
+    values = payloads(size)
+    with Producer(bootstrap, acks=1, linger_ms=1, client_id="rilke-bench-live") as producer:
+        producer.partitions_for(topic)
+        start = time.perf_counter()
+        sent = 0
+        while True:
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds:
+                break
+            due = int(elapsed * rate)
+            while sent < due:
+                if partitions > 0:
+                    producer.send(topic, values[sent & 1023], partition=sent % partitions)
+                else:
+                    producer.send(topic, values[sent & 1023])
+                sent += 1
+            time.sleep(pause_s)
+        producer.flush()

@@ -19,6 +19,7 @@ from rilke.bench.common import (
     add_common_arguments,
     broker_for,
     ensure_topic,
+    live_producer,
     payloads,
     percentiles,
     print_table,
@@ -83,27 +84,6 @@ def _fill(bootstrap: str, topic: str, count: int, size: int, bar: Any) -> None:
         producer.flush()
 
 
-def _live_producer(bootstrap: str, topic: str, rate: int, seconds: float, size: int) -> None:
-    from rilke.client.producer import Producer
-
-    tune_malloc()
-    values = payloads(size)
-    with Producer(bootstrap, acks=1, linger_ms=1, client_id="rilke-bench-live") as producer:
-        producer.partitions_for(topic)
-        start = time.perf_counter()
-        sent = 0
-        while True:
-            elapsed = time.perf_counter() - start
-            if elapsed >= seconds:
-                break
-            due = int(elapsed * rate)
-            while sent < due:
-                producer.send(topic, values[sent & 1023])
-                sent += 1
-            time.sleep(0.001)
-        producer.flush()
-
-
 def run(args: argparse.Namespace) -> int:
     if args.group:
         from rilke.bench.group_consume import run_group
@@ -157,8 +137,14 @@ def run(args: argparse.Namespace) -> int:
                     consumer.position(tp)
                 ctx = mp.get_context("spawn")
                 proc = ctx.Process(
-                    target=_live_producer,
-                    args=(bootstrap, topic, args.live_rate, args.live_seconds, args.record_size),
+                    target=live_producer,
+                    kwargs={
+                        "bootstrap": bootstrap,
+                        "topic": topic,
+                        "rate": args.live_rate,
+                        "seconds": args.live_seconds,
+                        "size": args.record_size,
+                    },
                     daemon=True,
                 )
                 proc.start()

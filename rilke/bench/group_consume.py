@@ -32,6 +32,7 @@ from typing import Any
 from rilke.bench.common import (
     broker_for,
     ensure_topic,
+    live_producer,
     percentiles,
     print_table,
     progress,
@@ -114,32 +115,6 @@ def _worker(
         consumer.close()
         cpu = os.times()
         put(("closed", name, pid, time.time(), [], cpu.user + cpu.system))
-
-
-def _live_producer(
-    *, bootstrap: str, topic: str, rate: int, seconds: float, size: int, partitions: int
-) -> None:
-    from rilke.bench.common import payloads
-    from rilke.client.producer import Producer
-
-    tune_malloc()
-    values = payloads(size)
-    with Producer(bootstrap, acks=1, linger_ms=1, client_id="rilke-bench-live") as producer:
-        producer.partitions_for(topic)
-        start = time.perf_counter()
-        sent = 0
-        while True:
-            elapsed = time.perf_counter() - start
-            if elapsed >= seconds:
-                break
-            due = int(elapsed * rate)
-            while sent < due:
-                # Round robin over partitions, so each one gets a steady stream and a pause
-                # shows as a gap.
-                producer.send(topic, values[sent & 1023], partition=sent % partitions)
-                sent += 1
-            time.sleep(0.002)
-        producer.flush()
 
 
 class _Group:
@@ -362,7 +337,7 @@ def run_group(args: argparse.Namespace) -> int:
         # Live phase with rebalances.
         g = _Group(ctx, bootstrap, topic, f"{group}-live-{stamp}", settings)
         producer = ctx.Process(
-            target=_live_producer,
+            target=live_producer,
             kwargs={
                 "bootstrap": bootstrap,
                 "topic": topic,
@@ -370,6 +345,7 @@ def run_group(args: argparse.Namespace) -> int:
                 "seconds": args.live_seconds,
                 "size": args.record_size,
                 "partitions": partitions,
+                "pause_s": 0.002,
             },
             daemon=True,
         )

@@ -16,6 +16,7 @@ from rilke.bench.common import (
     add_common_arguments,
     broker_for,
     ensure_topic,
+    parse_topic_configs,
     payloads,
     percentiles,
     print_table,
@@ -65,6 +66,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--linger-ms", type=float, default=5)
     p.add_argument("--max-in-flight", type=int, default=5)
     p.add_argument("--no-idempotence", action="store_true", help="enable_idempotence=False")
+    p.add_argument(
+        "--topic-config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config of the topic when created, e.g. flush.messages=1 (repeatable)",
+    )
     p.add_argument(
         "--produce-path",
         choices=["unary", "stream"],
@@ -186,7 +194,9 @@ def run(args: argparse.Namespace) -> int:
         "seed": 1,
     }
     with broker_for(args) as bootstrap:
-        topic = ensure_topic(bootstrap, args.topic, args.partitions)
+        topic = ensure_topic(
+            bootstrap, args.topic, args.partitions, parse_topic_configs(args.topic_config)
+        )
         total = None if args.duration else args.count * args.producers
         wall = time.perf_counter()
         if args.producers == 1:
@@ -239,7 +249,11 @@ def run(args: argparse.Namespace) -> int:
         "mb_per_s": round(msgs * args.record_size / 1e6, 2),
         **{k: round(v, 3) for k, v in percentiles(lat).items()},
         "settings": {k: v for k, v in settings.items() if k != "seed"}
-        | {"producers": args.producers, "partitions": args.partitions},
+        | {
+            "producers": args.producers,
+            "partitions": args.partitions,
+            "topic_configs": args.topic_config,
+        },
     }
     print_table(
         f"rilke bench produce: {args.producers} producer(s), {args.record_size} B records, "

@@ -5,6 +5,9 @@ Measures, for 16 KiB batches (by default, 1 GiB of them):
 - append throughput (MB/s, batches/s) of ``PartitionLog.append`` against plain buffered file
   writes of the same bytes, without fsync and with an fsync every 1 MiB (``flush()`` for the
   log, ``fdatasync`` for the file);
+- with ``--batches-per-append N`` (N > 1), also append throughput when each call carries N
+  batches back to back (as the broker appends a produce request's batches for one partition),
+  against plain writes of the same N-batch buffers, without fsync;
 - read throughput of the whole log (``PartitionLog.read`` in 1 MiB steps) against a plain
   sequential read of the same bytes;
 - the time to open the log after a clean shutdown (the marker present: nothing scanned), and
@@ -53,6 +56,12 @@ def register(subparsers: Any) -> None:
         help="bytes for the fsync-every-1-MiB runs (default: --size-mb)",
     )
     parser.add_argument("--batch-kb", type=int, default=16, help="batch size (default 16)")
+    parser.add_argument(
+        "--batches-per-append",
+        type=int,
+        default=1,
+        help="also measure appends of N batches per call (default 1: only single batches)",
+    )
     parser.add_argument(
         "--segment-mb", type=int, default=128, help="segment.bytes in MiB (default 128)"
     )
@@ -137,13 +146,21 @@ def _figures(total_bytes: int, batches: int, seconds: float) -> dict[str, float]
 # --- phases ----------------------------------------------------------------------------------
 
 
-def _append_phase(
-    work: Path, batches: list[bytes], total: int, fsync_every: int | None, progress: bool
+def _append_phase(  # noqa: PLR0917
+    work: Path,
+    batches: list[bytes],
+    total: int,
+    fsync_every: int | None,
+    progress: bool,
+    batches_per_append: int = 1,
 ) -> dict[str, Any]:
+    """Append ``total`` bytes of ``batches`` (each an append's input, holding
+    ``batches_per_append`` batches) to a log and to a plain file, interleaved."""
     from rilke.storage import LogConfig, LogManager
 
-    plain_path = work / "plain.bin"
-    data_dir = work / ("data-fsync" if fsync_every else "data")
+    multi = batches_per_append > 1
+    plain_path = work / ("plain-multi.bin" if multi else "plain.bin")
+    data_dir = work / ("data-fsync" if fsync_every else "data-multi" if multi else "data")
     batch_size = len(batches[0])
     per_chunk = max(_CHUNK_BYTES // batch_size, 1)
     count = total // batch_size
@@ -196,13 +213,14 @@ def _append_phase(
     assert written == plain_path.stat().st_size, (written, plain_path.stat().st_size)
     result = {
         "bytes": written,
-        "batches": count,
-        "plain": _figures(written, count, seconds["plain"]),
-        "log": _figures(written, count, seconds["log"]),
+        "batches": count * batches_per_append,
+        "batches_per_append": batches_per_append,
+        "plain": _figures(written, count * batches_per_append, seconds["plain"]),
+        "log": _figures(written, count * batches_per_append, seconds["log"]),
         "ratio": round(seconds["plain"] / seconds["log"], 3),
         "segments": segments,
     }
-    if fsync_every:
+    if fsync_every or multi:
         shutil.rmtree(data_dir)
         plain_path.unlink()
     return result
@@ -417,6 +435,19 @@ def run(args: argparse.Namespace) -> int:
         _report("append, fsync every 1 MiB", figures["append_fsync_1mib"])
         figures["append"] = _append_phase(work, batches, total, None, progress)
         _report("append, no fsync", figures["append"])
+        n = args.batches_per_append
+        if n > 1:
+            units = [b"".join(batches[(i + j) % len(batches)] for j in range(n)) for i in range(64)]
+            figures["append_multi"] = _append_phase(work, units, total, None, progress, n)
+            _report(f"append {n} batches per call, no fsync", figures["append_multi"])
+            per_batch = figures["append"]["plain"]["seconds"] / figures["append"]["bytes"]
+            multi = figures["append_multi"]
+            ratio = per_batch * multi["bytes"] / multi["log"]["seconds"]
+            multi["ratio_vs_single_batch_plain"] = round(ratio, 3)
+            print(
+                f"  (the plain side above writes {n}-batch buffers too; against plain writes "
+                f"of single batches, from the no-fsync run: ratio {ratio:.2f})"
+            )
         figures["read"] = _read_phase(work, progress)
         _report("read whole log", figures["read"])
         figures["open_clean"] = _open_clean(work)

@@ -7,7 +7,10 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rilke.client.admin import Admin
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9292"
 BOOTSTRAP_ENV = "RILKE_BOOTSTRAP_SERVERS"
@@ -15,6 +18,7 @@ BOOTSTRAP_ENV = "RILKE_BOOTSTRAP_SERVERS"
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 def add_client_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,3 +85,12 @@ def client_settings(args: argparse.Namespace) -> dict[str, Any]:
     if args.request_timeout <= 0:
         raise ValueError(f"--request-timeout must be > 0, not {args.request_timeout}")
     return {"request_timeout_ms": int(args.request_timeout * 1000)}
+
+
+def admin_for(args: argparse.Namespace) -> Admin:
+    """An Admin client on ``--bootstrap-servers`` with ``--request-timeout`` (use it in a
+    ``with``); raises ValueError for a bad timeout. Imported here, not at module level, so
+    that `rilke --help` stays quick."""
+    from rilke.client.admin import Admin
+
+    return Admin(args.bootstrap_servers, **client_settings(args))

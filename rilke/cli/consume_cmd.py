@@ -121,6 +121,44 @@ def format_record(
     return (line + "\n").encode()
 
 
+PROBE_INTERVAL_S = 1.0
+"""How long ``rilke consume`` waits without a record before asking the broker for the end
+offsets: the answer (or the NoBrokersAvailableError of a dead broker) ends the wait."""
+
+
+def _probe(
+    consumer: Any,
+    tps: list[Any],
+    *,
+    stop_at: dict[Any, int] | None,
+    done: set[Any],
+    idle_s: float,
+    args: argparse.Namespace,
+) -> None:
+    """No record came for a while: make sure the broker is there (raises
+    NoBrokersAvailableError when it is gone), mark partitions whose end has moved down to the
+    position as done (retention), and, when reading to the end, raise KafkaTimeoutError once
+    nothing has come for the request timeout although records are left."""
+    from rilke.errors import KafkaTimeoutError
+
+    pending = [tp for tp in tps if tp not in done]
+    ends = consumer.end_offsets(pending)
+    if stop_at is None:
+        return
+    behind = []
+    for tp in pending:
+        position = consumer.position(tp)
+        if position >= min(stop_at[tp], ends[tp]):
+            done.add(tp)
+        else:
+            behind.append(f"{tp.topic}-{tp.partition} at {position} of {stop_at[tp]}")
+    if behind and idle_s >= args.request_timeout:
+        raise KafkaTimeoutError(
+            f"no records for {idle_s:.0f}s although some are left ({', '.join(behind)}): "
+            f"the broker does not serve them; see its log, or raise --request-timeout"
+        )
+
+
 @client_command
 def _consume(args: argparse.Namespace) -> int:
     from rilke.client.consumer import Consumer
@@ -168,12 +206,24 @@ def _consume(args: argparse.Namespace) -> int:
                     done.add(tp)
         count = 0
         last_record = time.monotonic()
+        probe_at = last_record + PROBE_INTERVAL_S
         try:
             while len(done) < len(tps) and (args.max_messages is None or count < args.max_messages):
                 got = consumer.poll(200)
                 if not got:
-                    if args.timeout is not None and time.monotonic() - last_record >= args.timeout:
+                    now = time.monotonic()
+                    if args.timeout is not None and now - last_record >= args.timeout:
                         break
+                    if now >= probe_at:
+                        _probe(
+                            consumer,
+                            tps,
+                            stop_at=stop_at,
+                            done=done,
+                            idle_s=now - last_record,
+                            args=args,
+                        )
+                        probe_at = time.monotonic() + PROBE_INTERVAL_S
                     continue
                 last_record = time.monotonic()
                 for tp, records in got.items():

@@ -14,8 +14,8 @@ from rilke.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
     add_client_arguments,
+    admin_for,
     client_command,
-    client_settings,
     fail,
 )
 
@@ -91,15 +91,9 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _admin(args: argparse.Namespace) -> Any:
-    from rilke.client.admin import Admin
-
-    return Admin(args.bootstrap_servers, **client_settings(args))
-
-
 @client_command
 def _list(args: argparse.Namespace) -> int:
-    with _admin(args) as admin:
+    with admin_for(args) as admin:
         groups = admin.list_groups()
     if args.json:
         print(json.dumps([g._asdict() for g in groups]))
@@ -124,7 +118,7 @@ def _fmt(value: object) -> str:
 
 @client_command
 def _describe(args: argparse.Namespace) -> int:
-    with _admin(args) as admin:
+    with admin_for(args) as admin:
         info = admin.describe_group(args.group)
     if args.json:
         print(
@@ -194,7 +188,7 @@ def _describe(args: argparse.Namespace) -> int:
 
 @client_command
 def _delete(args: argparse.Namespace) -> int:
-    with _admin(args) as admin:
+    with admin_for(args) as admin:
         results = admin.delete_groups_results(args.groups)
     code = EXIT_OK
     for gid, err in results.items():
@@ -256,7 +250,7 @@ def _reset(args: argparse.Namespace) -> int:
     from rilke.client.structs import TopicPartition
 
     spec = _spec(args)
-    with _admin(args) as admin:
+    with admin_for(args) as admin:
         partitions: list[TopicPartition] | None = None
         if args.topic:
             partitions = []

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from rilke.cli.common import EXIT_OK, add_client_arguments, client_command, client_settings
+from rilke.cli.common import EXIT_OK, add_client_arguments, admin_for, client_command
 
 
 def register(subparsers: Any) -> None:
@@ -26,14 +26,13 @@ def register(subparsers: Any) -> None:
 @client_command
 def _offsets(args: argparse.Namespace) -> int:
     from rilke.cli.consume_cmd import parse_start
-    from rilke.client.admin import Admin
 
     at_ms = None
     if args.time is not None:
         kind, at_ms = parse_start(args.time)
         if kind != "time":
             raise ValueError(f"--time {args.time!r}: expected an ISO time or @millis")
-    with Admin(args.bootstrap_servers, **client_settings(args)) as admin:
+    with admin_for(args) as admin:
         tps = admin.topic_partitions(args.topic)
         earliest = admin.list_offsets(dict.fromkeys(tps, "earliest"))
         latest = admin.list_offsets(dict.fromkeys(tps, "latest"))

@@ -24,7 +24,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Send each line of standard input (without its line break) as one record's value. "
             "With --key-separator, the text before the first separator is the key. Exits 0 "
-            "when every record was acknowledged, 1 otherwise."
+            "when every record was acknowledged, 1 otherwise (a record not acknowledged within "
+            "--request-timeout fails)."
         ),
     )
     p.add_argument("topic")
@@ -67,6 +68,9 @@ def _produce(args: argparse.Namespace) -> int:
         linger_ms=args.linger_ms,
         client_id="rilke-cli",
         max_block_ms=args.request_timeout * 1000,
+        # A record not acknowledged within the request timeout fails (the library's default
+        # keeps retrying for two minutes, which is for applications, not for a command).
+        delivery_timeout_ms=args.request_timeout * 1000 + args.linger_ms,
         **client_settings(args),
     ) as producer:
         # Check the topic (and partition) before reading input, so a typo fails at once.

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rilke.cli.main import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from rilke.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 
 def register(subparsers: Any) -> None:
@@ -116,9 +116,21 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve(config, on_listening))
     except DataDirLockedError as e:
-        print(f"rilke server: data directory {config.data_dir} is in use: {e}", file=sys.stderr)
+        print(
+            f"rilke server: {e}: stop the broker that uses it, or give another --data-dir",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     except RilkeError as e:
         print(f"rilke server: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as e:
+        # The data directory or the port file cannot be made or written.
+        where = f" {e.filename}" if e.filename else ""
+        print(
+            f"rilke server: cannot start:{where}: {e.strerror or e} (check --data-dir, "
+            f"--port-file and their permissions)",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     return EXIT_OK

@@ -9,8 +9,8 @@ from typing import Any
 from rilke.cli.common import (
     EXIT_OK,
     add_client_arguments,
+    admin_for,
     client_command,
-    client_settings,
     parse_key_values,
 )
 
@@ -79,12 +79,6 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_alter)
 
 
-def _admin(args: argparse.Namespace) -> Any:
-    from rilke.client.admin import Admin
-
-    return Admin(args.bootstrap_servers, **client_settings(args))
-
-
 @client_command
 def _create(args: argparse.Namespace) -> int:
     from rilke.client.structs import NewTopic
@@ -93,21 +87,25 @@ def _create(args: argparse.Namespace) -> int:
     if args.partitions < 1:
         raise ValueError(f"--partitions must be >= 1, not {args.partitions}")
     configs = parse_key_values(args.config, "--config")
-    with _admin(args) as admin:
+    with admin_for(args) as admin:
         try:
             admin.create_topics(
                 [NewTopic(args.name, args.partitions, args.replication_factor, configs)]
             )
-        except TopicAlreadyExistsError:
+        except TopicAlreadyExistsError as exc:
             if not args.if_not_exists:
-                raise
+                raise TopicAlreadyExistsError(
+                    f"{exc} (add --if-not-exists to accept an existing topic)"
+                ) from None
+            print(f"topic {args.name} already exists")
+            return EXIT_OK
     print(f"created topic {args.name}")
     return EXIT_OK
 
 
 @client_command
 def _list(args: argparse.Namespace) -> int:
-    with _admin(args) as admin:
+    with admin_for(args) as admin:
         topics = admin.list_topics(args.internal)
     if args.json:
         print(json.dumps([t._asdict() for t in topics]))
@@ -119,7 +117,7 @@ def _list(args: argparse.Namespace) -> int:
 
 @client_command
 def _describe(args: argparse.Namespace) -> int:
-    with _admin(args) as admin:
+    with admin_for(args) as admin:
         topics = admin.describe_topics(args.names or None)
     if args.json:
         print(
@@ -150,7 +148,7 @@ def _describe(args: argparse.Namespace) -> int:
 def _delete(args: argparse.Namespace) -> int:
     from rilke.errors import UnknownTopicOrPartitionError
 
-    with _admin(args) as admin:
+    with admin_for(args) as admin:
         results = admin._run(admin._aio.delete_topics_results(args.names))
     for name in args.names:
         err = results.get(name)
@@ -170,7 +168,7 @@ def _alter(args: argparse.Namespace) -> int:
         changes[key] = None
     if not changes:
         raise ValueError("nothing to change: give --set KEY=VALUE or --delete KEY")
-    with _admin(args) as admin:
+    with admin_for(args) as admin:
         admin.alter_configs({args.name: changes})
     print(f"altered configs of topic {args.name}")
     return EXIT_OK

@@ -12,8 +12,8 @@ Import the public names from :mod:`rilke` (blocking) and :mod:`rilke.aio` (async
         print(future.get(timeout=10))       # RecordMetadata(topic, partition, offset, timestamp)
 
     with Consumer("orders", bootstrap_servers="127.0.0.1:9292",
-                  auto_offset_reset="earliest") as consumer:
-        for record in consumer:              # or consumer.poll(timeout_ms=1000)
+                  auto_offset_reset="earliest", consumer_timeout_ms=2000) as consumer:
+        for record in consumer:              # ends after 2 s without a record; or poll()
             print(record.partition, record.offset, record.key, record.value)
 
 Layout: ``structs`` (value types), ``config`` (settings checks), ``transport`` (one gRPC

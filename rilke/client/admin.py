@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from rilke.client.cluster import Cluster
+from rilke.client.config import cluster_settings
 from rilke.client.group_admin import GroupInfo, GroupListing, ResetSpec
 from rilke.client.loop_thread import LoopThread
 from rilke.client.offsets import EARLIEST, LATEST, list_offsets, normalize_tps
@@ -46,24 +47,23 @@ class AIOAdmin:
         request_timeout_ms: int = 30_000,
         retry_backoff_ms: int = 100,
         retry_backoff_max_ms: int = 1000,
+        metadata_max_age_ms: int = 300_000,
     ) -> None:
-        from rilke.client.config import parse_bootstrap_servers
-
-        parse_bootstrap_servers(bootstrap_servers)
-        self._args = {
-            "client_id": client_id,
-            "request_timeout_ms": request_timeout_ms,
-            "retry_backoff_ms": retry_backoff_ms,
-            "retry_backoff_max_ms": retry_backoff_max_ms,
-        }
-        self._bootstrap = bootstrap_servers
+        self._cluster_settings = cluster_settings(
+            bootstrap_servers,
+            client_id=client_id,
+            request_timeout_ms=request_timeout_ms,
+            retry_backoff_ms=retry_backoff_ms,
+            retry_backoff_max_ms=retry_backoff_max_ms,
+            metadata_max_age_ms=metadata_max_age_ms,
+        )
         self.request_timeout_s = request_timeout_ms / 1000.0
         self._cluster: Cluster | None = None
 
     @property
     def cluster(self) -> Cluster:
         if self._cluster is None:
-            self._cluster = Cluster(self._bootstrap, **self._args)  # type: ignore[arg-type]
+            self._cluster = Cluster(**self._cluster_settings)
         return self._cluster
 
     async def __aenter__(self) -> AIOAdmin:

@@ -50,6 +50,10 @@ class CircuitBreaker:
     failures: int = 0
     open_until: float = 0.0
     trial_in_flight: bool = False
+    failing_since: float = 0.0
+    """When the current run of failures began (meaningful while ``failures > 0``)."""
+    last_failure: str = ""
+    """What the last failed call said (for error messages)."""
     _current_cooldown_s: float = field(default=0.0, repr=False)
 
     @property
@@ -69,12 +73,24 @@ class CircuitBreaker:
             )
         self.trial_in_flight = True  # half-open: let exactly one call through
 
+    def down_for(self, now: float) -> float | None:
+        """How long the broker has failed every call, while the circuit refuses calls (open
+        and cooling down); None when a call may go through now (closed, or half-open with
+        no trial in flight) or a trial is out (its answer is not known yet)."""
+        if not self.is_open or now >= self.open_until or self.trial_in_flight:
+            return None
+        return now - self.failing_since
+
     def record_success(self) -> None:
         self.failures = 0
         self.trial_in_flight = False
         self._current_cooldown_s = 0.0
 
-    def record_failure(self, now: float) -> None:
+    def record_failure(self, now: float, reason: str = "") -> None:
+        if self.failures == 0:
+            self.failing_since = now
+        if reason:
+            self.last_failure = reason
         self.failures += 1
         self.trial_in_flight = False
         if self.failures >= self.failure_threshold:

@@ -3,7 +3,9 @@
 :class:`Cluster` keeps the last Metadata answer (brokers, topics, partitions, leaders) and
 refreshes it when a caller reports an invalid-metadata error (NOT_LEADER, unknown topic, ...)
 and when it is older than ``metadata_max_age_ms``. Calls retry retriable errors with
-exponential backoff and jitter until their deadline.
+exponential backoff and jitter until their deadline, except that they give up at once with
+:class:`NoBrokersAvailableError` when no broker is reachable (see :meth:`Cluster.unreachable`):
+a dead or misnamed broker fails a call in about a second instead of at its deadline.
 
 Runs on one asyncio event loop; not thread-safe.
 """
@@ -22,6 +24,7 @@ from rilke.client.config import parse_bootstrap_servers
 from rilke.client.structs import BrokerMetadata, PartitionMetadata, TopicPartition
 from rilke.client.transport import Transport, error_from_proto
 from rilke.errors import (
+    BrokerNotAvailableError,
     KafkaTimeoutError,
     LeaderNotAvailableError,
     NoBrokersAvailableError,
@@ -33,6 +36,14 @@ from rilke.proto import rilke_pb2 as pb
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+_UNREACHABLE_ERRORS = (BrokerNotAvailableError, NoBrokersAvailableError)
+
+RECONNECT_GRACE_S = 5.0
+"""How long every broker must have refused calls (circuit open) before a call gives up on a
+cluster that answered before: long enough to ride out a broker restart, much shorter than a
+request timeout. Before any broker ever answered there is no grace: the addresses may well
+be wrong, and the user should hear so at once."""
 
 
 class Cluster:
@@ -87,6 +98,30 @@ class Cluster:
         out.sort(key=lambda a: self.transport.breaker(a).is_open)
         return out
 
+    def unreachable(self) -> bool:
+        """True when no broker is worth waiting for: every candidate's circuit breaker is open
+        and has been for :data:`RECONNECT_GRACE_S` (for any time at all if no broker has ever
+        answered this client)."""
+        grace_s = RECONNECT_GRACE_S if self.transport.answered else 0.0
+        now = time.monotonic()
+        for address in self.candidate_addresses():
+            down_s = self.transport.breaker(address).down_for(now)
+            if down_s is None or down_s < grace_s:
+                return False
+        return True
+
+    def unreachable_error(self) -> NoBrokersAvailableError:
+        """The error for :meth:`unreachable`: which brokers, and what their last failure was."""
+        parts = []
+        for address in self.candidate_addresses():
+            b = self.transport.breaker(address)
+            reason = f": {b.last_failure}" if b.last_failure else ""
+            parts.append(f"{address} ({b.failures} failed calls in a row{reason})")
+        return NoBrokersAvailableError(
+            f"no broker is reachable: {'; '.join(parts)}. Check that a broker is running "
+            f"there (rilke server) and that bootstrap_servers names it"
+        )
+
     # --- metadata ------------------------------------------------------------------------
 
     def request_update(self) -> None:
@@ -114,7 +149,8 @@ class Cluster:
         """Fetch metadata (for ``topics`` plus those already wanted; None: all topics).
 
         Tries each candidate broker once, then backs off and tries again until the deadline.
-        Raises :class:`NoBrokersAvailableError` when none answers in time.
+        Raises :class:`NoBrokersAvailableError` when none answers in time, or earlier when
+        none is reachable (:meth:`unreachable`).
         """
         if topics is not None:
             self._wanted_topics.update(topics)
@@ -122,10 +158,13 @@ class Cluster:
             topics=sorted(self._wanted_topics) if topics is not None else []
         )
         timeout_s = self.request_timeout_s if timeout_s is None else timeout_s
-        deadline = time.monotonic() + timeout_s
+        started = time.monotonic()
+        deadline = started + timeout_s
         attempt = 0
         last_error: RilkeError | None = None
         while True:
+            if self.unreachable():
+                raise self.unreachable_error()
             for address in self.candidate_addresses():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -146,10 +185,13 @@ class Cluster:
                 return
             attempt += 1
             delay = backoff_s(attempt, self.retry_backoff_ms, self.retry_backoff_max_ms, self.rng)
+            if self.unreachable():
+                raise self.unreachable_error()
             if time.monotonic() + delay >= deadline:
                 raise NoBrokersAvailableError(
-                    f"no broker in {','.join(self.bootstrap)} answered within {timeout_s:.1f}s"
-                    f" (last error: {last_error}); check that a broker is running there"
+                    f"no broker in {','.join(self.candidate_addresses())} answered within "
+                    f"{time.monotonic() - started:.1f}s (last error: {last_error}); check that "
+                    f"a broker is running there"
                 )
             await asyncio.sleep(delay)
 
@@ -275,7 +317,8 @@ class Cluster:
         """Run ``op(remaining_s)`` until it succeeds, retrying retriable errors with backoff.
 
         Invalid-metadata errors trigger a metadata refresh before the next try. The last error
-        is raised when the deadline (``timeout_s``, default request_timeout_ms) passes.
+        is raised when the deadline (``timeout_s``, default request_timeout_ms) passes, and
+        :class:`NoBrokersAvailableError` as soon as no broker is reachable (:meth:`unreachable`).
         """
         timeout_s = self.request_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout_s
@@ -287,6 +330,8 @@ class Cluster:
             except RilkeError as exc:
                 if not exc.retriable:
                     raise
+                if isinstance(exc, _UNREACHABLE_ERRORS) and self.unreachable():
+                    raise self.unreachable_error() from None
                 if exc.invalid_metadata:
                     self.request_update()
                 attempt += 1

@@ -6,6 +6,7 @@ Bad settings raise ValueError at construction, before anything connects.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 DEFAULT_PORT = 9292
 """The port a broker listens on unless told otherwise, and the client's default."""
@@ -73,3 +74,29 @@ def require_positive(name: str, value: float, *, allow_zero: bool = False) -> No
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be {bound}, not {value!r}")
+
+
+def cluster_settings(
+    bootstrap_servers: str | Iterable[str],
+    *,
+    client_id: str,
+    request_timeout_ms: float,
+    retry_backoff_ms: float,
+    retry_backoff_max_ms: float,
+    metadata_max_age_ms: float,
+) -> dict[str, Any]:
+    """Check the connection settings every client shares and return them as the keyword
+    arguments of :class:`rilke.client.cluster.Cluster`. Raises ValueError for a bad one."""
+    parse_bootstrap_servers(bootstrap_servers)
+    require_positive("request_timeout_ms", request_timeout_ms)
+    require_positive("metadata_max_age_ms", metadata_max_age_ms)
+    require_positive("retry_backoff_ms", retry_backoff_ms, allow_zero=True)
+    require_positive("retry_backoff_max_ms", retry_backoff_max_ms, allow_zero=True)
+    return {
+        "bootstrap_servers": bootstrap_servers,
+        "client_id": client_id,
+        "request_timeout_ms": int(request_timeout_ms),
+        "retry_backoff_ms": int(retry_backoff_ms),
+        "retry_backoff_max_ms": int(retry_backoff_max_ms),
+        "metadata_max_age_ms": int(metadata_max_age_ms),
+    }

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from rilke.client.cluster import Cluster
-from rilke.client.config import require_positive
+from rilke.client.config import cluster_settings, require_positive
 from rilke.client.fetcher import Fetcher
 from rilke.client.loop_thread import LoopThread
 from rilke.client.offsets import EARLIEST, LATEST, list_offsets, normalize_tps
@@ -31,6 +31,18 @@ GROUP_FACTORY: Callable[[Any], Any] | None = None
 """Set by rilke.client.group to build a group membership for consumers with a group_id."""
 
 Records = dict[TopicPartition, list[ConsumerRecord]]
+
+
+def _iter_wait_ms(timeout_s: float | None, last_record: float) -> float:
+    """How long an iterator's next poll may wait: a second, or what is left of
+    consumer_timeout_ms since the last record."""
+    if timeout_s is None:
+        return 1000.0
+    return max(0.0, min(1.0, last_record + timeout_s - time.monotonic())) * 1000.0
+
+
+def _iter_timed_out(timeout_s: float | None, last_record: float) -> bool:
+    return timeout_s is not None and time.monotonic() - last_record >= timeout_s
 
 
 class _ConsumerCore:
@@ -57,8 +69,16 @@ class _ConsumerCore:
         retry_backoff_ms: int = 100,
         retry_backoff_max_ms: int = 1000,
         metadata_max_age_ms: int = 300_000,
+        consumer_timeout_ms: float | None = None,
         **group_settings: Any,
     ) -> None:
+        if consumer_timeout_ms is not None:
+            require_positive("consumer_timeout_ms", consumer_timeout_ms, allow_zero=True)
+        # Iterating the consumer stops after this long without a record (None: never), as
+        # kafka-python's consumer_timeout_ms does.
+        self.consumer_timeout_s = (
+            None if consumer_timeout_ms is None else consumer_timeout_ms / 1000.0
+        )
         if auto_offset_reset not in ("earliest", "latest", "none"):
             raise ValueError(
                 f"auto_offset_reset must be 'earliest', 'latest' or 'none', not {auto_offset_reset!r}"
@@ -72,13 +92,17 @@ class _ConsumerCore:
             ("max_partition_fetch_bytes", max_partition_fetch_bytes),
             ("max_prefetch_bytes", max_prefetch_bytes),
             ("max_poll_records", max_poll_records),
-            ("request_timeout_ms", request_timeout_ms),
         ):
             require_positive(name, value)
         require_positive("fetch_max_wait_ms", fetch_max_wait_ms, allow_zero=True)
-        from rilke.client.config import parse_bootstrap_servers
-
-        parse_bootstrap_servers(bootstrap_servers)
+        self._cluster_args = cluster_settings(
+            bootstrap_servers,
+            client_id=client_id,
+            request_timeout_ms=request_timeout_ms,
+            retry_backoff_ms=retry_backoff_ms,
+            retry_backoff_max_ms=retry_backoff_max_ms,
+            metadata_max_age_ms=metadata_max_age_ms,
+        )
         if group_settings and group_id is None:
             raise TypeError(f"unknown consumer settings: {', '.join(sorted(group_settings))}")
         self.topics = list(topics)
@@ -88,14 +112,6 @@ class _ConsumerCore:
         self.group_settings = group_settings
         self.max_poll_records = max_poll_records
         self.request_timeout_s = request_timeout_ms / 1000.0
-        self._cluster_args = {
-            "client_id": client_id,
-            "request_timeout_ms": request_timeout_ms,
-            "retry_backoff_ms": retry_backoff_ms,
-            "retry_backoff_max_ms": retry_backoff_max_ms,
-            "metadata_max_age_ms": metadata_max_age_ms,
-        }
-        self._bootstrap = bootstrap_servers
         self._fetcher_args = {
             "auto_offset_reset": auto_offset_reset,
             "fetch_min_bytes": fetch_min_bytes,
@@ -119,7 +135,7 @@ class _ConsumerCore:
         """Connect and start fetching (the assignment comes from assign() or subscribe())."""
         if self.fetcher is not None:
             return
-        self.cluster = Cluster(self._bootstrap, **self._cluster_args)  # type: ignore[arg-type]
+        self.cluster = Cluster(**self._cluster_args)
         self.fetcher = Fetcher(self.cluster, **self._fetcher_args)  # type: ignore[arg-type]
         self.fetcher.start()
         if self.group_id is not None:
@@ -361,8 +377,15 @@ class AIOConsumer(_ConsumerCore):
                 return records[0]
 
     async def __aiter__(self) -> AsyncIterator[ConsumerRecord]:
+        """Records one by one; ends when the consumer closes, or after consumer_timeout_ms
+        without a record."""
+        last_record = time.monotonic()
         while not self.closed:
-            got = await self.getmany(1000)
+            got = await self.getmany(_iter_wait_ms(self.consumer_timeout_s, last_record))
+            if got:
+                last_record = time.monotonic()
+            elif _iter_timed_out(self.consumer_timeout_s, last_record):
+                return
             for records in got.values():
                 for r in records:
                     yield r
@@ -394,11 +417,13 @@ class Consumer:
     auto_offset_reset="latest"|"earliest"|"none", fetch_min_bytes=1, fetch_max_wait_ms=500,
     fetch_max_bytes=50 MiB, max_partition_fetch_bytes=1 MiB, max_prefetch_bytes=4 MiB,
     max_poll_records=500, check_crcs=True, isolation_level="read_uncommitted",
-    request_timeout_ms=30000, client_id="rilke-consumer")``.
+    request_timeout_ms=30000, client_id="rilke-consumer", consumer_timeout_ms=None)``.
 
     Topics given without a group_id are read whole (every partition assigned); or call
     assign(). poll() returns ``{TopicPartition: [ConsumerRecord, ...]}``; iterating the
-    consumer yields records one by one. Every wait is bounded by its timeout.
+    consumer yields records one by one, and stops after consumer_timeout_ms without one
+    (None: it waits for more as long as the consumer is open). Every wait is bounded by its
+    timeout.
 
     With ``group_id`` (rilke/client/group.py): ``enable_auto_commit=True``,
     ``auto_commit_interval_ms=5000``, ``session_timeout_ms=45000``,
@@ -517,9 +542,17 @@ class Consumer:
                     fetcher.data_ready.wait(min(remaining, 0.5) if aio.group else remaining)
 
     def __iter__(self) -> Iterator[ConsumerRecord]:
+        """Records one by one; ends when the consumer closes, or after consumer_timeout_ms
+        without a record."""
+        timeout_s = self._aio.consumer_timeout_s
+        last_record = time.monotonic()
         while not self._aio.closed:
             if not self._iter_buffer:
-                got = self.poll(1000)
+                got = self.poll(_iter_wait_ms(timeout_s, last_record))
+                if got:
+                    last_record = time.monotonic()
+                elif _iter_timed_out(timeout_s, last_record):
+                    return
                 for records in got.values():
                     self._iter_buffer.extend(records)
                 self._iter_buffer.reverse()

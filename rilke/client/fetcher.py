@@ -201,7 +201,12 @@ class Fetcher:
                 if generation != st.generation:
                     continue
                 try:
-                    st.records = self._decode(st, data)
+                    st.records, rest = self._decode(st, data)
+                    if rest:
+                        # A batch that cannot be read follows the records decoded: they are
+                        # handed out first, and the next pass meets the bad batch alone.
+                        st.chunks.appendleft((rest, generation))
+                        st.buffered_bytes += len(rest)
                 except RilkeError as exc:
                     st.error = exc
                     st.chunks.clear()
@@ -216,7 +221,10 @@ class Fetcher:
             st.position = chunk[-1].offset + 1
         return got
 
-    def _decode(self, st: PartitionState, data: bytes) -> list[ConsumerRecord]:
+    def _decode(self, st: PartitionState, data: bytes) -> tuple[list[ConsumerRecord], bytes]:
+        """The records of the whole batches in ``data`` from the position on, and the bytes
+        left from a batch that cannot be read on (empty when all could). Raises the batch's
+        error, saying which offsets to skip, when the first batch cannot be read."""
         topic, partition = st.tp
         position = st.position or 0
         out: list[ConsumerRecord] = []
@@ -236,7 +244,16 @@ class Fetcher:
                 pos += size
                 continue
             batch = view[pos : pos + size]
-            records = read(batch, header, check)
+            try:
+                records = read(batch, header, check)
+            except RilkeError as exc:
+                if out:
+                    return out, data[pos:]
+                raise type(exc)(
+                    f"{topic}-{partition}: the batch at offsets {header.base_offset}-"
+                    f"{header.next_offset - 1} cannot be read ({exc}); seek() to offset "
+                    f"{header.next_offset} to skip it"
+                ) from None
             # tuple.__new__ skips the named tuple's argument parsing: this runs per record.
             if header.timestamp_type:
                 ts = header.max_timestamp
@@ -252,7 +269,7 @@ class Fetcher:
                     if o >= position
                 )
             pos += size
-        return out
+        return out, b""
 
     def has_buffered(self) -> bool:
         with self.lock:

@@ -24,7 +24,12 @@ from rilke.client.accumulator import (
 )
 from rilke.client.batch import RecordFuture
 from rilke.client.cluster import Cluster
-from rilke.client.config import compression_id, normalize_acks, require_positive
+from rilke.client.config import (
+    cluster_settings,
+    compression_id,
+    normalize_acks,
+    require_positive,
+)
 from rilke.client.loop_thread import LoopThread
 from rilke.client.partitioner import KeyPartitioner, StickyPartitioner
 from rilke.client.sender import Sender
@@ -99,14 +104,12 @@ class _ProducerCore:
             ("max_in_flight", max_in_flight),
             ("max_request_size", max_request_size),
             ("buffer_memory", buffer_memory),
-            ("request_timeout_ms", request_timeout_ms),
             ("delivery_timeout_ms", delivery_timeout_ms),
         ):
             require_positive(name, value)
         for name, value in (
             ("linger_ms", linger_ms),
             ("retries", retries),
-            ("retry_backoff_ms", retry_backoff_ms),
             ("max_block_ms", max_block_ms),
         ):
             require_positive(name, value, allow_zero=True)
@@ -114,11 +117,16 @@ class _ProducerCore:
             # Kafka requires acks=all for idempotence; we keep sequences with acks=1 as well
             # (ordering across retries) but not with acks=0, where nothing is acknowledged.
             enable_idempotence = self.acks != 0
+        self._cluster_settings = cluster_settings(
+            bootstrap_servers,
+            client_id=client_id,
+            request_timeout_ms=request_timeout_ms,
+            retry_backoff_ms=retry_backoff_ms,
+            retry_backoff_max_ms=retry_backoff_max_ms,
+            metadata_max_age_ms=metadata_max_age_ms,
+        )
         self._settings: dict[str, Any] = {
-            "bootstrap_servers": bootstrap_servers,
-            "client_id": client_id,
             "request_timeout_ms": request_timeout_ms,
-            "metadata_max_age_ms": metadata_max_age_ms,
             "retry_backoff_ms": retry_backoff_ms,
             "retry_backoff_max_ms": retry_backoff_max_ms,
             "retries": retries,
@@ -127,10 +135,6 @@ class _ProducerCore:
             "enable_idempotence": enable_idempotence,
             "produce_path": produce_path,
         }
-        # Validate bootstrap_servers now, before anything starts.
-        from rilke.client.config import parse_bootstrap_servers
-
-        parse_bootstrap_servers(bootstrap_servers)
         self.max_request_size = max_request_size
         self.max_block_s = max_block_ms / 1000.0
         self.acc = RecordAccumulator(
@@ -150,14 +154,7 @@ class _ProducerCore:
 
     def _start_on_loop(self) -> None:
         s = self._settings
-        self.cluster = Cluster(
-            s["bootstrap_servers"],
-            client_id=s["client_id"],
-            request_timeout_ms=int(s["request_timeout_ms"]),
-            metadata_max_age_ms=int(s["metadata_max_age_ms"]),
-            retry_backoff_ms=int(s["retry_backoff_ms"]),
-            retry_backoff_max_ms=int(s["retry_backoff_max_ms"]),
-        )
+        self.cluster = Cluster(**self._cluster_settings)
         self.sender = Sender(
             self.cluster,
             self.acc,
@@ -219,6 +216,8 @@ class _ProducerCore:
             tp = self._tps[(topic, partition)] = TopicPartition(topic, partition)
         if timestamp_ms is None:
             timestamp_ms = time.time_ns() // 1_000_000
+        elif timestamp_ms < 0:
+            raise ValueError(f"timestamp_ms must be >= 0 (ms since the epoch), not {timestamp_ms}")
         batch, index, _ = self.acc.append(tp, key, value, headers, timestamp_ms, size)
         if sticky and batch.full:
             self._sticky.on_new_batch(topic, num_partitions, partition)
@@ -400,7 +399,8 @@ class Producer:
         space; raises :class:`KafkaTimeoutError` then. Raises
         :class:`UnknownTopicOrPartitionError` for a topic the broker does not have,
         :class:`MessageSizeTooLargeError` for a record larger than max_request_size,
-        :class:`ProducerClosedError` after close(), TypeError for bad keys/values.
+        :class:`ProducerClosedError` after close(), TypeError for bad keys/values, ValueError
+        for a negative timestamp_ms.
         """
         aio = self._aio
         parts = aio.cluster.topics.get(topic) if aio.cluster is not None else None

@@ -94,6 +94,8 @@ class Transport:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[tuple[str, str], Any] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
+        self.answered = False
+        """Whether any broker has ever answered a call (so the addresses were right once)."""
 
     def breaker(self, address: str) -> CircuitBreaker:
         b = self._breakers.get(address)
@@ -143,13 +145,15 @@ class Transport:
         except grpc.aio.AioRpcError as exc:
             err = error_from_rpc(exc, address, f"{service}.{method}")
             if isinstance(err, BrokerNotAvailableError | RequestTimedOutError):
-                breaker.record_failure(time.monotonic())
+                breaker.record_failure(time.monotonic(), exc.details() or exc.code().name)
             else:
+                self.answered = True
                 breaker.record_success()
             raise err from None
         except BaseException:
             breaker.trial_in_flight = False
             raise
+        self.answered = True
         breaker.record_success()
         return response
 

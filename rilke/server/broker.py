@@ -2,11 +2,13 @@
 
 The gRPC services (rilke.server.services) translate protobuf to calls on :class:`Broker` and
 on the :class:`~rilke.server.partition.Partition` objects it hands out. Everything here runs on
-the event loop thread; storage calls are synchronous.
+the event loop thread; storage calls are synchronous, except that fsyncs and maintenance's
+disk work run on worker threads (see rilke.server.partition).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -17,6 +19,7 @@ from typing import Protocol
 from rilke.errors import (
     InvalidConfigError,
     InvalidRequestError,
+    LogClosedError,
     ShuttingDownError,
     UnknownTopicOrPartitionError,
 )
@@ -247,10 +250,31 @@ class Broker:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def run_maintenance(self) -> None:
-        """Retention, compaction, time-based flush and roll; producer state snapshots."""
+        """Retention, compaction, time-based flush and roll; producer state snapshots. All on
+        the caller's thread (blocks on disk): see :meth:`maintain` for the loop's way."""
         self._manager.run_maintenance(self._clock_ms())
         for part in self._partitions.values():
             part.write_snapshot()
+
+    async def maintain(self) -> None:
+        """What :meth:`run_maintenance` does, without stalling the event loop: partition by
+        partition (:meth:`LocalPartition.maintain`: fsyncs, checkpoint writes and compaction
+        on worker threads), yielding to requests between partitions. A partition's failure is
+        logged and the others go on."""
+        now = self._clock_ms()
+        for key, part in list(self._partitions.items()):
+            if self._closed:
+                return
+            if self._partitions.get(key) is not part:
+                continue  # deleted meanwhile
+            try:
+                await part.maintain(now)
+                await part.write_snapshot_async()
+            except LogClosedError:
+                continue
+            except Exception:
+                log.exception("maintenance of %s-%d failed", *key)
+            await asyncio.sleep(0)
 
     def close(self) -> None:
         """Flush everything, snapshot producer state, close the logs and write the clean

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +50,32 @@ def open_log_manager(config: BrokerConfig) -> LogManagerLike:
     return manager
 
 
+def check_bindable(host: str, port: int) -> None:
+    """Raise ListenError saying why, when ``host:port`` cannot be bound (in use, not an
+    address of this machine, a privileged port); port 0 always can.
+
+    gRPC's own bind failure says only "Failed to bind" (and logs a line of its own), so the
+    address is tried first with a plain socket, as gRPC will bind it (SO_REUSEADDR).
+    """
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise ListenError(f"cannot listen on {host}:{port}: {e} (check --listen)") from None
+    for family, kind, proto, _, address in infos[:1]:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as e:
+                reason = "address already in use" if e.errno == errno.EADDRINUSE else e.strerror
+                raise ListenError(
+                    f"cannot listen on {host}:{port}: {reason}: choose another --listen "
+                    f"(or stop what uses it)"
+                ) from None
+
+
 class BrokerServer:
     """One broker: a Broker over a LogManager, behind a grpc.aio server."""
 
@@ -74,7 +102,10 @@ class BrokerServer:
         failure everything opened is closed again.
         """
         config = self.config
-        host, _ = split_host_port(config.listen, "listen", config.sources.get("listen", "default"))
+        host, port = split_host_port(
+            config.listen, "listen", config.sources.get("listen", "default")
+        )
+        check_bindable(host, port)
         manager = self._manager_factory(config)
         try:
             self.broker = broker = Broker(config, manager)
@@ -89,9 +120,13 @@ class BrokerServer:
             try:
                 bound = server.add_insecure_port(config.listen)
             except RuntimeError as e:
-                raise ListenError(f"cannot listen on {config.listen}: {e}") from None
+                raise ListenError(
+                    f"cannot listen on {config.listen}: {e} (choose another --listen)"
+                ) from None
             if not bound:
-                raise ListenError(f"cannot listen on {config.listen} (address in use?)")
+                raise ListenError(
+                    f"cannot listen on {config.listen} (address in use?): choose another --listen"
+                )
             self.address = (host, bound)
             advertised = self.address
             if config.advertised_listen:
@@ -147,7 +182,9 @@ class BrokerServer:
             if self.broker is None:
                 return
             try:
-                self.broker.run_maintenance()
+                # Fsyncs, checkpoint writes and compaction on worker threads; the loop keeps
+                # serving requests meanwhile.
+                await self.broker.maintain()
             except Exception:
                 log.exception("maintenance failed")
 

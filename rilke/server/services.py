@@ -8,8 +8,9 @@ Thin: each handler converts protobuf to calls on :class:`~rilke.server.broker.Br
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import grpc
@@ -17,6 +18,7 @@ from google.protobuf.message import DecodeError
 
 from rilke.errors import (
     InvalidRequestError,
+    InvalidTopicError,
     MessageSizeTooLargeError,
     OffsetOutOfRangeError,
     RequestTimedOutError,
@@ -26,6 +28,7 @@ from rilke.proto import rilke_pb2 as pb
 from rilke.proto import rilke_pb2_grpc as pb_grpc
 from rilke.server.broker import Broker
 from rilke.server.partition import VALID_ACKS, AppendResult, Partition
+from rilke.server.topics import is_internal
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,27 @@ def to_error(e: BaseException) -> pb.Error:
     return pb.Error(code=RilkeError.code, message=f"internal error: {e!r}")
 
 
+@contextlib.contextmanager
+def error_into(out: Any) -> Iterator[None]:
+    """Answer an exception raised in the block in ``out.error`` (a per-item result message)
+    instead of failing the whole request; the block's other writes to ``out`` stay."""
+    try:
+        yield
+    except Exception as e:
+        out.error.CopyFrom(to_error(e))
+
+
+def refuse_internal(topic: str, action: str) -> None:
+    """Raise InvalidTopicError when a client asks to ``action`` an internal topic (a name
+    starting with ``__``, e.g. ``__consumer_offsets``): those belong to the broker, and a
+    stray write, config change or delete would corrupt or lose its state. Reading is fine."""
+    if is_internal(topic):
+        raise InvalidTopicError(
+            f"cannot {action} {topic!r}: topics whose names start with '__' are the broker's "
+            f"internal topics; choose another name"
+        )
+
+
 _Started = tuple[pb.ProducePartitionData, "asyncio.Future[AppendResult] | None", pb.Error | None]
 
 
@@ -66,6 +90,10 @@ class BrokerService(pb_grpc.BrokerServicer):
     def wake_all_waiters(self) -> None:
         """Shutdown: answer every long poll now, and do not start new waits."""
         self._stopping = True
+        self.wake_waiters()
+
+    def wake_waiters(self) -> None:
+        """Make every long poll look again (a topic was deleted: its polls answer the error)."""
         for event in self._waiters:
             event.set()
 
@@ -101,6 +129,7 @@ class BrokerService(pb_grpc.BrokerServicer):
                 started.append((p, None, to_error(refusal)))
                 continue
             try:
+                refuse_internal(p.topic, "produce to")
                 partition = self._broker.partition(p.topic, p.partition, auto_create=True)
                 started.append((p, partition.append(p.records, acks), None))
             except Exception as e:
@@ -209,26 +238,41 @@ class BrokerService(pb_grpc.BrokerServicer):
             total += len(data.records)
         return response, total, failed
 
-    async def Fetch(self, request: pb.FetchRequest, context: Any) -> pb.FetchResponse:
-        """Whole batches up to the high watermark; waits up to max_wait_ms (woken by appends)
-        until min_bytes are available or an error is to be reported."""
+    def _partitions(self, request: pb.FetchRequest) -> list[Partition | pb.Error]:
         partitions: list[Partition | pb.Error] = []
         for wanted in request.partitions:
             try:
                 partitions.append(self._broker.partition(wanted.topic, wanted.partition))
             except Exception as e:
                 partitions.append(to_error(e))
+        return partitions
+
+    def _partitions_or_refusal(self, request: pb.FetchRequest) -> list[Partition | pb.Error]:
+        """The partitions to read, or, for a negative byte limit, the error of each."""
+        if request.max_bytes < 0 or any(w.partition_max_bytes < 0 for w in request.partitions):
+            refusal = to_error(
+                InvalidRequestError(
+                    "max_bytes and partition_max_bytes must be >= 0 (0: the broker's default)"
+                )
+            )
+            return [refusal for _ in request.partitions]
+        return self._partitions(request)
+
+    async def Fetch(self, request: pb.FetchRequest, context: Any) -> pb.FetchResponse:
+        """Whole batches up to the high watermark; waits up to max_wait_ms (woken by appends
+        and topic deletions) until min_bytes are available or an error is to be reported."""
+        partitions = self._partitions_or_refusal(request)
         response, total, failed = self._read_all(request, partitions)
         wait_ms = min(request.max_wait_ms, MAX_FETCH_WAIT_MS)
         if failed or total >= request.min_bytes or wait_ms <= 0 or self._stopping:
             return response
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_ms / 1000
-        live = [p for p in partitions if not isinstance(p, pb.Error)]
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0 or self._stopping:
                 return response
+            live = [p for p in partitions if not isinstance(p, pb.Error)]
             woken = asyncio.Event()
             unsubscribes = [p.subscribe(woken.set) for p in live]
             self._waiters.add(woken)
@@ -240,6 +284,9 @@ class BrokerService(pb_grpc.BrokerServicer):
                 self._waiters.discard(woken)
                 for unsubscribe in unsubscribes:
                     unsubscribe()
+            # Looked up again: a partition deleted during the wait answers its error, and is
+            # not read through its closed log.
+            partitions = self._partitions(request)
             response, total, failed = self._read_all(request, partitions)
             if failed or total >= request.min_bytes:
                 return response
@@ -253,7 +300,7 @@ class BrokerService(pb_grpc.BrokerServicer):
         for wanted in request.partitions:
             out = response.partitions.add(topic=wanted.topic, partition=wanted.partition)
             out.offset = out.timestamp = -1
-            try:
+            with error_into(out):
                 partition = self._broker.partition(wanted.topic, wanted.partition)
                 offsets = partition.offsets()
                 if wanted.timestamp == EARLIEST:
@@ -269,8 +316,6 @@ class BrokerService(pb_grpc.BrokerServicer):
                     found = partition.offset_for_timestamp(wanted.timestamp)
                     if found is not None and found[0] < offsets.high_watermark:
                         out.offset, out.timestamp = found
-            except Exception as e:
-                out.error.CopyFrom(to_error(e))
         return response
 
     async def Metadata(self, request: pb.MetadataRequest, context: Any) -> pb.MetadataResponse:
@@ -282,9 +327,11 @@ class BrokerService(pb_grpc.BrokerServicer):
         names = list(request.topics) or [t.name for t in broker.topics]
         for name in names:
             out = response.topics.add(name=name)
-            try:
+            with error_into(out):
                 if name not in broker.topics and not (
-                    request.allow_auto_topic_creation and broker.maybe_auto_create(name)
+                    request.allow_auto_topic_creation
+                    and not is_internal(name)
+                    and broker.maybe_auto_create(name)
                 ):
                     broker.partition(name, 0)  # raises the precise error
                 info = broker.topics.require(name)
@@ -297,8 +344,6 @@ class BrokerService(pb_grpc.BrokerServicer):
                         replicas=[node_id],
                         isr=[node_id],
                     )
-            except Exception as e:
-                out.error.CopyFrom(to_error(e))
         return response
 
     async def InitProducerId(
@@ -316,8 +361,11 @@ class BrokerService(pb_grpc.BrokerServicer):
 class AdminService(pb_grpc.AdminServicer):
     """Topics and their configs."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(
+        self, broker: Broker, on_topics_deleted: Callable[[], None] = lambda: None
+    ) -> None:
         self._broker = broker
+        self._on_topics_deleted = on_topics_deleted
 
     async def CreateTopics(
         self, request: pb.CreateTopicsRequest, context: Any
@@ -325,7 +373,8 @@ class AdminService(pb_grpc.AdminServicer):
         response = pb.CreateTopicsResponse()
         for topic in request.topics:
             out = response.results.add(name=topic.name)
-            try:
+            with error_into(out):
+                refuse_internal(topic.name, "create")
                 self._broker.create_topic(
                     topic.name,
                     topic.num_partitions,
@@ -333,8 +382,6 @@ class AdminService(pb_grpc.AdminServicer):
                     dict(topic.configs),
                     validate_only=request.validate_only,
                 )
-            except Exception as e:
-                out.error.CopyFrom(to_error(e))
         return response
 
     async def DeleteTopics(
@@ -343,10 +390,10 @@ class AdminService(pb_grpc.AdminServicer):
         response = pb.DeleteTopicsResponse()
         for name in request.names:
             out = response.results.add(name=name)
-            try:
+            with error_into(out):
+                refuse_internal(name, "delete")
                 self._broker.delete_topic(name)
-            except Exception as e:
-                out.error.CopyFrom(to_error(e))
+        self._on_topics_deleted()
         return response
 
     async def ListTopics(
@@ -370,7 +417,7 @@ class AdminService(pb_grpc.AdminServicer):
         names = list(request.names) or [t.name for t in broker.topics]
         for name in names:
             out = response.topics.add(name=name)
-            try:
+            with error_into(out):
                 info = broker.topics.require(name)
                 out.internal = info.internal
                 out.replication_factor = info.replication_factor
@@ -388,8 +435,6 @@ class AdminService(pb_grpc.AdminServicer):
                         log_end_offset=offsets.log_end_offset,
                         size_bytes=partition.size_bytes(),
                     )
-            except Exception as e:
-                out.error.CopyFrom(to_error(e))
         return response
 
     async def DescribeConfigs(
@@ -399,11 +444,9 @@ class AdminService(pb_grpc.AdminServicer):
         names = list(request.topics) or [t.name for t in self._broker.topics]
         for name in names:
             out = response.results.add(topic=name)
-            try:
+            with error_into(out):
                 for entry in self._broker.describe_configs(name, request.include_defaults):
                     out.entries.add(name=entry.name, value=entry.value, is_default=entry.is_default)
-            except Exception as e:
-                out.error.CopyFrom(to_error(e))
         return response
 
     async def AlterConfigs(
@@ -412,15 +455,14 @@ class AdminService(pb_grpc.AdminServicer):
         response = pb.AlterConfigsResponse()
         for change in request.topics:
             out = response.results.add(name=change.topic)
-            try:
+            with error_into(out):
+                refuse_internal(change.topic, "change the configs of")
                 self._broker.alter_configs(
                     change.topic,
                     dict(change.set),
                     list(change.delete),
                     validate_only=request.validate_only,
                 )
-            except Exception as e:
-                out.error.CopyFrom(to_error(e))
         return response
 
 
@@ -438,7 +480,7 @@ def add_services(
 
     service = BrokerService(broker, advertised)
     _add_servicer(server, "Broker", service)
-    _add_servicer(server, "Admin", AdminService(broker))
+    _add_servicer(server, "Admin", AdminService(broker, service.wake_waiters))
     if group_service is not None:
         _add_servicer(server, "Group", group_service)
     health_servicer = health.aio.HealthServicer()

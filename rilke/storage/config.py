@@ -57,7 +57,9 @@ class LogConfig:
             f"must be one of {sorted(CLEANUP_POLICIES)}",
         )
         need(self.delete_retention_ms >= 0, "delete.retention.ms", "must be >= 0")
-        need(self.max_message_bytes >= HEADER_SIZE, "max.message.bytes", f">= {HEADER_SIZE}")
+        need(
+            self.max_message_bytes >= HEADER_SIZE, "max.message.bytes", f"must be >= {HEADER_SIZE}"
+        )
         need(
             self.message_timestamp_type in TIMESTAMP_TYPES,
             "message.timestamp.type",

@@ -18,6 +18,7 @@ INDEX_SUFFIX = ".index"
 TIME_INDEX_SUFFIX = ".timeindex"
 CLEANED_SUFFIX = ".cleaned"  # a compacted segment being written, not yet swapped in
 TMP_SUFFIX = ".tmp"  # an atomic write in progress
+DELETED_SUFFIX = ".deleted"  # a segment file renamed away by retention, to be unlinked
 
 OFFSET_DIGITS = 20
 
@@ -66,12 +67,13 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, *, unique_tmp: bool = False) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves either the old or the new file.
 
-    Writes ``path.tmp``, fsyncs it, renames it over ``path`` and fsyncs the directory.
+    Writes ``path.tmp`` (``path.<random>.tmp`` with ``unique_tmp``, for writers that may
+    overlap), fsyncs it, renames it over ``path`` and fsyncs the directory.
     """
-    tmp = path.with_name(path.name + TMP_SUFFIX)
+    tmp = path.with_name(path.name + (f".{os.urandom(4).hex()}" if unique_tmp else "") + TMP_SUFFIX)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         view = memoryview(data)

@@ -80,6 +80,12 @@ class _IndexFile:
         self.flush()
         fdatasync(self._open())
 
+    def dup_fd(self) -> int:
+        """Write buffered entries and return a duplicate of the file's descriptor (the
+        caller closes it): for an fsync elsewhere that outlives a close of this file."""
+        self.flush()
+        return os.dup(self._open())
+
     def truncate_entries(self, count: int) -> None:
         """Keep only the first ``count`` entries. May block on disk."""
         if count >= self._written:
@@ -210,6 +216,11 @@ class OffsetIndex:
         self._stage()
         self._file.sync()
 
+    def dup_fd(self) -> int:
+        """Hand every entry to the OS; a duplicate descriptor of the file, to fsync."""
+        self._stage()
+        return self._file.dup_fd()
+
     def close(self) -> None:
         self._stage()
         self._file.close()
@@ -296,6 +307,10 @@ class TimeIndex:
 
     def sync(self) -> None:
         self._file.sync()
+
+    def dup_fd(self) -> int:
+        """Hand every entry to the OS; a duplicate descriptor of the file, to fsync."""
+        return self._file.dup_fd()
 
     def close(self) -> None:
         self._file.close()

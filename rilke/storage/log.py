@@ -16,11 +16,21 @@ a removed suffix come back). The recovery point and the log start offset are wri
 checkpoint file (atomically) by ``checkpoint()`` (maintenance), truncation,
 ``delete_records_before`` and close; after a crash, recovery scans from the checkpointed
 recovery point on.
+
+For a caller that must not block on fsync (an event loop), a flush splits in three:
+``begin_flush`` (on the log's thread) takes duplicated descriptors of what to sync as a
+:class:`FlushJob`, ``job.run()`` fsyncs them on any thread, and ``end_flush`` (the log's thread
+again) raises ``flushed_offset``. The log stays usable meanwhile (appends, rolls, retention,
+truncation, close): the duplicates keep the files open, and a job taken before a truncation is
+ignored. Likewise ``begin_checkpoint``/``end_checkpoint``, and compaction in
+:mod:`rilke.storage.cleaner` (``plan_compaction``, ``plan.run()``, ``finish_compaction``). Only
+``FlushJob.run``, ``Checkpoint.write`` and ``CompactionPlan.run`` may run on another thread.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import struct
 from bisect import bisect_right
@@ -71,6 +81,11 @@ log = logging.getLogger(__name__)
 
 _MAX_TIMESTAMP_POS = 35
 _HEADER = struct.Struct(">qiibIhiqqqhii")  # the 61-byte batch header, as records.header
+# The fields append's fast path needs: base offset, length, magic, crc, attributes, last
+# offset delta, max timestamp, record count (the others skipped as padding).
+_FAST_HEADER = struct.Struct(">qi4xbIhi8xq14xi")
+_BASE_LENGTH_EPOCH = struct.Struct(">qii")  # the first 16 bytes: what stamping changes
+_new_tuple = tuple.__new__  # builds AppendInfo without its Python-level __new__
 _INT64 = struct.Struct(">q")
 _INT32 = struct.Struct(">i")
 _IOV_MAX = 1000  # pieces per pwritev; Linux allows 1024
@@ -113,6 +128,53 @@ def _stamp(
         if rest is not None:
             crc = crc32c(rest, crc)
         head[CRC_POS : CRC_POS + 4] = crc.to_bytes(4, "big")
+
+
+class FlushJob:
+    """The fsyncs of one flush, taken from a log by :meth:`PartitionLog.begin_flush`.
+
+    ``run`` may be called on any thread (it is the only storage code that may): it touches
+    nothing but its own duplicated descriptors, so the log may meanwhile append, roll, delete
+    segments by retention, truncate or close. Hand the job back to the log's thread
+    afterwards: :meth:`PartitionLog.end_flush` once ``run`` returned, or
+    :meth:`PartitionLog.abort_flush` if it raised. Run each job at most once.
+    """
+
+    __slots__ = ("_dir_fd", "_fds", "_generation", "_segments", "flushed_offset")
+
+    def __init__(
+        self,
+        fds: list[int],
+        dir_fd: int | None,
+        segments: list[tuple[LogSegment, int]],
+        flushed_offset: int,
+        generation: tuple[int, int | None],
+    ) -> None:
+        self._fds = fds
+        self._dir_fd = dir_fd
+        self._segments = segments  # each with its size when the job was taken
+        self.flushed_offset = flushed_offset  # what the log's recovery point becomes
+        self._generation = generation  # (truncations, segment creations if it syncs the dir)
+
+    def run(self) -> None:
+        """fdatasync every file (fsync the directory if a segment was created). Blocks on
+        disk; raises OSError when a sync fails. The descriptors are closed by ``end_flush``
+        or ``abort_flush`` (on the log's thread: the fewer system calls here, the fewer
+        times this thread must take the interpreter lock back from a busy event loop)."""
+        for fd in self._fds:
+            files.fdatasync(fd)
+        if self._dir_fd is not None:
+            os.fsync(self._dir_fd)
+
+    def close(self) -> None:
+        """Close the descriptors (``end_flush``/``abort_flush`` do; also for a job that
+        will not run). Idempotent."""
+        fds, self._fds = self._fds, []
+        if self._dir_fd is not None:
+            fds.append(self._dir_fd)
+            self._dir_fd = None
+        for fd in fds:
+            os.close(fd)
 
 
 class AppendInfo(NamedTuple):
@@ -168,6 +230,9 @@ class PartitionLog:
         self._unflushed_messages = 0
         self._first_unflushed_ms: int | None = None
         self._dir_dirty = False  # a segment file was created since the directory's last fsync
+        self._dir_changes = 0  # segment files created so far (a flush job notes the count)
+        self._deleted_files: list[Path] = []  # renamed by retention, for the caller to unlink
+        self._generation = 0  # bumped by truncation: a flush job from before it is stale
         self._closed = False
         self._cache_config()
 
@@ -287,6 +352,7 @@ class PartitionLog:
         assign_offsets: bool = True,
         leader_epoch: int | None = None,
         now_ms: int,
+        crc_checked: bool = False,
     ) -> AppendInfo:
         """Append one or more whole batches, all or nothing. May block on disk.
 
@@ -300,6 +366,12 @@ class PartitionLog:
         in place, so the caller holds exactly the bytes that were stored (to forward them to
         replicas); read-only bytes are not copied but written around their stamped headers.
 
+        ``crc_checked=True`` is for a caller that has just checked these very bytes (every
+        batch's CRC, e.g. with :func:`rilke.records.header.check_batch`) and has not changed
+        them since: the CRC is then not computed again. Every other check still runs (the CRC
+        is the only costly one: a pass over all the bytes). Never pass it for bytes from
+        anywhere else (a replica, a file): a wrong CRC would then be stored.
+
         Raises CorruptBatchError (bytes that do not form valid batches), BatchTooLargeError,
         NonContiguousOffsetError (preset offsets that do not continue the log),
         LogClosedError; on any of these nothing is written. Applies the flush policy: with
@@ -309,40 +381,26 @@ class PartitionLog:
         if self._closed:
             raise LogClosedError(f"the log in {self.directory} is closed")
         view = memoryview(batches)
-        if view.ndim != 1 or view.itemsize != 1:
+        if type(batches) is memoryview and (view.ndim != 1 or view.itemsize != 1):
             view = view.cast("B")
         total = len(view)
-        if total == 0:
-            raise CorruptBatchError("nothing to append: no batch in the buffer")
         if total >= HEADER_SIZE and not self._log_append_time:
             # One batch, the produce path's common case: checks, stamping and the write kept
-            # inline, since this runs once per batch. The general loop below does the same.
-            (
-                batch_base,
-                length,
-                _,
-                magic,
-                crc,
-                attributes,
-                delta,
-                _,
-                max_timestamp,
-                _,
-                _,
-                _,
-                count,
-            ) = _HEADER.unpack_from(view)
-            if length + LOG_OVERHEAD == total:
-                if (
-                    magic != MAGIC
-                    or total > self._max_message_bytes
-                    or delta < 0
-                    or count < 0
-                    or count > delta + 1
-                    or attributes & COMPRESSION_MASK > MAX_COMPRESSION_ID
-                    or crc32c(view[CRC_START:]) != crc
-                ):
-                    return self._append_many(view, assign_offsets, leader_epoch, now_ms)
+            # inline, since this runs once per batch (every attribute lookup and temporary
+            # object here costs a measurable share of a 16 KiB append). The general loop in
+            # _append_many does the same checks and gives the precise error for any refusal.
+            batch_base, length, magic, crc, attributes, delta, max_timestamp, count = (
+                _FAST_HEADER.unpack_from(view)
+            )
+            if (
+                length + LOG_OVERHEAD == total
+                and magic == MAGIC
+                and total <= self._max_message_bytes
+                and delta >= 0
+                and 0 <= count <= delta + 1
+                and attributes & COMPRESSION_MASK <= MAX_COMPRESSION_ID
+                and (crc_checked or crc32c(view[CRC_START:]) == crc)
+            ):
                 base = self.log_end_offset
                 if not assign_offsets and batch_base != base:
                     raise NonContiguousOffsetError(
@@ -350,34 +408,44 @@ class PartitionLog:
                     )
                 next_offset = base + delta + 1
                 active = self._segments[-1]
-                if active.size and (
-                    active.size + total > self._segment_bytes
+                size = active.size
+                if size and (
+                    size + total > self._segment_bytes
                     or now_ms - active.rolling_base_ms >= self._segment_ms
                     or delta + base - active.base_offset > INT32_MAX
                     or len(active.offset_index.offsets) >= self._max_index_entries
                 ):
                     self.roll(now_ms)
                     active = self._segments[-1]
-                if not (assign_offsets or leader_epoch is not None):
-                    active.append_one(view, total, base, next_offset, max_timestamp, now_ms)
-                elif view.readonly:
-                    head = bytearray(view[:HEADER_SIZE])
-                    _INT64.pack_into(head, 0, base)
-                    if leader_epoch is not None:
-                        _INT32.pack_into(head, LEADER_EPOCH_POS, leader_epoch)
-                    active.append_one(
-                        [head, view[HEADER_SIZE:]], total, base, next_offset, max_timestamp, now_ms
-                    )
-                else:
-                    _INT64.pack_into(view, 0, base)
-                    if leader_epoch is not None:
+                if not assign_offsets:
+                    if leader_epoch is None:
+                        data: memoryview | list[bytes | memoryview] = view
+                    elif view.readonly:
+                        data = [_BASE_LENGTH_EPOCH.pack(base, length, leader_epoch), view[16:]]
+                    else:
                         _INT32.pack_into(view, LEADER_EPOCH_POS, leader_epoch)
-                    active.append_one(view, total, base, next_offset, max_timestamp, now_ms)
+                        data = view
+                elif view.readonly:
+                    # Read-only bytes are written around a stamped copy of their first 8 or
+                    # 16 bytes (one small pack instead of copying the header or the batch).
+                    if leader_epoch is None:
+                        data = [_INT64.pack(base), view[8:]]
+                    else:
+                        data = [_BASE_LENGTH_EPOCH.pack(base, length, leader_epoch), view[16:]]
+                else:
+                    if leader_epoch is None:
+                        _INT64.pack_into(view, 0, base)
+                    else:
+                        _BASE_LENGTH_EPOCH.pack_into(view, 0, base, length, leader_epoch)
+                    data = view
+                active.append_one(data, total, base, next_offset, max_timestamp, now_ms)
                 self.log_end_offset = next_offset
                 if self._flush_policy:
                     self._apply_flush_policy(next_offset - base, now_ms)
-                return AppendInfo(base, next_offset - 1, max_timestamp, -1, 1, total)
-        return self._append_many(view, assign_offsets, leader_epoch, now_ms)
+                return _new_tuple(AppendInfo, (base, next_offset - 1, max_timestamp, -1, 1, total))
+        if total == 0:
+            raise CorruptBatchError("nothing to append: no batch in the buffer")
+        return self._append_many(view, assign_offsets, leader_epoch, now_ms, crc_checked)
 
     def _append_many(
         self,
@@ -385,6 +453,7 @@ class PartitionLog:
         assign_offsets: bool,
         leader_epoch: int | None,
         now_ms: int,
+        crc_checked: bool = False,
     ) -> AppendInfo:
         """``append`` for several batches, LogAppendTime, and every refusal."""
         total = len(view)
@@ -393,28 +462,16 @@ class PartitionLog:
         first_offset = next_offset = self.log_end_offset
         checked: list[tuple[int, int, int, int, int]] = []  # position, size, base, delta, max_ts
         position = 0
-        unpack = _HEADER.unpack_from
+        unpack = _FAST_HEADER.unpack_from
         while position < total:
             # The checks of records.header.check_batch, without building a BatchHeader: this
             # runs once per batch on the produce path. Anything odd goes to check_batch itself
             # for the precise error.
             if total - position < HEADER_SIZE:
                 _refuse(view, position)
-            (
-                batch_base,
-                length,
-                _,
-                magic,
-                crc,
-                attributes,
-                delta,
-                _,
-                batch_max_ts,
-                _,
-                _,
-                _,
-                count,
-            ) = unpack(view, position)
+            batch_base, length, magic, crc, attributes, delta, batch_max_ts, count = unpack(
+                view, position
+            )
             size = length + LOG_OVERHEAD
             end = position + size
             if size > max_size:
@@ -431,7 +488,7 @@ class PartitionLog:
                 or count < 0
                 or count > delta + 1
                 or attributes & COMPRESSION_MASK > MAX_COMPRESSION_ID
-                or crc32c(view[position + CRC_START : end]) != crc
+                or (not crc_checked and crc32c(view[position + CRC_START : end]) != crc)
             ):
                 _refuse(view, position)
             if assign_offsets:
@@ -462,8 +519,32 @@ class PartitionLog:
         entries: list[tuple[int, int, int, int]] = []
         data: memoryview | list[bytes | bytearray | memoryview] = view
         max_timestamp = -1
-        if stamp and view.readonly:
+        if stamp and append_time_ms is None:
+            # Only the first 8 (or 16) bytes change, outside the CRC: read-only input is
+            # written around small packed stamps, writable input is stamped in place.
             pieces: list[bytes | bytearray | memoryview] = []
+            add = pieces.append
+            readonly = view.readonly
+            for position, size, base, delta, batch_max_ts in checked:
+                if leader_epoch is None:
+                    if readonly:
+                        add(_INT64.pack(base))
+                        add(view[position + 8 : position + size])
+                    else:
+                        _INT64.pack_into(view, position, base)
+                elif readonly:
+                    add(_BASE_LENGTH_EPOCH.pack(base, size - LOG_OVERHEAD, leader_epoch))
+                    add(view[position + 16 : position + size])
+                else:
+                    _BASE_LENGTH_EPOCH.pack_into(
+                        view, position, base, size - LOG_OVERHEAD, leader_epoch
+                    )
+                entries.append((size, base, base + delta, batch_max_ts))
+                max_timestamp = max(max_timestamp, batch_max_ts)
+            if readonly:
+                data = pieces if len(pieces) <= _IOV_MAX else [b"".join(pieces)]
+        elif stamp and view.readonly:
+            pieces = []
             for position, size, base, delta, batch_max_ts in checked:
                 head = bytearray(view[position : position + HEADER_SIZE])
                 rest = view[position + HEADER_SIZE : position + size]
@@ -487,13 +568,16 @@ class PartitionLog:
         self.log_end_offset = next_offset
         if config.flush_messages is not None or config.flush_ms is not None:
             self._apply_flush_policy(next_offset - first_offset, now_ms)
-        return AppendInfo(
-            first_offset,
-            next_offset - 1,
-            max_timestamp,
-            now_ms if log_append_time else -1,
-            len(checked),
-            total,
+        return _new_tuple(
+            AppendInfo,
+            (
+                first_offset,
+                next_offset - 1,
+                max_timestamp,
+                now_ms if log_append_time else -1,
+                len(checked),
+                total,
+            ),
         )
 
     def _apply_flush_policy(self, messages: int, now_ms: int) -> None:
@@ -633,6 +717,75 @@ class PartitionLog:
             self._dir_dirty = False
         self.flushed_offset = flushed
 
+    def begin_flush(self, up_to_offset: int | None = None) -> FlushJob | None:
+        """``flush`` split in three, for a caller that fsyncs on another thread.
+
+        Takes on this thread what the flush must sync (duplicated descriptors of the segments
+        rolled since the last flush and, if ``up_to_offset`` reaches into it, the active one;
+        buffered index entries handed to the OS) and returns it as a :class:`FlushJob`, or
+        None when ``flushed_offset`` is already there. Then ``job.run()`` anywhere, then
+        :meth:`end_flush` (or :meth:`abort_flush`) here. Until ``end_flush`` nothing counts as
+        flushed: a ``flush`` meanwhile syncs the same files again. Jobs may overlap; each
+        covers the appends made before it was taken. May block on disk (small index writes).
+        """
+        self._check_open()
+        end = self.log_end_offset
+        target = end if up_to_offset is None else min(up_to_offset, end)
+        if target <= self.flushed_offset:
+            return None
+        active = self._active
+        rolled = []
+        for segment in reversed(self._segments[:-1]):
+            if not segment.needs_sync:
+                break
+            rolled.append(segment)
+        fds: list[int] = []
+        taken: list[tuple[LogSegment, int]] = []
+        dir_fd: int | None = None
+        try:
+            for segment in reversed(rolled):
+                fds += segment.dup_sync_fds(with_indexes=True)
+                taken.append((segment, segment.size))
+            if target > active.base_offset:
+                fds += active.dup_sync_fds(with_indexes=False)
+                taken.append((active, active.size))
+                flushed = end
+            else:
+                flushed = active.base_offset
+            if self._dir_dirty:
+                dir_fd = os.open(self.directory, os.O_RDONLY)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        # _dir_dirty stays set until end_flush: a flush() meanwhile fsyncs the directory too.
+        dir_changes = self._dir_changes if dir_fd is not None else None
+        return FlushJob(fds, dir_fd, taken, flushed, (self._generation, dir_changes))
+
+    def end_flush(self, job: FlushJob) -> bool:
+        """Count a finished job (``job.run()`` returned): raise ``flushed_offset`` to what it
+        synced. Ignored (False) when the log was truncated or closed since it was taken."""
+        job.close()
+        generation, dir_changes = job._generation
+        if self._closed or generation != self._generation:
+            return False
+        if dir_changes == self._dir_changes:  # no segment created since the directory's fsync
+            self._dir_dirty = False
+        for segment, size in job._segments:
+            if segment.size == size:  # nothing written to it since the job was taken
+                segment.needs_sync = False
+        if job.flushed_offset > self.flushed_offset:
+            self.flushed_offset = job.flushed_offset
+            if job.flushed_offset == self.log_end_offset:
+                self._unflushed_messages = 0
+                self._first_unflushed_ms = None
+        return True
+
+    def abort_flush(self, job: FlushJob) -> None:
+        """Give back a job whose ``run`` failed (or will not run): nothing counts as flushed,
+        and the next flush syncs the same files (and the directory) again."""
+        job.close()
+
     def flush_rolled_segments(self) -> None:
         """fsync the segments rolled since the last flush (not the active one): what Kafka
         does in the background after a roll. Blocks on disk when there are some."""
@@ -659,6 +812,35 @@ class PartitionLog:
             return True
         return False
 
+    def flush_due(self, now_ms: int) -> bool:
+        """Whether ``flush_ms`` says the oldest unflushed append is due (``maybe_flush``'s
+        test, for a caller that flushes with ``begin_flush``)."""
+        flush_ms = self.config.flush_ms
+        return (
+            flush_ms is not None
+            and self._first_unflushed_ms is not None
+            and now_ms - self._first_unflushed_ms >= flush_ms
+        )
+
+    def begin_checkpoint(self) -> tuple[Checkpoint, Checkpoint] | None:
+        """``checkpoint`` split in two, for a caller that writes the file on another thread:
+        (the checkpoint to write, the one it replaces) if it changed, else None. Write it with
+        ``Checkpoint.write(directory, unique_tmp=True)`` anywhere, then :meth:`end_checkpoint`
+        here."""
+        current = Checkpoint(self.flushed_offset, self.log_start_offset)
+        if current == self._checkpointed:
+            return None
+        return current, self._checkpointed
+
+    def end_checkpoint(self, taken: tuple[Checkpoint, Checkpoint]) -> None:
+        """Note a checkpoint from ``begin_checkpoint`` as written. If another was written here
+        meanwhile, the file may hold either: the next ``checkpoint`` writes it again."""
+        written, replaced = taken
+        if self._checkpointed == replaced:
+            self._checkpointed = written
+        else:
+            self._checkpointed = Checkpoint(-1, -1)
+
     def checkpoint(self) -> None:
         """Write the recovery point and log start offset if they changed. Blocks on disk."""
         current = Checkpoint(self.flushed_offset, self.log_start_offset)
@@ -683,6 +865,7 @@ class PartitionLog:
             self.directory, self.log_end_offset, self.config.index_interval_bytes, now_ms
         )
         self._dir_dirty = True
+        self._dir_changes += 1
         self._segments.append(segment)
         self._bases.append(segment.base_offset)
 
@@ -730,6 +913,7 @@ class PartitionLog:
         if batch is not None:
             active.truncate_to_position(batch.position, batch.base_offset)
             new_end = min(offset, batch.base_offset)
+        self._generation += 1
         self._sync_everything()
         if deleted:
             files.fsync_dir(self.directory)
@@ -745,6 +929,7 @@ class PartitionLog:
         if offset < 0:
             raise OffsetOutOfRangeError(f"cannot start the log at negative offset {offset}")
         now_ms = self._active.rolling_base_ms
+        self._generation += 1
         for segment in self._segments:
             segment.delete()
         segment = LogSegment.create(
@@ -777,11 +962,13 @@ class PartitionLog:
         self.checkpoint()
         self._delete_leading(retention.below_log_start(self._stats(), self.log_start_offset))
 
-    def apply_retention(self, now_ms: int) -> int:
+    def apply_retention(self, now_ms: int, *, defer_unlink: bool = False) -> int:
         """Delete old segments by retention time and bytes (delete policy) and those wholly
         below the log start offset; never the active one. Returns the segments deleted.
 
-        May block on disk (unlinks files).
+        May block on disk (unlinks files). With ``defer_unlink`` the files are only renamed
+        (``.deleted``) and the caller unlinks what :meth:`take_deleted_files` returns,
+        wherever it likes (a worker thread): unlinking a large segment can take a second.
         """
         self._check_open()
         count = retention.segments_to_delete(
@@ -792,21 +979,31 @@ class PartitionLog:
             log_start_offset=self.log_start_offset,
             now_ms=now_ms,
         )
-        self._delete_leading(count)
+        self._delete_leading(count, defer_unlink=defer_unlink)
         return count
+
+    def take_deleted_files(self) -> list[Path]:
+        """The files ``apply_retention(defer_unlink=True)`` renamed, for the caller to unlink
+        (``files.unlink_if_exists``, on any thread); forgotten here. Left behind, they are
+        removed when the log is next opened."""
+        deleted, self._deleted_files = self._deleted_files, []
+        return deleted
 
     def _stats(self) -> list[retention.SegmentStat]:
         return [
             retention.SegmentStat(s.base_offset, s.size, s.max_timestamp) for s in self._segments
         ]
 
-    def _delete_leading(self, count: int) -> None:
+    def _delete_leading(self, count: int, *, defer_unlink: bool = False) -> None:
         count = min(count, len(self._segments) - 1)
         if count <= 0:
             return
         for segment in self._segments[:count]:
             log.info("%s: deleting segment %d", self.directory, segment.base_offset)
-            segment.delete()
+            if defer_unlink:
+                self._deleted_files += segment.retire()
+            else:
+                segment.delete()
         del self._segments[:count]
         del self._bases[:count]
         self.log_start_offset = max(self.log_start_offset, self._segments[0].base_offset)
@@ -840,6 +1037,12 @@ class PartitionLog:
     def segments(self) -> list[LogSegment]:
         """The segments, oldest first (read-only use: the log owns them)."""
         return list(self._segments)
+
+    @property
+    def rolled_offset(self) -> int:
+        """The active segment's base offset: every offset below it is in a rolled segment
+        (``flush(rolled_offset)`` is ``flush_rolled_segments``)."""
+        return self._segments[-1].base_offset
 
     @property
     def _active(self) -> LogSegment:

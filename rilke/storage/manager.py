@@ -118,7 +118,11 @@ class LogManager:
             "opened %d partition log(s) in %s (%s)",
             len(self._logs),
             self.data_dir,
-            "after a clean shutdown" if self.had_clean_shutdown else "no clean-shutdown marker",
+            "after a clean shutdown"
+            if self.had_clean_shutdown
+            else (
+                "new data directory" if not self._logs else "no clean-shutdown marker: recovered"
+            ),
         )
 
     def get(self, topic: str, partition: int) -> PartitionLog | None:

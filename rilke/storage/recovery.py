@@ -66,9 +66,10 @@ class Checkpoint:
             return None
         return result
 
-    def write(self, directory: Path) -> None:
-        """Replace the checkpoint atomically (two fsyncs and a rename)."""
-        files.atomic_write(directory / CHECKPOINT_FILE, self.encode())
+    def write(self, directory: Path, *, unique_tmp: bool = False) -> None:
+        """Replace the checkpoint atomically (two fsyncs and a rename). ``unique_tmp`` for a
+        writer on another thread: its temporary file cannot collide with another writer's."""
+        files.atomic_write(directory / CHECKPOINT_FILE, self.encode(), unique_tmp=unique_tmp)
 
 
 @dataclass
@@ -88,14 +89,14 @@ class RecoveryReport:
 def list_segment_bases(directory: Path) -> list[int]:
     """Base offsets of the ``.log`` files in ``directory``, ascending; removes leftovers.
 
-    Leftovers: temporary files of atomic writes, compacted segments never swapped in, and
-    index files whose log is gone.
+    Leftovers: temporary files of atomic writes, compacted segments never swapped in, segment
+    files retention renamed away but did not unlink, and index files whose log is gone.
     """
     bases: list[int] = []
     index_bases: dict[int, list[Path]] = {}
     for path in directory.iterdir():
         name = path.name
-        if name.endswith((files.TMP_SUFFIX, files.CLEANED_SUFFIX)):
+        if name.endswith((files.TMP_SUFFIX, files.CLEANED_SUFFIX, files.DELETED_SUFFIX)):
             log.info("removing leftover %s", path)
             files.unlink_if_exists(path)
             continue

@@ -36,6 +36,8 @@ _PEEK_SIZE = _PEEK.size
 _WALK_CHUNK = 8192
 _RECOVERY_CHUNK = 8 << 20
 _MIN_LENGTH = HEADER_SIZE - LOG_OVERHEAD
+_pwrite = os.pwrite  # module globals: one lookup instead of two on the per-batch path
+_pwritev = os.pwritev
 
 
 class SegmentCorruptError(Exception):
@@ -334,42 +336,61 @@ class LogSegment:
         except OSError:
             os.ftruncate(self._fd, position)
             raise
+        # The index bookkeeping of append_one, per batch, with the state in locals.
         interval = self.index_interval_bytes
-        for size, base, last, max_ts in batches:
-            if max_ts > self.max_timestamp:
-                self.max_timestamp = max_ts
-                self.offset_of_max_timestamp = base
-            if self._bytes_since_last_index > interval:
-                self.offset_index.append(base, position)
-                self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
-                self._bytes_since_last_index = 0
-            self._bytes_since_last_index += size
+        since = self._bytes_since_last_index
+        max_timestamp = self.max_timestamp
+        offset_of_max = self.offset_of_max_timestamp
+        offsets = self.offset_index.offsets
+        positions = self.offset_index.positions
+        time_index = self.time_index
+        timestamps = time_index.timestamps
+        segment_base = self.base_offset
+        for size, base, _, max_ts in batches:
+            if max_ts > max_timestamp:
+                max_timestamp, offset_of_max = max_ts, base
+            if since > interval:
+                offsets.append(base - segment_base)
+                positions.append(position)
+                if not timestamps or max_timestamp > timestamps[-1]:
+                    time_index.maybe_append(max_timestamp, offset_of_max)
+                since = size
+            else:
+                since += size
             position += size
-            self.next_offset = last + 1
+        self.max_timestamp = max_timestamp
+        self.offset_of_max_timestamp = offset_of_max
+        self._bytes_since_last_index = since
+        if batches:
+            self.next_offset = batches[-1][2] + 1
         self.size = position
         self.needs_sync = True
 
     def append_one(  # noqa: PLR0917 (the per-batch hot path: positional is cheaper)
         self,
-        data: memoryview | list[bytearray | memoryview],
+        data: memoryview | list[bytes | memoryview],
         size: int,
         base_offset: int,
         next_offset: int,
         max_timestamp: int,
         now_ms: int,
     ) -> None:
-        """``append`` for a single batch of ``size`` bytes (the produce path's common case)."""
+        """``append`` for a single batch of ``size`` bytes (the produce path's common case).
+
+        ``data`` is the batch, or a list of pieces (its stamped first bytes and the rest)
+        written with one pwritev.
+        """
         position = self.size
         if not position:
             self.rolling_base_ms = now_ms
         try:
             if isinstance(data, list):
-                written = os.pwritev(self._fd, data, position)
+                written = _pwritev(self._fd, data, position)
                 if written != size:
                     rest = b"".join(bytes(piece) for piece in data)[written:]
                     self._pwrite_all(rest, position + written)
             else:
-                written = os.pwrite(self._fd, data, position)
+                written = _pwrite(self._fd, data, position)
                 if written != size:
                     self._pwrite_all(memoryview(data)[written:], position + written)
         except OSError:
@@ -378,7 +399,8 @@ class LogSegment:
         if max_timestamp > self.max_timestamp:
             self.max_timestamp = max_timestamp
             self.offset_of_max_timestamp = base_offset
-        if self._bytes_since_last_index > self.index_interval_bytes:
+        since = self._bytes_since_last_index
+        if since > self.index_interval_bytes:
             index = self.offset_index
             index.offsets.append(base_offset - self.base_offset)
             index.positions.append(position)
@@ -387,7 +409,7 @@ class LogSegment:
                 self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
             self._bytes_since_last_index = size
         else:
-            self._bytes_since_last_index += size
+            self._bytes_since_last_index = since + size
         self.size = position + size
         self.next_offset = next_offset
         self.needs_sync = True
@@ -540,6 +562,33 @@ class LogSegment:
         fdatasync(self._fd)
         self.needs_sync = False
 
+    def dup_log_fd(self) -> int:
+        """A duplicate of the log file's descriptor, to read the file elsewhere (another
+        thread) even if this segment is closed meanwhile. The caller closes it."""
+        return os.dup(self._fd)
+
+    def dup_sync_fds(self, *, with_indexes: bool) -> list[int]:
+        """Duplicates of the descriptors a flush must fsync, for a sync run elsewhere (on
+        another thread: duplicates stay valid if this segment is closed or deleted meanwhile).
+
+        The log file's, and with ``with_indexes`` (a sealed segment) both indexes' too, after
+        handing their buffered entries to the OS. The caller closes them. May block on disk
+        (small index writes; no fsync).
+        """
+        fds = [os.dup(self._fd)]
+        try:
+            if with_indexes:
+                self.seal()
+                fds.append(self.offset_index.dup_fd())
+                fds.append(self.time_index.dup_fd())
+            else:
+                self.flush_indexes()
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return fds
+
     def seal(self) -> None:
         """Add the final time index entry (the segment's largest timestamp) and hand buffered
         index entries to the OS; for a segment that stops being the active one. No fsync."""
@@ -562,6 +611,22 @@ class LogSegment:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+    def retire(self) -> list[Path]:
+        """Close the segment and rename its files to ``<name>.deleted`` (log first), for the
+        caller to unlink later, on any thread: unlinking a large file that is in the page
+        cache takes long (about a second per GiB measured here), a rename does not. The names
+        are free at once for a new segment. Returns the renamed paths. May block on disk."""
+        self.close()
+        renamed = []
+        for path in (self.log_path, self.offset_index.path, self.time_index.path):
+            target = path.with_name(path.name + files.DELETED_SUFFIX)
+            try:
+                path.rename(target)
+            except FileNotFoundError:
+                continue
+            renamed.append(target)
+        return renamed
 
     def delete(self) -> None:
         """Close and remove the segment's files (log first). May block on disk."""

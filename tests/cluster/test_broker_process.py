@@ -10,7 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cluster_batches import batch_values, make_batch
+from produce_batches import batch_values, make_batch
 from rilke_broker_process import REPO_ROOT, BrokerFactory, BrokerProcess
 
 from rilke import errors

@@ -279,6 +279,33 @@ def test_bench_commands_run(broker, tmp_path):
 
 
 @pytest.mark.slow
+def test_bench_stall_runs(broker, tmp_path):
+    out = tmp_path / "s.json"
+    r = _rilke(
+        "bench",
+        "stall",
+        "-b",
+        broker.address,
+        "--records",
+        "2000",
+        "--seconds",
+        "0.3",
+        "--retention-mb",
+        "1",
+        "--json",
+        str(out),
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert set(json.loads(out.read_text())["phases"]) == {
+        "idle",
+        "compaction",
+        "retention",
+        "fsync",
+    }
+
+
+@pytest.mark.slow
 def test_producer_rides_out_a_broker_restart(broker_factory):
     b = broker_factory()
     port = b.port

@@ -7,7 +7,7 @@ One seed, with its trace::
 
 A sweep, reporting seeds and simulated steps per second (a failure is shrunk and reported)::
 
-    python -m tests.sim.run --sweep --seeds 1000 [--first 0] [--scenario random]
+    python -m tests.sim.run --sweep --seeds 1000 [--first 0] [--scenario random|all|...]
 """
 
 from __future__ import annotations
@@ -26,7 +26,12 @@ def _summary(result_stats: dict[str, int]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.sim.run", description=__doc__)
     parser.add_argument("--seed", type=int, default=0, help="the seed to run")
-    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="random")
+    parser.add_argument(
+        "--scenario",
+        choices=[*sorted(SCENARIOS), "all"],
+        default="random",
+        help="a family of runs; 'all' sweeps every scenario in turn",
+    )
     parser.add_argument(
         "--keep", default=None, help="fault schedule positions to keep (e.g. 0,3,7 or none)"
     )
@@ -38,7 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.sweep:
-        return _sweep(args.scenario, args.first, args.seeds, not args.no_shrink)
+        scenarios = sorted(SCENARIOS) if args.scenario == "all" else [args.scenario]
+        failed = 0
+        for scenario in scenarios:
+            failed |= _sweep(scenario, args.first, args.seeds, not args.no_shrink)
+        return failed
+    if args.scenario == "all":
+        parser.error("--scenario all needs --sweep")
 
     keep = None
     if args.keep is not None:

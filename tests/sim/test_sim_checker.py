@@ -211,3 +211,31 @@ def test_a_snapshot_covers_the_committed_entries_before_it() -> None:
     checker.observe_role(3, 2, "leader")  # Leader Completeness holds through the snapshot
     with pytest.raises(SafetyViolation, match="Log"):
         checker.on_snapshot(3, 1, 1)  # going back behind the log start
+
+
+def test_a_term_led_only_in_memory_may_be_led_again_after_a_crash() -> None:
+    """A single voter that led term 2 without making it durable sent nothing in it; after a
+    crash it may lead term 2 again and write other entries at the same indexes."""
+    checker = SafetyChecker()
+    checker.observe_durable(1, term=1, vote=1, commit=1)
+    checker.on_write(1, 0, _entries((1, 1, "a")))
+    checker.observe_role(1, 1, "leader")
+    checker.observe_commit(1, 1)
+    checker.observe_role(1, 2, "leader")
+    checker.on_write(1, 1, _entries((2, 2, "lost")))
+    checker.on_restart(1, (0, 0), _entries((1, 1, "a")), term=1, commit=1)
+    checker.observe_role(1, 2, "leader")
+    checker.on_write(1, 1, _entries((2, 2, "other")))
+    checker.observe_commit(1, 2)
+
+
+def test_a_durable_term_cannot_be_led_again_with_other_entries() -> None:
+    checker = SafetyChecker()
+    checker.on_write(1, 0, _entries((1, 1, "a")))
+    checker.observe_role(1, 2, "leader")
+    checker.on_write(1, 1, _entries((2, 2, "sent")))
+    checker.observe_durable(1, term=2, vote=1, commit=0)
+    checker.on_restart(1, (0, 0), _entries((1, 1, "a")), term=2, commit=0)
+    checker.observe_role(1, 2, "leader")
+    with pytest.raises(SafetyViolation, match="Log Matching"):
+        checker.on_write(1, 1, _entries((2, 2, "other")))

@@ -13,6 +13,7 @@ import random
 
 import pytest
 
+from rilke.errors import RilkeError
 from rilke.replication.raft import ConfChange, ConfChangeType, Role
 from tests.sim.simulator.checker import SafetyViolation
 from tests.sim.simulator.cluster import Cluster, SimNode
@@ -294,7 +295,7 @@ def test_membership_changes_and_leader_transfer_under_faults() -> None:
             if lead is not None and lead.raft is not None:
                 try:
                     lead.raft.propose_conf_change(ConfChange(kind, node_id))
-                    cluster._after_input(lead)
+                    cluster.after_input(lead)
                 except Exception:  # refused for now (pending change, not caught up): retry
                     pass
             cluster.run_for(ELECTION_MS)
@@ -314,7 +315,7 @@ def test_membership_changes_and_leader_transfer_under_faults() -> None:
         if lead is not None and lead.raft is not None:
             try:
                 lead.raft.transfer_leadership(4)
-                cluster._after_input(lead)
+                cluster.after_input(lead)
             except Exception:
                 pass
         cluster.run_for(ELECTION_MS)
@@ -376,3 +377,55 @@ def test_the_log_audit_compares_the_checker_copy_with_the_core() -> None:
     cluster.checker.on_write(node.node_id, last, [(last + 1, node.raft.term, "forged")])
     with pytest.raises(SafetyViolation, match="Ready contract"):
         cluster.audit_log(node)
+
+
+def test_a_transfer_to_an_unreachable_node_is_abandoned_and_proposals_resume() -> None:
+    """The leader stops taking proposals during a transfer; when the target is cut off, the
+    transfer is abandoned after an election timeout and the same leader takes proposals again."""
+    cluster = _cluster("transfer-unreachable", voters=3)
+    leader = _leader(cluster)
+    assert leader.raft is not None
+    term = _term(leader)
+    target = next(n for n in sorted(cluster.nodes) if n != leader.node_id)
+    cluster.network.isolate(target, cluster.nodes)
+    cluster.propose_on(leader.node_id, [b"x1"])  # the target now lags
+    cluster.run_for(ELECTION_MS // 2)
+    leader.raft.transfer_leadership(target)
+    cluster.after_input(leader)
+    with pytest.raises(RilkeError):
+        leader.raft.propose(b"during-transfer")
+    assert cluster.run_until(
+        lambda: _proposal_accepted(leader, b"after-transfer"), 5 * ELECTION_MS
+    ), "the leader never took proposals again after the transfer failed"
+    assert cluster.leader() is leader and _term(leader) == term
+    _settle(cluster)
+    assert {b"x1", b"after-transfer"} <= cluster.committed_payloads()
+
+
+def _proposal_accepted(node: SimNode, payload: bytes) -> bool:
+    assert node.raft is not None
+    try:
+        node.raft.propose(payload)
+    except RilkeError:
+        return False
+    return True
+
+
+def test_a_single_voter_restarted_without_its_commit_still_reads_what_it_applied() -> None:
+    """A commit-only hard state is written without an fsync (Ready.must_sync False), so a crash
+    may take it back after the entries were applied and acknowledged. The restarted leader
+    must not answer a read before an entry of its new term commits (thesis 6.4), or the read
+    misses writes a client saw done."""
+    cluster = _cluster("single-voter-read", voters=1)
+    node = _leader(cluster)
+    cluster.propose_on(node.node_id, [b"a", b"b"])
+    assert cluster.run_until(lambda: cluster.checker.max_applied >= 2, 5 * ELECTION_MS)
+    assert node.storage.hard_state.commit > node.synced_hard.commit
+    cluster.crash(node.node_id)
+    node.storage.set_hard_state(node.synced_hard)  # the crash took the unsynced commit back
+    cluster.start(node.node_id)
+    assert cluster.run_until(lambda: cluster.leader() is node, 20 * ELECTION_MS)
+    cluster._client_target = node.node_id
+    cluster._read()
+    cluster.run_for(ELECTION_MS)
+    assert cluster.reads_served == 1

@@ -8,7 +8,13 @@ command that replays it.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +33,8 @@ CI_BUDGET = [
     ("membership", 6_000, 10),
     ("lease", 7_000, 10),
     ("storm", 8_000, 10),
+    ("small", 9_000, 10),
+    ("fig8", 10_000, 10),
 ]
 
 
@@ -150,3 +158,76 @@ def test_a_disk_that_loses_acknowledged_writes_is_caught(monkeypatch: pytest.Mon
         if caught & {"Leader Completeness", "Committed entry lost", "State Machine Safety"}:
             return
     raise AssertionError(f"40 seeds with a lossy disk and no safety violation seen: {caught}")
+
+
+def test_the_replay_command_reproduces_a_seed_in_a_new_process() -> None:
+    """The printed replay command runs in another process, with another hash seed: the run
+    must not depend on either (no set-of-bytes order, no id(), no clock)."""
+    root = Path(__file__).resolve().parents[2]
+    outputs = []
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONPATH": str(root), "PYTHONHASHSEED": hash_seed}
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.sim.run", "--seed", "5", "--scenario", "ci"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        outputs.append([line for line in done.stdout.splitlines() if line.startswith("steps=")])
+    assert outputs[0] and outputs[0] == outputs[1]
+    in_process = run_seed(5, "ci")
+    assert f"steps={in_process.steps} " in outputs[0][0]
+
+
+def _commit_any_term(self: Any, index: int, term: int) -> bool:
+    """RaftLog.maybe_commit without Raft 5.4.2's rule (Figure 8): any term's entry commits."""
+    if index > self.committed and self.term(index) is not None:
+        self.commit_to(index)
+        return True
+    return False
+
+
+def _any_log_is_up_to_date(self: Any, last_index: int, last_term: int) -> bool:
+    """RaftLog.is_up_to_date without the election restriction (5.4.1): vote for anyone."""
+    return True
+
+
+def _prev_term_ignored(self: Any, index: int, term: int) -> bool:
+    """RaftLog.match_term that ignores the term (5.3's consistency check on prev_log_term)."""
+    return bool(self.term(index) is not None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("method", "broken", "scenario"),
+    [
+        ("maybe_commit", _commit_any_term, "fig8"),
+        ("is_up_to_date", _any_log_is_up_to_date, "random"),
+        ("match_term", _prev_term_ignored, "random"),
+    ],
+    ids=["figure8-commit-rule", "election-restriction", "append-consistency-check"],
+)
+def test_a_core_with_a_classic_raft_bug_is_caught(
+    monkeypatch: pytest.MonkeyPatch, method: str, broken: Callable[..., bool], scenario: str
+) -> None:
+    """End to end: break one rule of the paper in the core and the simulation loses a
+    committed entry, which the checker reports. Uses the core's private RaftLog."""
+    from rilke.replication.raft import log as raft_log
+
+    log_class = getattr(raft_log, "RaftLog", None)
+    if log_class is None or not hasattr(log_class, method):
+        pytest.skip(f"the core's RaftLog.{method} changed; adapt this mutation")
+    monkeypatch.setattr(log_class, method, broken)
+    for seed in range(400):
+        result = run_seed(seed, scenario)
+        if result.prop in {
+            "Leader Completeness",
+            "Committed entry lost",
+            "State Machine Safety",
+            "Log Matching",
+        }:
+            return
+    raise AssertionError(f"400 {scenario} seeds with a broken {method} and no violation seen")

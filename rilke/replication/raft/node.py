@@ -78,9 +78,13 @@ class RaftNode:
         hard_state, conf = storage.initial_state()
         if not conf.voters and not conf.learners:
             conf = ConfState(frozenset(config.voters), frozenset(config.learners))
-        applied = max(config.applied, storage.first_index() - 1)
-        applied = min(applied, hard_state.commit)
-        self._log = RaftLog(storage, hard_state.commit, applied)
+        # A snapshot holds only committed state, and the contract's write order (snapshot
+        # first, hard state last) means a crash between the two leaves a hard state whose
+        # commit is behind the snapshot: the snapshot's index is then the commit we know.
+        snapshot_index = storage.first_index() - 1
+        committed = max(hard_state.commit, snapshot_index)
+        applied = min(max(config.applied, snapshot_index), committed)
+        self._log = RaftLog(storage, committed, applied)
         self._term = hard_state.term
         self._vote = hard_state.vote
         self._leader = NO_NODE
@@ -119,7 +123,7 @@ class RaftNode:
         if first <= last:
             for entry in storage.entries(first, last, 1 << 62):
                 if entry.kind is EntryKind.CONFIG:
-                    if entry.index <= hard_state.commit:
+                    if entry.index <= committed:
                         conf = ConfChange.decode(entry.data).apply_to(conf)
                     else:
                         self._uncommitted_conf.append(entry.index)
@@ -1011,14 +1015,16 @@ class RaftNode:
 
     def _handle_read_index(self, requester: int, context: bytes) -> None:
         log = self._log
-        if self._conf.voters == frozenset({self._id}):
-            self._respond_read(requester, context, log.committed)
-            return
         if log.term(log.committed) != self._term:
             # Until an entry of this term commits, the leader does not know the commit index
-            # of the group (thesis 6.4): hold the request.
+            # of the group (thesis 6.4): hold the request. This holds for a single voter too:
+            # a commit index written without fsync may have been lost in a crash, and only
+            # committing the new term's no-op teaches it back.
             if len(self._pending_reads) < self._config.max_pending_reads:
                 self._pending_reads.append((requester, context))
+            return
+        if self._conf.voters == frozenset({self._id}):
+            self._respond_read(requester, context, log.committed)
             return
         if self.has_lease():
             self._respond_read(requester, context, log.committed)

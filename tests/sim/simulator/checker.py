@@ -143,6 +143,8 @@ class SafetyChecker:
         # Leader Completeness: the highest committed index first seen while the observer's term
         # was t, for each t.
         self._commit_by_term: dict[int, int] = {}
+        # The highest index any node's state machine applied: writes a client has seen done.
+        self.max_applied = 0
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -432,6 +434,8 @@ class SafetyChecker:
                         "from the committed one",
                     )
             state.applied = index
+            if index > self.max_applied:
+                self.max_applied = index
 
     def observe_applied_snapshot(self, node: int, index: int) -> None:
         """The node's state machine was reset to a snapshot at ``index``."""
@@ -485,6 +489,20 @@ class SafetyChecker:
                 f"{state.durable_commit}",
             )
         old_commit = state.commit
+        # Terms this node led in memory but never made durable (its durable term is lower):
+        # it sent nothing in them (messages go out after the hard state is durable), so their
+        # entries existed nowhere else, and the node may lead the same term again and write
+        # other entries at the same indexes. Forget those entries for Log Matching.
+        lost_terms = {t for t, leader in self.leader_of_term.items() if leader == node and t > term}
+        if lost_terms:
+            log = state.log
+            for index, entry_term, prefix_hash in zip(
+                log.indexes, log.terms, log.hashes, strict=True
+            ):
+                if entry_term in lost_terms and self._prefix_at.get((index, entry_term)) == (
+                    prefix_hash
+                ):
+                    del self._prefix_at[(index, entry_term)]
         state.incarnation += 1
         state.log = _NodeLog()
         state.role = "follower"

@@ -3,9 +3,17 @@
 Each node is a :class:`rilke.replication.raft.RaftNode` over a :class:`MemoryStorage` that
 stands for its disk. The harness drives every node by the core's I/O contract (types.py):
 take a Ready, make its snapshot, truncation, entries and hard state durable (after a simulated
-fsync delay), THEN send its messages, apply its committed entries, and ``advance()``. A crash
-drops the node object and any Ready still waiting for its fsync, so exactly what was not yet
-durable is lost; a restart builds a new RaftNode over the same storage.
+fsync delay; none when ``Ready.must_sync`` is False), THEN send its messages, apply its
+committed entries, serve its read states, and ``advance()``. Inputs keep flowing to the node
+while a Ready is being written. Disk faults:
+
+- a crash drops the node object and the Ready still being written, so exactly what was not
+  yet durable is lost; with ``torn_write_probability`` a prefix of that write survives
+  (snapshot, truncation, some entries; never the hard state, written last); a commit-only hard
+  state written without an fsync may be lost too; a restart builds a new RaftNode over the
+  same storage;
+- retention (``compact_every``) drops applied entries below the fsynced commit, so followers
+  behind the log start need a snapshot, which carries a payload the follower must get intact.
 
 Every change a node shows is reported to the :class:`SafetyChecker` as it happens:
 
@@ -13,10 +21,15 @@ Every change a node shows is reported to the :class:`SafetyChecker` as it happen
   new leader's log is checked against the committed entries through ``log_entries``);
 - at every ``ready()``: the entries and truncation (Log Matching, no committed entry removed,
   leaders append-only), the role again (Leader Completeness on the whole log) and the commit
-  index (monotonic, agrees with what was committed before);
+  index (monotonic, agrees with what was committed before); every ``audit_every`` Readies the
+  checker's copy of the log is compared with the core's own log;
 - when a Ready is durable: the durable hard state (term, vote once per term, durable commit);
-  then what the state machine applies (State Machine Safety).
+  then what the state machine applies (State Machine Safety) and the reads it serves
+  (linearizable: a read index covers every write applied anywhere, and every commit, before
+  the read was asked).
 
+Clients propose all the time (single entries or batches, spanning 1-3 offsets each) to the node
+they believe leads, retry a proposal once the leader that took it is gone, and ask for reads.
 Not thread-safe (there is one thread). Time is in simulated milliseconds.
 """
 
@@ -25,12 +38,11 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from rilke.errors import RilkeError
 from rilke.replication.raft import (
     ConfChange,
-    ConfChangeType,
     Config,
     ConfState,
     Entry,
@@ -196,10 +208,12 @@ class Cluster:
         self._retry_at: dict[bytes, int] = {}
         # Which node accepted a pending proposal, in which term (a retry is needed only once that
         # node no longer leads in that term).
-        self._accepted: dict[bytes, tuple[int, int]] = {}
-        # Linearizable reads: context -> (highest committed index when the read was asked,
-        # time asked). A ReadState's index must be >= the former.
-        self._reads: dict[bytes, tuple[int, int]] = {}
+        self._accepted: dict[bytes, tuple[int, int, int]] = {}
+        # Linearizable reads: context -> (highest committed index, highest applied index, time)
+        # when the read was asked. A ReadState's index must be >= both: >= the applied one is
+        # linearizability itself (a write a client saw done must be seen); >= the committed
+        # one is Raft's read-index guarantee (thesis 6.4), which implies it.
+        self._reads: dict[bytes, tuple[int, int, int]] = {}
         self._next_read = 0
         self.max_pending_reads = 32
         self.reads_served = 0
@@ -217,7 +231,7 @@ class Cluster:
 
     # --- node lifecycle --------------------------------------------------------------------
 
-    def _record(self, node: int, kind: str, detail: object = "") -> None:
+    def record(self, node: int, kind: str, detail: object = "") -> None:
         if self.trace.enabled:
             self.trace.record(self.loop.now_ms, self.loop.steps, node, kind, detail)
 
@@ -247,9 +261,9 @@ class Cluster:
             self.checker.on_restart(
                 node_id, (snap.index, snap.term), entries, hard.term, hard.commit
             )
-            self._record(node_id, "restart", f"term={hard.term} commit={hard.commit}")
+            self.record(node_id, "restart", f"term={hard.term} commit={hard.commit}")
         else:
-            self._record(node_id, "start")
+            self.record(node_id, "start")
         node.started = True
         node.synced_hard = storage.hard_state
         node.raft = RaftNode(config, storage, rng)
@@ -272,7 +286,7 @@ class Cluster:
         node = self.nodes[node_id]
         if node.raft is None:
             return
-        self._record(node_id, "crash", f"term={node.raft.term} role={node.raft.role.value}")
+        self.record(node_id, "crash", f"term={node.raft.term} role={node.raft.role.value}")
         if (
             node.writing is not None
             and self._fsync_rng.random() < self.knobs.torn_write_probability
@@ -305,19 +319,19 @@ class Cluster:
             if count and (rd.truncate_from is None or "truncate" in " ".join(kept)):
                 storage.append(list(rd.entries[:count]))
                 kept.append(f"{count} of {len(rd.entries)} entries")
-        self._record(node.node_id, "torn-write", ", ".join(kept) or "nothing")
+        self.record(node.node_id, "torn-write", ", ".join(kept) or "nothing")
 
     def pause(self, node_id: int) -> None:
         node = self.nodes[node_id]
         if node.raft is not None and not node.paused:
-            self._record(node_id, "pause")
+            self.record(node_id, "pause")
             node.paused = True
 
     def resume(self, node_id: int) -> None:
         node = self.nodes[node_id]
         if not node.paused:
             return
-        self._record(node_id, "resume", f"{len(node.deferred)} inputs waiting")
+        self.record(node_id, "resume", f"{len(node.deferred)} inputs waiting")
         node.paused = False
         while node.deferred and not node.paused and node.raft is not None:
             node.deferred.popleft()()
@@ -344,7 +358,7 @@ class Cluster:
         if node.paused:
             return  # a paused process's clock does not run: its ticks are simply missed
         node.raft.tick()
-        self._after_input(node)
+        self.after_input(node)
 
     def _deliver(self, src: int, dst: int, message: object) -> None:
         node = self.nodes[dst]
@@ -357,19 +371,19 @@ class Cluster:
             raft = node.raft
             assert raft is not None
             if self.trace.enabled:
-                self._record(dst, "recv", describe_message(message))
+                self.record(dst, "recv", describe_message(message))
             raft.step(message)
-            self._after_input(node)
+            self.after_input(node)
 
         self._when_running(node, incarnation, step)
 
-    def _after_input(self, node: SimNode) -> None:
+    def after_input(self, node: SimNode) -> None:
         raft = node.raft
         assert raft is not None
         term, role = raft.term, raft.role
         if term != node.seen_term or role != node.seen_role:
             node.seen_term, node.seen_role = term, role
-            self._record(node.node_id, "role", f"{role.value} term={term} leader={raft.leader_id}")
+            self.record(node.node_id, "role", f"{role.value} term={term} leader={raft.leader_id}")
             self.checker.observe_role(
                 node.node_id, term, role.value, term_at=lambda index: self._term_at(node, index)
             )
@@ -402,7 +416,7 @@ class Cluster:
             self.checker.on_snapshot(
                 node_id, rd.snapshot.index, rd.snapshot.term, keep_suffix=False
             )
-            self._record(node_id, "snapshot", f"{rd.snapshot.index}/{rd.snapshot.term}")
+            self.record(node_id, "snapshot", f"{rd.snapshot.index}/{rd.snapshot.term}")
         if rd.truncate_from is not None or rd.entries:
             if rd.truncate_from is not None:
                 truncate_after = rd.truncate_from - 1
@@ -412,7 +426,7 @@ class Cluster:
                 node_id, truncate_after, [entry_view(e) for e in rd.entries], raft.role.value
             )
             if rd.truncate_from is not None:
-                self._record(node_id, "truncate", f"from {rd.truncate_from}")
+                self.record(node_id, "truncate", f"from {rd.truncate_from}")
         self.checker.observe_role(node_id, raft.term, raft.role.value)
         self.checker.observe_commit(node_id, raft.commit_index)
         self._readies += 1
@@ -468,12 +482,12 @@ class Cluster:
         raft.advance(rd)
         node.persisting = False
         self._maybe_compact(node)
-        self._after_input(node)
+        self.after_input(node)
 
     def _on_apply(self, node: SimNode, entry: Entry) -> None:
         node.applied_index = entry.index
         if entry.kind is EntryKind.CONFIG:
-            self._record(node.node_id, "conf-applied", entry.data.decode())
+            self.record(node.node_id, "conf-applied", entry.data.decode())
             if node.raft is not None and node.raft.role is Role.LEADER:
                 self.faults.conf_changes_committed += 1
         elif entry.kind is EntryKind.NORMAL:
@@ -531,7 +545,7 @@ class Cluster:
         storage.compact(index, conf, snapshot_payload(index))
         self.faults.compactions += 1
         self.checker.on_snapshot(node.node_id, index, storage.snapshot().term, keep_suffix=True)
-        self._record(node.node_id, "compact", f"log start -> {index}")
+        self.record(node.node_id, "compact", f"log start -> {index}")
 
     # --- what the cluster looks like -------------------------------------------------------
 
@@ -628,14 +642,14 @@ class Cluster:
         except RilkeError as exc:
             self.client.refused += 1
             self._pick_client_target(raft.leader_id or None)
-            self._record(node.node_id, "refused", f"{name} {type(exc).__name__}")
-            self._after_input(node)
+            self.record(node.node_id, "refused", f"{name} {type(exc).__name__}")
+            self.after_input(node)
             return
         self.client.accepted += 1
         for one in [payload] if isinstance(payload, bytes) else payload:
-            self._accepted[one] = (node.node_id, raft.term)
-        self._record(node.node_id, "propose", f"{name} -> index {index}")
-        self._after_input(node)
+            self._accepted[one] = (node.node_id, raft.term, node.incarnation)
+        self.record(node.node_id, "propose", f"{name} -> index {index}")
+        self.after_input(node)
 
     def _still_in_progress(self, payload: bytes) -> bool:
         """Whether the leader that accepted ``payload`` still leads in that term: then the entry
@@ -643,14 +657,22 @@ class Cluster:
         accepted = self._accepted.get(payload)
         if accepted is None:
             return False
-        node = self.nodes[accepted[0]]
+        node_id, term, incarnation = accepted
+        node = self.nodes[node_id]
         raft = node.raft
-        return raft is not None and raft.role is Role.LEADER and raft.term == accepted[1]
+        # Same incarnation too: a single voter that crashed before its term was durable may
+        # lead the same term again, without the entries it had accepted.
+        return (
+            raft is not None
+            and node.incarnation == incarnation
+            and raft.role is Role.LEADER
+            and raft.term == term
+        )
 
     def _read(self) -> None:
         """Ask the client's node for a linearizable read point."""
         now = self.loop.now_ms
-        for context, (_, asked) in list(self._reads.items()):
+        for context, (_, _, asked) in list(self._reads.items()):
             if now - asked > 10 * self.knobs.commit_bound_ms:
                 del self._reads[context]  # the node crashed or dropped it: forget it
         node = self.nodes.get(self._client_target)
@@ -664,8 +686,8 @@ class Cluster:
             node.raft.read_index(context)
         except RilkeError:
             return
-        self._reads[context] = (self.checker.max_committed(), now)
-        self._after_input(node)
+        self._reads[context] = (self.checker.max_committed(), self.checker.max_applied, now)
+        self.after_input(node)
 
     def _serve_reads(self, node: SimNode, rd: Ready) -> None:
         for state in rd.read_states:
@@ -673,12 +695,21 @@ class Cluster:
             if asked is None:
                 continue
             self.reads_served += 1
-            self._record(node.node_id, "read", f"{state.context.decode()} at {state.index}")
-            if state.index < asked[0]:
+            self.record(node.node_id, "read", f"{state.context.decode()} at {state.index}")
+            committed, applied, _ = asked
+            if state.index < applied:
                 raise SafetyViolation(
                     "Linearizable read",
                     f"n{node.node_id} serves read {state.context.decode()} at index "
-                    f"{state.index}, but {asked[0]} was committed before the read was asked",
+                    f"{state.index}, but a state machine had applied {applied} (a write a "
+                    "client saw done) before the read was asked",
+                )
+            if state.index < committed:
+                raise SafetyViolation(
+                    "Read index",
+                    f"n{node.node_id} serves read {state.context.decode()} at index "
+                    f"{state.index}, but {committed} was committed before the read was asked "
+                    f"(applied then: {applied})",
                 )
 
     def _pick_client_target(self, hint: int | None) -> None:
@@ -689,204 +720,15 @@ class Cluster:
 
     # --- faults ----------------------------------------------------------------------------
 
-    def _count(self, table: dict[str, int], kind: str) -> None:
-        table[kind] = table.get(kind, 0) + 1
-
     def apply_fault(self, event: FaultEvent) -> None:
-        """Start ``event`` now and schedule its end; a fault that does not apply is skipped."""
-        rng = random.Random(event.seed)
-        ids = sorted(self.nodes)
-        running = [n.node_id for n in self.up_nodes()]
-        conf = self.member_conf() if running else self.initial_conf
-        voters = sorted(conf.voters)
-        leader = self.leader()
-        end = event.duration_ms
-        kind = event.kind
-        done: Callable[[], None] | None = None
-        detail = ""
-        if kind in ("isolate", "isolate_leader"):
-            target = leader.node_id if kind == "isolate_leader" and leader else rng.choice(ids)
-            if kind == "isolate_leader" and leader is None:
-                self._count(self.faults.skipped, kind)
-                return
-            links = {(target, o) for o in ids} | {(o, target) for o in ids}
-            done = self._block_links(links)
-            detail = f"n{target}"
-        elif kind in ("partition_minority", "split_no_majority"):
-            shuffled = ids[:]
-            rng.shuffle(shuffled)
-            if kind == "partition_minority":
-                cut = rng.randint(1, (len(voters) - 1) // 2)
-                minority = set(rng.sample(voters, cut)) if voters else set()
-                groups = [minority, set(ids) - minority]
-            else:
-                # Three groups of the voters; none holds a majority of them.
-                quorum = len(voters) // 2 + 1
-                groups = [set(), set(), set()]
-                for i, v in enumerate(rng.sample(voters, len(voters))):
-                    groups[i % 3].add(v)
-                assert all(len(g) < quorum for g in groups) or len(voters) < 3
-                for other in set(ids) - set(voters):
-                    groups[rng.randrange(3)].add(other)
-            links = set()
-            for i, a in enumerate(groups):
-                for b in groups[i + 1 :]:
-                    for x in a:
-                        for y in b:
-                            links |= {(x, y), (y, x)}
-            done = self._block_links(links)
-            detail = " | ".join(",".join(f"n{x}" for x in sorted(g)) for g in groups)
-        elif kind == "asymmetric":
-            pairs = [(a, b) for a in ids for b in ids if a != b]
-            links = set(rng.sample(pairs, rng.randint(1, max(1, len(pairs) // 3))))
-            if leader is not None and rng.random() < 0.5:
-                # The leader can send but not hear back (or the other way round).
-                target = leader.node_id
-                links = (
-                    {(o, target) for o in ids} if rng.random() < 0.5 else {(target, o) for o in ids}
-                )
-            done = self._block_links(links)
-            detail = " ".join(f"n{a}->n{b}" for a, b in sorted(links))
-        elif kind == "lossy_link":
-            src, dst = rng.sample(ids, 2)
-            before = self.network.knobs(src, dst)
-            self.network.set_link(src, dst, replace(before, loss_probability=0.8))
+        """Start ``event`` now and schedule its end (see :mod:`.nemesis`)."""
+        from .nemesis import apply_fault
 
-            def restore() -> None:
-                self.network.set_link(src, dst, before)
-
-            done = restore
-            detail = f"n{src}->n{dst} loss=0.8"
-        elif kind in ("crash", "crash_leader"):
-            if kind == "crash_leader":
-                if leader is None:
-                    self._count(self.faults.skipped, kind)
-                    return
-                target = leader.node_id
-            else:
-                if not running:
-                    self._count(self.faults.skipped, kind)
-                    return
-                target = rng.choice(running)
-            self.crash(target)
-            crashed = target
-
-            def restart() -> None:
-                if self.nodes[crashed].raft is None:
-                    self.start(crashed)
-
-            done = restart
-            detail = f"n{target}"
-        elif kind == "pause":
-            if not running:
-                self._count(self.faults.skipped, kind)
-                return
-            target = rng.choice(running)
-            self.pause(target)
-            end = min(end, self.knobs.pause_max_ms)
-            done = lambda: self.resume(target)  # noqa: E731
-            detail = f"n{target}"
-        elif kind == "slow_disk":
-            target = rng.choice(ids)
-            self.nodes[target].slow_disk = True
-
-            def fast() -> None:
-                self.nodes[target].slow_disk = False
-
-            done = fast
-            detail = f"n{target}"
-        elif kind == "transfer_leader":
-            if leader is None or leader.raft is None or len(voters) < 2:
-                self._count(self.faults.skipped, kind)
-                return
-            to = rng.choice([v for v in voters if v != leader.node_id] or voters)
-            # Sometimes ask a follower, which forwards the request to the leader.
-            asked = leader
-            followers = [n for n in self.up_nodes() if n is not leader and not n.paused]
-            if followers and rng.random() < 0.3:
-                asked = rng.choice(followers)
-            assert asked.raft is not None
-            try:
-                asked.raft.transfer_leadership(to)
-            except RilkeError as exc:
-                self._count(self.faults.skipped, kind)
-                self._record(asked.node_id, "transfer-refused", f"to n{to}: {exc}")
-                return
-            self.faults.transfers += 1
-            detail = f"n{asked.node_id} asked to hand leadership to n{to}"
-            self._after_input(asked)
-        elif kind in ("add_learner", "promote_learner", "remove_voter"):
-            if leader is None or leader.raft is None:
-                self._count(self.faults.skipped, kind)
-                return
-            change = self._pick_conf_change(kind, leader, rng)
-            if change is None:
-                self._count(self.faults.skipped, kind)
-                return
-            if change.type is ConfChangeType.ADD_LEARNER:
-                target_node = self.nodes[change.node_id]
-                if not target_node.started:
-                    self.start(change.node_id)
-            try:
-                leader.raft.propose_conf_change(change)
-            except RilkeError as exc:
-                self._count(self.faults.skipped, kind)
-                self._record(leader.node_id, "conf-refused", f"{change.encode().decode()}: {exc}")
-                self._after_input(leader)
-                return
-            if change.type is ConfChangeType.REMOVE_NODE:
-                self.retired.add(change.node_id)
-            detail = change.encode().decode()
-            self._after_input(leader)
-        else:
-            raise AssertionError(f"unknown fault kind {kind}")
-        self._count(self.faults.applied, kind)
-        self._record(-1, "fault", f"{event} {detail}")
-        if done is not None:
-            finish = done
-
-            def end_fault() -> None:
-                if self.healed_at_ms is not None:
-                    return  # heal() already ended every fault
-                self._record(-1, "fault-end", f"{event}")
-                finish()
-
-            self.loop.call_later(end, end_fault)
-
-    def _pick_conf_change(
-        self, kind: str, leader: SimNode, rng: random.Random
-    ) -> ConfChange | None:
-        assert leader.raft is not None
-        conf = leader.raft.conf
-        members = conf.voters | conf.learners
-        if kind == "add_learner":
-            spares = [i for i in sorted(self.nodes) if i not in members and i not in self.retired]
-            if not spares:
-                return None
-            return ConfChange(ConfChangeType.ADD_LEARNER, rng.choice(spares))
-        if kind == "promote_learner":
-            learners = sorted(conf.learners)
-            if not learners:
-                return None
-            return ConfChange(ConfChangeType.ADD_VOTER, rng.choice(learners))
-        candidates = sorted(v for v in conf.voters if v != leader.node_id)
-        if len(conf.voters) <= 3 or not candidates:
-            return None
-        return ConfChange(ConfChangeType.REMOVE_NODE, rng.choice(candidates))
-
-    def _block_links(self, links: set[tuple[int, int]]) -> Callable[[], None]:
-        for a, b in links:
-            self.network.block(a, b)
-
-        def unblock() -> None:
-            for a, b in links:
-                self.network.unblock(a, b)
-
-        return unblock
+        apply_fault(self, event)
 
     def heal(self) -> None:
         """End every fault: links up, no loss, crashed nodes restarted, paused ones resumed."""
-        self._record(-1, "heal")
+        self.record(-1, "heal")
         self.network.heal()
         self.network.calm()
         for node in self.nodes.values():
@@ -922,7 +764,7 @@ class Cluster:
         for payload in payloads:
             self._pending[payload] = self.loop.now_ms
             out.append(node.raft.propose(payload))
-        self._after_input(node)
+        self.after_input(node)
         return out
 
     def committed_payloads(self) -> set[bytes]:

@@ -67,6 +67,9 @@ SCENARIOS: dict[str, Scenario] = {
             },
             compact_every=30,
         ),
+        # A group that starts with one voter and grows by learners (one- and two-voter
+        # quorums, the single-voter shortcuts).
+        Scenario("small", {"voters": 1, "spares": 2}, compact_every=30),
         # Everything harsher: frequent short faults, a slow lossy network, tiny flow-control
         # windows and uncommitted-bytes bound, frequent heartbeats.
         Scenario(
@@ -98,6 +101,36 @@ SCENARIOS: dict[str, Scenario] = {
                 "max_size_per_msg": 32,
                 "heartbeat_timeout_ticks": 1,
             },
+        ),
+        # Raft paper Figure 8: leaders crash or are cut off all the time while holding long
+        # uncommitted tails, and they replicate one small entry per APPEND, so a new leader's
+        # old-term entries reach a quorum before its own term's do.
+        Scenario(
+            "fig8",
+            {
+                "voters": 5,
+                "spares": 0,
+                "fault_weights": (
+                    ("crash_leader", 3),
+                    ("isolate_leader", 3),
+                    ("partition_minority", 1),
+                    ("crash", 1),
+                ),
+                "fault_interval_ms": 120,
+                "fault_min_ms": 50,
+                "fault_max_ms": 400,
+                "link": LinkKnobs(
+                    delay_min_ms=1,
+                    delay_max_ms=20,
+                    loss_probability=0.1,
+                    reorder_probability=0.2,
+                    reorder_extra_ms=40,
+                ),
+                "client_interval_ms": 15,
+                "batch_probability": 0.2,
+                "fsync_max_ms": 10,
+            },
+            config={"max_size_per_msg": 8, "max_inflight_msgs": 1},
         ),
         # Leader lease reads (no heartbeat round): safe while clocks run at the same rate, so
         # no pauses and no clock drift here (a paused leader's clock stops; see

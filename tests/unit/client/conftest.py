@@ -343,6 +343,10 @@ class FakeServer:
         await self.server.start()
 
     def stop(self) -> None:
+        """Stop serving (idempotent: a test may stop it early to play a dead broker)."""
+        if not self.thread.alive:
+            return
+
         async def _stop() -> None:
             await self.server.stop(grace=None)
 

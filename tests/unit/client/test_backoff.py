@@ -54,3 +54,19 @@ def test_breaker_cooldown_is_capped():
         assert b.open_until - now <= 2.0
         now = b.open_until
         b.check(now)
+
+
+def test_breaker_down_for_counts_from_the_first_failure_while_cooling_down():
+    b = CircuitBreaker("h:1", failure_threshold=2, cooldown_s=1.0)
+    assert b.down_for(0.0) is None
+    b.record_failure(0.0, "refused")
+    assert b.down_for(0.5) is None  # one failure: the circuit is still closed
+    b.record_failure(0.5, "refused again")
+    assert b.down_for(1.0) == 1.0 and b.last_failure == "refused again"
+    assert b.down_for(1.5) is None  # cool-down over: a trial may go through
+    b.check(1.5)
+    assert b.down_for(1.6) is None  # the trial is out: not known to be down
+    b.record_failure(1.7)
+    assert b.down_for(2.0) == 2.0
+    b.record_success()
+    assert b.down_for(2.0) is None

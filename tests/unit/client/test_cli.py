@@ -116,3 +116,100 @@ def test_produce_to_unreachable_broker_fails_within_timeout(capsysbinary, monkey
         monkeypatch,
     )
     assert code == 1 and b"127.0.0.1:1" in err
+
+
+def test_create_says_whether_it_created_and_how_to_accept_an_existing_topic(fake, capsysbinary):
+    b = ["-b", fake.address]
+    assert run(["topic", "create", "t", *b], capsysbinary)[1] == b"created topic t\n"
+    code, _, err = run(["topic", "create", "t", *b], capsysbinary)
+    assert code == 1 and b"--if-not-exists" in err and err.count(b"\n") == 1
+    code, out, _ = run(["topic", "create", "t", "--if-not-exists", *b], capsysbinary)
+    assert code == 0 and out == b"topic t already exists\n"
+
+
+def test_every_command_has_a_description(capsys):
+    from rilke.cli.main import build_parser
+
+    def walk(parser):
+        for action in parser._actions:
+            if action.__class__.__name__ == "_SubParsersAction":
+                for name, sub in action.choices.items():
+                    yield name, sub
+                    yield from walk(sub)
+
+    missing = [name for name, sub in walk(build_parser()) if not sub.description]
+    assert missing == []
+
+
+def _wait_for(condition, timeout_s=10.0):
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+@pytest.mark.timeout(60)
+def test_consume_follow_ends_with_an_error_when_the_broker_dies(fake, capsysbinary, monkeypatch):
+    import threading
+
+    import grpc
+
+    import rilke.client.cluster
+
+    monkeypatch.setattr(rilke.client.cluster, "RECONNECT_GRACE_S", 0.2)
+    fake.broker.create("t", 1)
+    dead = threading.Event()
+    fake.broker.faults.append(lambda m, r: grpc.StatusCode.UNAVAILABLE if dead.is_set() else 0)
+    result = []
+    follower = threading.Thread(
+        target=lambda: result.append(main(["consume", "t", "-f", "-b", fake.address]))
+    )
+    follower.start()
+    _wait_for(lambda: "Fetch" in fake.broker.calls)
+    dead.set()
+    follower.join(50)
+    assert not follower.is_alive()
+    _, err = capsysbinary.readouterr()
+    assert result == [1] and b"NoBrokersAvailableError" in err and err.count(b"\n") == 1
+
+
+@pytest.mark.timeout(60)
+def test_consume_to_the_end_does_not_wait_forever_when_fetches_fail(fake, capsysbinary):
+    import grpc
+    from test_consumer import put_batch
+
+    fake.broker.create("t", 1)
+    put_batch(fake, [b"a", b"b"])
+    fake.broker.faults.append(lambda m, r: grpc.StatusCode.UNAVAILABLE if m == "Fetch" else 0)
+    code, out, err = run(
+        ["consume", "t", "-b", fake.address, "--request-timeout", "1"], capsysbinary
+    )
+    assert code == 1 and out == b"" and err.count(b"\n") == 1
+    assert b"t-0" in err
+
+
+@pytest.mark.timeout(60)
+def test_produce_gives_up_within_its_request_timeout_when_the_broker_fails(
+    fake, capsysbinary, monkeypatch
+):
+    import grpc
+
+    fake.broker.create("t", 1)
+    fake.broker.faults.append(lambda m, r: grpc.StatusCode.UNAVAILABLE if m == "Produce" else 0)
+    code, _, err = run(
+        ["produce", "t", "-b", fake.address, "--request-timeout", "1"],
+        capsysbinary,
+        b"x\n",
+        monkeypatch,
+    )  # without a bound of its own it would retry for the delivery timeout: 120 s
+    assert code == 1 and b"1 of 1 records failed" in err and err.count(b"\n") == 1
+
+
+def test_top_level_help_states_the_exit_codes(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "Exit codes: 0 success, 1" in " ".join(out.split())

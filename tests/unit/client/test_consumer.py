@@ -205,3 +205,42 @@ def test_a_busy_partition_does_not_starve_the_others(fake):
             time.sleep(0.01)
         seen = set(c.poll(1000)) | set(c.poll(1000))
         assert seen == {TopicPartition("t", 0), TopicPartition("t", 1)}
+
+
+def test_iteration_ends_after_consumer_timeout_ms(fake):
+    fake.broker.create("t", 1)
+    put_batch(fake, [b"a", b"b"])
+    with Consumer(
+        "t", bootstrap_servers=fake.address, auto_offset_reset="earliest", consumer_timeout_ms=300
+    ) as c:
+        assert [r.value for r in c] == [b"a", b"b"]  # and then it stops
+
+    async def main():
+        async with AIOConsumer(
+            "t",
+            bootstrap_servers=fake.address,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=300,
+        ) as c:
+            return [r.value async for r in c]
+
+    assert asyncio.run(main()) == [b"a", b"b"]
+    with pytest.raises(ValueError, match="consumer_timeout_ms"):
+        Consumer(bootstrap_servers=fake.address, consumer_timeout_ms=-1)
+
+
+def test_records_before_a_corrupt_batch_come_first_and_the_error_says_how_to_skip_it(fake):
+    fake.broker.create("t", 1)
+    put_batch(fake, [b"good1"])
+    put_batch(fake, [b"bad", b"bad"])
+    put_batch(fake, [b"good2"])
+    data = bytearray(fake.broker.topics["t"][0][1])
+    data[-2] ^= 0xFF  # offsets 1-2: the CRC no longer holds
+    fake.broker.topics["t"][0][1] = bytes(data)
+    with Consumer(bootstrap_servers=fake.address, auto_offset_reset="earliest") as c:
+        c.assign([TP])
+        assert [r.value for r in poll_all(c, 1)] == [b"good1"]
+        with pytest.raises(CorruptRecordError, match=r"t-0.*offsets 1-2.*seek\(\) to offset 3"):
+            poll_all(c, 1)
+        c.seek(TP, 3)
+        assert [r.value for r in poll_all(c, 1)] == [b"good2"]

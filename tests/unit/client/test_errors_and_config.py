@@ -82,3 +82,31 @@ def test_breaker_makes_dead_broker_fail_fast():
         await t.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"request_timeout_ms": 0},
+        {"request_timeout_ms": -5},
+        {"retry_backoff_ms": -1},
+        {"retry_backoff_max_ms": -1},
+        {"metadata_max_age_ms": 0},
+        {"bootstrap_servers": "host:notaport"},
+    ],
+    ids=lambda setting: next(iter(setting)),
+)
+def test_every_client_checks_its_connection_settings(setting):
+    from rilke.client.admin import Admin
+    from rilke.client.consumer import Consumer
+    from rilke.client.producer import Producer
+
+    settings = {"bootstrap_servers": "127.0.0.1:1", **setting}
+    servers = settings.pop("bootstrap_servers")
+    for make in (
+        lambda: Admin(servers, **settings),
+        lambda: Producer(servers, **settings),
+        lambda: Consumer(bootstrap_servers=servers, **settings),
+    ):
+        with pytest.raises(ValueError, match=next(iter(setting)).removesuffix("_servers")):
+            make()

@@ -78,6 +78,8 @@ def test_bad_partition_and_oversized_record(fake):
             p.send("t", b"x" * 2000)
         with pytest.raises(TypeError):
             p.send("t", 12345)
+        with pytest.raises(ValueError, match="timestamp_ms"):
+            p.send("t", b"x", timestamp_ms=-5)
 
 
 def test_bad_settings_raise_value_error():

@@ -164,3 +164,23 @@ def test_must_sync_only_for_entries_snapshots_and_term_or_vote() -> None:
     assert rd.hard_state is not None and rd.hard_state.commit == 1
     assert not rd.must_sync  # only the commit index moved
     node.advance(rd)
+
+
+def test_a_snapshot_written_without_its_hard_state_is_the_commit_on_restart() -> None:
+    """A crash between writing a Ready's snapshot and its hard state (the contract's order:
+    snapshot first, hard state last) leaves a hard state whose commit is behind the snapshot.
+    A snapshot holds only committed state, so the node restarts with the snapshot's index as
+    its commit index instead of refusing the store (sim CORE_BUGS.md #2)."""
+    import random
+
+    from rilke.replication.raft import Config, ConfState, HardState, RaftNode, Snapshot
+    from rilke.replication.raft.storage import MemoryStorage
+
+    conf = ConfState(frozenset({1, 2, 3}))
+    storage = MemoryStorage(conf)
+    storage.apply_snapshot(Snapshot(791, 4, conf))
+    storage.set_hard_state(HardState(term=5, vote=0, commit=767))
+    node = RaftNode(Config(node_id=1, voters=(1, 2, 3)), storage, random.Random(1))
+    assert node.commit_index == 791
+    assert node.applied_index == 791
+    assert node.term == 5

@@ -36,6 +36,19 @@ class ReadResult:
     log_end_offset: int
 
 
+class FakeFlushJob:
+    """What FakeLog.begin_flush hands out: ``run`` (on a worker thread) does nothing."""
+
+    def __init__(self, flushed_offset: int) -> None:
+        self.flushed_offset = flushed_offset
+
+    def run(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class FakeLog:
     def __init__(self, directory: Path, config: LogConfig) -> None:
         self.directory = directory
@@ -46,13 +59,16 @@ class FakeLog:
         self.flushed_offset = 0
         self.flush_count = 0
         self.closed = False
+        self.crc_checked_calls: list[bool] = []
+        self.maintenance_runs = 0
 
     def update_config(self, config: LogConfig) -> None:
         self.config = config
 
-    def append(self, batches, *, assign_offsets=True, leader_epoch=None, now_ms):  # type: ignore[no-untyped-def]
+    def append(self, batches, *, assign_offsets=True, leader_epoch=None, now_ms, crc_checked=False):  # type: ignore[no-untyped-def]
         if self.closed:
             raise LogClosedError()
+        self.crc_checked_calls.append(crc_checked)
         buf = bytearray(batches)
         pos = 0
         out = []
@@ -107,6 +123,40 @@ class FakeLog:
         if self.flushed_offset < self.log_end_offset:
             self.flush_count += 1
             self.flushed_offset = self.log_end_offset
+
+    def begin_flush(self, up_to_offset=None):  # type: ignore[no-untyped-def]
+        target = self.log_end_offset if up_to_offset is None else up_to_offset
+        if target <= self.flushed_offset:
+            return None
+        return FakeFlushJob(self.log_end_offset)
+
+    def end_flush(self, job):  # type: ignore[no-untyped-def]
+        if job.flushed_offset > self.flushed_offset:
+            self.flush_count += 1
+            self.flushed_offset = job.flushed_offset
+        return True
+
+    def abort_flush(self, job):  # type: ignore[no-untyped-def]
+        pass
+
+    # What LocalPartition.maintain uses: nothing to roll, compact or checkpoint here.
+    rolled_offset = 0
+
+    def maybe_roll(self, now_ms: int) -> bool:
+        return False
+
+    def flush_due(self, now_ms: int) -> bool:
+        return False
+
+    def apply_retention(self, now_ms: int, *, defer_unlink: bool = False) -> int:
+        self.maintenance_runs += 1
+        return 0
+
+    def take_deleted_files(self) -> list[Path]:
+        return []
+
+    def begin_checkpoint(self) -> None:
+        return None
 
     def size_bytes(self) -> int:
         return sum(len(b) for b in self.batches)

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 import pytest
-from server_batches import make_batch
+from produce_batches import make_batch
 
 from rilke.errors import InvalidProducerEpochError, OutOfOrderSequenceError
 from rilke.records.header import read_header

@@ -6,7 +6,7 @@ from pathlib import Path
 import grpc
 import pytest
 from inproc import InProcessBroker, running_broker
-from server_batches import batch_values, make_batch
+from produce_batches import batch_values, make_batch
 
 from rilke import errors
 from rilke.proto import rilke_pb2 as pb
@@ -221,6 +221,24 @@ def test_long_poll_is_woken_by_an_append(broker: InProcessBroker) -> None:
     assert batch_values(result[0].records) == [(0, b"wake")]
 
 
+def test_long_poll_on_a_deleted_topic_answers_unknown_topic(broker: InProcessBroker) -> None:
+    result: list[pb.FetchPartitionResponse] = []
+
+    def poll() -> None:
+        result.append(fetch(broker, 0, max_wait_ms=60_000, min_bytes=1))
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    deadline = time.monotonic() + TIMEOUT
+    while not broker.server._service._waiters and time.monotonic() < deadline:  # type: ignore[union-attr]
+        time.sleep(0.01)
+    deleted = broker.admin.DeleteTopics(pb.DeleteTopicsRequest(names=["t"]), timeout=TIMEOUT)
+    assert deleted.results[0].error.code == 0
+    poller.join(TIMEOUT)  # the delete wakes the poll: it does not wait its 60 s
+    assert not poller.is_alive()
+    assert result[0].error.code == errors.UnknownTopicOrPartitionError.code, result[0].error
+
+
 def test_long_poll_times_out_empty(broker: InProcessBroker) -> None:
     got = fetch(broker, 0, max_wait_ms=50, min_bytes=1)
     assert got.error.code == 0 and got.records == b""
@@ -351,10 +369,12 @@ def test_stream_answers_acks_0_requests_too(broker: InProcessBroker) -> None:
 
 def test_maintenance_runs_periodically(tmp_path: Path) -> None:
     with running_broker(tmp_path, maintenance_interval_ms=20) as b:
+        create(b, "t")
+        log = b.managers[0].logs[("t", 0)]
         deadline = time.monotonic() + TIMEOUT
-        while b.managers[0].maintenance_runs < 2 and time.monotonic() < deadline:
+        while log.maintenance_runs < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert b.managers[0].maintenance_runs >= 2
+        assert log.maintenance_runs >= 2
 
 
 def test_shutdown_flushes_and_closes_storage(tmp_path: Path) -> None:
@@ -368,3 +388,37 @@ def test_shutdown_flushes_and_closes_storage(tmp_path: Path) -> None:
     assert manager.closed
     assert manager.logs[("t", 0)].flushed_offset == 1
     assert (tmp_path / "producer-state" / "t-0.json").exists()
+
+
+def test_clients_cannot_create_write_change_or_delete_internal_topics(
+    broker: InProcessBroker,
+) -> None:
+    name = "__consumer_offsets"
+    assert create(broker, name).error.code == errors.InvalidTopicError.code
+    assert create(broker, "__mine").error.code == errors.InvalidTopicError.code
+    refused = produce(broker, make_batch([b"garbage"]), topic=name)
+    assert refused.error.code == errors.InvalidTopicError.code
+    assert "internal" in refused.error.message
+    deleted = broker.admin.DeleteTopics(pb.DeleteTopicsRequest(names=[name]), timeout=TIMEOUT)
+    assert deleted.results[0].error.code == errors.InvalidTopicError.code
+    altered = broker.admin.AlterConfigs(
+        pb.AlterConfigsRequest(
+            topics=[pb.AlterTopicConfigs(topic=name, set={"cleanup.policy": "delete"})]
+        ),
+        timeout=TIMEOUT,
+    )
+    assert altered.results[0].error.code == errors.InvalidTopicError.code
+    listed = broker.admin.ListTopics(pb.ListTopicsRequest(include_internal=True), timeout=TIMEOUT)
+    assert [t.name for t in listed.topics if t.internal] == []
+
+
+def test_negative_fetch_limits_are_refused(broker: InProcessBroker) -> None:
+    produce(broker, make_batch([b"x"]))
+    request = pb.FetchRequest(
+        partitions=[pb.FetchPartition(topic="t", partition=0, partition_max_bytes=-5)]
+    )
+    got = broker.broker.Fetch(request, timeout=TIMEOUT).partitions[0]
+    assert got.error.code == errors.InvalidRequestError.code and got.records == b""
+    request = pb.FetchRequest(max_bytes=-1, partitions=[pb.FetchPartition(topic="t", partition=0)])
+    got = broker.broker.Fetch(request, timeout=TIMEOUT).partitions[0]
+    assert got.error.code == errors.InvalidRequestError.code and "max_bytes" in got.error.message

@@ -7,6 +7,7 @@ from conftest import crash
 
 from rilke.records.header import iter_headers, read_header
 from rilke.storage import LogConfig, PartitionLog
+from rilke.storage.cleaner import finish_compaction, plan_compaction
 
 COMPACT = LogConfig(
     segment_bytes=600, cleanup_policy="compact", delete_retention_ms=1000, retention_ms=-1
@@ -94,3 +95,81 @@ def test_compressed_batches_are_kept_whole_or_dropped(tmp_path: Path) -> None:
     data = log.read(2, 1).records
     assert data[22] & 0x07 == 1
     assert read_header(data).last_offset_delta == 1  # the batch keeps its offset span
+
+
+def _keyed_log(tmp_path: Path, config: LogConfig = COMPACT) -> PartitionLog:
+    log = PartitionLog.open(tmp_path / "t-0", config, now_ms=0, recover=False)
+    for i in range(60):
+        log.append(make_batch([(b"k%d" % (i % 5), b"v%d" % i)], timestamp_ms=i), now_ms=1)
+    return log
+
+
+def test_a_compaction_plan_runs_while_the_log_takes_appends_and_reads(tmp_path: Path) -> None:
+    log = _keyed_log(tmp_path)
+    log.flush_rolled_segments()
+    log.checkpoint()
+    plan = plan_compaction(log, now_ms=0)
+    assert plan is not None
+    sealed = len(log.segments) - 1
+    # The plan runs (elsewhere: it only uses its own descriptors) while the log goes on.
+    for i in range(20):
+        log.append(make_batch([(b"new%d" % i, b"x" * 50)]), now_ms=1)
+    before = all_records(log)
+    plan.run()
+    assert all_records(log) == before  # nothing swapped in yet
+    freed = finish_compaction(log, plan)
+    assert freed > 0
+    after = all_records(log)
+    assert [r for r in after if r[0] >= 60] == [r for r in before if r[0] >= 60]
+    # Of the 60 records of 5 keys in the segments sealed when planned, only each key's newest
+    # in them is left (and whatever was in the then-active segment).
+    planned_end = log.segments[sealed].base_offset
+    old = [r for r in after if r[0] < planned_end]
+    assert len({k for _, k, _ in old}) == len(old) == 5
+    assert not list(tmp_path.glob("t-0/*.cleaned"))
+
+
+def test_segments_deleted_or_truncated_meanwhile_are_not_swapped(tmp_path: Path) -> None:
+    log = _keyed_log(tmp_path)
+    log.flush_rolled_segments()
+    plan = plan_compaction(log, now_ms=0)
+    assert plan is not None
+    plan.run()
+    assert len(plan.cleaned) >= 2
+    first_kept = log.segments[1].base_offset
+    log.delete_records_before(first_kept)  # drops the first segment (closes its files)
+    log.truncate_to(log.segments[2].base_offset)  # and everything from the third on
+    expected = all_records(log)
+    finish_compaction(log, plan)
+    assert not list(tmp_path.glob("t-0/*.cleaned"))
+    after = all_records(log)
+    # Only the second segment (still there, unchanged, now the last sealed one or active)
+    # may have been compacted: its newest records per key remain.
+    assert {k for _, k, _ in after} == {k for _, k, _ in expected}
+    assert log.log_end_offset == expected[-1][0] + 1
+    reopened_end = log.log_end_offset
+    log.close()
+    log = PartitionLog.open(tmp_path / "t-0", COMPACT, now_ms=0, recover=True)
+    assert log.log_end_offset == reopened_end
+
+
+def test_an_aborted_plan_leaves_no_cleaned_files(tmp_path: Path) -> None:
+    log = _keyed_log(tmp_path)
+    plan = plan_compaction(log, now_ms=0)
+    assert plan is not None
+    plan.run()
+    assert list(tmp_path.glob("t-0/*.cleaned"))
+    plan.abort()
+    assert not list(tmp_path.glob("t-0/*.cleaned"))
+    assert len(all_records(log)) == 60
+
+
+def test_a_plan_takes_only_segments_below_the_given_recovery_point(tmp_path: Path) -> None:
+    log = _keyed_log(tmp_path)
+    first, second = log.segments[0], log.segments[1]
+    plan = plan_compaction(log, now_ms=0, up_to_offset=second.next_offset - 1)
+    assert plan is not None
+    plan.run()
+    assert [segment for segment, *_ in plan.cleaned] == [first]
+    finish_compaction(log, plan)
+    assert log.segments[1] is second

@@ -196,6 +196,59 @@ def test_writable_input_is_stamped_in_place(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("writable", [False, True])
+@pytest.mark.parametrize("epoch", [None, 9])
+@pytest.mark.parametrize("count", [1, 3])
+@pytest.mark.parametrize("assign", [True, False])
+def test_stamping_stores_the_same_bytes_on_every_path(
+    tmp_path: Path, writable: bool, epoch: int | None, count: int, assign: bool
+) -> None:
+    # One batch (the fast path) or several, read-only or writable input, with and without an
+    # epoch: the stored bytes are the input with base offset (and epoch) rewritten.
+    log = open_log(tmp_path / "t-0")
+    log.append(make_batch(2), now_ms=1)
+    batches = [make_batch(2, base_offset=2 + 2 * i, timestamp_ms=50 + i) for i in range(count)]
+    data = b"".join(batches)
+    info = log.append(
+        bytearray(data) if writable else data,
+        assign_offsets=assign,
+        leader_epoch=epoch,
+        now_ms=1,
+    )
+    assert (info.first_offset, info.last_offset, info.num_batches) == (2, 1 + 2 * count, count)
+    assert info.max_timestamp == 50 + count - 1 + 1  # the last record of the last batch
+    stored = log.read(2, 1 << 20).records
+    headers = [h for _, h in iter_headers(stored)]  # checks CRCs
+    assert [h.base_offset for h in headers] == [2 + 2 * i for i in range(count)]
+    want_epoch = read_header(data).partition_leader_epoch if epoch is None else epoch
+    assert all(h.partition_leader_epoch == want_epoch for h in headers)
+    expected = bytearray(data)
+    for i, (pos, _) in enumerate(iter_headers(expected)):
+        expected[pos + 12 : pos + 16] = want_epoch.to_bytes(4, "big", signed=True)
+        assert i < count
+    assert stored == bytes(expected)
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_crc_checked_skips_only_the_crc(tmp_path: Path, count: int) -> None:
+    # For a caller that has just checked the CRC itself: every other check still refuses.
+    log = open_log(tmp_path / "t-0", LogConfig(max_message_bytes=200))
+    good = make_batch(2) * count
+    log.append(good, now_ms=1, crc_checked=True)
+    assert log.log_end_offset == 2 * count
+    size = log.size_bytes()
+    bad_magic = bytearray(good)
+    bad_magic[16] = 1
+    bad_count = bytearray(good)
+    bad_count[57:61] = (5).to_bytes(4, "big")  # 5 records in 2 offsets
+    for bad in (bad_magic, bad_count, bytearray(good)[:-3]):
+        with pytest.raises(CorruptBatchError):
+            log.append(bytes(bad), now_ms=1, crc_checked=True)
+    with pytest.raises(BatchTooLargeError):
+        log.append(make_batch(1, value_size=300), now_ms=1, crc_checked=True)
+    assert (log.log_end_offset, log.size_bytes()) == (2 * count, size)
+
+
+@pytest.mark.parametrize("writable", [False, True])
 def test_log_append_time_rewrites_timestamp_and_crc(tmp_path: Path, writable: bool) -> None:
     log = open_log(tmp_path / "t-0", LogConfig(message_timestamp_type="LogAppendTime"))
     batch = make_batch(3, timestamp_ms=5)
@@ -328,3 +381,97 @@ def test_config_from_topic_configs() -> None:
         LogConfig.from_topic_configs({"cleanup.policy": "forever"})
     with pytest.raises(InvalidConfigError, match=r"retention.ms"):
         LogConfig(retention_ms=-5)
+
+
+def test_flush_job_counts_only_when_ended(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0")
+    fill(log, 3)
+    job = log.begin_flush()
+    assert job is not None and job.flushed_offset == 6
+    assert log.flushed_offset == 0
+    fill(log, 1)  # an append while the job runs elsewhere is not covered by it
+    job.run()
+    assert log.end_flush(job)
+    assert log.flushed_offset == 6
+    assert log.begin_flush(6) is None  # already there
+    again = log.begin_flush()
+    assert again is not None and again.flushed_offset == 8
+    again.run()
+    log.end_flush(again)
+    assert log.flushed_offset == 8 == log.log_end_offset
+
+
+def test_a_failed_flush_job_leaves_everything_to_sync_again(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0")
+    fill(log, 30)  # several rolled segments (1000-byte segments)
+    assert len(log.segments) > 2
+    job = log.begin_flush()
+    assert job is not None
+    log.abort_flush(job)
+    assert log.flushed_offset == 0
+    assert all(s.needs_sync for s in log.segments)
+    job = log.begin_flush()
+    assert job is not None
+    job.run()
+    log.end_flush(job)
+    assert log.flushed_offset == log.log_end_offset
+    assert not any(s.needs_sync for s in log.segments)
+
+
+def test_retention_and_close_while_a_flush_job_runs_are_safe(tmp_path: Path) -> None:
+    config = LogConfig(segment_bytes=1000, index_interval_bytes=100, retention_bytes=1)
+    log = open_log(tmp_path / "t-0", config)
+    fill(log, 30)
+    rolled = len(log.segments) - 1
+    assert rolled >= 2
+    job = log.begin_flush()  # holds descriptors of every rolled segment and the active one
+    assert job is not None
+    assert log.apply_retention(now_ms=10) == rolled  # deletes (closes) the rolled segments
+    fill(log, 1)
+    job.run()  # its duplicated descriptors are still valid
+    assert log.end_flush(job)
+    assert log.flushed_offset == 60
+    other = log.begin_flush()
+    assert other is not None
+    log.close()  # closes everything (flushing it) while `other` is still to run
+    other.run()
+    assert not log.end_flush(other)  # a closed log ignores it
+    reopened = open_log(tmp_path / "t-0", config, recover=True)
+    assert reopened.log_end_offset == 62
+    assert reopened.recovery.bytes_truncated == 0
+    reopened.close()
+
+
+def test_a_flush_job_from_before_a_truncation_is_ignored(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0")
+    fill(log, 3)
+    job = log.begin_flush()
+    assert job is not None and job.flushed_offset == 6
+    log.truncate_to(2)
+    fill(log, 3)  # new bytes at offsets 2..7 that the job never synced
+    job.run()
+    assert not log.end_flush(job)
+    assert log.flushed_offset == 2
+
+
+def test_retention_can_leave_the_unlinks_to_the_caller(tmp_path: Path) -> None:
+    config = LogConfig(segment_bytes=1000, index_interval_bytes=100, retention_bytes=1)
+    log = open_log(tmp_path / "t-0", config)
+    fill(log, 30)
+    kept = read_all(log)[-log.segments[-1].size :]
+    doomed = [s.base_offset for s in log.segments[:-1]]
+    assert log.apply_retention(now_ms=10, defer_unlink=True) == len(doomed)
+    deleted = log.take_deleted_files()
+    assert log.take_deleted_files() == []
+    assert {p.name for p in deleted} >= {f"{base:020d}.log.deleted" for base in doomed}
+    assert all(p.exists() for p in deleted)
+    assert not any(
+        p.name.endswith(".log") and int(p.name[:20]) in doomed for p in log.directory.iterdir()
+    )
+    assert read_all(log) == kept
+    # Left behind (a crash before the caller unlinked them): removed when the log opens.
+    log.close()
+    reopened = open_log(tmp_path / "t-0", config, recover=True)
+    assert not any(p.exists() for p in deleted)
+    assert read_all(reopened) == kept
+    reopened.close()

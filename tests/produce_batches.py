@@ -1,4 +1,6 @@
-"""Record batches for broker tests, built with kafka-python's builder (test-only)."""
+"""Record batches for broker tests (tests/unit/server, tests/cluster), built with kafka-python's
+builder (an encoder no one here wrote). Importable as ``produce_batches``: tests/ is on sys.path
+(tests/conftest.py puts it there)."""
 
 from __future__ import annotations
 
