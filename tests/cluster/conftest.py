@@ -7,18 +7,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rilke_broker_process import BrokerProcess
+from rilke_broker_process import BrokerFactory, BrokerProcess
 
 try:
     import rilke.storage.manager  # noqa: F401
 except ImportError:  # a broker needs the storage layer: before it is merged, nothing to run
     collect_ignore_glob = ["test_*.py"]
-
-BrokerFactory = Callable[..., BrokerProcess]
 
 
 @pytest.fixture

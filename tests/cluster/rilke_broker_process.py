@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -176,3 +177,8 @@ class BrokerProcess:
             self.stop()
         finally:
             self.kill()
+
+
+# What the ``broker_factory`` fixture gives a test. Defined here, not in conftest.py: several
+# conftest.py files share that module name, so ``from conftest import ...`` can find another one.
+BrokerFactory = Callable[..., BrokerProcess]

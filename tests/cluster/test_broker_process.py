@@ -7,19 +7,15 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import grpc
 import pytest
 from produce_batches import batch_values, make_batch
-from rilke_broker_process import REPO_ROOT, BrokerProcess
+from rilke_broker_process import REPO_ROOT, BrokerFactory, BrokerProcess
 
 from rilke import errors
 from rilke.proto import rilke_pb2 as pb
 from rilke.proto import rilke_pb2_grpc as pb_grpc
-
-if TYPE_CHECKING:  # a name only: 'conftest' may be another directory's module
-    from conftest import BrokerFactory
 
 TIMEOUT = 15
 

@@ -40,12 +40,14 @@ def _env() -> dict[str, str]:
 class ConsumerProc:
     """A group_consumer_proc.py child; its JSON lines are collected by a reader thread."""
 
-    def __init__(self, bootstrap: str, topic: str, group: str, name: str) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, group: str, name: str, session_ms: int = SESSION_MS
+    ) -> None:
         self.name = name
         self.lines: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.proc = subprocess.Popen(
-            [sys.executable, str(CONSUMER), bootstrap, topic, group, name, str(SESSION_MS)],
+            [sys.executable, str(CONSUMER), bootstrap, topic, group, name, str(session_ms)],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -103,8 +105,8 @@ class ConsumerProc:
 def consumers() -> Iterator[Callable[..., ConsumerProc]]:
     started: list[ConsumerProc] = []
 
-    def start(*args: str) -> ConsumerProc:
-        c = ConsumerProc(*args)
+    def start(*args: str, **kwargs: Any) -> ConsumerProc:
+        c = ConsumerProc(*args, **kwargs)
         started.append(c)
         return c
 
@@ -358,7 +360,10 @@ def test_consumers_ride_through_a_broker_restart_without_a_rebalance(
     bootstrap = b.address
     create_topic(bootstrap, "ride", 4)
     produce(bootstrap, "ride", 4, 5, "a")
-    cs = [consumers(bootstrap, "ride", "g5", f"c{i}") for i in range(2)]
+    # The sessions must outlast the restart and the clients' reconnect backoffs (gRPC's and
+    # the circuit breaker's, up to 2 s each), however loaded the machine: a member whose
+    # session ran out would be replaced, which is a rebalance.
+    cs = [consumers(bootstrap, "ride", "g5", f"c{i}", session_ms=30_000) for i in range(2)]
     wait_for(lambda: all(len(c.owned()) == 2 for c in cs), 60, "two members, two partitions each")
     ends = end_offsets(bootstrap, "ride", 4)
     wait_for(lambda: all_consumed(cs, ends), 60, "the first records consumed")

@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from rilke_broker_process import BrokerProcess
-
-if TYPE_CHECKING:  # a name only: 'conftest' may be another directory's module
-    from conftest import BrokerFactory
+from rilke_broker_process import BrokerFactory, BrokerProcess
 
 TIMEOUT = 30
 
