@@ -223,6 +223,6 @@ class LogModel(RuleBasedStateMachine):
 
 
 LogModel.TestCase.settings = settings(
-    max_examples=100, stateful_step_count=40, deadline=None, derandomize=False
+    settings.default, max_examples=100, stateful_step_count=40, deadline=None
 )
 TestLogModel = LogModel.TestCase
