@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from batches import DefaultRecordBatch, make_batch
-from conftest import crash
+from storage_crash import crash
 
 from rilke.records.header import iter_headers, read_header
 from rilke.storage import LogConfig, PartitionLog

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from batches import make_batch
-from conftest import crash
+from storage_crash import crash
 
 from rilke.records.header import iter_headers
 from rilke.storage import LogConfig, PartitionLog

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import hypothesis.strategies as st
 from batches import make_batch
-from conftest import crash
 from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from storage_crash import crash
 
 from rilke.errors import CorruptBatchError, NonContiguousOffsetError
 from rilke.records.header import iter_headers, read_header

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 from batches import make_batch
-from conftest import crash
+from storage_crash import crash
 
 from rilke.errors import DataDirLockedError, InvalidTopicError, LogClosedError
 from rilke.storage import LogConfig, LogManager
