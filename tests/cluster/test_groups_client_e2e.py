@@ -6,26 +6,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 pytest.importorskip("rilke.client.consumer", reason="needs the client library")
 
+from waiting import wait_for
+
 from rilke.client.admin import Admin
 from rilke.client.consumer import Consumer
 from rilke.client.producer import Producer
 from rilke.client.structs import NewTopic, TopicPartition
-
-
-def wait_for(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def setup(bootstrap: str, topics: dict[str, int], per_partition: int = 0) -> None:

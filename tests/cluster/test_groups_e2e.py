@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import wait_for
 
 pytest.importorskip("rilke.client.consumer", reason="needs the client library")
 pytest.importorskip("rilke.server.broker", reason="needs the broker")
@@ -115,15 +116,6 @@ def consumers() -> Iterator[Callable[..., ConsumerProc]]:
     finally:
         for c in started:
             c.kill()
-
-
-def wait_for(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def create_topic(bootstrap: str, name: str, partitions: int) -> None:

@@ -7,6 +7,7 @@ import json
 import sys
 
 import pytest
+from waiting import wait_for
 
 from rilke.cli.consume_cmd import parse_start
 from rilke.cli.main import main
@@ -141,15 +142,6 @@ def test_every_command_has_a_description(capsys):
     assert missing == []
 
 
-def _wait_for(condition, timeout_s=10.0):
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
 @pytest.mark.timeout(60)
 def test_consume_follow_ends_with_an_error_when_the_broker_dies(fake, capsysbinary, monkeypatch):
     import threading
@@ -167,7 +159,7 @@ def test_consume_follow_ends_with_an_error_when_the_broker_dies(fake, capsysbina
         target=lambda: result.append(main(["consume", "t", "-f", "-b", fake.address]))
     )
     follower.start()
-    _wait_for(lambda: "Fetch" in fake.broker.calls)
+    wait_for(lambda: "Fetch" in fake.broker.calls)
     dead.set()
     follower.join(50)
     assert not follower.is_alive()
