@@ -7,7 +7,6 @@ import asyncio
 import grpc
 import pytest
 
-import rilke.client.producer as producer_mod
 from rilke.client.producer import AIOProducer, Producer
 from rilke.errors import (
     KafkaTimeoutError,
@@ -27,6 +26,20 @@ def stored_values(fake, topic, partition):
         h = hdr.read_header(b)
         out.extend(r[3] for r in codec.read_records(b, h, True))
     return out
+
+
+def fail_first(times, method, answer):
+    """A fake-broker fault: answer the first ``times`` calls of ``method`` with ``answer`` (a
+    wire error code or a gRPC status), then let every call through."""
+    left = [times]
+
+    def fault(called, request):
+        if called == method and left[0] > 0:
+            left[0] -= 1
+            return answer
+        return 0
+
+    return fault
 
 
 def test_send_returns_metadata_with_offsets(fake):
@@ -93,15 +106,7 @@ def test_bad_settings_raise_value_error():
 
 def test_retriable_errors_are_retried_in_order(fake):
     fake.broker.create("t", 1)
-    failures = {"n": 3}
-
-    def fail_some(method, request):
-        if method == "Produce" and failures["n"] > 0:
-            failures["n"] -= 1
-            return NotLeaderError.code
-        return 0
-
-    fake.broker.faults.append(fail_some)
+    fake.broker.faults.append(fail_first(3, "Produce", NotLeaderError.code))
     with Producer(
         fake.address, linger_ms=0, batch_size=64, retry_backoff_ms=1, retry_backoff_max_ms=5
     ) as p:
@@ -115,15 +120,7 @@ def test_retriable_errors_are_retried_in_order(fake):
 
 def test_transport_failure_is_retried(fake):
     fake.broker.create("t", 1)
-    failures = {"n": 2}
-
-    def unavailable(method, request):
-        if method == "Produce" and failures["n"] > 0:
-            failures["n"] -= 1
-            return grpc.StatusCode.UNAVAILABLE
-        return 0
-
-    fake.broker.faults.append(unavailable)
+    fake.broker.faults.append(fail_first(2, "Produce", grpc.StatusCode.UNAVAILABLE))
     with Producer(fake.address, retry_backoff_ms=1, retry_backoff_max_ms=5) as p:
         assert p.send("t", b"x").get(10).offset == 0
 
@@ -250,21 +247,9 @@ def test_aio_producer(fake):
     assert (md.partition, md.offset, md2.offset) == (2, 0, 1)
 
 
-def test_metadata_refresh_module_importable():
-    assert producer_mod.Producer is Producer
-
-
 def test_init_producer_id_retried_until_the_broker_answers(fake):
     fake.broker.create("t", 1)
-    failures = {"n": 2}
-
-    def unavailable(method, request):
-        if method == "InitProducerId" and failures["n"] > 0:
-            failures["n"] -= 1
-            return grpc.StatusCode.UNAVAILABLE
-        return 0
-
-    fake.broker.faults.append(unavailable)
+    fake.broker.faults.append(fail_first(2, "InitProducerId", grpc.StatusCode.UNAVAILABLE))
     with Producer(fake.address, retry_backoff_ms=1, retry_backoff_max_ms=5) as p:
         assert p.send("t", b"x").get(10).offset == 0
     assert fake.broker.calls.count("InitProducerId") == 3
@@ -325,15 +310,7 @@ def test_produce_paths_deliver_in_order(fake, path):
 
 def test_stream_failure_is_retried_on_a_new_stream(fake):
     fake.broker.create("t", 1)
-    failures = {"n": 1}
-
-    def abort_once(method, request):
-        if method == "Produce" and failures["n"] > 0:
-            failures["n"] -= 1
-            return grpc.StatusCode.UNAVAILABLE
-        return 0
-
-    fake.broker.faults.append(abort_once)
+    fake.broker.faults.append(fail_first(1, "Produce", grpc.StatusCode.UNAVAILABLE))
     with Producer(
         fake.address, produce_path="stream", retry_backoff_ms=1, retry_backoff_max_ms=5
     ) as p:
