@@ -59,6 +59,9 @@ _SCAN_CHUNK_BYTES = 1 << 20
 GROUP_COMMIT_WINDOW_S = 0.001
 # Pause between two compacted segments' swaps (maintenance), so requests are not starved.
 COMPACTION_SWAP_PAUSE_S = 0.01
+# The producer state snapshot's name in ``state_dir`` (the broker uses the partition's own
+# directory): a fixed name, so no file name grows with the topic's (issue 8).
+PRODUCER_STATE_FILE = "producer-state.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +205,9 @@ class LocalPartition:
         self.partition = partition
         self._log = log_
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
-        self._state_path = state_dir / f"{topic}-{partition}.json" if state_dir else None
+        self._state_path = state_dir / PRODUCER_STATE_FILE if state_dir else None
+        if state_dir is not None:
+            state_dir.mkdir(parents=True, exist_ok=True)
         self._producers = ProducerStateTable()
         self._subscribers: dict[int, Callable[[], None]] = {}
         self._next_subscriber = 0
@@ -578,7 +583,6 @@ class LocalPartition:
         if self._log.flushed_offset < end or end == self._snapshot_offset:
             return None
         document = {"offset": end, "producers": self._producers.dump()}
-        self._state_path.parent.mkdir(parents=True, exist_ok=True)
         return end, json.dumps(document).encode()
 
     def _state_path_or_fail(self) -> Path:

@@ -336,6 +336,7 @@ class BrokerService(pb_grpc.BrokerServicer):
                     broker.partition(name, 0)  # raises the precise error
                 info = broker.topics.require(name)
                 out.internal = info.internal
+                broker.check_online(name)
                 for p in range(info.num_partitions):
                     out.partitions.add(
                         partition=p,

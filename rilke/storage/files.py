@@ -21,6 +21,19 @@ TMP_SUFFIX = ".tmp"  # an atomic write in progress
 DELETED_SUFFIX = ".deleted"  # a segment file renamed away by retention, to be unlinked
 
 OFFSET_DIGITS = 20
+# The longest file name, in bytes, of the file systems a data directory lives on (ext4, xfs,
+# btrfs, tmpfs). Every name made from a topic name must fit it (see rilke.server.topics).
+NAME_MAX_BYTES = 255
+
+
+def name_max(directory: Path) -> int:
+    """The longest file name (in bytes) the file system of ``directory`` allows, at most
+    NAME_MAX_BYTES (NAME_MAX_BYTES when the system does not say). Blocks on disk."""
+    try:
+        limit = os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return NAME_MAX_BYTES
+    return min(limit, NAME_MAX_BYTES) if limit > 0 else NAME_MAX_BYTES
 
 
 def fdatasync(fd: int) -> None:
