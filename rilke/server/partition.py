@@ -40,7 +40,7 @@ from rilke.server.files import write_atomically
 from rilke.server.producer_state import ProducerStateTable
 from rilke.storage.cleaner import finish_compaction, plan_compaction
 from rilke.storage.config import LogConfig
-from rilke.storage.files import unlink_if_exists
+from rilke.storage.files import storage_error, unlink_if_exists
 from rilke.storage.log import FlushJob, PartitionLog
 
 log = logging.getLogger(__name__)
@@ -219,6 +219,7 @@ class LocalPartition:
         self._flush_again = False  # appends arrived while it ran
         self._last_compaction_ms: int | None = None
         self._unflushed_messages = 0
+        self._refusing_writes = False  # the last append failed on the disk (logged once)
         self._closed = False
         self._snapshot_offset = -1  # the log end offset of the last snapshot written
         self._config = config
@@ -267,13 +268,24 @@ class LocalPartition:
         # validate_batches has just checked every batch's CRC in these very bytes (and refused
         # any bad one with its records error): the log checks everything else again but skips
         # the CRC, the one check that reads every byte.
-        info = self._log.append(
-            records,
-            assign_offsets=True,
-            leader_epoch=self.leader_epoch,
-            now_ms=self._clock_ms(),
-            crc_checked=True,
-        )
+        try:
+            info = self._log.append(
+                records,
+                assign_offsets=True,
+                leader_epoch=self.leader_epoch,
+                now_ms=self._clock_ms(),
+                crc_checked=True,
+            )
+        except OSError as e:
+            # The log cut the file back: nothing was written (see PartitionLog.append).
+            error = storage_error(e, self._log.directory, "append to")
+            if not self._refusing_writes:
+                self._refusing_writes = True
+                log.error("%s-%d refuses writes: %s", self.topic, self.partition, error)
+            raise error from e
+        if self._refusing_writes:
+            self._refusing_writes = False
+            log.info("%s-%d takes writes again", self.topic, self.partition)
         offset = info.first_offset
         for header in headers:
             self._producers.record(header, offset)
@@ -361,6 +373,8 @@ class LocalPartition:
 
     def _flush_failed(self, error: BaseException) -> None:
         log.error("flush of %s-%d failed: %s", self.topic, self.partition, error)
+        if isinstance(error, OSError):
+            error = storage_error(error, self._log.directory, "flush")
         while self._flush_waiters:
             _, future, _ = self._flush_waiters.popleft()
             if not future.done():

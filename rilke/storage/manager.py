@@ -216,8 +216,15 @@ class LogManager:
             return
         self._closed = True
         try:
+            failed: OSError | None = None
             for partition_log in self._logs.values():
-                partition_log.close()
+                try:
+                    partition_log.close()
+                except OSError as e:  # e.g. a full disk: the other logs are closed still
+                    log.error("closing the log in %s failed: %s", partition_log.directory, e)
+                    failed = failed or e
+            if failed is not None:
+                raise failed
             files.atomic_write(self.data_dir / CLEAN_SHUTDOWN_FILE, b"clean\n")
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
