@@ -146,6 +146,7 @@ class _ConsumerCore:
                     pass
             if GROUP_FACTORY is not None:
                 self.group = GROUP_FACTORY(self)
+                self.fetcher.report_unknown_topics = False  # the coordinator revokes them
         if self.topics:
             await self.subscribe(self.topics)
 
