@@ -339,8 +339,9 @@ class Broker:
         """What :meth:`run_maintenance` does, without stalling the event loop: partition by
         partition (:meth:`LocalPartition.maintain`: fsyncs, checkpoint writes and compaction
         on worker threads), yielding to requests between partitions. A partition's failure is
-        logged and the others go on."""
+        logged and the others go on; on a full disk, one line per pass says how many."""
         now = self._clock_ms()
+        disk_full: list[str] = []
         for key, part in list(self._partitions.items()):
             if self._closed:
                 return
@@ -351,9 +352,21 @@ class Broker:
                 await part.write_snapshot_async()
             except LogClosedError:
                 continue
-            except Exception:
-                log.exception("maintenance of %s-%d failed", *key)
+            except Exception as e:
+                if files.is_disk_full(e):
+                    disk_full.append(f"{key[0]}-{key[1]}")
+                else:
+                    log.exception("maintenance of %s-%d failed", *key)
             await asyncio.sleep(0)
+        if disk_full:
+            log.error(
+                "disk full: no space left on the file system of data dir %s: maintenance "
+                "(flushes, checkpoints, snapshots) of %d partition(s) failed, e.g. %s; it is "
+                "tried again on the next pass",
+                self.config.data_dir,
+                len(disk_full),
+                ", ".join(disk_full[:5]),
+            )
 
     def close(self) -> None:
         """Flush everything, snapshot producer state, close the logs and write the clean

@@ -58,3 +58,33 @@ def test_a_full_disk_elsewhere_is_answered_as_a_storage_error() -> None:
     assert answer.code == errors.KafkaStorageError.code == 16
     assert "disk full" in answer.message and "/data/t-0" in answer.message
     assert errors.for_code(answer.code) is errors.KafkaStorageError
+
+
+def test_maintenance_on_a_full_disk_logs_one_line_per_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import time
+
+    from rilke.server.broker import Broker
+    from rilke.server.config import load_config
+    from rilke.storage.manager import LogManager
+
+    config = load_config({"data_dir": str(tmp_path)}, env={})
+    broker = Broker(config, LogManager(tmp_path, config.log, now_ms=int(time.time() * 1000)))
+    try:
+        broker.create_topic("t", 20)
+
+        async def full(self: LocalPartition, now_ms: int) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(LocalPartition, "maintain", full)
+        with caplog.at_level(logging.ERROR):
+            asyncio.run(broker.maintain())
+        lines = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(lines) == 1
+        assert "disk full" in lines[0].getMessage() and "20 partition(s)" in lines[0].getMessage()
+        assert lines[0].exc_info is None
+    finally:
+        monkeypatch.undo()
+        broker.close()
