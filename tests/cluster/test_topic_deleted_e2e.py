@@ -51,11 +51,14 @@ def poll_until_unknown(consumer: Consumer) -> UnknownTopicOrPartitionError:
             return e
 
 
-@pytest.mark.parametrize("how", ["assign", "subscribe"])
+@pytest.mark.parametrize("how", ["assign", "subscribe", "assign with a group id"])
 def test_a_standalone_consumer_is_told_its_topic_was_deleted(broker: Any, how: str) -> None:
     setup(broker.address, {"doomed": 2, "kept": 1})
-    with Consumer(bootstrap_servers=broker.address, auto_offset_reset="earliest") as consumer:
-        if how == "assign":
+    group = {"group_id": "commits-only"} if how == "assign with a group id" else {}
+    with Consumer(
+        bootstrap_servers=broker.address, auto_offset_reset="earliest", **group
+    ) as consumer:
+        if how != "subscribe":
             consumer.assign([TopicPartition("doomed", 0), TopicPartition("doomed", 1)])
         else:
             consumer.subscribe(["doomed"])

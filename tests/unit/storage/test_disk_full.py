@@ -52,10 +52,8 @@ def test_a_full_file_system_refuses_appends_and_takes_them_again_once_freed(
     with small_file_system(tmp_path / "fs", 1 << 20) as fs:
         config = LogConfig(segment_bytes=200_000)
         plog = PartitionLog.open(fs / "t-0", config, now_ms=0, recover=False)
-        filler = fill(fs)
-        filler.unlink()  # now the log has the disk to itself ...
         filler = fs / "filler"
-        filler.write_bytes(b"\0" * 300_000)  # ... but for this
+        filler.write_bytes(b"\0" * 300_000)  # the space to free later
         written = 0
         with pytest.raises(OSError) as refused:
             for _ in range(1000):
