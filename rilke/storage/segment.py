@@ -92,8 +92,12 @@ class LogSegment:
             files.log_path(directory, base_offset), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644
         )
         segment = cls(directory, base_offset, fd, index_interval_bytes, now_ms)
-        segment.offset_index.reset()
-        segment.time_index.reset()
+        try:
+            segment.offset_index.reset()
+            segment.time_index.reset()
+        except BaseException:
+            segment.close()  # no descriptor left open when the disk refuses an index file
+            raise
         return segment
 
     @classmethod

@@ -153,3 +153,16 @@ def test_an_index_write_cut_short_keeps_the_entries_it_did_not_write(
     index.close()
     loaded = OffsetIndex.load(tmp_path / "0.index", 0, 1 << 20)
     assert [loaded.lookup(i * 10) for i in range(4)] == [(i * 10, i * 1000) for i in range(4)]
+
+
+def test_a_segment_the_disk_refuses_leaves_no_descriptor_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(self: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    before = open_fds()
+    monkeypatch.setattr(index_module.TimeIndex, "reset", refuse)
+    with pytest.raises(OSError):
+        segment_module.LogSegment.create(tmp_path, 0, 4096, now_ms=0)
+    assert open_fds() == before
