@@ -141,6 +141,18 @@ class DataDirLockedError(StorageError):
     description = "the data directory is in use by another process"
 
 
+@_register
+class KafkaStorageError(StorageError):
+    """The broker's disk refused the operation: the file system is full, an I/O error, or a
+    partition the broker cannot keep on this disk. Kafka's KAFKA_STORAGE_ERROR (Kafka's wire
+    code 56; Rilke's codes are its own, and 56 is NonEmptyGroupError here). Retriable: writes
+    succeed again once the disk has room; reads of other partitions go on meanwhile."""
+
+    code = 16
+    retriable = True
+    description = "the broker's storage failed (disk full or I/O error)"
+
+
 # --- replication ---------------------------------------------------------------------------
 
 

@@ -174,6 +174,7 @@ class _ConsumerCore:
         fetcher = self._require()
         self.topics = list(topics)
         if self.group is not None:
+            fetcher.report_unknown_topics = False  # the coordinator revokes such partitions
             self.group.subscribe(self.topics, pattern, on_assign, on_revoke)
             return
         if pattern is not None:
@@ -195,6 +196,7 @@ class _ConsumerCore:
         if self.group is not None and self.topics:
             raise IllegalStateError("assign() and subscribe() cannot be mixed on one consumer")
         self.manual = True
+        fetcher.report_unknown_topics = True  # no coordinator revokes them: poll() says so
         fetcher.assign(normalize_tps(partitions))
 
     def assignment(self) -> set[TopicPartition]:

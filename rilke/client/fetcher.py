@@ -30,6 +30,7 @@ from rilke.errors import (
     NoOffsetForPartitionError,
     OffsetOutOfRangeError,
     RilkeError,
+    UnknownTopicOrPartitionError,
 )
 from rilke.proto import rilke_pb2 as pb
 from rilke.records import header as hdr
@@ -98,6 +99,11 @@ class Fetcher:
         # Asked for the initial position of a partition without one before the reset policy
         # applies (a consumer group's committed offset); returns None when there is none.
         self.initial_position: Callable[[list[TopicPartition]], object] | None = None
+        # Whether an assigned partition that the metadata says does not exist (its topic was
+        # deleted, or has fewer partitions) is reported to poll() as
+        # UnknownTopicOrPartitionError: a standalone consumer's are; a group member's are not,
+        # since the coordinator revokes them.
+        self.report_unknown_topics = True
 
     # --- assignment and positions (any thread) ----------------------------------------------
 
@@ -312,6 +318,7 @@ class Fetcher:
                     or self.cluster.is_stale()
                 ):
                     await self.cluster.refresh({tp.topic for tp in self.partitions} or None)
+                    self._report_unknown_partitions()
                 self._start_fetches()
                 attempt = 0
             except RilkeError as exc:
@@ -331,6 +338,36 @@ class Fetcher:
                 await asyncio.wait_for(self._wake.wait(), 1.0)
             except TimeoutError:
                 pass
+
+    def _report_unknown_partitions(self) -> None:
+        """After a metadata refresh: hand poll() an UnknownTopicOrPartitionError for every
+        assigned partition the broker says does not exist (once per refresh: the fetcher
+        keeps asking, so a topic created again is read again)."""
+        if not self.report_unknown_topics:
+            return
+        reported = False
+        with self.lock:
+            for tp, st in self.partitions.items():
+                if st.error is not None:
+                    continue
+                count = self.cluster.partitions_for(tp.topic)
+                if count is None:
+                    known = self.cluster.topic_errors.get(tp.topic)
+                    if not isinstance(known, UnknownTopicOrPartitionError):
+                        continue  # not answered yet, or another error: fetching retries
+                    why = f"the broker has no topic {tp.topic!r} (deleted?)"
+                elif tp.partition < count:
+                    continue
+                else:
+                    why = f"topic {tp.topic!r} has only {count} partition(s)"
+                st.error = UnknownTopicOrPartitionError(
+                    f"cannot fetch {tp.topic}-{tp.partition}: {why}; assign() other partitions"
+                )
+                reported = True
+            if reported:
+                self.data_ready.notify_all()
+        if reported:
+            self.aio_data_ready.set()
 
     def _report(self, exc: RilkeError) -> None:
         """Hand an error that is not the fetcher's to solve to the next poll()."""

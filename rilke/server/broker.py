@@ -9,7 +9,10 @@ disk work run on worker threads (see rilke.server.partition).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,20 +22,32 @@ from typing import Protocol
 from rilke.errors import (
     InvalidConfigError,
     InvalidRequestError,
+    KafkaStorageError,
     LogClosedError,
+    RilkeError,
     ShuttingDownError,
     UnknownTopicOrPartitionError,
 )
 from rilke.server.config import BrokerConfig
-from rilke.server.partition import LocalPartition, Partition
+from rilke.server.partition import PRODUCER_STATE_FILE, LocalPartition, Partition
 from rilke.server.producer_state import ProducerIdManager
-from rilke.server.topics import TopicInfo, TopicRegistry, validate_configs, validate_topic_name
+from rilke.server.topics import (
+    TopicInfo,
+    TopicRegistry,
+    check_names_fit,
+    validate_configs,
+    validate_topic_name,
+)
+from rilke.storage import files
 from rilke.storage.config import LogConfig
 from rilke.storage.log import PartitionLog
 
 log = logging.getLogger(__name__)
 
 MAX_PRODUCER_EPOCH = 32767
+# Where producer state snapshots were kept before they moved into the partition folders
+# (``producer-state/<topic>-<partition>.json``: too long a name for long topic names).
+LEGACY_PRODUCER_STATE_DIR = "producer-state"
 
 
 class LogManagerLike(Protocol):
@@ -74,8 +89,13 @@ class Broker:
         data_dir = Path(config.data_dir)
         self.topics = TopicRegistry(data_dir)
         self._producer_ids = ProducerIdManager(data_dir)
-        self._state_dir = data_dir / "producer-state"
+        self._legacy_state_dir = data_dir / LEGACY_PRODUCER_STATE_DIR
+        self._name_max = files.name_max(data_dir)
         self._partitions: dict[tuple[str, int], LocalPartition] = {}
+        # Registered topics this node cannot serve (name too long for its file system, or
+        # their partitions failed to open), with the reason: their requests get
+        # KafkaStorageError; everything else is served. Deleting such a topic works.
+        self._offline: dict[str, str] = {}
         self._closed = False
         self._open_partitions()
 
@@ -87,18 +107,66 @@ class Broker:
                 # Left behind by a delete that crashed after the registry changed.
                 log.warning("removing partition %s-%d of no registered topic", *key)
                 self._manager.delete(*key)
+        adopt_legacy = self._legacy_state_dir.is_dir()
         for topic in self.topics:
-            config = topic.log_config(self.config.log)
-            for p in range(topic.num_partitions):
-                plog = self._manager.get(topic.name, p)
-                if plog is None:
-                    plog = self._manager.create(topic.name, p, config)
-                self._partitions[(topic.name, p)] = self._wrap(topic.name, p, plog, config)
+            try:
+                validate_topic_name(topic.name)
+                check_names_fit(topic.name, topic.num_partitions, self._name_max)
+                self._open_topic(topic, adopt_legacy)
+            except (OSError, RilkeError) as e:
+                for p in range(topic.num_partitions):
+                    part = self._partitions.pop((topic.name, p), None)
+                    if part is not None:
+                        part.close()
+                self._offline[topic.name] = str(e)
+                log.error(
+                    "topic %r cannot be served by this node and is offline: %s. Every other "
+                    "topic is served; delete this one (or move the data directory to a file "
+                    "system that can hold it)",
+                    topic.name,
+                    e,
+                )
+        if adopt_legacy:
+            with contextlib.suppress(OSError):
+                self._legacy_state_dir.rmdir()  # only once empty
+
+    def _open_topic(self, topic: TopicInfo, adopt_legacy: bool) -> None:
+        config = topic.log_config(self.config.log)
+        for p in range(topic.num_partitions):
+            plog = self._manager.get(topic.name, p)
+            if plog is None:
+                plog = self._manager.create(topic.name, p, config)
+            if adopt_legacy:
+                self._adopt_legacy_snapshot(topic.name, p, plog.directory)
+            self._partitions[(topic.name, p)] = self._wrap(topic.name, p, plog, config)
+
+    def _adopt_legacy_snapshot(self, topic: str, p: int, directory: Path) -> None:
+        """Move a producer state snapshot from where older versions kept it into the
+        partition's folder (unless one is there already)."""
+        target = directory / PRODUCER_STATE_FILE
+        legacy = self._legacy_state_dir / f"{topic}-{p}.json"
+        try:
+            if target.exists():
+                legacy.unlink()
+            else:
+                os.replace(legacy, target)
+                files.fsync_dir(directory)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            if e.errno != errno.ENAMETOOLONG:  # a name that long was never written
+                log.warning("cannot move producer state %s into %s: %s", legacy, directory, e)
 
     def _wrap(self, topic: str, p: int, plog: PartitionLog, config: LogConfig) -> LocalPartition:
         return LocalPartition(
-            topic, p, plog, config, state_dir=self._state_dir, clock_ms=self._clock_ms
+            topic, p, plog, config, state_dir=plog.directory, clock_ms=self._clock_ms
         )
+
+    def check_online(self, topic: str) -> None:
+        """Raise KafkaStorageError when this node cannot serve a registered topic."""
+        reason = self._offline.get(topic)
+        if reason is not None:
+            raise KafkaStorageError(f"topic {topic!r} is offline on this broker: {reason}")
 
     # --- partitions --------------------------------------------------------------------------
 
@@ -113,6 +181,7 @@ class Broker:
             return found
         if self._closed:
             raise ShuttingDownError()
+        self.check_online(topic)
         if topic not in self.topics:
             validate_topic_name(topic)
             if auto_create and self.config.auto_create_topics:
@@ -129,6 +198,7 @@ class Broker:
 
     def partitions_of(self, topic: str) -> list[Partition]:
         info = self.topics.require(topic)
+        self.check_online(topic)
         return [self._partitions[(topic, p)] for p in range(info.num_partitions)]
 
     def maybe_auto_create(self, topic: str) -> bool:
@@ -163,7 +233,12 @@ class Broker:
             replication_factor = 1
         configs = dict(configs or {})
         log_config = self.topics.check_new(
-            name, num_partitions, replication_factor, configs, self.config.log
+            name,
+            num_partitions,
+            replication_factor,
+            configs,
+            self.config.log,
+            name_max=self._name_max,
         )
         if validate_only:
             return
@@ -184,10 +259,12 @@ class Broker:
     def delete_topic(self, name: str) -> None:
         """Delete a topic and its data. Raises UnknownTopicOrPartitionError,
         InvalidTopicError."""
-        validate_topic_name(name)
+        if name not in self.topics:
+            validate_topic_name(name)
         topic = self.topics.remove(
             name
         )  # persisted first: a crash leaves orphans, removed on start
+        self._offline.pop(name, None)
         for p in range(topic.num_partitions):
             part = self._partitions.pop((name, p), None)
             if part is not None:
@@ -217,8 +294,10 @@ class Broker:
         validate_only: bool = False,
     ) -> None:
         """Set and reset topic configs (incrementally). Raises UnknownTopicOrPartitionError,
-        InvalidConfigError; on error nothing changes."""
+        InvalidConfigError, KafkaStorageError (an offline topic); on error nothing
+        changes."""
         topic = self.topics.require(name)
+        self.check_online(name)
         overlap = set(set_) & set(delete)
         if overlap:
             raise InvalidRequestError(f"configs both set and deleted: {sorted(overlap)}")
@@ -260,8 +339,9 @@ class Broker:
         """What :meth:`run_maintenance` does, without stalling the event loop: partition by
         partition (:meth:`LocalPartition.maintain`: fsyncs, checkpoint writes and compaction
         on worker threads), yielding to requests between partitions. A partition's failure is
-        logged and the others go on."""
+        logged and the others go on; on a full disk, one line per pass says how many."""
         now = self._clock_ms()
+        disk_full: list[str] = []
         for key, part in list(self._partitions.items()):
             if self._closed:
                 return
@@ -272,9 +352,21 @@ class Broker:
                 await part.write_snapshot_async()
             except LogClosedError:
                 continue
-            except Exception:
-                log.exception("maintenance of %s-%d failed", *key)
+            except Exception as e:
+                if files.is_disk_full(e):
+                    disk_full.append(f"{key[0]}-{key[1]}")
+                else:
+                    log.exception("maintenance of %s-%d failed", *key)
             await asyncio.sleep(0)
+        if disk_full:
+            log.error(
+                "disk full: no space left on the file system of data dir %s: maintenance "
+                "(flushes, checkpoints, snapshots) of %d partition(s) failed, e.g. %s; it is "
+                "tried again on the next pass",
+                self.config.data_dir,
+                len(disk_full),
+                ", ".join(disk_full[:5]),
+            )
 
     def close(self) -> None:
         """Flush everything, snapshot producer state, close the logs and write the clean

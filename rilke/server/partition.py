@@ -40,7 +40,7 @@ from rilke.server.files import write_atomically
 from rilke.server.producer_state import ProducerStateTable
 from rilke.storage.cleaner import finish_compaction, plan_compaction
 from rilke.storage.config import LogConfig
-from rilke.storage.files import unlink_if_exists
+from rilke.storage.files import storage_error, unlink_if_exists
 from rilke.storage.log import FlushJob, PartitionLog
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,9 @@ _SCAN_CHUNK_BYTES = 1 << 20
 GROUP_COMMIT_WINDOW_S = 0.001
 # Pause between two compacted segments' swaps (maintenance), so requests are not starved.
 COMPACTION_SWAP_PAUSE_S = 0.01
+# The producer state snapshot's name in ``state_dir`` (the broker uses the partition's own
+# directory): a fixed name, so no file name grows with the topic's (issue 8).
+PRODUCER_STATE_FILE = "producer-state.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +205,9 @@ class LocalPartition:
         self.partition = partition
         self._log = log_
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
-        self._state_path = state_dir / f"{topic}-{partition}.json" if state_dir else None
+        self._state_path = state_dir / PRODUCER_STATE_FILE if state_dir else None
+        if state_dir is not None:
+            state_dir.mkdir(parents=True, exist_ok=True)
         self._producers = ProducerStateTable()
         self._subscribers: dict[int, Callable[[], None]] = {}
         self._next_subscriber = 0
@@ -214,6 +219,7 @@ class LocalPartition:
         self._flush_again = False  # appends arrived while it ran
         self._last_compaction_ms: int | None = None
         self._unflushed_messages = 0
+        self._refusing_writes = False  # the last append failed on the disk (logged once)
         self._closed = False
         self._snapshot_offset = -1  # the log end offset of the last snapshot written
         self._config = config
@@ -262,13 +268,24 @@ class LocalPartition:
         # validate_batches has just checked every batch's CRC in these very bytes (and refused
         # any bad one with its records error): the log checks everything else again but skips
         # the CRC, the one check that reads every byte.
-        info = self._log.append(
-            records,
-            assign_offsets=True,
-            leader_epoch=self.leader_epoch,
-            now_ms=self._clock_ms(),
-            crc_checked=True,
-        )
+        try:
+            info = self._log.append(
+                records,
+                assign_offsets=True,
+                leader_epoch=self.leader_epoch,
+                now_ms=self._clock_ms(),
+                crc_checked=True,
+            )
+        except OSError as e:
+            # The log cut the file back: nothing was written (see PartitionLog.append).
+            error = storage_error(e, self._log.directory, "append to")
+            if not self._refusing_writes:
+                self._refusing_writes = True
+                log.error("%s-%d refuses writes: %s", self.topic, self.partition, error)
+            raise error from e
+        if self._refusing_writes:
+            self._refusing_writes = False
+            log.info("%s-%d takes writes again", self.topic, self.partition)
         offset = info.first_offset
         for header in headers:
             self._producers.record(header, offset)
@@ -356,6 +373,8 @@ class LocalPartition:
 
     def _flush_failed(self, error: BaseException) -> None:
         log.error("flush of %s-%d failed: %s", self.topic, self.partition, error)
+        if isinstance(error, OSError):
+            error = storage_error(error, self._log.directory, "flush")
         while self._flush_waiters:
             _, future, _ = self._flush_waiters.popleft()
             if not future.done():
@@ -578,7 +597,6 @@ class LocalPartition:
         if self._log.flushed_offset < end or end == self._snapshot_offset:
             return None
         document = {"offset": end, "producers": self._producers.dump()}
-        self._state_path.parent.mkdir(parents=True, exist_ok=True)
         return end, json.dumps(document).encode()
 
     def _state_path_or_fail(self) -> Path:

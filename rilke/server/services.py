@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 from rilke.errors import (
     InvalidRequestError,
     InvalidTopicError,
+    KafkaStorageError,
     MessageSizeTooLargeError,
     OffsetOutOfRangeError,
     RequestTimedOutError,
@@ -29,6 +30,7 @@ from rilke.proto import rilke_pb2_grpc as pb_grpc
 from rilke.server.broker import Broker
 from rilke.server.partition import VALID_ACKS, AppendResult, Partition
 from rilke.server.topics import is_internal
+from rilke.storage.files import is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,12 @@ def to_error(e: BaseException) -> pb.Error:
     if isinstance(e, TimeoutError):
         err = RequestTimedOutError()
         return pb.Error(code=err.code, message=str(err))
+    if is_disk_full(e):
+        # E.g. creating a topic's folders on a full disk: retriable once space is freed.
+        where = getattr(e, "filename", None) or "the data directory"
+        full = KafkaStorageError(f"disk full: no space left on the file system of {where}")
+        log.error("%s", full)
+        return pb.Error(code=full.code, message=str(full))
     log.exception("unexpected error in a request", exc_info=e)
     return pb.Error(code=RilkeError.code, message=f"internal error: {e!r}")
 
@@ -336,6 +344,7 @@ class BrokerService(pb_grpc.BrokerServicer):
                     broker.partition(name, 0)  # raises the precise error
                 info = broker.topics.require(name)
                 out.internal = info.internal
+                broker.check_online(name)
                 for p in range(info.num_partitions):
                     out.partitions.add(
                         partition=p,

@@ -25,6 +25,8 @@ from rilke.errors import (
 )
 from rilke.server.files import write_atomically
 from rilke.storage.config import LogConfig
+from rilke.storage.files import NAME_MAX_BYTES
+from rilke.storage.manager import partition_dir_name
 
 REGISTRY_FILE = "topics.json"
 _FORMAT_VERSION = 1
@@ -64,6 +66,33 @@ def validate_topic_name(name: str) -> None:
     if not _LEGAL.match(name):
         raise InvalidTopicError(
             f"topic name {name!r} has characters other than ASCII letters, digits, '.', '_', '-'"
+        )
+
+
+def check_names_fit(name: str, num_partitions: int, name_max: int = NAME_MAX_BYTES) -> None:
+    """Check that every file name made from the topic fits the file system's ``name_max``.
+
+    The rule: the folder of the last partition, ``<topic>-<num_partitions - 1>``, is at most
+    ``name_max`` bytes (255 on ext4, xfs, btrfs, tmpfs). It is the longest such name: files
+    of a partition live inside its folder under fixed names, and a folder being deleted is
+    renamed to a name cut to fit. With 255 bytes every name Kafka allows (249 characters)
+    fits with up to MAX_PARTITIONS partitions. Assumes a name that passed
+    validate_topic_name (ASCII). Raises InvalidTopicError when even partition 0's folder does
+    not fit, InvalidPartitionsError when the count is what does not fit.
+    """
+    if len(partition_dir_name(name, 0).encode()) > name_max:
+        longest = name_max - len("-0")
+        raise InvalidTopicError(
+            f"topic name is {len(name)} characters long; on this broker's file system "
+            f"(file names of at most {name_max} bytes) the maximum is {longest}"
+        )
+    last = partition_dir_name(name, num_partitions - 1)
+    if len(last.encode()) > name_max:
+        digits = name_max - len(name) - 1
+        raise InvalidPartitionsError(
+            f"topic {name!r} cannot have {num_partitions} partitions: its partition folders "
+            f"('<topic>-<partition>') must fit in {name_max} bytes, so with a name of "
+            f"{len(name)} characters it can have at most {10**digits} partitions"
         )
 
 
@@ -139,10 +168,13 @@ class TopicRegistry:
         replication_factor: int,
         configs: Mapping[str, str],
         defaults: LogConfig,
+        *,
+        name_max: int = NAME_MAX_BYTES,
     ) -> LogConfig:
         """Validate a topic to create without creating it; returns its LogConfig.
 
-        Raises InvalidTopicError, TopicAlreadyExistsError, InvalidPartitionsError,
+        ``name_max``: the longest file name of the data directory's file system (see
+        check_names_fit). Raises InvalidTopicError, TopicAlreadyExistsError, InvalidPartitionsError,
         InvalidReplicationFactorError or InvalidConfigError.
         """
         validate_topic_name(name)
@@ -159,6 +191,7 @@ class TopicRegistry:
             raise InvalidPartitionsError(
                 f"number of partitions must be between 1 and {MAX_PARTITIONS}, got {num_partitions}"
             )
+        check_names_fit(name, num_partitions, name_max)
         if replication_factor != 1:
             raise InvalidReplicationFactorError(
                 f"replication factor {replication_factor} is not possible on a single broker; use 1"

@@ -10,8 +10,11 @@ Every function here may block on disk.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
+
+from rilke.errors import KafkaStorageError
 
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
@@ -21,6 +24,43 @@ TMP_SUFFIX = ".tmp"  # an atomic write in progress
 DELETED_SUFFIX = ".deleted"  # a segment file renamed away by retention, to be unlinked
 
 OFFSET_DIGITS = 20
+# The longest file name, in bytes, of the file systems a data directory lives on (ext4, xfs,
+# btrfs, tmpfs). Every name made from a topic name must fit it (see rilke.server.topics).
+NAME_MAX_BYTES = 255
+
+
+def name_max(directory: Path) -> int:
+    """The longest file name (in bytes) the file system of ``directory`` allows, at most
+    NAME_MAX_BYTES (NAME_MAX_BYTES when the system does not say). Blocks on disk."""
+    try:
+        limit = os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return NAME_MAX_BYTES
+    return min(limit, NAME_MAX_BYTES) if limit > 0 else NAME_MAX_BYTES
+
+
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether ``error`` says the file system (or the user's quota) has no room left."""
+    return isinstance(error, OSError) and error.errno in _DISK_FULL
+
+
+def storage_error(error: OSError, directory: Path, action: str) -> KafkaStorageError:
+    """The typed, retriable error for a disk operation that failed in ``directory`` (a
+    partition's folder in a data directory): ``action`` says what was being done ("append
+    to", "flush"). A full disk says so and names the data directory."""
+    data_dir = directory.parent
+    if is_disk_full(error):
+        return KafkaStorageError(
+            f"disk full: no space left on the file system of data dir {data_dir} (could not "
+            f"{action} {directory.name}); writes succeed again once space is freed"
+        )
+    return KafkaStorageError(
+        f"storage error in data dir {data_dir} (could not {action} {directory.name}): "
+        f"{error.strerror or error}"
+    )
 
 
 def fdatasync(fd: int) -> None:

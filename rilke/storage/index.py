@@ -17,6 +17,7 @@ batches (``flush``) and fsynced by ``sync``. Neither class is thread-safe.
 
 from __future__ import annotations
 
+import errno
 import operator
 import os
 import struct
@@ -69,11 +70,16 @@ class _IndexFile:
 
     def flush(self) -> None:
         """Write buffered entries to the file (no fsync). May block on disk."""
-        if self._pending:
-            fd = self._open()
-            os.pwrite(fd, self._pending, self._written * self.entry_size)
-            self._written += len(self._pending) // self.entry_size
-            self._pending.clear()
+        fd = self._open() if self._pending else -1
+        while self._pending:
+            # A short write (a disk filling up) counts only the whole entries it wrote; the
+            # rest stays pending, to be written over any partial entry next time.
+            whole = os.pwrite(fd, self._pending, self._written * self.entry_size)
+            whole //= self.entry_size
+            self._written += whole
+            del self._pending[: whole * self.entry_size]
+            if not whole:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
 
     def sync(self) -> None:
         """Write buffered entries and fsync the file. Blocks on disk."""
@@ -102,10 +108,13 @@ class _IndexFile:
         self._written = 0
 
     def close(self) -> None:
-        self.flush()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        """Write buffered entries and close the file; closed even when the write fails."""
+        try:
+            self.flush()
+        finally:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 class OffsetIndex:

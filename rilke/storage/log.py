@@ -305,14 +305,24 @@ class PartitionLog:
         """
         if self._closed:
             return
-        self._sync_everything()
-        self.flushed_offset = self.log_end_offset
-        self._unflushed_messages = 0
-        self._first_unflushed_ms = None
-        self.checkpoint()
-        for segment in self._segments:
-            segment.close()
-        self._closed = True
+        try:
+            self._sync_everything()
+            self.flushed_offset = self.log_end_offset
+            self._unflushed_messages = 0
+            self._first_unflushed_ms = None
+            self.checkpoint()
+        finally:
+            # Closed even when the flush fails (a full disk): the error propagates, and
+            # without the clean-shutdown marker the next open recovers.
+            self._closed = True
+            error: OSError | None = None
+            for segment in self._segments:
+                try:
+                    segment.close()
+                except OSError as e:
+                    error = error or e
+            if error is not None:
+                raise error
 
     def delete(self) -> None:
         """Close the files (without flushing) and remove the directory. Blocks on disk."""

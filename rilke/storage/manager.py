@@ -43,7 +43,17 @@ def validate_topic(topic: str) -> None:
 
 
 def partition_dir_name(topic: str, partition: int) -> str:
+    """The folder of a partition: the longest name made from a topic name (the server checks
+    that it fits the file system before it creates a topic)."""
     return f"{topic}-{partition}"
+
+
+def deleted_dir_name(dir_name: str, unique: str, name_max: int = files.NAME_MAX_BYTES) -> str:
+    """The name a partition folder is renamed to while it is deleted: ``<dir>.<unique>-delete``,
+    the folder's name cut short as needed so that the whole fits ``name_max`` bytes (folder
+    names are ASCII). Only the suffix is ever read back."""
+    suffix = f".{unique}{DELETED_SUFFIX}"
+    return dir_name[: max(name_max - len(suffix), 0)] + suffix
 
 
 def parse_partition_dir(name: str) -> tuple[str, int] | None:
@@ -162,8 +172,8 @@ class LogManager:
         self._last_compaction_ms.pop((topic, partition), None)
         for segment in partition_log.segments:
             segment.close()
-        doomed = self.data_dir / (
-            f"{partition_log.directory.name}.{uuid.uuid4().hex[:8]}{DELETED_SUFFIX}"
+        doomed = self.data_dir / deleted_dir_name(
+            partition_log.directory.name, uuid.uuid4().hex[:8], files.name_max(self.data_dir)
         )
         partition_log.directory.rename(doomed)
         files.fsync_dir(self.data_dir)
@@ -206,8 +216,15 @@ class LogManager:
             return
         self._closed = True
         try:
+            failed: OSError | None = None
             for partition_log in self._logs.values():
-                partition_log.close()
+                try:
+                    partition_log.close()
+                except OSError as e:  # e.g. a full disk: the other logs are closed still
+                    log.error("closing the log in %s failed: %s", partition_log.directory, e)
+                    failed = failed or e
+            if failed is not None:
+                raise failed
             files.atomic_write(self.data_dir / CLEAN_SHUTDOWN_FILE, b"clean\n")
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)

@@ -92,8 +92,12 @@ class LogSegment:
             files.log_path(directory, base_offset), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644
         )
         segment = cls(directory, base_offset, fd, index_interval_bytes, now_ms)
-        segment.offset_index.reset()
-        segment.time_index.reset()
+        try:
+            segment.offset_index.reset()
+            segment.time_index.reset()
+        except BaseException:
+            segment.close()  # no descriptor left open when the disk refuses an index file
+            raise
         return segment
 
     @classmethod
@@ -605,12 +609,17 @@ class LogSegment:
         self.needs_sync = False
 
     def close(self) -> None:
-        """Close the files (no fsync)."""
-        self.offset_index.close()
-        self.time_index.close()
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        """Close the files (no fsync); every one, even when writing an index's buffered
+        entries fails (a full disk: the error propagates)."""
+        try:
+            try:
+                self.offset_index.close()
+            finally:
+                self.time_index.close()
+        finally:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
     def retire(self) -> list[Path]:
         """Close the segment and rename its files to ``<name>.deleted`` (log first), for the

@@ -15,6 +15,7 @@ from rilke.errors import (
     IllegalStateError,
     NoOffsetForPartitionError,
     OffsetOutOfRangeError,
+    UnknownTopicOrPartitionError,
 )
 from rilke.records import header as hdr
 
@@ -60,6 +61,41 @@ def test_assign_poll_from_earliest(fake):
         assert recs[0].timestamp == 1000 and recs[0].topic == "t" and recs[0].headers == ()
         assert c.position(TP) == 3
         assert c.lag(TP) == 0 and c.highwater(TP) == 3
+
+
+def poll_until_error(c, error, timeout_s=10.0):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert time.monotonic() < deadline, f"poll() did not raise {error.__name__}"
+        try:
+            c.poll(100)
+        except error as e:
+            return e
+
+
+def test_a_deleted_topic_is_reported_to_a_standalone_consumer(fake):
+    """Issue 8: it used to poll empty forever."""
+    fake.broker.create("t", 1)
+    put_batch(fake, [b"a"])
+    with Consumer(bootstrap_servers=fake.address, auto_offset_reset="earliest") as c:
+        c.assign([TP])
+        assert len(poll_all(c, 1)) == 1
+        del fake.broker.topics["t"]
+        e = poll_until_error(c, UnknownTopicOrPartitionError)
+        assert "t-0" in str(e) and "deleted" in str(e)
+        poll_until_error(c, UnknownTopicOrPartitionError)  # again, until assigned elsewhere
+        fake.broker.create("t", 1)  # created again: read again, from the reset position
+        put_batch(fake, [b"again"])
+        c.seek(TP, 0)
+        assert [r.value for r in poll_all(c, 1)] == [b"again"]
+
+
+def test_a_partition_beyond_the_topics_count_is_reported(fake):
+    fake.broker.create("t", 1)
+    with Consumer(bootstrap_servers=fake.address, auto_offset_reset="earliest") as c:
+        c.assign([TopicPartition("t", 3)])
+        e = poll_until_error(c, UnknownTopicOrPartitionError)
+        assert "only 1 partition" in str(e)
 
 
 def test_latest_reads_only_new_records(fake):

@@ -387,7 +387,7 @@ def test_shutdown_flushes_and_closes_storage(tmp_path: Path) -> None:
     manager = b.managers[0]
     assert manager.closed
     assert manager.logs[("t", 0)].flushed_offset == 1
-    assert (tmp_path / "producer-state" / "t-0.json").exists()
+    assert (tmp_path / "t-0" / "producer-state.json").exists()
 
 
 def test_clients_cannot_create_write_change_or_delete_internal_topics(
