@@ -64,7 +64,8 @@ class ScrubJob:
     """Check the batches of one segment in ``[start, end)``, up to about ``max_bytes``.
 
     ``run`` may run on any thread; afterwards hand the job to :meth:`Scrubber.finish` on the
-    logs' thread (also when ``run`` raised). Results: ``position`` and ``expected`` (where the
+    logs' thread (also when ``run`` raised: then set ``failed``, and the rest of the segment
+    is skipped for this pass). Results: ``position`` and ``expected`` (where the
     next step goes on), ``batches`` and ``bytes_checked``, and ``damage`` (a corrupt range that
     begins at ``position``, or None).
     """
@@ -208,6 +209,8 @@ class Scrubber:
             if plog is not None and not plog.closed:
                 plog.record_corrupt_range(job.segment, job.damage)
             position, expected = job.damage.end, job.damage.next_offset
+        if job.failed:  # the caller could not run it (a read error, logged there)
+            position = job.segment.size
         self._cursor = _Cursor(job.key, job.segment, position, expected)
         if position >= job.segment.size:
             stats.segments_scrubbed += 1

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from rilke_broker_process import BrokerFactory
+from waiting import wait_for
 
 from rilke import Admin, Consumer, NewTopic, Producer, TopicPartition
 from rilke.errors import CorruptRecordError
@@ -95,3 +96,56 @@ def test_a_bad_batch_length_in_an_old_segment_loses_nothing_else(
         ), log_text[-3000:]
         assert not re.search(r"deleted [1-9]\d* segment", log_text), log_text[-3000:]
         assert segment_files(data_dir)[: len(files)] == files
+
+
+def test_the_scrubber_finds_a_flipped_byte_and_the_broker_refuses_it(
+    broker_factory: BrokerFactory, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    broker = broker_factory(data_dir, "--scrub-bytes-per-second", "0")
+    with Admin(broker.address) as admin:
+        admin.create_topics([NewTopic("t", 1, configs={"segment.bytes": "100000"})])
+    with Producer(broker.address, linger_ms=0, batch_size=4096) as producer:
+        for i in range(RECORDS):
+            producer.send("t", b"%05d" % i + b"x" * 380, partition=0)
+        producer.flush(30)
+    assert broker.stop() == 0
+    files = segment_files(data_dir)
+    middle = files[len(files) // 2]
+    data = middle.read_bytes()
+    first = read_header(data, 0)
+    second = read_header(data, first.size)
+    with open(middle, "r+b") as f:  # one byte of the second batch's records
+        f.seek(first.size + second.size - 7)
+        byte = f.read(1)
+        f.seek(first.size + second.size - 7)
+        f.write(bytes([byte[0] ^ 0x20]))
+
+    broker = broker_factory(data_dir, "--scrub-bytes-per-second", "4MiB")
+    wait_for(
+        lambda: f"{middle.name}: bytes {first.size}-" in broker.log_text(),
+        20,
+        "the scrubber's report of the damaged batch",
+    )
+    # A consumer that does not check CRCs (librdkafka's default) gets no damaged record.
+    offsets: list[int] = []
+    errors: list[str] = []
+    with Consumer(
+        bootstrap_servers=broker.address, auto_offset_reset="earliest", check_crcs=False
+    ) as consumer:
+        consumer.assign([TP])
+        deadline = time.monotonic() + 30
+        while (not offsets or offsets[-1] < RECORDS - 1) and time.monotonic() < deadline:
+            try:
+                for records in consumer.poll(200).values():
+                    for r in records:
+                        assert r.value == b"%05d" % r.offset + b"x" * 380, r.offset
+                        offsets.append(r.offset)
+            except CorruptRecordError as exc:
+                errors.append(str(exc))
+                assert "corrupt on this broker" in str(exc)
+                consumer.seek(TP, second.next_offset)
+    assert len(errors) == 1
+    assert offsets == [
+        o for o in range(RECORDS) if not second.base_offset <= o < second.next_offset
+    ]
