@@ -41,7 +41,12 @@ from rilke.storage.config import LogConfig
 
 DEFAULT_PORT = 9292
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
-# The scrubber's default rate. PLACEHOLDER: measured below.
+# The scrubber's default rate: a pass over 1 TiB of sealed segments in about 36 hours. Its
+# cost, measured here (2-core VM, data in the page cache): 0.45 ms of CPU per MB checked for
+# 16 KiB batches and 3.5 ms for 1 KiB ones, so 0.4-3 % of one core at this rate; `rilke bench
+# produce` against a broker over a 760 MB log showed no difference with the scrubber off or at
+# 8 MiB/s (median of 3 runs each: 343k and 390k msgs/s, within the run-to-run noise). From a
+# disk it reads 8 MiB/s: a few percent of a spinning disk's bandwidth, well under 1 % of an SSD.
 DEFAULT_SCRUB_BYTES_PER_SECOND = 8 << 20
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)

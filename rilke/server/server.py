@@ -205,6 +205,15 @@ class BrokerServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._scrubbing
             self._scrubbing = None
+            if self.scrubber is not None:
+                stats = self.scrubber.stats
+                log.info(
+                    "scrubber: %d bytes in %d batches checked, %d passes, %d corrupt batch(es)",
+                    stats.bytes_scrubbed,
+                    stats.batches_scrubbed,
+                    stats.passes_completed,
+                    stats.corrupt_batches_found,
+                )
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
