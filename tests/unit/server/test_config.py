@@ -115,7 +115,7 @@ def test_scrub_rate_from_file_env_and_flag(tmp_path: Path) -> None:
     config = load_config({"scrub_bytes_per_second": "512k"}, env=env, config_file=path)
     assert config.scrub_bytes_per_second == 512_000
     assert config.sources["scrub_bytes_per_second"] == "--scrub-bytes-per-second"
-    with pytest.raises(InvalidConfigError, match="scrub_bytes_per_second .*RILKE_SCRUB"):
+    with pytest.raises(InvalidConfigError, match=r"scrub_bytes_per_second .*RILKE_SCRUB"):
         load_config({}, env={"RILKE_SCRUB_BYTES_PER_SECOND": "fast"})
     with pytest.raises(InvalidConfigError, match="must be >= 0"):
         load_config({"scrub_bytes_per_second": "-1"}, env={})
