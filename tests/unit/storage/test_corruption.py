@@ -17,7 +17,7 @@ from batches import make_batch
 from rilke.errors import CorruptLogDataError, RecordsError
 from rilke.records.header import HEADER_SIZE, check_batch, read_header
 from rilke.storage import LogConfig, PartitionLog
-from rilke.storage.integrity import CORRUPT_RANGES_FILE, read_ranges
+from rilke.storage.integrity import CORRUPT_RANGES_FILE, CorruptRange, read_ranges
 
 CONFIG = LogConfig.from_topic_configs({"segment.bytes": "100000"})
 RECORDS = 2000
@@ -237,4 +237,21 @@ def test_a_repaired_range_is_forgotten_on_the_next_open(tmp_path: Path) -> None:
     assert plog.corrupt_ranges() == []
     offsets, errors = read_everything(plog)
     assert errors == [] and offsets == list(range(RECORDS))
+    plog.close()
+
+
+def test_the_repairer_is_told_of_each_range_recorded(tmp_path: Path) -> None:
+    directory = tmp_path / "t-0"
+    filled_log(directory)
+    bad_offset = damage(middle_segment(directory), 3, length=BAD_LENGTH)
+    told: list[tuple[Path, int, int]] = []
+
+    class Repairer:
+        def corrupt_range_found(self, where: Path, bad: CorruptRange) -> None:
+            told.append((where, bad.first_offset, bad.next_offset))
+
+    plog = PartitionLog.open(directory, CONFIG, now_ms=0, recover=False)
+    plog.set_repairer(Repairer())
+    read_everything(plog)
+    assert told == [(directory, bad_offset, bad_offset + 1)]
     plog.close()
