@@ -74,15 +74,16 @@ class CorruptRange:
 
 class RangeRepairer(Protocol):
     """Whoever can replace a corrupt range with good bytes: a replicated partition, from
-    another replica. The seam is in place; nothing implements it yet (a single node has no
-    other copy, so its ranges stay reported and refused until an operator acts).
+    another replica. Nothing implements it yet (a single node has no other copy, so its
+    ranges stay reported and refused).
 
-    The log calls ``corrupt_range_found`` on its own thread right after recording a range
-    (found by a read, at open, or by the scrubber); it must not block. The repairer fetches
-    the batches of offsets ``[first_offset, next_offset)`` from a replica whose copy holds
-    (each batch's CRC checked again: a replica never trusts the wire) and hands them back
-    to the log on the log's thread, which checks that they cover exactly those offsets and
-    rewrites the segment (the same swap as compaction), then forgets the range.
+    The log (:meth:`PartitionLog.set_repairer`) calls ``corrupt_range_found`` on its own
+    thread right after recording a range found by a read or the scrubber; it must not block.
+    The repairer fetches the batches of offsets ``[first_offset, next_offset)`` from a
+    replica whose copy holds and hands them to :meth:`PartitionLog.repair_corrupt_range` on
+    the log's thread, which checks them (CRC, offsets: a replica never trusts the wire),
+    rewrites the segment with them and forgets the range. Ranges found at open are in
+    :meth:`PartitionLog.corrupt_ranges` for the repairer to take on when it starts.
     """
 
     def corrupt_range_found(self, directory: Path, corrupt: CorruptRange) -> None: ...

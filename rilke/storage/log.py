@@ -91,6 +91,7 @@ _new_tuple = tuple.__new__  # builds AppendInfo without its Python-level __new__
 _INT64 = struct.Struct(">q")
 _INT32 = struct.Struct(">i")
 _IOV_MAX = 1000  # pieces per pwritev; Linux allows 1024
+_ALL_OFFSETS = 1 << 63  # "every offset is durable": damage is recorded, never cut
 
 
 def _refuse(view: memoryview, position: int) -> NoReturn:
@@ -726,6 +727,72 @@ class PartitionLog:
         self._ranges_changed([bad])
         return True
 
+    def repair_corrupt_range(self, bad: CorruptRange, batches: bytes, *, now_ms: int) -> None:
+        """Replace the corrupt range ``bad`` with ``batches``: good copies of the batches that
+        held its offsets (from another replica; see :class:`RangeRepairer`), on the log's
+        thread. They are checked first (each batch whole, its CRC holding, the first starting
+        at ``bad.first_offset``, offsets increasing, the last ending at ``bad.next_offset``);
+        then the segment is rewritten with them in place of the bad bytes (a new file, fsynced,
+        renamed over the old one: a crash leaves one or the other) and its indexes rebuilt.
+
+        Raises StorageError when ``bad`` is not a range of this log (any more), and
+        CorruptBatchError when ``batches`` do not fit it; on either nothing changes. Blocks on
+        disk (copies the segment, fsyncs).
+        """
+        self._check_open()
+        segment = next((s for s in self._segments if s.base_offset == bad.segment_base), None)
+        if segment is None or bad not in segment.corrupt:
+            raise StorageError(f"{self.directory}: no corrupt range {bad}")
+        view = memoryview(batches)
+        position = 0
+        expected = bad.first_offset
+        while position < len(view):
+            try:
+                header = check_batch(view, position)
+            except (CorruptRecordError, InvalidRecordError, RecordTooLargeError) as exc:
+                raise CorruptBatchError(
+                    f"repair of {bad}: batch at byte {position}: {exc}"
+                ) from exc
+            if header.base_offset < expected or (
+                position == 0 and header.base_offset != bad.first_offset
+            ):
+                raise CorruptBatchError(
+                    f"repair of {bad}: batch at byte {position} has base offset "
+                    f"{header.base_offset}, expected {expected}"
+                )
+            expected = header.next_offset
+            position += header.size
+        if expected != bad.next_offset:
+            raise CorruptBatchError(
+                f"repair of {bad}: the batches end at offset {expected}, the range at "
+                f"{bad.next_offset}"
+            )
+        if segment is self._active:
+            self.roll(now_ms)
+        rewritten = segment.log_path.with_name(segment.log_path.name + files.CLEANED_SUFFIX)
+        with open(rewritten, "wb") as out:
+            out.write(segment.read(0, bad.position))
+            out.write(view)
+            out.write(segment.read(bad.end, segment.size - bad.end))
+            out.flush()
+            os.fsync(out.fileno())
+        base, interval = segment.base_offset, segment.index_interval_bytes
+        following = self._bases[self._bases.index(base) + 1]
+        segment.close()
+        files.unlink_if_exists(segment.offset_index.path)
+        files.unlink_if_exists(segment.time_index.path)
+        os.replace(rewritten, segment.log_path)
+        files.fsync_dir(self.directory)
+        repaired, _ = LogSegment.open(self.directory, base, interval, segment.rolling_base_ms)
+        # The other ranges of the segment, if any, are found again (their positions moved).
+        repaired.recover(0, durable_before=_ALL_OFFSETS, next_offset_hint=following)
+        repaired.sync_all()
+        self._segments[self._segments.index(segment)] = repaired
+        log.info(
+            "%s: repaired offsets %d-%d", self.directory, bad.first_offset, bad.next_offset - 1
+        )
+        self._ranges_changed([r for r in repaired.corrupt if r not in segment.corrupt])
+
     def _ranges_changed(self, new: list[CorruptRange]) -> None:
         for bad in new:
             log.error("corrupt data: %s", bad.describe(self.directory))
@@ -756,11 +823,7 @@ class PartitionLog:
             known = list(segment.corrupt)
             following = self._bases[i + 1] if i + 1 < len(self._bases) else None
             end_offset = segment.next_offset if following is None else following
-            segment.recover(
-                0,
-                durable_before=max(end_offset, self.log_end_offset) + 1,
-                next_offset_hint=end_offset,
-            )
+            segment.recover(0, durable_before=_ALL_OFFSETS, next_offset_hint=end_offset)
             if segment is self._active:
                 segment.flush_indexes()
             else:

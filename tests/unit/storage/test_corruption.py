@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from batches import make_batch
 
-from rilke.errors import CorruptLogDataError, RecordsError
+from rilke.errors import CorruptBatchError, CorruptLogDataError, RecordsError
 from rilke.records.header import HEADER_SIZE, check_batch, read_header
 from rilke.storage import LogConfig, PartitionLog
 from rilke.storage.integrity import CORRUPT_RANGES_FILE, CorruptRange, read_ranges
@@ -255,3 +255,34 @@ def test_the_repairer_is_told_of_each_range_recorded(tmp_path: Path) -> None:
     read_everything(plog)
     assert told == [(directory, bad_offset, bad_offset + 1)]
     plog.close()
+
+
+def test_a_range_repaired_with_good_batches_is_served_again(tmp_path: Path) -> None:
+    directory = tmp_path / "t-0"
+    filled_log(directory)
+    path = middle_segment(directory)
+    original = path.read_bytes()
+    position, _ = batch_positions(path)[3]
+    end, _ = batch_positions(path)[4]
+    bad_offset = damage(path, 3, length=BAD_LENGTH)
+    plog = PartitionLog.open(directory, CONFIG, now_ms=0, recover=False)
+    read_everything(plog)
+    [bad] = plog.corrupt_ranges()
+    segments_before = [s.base_offset for s in plog.segments]
+    # Batches that do not fit the range are refused, and nothing changes.
+    with pytest.raises(CorruptBatchError, match="base offset"):
+        plog.repair_corrupt_range(bad, make_batch(1, base_offset=bad_offset + 1), now_ms=0)
+    with pytest.raises(CorruptBatchError, match="CRC"):
+        broken = bytearray(original[position:end])
+        broken[-1] ^= 1
+        plog.repair_corrupt_range(bad, bytes(broken), now_ms=0)
+    assert plog.corrupt_ranges() == [bad]
+
+    plog.repair_corrupt_range(bad, original[position:end], now_ms=0)
+    assert plog.corrupt_ranges() == []
+    assert [s.base_offset for s in plog.segments] == segments_before
+    assert path.read_bytes() == original
+    offsets, errors = read_everything(plog)
+    assert errors == [] and offsets == list(range(RECORDS))
+    plog.close()
+    assert not (directory / CORRUPT_RANGES_FILE).exists()
