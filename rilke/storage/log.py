@@ -740,58 +740,13 @@ class PartitionLog:
         disk (copies the segment, fsyncs).
         """
         self._check_open()
-        segment = next((s for s in self._segments if s.base_offset == bad.segment_base), None)
-        if segment is None or bad not in segment.corrupt:
-            raise StorageError(f"{self.directory}: no corrupt range {bad}")
-        view = memoryview(batches)
-        position = 0
-        expected = bad.first_offset
-        while position < len(view):
-            try:
-                header = check_batch(view, position)
-            except (CorruptRecordError, InvalidRecordError, RecordTooLargeError) as exc:
-                raise CorruptBatchError(
-                    f"repair of {bad}: batch at byte {position}: {exc}"
-                ) from exc
-            if header.base_offset < expected or (
-                position == 0 and header.base_offset != bad.first_offset
-            ):
-                raise CorruptBatchError(
-                    f"repair of {bad}: batch at byte {position} has base offset "
-                    f"{header.base_offset}, expected {expected}"
-                )
-            expected = header.next_offset
-            position += header.size
-        if expected != bad.next_offset:
-            raise CorruptBatchError(
-                f"repair of {bad}: the batches end at offset {expected}, the range at "
-                f"{bad.next_offset}"
-            )
-        if segment is self._active:
-            self.roll(now_ms)
-        rewritten = segment.log_path.with_name(segment.log_path.name + files.CLEANED_SUFFIX)
-        with open(rewritten, "wb") as out:
-            out.write(segment.read(0, bad.position))
-            out.write(view)
-            out.write(segment.read(bad.end, segment.size - bad.end))
-            out.flush()
-            os.fsync(out.fileno())
-        base, interval = segment.base_offset, segment.index_interval_bytes
-        following = self._bases[self._bases.index(base) + 1]
-        segment.close()
-        files.unlink_if_exists(segment.offset_index.path)
-        files.unlink_if_exists(segment.time_index.path)
-        os.replace(rewritten, segment.log_path)
-        files.fsync_dir(self.directory)
-        repaired, _ = LogSegment.open(self.directory, base, interval, segment.rolling_base_ms)
-        # The other ranges of the segment, if any, are found again (their positions moved).
-        repaired.recover(0, durable_before=_ALL_OFFSETS, next_offset_hint=following)
-        repaired.sync_all()
-        self._segments[self._segments.index(segment)] = repaired
+        from rilke.storage.repair import repair_range
+
+        old, repaired = repair_range(self, bad, batches, now_ms=now_ms)
         log.info(
             "%s: repaired offsets %d-%d", self.directory, bad.first_offset, bad.next_offset - 1
         )
-        self._ranges_changed([r for r in repaired.corrupt if r not in segment.corrupt])
+        self._ranges_changed([r for r in repaired.corrupt if r not in old.corrupt])
 
     def _ranges_changed(self, new: list[CorruptRange]) -> None:
         for bad in new:
