@@ -28,14 +28,19 @@ async def run_scrubber(
     scrubber: Scrubber, bytes_per_second: int, *, idle_s: float = SCRUB_IDLE_S
 ) -> None:
     """Scrub forever (until cancelled) at ``bytes_per_second`` (> 0). A step that fails (a
-    read error) is logged and the rest of its segment skipped for this pass. On
+    read error) is logged and the rest of its segment skipped for this pass; any other
+    failure is logged and the scrubber goes on. On
     cancellation, a step in flight on its thread is awaited first (its descriptor stays open
     until it is done)."""
     assert bytes_per_second > 0
     loop = asyncio.get_running_loop()
     step_bytes = max(1, min(bytes_per_second, SCRUB_STEP_MAX_BYTES))
     while True:
-        job = scrubber.plan(step_bytes)
+        try:
+            job = scrubber.plan(step_bytes)
+        except Exception:
+            log.exception("the scrubber failed; trying again in %.0f s", idle_s)
+            job = None
         if job is None:
             await asyncio.sleep(idle_s)
             continue
@@ -50,5 +55,8 @@ async def run_scrubber(
         except Exception:
             log.exception("scrubbing %s-%d failed; skipping the rest of the segment", *job.key)
             job.failed = True
-        scrubber.finish(job)
+        try:
+            scrubber.finish(job)
+        except Exception:
+            log.exception("the scrubber failed recording what it found in %s-%d", *job.key)
         await asyncio.sleep(max(job.bytes_checked, 1) / bytes_per_second)
