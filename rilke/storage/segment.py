@@ -676,24 +676,6 @@ class LogSegment:
         self._bytes_since_last_index += bad.end - bad.position
         self.next_offset = bad.next_offset
 
-    def rebuild_indexes(self) -> None:
-        """Rebuild both indexes from the headers (no CRC); for an index found wrong in use.
-
-        Raises SegmentCorruptError if the headers themselves do not hold. Blocks on disk.
-        """
-        log.warning("%s: rebuilding indexes", self.log_path)
-        self.offset_index.reset()
-        self.time_index.reset()
-        self.next_offset = self.base_offset
-        self.max_timestamp = -1
-        self.offset_of_max_timestamp = self.base_offset
-        self._bytes_since_last_index = 0
-        for batch in self.walk(0, self.size):
-            if batch.max_timestamp == -1 and (bad := self.corrupt_range_at(batch.position)):
-                self._note_range(bad)
-            else:
-                self._note_batch(batch)
-
     # --- durability and lifetime --------------------------------------------------------------
 
     def flush_indexes(self) -> None:
