@@ -123,6 +123,24 @@ class CorruptBatchError(StorageError):
     description = "corrupt batch refused by the log"
 
 
+class CorruptLogDataError(StorageError):
+    """Stored bytes of the log do not hold (found by a read, at start or by the scrubber), so
+    the offsets ``first_offset``..``next_offset - 1`` cannot be served; reading on from
+    ``next_offset`` works. Answered with Kafka's CORRUPT_MESSAGE code (2), which clients map
+    to :class:`CorruptRecordError`; the message names the offset to seek() to. Not
+    retriable: the bytes stay bad until repaired (from another replica)."""
+
+    code = 2  # the wire code of CorruptRecordError; not registered (that class owns it)
+    description = "stored record batches do not hold"
+
+    def __init__(
+        self, message: str | None = None, *, first_offset: int = -1, next_offset: int = -1
+    ) -> None:
+        super().__init__(message)
+        self.first_offset = first_offset
+        self.next_offset = next_offset
+
+
 @_register
 class BatchTooLargeError(StorageError):
     code = 13

@@ -62,6 +62,12 @@ def register(subparsers: Any) -> None:
         help="retention/compaction/flush period (default 5000)",
     )
     parser.add_argument(
+        "--scrub-bytes-per-second",
+        metavar="SIZE",
+        help="rate of the background CRC check of sealed segments, e.g. 8MiB; 0 disables it "
+        "(RILKE_SCRUB_BYTES_PER_SECOND; default 8MiB)",
+    )
+    parser.add_argument(
         "--port-file", metavar="FILE", help="write the bound port to this file once listening"
     )
     parser.add_argument(
@@ -94,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         "default_partitions": args.default_partitions,
         "max_request_bytes": args.max_request_bytes,
         "maintenance_interval_ms": args.maintenance_interval_ms,
+        "scrub_bytes_per_second": args.scrub_bytes_per_second,
         "port_file": args.port_file,
         "log": log_flags,
     }

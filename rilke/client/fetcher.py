@@ -164,7 +164,8 @@ class Fetcher:
         """Up to ``max_records`` buffered records, by partition, advancing positions.
 
         Raises the error a partition hit (offset out of range with auto_offset_reset='none',
-        a corrupt batch) once; that partition is then skipped until seek().
+        a corrupt batch) once, after the records buffered before it; that partition is then
+        skipped until seek().
         """
         out: dict[TopicPartition, list[ConsumerRecord]] = {}
         freed = False
@@ -177,7 +178,10 @@ class Fetcher:
             for st in states[start:] + states[:start]:
                 if remaining <= 0:
                     break
-                if st.error is not None:
+                # A fetch error is met after the records fetched before it: they are handed
+                # out first (an error that says "seek() past offset N" must not make the
+                # caller skip records before N that are still buffered).
+                if st.error is not None and not (st.chunks or st.record_index < len(st.records)):
                     err, st.error = st.error, None
                     if out:
                         st.error = err  # report after handing out what we have

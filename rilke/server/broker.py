@@ -326,6 +326,10 @@ class Broker:
             return self._producer_ids.next_id(), 0
         return producer_id, producer_epoch + 1
 
+    def logs(self) -> dict[tuple[str, int], PartitionLog]:
+        """Every partition's log by (topic, partition), for the scrubber (a copy)."""
+        return self._manager.partitions()
+
     # --- lifecycle ---------------------------------------------------------------------------
 
     def run_maintenance(self) -> None:

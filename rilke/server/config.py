@@ -21,7 +21,7 @@ defaults by Kafka's names under ``[log]``::
 
 Environment variables: ``RILKE_DATA_DIR``, ``RILKE_LISTEN``, ``RILKE_NODE_ID``,
 ``RILKE_AUTO_CREATE_TOPICS``, ``RILKE_DEFAULT_PARTITIONS``, ``RILKE_MAX_REQUEST_BYTES``,
-``RILKE_MAINTENANCE_INTERVAL_MS``, ``RILKE_ADVERTISED_LISTEN``, and ``RILKE_LOG_<KEY>`` for a
+``RILKE_MAINTENANCE_INTERVAL_MS``, ``RILKE_ADVERTISED_LISTEN``, ``RILKE_SCRUB_BYTES_PER_SECOND``, and ``RILKE_LOG_<KEY>`` for a
 topic default (``RILKE_LOG_RETENTION_MS`` is ``retention.ms``). Other ``RILKE_*`` variables
 belong to other commands and are ignored here.
 """
@@ -41,6 +41,13 @@ from rilke.storage.config import LogConfig
 
 DEFAULT_PORT = 9292
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
+# The scrubber's default rate: a pass over 1 TiB of sealed segments in about 36 hours. Its
+# cost, measured here (2-core VM, data in the page cache): 0.45 ms of CPU per MB checked for
+# 16 KiB batches and 3.5 ms for 1 KiB ones, so 0.4-3 % of one core at this rate; `rilke bench
+# produce` against a broker over a 760 MB log showed no difference with the scrubber off or at
+# 8 MiB/s (median of 3 runs each: 343k and 390k msgs/s, within the run-to-run noise). From a
+# disk it reads 8 MiB/s: a few percent of a spinning disk's bandwidth, well under 1 % of an SSD.
+DEFAULT_SCRUB_BYTES_PER_SECOND = 8 << 20
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
@@ -82,6 +89,8 @@ class BrokerConfig:
     max_request_bytes: int = 100 << 20  # largest produce request accepted
     maintenance_interval_ms: int = 5000  # retention, compaction, time-based flush
     shutdown_grace_ms: int = 10_000  # how long in-flight requests may take at shutdown
+    # The background CRC check of sealed segments (rilke.storage.scrubber); 0 disables it.
+    scrub_bytes_per_second: int = DEFAULT_SCRUB_BYTES_PER_SECOND
     log: LogConfig = field(default_factory=LogConfig)  # defaults for new topics
     port_file: Path | None = None  # write the bound port here once listening
     # Consumer groups (rilke.server.group_service).
@@ -201,6 +210,7 @@ _PARSERS: dict[str, Any] = {
     "max_request_bytes": _at_least(1024, parse_size),
     "maintenance_interval_ms": _at_least(10, _parse_int),
     "shutdown_grace_ms": _at_least(0, _parse_int),
+    "scrub_bytes_per_second": _at_least(0, parse_size),
     "port_file": _parse_path,
     "offsets_retention_minutes": _at_least(1, _parse_int),
     "offsets_topic_partitions": _at_least(1, _parse_int),

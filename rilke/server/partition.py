@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rilke.errors import (
+    CorruptLogDataError,
     InvalidRecordError,
     InvalidRequestError,
     LogClosedError,
@@ -541,7 +542,13 @@ class LocalPartition:
         offset = start
         end = self._log.log_end_offset
         while offset < end:
-            chunk = self._log.read(offset, _SCAN_CHUNK_BYTES).records
+            try:
+                chunk = self._log.read(offset, _SCAN_CHUNK_BYTES).records
+            except CorruptLogDataError as exc:
+                # Its batches cannot be read (reported by the log); sequences of producers
+                # that wrote there are checked from what follows.
+                offset = exc.next_offset
+                continue
             if not chunk:
                 break
             pos = 0

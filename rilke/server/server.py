@@ -4,7 +4,8 @@ Start: take the data directory (LogManager locks it; a second broker gets DataDi
 open the topics, bind the gRPC server (port 0 picks a free one), optionally write the port to a
 file, and report the bound address. Serve until SIGTERM/SIGINT, running maintenance (retention,
 compaction, time-based flush, producer state snapshots) every maintenance_interval_ms.
-Shutdown: health goes NOT_SERVING, new calls are refused, calls in flight get up to
+A scrubber checks the CRCs of sealed segments in the background at scrub_bytes_per_second
+(rilke.server.scrubbing). Shutdown: health goes NOT_SERVING, new calls are refused, calls in flight get up to
 shutdown_grace_ms to finish (long polls are woken at once), then every partition is flushed and
 the clean-shutdown marker written.
 """
@@ -30,7 +31,9 @@ from rilke.server.config import BrokerConfig, describe, split_host_port
 from rilke.server.files import write_atomically
 from rilke.server.group_service import GroupManager, GroupService, coordinator_config
 from rilke.server.offsets_log import BrokerGroupView
+from rilke.server.scrubbing import run_scrubber
 from rilke.server.services import DEFAULT_FETCH_MAX_BYTES, BrokerService, add_services
+from rilke.storage.scrubber import Scrubber
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,8 @@ class BrokerServer:
         self._health: Any = None
         self._service: BrokerService | None = None
         self._maintenance: asyncio.Task[None] | None = None
+        self._scrubbing: asyncio.Task[None] | None = None
+        self.scrubber: Scrubber | None = None  # its ``stats`` are the scrub counters
         self._groups: GroupManager | None = None
         self.address: tuple[str, int] | None = None
 
@@ -173,6 +178,11 @@ class BrokerServer:
             Path(config.data_dir).resolve(),
         )
         self._maintenance = asyncio.ensure_future(self._run_maintenance())
+        if config.scrub_bytes_per_second > 0:
+            self.scrubber = Scrubber(broker.logs)
+            self._scrubbing = asyncio.ensure_future(
+                run_scrubber(self.scrubber, config.scrub_bytes_per_second)
+            )
         return self.address
 
     async def _run_maintenance(self) -> None:
@@ -190,6 +200,20 @@ class BrokerServer:
 
     async def stop(self) -> None:
         """Graceful shutdown; safe to call twice."""
+        if self._scrubbing is not None:
+            self._scrubbing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scrubbing
+            self._scrubbing = None
+            if self.scrubber is not None:
+                stats = self.scrubber.stats
+                log.info(
+                    "scrubber: %d bytes in %d batches checked, %d passes, %d corrupt batch(es)",
+                    stats.bytes_scrubbed,
+                    stats.batches_scrubbed,
+                    stats.passes_completed,
+                    stats.corrupt_batches_found,
+                )
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -173,7 +173,9 @@ def plan_compaction(
     segments = [
         segment
         for segment in partition_log.segments[:-1]
-        if up_to_offset is None or segment.next_offset <= up_to_offset
+        # A segment with a corrupt range keeps its bytes as they are, for a repair (and a
+        # rewrite would drop the offsets the range held).
+        if (up_to_offset is None or segment.next_offset <= up_to_offset) and not segment.corrupt
     ]
     if not segments:
         return None
@@ -210,6 +212,7 @@ def finish_compaction(
             or segment is current[-1]
             or not any(s is segment for s in current)
             or segment.size != size
+            or segment.corrupt
         ):
             files.unlink_if_exists(path)
             continue

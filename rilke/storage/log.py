@@ -43,6 +43,7 @@ from crc32c import crc32c
 from rilke.errors import (
     BatchTooLargeError,
     CorruptBatchError,
+    CorruptLogDataError,
     CorruptRecordError,
     InvalidRecordError,
     LogClosedError,
@@ -66,9 +67,10 @@ from rilke.records.header import (
     set_base_offset,
     set_partition_leader_epoch,
 )
-from rilke.storage import files, retention
+from rilke.storage import files, integrity, retention
 from rilke.storage.config import LogConfig
 from rilke.storage.index import TimeIndex
+from rilke.storage.integrity import CorruptRange, RangeRepairer
 from rilke.storage.recovery import (
     Checkpoint,
     RecoveryReport,
@@ -89,6 +91,7 @@ _new_tuple = tuple.__new__  # builds AppendInfo without its Python-level __new__
 _INT64 = struct.Struct(">q")
 _INT32 = struct.Struct(">i")
 _IOV_MAX = 1000  # pieces per pwritev; Linux allows 1024
+_ALL_OFFSETS = 1 << 63  # "every offset is durable": damage is recorded, never cut
 
 
 def _refuse(view: memoryview, position: int) -> NoReturn:
@@ -234,6 +237,8 @@ class PartitionLog:
         self._deleted_files: list[Path] = []  # renamed by retention, for the caller to unlink
         self._generation = 0  # bumped by truncation: a flush job from before it is stale
         self._closed = False
+        self._repairer: RangeRepairer | None = None
+        self._ranges_written = [bad for segment in segments for bad in segment.corrupt]
         self._cache_config()
 
     # --- opening and closing ------------------------------------------------------------------
@@ -258,6 +263,7 @@ class PartitionLog:
         if recover:
             recovery_point = checkpoint.recovery_point if checkpoint else -1
             report.recovery_point = recovery_point
+        known_ranges = integrity.read_ranges(directory)
         segments = open_segments(
             directory,
             bases,
@@ -266,6 +272,9 @@ class PartitionLog:
             recovery_point=recovery_point,
             report=report,
             contiguous=not config.compact,
+            # After a clean stop the checkpoint's recovery point is the log end offset.
+            log_end_hint=checkpoint.recovery_point if checkpoint else None,
+            known_ranges=known_ranges,
         )
         log_start = checkpoint.log_start_offset if checkpoint else 0
         created = False
@@ -275,6 +284,13 @@ class PartitionLog:
             ]
             created = True
         result = cls(directory, config, segments, log_start, report)
+        if result._active.corrupt:
+            # The damaged file is sealed; appends go to a new one.
+            result.roll(now_ms)
+        if sorted(known_ranges) != result._ranges_written:
+            integrity.write_ranges(directory, result._ranges_written)
+        for bad in result._ranges_written:
+            log.error("corrupt data: %s", bad.describe(directory))
         if report.segments_scanned or report.segments_deleted or created:
             # What recovery kept is now the log: make it durable before anything trusts it.
             for segment in segments:
@@ -628,9 +644,8 @@ class PartitionLog:
                     raise StorageError(
                         f"{self.directory}: cannot read offset {offset}: {exc}"
                     ) from exc
-                log.warning("%s: %s; rebuilding indexes", self.directory, exc)
-                for segment in self._segments:
-                    segment.rebuild_indexes()
+                log.warning("%s: %s; checking the segment", self.directory, exc)
+                self._examine(exc)
         raise AssertionError("unreachable")
 
     def _read(self, offset: int, max_bytes: int, max_offset: int | None) -> ReadResult:
@@ -647,7 +662,14 @@ class PartitionLog:
             start = batch.position
             end = segment.size
             next_offset = segment.next_offset
-            if max_offset is not None and max_offset < segment.next_offset:
+            if segment.corrupt:
+                bad = segment.corrupt_range_at(start)
+                if bad is not None:
+                    raise self._corrupt_error(bad)
+                following = segment.corrupt_range_after(start)
+                if following is not None:  # stop before it: the next read meets it alone
+                    end, next_offset = following.position, following.first_offset
+            if max_offset is not None and max_offset < next_offset:
                 end, next_offset = segment.first_batch_at_or_after(max_offset)
             limit = start + max(max_bytes, batch.size)
             if limit < end:
@@ -688,9 +710,91 @@ class PartitionLog:
             except SegmentCorruptError as exc:
                 if attempt:
                     raise StorageError(f"{self.directory}: {exc}") from exc
-                for segment in self._segments:
-                    segment.rebuild_indexes()
+                self._examine(exc)
         raise AssertionError("unreachable")
+
+    # --- corrupt ranges -----------------------------------------------------------------------
+
+    def corrupt_ranges(self) -> list[CorruptRange]:
+        """The ranges of this log known not to hold, oldest first."""
+        return [bad for segment in self._segments for bad in segment.corrupt]
+
+    def set_repairer(self, repairer: RangeRepairer | None) -> None:
+        """Who is told of each corrupt range recorded from now on (a replicated partition
+        repairs it from another replica; see :class:`RangeRepairer`)."""
+        self._repairer = repairer
+
+    def record_corrupt_range(self, segment: LogSegment, bad: CorruptRange) -> bool:
+        """Handle damage found in ``segment`` (by the scrubber, or a read): record ``bad`` so
+        reads over it answer CorruptLogDataError, report it (an ERROR line naming the file,
+        bytes and offsets), persist it (the ``corrupt-ranges`` file, so it survives restarts)
+        and tell the repairer. Nothing is deleted: reads before and after it go on. False
+        (nothing done) when ``segment`` is no longer in the log or the range overlaps a known
+        one. Blocks on disk (writes the ranges file)."""
+        self._check_open()
+        if not any(s is segment for s in self._segments) or not segment.add_corrupt_range(bad):
+            return False
+        self._ranges_changed([bad])
+        return True
+
+    def repair_corrupt_range(self, bad: CorruptRange, batches: bytes, *, now_ms: int) -> None:
+        """Replace the corrupt range ``bad`` with ``batches``: good copies of the batches that
+        held its offsets (from another replica; see :class:`RangeRepairer`), on the log's
+        thread. They are checked first (each batch whole, its CRC holding, the first starting
+        at ``bad.first_offset``, offsets increasing, the last ending at ``bad.next_offset``);
+        then the segment is rewritten with them in place of the bad bytes (a new file, fsynced,
+        renamed over the old one: a crash leaves one or the other) and its indexes rebuilt.
+
+        Raises StorageError when ``bad`` is not a range of this log (any more), and
+        CorruptBatchError when ``batches`` do not fit it; on either nothing changes. Blocks on
+        disk (copies the segment, fsyncs).
+        """
+        self._check_open()
+        from rilke.storage.repair import repair_range
+
+        old, repaired = repair_range(self, bad, batches, now_ms=now_ms)
+        log.info(
+            "%s: repaired offsets %d-%d", self.directory, bad.first_offset, bad.next_offset - 1
+        )
+        self._ranges_changed([r for r in repaired.corrupt if r not in old.corrupt])
+
+    def _ranges_changed(self, new: list[CorruptRange]) -> None:
+        for bad in new:
+            log.error("corrupt data: %s", bad.describe(self.directory))
+        current = self.corrupt_ranges()
+        if current != self._ranges_written:
+            integrity.write_ranges(self.directory, current)
+            self._ranges_written = current
+        if self._repairer is not None:
+            for bad in new:
+                self._repairer.corrupt_range_found(self.directory, bad)
+
+    def _corrupt_error(self, bad: CorruptRange) -> CorruptLogDataError:
+        return CorruptLogDataError(
+            f"{self.directory.name}: offsets {bad.first_offset}-{bad.next_offset - 1} are "
+            f"corrupt on this broker (bytes {bad.position}-{bad.end - 1} of segment "
+            f"{bad.segment_base} do not hold); seek() to offset {bad.next_offset} to skip them",
+            first_offset=bad.first_offset,
+            next_offset=bad.next_offset,
+        )
+
+    def _examine(self, exc: SegmentCorruptError) -> None:
+        """After a walk failed in use: check the segment it names (every batch, CRC included)
+        and record what does not hold, or, when all holds, rebuild its indexes (they were
+        wrong). Never cuts. Blocks on disk (reads the whole segment: an exceptional path)."""
+        for i, segment in enumerate(self._segments):
+            if exc.base_offset is not None and segment.base_offset != exc.base_offset:
+                continue
+            known = list(segment.corrupt)
+            following = self._bases[i + 1] if i + 1 < len(self._bases) else None
+            end_offset = segment.next_offset if following is None else following
+            segment.recover(0, durable_before=_ALL_OFFSETS, next_offset_hint=end_offset)
+            if segment is self._active:
+                segment.flush_indexes()
+            else:
+                segment.seal()
+            segment.needs_sync = True
+            self._ranges_changed([bad for bad in segment.corrupt if bad not in known])
 
     # --- durability ---------------------------------------------------------------------------
 
@@ -932,6 +1036,8 @@ class PartitionLog:
         self._unflushed_messages = 0
         self._first_unflushed_ms = None
         self.checkpoint()
+        if self._ranges_written:
+            self._ranges_changed([])
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
         """Delete every segment and start an empty log at ``offset``. Blocks on disk."""
@@ -954,6 +1060,8 @@ class PartitionLog:
         self._unflushed_messages = 0
         self._first_unflushed_ms = None
         self.checkpoint()
+        if self._ranges_written:
+            self._ranges_changed([])
 
     def delete_records_before(self, offset: int) -> None:
         """Raise the log start offset to ``offset`` and drop segments wholly below it.
@@ -1014,9 +1122,12 @@ class PartitionLog:
                 self._deleted_files += segment.retire()
             else:
                 segment.delete()
+        had_ranges = any(segment.corrupt for segment in self._segments[:count])
         del self._segments[:count]
         del self._bases[:count]
         self.log_start_offset = max(self.log_start_offset, self._segments[0].base_offset)
+        if had_ranges:
+            self._ranges_changed([])
 
     def compact(self, now_ms: int) -> int:
         """Compact the non-active segments (cleanup policy with "compact"); bytes freed.

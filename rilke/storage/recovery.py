@@ -8,6 +8,11 @@ any segment after the cut. Indexes that are missing or do not hold are rebuilt f
 After a clean shutdown (``recover=False``) nothing is scanned: the indexes are loaded and
 checked, and the tail of each segment after its last index entry is walked header by header.
 
+Cutting is only for what was never known durable: the offsets at or past the recovery point
+after an unclean stop. Damage below it (or anywhere after a clean stop) is never cut, since
+intact, acknowledged batches may follow: it is recorded as a corrupt range
+(:mod:`rilke.storage.integrity`) and the segments after it stay.
+
 Every function here blocks on disk.
 """
 
@@ -18,11 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rilke.storage import files
+from rilke.storage.integrity import CorruptRange
 from rilke.storage.segment import LogSegment, SegmentCorruptError
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "log-checkpoint"
+_ALL_OFFSETS = 1 << 63  # "every offset is durable" (after a clean stop)
 _CHECKPOINT_MAGIC = "rilke-log-checkpoint 1"
 
 
@@ -84,6 +91,7 @@ class RecoveryReport:
     bytes_truncated: int = 0
     indexes_rebuilt: list[int] = field(default_factory=list)
     segments_deleted: list[int] = field(default_factory=list)
+    corrupt_ranges: list[CorruptRange] = field(default_factory=list)  # found or still there
 
 
 def list_segment_bases(directory: Path) -> list[int]:
@@ -127,14 +135,24 @@ def open_segments(
     recovery_point: int | None,
     report: RecoveryReport,
     contiguous: bool = False,
+    log_end_hint: int | None = None,
+    known_ranges: list[CorruptRange] | None = None,
 ) -> list[LogSegment]:
     """Open the segments ``bases``; recover those past ``recovery_point`` (None: trust all).
 
     A recovery point of -1 means "scan everything". Segments whose indexes do not hold are
     recovered whatever the recovery point. Returns the segments that remain, in order; any
-    segment after a cut, or overlapping the one before it, is deleted. ``contiguous``: the
-    log was never compacted, so offsets within a segment must have no gaps.
+    segment after a cut, or overlapping the one before it, is deleted. Only damage at or past
+    the recovery point is cut (None: nothing is); damage below it becomes a corrupt range
+    (``report.corrupt_ranges``), and so do the ``known_ranges`` recorded before whose bytes
+    still do not hold. ``log_end_hint``: the log end offset known from the checkpoint, the
+    end of a range that reaches the end of the last segment. ``contiguous``: the log was
+    never compacted, so offsets within a segment must have no gaps.
     """
+    durable_before = _ALL_OFFSETS if recovery_point is None else recovery_point
+    known: dict[int, list[CorruptRange]] = {}
+    for bad in known_ranges or []:
+        known.setdefault(bad.segment_base, []).append(bad)
     segments: list[LogSegment] = []
     first_to_scan = len(bases)
     if recovery_point is not None:
@@ -152,6 +170,23 @@ def open_segments(
             continue
         segment, indexes_ok = LogSegment.open(directory, base, index_interval_bytes, now_ms)
         report.segments_opened += 1
+        for gone in segment.attach_ranges(known.pop(base, [])):
+            log.info("%s: a corrupt range recorded before holds now: %s", segment.log_path, gone)
+        if segments and base < segments[-1].next_offset and base < durable_before:
+            # Durable segments do not overlap unless a header's base offset (outside the CRC)
+            # went bad in the one before: check that one whole, with the offsets it must hold.
+            before = segments[-1]
+            log.error(
+                "%s: ends at offset %d, past the next segment's base %d: checking it",
+                before.log_path,
+                before.next_offset,
+                base,
+            )
+            before.recover(
+                0, contiguous=contiguous, durable_before=durable_before, next_offset_hint=base
+            )
+            if before.base_offset not in report.segments_scanned:
+                report.segments_scanned.append(before.base_offset)
         if segments and base < segments[-1].next_offset:
             log.warning("%s: segment overlaps the one before it; deleting it", segment.log_path)
             segment.delete()
@@ -184,6 +219,8 @@ def open_segments(
                 scan_from,
                 scan_base if scan_from else None,
                 contiguous=contiguous and past_recovery_point,
+                durable_before=durable_before,
+                next_offset_hint=bases[i + 1] if i + 1 < len(bases) else log_end_hint,
             )
             report.segments_scanned.append(base)
             report.bytes_scanned += scanned
@@ -197,4 +234,5 @@ def open_segments(
                 report.bytes_truncated += removed
                 cut = True
         segments.append(segment)
+    report.corrupt_ranges = [bad for segment in segments for bad in segment.corrupt]
     return segments

@@ -20,10 +20,11 @@ from typing import NamedTuple
 
 from rilke.errors import RecordsError
 from rilke.records.header import HEADER_SIZE, LOG_OVERHEAD, MAGIC, check_batch, peek_size
-from rilke.storage import files
+from rilke.storage import files, integrity
 from rilke.storage.config import LogConfig
 from rilke.storage.files import fdatasync
 from rilke.storage.index import IndexCorruptError, OffsetIndex, TimeIndex
+from rilke.storage.integrity import CorruptRange
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,13 @@ _pwritev = os.pwritev
 
 
 class SegmentCorruptError(Exception):
-    """The segment's bytes or indexes do not hold where they were trusted (internal)."""
+    """The segment's bytes or indexes do not hold where they were trusted (internal).
+
+    ``base_offset`` names the segment when known, so the log can examine that one."""
+
+    def __init__(self, message: str, base_offset: int | None = None) -> None:
+        super().__init__(message)
+        self.base_offset = base_offset
 
 
 class BatchInfo(NamedTuple):
@@ -60,7 +67,9 @@ class LogSegment:
     Invariants: ``size`` is the byte length of whole batches in the file; ``next_offset`` is one
     past the last batch's last offset (``base_offset`` when empty); ``max_timestamp`` is the
     largest batch max timestamp (-1 when empty) and ``offset_of_max_timestamp`` the base
-    offset of the batch holding it.
+    offset of the batch holding it. ``corrupt`` lists the byte ranges known not to hold
+    (:mod:`rilke.storage.integrity`), sorted and apart; header walks pass over each as one
+    opaque entry (a BatchInfo with max timestamp -1), and readers must refuse them.
     """
 
     def __init__(
@@ -77,6 +86,7 @@ class LogSegment:
         self.offset_of_max_timestamp = base_offset
         self.rolling_base_ms = now_ms
         self.needs_sync = False  # written to since its last fsync
+        self.corrupt: list[CorruptRange] = []
         self._bytes_since_last_index = 0
         self.offset_index = OffsetIndex(files.index_path(directory, base_offset), base_offset)
         self.time_index = TimeIndex(files.time_index_path(directory, base_offset), base_offset)
@@ -172,7 +182,9 @@ class LogSegment:
             timestamp, offset = time_entry
             batch = self.find_batch(offset)
             if batch is None or batch.base_offset != offset or batch.max_timestamp != timestamp:
-                raise SegmentCorruptError(f"time index entry {time_entry} does not match the log")
+                raise SegmentCorruptError(
+                    f"time index entry {time_entry} does not match the log", self.base_offset
+                )
             max_timestamp, offset_of_max = timestamp, offset
         next_offset = self.base_offset
         position = entry_position
@@ -183,7 +195,7 @@ class LogSegment:
             next_offset = batch.last_offset + 1
             position = batch.position + batch.size
         if position != end:
-            raise SegmentCorruptError(f"walk ended at {position}, expected {end}")
+            raise SegmentCorruptError(f"walk ended at {position}, expected {end}", self.base_offset)
         self.size = end
         self.next_offset = next_offset
         self.max_timestamp = max_timestamp
@@ -197,7 +209,78 @@ class LogSegment:
 
         Checks each header's magic and length (not the CRC). ``expect_base``: the base offset
         the first batch must carry. Raises SegmentCorruptError when a header does not hold.
+        A known corrupt range comes as one entry (its position, first offset, size, last
+        offset and max timestamp -1), also when ``start`` lies inside it.
         """
+        if self.corrupt:
+            return self._walk_around_ranges(start, end, expect_base)
+        return self._walk(start, end, expect_base)
+
+    def _walk_around_ranges(
+        self, start: int, end: int, expect_base: int | None
+    ) -> Iterator[BatchInfo]:
+        ranges = [r for r in self.corrupt if r.end > start and r.position < end]
+        position = start
+        for bad in ranges:
+            if position < bad.position:
+                yield from self._walk(position, bad.position, expect_base)
+                position = bad.position
+            yield BatchInfo(
+                bad.position,
+                bad.first_offset,
+                bad.end - bad.position,
+                bad.next_offset - 1,
+                -1,
+            )
+            position = bad.end
+            expect_base = None
+        if position < end:
+            yield from self._walk(position, end, expect_base)
+
+    def corrupt_range_at(self, position: int) -> CorruptRange | None:
+        """The known corrupt range holding byte ``position``, if any."""
+        for bad in self.corrupt:
+            if bad.position <= position < bad.end:
+                return bad
+        return None
+
+    def corrupt_range_after(self, position: int) -> CorruptRange | None:
+        """The first known corrupt range that starts at or after ``position``, if any."""
+        for bad in self.corrupt:
+            if bad.position >= position:
+                return bad
+        return None
+
+    def add_corrupt_range(self, bad: CorruptRange) -> bool:
+        """Record ``bad`` (found by the scrubber or a read); False if it overlaps a known one
+        or lies outside the segment. Nothing else changes: walks pass over it from now on."""
+        if bad.segment_base != self.base_offset or bad.end > self.size:
+            return False
+        if any(r.position < bad.end and bad.position < r.end for r in self.corrupt):
+            return False
+        self.corrupt = sorted([*self.corrupt, bad])
+        return True
+
+    def attach_ranges(self, known: list[CorruptRange]) -> list[CorruptRange]:
+        """Take the ranges recorded for this segment before (its file of ranges) whose bytes
+        still do not hold; returns the ones dropped (outside the file, or holding now: a
+        repaired range). Blocks on disk (reads the first batch of each)."""
+        kept: list[CorruptRange] = []
+        dropped: list[CorruptRange] = []
+        for bad in sorted(known):
+            if (
+                bad.segment_base != self.base_offset
+                or bad.end > self.size
+                or (kept and bad.position < kept[-1].end)
+                or integrity.check_batch_at(self._fd, bad.position, bad.end) is not None
+            ):
+                dropped.append(bad)
+            else:
+                kept.append(bad)
+        self.corrupt = kept
+        return dropped
+
+    def _walk(self, start: int, end: int, expect_base: int | None) -> Iterator[BatchInfo]:
         position = start
         buf = b""
         buf_start = start
@@ -208,16 +291,21 @@ class LogSegment:
                 buf_start = position
                 rel = 0
                 if len(buf) < _PEEK_SIZE:
-                    raise SegmentCorruptError(f"{self.log_path}: short header at {position}")
+                    raise SegmentCorruptError(
+                        f"{self.log_path}: short header at {position}", self.base_offset
+                    )
             base, length, _, magic, _, _, delta, _, max_ts = _PEEK.unpack_from(buf, rel)
             size = length + LOG_OVERHEAD
             if magic != MAGIC or length < _MIN_LENGTH or position + size > end or delta < 0:
-                raise SegmentCorruptError(f"{self.log_path}: bad header at {position}")
+                raise SegmentCorruptError(
+                    f"{self.log_path}: bad header at {position}", self.base_offset
+                )
             if expect_base is not None:
                 if base != expect_base:
                     raise SegmentCorruptError(
                         f"{self.log_path}: index says offset {expect_base} at {position}, "
-                        f"the batch there has {base}"
+                        f"the batch there has {base}",
+                        self.base_offset,
                     )
                 expect_base = None
             yield BatchInfo(position, base, size, base + delta, max_ts)
@@ -250,7 +338,7 @@ class LogSegment:
         for batch in self.walk(entry_position, self.size, expect_base=expect):
             if batch.position + batch.size > limit:
                 return batch.position, batch.base_offset
-        raise SegmentCorruptError(f"{self.log_path}: no batch crosses {limit}")
+        raise SegmentCorruptError(f"{self.log_path}: no batch crosses {limit}", self.base_offset)
 
     def first_batch_at_or_after(self, offset: int) -> tuple[int, int]:
         """(position, base offset) of the first batch with base offset >= ``offset``.
@@ -273,7 +361,9 @@ class LogSegment:
         """``length`` bytes from ``position`` (one pread). May block on disk."""
         data = os.pread(self._fd, length, position)
         if len(data) != length:
-            raise SegmentCorruptError(f"{self.log_path}: short read at {position}")
+            raise SegmentCorruptError(
+                f"{self.log_path}: short read at {position}", self.base_offset
+            )
         return data
 
     def batch_for_timestamp(self, timestamp: int) -> BatchInfo | None:
@@ -286,7 +376,9 @@ class LogSegment:
         if entry is not None:
             found = self.find_batch(entry[1])
             if found is None or found.base_offset != entry[1] or found.max_timestamp != entry[0]:
-                raise SegmentCorruptError(f"{self.log_path}: time index entry {entry} is wrong")
+                raise SegmentCorruptError(
+                    f"{self.log_path}: time index entry {entry} is wrong", self.base_offset
+                )
             start, expect = found.position, found.base_offset
         for batch in self.walk(start, self.size, expect_base=expect):
             if batch.max_timestamp >= timestamp:
@@ -452,23 +544,41 @@ class LogSegment:
         removed = self.size - position
         os.ftruncate(self._fd, position)
         self.size = position
+        self.corrupt = [bad for bad in self.corrupt if bad.end <= position]
         self.offset_index.truncate_to_position(position)
         self.time_index.truncate_to_offset(base_offset_at_position)
         self._load_tail(position)
         return removed
 
     def recover(
-        self, start: int, base_offset_at_start: int | None = None, *, contiguous: bool = False
+        self,
+        start: int,
+        base_offset_at_start: int | None = None,
+        *,
+        contiguous: bool = False,
+        durable_before: int | None = None,
+        next_offset_hint: int | None = None,
     ) -> tuple[int, int]:
-        """Check every batch from ``start`` (CRC included), cut at the first that does not hold.
+        """Check every batch from ``start`` (CRC included); cut the unflushed tail at the first
+        that does not hold, and record damage to durable batches as corrupt ranges.
 
         ``start`` is 0 (the whole segment; indexes rebuilt from scratch) or a batch boundary
         trusted to hold ``base_offset_at_start`` (indexes kept before it). Batches must be whole,
         pass :func:`check_batch`, and have offsets that increase from the segment's base
         offset (with ``contiguous``, each batch must start right after the one before: true
         of every log that compaction has not thinned, and it catches damage to the base
-        offset, which the CRC does not cover). Returns (bytes scanned, bytes cut off). Blocks on
-        disk (reads the file, ftruncate;
+        offset, which the CRC does not cover).
+
+        Where a batch does not hold: when its offsets lie at or past ``durable_before`` (None:
+        nothing here is known durable, the torn tail after an unclean stop), the file is cut
+        there. Below it (fsynced data, intact batches may follow) nothing is cut: the bytes up
+        to the next batch that holds become a :class:`CorruptRange` in ``corrupt``, and the
+        scan goes on after it. A range that reaches the end of the file ends at offset
+        ``next_offset_hint`` (the next segment's base, or the log end known otherwise);
+        without a hint its offsets cannot be known and the file is cut there (logged as an
+        error). Known ranges from ``start`` on are dropped and found again.
+
+        Returns (bytes scanned, bytes cut off). Blocks on disk (reads the file, ftruncate;
         no fsync).
         """
         file_size = os.fstat(self._fd).st_size
@@ -482,6 +592,7 @@ class LogSegment:
             except SegmentCorruptError as exc:
                 log.warning("%s: %s; checking the whole segment", self.log_path, exc)
                 start = 0
+        self.corrupt = [bad for bad in self.corrupt if bad.end <= start]
         if start == 0:
             self.offset_index.reset()
             self.time_index.reset()
@@ -506,53 +617,68 @@ class LogSegment:
                 buf_start = position
                 rel = 0
                 size = peek_size(buf, 0)
-                if size is None or size > len(buf):
-                    break
-            try:
-                header = check_batch(buf, rel)
-            except RecordsError as exc:
-                log.warning("%s: batch at %d does not hold: %s", self.log_path, position, exc)
+            problem = ""
+            if size is None or size > len(buf) - rel:
+                problem = "a partial batch"
+            else:
+                try:
+                    header = check_batch(buf, rel)
+                except RecordsError as exc:
+                    problem = str(exc)
+                else:
+                    if (
+                        header.base_offset < expected
+                        or (contiguous and header.base_offset != expected)
+                        or header.base_offset < self.base_offset
+                        or header.last_offset - self.base_offset > INT32_MAX
+                    ):
+                        problem = f"base offset {header.base_offset}, expected >= {expected}"
+            if not problem:
+                assert size is not None
+                self._note_batch(
+                    BatchInfo(
+                        position, header.base_offset, size, header.last_offset, header.max_timestamp
+                    )
+                )
+                expected = header.next_offset
+                position += size
+                continue
+            if durable_before is None or expected >= durable_before:
+                log.warning("%s: batch at %d does not hold: %s", self.log_path, position, problem)
                 break
-            if (
-                header.base_offset < expected
-                or (contiguous and header.base_offset != expected)
-                or header.base_offset < self.base_offset
-                or header.last_offset - self.base_offset > INT32_MAX
-            ):
-                log.warning(
-                    "%s: batch at %d has base offset %d, expected >= %d",
+            bad = integrity.locate(
+                self._fd,
+                self.base_offset,
+                position,
+                file_size,
+                first_offset=expected,
+                next_offset_hint=next_offset_hint,
+            )
+            if bad is None:
+                log.error(
+                    "%s: batch at %d does not hold (%s) and nothing after it does, and the "
+                    "offsets it held are unknown: cutting the segment there",
                     self.log_path,
                     position,
-                    header.base_offset,
-                    expected,
+                    problem,
                 )
                 break
-            self._note_batch(
-                BatchInfo(
-                    position, header.base_offset, size, header.last_offset, header.max_timestamp
-                )
-            )
-            expected = header.next_offset
-            position += size
+            log.debug("%s: %s at %d", self.log_path, problem, position)
+            self.corrupt.append(bad)
+            self._note_range(bad)
+            expected = bad.next_offset
+            position = bad.end
+            buf = bytearray()
+            buf_start = position
         self.size = position
         if position < file_size:
             os.ftruncate(self._fd, position)
         return file_size - start, file_size - position
 
-    def rebuild_indexes(self) -> None:
-        """Rebuild both indexes from the headers (no CRC); for an index found wrong in use.
-
-        Raises SegmentCorruptError if the headers themselves do not hold. Blocks on disk.
-        """
-        log.warning("%s: rebuilding indexes", self.log_path)
-        self.offset_index.reset()
-        self.time_index.reset()
-        self.next_offset = self.base_offset
-        self.max_timestamp = -1
-        self.offset_of_max_timestamp = self.base_offset
-        self._bytes_since_last_index = 0
-        for batch in self.walk(0, self.size):
-            self._note_batch(batch)
+    def _note_range(self, bad: CorruptRange) -> None:
+        """Account for a corrupt range in the tail state (never indexed)."""
+        self._bytes_since_last_index += bad.end - bad.position
+        self.next_offset = bad.next_offset
 
     # --- durability and lifetime --------------------------------------------------------------
 

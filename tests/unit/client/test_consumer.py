@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
+from waiting import wait_for
 
 from rilke.client import codec
 from rilke.client.consumer import AIOConsumer, Consumer
@@ -280,3 +282,30 @@ def test_records_before_a_corrupt_batch_come_first_and_the_error_says_how_to_ski
             poll_all(c, 1)
         c.seek(TP, 3)
         assert [r.value for r in poll_all(c, 1)] == [b"good2"]
+
+
+def test_records_fetched_before_a_fetch_error_are_handed_out_before_it(fake):
+    """A broker that refuses offsets 4.. (CORRUPT_MESSAGE: "seek() to offset N") must not make
+    the caller lose the records 0-3 still buffered: they come first, then the error."""
+    fake.broker.create("t", 1)
+    for value in (b"a", b"b", b"c", b"d"):
+        put_batch(fake, [value])
+    refused = threading.Event()
+
+    def refuse_from_4(method, request):
+        if method == "Fetch" and request.partitions[0].fetch_offset >= 4:
+            refused.set()
+            return 2
+        return 0
+
+    fake.broker.faults.append(refuse_from_4)
+    with Consumer(bootstrap_servers=fake.address, auto_offset_reset="earliest") as c:
+        c.assign([TP])
+        c.position(TP)
+        assert refused.wait(5)
+        fetcher = c._aio.fetcher
+        wait_for(lambda: fetcher.partitions[TP].error is not None, 5, "the fetch error")
+        got = poll_all(c, 4)
+        assert [r.offset for r in got] == [0, 1, 2, 3]
+        with pytest.raises(CorruptRecordError):
+            poll_all(c, 1)

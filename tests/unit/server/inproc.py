@@ -20,6 +20,7 @@ from rilke.server.server import BrokerServer
 class InProcessBroker:
     def __init__(self, data_dir: Path, **flags: Any) -> None:
         flags.setdefault("listen", "127.0.0.1:0")
+        flags.setdefault("scrub_bytes_per_second", 0)  # the fake storage has no segments
         flags["data_dir"] = str(data_dir)
         self.config = load_config(flags, env={})
         self.managers: list[FakeLogManager] = []

@@ -102,3 +102,20 @@ def test_sizes(text: object, expected: int) -> None:
 def test_bad_size() -> None:
     with pytest.raises(InvalidConfigError, match="x \\(from test\\)"):
         parse_size("12 parsecs", "x", "test")
+
+
+def test_scrub_rate_from_file_env_and_flag(tmp_path: Path) -> None:
+    from rilke.server.config import DEFAULT_SCRUB_BYTES_PER_SECOND
+
+    assert load_config({}, env={}).scrub_bytes_per_second == DEFAULT_SCRUB_BYTES_PER_SECOND > 0
+    path = write(tmp_path, 'scrub_bytes_per_second = "2MiB"\n')
+    assert load_config({}, env={}, config_file=path).scrub_bytes_per_second == 2 << 20
+    env = {"RILKE_SCRUB_BYTES_PER_SECOND": "0"}
+    assert load_config({}, env=env, config_file=path).scrub_bytes_per_second == 0
+    config = load_config({"scrub_bytes_per_second": "512k"}, env=env, config_file=path)
+    assert config.scrub_bytes_per_second == 512_000
+    assert config.sources["scrub_bytes_per_second"] == "--scrub-bytes-per-second"
+    with pytest.raises(InvalidConfigError, match=r"scrub_bytes_per_second .*RILKE_SCRUB"):
+        load_config({}, env={"RILKE_SCRUB_BYTES_PER_SECOND": "fast"})
+    with pytest.raises(InvalidConfigError, match="must be >= 0"):
+        load_config({"scrub_bytes_per_second": "-1"}, env={})

@@ -444,3 +444,34 @@ def test_flush_async_yields_while_a_finished_job_waits_to_be_counted(
         plog.close()
 
     asyncio.run(main())
+
+
+def test_a_corrupt_range_in_the_tail_does_not_stop_the_partition_opening(tmp_path: Path) -> None:
+    """Producer state is rebuilt from the log's tail; a range there is skipped, not fatal."""
+    import struct
+
+    config = LogConfig.from_topic_configs({"segment.bytes": "4096"})
+    plog = PartitionLog.open(tmp_path / "t-0", config, now_ms=0, recover=False)
+    batches = [
+        make_batch([b"x" * 300], producer_id=5, producer_epoch=0, base_sequence=i)
+        for i in range(30)
+    ]
+    for batch in batches:
+        plog.append(batch, now_ms=0)
+    middle = plog.segments[len(plog.segments) // 2]
+    path = middle.log_path
+    plog.close()
+    with open(path, "r+b") as f:
+        f.seek(8)
+        f.write(struct.pack(">i", 0x7FFFFF00))  # the segment's first batch
+    path.with_suffix(".index").unlink()  # so that opening checks the segment
+    plog = PartitionLog.open(tmp_path / "t-0", config, now_ms=0, recover=False)
+    assert len(plog.corrupt_ranges()) == 1
+
+    async def main() -> None:
+        part = LocalPartition("t", 0, plog, config, state_dir=None)
+        retried = await part.append(batches[-1], 1)
+        assert retried.duplicate and retried.base_offset == 29
+
+    asyncio.run(main())
+    plog.close()
