@@ -138,11 +138,15 @@ class SpawnedBroker:
 
     def __init__(self, extra_args: Sequence[str] = ()) -> None:
         self.dir = tempfile.mkdtemp(prefix="rilke-bench-")
+        self._extra_args = list(extra_args)
+        self.log_path = Path(self.dir) / "broker.log"
+        self._log = self.log_path.open("wb")
+        self._launch()
+
+    def _launch(self) -> None:
         root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, **MALLOC_ENV}
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-        self.log_path = Path(self.dir) / "broker.log"
-        self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -153,13 +157,23 @@ class SpawnedBroker:
                 "127.0.0.1:0",
                 "--data-dir",
                 str(Path(self.dir) / "data"),
-                *extra_args,
+                *self._extra_args,
             ],
             stdout=subprocess.PIPE,
             stderr=self._log,
             env=env,
         )
-        self.address = self._wait_listening(30.0)
+        self.address = self._wait_listening(300.0)
+
+    def restart_timed(self) -> dict[str, float]:
+        """Stop the broker cleanly (SIGTERM) and start it again on the same data; the seconds
+        each took (start: until it reports listening)."""
+        start = time.perf_counter()
+        self.proc.terminate()
+        self.proc.wait(300)
+        stopped = time.perf_counter()
+        self._launch()
+        return {"stop_s": stopped - start, "start_s": time.perf_counter() - stopped}
 
     def _wait_listening(self, timeout_s: float) -> str:
         found: list[str] = []

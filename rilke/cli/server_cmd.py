@@ -68,6 +68,12 @@ def register(subparsers: Any) -> None:
         "(RILKE_SCRUB_BYTES_PER_SECOND; default 8MiB)",
     )
     parser.add_argument(
+        "--max-open-files",
+        metavar="N",
+        help="descriptors segment files may hold open at once, an LRU cache "
+        "(default: half of RLIMIT_NOFILE; RILKE_MAX_OPEN_FILES)",
+    )
+    parser.add_argument(
         "--port-file", metavar="FILE", help="write the bound port to this file once listening"
     )
     parser.add_argument(
@@ -101,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         "max_request_bytes": args.max_request_bytes,
         "maintenance_interval_ms": args.maintenance_interval_ms,
         "scrub_bytes_per_second": args.scrub_bytes_per_second,
+        "max_open_files": args.max_open_files,
         "port_file": args.port_file,
         "log": log_flags,
     }

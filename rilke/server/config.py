@@ -21,7 +21,8 @@ defaults by Kafka's names under ``[log]``::
 
 Environment variables: ``RILKE_DATA_DIR``, ``RILKE_LISTEN``, ``RILKE_NODE_ID``,
 ``RILKE_AUTO_CREATE_TOPICS``, ``RILKE_DEFAULT_PARTITIONS``, ``RILKE_MAX_REQUEST_BYTES``,
-``RILKE_MAINTENANCE_INTERVAL_MS``, ``RILKE_ADVERTISED_LISTEN``, ``RILKE_SCRUB_BYTES_PER_SECOND``, and ``RILKE_LOG_<KEY>`` for a
+``RILKE_MAINTENANCE_INTERVAL_MS``, ``RILKE_MAX_OPEN_FILES``, ``RILKE_ADVERTISED_LISTEN``,
+``RILKE_SCRUB_BYTES_PER_SECOND``, and ``RILKE_LOG_<KEY>`` for a
 topic default (``RILKE_LOG_RETENTION_MS`` is ``retention.ms``). Other ``RILKE_*`` variables
 belong to other commands and are ignored here.
 """
@@ -88,6 +89,9 @@ class BrokerConfig:
     default_partitions: int = 1  # num.partitions for auto-created topics
     max_request_bytes: int = 100 << 20  # largest produce request accepted
     maintenance_interval_ms: int = 5000  # retention, compaction, time-based flush
+    # Descriptors the segment files of all partitions may hold open at once (an LRU cache);
+    # None: half the process's RLIMIT_NOFILE (rilke.storage.handles.default_max_open_files).
+    max_open_files: int | None = None
     shutdown_grace_ms: int = 10_000  # how long in-flight requests may take at shutdown
     # The background CRC check of sealed segments (rilke.storage.scrubber); 0 disables it.
     scrub_bytes_per_second: int = DEFAULT_SCRUB_BYTES_PER_SECOND
@@ -209,6 +213,7 @@ _PARSERS: dict[str, Any] = {
     "default_partitions": _at_least(1, _parse_int),
     "max_request_bytes": _at_least(1024, parse_size),
     "maintenance_interval_ms": _at_least(10, _parse_int),
+    "max_open_files": _at_least(16, _parse_int),
     "shutdown_grace_ms": _at_least(0, _parse_int),
     "scrub_bytes_per_second": _at_least(0, parse_size),
     "port_file": _parse_path,

@@ -63,6 +63,12 @@ COMPACTION_SWAP_PAUSE_S = 0.01
 # The producer state snapshot's name in ``state_dir`` (the broker uses the partition's own
 # directory): a fixed name, so no file name grows with the topic's (issue 8).
 PRODUCER_STATE_FILE = "producer-state.json"
+# Flush jobs of a node in flight at once (queued for a worker thread or running). Each holds
+# duplicated descriptors of the files it syncs, outside the storage's descriptor cache: this
+# bounds them, whatever the number of partitions flushing. More do not help: the executor
+# runs a handful at a time, and partitions that wait share their next fsync with the appends
+# that arrive meanwhile.
+MAX_FLUSHES_IN_FLIGHT = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +186,40 @@ def _unlink_all(paths: list[Path]) -> None:
         unlink_if_exists(path)
 
 
+class FlushSlots:
+    """At most ``limit`` flush jobs in flight across the partitions that share it; the
+    others wait their turn in arrival order. On the event loop only."""
+
+    def __init__(self, limit: int = MAX_FLUSHES_IN_FLIGHT) -> None:
+        assert limit >= 1
+        self.limit = limit
+        self.in_flight = 0
+        self._waiting: deque[LocalPartition] = deque()
+        self._pumping = False
+
+    def try_take(self) -> bool:
+        if self.in_flight < self.limit and not self._waiting:
+            self.in_flight += 1
+            return True
+        return False
+
+    def wait(self, part: LocalPartition) -> None:
+        self._waiting.append(part)
+
+    def release(self) -> None:
+        """A job finished (or was never taken): start the next waiting partitions' flushes."""
+        self.in_flight -= 1
+        if self._pumping:  # a flush started below released its slot again at once
+            return
+        self._pumping = True
+        try:
+            while self._waiting and self.in_flight < self.limit:
+                self.in_flight += 1
+                self._waiting.popleft()._start_queued_flush()
+        finally:
+            self._pumping = False
+
+
 class LocalPartition:
     """A partition on this node only: the high watermark is the log end offset.
 
@@ -201,6 +241,7 @@ class LocalPartition:
         *,
         state_dir: Path | None = None,
         clock_ms: Callable[[], int] | None = None,
+        flush_slots: FlushSlots | None = None,
     ) -> None:
         self.topic = topic
         self.partition = partition
@@ -215,6 +256,8 @@ class LocalPartition:
         self._flush_waiters: deque[tuple[int, asyncio.Future[AppendResult], AppendResult]] = deque()
         self._flush_scheduled = False
         self._flush_job: FlushJob | None = None  # at most one in flight
+        self._flush_slots = flush_slots  # shared by the node's partitions (None: no bound)
+        self._slot_taken = False
         # Resolved (with its error or None) once that job is finished and counted.
         self._flush_finished: asyncio.Future[BaseException | None] | None = None
         self._flush_again = False  # appends arrived while it ran
@@ -318,8 +361,8 @@ class LocalPartition:
         self._flush_scheduled = False
         if self._closed:
             return
-        if self._flush_job is not None:
-            # One fsync at a time: appends that arrive while it runs share the next one,
+        if self._flush_finished is not None:
+            # One fsync at a time (in flight, or waiting for a slot): appends that arrive while it runs share the next one,
             # started as soon as it finishes (group commit).
             self._flush_again = True
             return
@@ -331,18 +374,31 @@ class LocalPartition:
         once the job is finished and counted, or None when there is nothing to flush (or
         taking the job failed: the waiters are failed then). Only when none is in flight."""
         assert self._flush_job is None
+        loop = asyncio.get_running_loop()
+        slots = self._flush_slots
+        if slots is not None and not self._slot_taken:
+            if not slots.try_take():
+                # Wait for a slot; the flush then covers everything appended until it starts.
+                if self._flush_finished is None:
+                    self._flush_finished = loop.create_future()
+                    slots.wait(self)
+                return self._flush_finished
+            self._slot_taken = True
         try:
             job = self._log.begin_flush(up_to_offset)
         except Exception as e:
+            self._give_slot_back()
             self._flush_failed(e)
+            self._resolve_waiting_flush(e)
             return None
         self._unflushed_messages = 0
         if job is None:
+            self._give_slot_back()
             self._release_flushed()
+            self._resolve_waiting_flush(None)
             return None
-        loop = asyncio.get_running_loop()
         self._flush_job = job
-        finished: asyncio.Future[BaseException | None] = loop.create_future()
+        finished = self._flush_finished or loop.create_future()  # a queued flush keeps its own
         self._flush_finished = finished
         loop.run_in_executor(None, job.run).add_done_callback(self._finish_flush)
         return finished
@@ -354,6 +410,7 @@ class LocalPartition:
         # Cleared before `finished` resolves: a waiter that wakes finds no stale job.
         self._flush_job = None
         self._flush_finished = None
+        self._give_slot_back()
         error = LogClosedError("the flush was cancelled") if done.cancelled() else done.exception()
         if error is not None:
             self._log.abort_flush(job)
@@ -371,6 +428,28 @@ class LocalPartition:
         if self._flush_again or self._flush_waiters:
             self._flush_again = False
             self._start_flush(None)
+
+    def _start_queued_flush(self) -> None:
+        """FlushSlots gave this partition a slot (taken for it already)."""
+        self._slot_taken = True
+        if self._closed:
+            self._give_slot_back()
+            self._resolve_waiting_flush(None)
+            return
+        self._start_flush(None)
+
+    def _give_slot_back(self) -> None:
+        if self._slot_taken:
+            self._slot_taken = False
+            assert self._flush_slots is not None
+            self._flush_slots.release()
+
+    def _resolve_waiting_flush(self, error: BaseException | None) -> None:
+        """Resolve the future of a flush that waited for a slot and then had nothing to do
+        (or failed to start)."""
+        finished, self._flush_finished = self._flush_finished, None
+        if finished is not None and not finished.done():
+            finished.set_result(error)
 
     def _flush_failed(self, error: BaseException) -> None:
         log.error("flush of %s-%d failed: %s", self.topic, self.partition, error)
@@ -603,6 +682,8 @@ class LocalPartition:
         end = self._log.log_end_offset
         if self._log.flushed_offset < end or end == self._snapshot_offset:
             return None
+        if end == self._log.log_start_offset and not self._producers:
+            return None  # nothing to rebuild from, nothing to keep (an idle, empty partition)
         document = {"offset": end, "producers": self._producers.dump()}
         return end, json.dumps(document).encode()
 
@@ -620,6 +701,8 @@ class LocalPartition:
             self.write_snapshot()
         finally:
             self._closed = True
+            if self._flush_job is None:
+                self._resolve_waiting_flush(None)  # waiting for a slot: flushed just now
             while self._flush_waiters:
                 _, future, _ = self._flush_waiters.popleft()
                 if not future.done():

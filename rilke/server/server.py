@@ -49,7 +49,12 @@ def open_log_manager(config: BrokerConfig) -> LogManagerLike:
 
     data_dir = Path(config.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    manager: LogManagerLike = LogManager(data_dir, config.log, now_ms=int(time.time() * 1000))
+    manager: LogManagerLike = LogManager(
+        data_dir,
+        config.log,
+        now_ms=int(time.time() * 1000),
+        max_open_files=config.max_open_files,
+    )
     return manager
 
 

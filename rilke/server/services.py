@@ -380,17 +380,23 @@ class AdminService(pb_grpc.AdminServicer):
         self, request: pb.CreateTopicsRequest, context: Any
     ) -> pb.CreateTopicsResponse:
         response = pb.CreateTopicsResponse()
-        for topic in request.topics:
-            out = response.results.add(name=topic.name)
+
+        async def create(topic: pb.NewTopic, out: pb.TopicResult) -> None:
             with error_into(out):
                 refuse_internal(topic.name, "create")
-                self._broker.create_topic(
+                await self._broker.create_topic_async(
                     topic.name,
                     topic.num_partitions,
                     topic.replication_factor,
                     dict(topic.configs),
                     validate_only=request.validate_only,
                 )
+
+        # The topics of one request are created together (their file work on worker
+        # threads; the loop keeps serving other requests meanwhile).
+        await asyncio.gather(
+            *(create(topic, response.results.add(name=topic.name)) for topic in request.topics)
+        )
         return response
 
     async def DeleteTopics(

@@ -3,13 +3,21 @@
 Kept in ``topics.json`` in the data directory, replaced atomically (write a temporary file,
 fsync, rename, fsync the directory) on every change, so a crash leaves the old or the new
 registry, never a torn one. The registry is the server's business; the partition logs are
-storage's. Not thread-safe: the broker calls it from its event loop only.
+storage's. Not thread-safe: the broker calls it from its event loop only, except
+:meth:`TopicRegistry.write` and :meth:`TopicRegistry.write_snapshot`, which write a document
+or a :meth:`TopicRegistry.snapshot` taken on the loop, on any thread (writes are serialised
+by a lock, and one older than what is on disk already is skipped).
+
+A topic being created is *pending* (:meth:`TopicRegistry.reserve`): invisible to lookups, but
+its name is taken (a second create of it is refused) and it is in every document written,
+so that it is on disk before it becomes visible (:meth:`TopicRegistry.commit`).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -140,7 +148,14 @@ class TopicRegistry:
     def __init__(self, data_dir: Path) -> None:
         self._path = data_dir / REGISTRY_FILE
         self._topics: dict[str, TopicInfo] = {}
+        self._pending: dict[str, TopicInfo] = {}  # being created: saved, not yet visible
+        self._reserved_at: dict[str, int] = {}  # pending name -> the version that added it
+        self._collisions: dict[str, str] = {}  # _collision_key -> name, topics and pending
+        self._version = 0  # bumped by every change a save must carry
+        self._written_version = 0  # the newest version on disk
+        self._write_lock = threading.Lock()  # one writer of the file at a time
         self._load()
+        self._collisions = {_collision_key(name): name for name in self._topics}
 
     def __contains__(self, name: object) -> bool:
         return name in self._topics
@@ -180,13 +195,14 @@ class TopicRegistry:
         validate_topic_name(name)
         if name in self._topics:
             raise TopicAlreadyExistsError(f"topic {name!r} already exists")
-        collision = _collision_key(name)
-        for other in self._topics:
-            if _collision_key(other) == collision:
-                raise InvalidTopicError(
-                    f"topic {name!r} collides with existing topic {other!r} "
-                    "('.' and '_' are treated alike in metric names)"
-                )
+        if name in self._pending:
+            raise TopicAlreadyExistsError(f"topic {name!r} is being created")
+        other = self._collisions.get(_collision_key(name))
+        if other is not None:
+            raise InvalidTopicError(
+                f"topic {name!r} collides with existing topic {other!r} "
+                "('.' and '_' are treated alike in metric names)"
+            )
         if not 1 <= num_partitions <= MAX_PARTITIONS:
             raise InvalidPartitionsError(
                 f"number of partitions must be between 1 and {MAX_PARTITIONS}, got {num_partitions}"
@@ -199,19 +215,51 @@ class TopicRegistry:
         return validate_configs(configs, defaults)
 
     def add(self, topic: TopicInfo) -> None:
-        """Record a validated topic and persist the registry."""
-        assert topic.name not in self._topics
-        self._topics[topic.name] = topic
-        self._save()
+        """Record a validated topic and persist the registry (blocks on disk)."""
+        self.reserve(topic)
+        try:
+            self._save()
+        except BaseException:
+            self.release(topic.name)
+            raise
+        self.commit(topic.name)
+
+    def reserve(self, topic: TopicInfo) -> None:
+        """Take a validated topic's name for a creation in progress: refused by
+        ``check_new``, invisible otherwise, and in every document saved from now on."""
+        assert topic.name not in self._topics and topic.name not in self._pending
+        self._pending[topic.name] = topic
+        self._collisions[_collision_key(topic.name)] = topic.name
+        self._version += 1
+        self._reserved_at[topic.name] = self._version
+
+    def release(self, name: str) -> None:
+        """Give up a pending topic (its creation failed). If a document with it was written,
+        the caller saves again."""
+        if self._pending.pop(name, None) is not None:
+            del self._reserved_at[name]
+            self._collisions.pop(_collision_key(name), None)
+            self._version += 1
+
+    def commit(self, name: str) -> None:
+        """Make a pending topic visible; a document holding it must have been written."""
+        assert self._written_version >= self._reserved_at.pop(name), "commit before a save"
+        self._topics[name] = self._pending.pop(name)
+
+    def is_pending(self, name: str) -> bool:
+        return name in self._pending
 
     def remove(self, name: str) -> TopicInfo:
         topic = self.require(name)
         del self._topics[name]
+        self._collisions.pop(_collision_key(name), None)
+        self._version += 1
         self._save()
         return topic
 
     def set_configs(self, name: str, configs: dict[str, str]) -> None:
         self.require(name).configs = dict(configs)
+        self._version += 1
         self._save()
 
     def _load(self) -> None:
@@ -234,7 +282,15 @@ class TopicRegistry:
         except (ValueError, KeyError, TypeError, AssertionError) as e:
             raise InvalidConfigError(f"topic registry {self._path} is damaged: {e!r}") from None
 
-    def _save(self) -> None:
+    def snapshot(self) -> tuple[int, list[TopicInfo]]:
+        """(version, topics) of the registry now, pending topics included, for
+        :meth:`render` on any thread. On the event loop; cheap (a list of references: a
+        topic's fields never change but ``configs``, which is replaced, never mutated)."""
+        return self._version, [*self._topics.values(), *self._pending.values()]
+
+    @staticmethod
+    def render(topics: list[TopicInfo]) -> bytes:
+        """The document of a :meth:`snapshot`'s topics. Any thread."""
         document = {
             "version": _FORMAT_VERSION,
             "topics": [
@@ -245,10 +301,42 @@ class TopicRegistry:
                     "topic_id": t.topic_id,
                     "replication_factor": t.replication_factor,
                 }
-                for t in self
+                for t in sorted(topics, key=lambda t: t.name)
             ],
         }
-        write_atomically(self._path, json.dumps(document, indent=1).encode())
+        # One topic per line: readable, and a quarter of the cost of an indented dump.
+        return (
+            json.dumps(document, separators=(",", ":")).replace('},{"name"', '},\n{"name"').encode()
+        )
+
+    def encode(self) -> tuple[int, bytes]:
+        """(version, document) of the registry now, for :meth:`write`. On the event loop."""
+        version, topics = self.snapshot()
+        return version, self.render(topics)
+
+    def write_snapshot(self, snapshot: tuple[int, list[TopicInfo]]) -> None:
+        """Render and :meth:`write` a :meth:`snapshot`. Any thread; blocks on disk."""
+        version, topics = snapshot
+        if version > self._written_version:
+            self.write(version, self.render(topics))
+
+    def write(self, version: int, data: bytes) -> None:
+        """Replace the file with a document from :meth:`encode`, unless a newer one was
+        written already. Any thread; blocks on disk (two fsyncs). Raises OSError."""
+        with self._write_lock:
+            if version <= self._written_version:
+                return
+            write_atomically(self._path, data, unique_tmp=True)
+            self._written_version = version
+
+    def written(self, version: int) -> bool:
+        """Whether a document of ``version`` or newer is on disk."""
+        return self._written_version >= version
+
+    def _save(self) -> None:
+        """Write the registry now, on this thread (blocks on disk; may wait for a write in
+        progress on another thread)."""
+        self.write(*self.encode())
 
 
 def _collision_key(name: str) -> str:

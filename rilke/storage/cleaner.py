@@ -287,7 +287,9 @@ def _swap(partition_log: PartitionLog, segment: LogSegment, cleaned: Path) -> Lo
     files.unlink_if_exists(files.time_index_path(directory, base))
     os.replace(cleaned, files.log_path(directory, base))
     files.fsync_dir(directory)
-    new_segment, _ = LogSegment.open(directory, base, interval, rolling_base_ms)
+    new_segment, _ = LogSegment.open(
+        directory, base, interval, rolling_base_ms, cache=partition_log.file_cache
+    )
     new_segment.recover(0)
     new_segment.sync_all()
     partition_log.replace_segment(segment, new_segment)

@@ -12,7 +12,9 @@ same moments as offset entries when the segment's largest timestamp grew: the ti
 largest so far and the offset that of the batch holding it. Both columns strictly increase.
 
 Entries live in memory (``array``) for lookups by bisection; the file is appended to in
-batches (``flush``) and fsynced by ``sync``. Neither class is thread-safe.
+batches (``flush``) and fsynced by ``sync``; the file's descriptor is a
+:class:`~rilke.storage.handles.CachedFile`, open only while written to. Neither class is
+thread-safe.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from bisect import bisect_left, bisect_right
 from pathlib import Path
 
 from rilke.storage.files import fdatasync
+from rilke.storage.handles import FileCache
 
 
 class IndexCorruptError(Exception):
@@ -41,19 +44,23 @@ def _strictly_increasing(values: array[int]) -> bool:
 
 
 class _IndexFile:
-    """Entries already in the file plus a buffer of entries not yet written."""
+    """Entries already in the file plus a buffer of entries not yet written.
 
-    def __init__(self, path: Path, entry_size: int, written_entries: int) -> None:
+    The descriptor comes from a :class:`FileCache` (a private one of one file if none is
+    given): opened when first written, and again after the cache closed it.
+    """
+
+    def __init__(
+        self, path: Path, entry_size: int, written_entries: int, cache: FileCache | None = None
+    ) -> None:
         self.path = path
         self.entry_size = entry_size
         self._written = written_entries
         self._pending = bytearray()
-        self._fd: int | None = None
+        self._handle = (cache or FileCache(1)).file(path, os.O_WRONLY | os.O_CREAT)
 
     def _open(self) -> int:
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
-        return self._fd
+        return self._handle.fd()
 
     def add(self, entries: bytes) -> None:
         self._pending += entries
@@ -112,9 +119,7 @@ class _IndexFile:
         try:
             self.flush()
         finally:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+            self._handle.close()
 
 
 class OffsetIndex:
@@ -122,15 +127,17 @@ class OffsetIndex:
 
     ENTRY_SIZE = 8
 
-    def __init__(self, path: Path, base_offset: int) -> None:
+    def __init__(self, path: Path, base_offset: int, cache: FileCache | None = None) -> None:
         self.path = path
         self.base_offset = base_offset
         self.offsets: array[int] = array("i")  # relative offsets, strictly increasing
         self.positions: array[int] = array("i")  # file positions, strictly increasing
-        self._file = _IndexFile(path, self.ENTRY_SIZE, 0)
+        self._file = _IndexFile(path, self.ENTRY_SIZE, 0, cache)
 
     @classmethod
-    def load(cls, path: Path, base_offset: int, log_size: int) -> OffsetIndex:
+    def load(
+        cls, path: Path, base_offset: int, log_size: int, cache: FileCache | None = None
+    ) -> OffsetIndex:
         """Read and check an index file. Raises FileNotFoundError or IndexCorruptError.
 
         Checks: whole entries, both columns strictly increasing, positions inside the log.
@@ -143,10 +150,10 @@ class OffsetIndex:
         both.frombytes(data)
         if sys.byteorder == "little":
             both.byteswap()
-        index = cls(path, base_offset)
+        index = cls(path, base_offset, cache)
         index.offsets = both[0::2]
         index.positions = both[1::2]
-        index._file = _IndexFile(path, cls.ENTRY_SIZE, len(index.offsets))
+        index._file = _IndexFile(path, cls.ENTRY_SIZE, len(index.offsets), cache)
         if index.offsets:
             if index.offsets[0] < 0 or index.positions[0] < 0:
                 raise IndexCorruptError(f"{path}: negative entry")
@@ -240,15 +247,15 @@ class TimeIndex:
 
     ENTRY_SIZE = 12
 
-    def __init__(self, path: Path, base_offset: int) -> None:
+    def __init__(self, path: Path, base_offset: int, cache: FileCache | None = None) -> None:
         self.path = path
         self.base_offset = base_offset
         self.timestamps: array[int] = array("q")
         self.offsets: array[int] = array("i")
-        self._file = _IndexFile(path, self.ENTRY_SIZE, 0)
+        self._file = _IndexFile(path, self.ENTRY_SIZE, 0, cache)
 
     @classmethod
-    def load(cls, path: Path, base_offset: int) -> TimeIndex:
+    def load(cls, path: Path, base_offset: int, cache: FileCache | None = None) -> TimeIndex:
         """Read and check a time index file. Raises FileNotFoundError or IndexCorruptError.
 
         Blocks on disk (reads the file).
@@ -256,11 +263,11 @@ class TimeIndex:
         data = path.read_bytes()
         if len(data) % cls.ENTRY_SIZE:
             raise IndexCorruptError(f"{path}: size {len(data)} is not a multiple of 12")
-        index = cls(path, base_offset)
+        index = cls(path, base_offset, cache)
         for timestamp, relative in _TIME_ENTRY.iter_unpack(data):
             index.timestamps.append(timestamp)
             index.offsets.append(relative)
-        index._file = _IndexFile(path, cls.ENTRY_SIZE, len(index.offsets))
+        index._file = _IndexFile(path, cls.ENTRY_SIZE, len(index.offsets), cache)
         if index.offsets:
             if index.offsets[0] < 0:
                 raise IndexCorruptError(f"{path}: negative offset")

@@ -69,6 +69,7 @@ from rilke.records.header import (
 )
 from rilke.storage import files, integrity, retention
 from rilke.storage.config import LogConfig
+from rilke.storage.handles import FileCache
 from rilke.storage.index import TimeIndex
 from rilke.storage.integrity import CorruptRange, RangeRepairer
 from rilke.storage.recovery import (
@@ -92,6 +93,7 @@ _INT64 = struct.Struct(">q")
 _INT32 = struct.Struct(">i")
 _IOV_MAX = 1000  # pieces per pwritev; Linux allows 1024
 _ALL_OFFSETS = 1 << 63  # "every offset is durable": damage is recorded, never cut
+_PRIVATE_CACHE_FILES = 1024  # descriptors of a log opened without a node's cache
 
 
 def _refuse(view: memoryview, position: int) -> NoReturn:
@@ -210,17 +212,19 @@ class PartitionLog:
     Use :meth:`open`; not thread-safe (see the module docstring).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 (built by open only)
         self,
         directory: Path,
         config: LogConfig,
         segments: list[LogSegment],
         log_start_offset: int,
         recovery: RecoveryReport,
+        cache: FileCache,
     ) -> None:
         assert segments
         self.directory = directory
         self.config = config
+        self.file_cache = cache  # the descriptors of the segments' files (shared by a node)
         self._segments = segments
         self._bases = [segment.base_offset for segment in segments]
         self.log_end_offset = segments[-1].next_offset
@@ -245,7 +249,13 @@ class PartitionLog:
 
     @classmethod
     def open(
-        cls, directory: Path, config: LogConfig, *, now_ms: int, recover: bool
+        cls,
+        directory: Path,
+        config: LogConfig,
+        *,
+        now_ms: int,
+        recover: bool,
+        cache: FileCache | None = None,
     ) -> PartitionLog:
         """Open (or create) the log in ``directory``.
 
@@ -253,8 +263,10 @@ class PartitionLog:
         ``recover=True`` after a crash: segments from the recovery-point checkpoint on are
         checked batch by batch and the log is cut at the first batch that does not hold (see
         :mod:`rilke.storage.recovery`). Indexes that are missing or wrong are rebuilt either
-        way. ``recovery`` on the result says what was done. Blocks on disk.
+        way. ``recovery`` on the result says what was done. ``cache``: the node's descriptor
+        cache, shared by its logs (default: a private one). Blocks on disk.
         """
+        cache = cache or FileCache(_PRIVATE_CACHE_FILES)
         directory.mkdir(parents=True, exist_ok=True)
         checkpoint = Checkpoint.read(directory)
         bases = list_segment_bases(directory)
@@ -275,15 +287,18 @@ class PartitionLog:
             # After a clean stop the checkpoint's recovery point is the log end offset.
             log_end_hint=checkpoint.recovery_point if checkpoint else None,
             known_ranges=known_ranges,
+            cache=cache,
         )
         log_start = checkpoint.log_start_offset if checkpoint else 0
         created = False
         if not segments:
             segments = [
-                LogSegment.create(directory, log_start, config.index_interval_bytes, now_ms)
+                LogSegment.create(
+                    directory, log_start, config.index_interval_bytes, now_ms, cache=cache
+                )
             ]
             created = True
-        result = cls(directory, config, segments, log_start, report)
+        result = cls(directory, config, segments, log_start, report, cache)
         if result._active.corrupt:
             # The damaged file is sealed; appends go to a new one.
             result.roll(now_ms)
@@ -298,6 +313,10 @@ class PartitionLog:
                     segment.sync_all()
             files.fsync_dir(directory)
             result.checkpoint()
+        elif checkpoint is None and result.log_end_offset == 0:
+            # A new, empty log: no checkpoint reads as recovery point -1 and log start 0,
+            # which for it is the same as (0, 0): nothing to write until it has data.
+            result._checkpointed = Checkpoint(0, 0)
         else:
             result._checkpointed = checkpoint or Checkpoint(-1, -1)
         if report.segments_scanned or report.bytes_truncated:
@@ -907,7 +926,9 @@ class PartitionLog:
 
     def _sync_everything(self) -> None:
         for segment in self._segments:
-            if segment.needs_sync or segment is self._active:
+            # An empty active segment never written to has nothing to sync (its files were
+            # made durable when it was created): a node of many idle partitions closes fast.
+            if segment.needs_sync or (segment is self._active and segment.size):
                 segment.sync_all()
         if self._dir_dirty:
             files.fsync_dir(self.directory)
@@ -976,7 +997,11 @@ class PartitionLog:
             return
         active.seal()
         segment = LogSegment.create(
-            self.directory, self.log_end_offset, self.config.index_interval_bytes, now_ms
+            self.directory,
+            self.log_end_offset,
+            self.config.index_interval_bytes,
+            now_ms,
+            cache=self.file_cache,
         )
         self._dir_dirty = True
         self._dir_changes += 1
@@ -1026,6 +1051,7 @@ class PartitionLog:
         batch = active.find_batch(offset)
         if batch is not None:
             active.truncate_to_position(batch.position, batch.base_offset)
+            active.needs_sync = True  # the cut must be synced, even to an empty segment
             new_end = min(offset, batch.base_offset)
         self._generation += 1
         self._sync_everything()
@@ -1049,7 +1075,7 @@ class PartitionLog:
         for segment in self._segments:
             segment.delete()
         segment = LogSegment.create(
-            self.directory, offset, self.config.index_interval_bytes, now_ms
+            self.directory, offset, self.config.index_interval_bytes, now_ms, cache=self.file_cache
         )
         segment.sync_all()
         files.fsync_dir(self.directory)

@@ -18,12 +18,13 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from rilke.errors import DataDirLockedError, InvalidTopicError, LogClosedError
 from rilke.storage import files
 from rilke.storage.config import LogConfig
+from rilke.storage.handles import FileCache, default_max_open_files
 from rilke.storage.log import PartitionLog
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,9 @@ class LogManager:
     Opening takes an exclusive lock on the directory (DataDirLockedError if another process
     holds it), removes partitions left half-deleted, and opens every ``<topic>-<partition>``
     folder: without scanning after a clean shutdown, recovering otherwise. Per-topic configs
-    come from ``topic_configs``; other topics get ``default_config``.
+    come from ``topic_configs``; other topics get ``default_config``. Every log's segment
+    files share one :class:`FileCache` of at most ``max_open_files`` descriptors (default:
+    half the process's RLIMIT_NOFILE, see rilke.storage.handles).
     """
 
     def __init__(
@@ -82,9 +85,11 @@ class LogManager:
         *,
         now_ms: int,
         topic_configs: Mapping[str, LogConfig] | None = None,
+        max_open_files: int | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.default_config = default_config
+        self.file_cache = FileCache(max_open_files or default_max_open_files())
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(self.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -117,7 +122,11 @@ class LogManager:
                     continue
                 config = configs.get(parsed[0], default_config)
                 self._logs[parsed] = PartitionLog.open(
-                    path, config, now_ms=now_ms, recover=not self.had_clean_shutdown
+                    path,
+                    config,
+                    now_ms=now_ms,
+                    recover=not self.had_clean_shutdown,
+                    cache=self.file_cache,
                 )
         except BaseException:
             for partition_log in self._logs.values():
@@ -139,10 +148,58 @@ class LogManager:
         """The log of a partition, or None if this directory has none."""
         return self._logs.get((topic, partition))
 
-    def create(self, topic: str, partition: int, config: LogConfig) -> PartitionLog:
+    def prepare_partitions(self, topic: str, partitions: Iterable[int]) -> None:
+        """Make the folders of ``partitions`` of ``topic``, each with an empty first segment,
+        durably (files, folders and the data directory fsynced), for ``create(...,
+        prepared=True)`` to open without touching the disk again. A folder that already
+        holds segments is left as it is.
+
+        This and the two methods it is made of may run on any thread: they touch only the
+        disk, no state of the manager (topic creation does its file work off the event loop
+        with them). Raises InvalidTopicError for a bad name or partition, OSError when the
+        disk refuses. Blocks on disk.
+        """
+        self.sync_prepared(self.make_partition_files(topic, partitions))
+
+    def make_partition_files(self, topic: str, partitions: Iterable[int]) -> list[Path]:
+        """``prepare_partitions`` without the syncs: the folders it made or found, for
+        :meth:`sync_prepared` (several creations may share one). Any thread."""
+        validate_topic(topic)
+        made: list[Path] = []
+        for partition in partitions:
+            if partition < 0:
+                raise InvalidTopicError(f"invalid partition {partition}")
+            folder = self.data_dir / partition_dir_name(topic, partition)
+            folder.mkdir(exist_ok=True)
+            if not any(name.endswith(files.LOG_SUFFIX) for name in os.listdir(folder)):
+                # The log file last: a folder with a .log has its whole first segment.
+                for path in (
+                    files.index_path(folder, 0),
+                    files.time_index_path(folder, 0),
+                    files.log_path(folder, 0),
+                ):
+                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
+            made.append(folder)
+        return made
+
+    def sync_prepared(self, made: Iterable[Path]) -> None:
+        """fsync the folders ``make_partition_files`` made (their entries: the segment
+        files), then the data directory (its entries: the folders). The new files are empty,
+        so there is no data of theirs to sync, and the first fsync of an append to one makes
+        its inode durable before that append is acknowledged. On a journalling file system
+        the first sync commits every creation and the others find little left. Any thread."""
+        for folder in made:
+            files.fsync_dir(folder)
+        files.fsync_dir(self.data_dir)
+
+    def create(
+        self, topic: str, partition: int, config: LogConfig, *, prepared: bool = False
+    ) -> PartitionLog:
         """Create the log of a partition (idempotent: an existing log gets ``config``).
 
-        Raises InvalidTopicError for a bad topic name or a negative partition.
+        ``prepared``: ``prepare_partitions`` made its files durably, so nothing is written or
+        synced here (a few small reads). Raises InvalidTopicError for a bad topic name or a
+        negative partition. Blocks on disk unless ``prepared``.
         """
         self._check_open()
         validate_topic(topic)
@@ -154,13 +211,17 @@ class LogManager:
             existing.update_config(config)
             return existing
         path = self.data_dir / partition_dir_name(topic, partition)
-        partition_log = PartitionLog.open(path, config, now_ms=0, recover=False)
-        files.fsync_dir(self.data_dir)
+        if not prepared:
+            self.prepare_partitions(topic, [partition])
+        partition_log = PartitionLog.open(
+            path, config, now_ms=0, recover=False, cache=self.file_cache
+        )
         self._logs[key] = partition_log
         return partition_log
 
     def delete(self, topic: str, partition: int) -> None:
-        """Delete a partition's log and its folder; no-op if there is none.
+        """Delete a partition's log and its folder (also one never opened); no-op if there
+        is none.
 
         The folder is first renamed to ``...-delete`` (atomic), so a crash midway leaves
         nothing that opens as a partition.
@@ -168,6 +229,13 @@ class LogManager:
         self._check_open()
         partition_log = self._logs.pop((topic, partition), None)
         if partition_log is None:
+            # A folder ``prepare_partitions`` made for a creation that failed before opening.
+            folder = self.data_dir / partition_dir_name(topic, partition)
+            if folder.is_dir():
+                doomed = folder.with_name(f"{folder.name}.{uuid.uuid4().hex[:8]}{DELETED_SUFFIX}")
+                folder.rename(doomed)
+                files.fsync_dir(self.data_dir)
+                _remove_tree(doomed)
             return
         self._last_compaction_ms.pop((topic, partition), None)
         for segment in partition_log.segments:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rilke.storage import files
+from rilke.storage.handles import FileCache
 from rilke.storage.integrity import CorruptRange
 from rilke.storage.segment import LogSegment, SegmentCorruptError
 
@@ -137,6 +138,7 @@ def open_segments(
     contiguous: bool = False,
     log_end_hint: int | None = None,
     known_ranges: list[CorruptRange] | None = None,
+    cache: FileCache | None = None,
 ) -> list[LogSegment]:
     """Open the segments ``bases``; recover those past ``recovery_point`` (None: trust all).
 
@@ -147,7 +149,8 @@ def open_segments(
     (``report.corrupt_ranges``), and so do the ``known_ranges`` recorded before whose bytes
     still do not hold. ``log_end_hint``: the log end offset known from the checkpoint, the
     end of a range that reaches the end of the last segment. ``contiguous``: the log was
-    never compacted, so offsets within a segment must have no gaps.
+    never compacted, so offsets within a segment must have no gaps. ``cache``: where the
+    segments' descriptors live (see rilke.storage.handles).
     """
     durable_before = _ALL_OFFSETS if recovery_point is None else recovery_point
     known: dict[int, list[CorruptRange]] = {}
@@ -168,7 +171,9 @@ def open_segments(
             files.unlink_if_exists(files.time_index_path(directory, base))
             report.segments_deleted.append(base)
             continue
-        segment, indexes_ok = LogSegment.open(directory, base, index_interval_bytes, now_ms)
+        segment, indexes_ok = LogSegment.open(
+            directory, base, index_interval_bytes, now_ms, cache=cache
+        )
         report.segments_opened += 1
         for gone in segment.attach_ranges(known.pop(base, [])):
             log.info("%s: a corrupt range recorded before holds now: %s", segment.log_path, gone)

@@ -6,7 +6,9 @@ written to; it is written with ``pwrite`` at ``size`` and read with ``pread``, s
 user-space buffer between a write and a later read.
 
 This class is not thread-safe; the partition log serialises access to it. Every method that
-touches files may block on disk; the ones that fsync say so.
+touches files may block on disk; the ones that fsync say so. Its three files are
+:class:`~rilke.storage.handles.CachedFile`s of the node's :class:`FileCache`: a descriptor is
+open only while the file is in use, and ``_fd`` opens it again when the cache closed it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from rilke.records.header import HEADER_SIZE, LOG_OVERHEAD, MAGIC, check_batch, 
 from rilke.storage import files, integrity
 from rilke.storage.config import LogConfig
 from rilke.storage.files import fdatasync
+from rilke.storage.handles import CachedFile, FileCache
 from rilke.storage.index import IndexCorruptError, OffsetIndex, TimeIndex
 from rilke.storage.integrity import CorruptRange
 
@@ -72,14 +75,20 @@ class LogSegment:
     opaque entry (a BatchInfo with max timestamp -1), and readers must refuse them.
     """
 
-    def __init__(
-        self, directory: Path, base_offset: int, fd: int, index_interval_bytes: int, now_ms: int
+    def __init__(  # noqa: PLR0917
+        self,
+        directory: Path,
+        base_offset: int,
+        log_file: CachedFile,
+        index_interval_bytes: int,
+        now_ms: int,
+        cache: FileCache,
     ) -> None:
         self.directory = directory
         self.base_offset = base_offset
         self.log_path = files.log_path(directory, base_offset)
         self.index_interval_bytes = index_interval_bytes
-        self._fd = fd
+        self._log_file = log_file
         self.size = 0
         self.next_offset = base_offset
         self.max_timestamp = -1
@@ -88,20 +97,37 @@ class LogSegment:
         self.needs_sync = False  # written to since its last fsync
         self.corrupt: list[CorruptRange] = []
         self._bytes_since_last_index = 0
-        self.offset_index = OffsetIndex(files.index_path(directory, base_offset), base_offset)
-        self.time_index = TimeIndex(files.time_index_path(directory, base_offset), base_offset)
+        self.offset_index = OffsetIndex(
+            files.index_path(directory, base_offset), base_offset, cache
+        )
+        self.time_index = TimeIndex(
+            files.time_index_path(directory, base_offset), base_offset, cache
+        )
+
+    @property
+    def _fd(self) -> int:
+        """The log file's descriptor, (re)opened through the cache: take it at the call that
+        uses it, never keep it (see rilke.storage.handles)."""
+        return self._log_file.fd()
 
     # --- opening -----------------------------------------------------------------------------
 
     @classmethod
     def create(
-        cls, directory: Path, base_offset: int, index_interval_bytes: int, now_ms: int
+        cls,
+        directory: Path,
+        base_offset: int,
+        index_interval_bytes: int,
+        now_ms: int,
+        *,
+        cache: FileCache | None = None,
     ) -> LogSegment:
-        """A new empty segment (any files of that name are emptied). Blocks on disk."""
-        fd = os.open(
-            files.log_path(directory, base_offset), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644
-        )
-        segment = cls(directory, base_offset, fd, index_interval_bytes, now_ms)
+        """A new empty segment (any files of that name are emptied). Blocks on disk.
+
+        ``cache``: the node's descriptor cache (default: a private one for this segment)."""
+        cache = cache or FileCache(3)
+        log_file = cache.create(files.log_path(directory, base_offset))
+        segment = cls(directory, base_offset, log_file, index_interval_bytes, now_ms, cache)
         try:
             segment.offset_index.reset()
             segment.time_index.reset()
@@ -112,22 +138,33 @@ class LogSegment:
 
     @classmethod
     def open(
-        cls, directory: Path, base_offset: int, index_interval_bytes: int, now_ms: int
+        cls,
+        directory: Path,
+        base_offset: int,
+        index_interval_bytes: int,
+        now_ms: int,
+        *,
+        cache: FileCache | None = None,
     ) -> tuple[LogSegment, bool]:
         """Open an existing segment, trusting its bytes; return it and whether its indexes held.
 
         When the indexes are missing or do not hold, the segment comes back with empty indexes
         and False: the caller must ``recover(0)`` it. Otherwise the caller either trusts the
-        bytes (``load_tail``) or checks them (``recover``). Blocks on disk.
+        bytes (``load_tail``) or checks them (``recover``). The log file is not opened here
+        (its size comes from ``stat``); reads open it through ``cache``. Blocks on disk.
         """
-        fd = os.open(files.log_path(directory, base_offset), os.O_RDWR)
-        segment = cls(directory, base_offset, fd, index_interval_bytes, now_ms)
-        segment.size = os.fstat(fd).st_size
+        cache = cache or FileCache(3)
+        log_path = files.log_path(directory, base_offset)
+        size = os.stat(log_path).st_size
+        segment = cls(
+            directory, base_offset, cache.file(log_path), index_interval_bytes, now_ms, cache
+        )
+        segment.size = size
         try:
             segment.offset_index = OffsetIndex.load(
-                segment.offset_index.path, base_offset, max(segment.size, 1)
+                segment.offset_index.path, base_offset, max(segment.size, 1), cache
             )
-            segment.time_index = TimeIndex.load(segment.time_index.path, base_offset)
+            segment.time_index = TimeIndex.load(segment.time_index.path, base_offset, cache)
         except (FileNotFoundError, IndexCorruptError) as exc:
             log.log(
                 logging.INFO if isinstance(exc, FileNotFoundError) else logging.WARNING,
@@ -135,8 +172,8 @@ class LogSegment:
                 segment.log_path,
                 exc,
             )
-            segment.offset_index = OffsetIndex(segment.offset_index.path, base_offset)
-            segment.time_index = TimeIndex(segment.time_index.path, base_offset)
+            segment.offset_index = OffsetIndex(segment.offset_index.path, base_offset, cache)
+            segment.time_index = TimeIndex(segment.time_index.path, base_offset, cache)
             return segment, False
         return segment, True
 
@@ -743,9 +780,7 @@ class LogSegment:
             finally:
                 self.time_index.close()
         finally:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+            self._log_file.close()
 
     def retire(self) -> list[Path]:
         """Close the segment and rename its files to ``<name>.deleted`` (log first), for the

@@ -6,6 +6,7 @@ assigned on append, reads bounded by max_offset, flush counting (to see group co
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,21 +179,36 @@ class FakeLogManager:
         self.data_dir = data_dir
         self.default_config = default_config
         self.logs: dict[tuple[str, int], FakeLog] = {}
+        self.prepared: set[tuple[str, int]] = set()
         self.closed = False
         self.maintenance_runs = 0
 
     def get(self, topic: str, partition: int) -> FakeLog | None:
         return self.logs.get((topic, partition))
 
-    def create(self, topic: str, partition: int, config: LogConfig) -> FakeLog:
+    def prepare_partitions(self, topic: str, partitions: Iterable[int]) -> None:
+        self.sync_prepared(self.make_partition_files(topic, partitions))
+
+    def make_partition_files(self, topic: str, partitions: Iterable[int]) -> list[Path]:
+        self.prepared.update((topic, p) for p in partitions)
+        return []
+
+    def sync_prepared(self, made: Iterable[Path]) -> None:
+        pass
+
+    def create(
+        self, topic: str, partition: int, config: LogConfig, *, prepared: bool = False
+    ) -> FakeLog:
         assert (topic, partition) not in self.logs
+        assert not prepared or (topic, partition) in self.prepared
         log = FakeLog(self.data_dir / f"{topic}-{partition}", config)
         self.logs[(topic, partition)] = log
         return log
 
     def delete(self, topic: str, partition: int) -> None:
-        log = self.logs.pop((topic, partition))
-        log.closed = True
+        log = self.logs.pop((topic, partition), None)
+        if log is not None:
+            log.closed = True
 
     def partitions(self) -> dict[tuple[str, int], FakeLog]:
         return dict(self.logs)

@@ -19,7 +19,7 @@ from rilke.errors import (
 )
 from rilke.records import BatchBuilder
 from rilke.records.header import compute_crc, read_header
-from rilke.server.partition import LocalPartition
+from rilke.server.partition import FlushSlots, LocalPartition
 from rilke.storage.cleaner import CompactionPlan
 from rilke.storage.config import LogConfig
 from rilke.storage.log import FlushJob, PartitionLog
@@ -475,3 +475,47 @@ def test_a_corrupt_range_in_the_tail_does_not_stop_the_partition_opening(tmp_pat
 
     asyncio.run(main())
     plog.close()
+
+
+def test_flushes_beyond_the_node_bound_wait_their_turn_and_all_are_acknowledged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With FlushSlots(2), five partitions flushing at once have two jobs (and their
+    duplicated descriptors) in flight at most; the others wait, and every append is
+    acknowledged once durable."""
+    gated = _GatedRuns(monkeypatch)
+    slots = FlushSlots(2)
+    config = LogConfig(flush_messages=1)
+
+    async def main() -> None:
+        parts = []
+        for p in range(5):
+            plog = PartitionLog.open(tmp_path / f"t-{p}", config, now_ms=0, recover=False)
+            parts.append((LocalPartition("t", p, plog, config, flush_slots=slots), plog))
+        acked = [part.append(make_batch([b"v%d" % p]), -1) for p, (part, _) in enumerate(parts)]
+        await _until(lambda: slots.in_flight == 2 and gated.runs == 2)
+        assert len(slots._waiting) == 3
+        maintenance = asyncio.ensure_future(parts[4][0].flush_async())  # waits its turn too
+        more = parts[4][0].append(make_batch([b"w"]), -1)
+        await asyncio.sleep(0.01)
+        assert gated.runs == 2 and not any(f.done() for f in acked)
+        gated.gate.set()
+        await asyncio.gather(*acked, more, maintenance)
+        assert slots.in_flight == 0 and not slots._waiting
+        assert [plog.flushed_offset for _, plog in parts] == [1, 1, 1, 1, 2]
+        # Closing a partition that waits for a slot resolves its flush (close flushes).
+        gated.gate.clear()
+        blocked = [part.append(make_batch([b"x"]), -1) for part, _ in parts[:3]]
+        await _until(lambda: len(slots._waiting) == 1)
+        waiting_part, waiting_log = parts[2]
+        waiting_part.close()
+        assert waiting_log.flushed_offset == 2
+        gated.gate.set()
+        await asyncio.gather(*blocked[:2])
+        assert blocked[2].done()
+        await _until(lambda: slots.in_flight == 0)
+        for part, plog in parts:
+            part.close()
+            plog.close()
+
+    asyncio.run(main())

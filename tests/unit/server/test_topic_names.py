@@ -5,6 +5,7 @@ Real storage (LogManager) under the Broker: these are about the names on disk.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from produce_batches import make_batch
 
 from rilke.errors import (
     InvalidPartitionsError,
@@ -85,6 +87,13 @@ def test_a_249_character_topic_survives_a_clean_restart(tmp_path: Path) -> None:
     broker never started again."""
     with real_broker(tmp_path) as broker:
         broker.create_topic(LONGEST, 3)
+
+        async def produce() -> None:
+            for p in range(3):  # an idempotent producer: its state is snapshotted on stop
+                batch = make_batch([b"v"], producer_id=7, producer_epoch=0, base_sequence=0)
+                await broker.partition(LONGEST, p).append(batch, 1)
+
+        asyncio.run(produce())
     with real_broker(tmp_path) as broker:
         assert [p.partition for p in broker.partitions_of(LONGEST)] == [0, 1, 2]
     for p in range(3):
@@ -157,7 +166,7 @@ def test_a_node_starts_with_a_registered_name_no_file_system_holds(
 def test_a_snapshot_where_older_versions_kept_it_is_adopted(tmp_path: Path) -> None:
     with real_broker(tmp_path) as broker:
         broker.create_topic("t", 1)
-    (tmp_path / "t-0" / PRODUCER_STATE_FILE).unlink()
+    (tmp_path / "t-0" / PRODUCER_STATE_FILE).unlink(missing_ok=True)
     legacy = tmp_path / "producer-state"
     legacy.mkdir()
     snapshot = {"offset": 0, "producers": [[7, 0, 0, 4, 0]]}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from rilke.storage.log import PartitionLog
 
 
@@ -14,9 +12,6 @@ def crash(log: PartitionLog) -> None:
     """
     for segment in log.segments:
         for index_file in (segment.offset_index._file, segment.time_index._file):
-            if index_file._fd is not None:
-                os.close(index_file._fd)
-                index_file._fd = None
-        os.close(segment._fd)
-        segment._fd = -1
+            index_file._handle.close()  # without writing its buffered entries
+        segment._log_file.close()
     log._closed = True
