@@ -14,7 +14,7 @@ from typing import Any
 from rilke.client.cluster import Cluster
 from rilke.client.config import cluster_settings
 from rilke.client.group_admin import GroupInfo, GroupListing, ResetSpec
-from rilke.client.loop_thread import LoopThread
+from rilke.client.loop_thread import shared_loop
 from rilke.client.offsets import EARLIEST, LATEST, list_offsets, normalize_tps
 from rilke.client.structs import (
     ConfigEntry,
@@ -284,7 +284,7 @@ class Admin:
         self, bootstrap_servers: str | Iterable[str] = "127.0.0.1:9292", **config: Any
     ) -> None:
         self._aio = AIOAdmin(bootstrap_servers, **config)
-        self._thread = LoopThread("rilke-admin")
+        self._thread = shared_loop()
         self._closed = False
 
     def _run(self, coro: Any) -> Any:
@@ -300,10 +300,7 @@ class Admin:
         if self._closed:
             return
         self._closed = True
-        try:
-            self._run(self._aio.close())
-        finally:
-            self._thread.stop()
+        self._run(self._aio.close())
 
     def create_topics(self, topics: Iterable[NewTopic], validate_only: bool = False) -> None:
         self._run(self._aio.create_topics(list(topics), validate_only))

@@ -20,9 +20,9 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from rilke.client.cluster import Cluster
-from rilke.client.config import cluster_settings, require_positive
+from rilke.client.config import CONSUMER_ALIASES, cluster_settings, kafka_names, require_positive
 from rilke.client.fetcher import Fetcher
-from rilke.client.loop_thread import LoopThread
+from rilke.client.loop_thread import shared_loop
 from rilke.client.offsets import EARLIEST, LATEST, list_offsets, normalize_tps
 from rilke.client.structs import ConsumerRecord, OffsetAndTimestamp, TopicPartition
 from rilke.errors import ConsumerClosedError, IllegalStateError
@@ -48,6 +48,7 @@ def _iter_timed_out(timeout_s: float | None, last_record: float) -> bool:
 class _ConsumerCore:
     """Settings and the state both facades share; the loop-bound parts are made in start()."""
 
+    @kafka_names(CONSUMER_ALIASES, "consumer")
     def __init__(
         self,
         *topics: str,
@@ -70,8 +71,18 @@ class _ConsumerCore:
         retry_backoff_max_ms: int = 1000,
         metadata_max_age_ms: int = 300_000,
         consumer_timeout_ms: float | None = None,
+        key_deserializer: Callable[[bytes], Any] | None = None,
+        value_deserializer: Callable[[bytes], Any] | None = None,
         **group_settings: Any,
     ) -> None:
+        for name, fn in (
+            ("key_deserializer", key_deserializer),
+            ("value_deserializer", value_deserializer),
+        ):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name} must be callable, not {type(fn).__name__}")
+        self.key_deserializer = key_deserializer
+        self.value_deserializer = value_deserializer
         if consumer_timeout_ms is not None:
             require_positive("consumer_timeout_ms", consumer_timeout_ms, allow_zero=True)
         # Iterating the consumer stops after this long without a record (None: never), as
@@ -201,6 +212,53 @@ class _ConsumerCore:
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._require().partitions)
+
+    def subscription(self) -> set[str] | None:
+        """The subscribed topics (kafka-python's subscription()); None when the consumer
+        is not subscribed (never, after unsubscribe(), or with assign())."""
+        if self.manual or not self.topics:
+            return None
+        return set(self.topics)
+
+    def _unsubscribe_local(self) -> Any:
+        """Drop the subscription and the assignment; returns the group membership to leave
+        (None without a group), already replaced by a fresh one for a later subscribe()."""
+        fetcher = self._require()
+        self.topics = []
+        self.manual = False
+        fetcher.assign([])
+        old = self.group
+        if old is not None and GROUP_FACTORY is not None:
+            self.group = GROUP_FACTORY(self)
+        return old
+
+    async def _leave(self, membership: Any) -> None:
+        if membership is not None:
+            await membership.close()
+
+    def deserialize(self, got: Records) -> Records:
+        """Apply key_deserializer/value_deserializer (not to None) to polled records;
+        raises SerializationError naming the record that would not decode."""
+        kd, vd = self.key_deserializer, self.value_deserializer
+        if kd is None and vd is None:
+            return got
+        from rilke.serde import SerializationError
+
+        out: Records = {}
+        for tp, records in got.items():
+            converted = []
+            for r in records:
+                try:
+                    key = kd(r.key) if kd is not None and r.key is not None else r.key
+                    value = vd(r.value) if vd is not None and r.value is not None else r.value
+                except Exception as exc:
+                    raise SerializationError(
+                        f"cannot deserialize the record at {tp.topic}-{tp.partition} offset "
+                        f"{r.offset}: {type(exc).__name__}: {exc}"
+                    ) from exc
+                converted.append(r._replace(key=key, value=value))
+            out[tp] = converted
+        return out
 
     def seek(self, partition: TopicPartition | tuple[str, int], offset: int) -> None:
         """The next poll() returns records from ``offset`` of ``partition`` (must be assigned)."""
@@ -358,7 +416,7 @@ class AIOConsumer(_ConsumerCore):
             fetcher.aio_data_ready.clear()
             got = fetcher.take(limit)
             if got:
-                return got
+                return self.deserialize(got)
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self.closed:
                 return {}
@@ -411,6 +469,18 @@ class AIOConsumer(_ConsumerCore):
     async def close(self) -> None:
         await self.close_core()
 
+    async def stop(self) -> None:
+        """aiokafka's name for :meth:`close`."""
+        await self.close_core()
+
+    def unsubscribe(self) -> None:
+        """Give up the subscription and every assigned partition (aiokafka's unsubscribe());
+        with a group, the member leaves it (in the background; commits first with
+        auto-commit). A later subscribe() joins again."""
+        old = self._unsubscribe_local()
+        if old is not None:
+            self._leaving = asyncio.ensure_future(self._leave(old))
+
 
 class Consumer:
     """A blocking consumer (kafka-python style). Use from one thread.
@@ -443,11 +513,11 @@ class Consumer:
         # Rebalance callbacks run on a worker thread while poll() waits, so they can call
         # this consumer's blocking methods (commit) without deadlocking its loop thread.
         self._aio.callbacks_in_thread = True
-        self._thread = LoopThread("rilke-consumer")
+        self._thread = shared_loop()
         try:
             self._thread.run(self._aio.start(), self._aio.request_timeout_s + 5)
         except BaseException:
-            self._thread.stop()
+            self._thread.run(self._aio.close_core(), self._aio.request_timeout_s + 5)
             raise
         self._iter_buffer: list[ConsumerRecord] = []
 
@@ -476,6 +546,24 @@ class Consumer:
 
     def assignment(self) -> set[TopicPartition]:
         return self._aio.assignment()
+
+    def subscription(self) -> set[str] | None:
+        return self._aio.subscription()
+
+    def unsubscribe(self) -> None:
+        """Give up the subscription and every assigned partition (kafka-python's
+        unsubscribe()); with a group, leave it (committing first with auto-commit) and wait
+        for that. A later subscribe() joins again."""
+        old = self._aio._unsubscribe_local()
+        if old is not None:
+            self._run(self._aio._leave(old))
+
+    def start(self) -> None:
+        """aiokafka's start(): the blocking consumer is started by its constructor already."""
+
+    def stop(self) -> None:
+        """aiokafka's name for :meth:`close`."""
+        self.close()
 
     def seek(self, partition: TopicPartition | tuple[str, int], offset: int) -> None:
         self._aio.seek(partition, offset)
@@ -535,7 +623,7 @@ class Consumer:
                 self._run(aio.group.poll())
             got = fetcher.take(limit)
             if got:
-                return got
+                return aio.deserialize(got)
             with fetcher.data_ready:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or aio.closed:
@@ -587,7 +675,4 @@ class Consumer:
     def close(self) -> None:
         if self._aio.closed:
             return
-        try:
-            self._run(self._aio.close())
-        finally:
-            self._thread.stop()
+        self._run(self._aio.close())

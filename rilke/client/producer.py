@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from rilke.client import tracing
 from rilke.client.accumulator import (
     BATCH_OVERHEAD_BYTES,
     RECORD_OVERHEAD_BYTES,
@@ -25,12 +26,15 @@ from rilke.client.accumulator import (
 from rilke.client.batch import RecordFuture
 from rilke.client.cluster import Cluster
 from rilke.client.config import (
+    PRODUCER_ALIASES,
     cluster_settings,
     compression_id,
+    kafka_names,
     normalize_acks,
     require_positive,
 )
-from rilke.client.loop_thread import LoopThread
+from rilke.client.loop_thread import add_exit_hook, remove_exit_hook, shared_loop
+from rilke.client.metrics import ProducerMetrics
 from rilke.client.partitioner import KeyPartitioner, StickyPartitioner
 from rilke.client.sender import Sender
 from rilke.client.structs import RecordMetadata, TopicPartition
@@ -70,15 +74,35 @@ def _headers(headers: Headers | None) -> list[tuple[str, bytes | None]] | None:
     return out
 
 
+Serializer = Callable[[Any], Any]
+Partitioner = Callable[[Any, list[int], list[int]], int]
+"""kafka-python's partitioner: ``(key_bytes, all_partitions, available_partitions) -> int``."""
+
+
+def _serialize(fn: Serializer, value: Any, what: str, topic: str) -> Any:
+    from rilke.serde import SerializationError
+
+    try:
+        return fn(value)
+    except SerializationError:
+        raise
+    except Exception as exc:
+        raise SerializationError(
+            f"the {what} serializer failed on a record for topic {topic!r}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
 class _ProducerCore:
     """Settings, accumulator and partitioning shared by both facades."""
 
+    @kafka_names(PRODUCER_ALIASES, "producer")
     def __init__(
         self,
         bootstrap_servers: str | Iterable[str] = "127.0.0.1:9292",
         *,
         client_id: str = "rilke-producer",
-        acks: int | str = 1,
+        acks: int | str = "all",
         linger_ms: float = 5,
         batch_size: int = 512 * 1024,
         compression: str | None = "none",
@@ -94,8 +118,21 @@ class _ProducerCore:
         max_block_ms: float = 60_000,
         metadata_max_age_ms: float = 300_000,
         produce_path: str = "unary",
+        key_serializer: Serializer | None = None,
+        value_serializer: Serializer | None = None,
+        partitioner: Partitioner | None = None,
     ) -> None:
         self.acks = normalize_acks(acks)
+        for name, fn in (
+            ("key_serializer", key_serializer),
+            ("value_serializer", value_serializer),
+            ("partitioner", partitioner),
+        ):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name} must be callable, not {type(fn).__name__}")
+        self.key_serializer = key_serializer
+        self.value_serializer = value_serializer
+        self.partitioner = partitioner
         if produce_path not in ("unary", "stream"):
             raise ValueError(f"produce_path must be 'unary' or 'stream', not {produce_path!r}")
         codec = compression_id(compression)
@@ -151,6 +188,13 @@ class _ProducerCore:
         self.cluster: Cluster | None = None
         self.sender: Sender | None = None
         self._closed = False
+        self._metrics = ProducerMetrics()
+        # One check on the hot path decides whether a record needs anything beyond bytes.
+        self._prepare: Callable[..., tuple[Any, Any, Any, Any]] | None = (
+            self._prepare_record
+            if key_serializer or value_serializer or partitioner or tracing.ENABLED
+            else None
+        )
 
     def _start_on_loop(self) -> None:
         s = self._settings
@@ -167,8 +211,47 @@ class _ProducerCore:
             max_request_size=int(s["max_request_size"]),
             enable_idempotence=bool(s["enable_idempotence"]),
             produce_path=str(s["produce_path"]),
+            metrics=self._metrics,
         )
         self.sender.start()
+
+    def metrics(self) -> dict[str, Any]:
+        """The producer's own metrics (see :meth:`ProducerMetrics.snapshot`): records sent,
+        failed and retried, batch sizes, request latency, buffer use, and the circuit-breaker
+        state of each broker. Safe to call from any thread."""
+        return self._metrics.snapshot(
+            self.acc, self.cluster.transport if self.cluster is not None else None
+        )
+
+    def _prepare_record(  # noqa: PLR0917
+        self,
+        topic: str,
+        value: Any,
+        key: Any,
+        headers: Headers | None,
+        partition: int | None,
+        num_partitions: int,
+    ) -> tuple[Any, Any, Any, int | None]:
+        """Serializers, the partitioner callable and trace context, for producers that have
+        any of them. Raises SerializationError (nothing queued) for a value that will not
+        encode, ValueError for a partitioner answer out of range."""
+        if self.value_serializer is not None and value is not None:
+            value = _serialize(self.value_serializer, value, "value", topic)
+        if self.key_serializer is not None and key is not None:
+            key = _serialize(self.key_serializer, key, "key", topic)
+        if partition is None and self.partitioner is not None:
+            key = _to_bytes(key, "key")
+            every = list(range(num_partitions))
+            chosen = self.partitioner(key, every, every)
+            if not isinstance(chosen, int) or not 0 <= chosen < num_partitions:
+                raise ValueError(
+                    f"the partitioner returned {chosen!r} for topic {topic!r}, which has "
+                    f"partitions 0..{num_partitions - 1}"
+                )
+            partition = chosen
+        if tracing.ENABLED:
+            headers = tracing.inject(_headers(headers))
+        return value, key, headers, partition
 
     def _num_partitions(self, topic: str) -> int | None:
         cluster = self.cluster
@@ -187,6 +270,10 @@ class _ProducerCore:
         num_partitions: int,
     ) -> RecordFuture:
         """Append one record; raises BufferFull (nothing appended) when out of buffer space."""
+        if self._prepare is not None:
+            value, key, headers, partition = self._prepare(
+                topic, value, key, headers, partition, num_partitions
+            )
         if value.__class__ is not bytes:
             value = _to_bytes(value, "value")
         if key is not None and key.__class__ is not bytes:
@@ -339,6 +426,15 @@ class AIOProducer(_ProducerCore):
         assert self.cluster is not None
         await self.cluster.close()
 
+    async def stop(self, timeout: float | None = None) -> None:
+        """aiokafka's name for :meth:`close`."""
+        await self.close(timeout)
+
+
+EXIT_FLUSH_TIMEOUT_S = 10.0
+"""How long a producer the program did not close may take to deliver its records at
+interpreter exit; what is still undelivered then is dropped, with a warning that counts it."""
+
 
 class Producer:
     """A blocking producer. Thread-safe: send() from any number of threads.
@@ -347,9 +443,19 @@ class Producer:
     compression="none"|"gzip"|"lz4", max_in_flight=5, retries=..., retry_backoff_ms=100,
     retry_backoff_max_ms=1000, delivery_timeout_ms=120000, request_timeout_ms=30000,
     enable_idempotence=True, max_request_size=1 MiB, buffer_memory=32 MiB, max_block_ms=60000,
-    client_id="rilke-producer", produce_path="unary"|"stream")``.
+    client_id="rilke-producer", produce_path="unary"|"stream", key_serializer=None,
+    value_serializer=None, partitioner=None)``; kafka-python's ``compression_type`` and
+    ``max_in_flight_requests_per_connection`` are accepted for ``compression`` and
+    ``max_in_flight``. An unknown setting is a TypeError naming it.
 
-    acks: 0 (no acknowledgement), 1 (the leader wrote it), 'all'/-1 (committed). With
+    acks: 0 (no acknowledgement), 1 (the leader wrote it), 'all'/-1 (committed; the
+    default, as Kafka's clients since 3.0). compression: "none", "gzip", "lz4", and "zstd" or
+    "snappy" with the ``zstd``/``snappy`` extras. key_serializer/value_serializer: callables
+    from a key/value to bytes (see :mod:`rilke.serde`), not called for None; a failure raises
+    SerializationError at send(). partitioner: kafka-python's callable ``(key_bytes,
+    all_partitions, available_partitions) -> partition``, for records without a partition.
+    A producer the program forgets to close flushes at interpreter exit (up to
+    :data:`EXIT_FLUSH_TIMEOUT_S`), or warns how many records it dropped. With
     enable_idempotence (the default; off for acks=0) the producer gets a producer id and
     numbers each partition's records, so retries neither duplicate nor reorder them.
     batch_size is a soft bound: a batch closes once it reaches it (the last record may cross);
@@ -363,13 +469,46 @@ class Producer:
         self, bootstrap_servers: str | Iterable[str] = "127.0.0.1:9292", **config: Any
     ) -> None:
         self._aio = AIOProducer(bootstrap_servers, **config)
-        self._thread = LoopThread("rilke-producer")
+        self._thread = shared_loop()
         try:
             self._thread.run(self._aio.start(), 30)
         except BaseException:
-            self._thread.stop()
+            self._thread.run(self._aio.close(0), 10)
             raise
         self._closed = False
+        add_exit_hook(id(self), self._close_at_exit)
+
+    def start(self) -> None:
+        """aiokafka's start(): the blocking producer is started by its constructor already."""
+
+    def stop(self, timeout: float | None = None) -> None:
+        """aiokafka's name for :meth:`close`."""
+        self.close(timeout)
+
+    def _pending_records(self) -> int:
+        return sum(b.record_count for b in self._aio.acc.snapshot_incomplete())
+
+    def _close_at_exit(self) -> None:
+        """The interpreter is exiting and the program never closed this producer: deliver
+        what is queued (bounded), then close; warn with the count of what was dropped."""
+        if self._closed:
+            return
+        pending = self._pending_records()
+        try:
+            if pending:
+                self.flush(EXIT_FLUSH_TIMEOUT_S)
+        except Exception:
+            pass
+        dropped = self._pending_records()
+        self.close(0)
+        if dropped:
+            log.warning(
+                "a producer that was never closed dropped %d of %d records at exit (not "
+                "delivered within %.0fs): call close() or flush() before the program ends",
+                dropped,
+                pending,
+                EXIT_FLUSH_TIMEOUT_S,
+            )
 
     def __enter__(self) -> Producer:
         return self
@@ -457,12 +596,11 @@ class Producer:
         if self._closed:
             return
         self._closed = True
-        try:
-            wait_s = self._aio.acc.delivery_timeout_s if timeout is None else timeout
-            self._thread.run(self._aio.close(timeout), wait_s + 10)
-        finally:
-            self._thread.stop()
+        remove_exit_hook(id(self))
+        wait_s = self._aio.acc.delivery_timeout_s if timeout is None else timeout
+        self._thread.run(self._aio.close(timeout), wait_s + 10)
 
-    @property
     def metrics(self) -> dict[str, Any]:
-        return {"buffered_bytes": self._aio.acc.buffered_bytes}
+        """See :meth:`AIOProducer.metrics`: records sent and failed, retries, batch sizes,
+        request latency, buffer use, circuit-breaker state per broker."""
+        return self._aio.metrics()

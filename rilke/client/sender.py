@@ -23,6 +23,7 @@ from rilke.client.accumulator import RecordAccumulator
 from rilke.client.backoff import backoff_s
 from rilke.client.batch import ProducerBatch
 from rilke.client.cluster import Cluster
+from rilke.client.metrics import ProducerMetrics
 from rilke.client.produce_stream import ProduceStream
 from rilke.client.structs import TopicPartition
 from rilke.client.transport import error_from_proto
@@ -78,10 +79,12 @@ class Sender:
         max_request_size: int,
         enable_idempotence: bool,
         produce_path: str = "unary",
+        metrics: ProducerMetrics | None = None,
     ) -> None:
         if produce_path not in ("unary", "stream"):
             raise ValueError(f"produce_path must be 'unary' or 'stream', not {produce_path!r}")
         self.cluster = cluster
+        self.metrics = ProducerMetrics() if metrics is None else metrics
         self.produce_path = produce_path
         self._streams: dict[str, ProduceStream] = {}
         self._sent_requests = 0
@@ -350,6 +353,7 @@ class Sender:
                 for b in batches
             ],
         )
+        started_s = time.monotonic()
         try:
             try:
                 if self.produce_path == "stream":
@@ -365,11 +369,13 @@ class Sender:
                         node, "Broker", "Produce", request, self.request_timeout_s
                     )
             except RilkeError as exc:
+                self.metrics.on_request(time.monotonic() - started_s, False)
                 if isinstance(exc, BrokerNotAvailableError) or exc.invalid_metadata:
                     self.cluster.request_update()
                 for b in batches:
                     self._on_error(b, exc)
                 return
+            self.metrics.on_request(time.monotonic() - started_s, True)
             results = {(r.topic, r.partition): r for r in response.partitions}
             for b in batches:
                 r = results.get((b.tp.topic, b.tp.partition))
@@ -394,6 +400,11 @@ class Sender:
 
     def _on_success(self, batch: ProducerBatch, base_offset: int, log_append_time: int) -> None:
         self._remove_in_flight(batch)
+        if not batch.done:
+            data = batch.data
+            self.metrics.on_batch_sent(
+                batch.record_count, len(data) if data is not None else batch.size
+            )
         batch.complete(
             base_offset, log_append_time if log_append_time is not None else -1, self.acc.lock
         )
@@ -405,6 +416,8 @@ class Sender:
         if isinstance(exc, DuplicateSequenceError):
             # The broker already has these records (an earlier attempt landed): success, but
             # the offset is not known.
+            if not batch.done:
+                self.metrics.on_batch_sent(batch.record_count, batch.size)
             batch.complete(-1, -1, self.acc.lock)
             self.acc.release([batch])
             return
@@ -431,6 +444,7 @@ class Sender:
                     batch.data = restamp_sequence(batch.data, batch.base_sequence)
                 st.retries.append(batch)
                 st.retries.sort(key=lambda b: b.base_sequence)
+                self.metrics.on_retry()
                 log.debug("retrying %s after %s in %.3fs", batch.tp, exc, delay)
                 return
             exc = KafkaTimeoutError(
@@ -460,6 +474,8 @@ class Sender:
 
     def _fail(self, batches: list[ProducerBatch], exc: BaseException) -> None:
         for b in batches:
+            if not b.done:
+                self.metrics.on_batch_failed(b.record_count)
             b.fail(exc, self.acc.lock)
         self.acc.release(batches)
 

@@ -61,8 +61,17 @@ def test_acks_and_compression():
     with pytest.raises(ValueError):
         normalize_acks(2)
     assert compression_id("LZ4") == 3 and compression_id(None) == 0
-    with pytest.raises(ValueError):
-        compression_id("snappy")
+    assert compression_id("zstd") == 4 and compression_id("SNAPPY") == 2
+    with pytest.raises(ValueError, match="compression must be one of"):
+        compression_id("brotli")
+
+
+def test_compression_without_its_package_names_the_extra(monkeypatch):
+    from rilke.records import compression
+
+    monkeypatch.setattr(compression, "_zstd_mod", None)
+    with pytest.raises(ValueError, match=r"zstandard.*rilke\[zstd\]"):
+        compression_id("zstd")
 
 
 def test_breaker_makes_dead_broker_fail_fast():
