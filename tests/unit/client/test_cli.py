@@ -50,8 +50,9 @@ def test_parse_start():
     assert parse_start("42") == ("offset", 42)
     assert parse_start("@1700000000000") == ("time", 1700000000000)
     assert parse_start("2023-11-14T22:13:20Z") == ("time", 1700000000000)
-    with pytest.raises(ValueError):
-        parse_start("-3")
+    assert parse_start("-3") == ("last", 3)
+    with pytest.raises(ValueError, match="N >= 1"):
+        parse_start("-0")
 
 
 def test_topic_produce_consume_offsets(fake, capsysbinary, monkeypatch):
