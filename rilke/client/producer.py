@@ -121,6 +121,7 @@ class _ProducerCore:
         key_serializer: Serializer | None = None,
         value_serializer: Serializer | None = None,
         partitioner: Partitioner | None = None,
+        trace_context: bool | None = None,
     ) -> None:
         self.acks = normalize_acks(acks)
         for name, fn in (
@@ -133,6 +134,12 @@ class _ProducerCore:
         self.key_serializer = key_serializer
         self.value_serializer = value_serializer
         self.partitioner = partitioner
+        if trace_context and not tracing.ENABLED:
+            raise ValueError("trace_context=True needs OpenTelemetry: pip install 'rilke[otel]'")
+        # W3C trace context in headers: by default when the program has set up tracing.
+        self.trace_context = (
+            tracing.tracing_configured() if trace_context is None else bool(trace_context)
+        )
         if produce_path not in ("unary", "stream"):
             raise ValueError(f"produce_path must be 'unary' or 'stream', not {produce_path!r}")
         codec = compression_id(compression)
@@ -192,7 +199,7 @@ class _ProducerCore:
         # One check on the hot path decides whether a record needs anything beyond bytes.
         self._prepare: Callable[..., tuple[Any, Any, Any, Any]] | None = (
             self._prepare_record
-            if key_serializer or value_serializer or partitioner or tracing.ENABLED
+            if key_serializer or value_serializer or partitioner or self.trace_context
             else None
         )
 
@@ -249,7 +256,7 @@ class _ProducerCore:
                     f"partitions 0..{num_partitions - 1}"
                 )
             partition = chosen
-        if tracing.ENABLED:
+        if self.trace_context:
             headers = tracing.inject(_headers(headers))
         return value, key, headers, partition
 
@@ -444,7 +451,7 @@ class Producer:
     retry_backoff_max_ms=1000, delivery_timeout_ms=120000, request_timeout_ms=30000,
     enable_idempotence=True, max_request_size=1 MiB, buffer_memory=32 MiB, max_block_ms=60000,
     client_id="rilke-producer", produce_path="unary"|"stream", key_serializer=None,
-    value_serializer=None, partitioner=None)``; kafka-python's ``compression_type`` and
+    value_serializer=None, partitioner=None, trace_context=None)``; kafka-python's ``compression_type`` and
     ``max_in_flight_requests_per_connection`` are accepted for ``compression`` and
     ``max_in_flight``. An unknown setting is a TypeError naming it.
 
@@ -454,6 +461,8 @@ class Producer:
     from a key/value to bytes (see :mod:`rilke.serde`), not called for None; a failure raises
     SerializationError at send(). partitioner: kafka-python's callable ``(key_bytes,
     all_partitions, available_partitions) -> partition``, for records without a partition.
+    trace_context: write the active OpenTelemetry span's ``traceparent`` into each record's
+    headers (None: when the program has set a tracer provider; see rilke.client.tracing).
     A producer the program forgets to close flushes at interpreter exit (up to
     :data:`EXIT_FLUSH_TIMEOUT_S`), or warns how many records it dropped. With
     enable_idempotence (the default; off for acks=0) the producer gets a producer id and

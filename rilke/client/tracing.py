@@ -1,6 +1,7 @@
 """W3C trace context in record headers, through OpenTelemetry (the ``otel`` extra).
 
-When ``opentelemetry-api`` is installed, the producer writes the ``traceparent`` (and
+When ``opentelemetry-api`` is installed and the program has set a tracer provider (or a
+producer is made with ``trace_context=True``), the producer writes the ``traceparent`` (and
 ``tracestate``) header of the current span into each record it sends while a span is active,
 and a consumer continues that trace: :func:`process_span` opens a CONSUMER span whose parent
 is the record's producer span; :func:`extract` gives the bare context. Without OpenTelemetry
@@ -29,6 +30,18 @@ except ImportError:  # the `otel` extra is not installed
 
 ENABLED = _otel is not None
 """Whether OpenTelemetry is importable in this process."""
+
+
+def tracing_configured() -> bool:
+    """Whether the program has set a tracer provider of its own (an SDK's): the default for
+    a producer's ``trace_context``. Looking for the current span costs about a microsecond
+    a record, which a program that traces nothing should not pay (measured with `rilke
+    bench produce`: 25% of its throughput with OpenTelemetry installed but unconfigured)."""
+    if _otel is None:
+        return False
+    provider = _otel.get_tracer_provider()
+    return not isinstance(provider, _otel.ProxyTracerProvider | _otel.NoOpTracerProvider)
+
 
 Headers = list[tuple[str, "bytes | None"]]
 

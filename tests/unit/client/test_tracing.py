@@ -16,7 +16,7 @@ sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
 def test_traceparent_goes_out_and_the_consumer_continues_the_trace(fake):
     fake.broker.create("t", 1)
     tracer = sdk_trace.TracerProvider().get_tracer("test")
-    with Producer(fake.address) as p:
+    with Producer(fake.address, trace_context=True) as p:
         p.send("t", b"untraced", headers=[("h", b"1")]).get(5)
         with tracer.start_as_current_span("checkout") as span:
             p.send("t", b"traced", headers=[("h", b"2")]).get(5)
@@ -46,3 +46,15 @@ def test_without_opentelemetry_headers_are_left_alone(monkeypatch):
     monkeypatch.setattr(tracing, "_propagate", None)
     assert tracing.inject([("a", b"1")]) == [("a", b"1")]
     assert tracing.extract([("traceparent", b"00-x")]) is None
+
+
+def test_trace_context_is_on_by_default_only_where_tracing_is_set_up(fake, monkeypatch):
+    with Producer(fake.address) as p:
+        assert p._aio.trace_context is False and p._aio._prepare is None  # nothing per record
+    monkeypatch.setattr(trace, "get_tracer_provider", sdk_trace.TracerProvider)
+    assert tracing.tracing_configured()
+    with Producer(fake.address) as p:
+        assert p._aio.trace_context is True
+    monkeypatch.setattr(tracing, "ENABLED", False)
+    with pytest.raises(ValueError, match=r"rilke\[otel\]"):
+        Producer(fake.address, trace_context=True)
