@@ -15,10 +15,11 @@ type and raises :class:`CorruptMetadataRecordError` naming the record and the fi
 
 from __future__ import annotations
 
+import functools
 import json
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar
 
@@ -224,30 +225,70 @@ def decode_record(key: bytes | None, value: bytes | None) -> MetadataRecord:
 
 def _typed(value: object, hint: Any, record: str, field: str) -> object:
     """``value`` (from JSON) checked against ``hint``, lists turned into tuples."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    ok = True
-    if hint is int:
-        ok = type(value) is int
-    elif hint is str:
-        ok = isinstance(value, str)
-    elif origin is typing.Union or origin is types.UnionType:
-        if value is None and type(None) in args:
-            return None
-        return _typed(value, next(a for a in args if a is not type(None)), record, field)
-    elif origin is dict:
-        ok = isinstance(value, dict) and all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-        )
-    elif origin is tuple:
-        if isinstance(value, list):
-            return tuple(_typed(item, args[0], record, field) for item in value)
-        ok = False
-    if not ok:
+    try:
+        return _converter(hint)(value)
+    except _Mistyped:
         raise CorruptMetadataRecordError(
             f"metadata record {record!r}: field {field!r} is {value!r}, not of type {hint}"
-        )
-    return value
+        ) from None
+
+
+class _Mistyped(Exception):
+    pass
+
+
+@functools.cache
+def _converter(hint: Any) -> Callable[[object], object]:
+    """A checker-converter for one field type, built once per type: decoding a 10,000-partition
+    record calls it per element, so the type's shape is not re-read each time."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is int:
+
+        def check_int(value: object) -> object:
+            if type(value) is not int:
+                raise _Mistyped
+            return value
+
+        return check_int
+    if hint is str:
+
+        def check_str(value: object) -> object:
+            if not isinstance(value, str):
+                raise _Mistyped
+            return value
+
+        return check_str
+    if origin is typing.Union or origin is types.UnionType:
+        inner = _converter(next(a for a in args if a is not type(None)))
+        return lambda value: None if value is None else inner(value)
+    if origin is dict:
+
+        def check_map(value: object) -> object:
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            ):
+                raise _Mistyped
+            return value
+
+        return check_map
+    assert origin is tuple, f"no converter for {hint}"
+    item = _converter(args[0])
+    if args[0] is int:
+
+        def check_ints(value: object) -> object:
+            if not isinstance(value, list) or not all(type(v) is int for v in value):
+                raise _Mistyped
+            return tuple(value)
+
+        return check_ints
+
+    def check_tuple(value: object) -> object:
+        if not isinstance(value, list):
+            raise _Mistyped
+        return tuple(map(item, value))
+
+    return check_tuple
 
 
 def encode_batch(records: Sequence[MetadataRecord], timestamp_ms: int) -> bytes:

@@ -268,15 +268,23 @@ class MetadataState:
         if not r.replicas:
             self._reject(r, "no partitions")
         added = []
+        replica_counts: dict[int, int] = {}
+        leader_counts: dict[int, int] = {}
+        brokers = self.brokers
         for replicas in r.replicas:
             if not replicas or len(set(replicas)) != len(replicas):
                 self._reject(r, f"replicas {replicas} are empty or repeat a broker")
             for b in replicas:
-                if b not in self.brokers:
+                if b not in brokers:
                     self._reject(r, f"replica {b} is not a registered broker")
-            p = PartitionInfo(replicas, replicas[0], 0, replicas)
-            self._count_partition(p, 1)
-            added.append(p)
+                replica_counts[b] = replica_counts.get(b, 0) + 1
+            leader_counts[replicas[0]] = leader_counts.get(replicas[0], 0) + 1
+            added.append(PartitionInfo(replicas, replicas[0], 0, replicas))
+        # Counted per broker, not per partition: one undo step each.
+        for b, n in replica_counts.items():
+            self._count(self.replica_counts, b, n)
+        for b, n in leader_counts.items():
+            self._count(self.leader_counts, b, n)
         self._set(
             self.topics, topic.name, replace(topic, partitions=topic.partitions + tuple(added))
         )
