@@ -114,3 +114,15 @@ def test_a_corrupt_batch_is_refused() -> None:
         decode_batch(bytes(data))
     with pytest.raises(CorruptMetadataRecordError, match="does not hold"):
         decode_batch(bytes(data[:30]))
+
+
+def test_a_large_decision_is_split_into_batches_in_order() -> None:
+    from rilke.replication.controller.records import encode_batches
+
+    records: list[MetadataRecord] = [BrokerFenced(1, 1)] + [
+        PartitionChanged("t", p, 2, 1, (2,)) for p in range(25)
+    ]
+    batches = encode_batches(records, 0, max_records=10)
+    assert [len(decode_batch(b)) for b in batches] == [10, 10, 6]
+    assert [r for b in batches for r in decode_batch(b)] == records
+    assert len(encode_batches(records[:1], 0)) == 1
