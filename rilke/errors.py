@@ -202,6 +202,62 @@ class NotEnoughReplicasError(ReplicationError):
     description = "not enough in-sync replicas to accept the write"
 
 
+# --- the metadata controller (rilke/replication/controller) ------------------------------
+
+
+class ControllerError(ReplicationError):
+    """The metadata controller refused a request or a record."""
+
+
+@_register
+class NotControllerError(ControllerError):
+    code = 80
+    retriable = True
+    invalid_metadata = True
+    description = "this node is not the controller leader"
+
+
+@_register
+class InvalidMetadataRecordError(ControllerError):
+    """A metadata record does not apply to the state it reaches (an unknown topic, a stale
+    leader epoch, a producer-id block that overlaps one already given): it is rejected on
+    every node alike and changes nothing."""
+
+    code = 81
+    description = "the metadata record does not apply to the current metadata state"
+
+
+@_register
+class CorruptMetadataRecordError(ControllerError):
+    """Bytes of the metadata log or a metadata snapshot do not decode."""
+
+    code = 82
+    description = "a metadata record or snapshot does not decode"
+
+
+@_register
+class BrokerNotRegisteredError(ControllerError):
+    code = 83
+    description = "the broker is not registered with the controller"
+
+
+@_register
+class StaleBrokerEpochError(ControllerError):
+    """A heartbeat carries an epoch older than the broker's latest registration: a newer
+    incarnation of the broker registered since; this one must register again."""
+
+    code = 84
+    description = "the broker epoch is stale (register again)"
+
+
+@_register
+class DuplicateBrokerRegistrationError(ControllerError):
+    """A broker id already held by a live broker is registered from another address."""
+
+    code = 85
+    description = "another live broker holds this broker id"
+
+
 # --- protocol: what crosses the wire -------------------------------------------------------
 
 

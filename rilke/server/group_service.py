@@ -38,6 +38,7 @@ from rilke.errors import (
     RilkeError,
 )
 from rilke.proto import rilke_pb2 as pb
+from rilke.replication.controller import MetadataView
 from rilke.server.coordinator import (
     OFFSETS_TOPIC,
     CoordinatorConfig,
@@ -611,10 +612,19 @@ def describe_to_proto(desc: GroupDescription, out: Any) -> None:
 class GroupService:
     """The ``rilke.v1.Group`` servicer over a :class:`GroupManager`."""
 
-    def __init__(self, manager: GroupManager, advertised: tuple[str, int], node_id: int = 0):
+    def __init__(
+        self,
+        manager: GroupManager,
+        advertised: tuple[str, int],
+        node_id: int = 0,
+        metadata_view: Callable[[], MetadataView] | None = None,
+    ):
         self.manager = manager
         self.advertised = advertised
         self.node_id = node_id
+        # When given, FindCoordinator names the leader of the group's offsets partition in
+        # the cluster's metadata; without it, this node (the single node leads them all).
+        self.metadata_view = metadata_view
 
     async def _guard(self, make: Callable[[], Awaitable[Any]], empty: Callable[[], Any]) -> Any:
         """Answer coordinator-level failures (loading, write failed) as the response's error."""
@@ -637,7 +647,17 @@ class GroupService:
             resp.error.CopyFrom(error_to_proto(exc))
             return resp
         host, port = self.advertised
-        resp.coordinator.node_id = self.node_id
+        node_id = self.node_id
+        if self.metadata_view is not None:
+            leader = self.metadata_view().leader_of(OFFSETS_TOPIC, resp.offsets_partition)
+            if leader is None:
+                unavailable = CoordinatorNotAvailableError(
+                    f"partition {resp.offsets_partition} of {OFFSETS_TOPIC} has no leader now"
+                )
+                resp.error.CopyFrom(error_to_proto(unavailable))
+                return resp
+            node_id, host, port = leader.broker_id, leader.host, leader.port
+        resp.coordinator.node_id = node_id
         resp.coordinator.host = host
         resp.coordinator.port = port
         return resp

@@ -24,10 +24,13 @@ from rilke.errors import (
     OffsetOutOfRangeError,
     RequestTimedOutError,
     RilkeError,
+    UnknownTopicOrPartitionError,
 )
 from rilke.proto import rilke_pb2 as pb
 from rilke.proto import rilke_pb2_grpc as pb_grpc
+from rilke.replication.controller import MetadataView, TopicMeta
 from rilke.server.broker import Broker
+from rilke.server.local_view import local_metadata_view
 from rilke.server.partition import VALID_ACKS, AppendResult, Partition
 from rilke.server.topics import is_internal
 from rilke.storage.files import is_disk_full
@@ -83,15 +86,32 @@ def refuse_internal(topic: str, action: str) -> None:
         )
 
 
+def view_topic(view: MetadataView, name: str) -> TopicMeta:
+    """The topic in the metadata view; UnknownTopicOrPartitionError if the view has none yet
+    (a topic this node knows before its view does)."""
+    topic = view.topic(name)
+    if topic is None:
+        raise UnknownTopicOrPartitionError(f"topic {name!r} is not in this node's metadata yet")
+    return topic
+
+
 _Started = tuple[pb.ProducePartitionData, "asyncio.Future[AppendResult] | None", pb.Error | None]
 
 
 class BrokerService(pb_grpc.BrokerServicer):
     """Produce, ProduceStream, Fetch, ListOffsets, Metadata, InitProducerId."""
 
-    def __init__(self, broker: Broker, advertised: tuple[str, int]) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        advertised: tuple[str, int],
+        metadata_view: Callable[[], MetadataView] | None = None,
+    ) -> None:
         self._broker = broker
         self._advertised = advertised
+        # Leaders, replicas and brokers come from here (a cluster's applied metadata; by
+        # default the single node's own view).
+        self._metadata_view = metadata_view or (lambda: local_metadata_view(broker, advertised))
         self._waiters: set[asyncio.Event] = set()  # long polls in progress
         self._stopping = False
 
@@ -328,10 +348,10 @@ class BrokerService(pb_grpc.BrokerServicer):
 
     async def Metadata(self, request: pb.MetadataRequest, context: Any) -> pb.MetadataResponse:
         broker = self._broker
-        host, port = self._advertised
-        node_id = broker.config.node_id
-        response = pb.MetadataResponse(cluster_id="rilke", controller_id=node_id)
-        response.brokers.add(node_id=node_id, host=host, port=port)
+        view = self._metadata_view()
+        response = pb.MetadataResponse(cluster_id=view.cluster_id, controller_id=view.controller_id)
+        for b in view.serving_brokers():
+            response.brokers.add(node_id=b.broker_id, host=b.host, port=b.port)
         names = list(request.topics) or [t.name for t in broker.topics]
         for name in names:
             out = response.topics.add(name=name)
@@ -345,13 +365,15 @@ class BrokerService(pb_grpc.BrokerServicer):
                 info = broker.topics.require(name)
                 out.internal = info.internal
                 broker.check_online(name)
-                for p in range(info.num_partitions):
+                if view.topic(name) is None:
+                    view = self._metadata_view()  # created just now
+                for p, part in enumerate(view_topic(view, name).partitions):
                     out.partitions.add(
                         partition=p,
-                        leader_id=node_id,
-                        leader_epoch=0,
-                        replicas=[node_id],
-                        isr=[node_id],
+                        leader_id=part.leader,
+                        leader_epoch=part.leader_epoch,
+                        replicas=part.replicas,
+                        isr=part.isr,
                     )
         return response
 
@@ -371,10 +393,16 @@ class AdminService(pb_grpc.AdminServicer):
     """Topics and their configs."""
 
     def __init__(
-        self, broker: Broker, on_topics_deleted: Callable[[], None] = lambda: None
+        self,
+        broker: Broker,
+        on_topics_deleted: Callable[[], None] = lambda: None,
+        metadata_view: Callable[[], MetadataView] | None = None,
     ) -> None:
         self._broker = broker
         self._on_topics_deleted = on_topics_deleted
+        self._metadata_view = metadata_view or (
+            lambda: local_metadata_view(broker, ("", 0))  # brokers' addresses are not used
+        )
 
     async def CreateTopics(
         self, request: pb.CreateTopicsRequest, context: Any
@@ -427,7 +455,7 @@ class AdminService(pb_grpc.AdminServicer):
         self, request: pb.DescribeTopicsRequest, context: Any
     ) -> pb.DescribeTopicsResponse:
         broker = self._broker
-        node_id = broker.config.node_id
+        view = self._metadata_view()
         response = pb.DescribeTopicsResponse()
         names = list(request.names) or [t.name for t in broker.topics]
         for name in names:
@@ -437,14 +465,19 @@ class AdminService(pb_grpc.AdminServicer):
                 out.internal = info.internal
                 out.replication_factor = info.replication_factor
                 out.configs.update(info.configs)
+                meta = view_topic(view, name).partitions
                 for p, partition in enumerate(broker.partitions_of(name)):
+                    if p >= len(meta):
+                        raise UnknownTopicOrPartitionError(
+                            f"partition {name}-{p} is not in this node's metadata yet"
+                        )
                     offsets = partition.offsets()
                     out.partitions.add(
                         partition=p,
-                        leader_id=node_id,
+                        leader_id=meta[p].leader,
                         leader_epoch=partition.leader_epoch,
-                        replicas=[node_id],
-                        isr=[node_id],
+                        replicas=meta[p].replicas,
+                        isr=meta[p].isr,
                         log_start_offset=offsets.log_start_offset,
                         high_watermark=offsets.high_watermark,
                         log_end_offset=offsets.log_end_offset,
@@ -487,15 +520,18 @@ def add_services(
     advertised: tuple[str, int],
     *,
     group_service: Any = None,
+    metadata_view: Callable[[], MetadataView] | None = None,
 ) -> tuple[BrokerService, Any]:
     """Register Broker and Admin, the standard health service and server reflection; return
-    the Broker service and the health servicer (their state is driven by the lifecycle)."""
+    the Broker service and the health servicer (their state is driven by the lifecycle).
+    ``metadata_view`` gives the current metadata (default: this single node's own)."""
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection
 
-    service = BrokerService(broker, advertised)
+    view = metadata_view or (lambda: local_metadata_view(broker, advertised))
+    service = BrokerService(broker, advertised, view)
     _add_servicer(server, "Broker", service)
-    _add_servicer(server, "Admin", AdminService(broker, service.wake_waiters))
+    _add_servicer(server, "Admin", AdminService(broker, service.wake_waiters, view))
     if group_service is not None:
         _add_servicer(server, "Group", group_service)
     health_servicer = health.aio.HealthServicer()

@@ -465,7 +465,7 @@ class Cluster:
         for message in rd.heartbeats:
             self.network.send(node_id, message.to, message)
         if rd.snapshot is not None:
-            if rd.snapshot.data != snapshot_payload(rd.snapshot.index):
+            if rd.snapshot.data != self.snapshot_data(rd.snapshot.index):
                 raise SafetyViolation(
                     "Snapshot payload",
                     f"n{node_id} installs snapshot {rd.snapshot.index} with payload "
@@ -499,6 +499,11 @@ class Cluster:
                 self.client.committed += 1
                 self.client.max_commit_latency_ms = max(self.client.max_commit_latency_ms, latency)
                 self._pending_required.pop(entry.data, None)
+
+    def snapshot_data(self, index: int) -> bytes:
+        """The state-machine payload of a snapshot at ``index`` (a subclass running a real
+        state machine returns that machine's state as of ``index``)."""
+        return snapshot_payload(index)
 
     def audit_log(self, node: SimNode) -> None:
         """Right after a ``ready()``, the checker's copy of the node's log must be the core's
@@ -542,7 +547,7 @@ class Cluster:
             index = entry.index
         if index <= storage.snapshot().index:
             return
-        storage.compact(index, conf, snapshot_payload(index))
+        storage.compact(index, conf, self.snapshot_data(index))
         self.faults.compactions += 1
         self.checker.on_snapshot(node.node_id, index, storage.snapshot().term, keep_suffix=True)
         self.record(node.node_id, "compact", f"log start -> {index}")

@@ -1,0 +1,312 @@
+"""The controller leader's logic: requests in, records to propose out.
+
+:class:`ControllerDecider` validates a request against the applied :class:`MetadataState` and
+returns the records that carry it out (an empty list: nothing to change), or raises the
+request's specific error, changing nothing. The caller proposes the records as one batch
+(:func:`records.encode_batch`), and answers the request once that entry is committed and
+applied. A record that was valid when decided but is not when applied (two requests decided
+against the same state) is rejected by the state machine on every node alike; the applier
+reports that error for the entry.
+
+Heartbeats are the decider's own soft state, as in Kafka's KRaft: the time of each broker's
+last heartbeat, kept only on the leader and never logged. A new leader calls
+:meth:`become_leader` with the time, which gives every broker a full session before it can
+be fenced. Only what heartbeats change (fence, unfence) becomes records.
+
+Pure: no I/O; time is passed in (``now_ms``). Not thread-safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from rilke.errors import (
+    BrokerNotRegisteredError,
+    DuplicateBrokerRegistrationError,
+    InvalidPartitionsError,
+    InvalidRequestError,
+    InvalidTopicError,
+    StaleBrokerEpochError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
+from rilke.replication.controller.placement import place_partitions
+from rilke.replication.controller.records import (
+    NO_LEADER,
+    BrokerDecommissioned,
+    BrokerFenced,
+    BrokerRegistered,
+    BrokerUnfenced,
+    ClusterCreated,
+    MetadataRecord,
+    PartitionChanged,
+    PartitionsAdded,
+    ProducerIdsAllocated,
+    TopicConfigsChanged,
+    TopicCreated,
+    TopicDeleted,
+    VotersChanged,
+)
+from rilke.replication.controller.state import (
+    BrokerInfo,
+    BrokerState,
+    MetadataState,
+    PartitionInfo,
+    TopicMeta,
+)
+
+DEFAULT_SESSION_TIMEOUT_MS = 9_000  # Kafka's broker.session.timeout.ms
+DEFAULT_PRODUCER_ID_BLOCK_SIZE = 1_000  # Kafka's block size
+
+
+def _check_name(name: str, num_partitions: int) -> None:
+    if not name:
+        raise InvalidTopicError("topic name is empty")
+
+
+@dataclass(frozen=True, slots=True)
+class DeciderSettings:
+    session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS
+    """A broker with no heartbeat for this long is fenced."""
+    producer_id_block_size: int = DEFAULT_PRODUCER_ID_BLOCK_SIZE
+
+
+class ControllerDecider:
+    """Decides on the controller leader. ``validate_topic(name, num_partitions)`` raises the
+    broker's own error for a name it cannot hold (the server passes its file-system rules;
+    the default only refuses an empty name)."""
+
+    def __init__(
+        self,
+        state: MetadataState,
+        settings: DeciderSettings | None = None,
+        validate_topic: Callable[[str, int], None] = _check_name,
+    ) -> None:
+        self.state = state
+        self.settings = settings or DeciderSettings()
+        self._validate_topic = validate_topic
+        self._last_heartbeat_ms: dict[int, int] = {}
+
+    # --- leadership and the cluster -----------------------------------------------------
+
+    def become_leader(self, now_ms: int) -> None:
+        """This node now leads the controller: every registered broker counts as heard from
+        at ``now_ms`` (a full session before any is fenced)."""
+        self._last_heartbeat_ms = dict.fromkeys(self.state.brokers, now_ms)
+
+    def bootstrap(self, cluster_id: str, voters: Sequence[int]) -> list[MetadataRecord]:
+        """The first records of a new cluster's log (none if it has its id already)."""
+        if self.state.cluster_id is not None:
+            return []
+        if not cluster_id:
+            raise InvalidRequestError("the cluster id is empty")
+        return [ClusterCreated(cluster_id), VotersChanged(tuple(sorted(voters)))]
+
+    def change_voters(self, voters: Sequence[int]) -> list[MetadataRecord]:
+        if not voters or len(set(voters)) != len(voters):
+            raise InvalidRequestError(f"voters {list(voters)} must be distinct, at least one")
+        wanted = tuple(sorted(voters))
+        return [] if wanted == self.state.voters else [VotersChanged(wanted)]
+
+    # --- brokers ------------------------------------------------------------------------
+
+    def register_broker(
+        self, broker_id: int, host: str, port: int, rack: str | None, now_ms: int
+    ) -> list[MetadataRecord]:
+        """A broker starts. It is fenced until its first heartbeat with the epoch this
+        registration gets (the record's offset). Raises DuplicateBrokerRegistrationError if
+        a live broker holds the id at another address and heartbeats within the session."""
+        if broker_id < 0:
+            raise InvalidRequestError(f"broker id must be >= 0, got {broker_id}")
+        if not host or not 1 <= port <= 65535:
+            raise InvalidRequestError(f"bad broker address {host!r}:{port}")
+        old = self.state.brokers.get(broker_id)
+        if (
+            old is not None
+            and old.state is BrokerState.ALIVE
+            and (old.host, old.port) != (host, port)
+            and not self._expired(broker_id, now_ms)
+        ):
+            raise DuplicateBrokerRegistrationError(
+                f"broker id {broker_id} is held by the live broker at {old.host}:{old.port}; "
+                f"{host}:{port} cannot register with it"
+            )
+        self._last_heartbeat_ms[broker_id] = now_ms
+        records: list[MetadataRecord] = []
+        if old is not None and old.state is BrokerState.ALIVE:
+            # The old incarnation is gone: it leads nothing any more.
+            records += self._fence_records(old)
+        records.append(BrokerRegistered(broker_id, host, port, rack))
+        return records
+
+    def heartbeat(self, broker_id: int, broker_epoch: int, now_ms: int) -> list[MetadataRecord]:
+        """A broker's heartbeat: records it, and unfences a fenced broker (which then leads
+        the partitions left without a leader whose in-sync replicas it is in)."""
+        info = self._require_broker(broker_id)
+        if broker_epoch != info.epoch:
+            raise StaleBrokerEpochError(
+                f"broker {broker_id} heartbeats with epoch {broker_epoch}, but its latest "
+                f"registration has epoch {info.epoch}: register again"
+            )
+        self._last_heartbeat_ms[broker_id] = now_ms
+        if info.state is not BrokerState.FENCED:
+            return []
+        records: list[MetadataRecord] = [BrokerUnfenced(broker_id, info.epoch)]
+        for topic, p, part in self._partitions():
+            if part.leader == NO_LEADER and broker_id in part.isr:
+                records.append(
+                    PartitionChanged(topic.topic_id, p, broker_id, part.leader_epoch + 1, part.isr)
+                )
+        return records
+
+    def fence_expired(self, now_ms: int) -> list[MetadataRecord]:
+        """Fence every alive broker whose last heartbeat is older than the session, moving
+        its leaderships to other in-sync replicas and taking it out of in-sync replicas."""
+        records: list[MetadataRecord] = []
+        expired = [b for b in self.state.live_brokers() if self._expired(b.broker_id, now_ms)]
+        if expired:
+            records += self._fence_records(*expired)
+        return records
+
+    def decommission_broker(self, broker_id: int) -> list[MetadataRecord]:
+        """Mark a broker decommissioning: no new replicas; its leaderships move away now."""
+        info = self._require_broker(broker_id)
+        if info.state is BrokerState.DECOMMISSIONING:
+            return []
+        return [BrokerDecommissioned(broker_id), *self._move_off({broker_id})]
+
+    def _expired(self, broker_id: int, now_ms: int) -> bool:
+        last = self._last_heartbeat_ms.get(broker_id)
+        if last is None:
+            # Not heard of since this leader started (become_leader not called for it).
+            self._last_heartbeat_ms[broker_id] = now_ms
+            return False
+        return now_ms - last >= self.settings.session_timeout_ms
+
+    def _fence_records(self, *brokers: BrokerInfo) -> list[MetadataRecord]:
+        fenced: list[MetadataRecord] = [BrokerFenced(b.broker_id, b.epoch) for b in brokers]
+        return fenced + self._move_off({b.broker_id for b in brokers})
+
+    def _move_off(self, gone: set[int]) -> list[MetadataRecord]:
+        """Partition changes taking the ``gone`` brokers out of leadership and the isr (the
+        last in-sync replica stays in it, as Kafka keeps it, so that it can lead again)."""
+        alive = {b.broker_id for b in self.state.live_brokers()} - gone
+        records: list[MetadataRecord] = []
+        for topic, p, part in self._partitions():
+            if part.leader not in gone and not gone & set(part.isr):
+                continue
+            isr = tuple(r for r in part.isr if r not in gone) or part.isr
+            leader = part.leader
+            if leader in gone or leader == NO_LEADER:
+                leader = next((r for r in isr if r in alive), NO_LEADER)
+            if (leader, isr) != (part.leader, part.isr):
+                records.append(
+                    PartitionChanged(topic.topic_id, p, leader, part.leader_epoch + 1, isr)
+                )
+        return records
+
+    # --- topics -------------------------------------------------------------------------
+
+    def create_topic(
+        self,
+        name: str,
+        num_partitions: int,
+        replication_factor: int,
+        configs: Mapping[str, str],
+        topic_id: str,
+    ) -> list[MetadataRecord]:
+        """A new topic with its partitions placed over the live brokers. Raises
+        TopicAlreadyExistsError, InvalidTopicError, InvalidPartitionsError,
+        InvalidReplicationFactorError (R above the live brokers) with what is wrong."""
+        if name in self.state.topics:
+            raise TopicAlreadyExistsError(f"topic {name!r} already exists")
+        self._validate_topic(name, num_partitions)
+        if not topic_id or topic_id in self.state.topic_names:
+            raise InvalidRequestError(f"topic id {topic_id!r} is empty or taken")
+        replicas = self._place(num_partitions, replication_factor)
+        return [
+            TopicCreated(name, topic_id, dict(configs)),
+            PartitionsAdded(topic_id, 0, tuple(replicas)),
+        ]
+
+    def create_partitions(self, name: str, total: int) -> list[MetadataRecord]:
+        """Grow a topic to ``total`` partitions (Kafka's CreatePartitions), with the topic's
+        replication factor (that of its partition 0)."""
+        topic = self._require_topic(name)
+        have = len(topic.partitions)
+        if total <= have:
+            raise InvalidPartitionsError(
+                f"topic {name!r} has {have} partitions; the new count must be larger, got {total}"
+            )
+        self._validate_topic(name, total)
+        factor = len(topic.partitions[0].replicas) if topic.partitions else 1
+        replicas = self._place(total - have, factor)
+        return [PartitionsAdded(topic.topic_id, have, tuple(replicas))]
+
+    def delete_topic(self, name: str) -> list[MetadataRecord]:
+        return [TopicDeleted(self._require_topic(name).topic_id)]
+
+    def alter_configs(self, name: str, configs: Mapping[str, str]) -> list[MetadataRecord]:
+        """Replace the configs set on a topic (the caller validated their values)."""
+        topic = self._require_topic(name)
+        if dict(configs) == dict(topic.configs):
+            return []
+        return [TopicConfigsChanged(topic.topic_id, dict(configs))]
+
+    def alter_isr(
+        self, name: str, partition: int, leader: int, leader_epoch: int, isr: Sequence[int]
+    ) -> list[MetadataRecord]:
+        """A partition leader reports its in-sync replicas (Kafka's AlterPartition). Refused
+        unless ``leader`` leads at ``leader_epoch``; fenced brokers are not taken in."""
+        topic = self._require_topic(name)
+        if not 0 <= partition < len(topic.partitions):
+            raise UnknownTopicOrPartitionError(f"topic {name!r} has no partition {partition}")
+        part = topic.partitions[partition]
+        if (part.leader, part.leader_epoch) != (leader, leader_epoch):
+            raise InvalidRequestError(
+                f"{name}-{partition} is led by {part.leader} at epoch {part.leader_epoch}, "
+                f"not by {leader} at {leader_epoch}"
+            )
+        alive = {b.broker_id for b in self.state.live_brokers()}
+        wanted = tuple(r for r in part.replicas if r in set(isr) and (r in alive or r == leader))
+        if leader not in wanted:
+            raise InvalidRequestError(f"the isr {list(isr)} must hold the leader {leader}")
+        if wanted == part.isr:
+            return []
+        return [PartitionChanged(topic.topic_id, partition, leader, leader_epoch + 1, wanted)]
+
+    # --- producer ids -------------------------------------------------------------------
+
+    def allocate_producer_ids(self, broker_id: int, count: int = 0) -> list[MetadataRecord]:
+        """The next block of producer ids for a broker (``count`` 0: the default size)."""
+        self._require_broker(broker_id)
+        count = count or self.settings.producer_id_block_size
+        if count < 1:
+            raise InvalidRequestError(f"producer id block size must be >= 1, got {count}")
+        return [ProducerIdsAllocated(broker_id, self.state.next_producer_id, count)]
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _place(self, num_partitions: int, replication_factor: int) -> list[tuple[int, ...]]:
+        s = self.state
+        return place_partitions(
+            s.live_brokers(), num_partitions, replication_factor, s.replica_counts, s.leader_counts
+        )
+
+    def _require_broker(self, broker_id: int) -> BrokerInfo:
+        info = self.state.brokers.get(broker_id)
+        if info is None:
+            raise BrokerNotRegisteredError(f"broker {broker_id} is not registered")
+        return info
+
+    def _require_topic(self, name: str) -> TopicMeta:
+        topic = self.state.topics.get(name)
+        if topic is None:
+            raise UnknownTopicOrPartitionError(f"topic {name!r} does not exist")
+        return topic
+
+    def _partitions(self) -> Iterator[tuple[TopicMeta, int, PartitionInfo]]:
+        for topic in self.state.topics.values():
+            for p, part in enumerate(topic.partitions):
+                yield topic, p, part
