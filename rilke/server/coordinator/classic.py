@@ -145,9 +145,10 @@ class ClassicGroups:
 
     # --- JoinGroup -----------------------------------------------------------------------
 
-    def join(self, req: JoinRequest, now_ms: int) -> JoinResponse | None:
-        """A JoinGroup. Returns the response when it can be given now; None when the member
-        waits for the round to complete (its answer then appears in ``completed``). Raises
+    def join(self, req: JoinRequest, now_ms: int) -> tuple[str, JoinResponse | None]:
+        """A JoinGroup: the member's id (assigned here for a new member), and the response
+        when it can be given now, or None when the member waits for the round to complete
+        (its answer then appears in ``completed`` under that id). Raises
         InconsistentGroupProtocolError, InvalidSessionTimeoutError, UnknownMemberIdError,
         InvalidRequestError."""
         if self._rilke_members(req.group_id):
@@ -204,7 +205,7 @@ class ClassicGroups:
                 # or it lost its assignment).
                 self._prepare_rebalance(g, now_ms)
         member.joined = True
-        return self._maybe_complete_join(g, member.member_id, now_ms)
+        return member.member_id, self._maybe_complete_join(g, member.member_id, now_ms)
 
     def _common_protocols(self, g: ClassicGroup, req: JoinRequest | None) -> list[str]:
         """Protocol names every member (and ``req``'s member) supports, in the leader's order

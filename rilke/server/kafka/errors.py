@@ -7,6 +7,7 @@ that translates, so both listeners answer the same refusal with the same meaning
 from __future__ import annotations
 
 from rilke import errors as e
+from rilke.server.coordinator.classic import InconsistentGroupProtocolError
 
 NONE = 0
 UNKNOWN_SERVER_ERROR = -1
@@ -35,6 +36,7 @@ UNSUPPORTED_VERSION = 35
 TOPIC_ALREADY_EXISTS = 36
 INVALID_PARTITIONS = 37
 INVALID_REPLICATION_FACTOR = 38
+INVALID_REQUIRED_ACKS = 21
 INVALID_REQUEST = 42
 INVALID_CONFIG = 40
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
@@ -76,6 +78,7 @@ _BY_CLASS: tuple[tuple[type[BaseException], int], ...] = (
     (e.InvalidPartitionsError, INVALID_PARTITIONS),
     (e.InvalidReplicationFactorError, INVALID_REPLICATION_FACTOR),
     (e.ShuttingDownError, NOT_LEADER_OR_FOLLOWER),
+    (InconsistentGroupProtocolError, INCONSISTENT_GROUP_PROTOCOL),
     (e.CoordinatorNotAvailableError, COORDINATOR_NOT_AVAILABLE),
     (e.NotCoordinatorError, NOT_COORDINATOR),
     (e.CoordinatorLoadInProgressError, COORDINATOR_LOAD_IN_PROGRESS),
