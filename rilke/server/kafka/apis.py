@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections.abc import Awaitable, Callable
 
 from rilke.errors import InvalidTopicError, RilkeError
+from rilke.records.header import LENGTH_POS, LOG_OVERHEAD, MAGIC, MAGIC_POS
 from rilke.server.broker import Broker
 from rilke.server.kafka import errors as ec
 from rilke.server.kafka import schemas as sc
@@ -25,6 +27,8 @@ from rilke.server.partition import VALID_ACKS, AppendResult, Partition
 from rilke.server.topics import is_internal
 
 log = logging.getLogger(__name__)
+
+_BATCH_LENGTH = struct.Struct(">i")
 
 CLUSTER_ID = "rilke"
 DEFAULT_PRODUCE_TIMEOUT_MS = 30_000
@@ -41,6 +45,22 @@ def code_of(exc: BaseException) -> int:
     if code == ec.UNKNOWN_SERVER_ERROR:
         log.error("unexpected error in a Kafka request", exc_info=exc)
     return code
+
+
+def has_old_magic(records: bytes) -> bool:
+    """Whether a batch in ``records`` has a magic other than 2 (a MessageSet v0/v1 from an
+    old client): Kafka answers those INVALID_RECORD, where Rilke's batch check says only
+    "corrupt". Reads the length and magic of each batch header; stops at a short tail (the
+    append's own check refuses that)."""
+    pos = 0
+    while pos + MAGIC_POS < len(records):
+        if records[pos + MAGIC_POS] != MAGIC:
+            return True
+        (length,) = _BATCH_LENGTH.unpack_from(records, pos + LENGTH_POS)
+        if length <= 0:
+            return False
+        pos += LOG_OVERHEAD + length
+    return False
 
 
 class KafkaApis:
@@ -190,6 +210,9 @@ class KafkaApis:
                     if is_internal(name):
                         raise InvalidTopicError(f"cannot produce to internal topic {name!r}")
                     partition = self._broker.partition(name, p["index"], auto_create=True)
+                    if has_old_magic(p["records"] or b""):
+                        started.append((name, p["index"], None, ec.INVALID_RECORD))
+                        continue
                     appended = partition.append(p["records"] or b"", acks)
                     started.append((name, p["index"], appended, ec.NONE))
                 except Exception as e:

@@ -56,11 +56,11 @@ class KafkaListener:
         apis: KafkaApis,
         max_frame_bytes: int,
         *,
-        idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+        idle_timeout_s: float | None = None,
     ) -> None:
         self._apis = apis
         self._max_frame_bytes = max_frame_bytes
-        self._idle_timeout_s = idle_timeout_s
+        self._idle_timeout_s = DEFAULT_IDLE_TIMEOUT_S if idle_timeout_s is None else idle_timeout_s
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self.address: tuple[str, int] | None = None
@@ -95,8 +95,8 @@ class KafkaListener:
         peer = f"{peer_info[0]}:{peer_info[1]}" if peer_info else "unknown"
         try:
             await self._serve(reader, writer, peer)
-        except _Close:
-            pass
+        except (_Close, asyncio.CancelledError):
+            pass  # cancelled: the listener stops (asyncio's accept callback must not see it)
         except (ConnectionError, asyncio.IncompleteReadError):
             log.debug("kafka client %s: connection lost", peer)
         except Exception:

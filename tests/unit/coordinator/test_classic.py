@@ -41,14 +41,15 @@ def _coordinator() -> GroupCoordinator:
 
 
 def _two_members(c: GroupCoordinator) -> tuple[str, str]:
-    first = c.classic.join(_join(), 0)
+    _, first = c.classic.join(_join(), 0)
     assert first is not None and first.leader == first.member_id and first.generation_id == 1
     a = first.member_id
     # A second member starts a round: it waits for the first to rejoin.
-    assert c.classic.join(_join(protocols=("roundrobin",)), 10) is None
+    b_id, pending = c.classic.join(_join(protocols=("roundrobin",)), 10)
+    assert pending is None and b_id != a
     with pytest.raises(RebalanceInProgressError):
         c.classic.heartbeat("g", a, 1, 20)
-    again = c.classic.join(_join(a), 30)
+    _, again = c.classic.join(_join(a), 30)
     assert again is not None and again.generation_id == 2
     [(gid, b, resp)] = c.classic.completed
     c.classic.completed.clear()
@@ -82,7 +83,7 @@ def test_leave_starts_a_round_for_the_rest() -> None:
     c.classic.leave("g", a, 60)
     with pytest.raises(RebalanceInProgressError):
         c.classic.heartbeat("g", b, 2, 70)
-    resp = c.classic.join(_join(b), 80)
+    _, resp = c.classic.join(_join(b), 80)
     assert resp is not None and resp.leader == b and resp.generation_id == 3
 
 
@@ -90,7 +91,7 @@ def test_members_that_do_not_rejoin_are_evicted_at_the_rebalance_deadline() -> N
     c = _coordinator()
     a, b = _two_members(c)
     c.classic.sync("g", a, 2, {}, 50)
-    assert c.classic.join(_join(b), 100) is None  # b asks for a round; a never rejoins
+    assert c.classic.join(_join(b), 100)[1] is None  # b asks for a round; a never rejoins
     assert c.classic.next_deadline_ms() == 100 + 5_000
     c.classic.tick(5_099)
     assert c.classic.completed == []
@@ -102,7 +103,7 @@ def test_members_that_do_not_rejoin_are_evicted_at_the_rebalance_deadline() -> N
 
 def test_session_expiry_evicts_and_rebalances() -> None:
     c = _coordinator()
-    first = c.classic.join(_join(session=1_000), 0)
+    _, first = c.classic.join(_join(session=1_000), 0)
     assert first is not None
     c.classic.tick(999)
     assert c.classic.has_members("g")
@@ -114,7 +115,7 @@ def test_sync_waiters_learn_of_a_new_round() -> None:
     c = _coordinator()
     _a, b = _two_members(c)
     assert c.classic.sync("g", b, 2, {}, 40) is None
-    assert c.classic.join(_join(), 45) is None  # a third member joins before the leader syncs
+    assert c.classic.join(_join(), 45)[1] is None  # a third member joins before the leader syncs
     assert ("g", b) in [
         (g, m) for g, m, r in c.classic.completed if isinstance(r, RebalanceInProgressError)
     ]
@@ -122,7 +123,7 @@ def test_sync_waiters_learn_of_a_new_round() -> None:
 
 def test_mixing_protocols_in_one_group_is_refused_both_ways() -> None:
     c = _coordinator()
-    assert c.classic.join(_join(), 0) is not None
+    assert c.classic.join(_join(), 0)[1] is not None
     reply = c.heartbeat(HeartbeatRequest("g", subscribed_topics=("t",)), 0, {"t": 1})
     assert isinstance(reply.error, InconsistentGroupProtocolError)
     c2 = _coordinator()
@@ -137,7 +138,7 @@ def test_join_refusals() -> None:
         c.classic.join(_join(session=1), 0)
     with pytest.raises(UnknownMemberIdError):
         c.classic.join(_join("ghost"), 0)
-    assert c.classic.join(_join(protocols=("range",)), 0) is not None
+    assert c.classic.join(_join(protocols=("range",)), 0)[1] is not None
     with pytest.raises(InconsistentGroupProtocolError, match="supported by every member"):
         c.classic.join(_join(protocols=("sticky",)), 0)
 
