@@ -74,6 +74,22 @@ def register(subparsers: Any) -> None:
         "(default: half of RLIMIT_NOFILE; RILKE_MAX_OPEN_FILES)",
     )
     parser.add_argument(
+        "--kafka-listen",
+        metavar="HOST:PORT",
+        help="also serve the Kafka wire protocol here; port 0 picks one (RILKE_KAFKA_LISTEN; "
+        "default off)",
+    )
+    parser.add_argument(
+        "--kafka-advertised-listen",
+        metavar="HOST:PORT",
+        help="HOST:PORT Kafka clients are told to use (default: --kafka-listen)",
+    )
+    parser.add_argument(
+        "--kafka-max-frame-bytes",
+        metavar="SIZE",
+        help="largest Kafka request frame accepted, e.g. 100MiB (RILKE_KAFKA_MAX_FRAME_BYTES)",
+    )
+    parser.add_argument(
         "--port-file", metavar="FILE", help="write the bound port to this file once listening"
     )
     parser.add_argument(
@@ -109,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
         "scrub_bytes_per_second": args.scrub_bytes_per_second,
         "max_open_files": args.max_open_files,
         "port_file": args.port_file,
+        "kafka_listen": args.kafka_listen,
+        "kafka_advertised_listen": args.kafka_advertised_listen,
+        "kafka_max_frame_bytes": args.kafka_max_frame_bytes,
         "log": log_flags,
     }
     try:
@@ -127,8 +146,11 @@ def run(args: argparse.Namespace) -> int:
     def on_listening(host: str, port: int) -> None:
         print(f"rilke broker listening on {host}:{port}", flush=True)
 
+    def on_kafka_listening(host: str, port: int) -> None:
+        print(f"rilke kafka listener on {host}:{port}", flush=True)
+
     try:
-        asyncio.run(serve(config, on_listening))
+        asyncio.run(serve(config, on_listening, on_kafka_listening))
     except DataDirLockedError as e:
         print(
             f"rilke server: {e}: stop the broker that uses it, or give another --data-dir",

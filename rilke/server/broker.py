@@ -23,6 +23,7 @@ from typing import Protocol
 
 from rilke.errors import (
     InvalidConfigError,
+    InvalidPartitionsError,
     InvalidRequestError,
     KafkaStorageError,
     LogClosedError,
@@ -408,6 +409,44 @@ class Broker:
                 part.forget_state()
             self._manager.delete(name, p)
         log.info("deleted topic %s", name)
+
+    def create_partitions(self, name: str, count: int, *, validate_only: bool = False) -> None:
+        """Grow a topic to ``count`` partitions (Kafka's CreatePartitions: a topic's partitions
+        are never removed). The new partitions' files are made durably first and the registry
+        written after, so a crash between leaves orphan folders that the next start removes.
+        Blocks on disk (a few small files per partition). Raises UnknownTopicOrPartitionError,
+        InvalidPartitionsError (``count`` not above the current count, or names too long),
+        KafkaStorageError (an offline topic); on error nothing changes."""
+        topic = self.topics.require(name)
+        self.check_online(name)
+        self._check_not_closed()
+        if count <= topic.num_partitions:
+            raise InvalidPartitionsError(
+                f"topic {name!r} has {topic.num_partitions} partitions; the new count must be "
+                f"larger (partitions are never removed), got {count}"
+            )
+        try:
+            check_names_fit(name, count, self._name_max)
+        except RilkeError as e:
+            raise InvalidPartitionsError(str(e)) from None
+        if validate_only:
+            return
+        config = topic.log_config(self.config.log)
+        added = range(topic.num_partitions, count)
+        self._manager.prepare_partitions(name, added)
+        opened = [self._open_prepared(name, p, config) for p in added]
+        old = topic.num_partitions
+        try:
+            self.topics.set_num_partitions(name, count)
+        except BaseException:
+            topic.num_partitions = old
+            for part in opened:
+                part.close()
+                self._manager.delete(name, part.partition)
+            raise
+        for part in opened:
+            self._partitions[(name, part.partition)] = part
+        log.info("topic %s grown from %d to %d partitions", name, old, count)
 
     def describe_configs(self, name: str, include_defaults: bool) -> list[ConfigValue]:
         topic = self.topics.require(name)

@@ -22,7 +22,8 @@ defaults by Kafka's names under ``[log]``::
 Environment variables: ``RILKE_DATA_DIR``, ``RILKE_LISTEN``, ``RILKE_NODE_ID``,
 ``RILKE_AUTO_CREATE_TOPICS``, ``RILKE_DEFAULT_PARTITIONS``, ``RILKE_MAX_REQUEST_BYTES``,
 ``RILKE_MAINTENANCE_INTERVAL_MS``, ``RILKE_MAX_OPEN_FILES``, ``RILKE_ADVERTISED_LISTEN``,
-``RILKE_SCRUB_BYTES_PER_SECOND``, and ``RILKE_LOG_<KEY>`` for a
+``RILKE_SCRUB_BYTES_PER_SECOND``, ``RILKE_KAFKA_LISTEN``, ``RILKE_KAFKA_ADVERTISED_LISTEN``,
+``RILKE_KAFKA_MAX_FRAME_BYTES``, and ``RILKE_LOG_<KEY>`` for a
 topic default (``RILKE_LOG_RETENTION_MS`` is ``retention.ms``). Other ``RILKE_*`` variables
 belong to other commands and are ignored here.
 """
@@ -103,6 +104,10 @@ class BrokerConfig:
     group_heartbeat_interval_ms: int = 300  # group.consumer.heartbeat.interval.ms
     group_min_session_timeout_ms: int = 500  # group.consumer.min.session.timeout.ms
     group_max_session_timeout_ms: int = 30 * 60 * 1000  # group.consumer.max.session.timeout.ms
+    # The Kafka wire protocol listener (rilke.server.kafka): off unless kafka_listen is set.
+    kafka_listen: str = ""  # HOST:PORT; empty: no Kafka listener; port 0 picks a free port
+    kafka_advertised_listen: str = ""  # what Kafka Metadata tells clients; empty: the bound one
+    kafka_max_frame_bytes: int = 100 << 20  # socket.request.max.bytes: larger frames are refused
     sources: Mapping[str, str] = field(default_factory=dict)  # setting -> where it came from
 
     @property
@@ -222,6 +227,9 @@ _PARSERS: dict[str, Any] = {
     "group_heartbeat_interval_ms": _at_least(10, _parse_int),
     "group_min_session_timeout_ms": _at_least(1, _parse_int),
     "group_max_session_timeout_ms": _at_least(1, _parse_int),
+    "kafka_listen": _parse_advertised,  # empty (off) or HOST:PORT
+    "kafka_advertised_listen": _parse_advertised,
+    "kafka_max_frame_bytes": _at_least(1024, parse_size),
 }
 ENV_PREFIX = "RILKE_"
 _LOG_ENV_PREFIX = "RILKE_LOG_"

@@ -104,6 +104,9 @@ class BrokerServer:
         self.scrubber: Scrubber | None = None  # its ``stats`` are the scrub counters
         self._groups: GroupManager | None = None
         self.address: tuple[str, int] | None = None
+        self._kafka: Any = None  # the Kafka listener (rilke.server.kafka), when kafka_listen is set
+        self._kafka_groups: Any = None
+        self.kafka_address: tuple[str, int] | None = None
 
     async def start(self) -> tuple[str, int]:
         """Open storage and start serving; returns the bound (host, port).
@@ -161,7 +164,10 @@ class BrokerServer:
             from grpc_health.v1 import health_pb2
 
             await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
+            if config.kafka_listen:
+                await self._start_kafka(broker, self._groups)
         except BaseException:
+            await self._stop_kafka()
             if self._groups is not None:
                 await self._groups.stop()
                 self._groups = None
@@ -189,6 +195,58 @@ class BrokerServer:
                 run_scrubber(self.scrubber, config.scrub_bytes_per_second)
             )
         return self.address
+
+    async def _start_kafka(self, broker: Broker, groups: GroupManager) -> None:
+        """Serve the Kafka wire protocol on kafka_listen beside gRPC. Raises ListenError."""
+        from rilke.server.kafka.admin_apis import AdminApis
+        from rilke.server.kafka.apis import KafkaApis
+        from rilke.server.kafka.group_apis import GroupApis
+        from rilke.server.kafka.handler import KafkaListener
+
+        config = self.config
+        source = config.sources.get("kafka_listen", "default")
+        host, port = split_host_port(config.kafka_listen, "kafka_listen", source)
+        advertised: tuple[str, int] | None = None
+        if config.kafka_advertised_listen:
+            advertised = split_host_port(
+                config.kafka_advertised_listen, "kafka_advertised_listen", "config"
+            )
+
+        def kafka_advertised() -> tuple[str, int]:
+            assert self.kafka_address is not None
+            return advertised or self.kafka_address
+
+        kafka_apis: KafkaApis | None = None
+
+        def topics_deleted() -> None:
+            if self._service is not None:
+                self._service.wake_waiters()
+            if kafka_apis is not None:
+                kafka_apis.wake_waiters()
+
+        self._kafka_groups = GroupApis(groups, config.node_id, kafka_advertised)
+        kafka_apis = KafkaApis(
+            broker, self._kafka_groups, AdminApis(broker, topics_deleted), kafka_advertised
+        )
+        self._kafka = KafkaListener(kafka_apis, config.kafka_max_frame_bytes)
+        try:
+            self.kafka_address = await self._kafka.start(host, port)
+        except OSError as e:
+            self._kafka = None
+            raise ListenError(
+                f"cannot listen on {host}:{port} for Kafka clients: {e.strerror or e} "
+                "(choose another --kafka-listen)"
+            ) from None
+        self._kafka_groups.start()
+        log.info("kafka listener on %s:%d", *self.kafka_address)
+
+    async def _stop_kafka(self) -> None:
+        if self._kafka is not None:
+            await self._kafka.stop()
+            self._kafka = None
+        if self._kafka_groups is not None:
+            await self._kafka_groups.stop()
+            self._kafka_groups = None
 
     async def _run_maintenance(self) -> None:
         interval_s = self.config.maintenance_interval_ms / 1000
@@ -224,6 +282,7 @@ class BrokerServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
             self._maintenance = None
+        await self._stop_kafka()
         if self._server is not None:
             log.info("shutting down: finishing requests in flight")
             if self._health is not None:
@@ -242,7 +301,11 @@ class BrokerServer:
             log.info("shut down cleanly")
 
 
-async def serve(config: BrokerConfig, on_listening: Callable[[str, int], None]) -> None:
+async def serve(
+    config: BrokerConfig,
+    on_listening: Callable[[str, int], None],
+    on_kafka_listening: Callable[[str, int], None] | None = None,
+) -> None:
     """Run a broker until SIGTERM or SIGINT, then shut it down gracefully."""
     server = BrokerServer(config)
     stop = asyncio.Event()
@@ -252,6 +315,8 @@ async def serve(config: BrokerConfig, on_listening: Callable[[str, int], None]) 
     try:
         host, port = await server.start()
         on_listening(host, port)
+        if on_kafka_listening is not None and server.kafka_address is not None:
+            on_kafka_listening(*server.kafka_address)
         await stop.wait()
         log.info("signal received")
     finally:

@@ -257,6 +257,12 @@ class TopicRegistry:
         self._save()
         return topic
 
+    def set_num_partitions(self, name: str, count: int) -> None:
+        """Record a topic's new partition count (CreatePartitions) durably; blocks on disk."""
+        self.require(name).num_partitions = count
+        self._version += 1
+        self._save()
+
     def set_configs(self, name: str, configs: dict[str, str]) -> None:
         self.require(name).configs = dict(configs)
         self._version += 1

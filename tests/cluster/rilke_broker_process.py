@@ -129,6 +129,21 @@ class BrokerProcess:
                 self.port = int(line[len(_LISTENING) :].strip().rpartition(":")[2])
                 return self
 
+    def wait_for_line(self, prefix: str, timeout_s: float = START_TIMEOUT_S) -> str:
+        """The rest of the next stdout line starting with ``prefix`` (after ``start()``, e.g.
+        ``rilke kafka listener on ``); raises BrokerStartError at the deadline or exit."""
+        deadline = time.monotonic() + timeout_s
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                line = self._lines.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if line is None:
+                raise BrokerStartError(f"broker exited before {prefix!r}:\n{self.log_text()}")
+            if line.startswith(prefix):
+                return line[len(prefix) :].strip()
+        raise BrokerStartError(f"no {prefix!r} line within {timeout_s}s:\n{self.log_text()}")
+
     def wait(self, timeout_s: float) -> int | None:
         """Wait for the process to exit; its return code, or None at the deadline."""
         assert self.proc is not None

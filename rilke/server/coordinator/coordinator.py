@@ -37,6 +37,7 @@ from rilke.errors import (
 )
 
 from . import codec
+from .classic import ClassicGroups, InconsistentGroupProtocolError
 from .group import Group
 from .types import (
     CoordinatorConfig,
@@ -112,6 +113,12 @@ class GroupCoordinator:
         self._new_member_id = member_id_factory or _counter_ids()
         self.groups: dict[str, Group] = {}
         self.loaded = False
+        # Groups of Kafka's classic protocol (JoinGroup/SyncGroup), beside Rilke's own.
+        self.classic = ClassicGroups(self.config, self._new_member_id, self._member_count)
+
+    def _member_count(self, group_id: str) -> int:
+        g = self._live_group(group_id)
+        return 0 if g is None else len(g.members)
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -171,6 +178,11 @@ class GroupCoordinator:
         try:
             self._check_loaded()
             validate_group_id(req.group_id)
+            if self.classic.has_members(req.group_id):
+                raise InconsistentGroupProtocolError(
+                    f"group {req.group_id!r} has members of Kafka's classic protocol "
+                    "(JoinGroup); a Rilke consumer cannot join it"
+                )
             g = self._live_group(req.group_id)
             created = g is None
             if g is None:
