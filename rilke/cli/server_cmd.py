@@ -68,6 +68,12 @@ def register(subparsers: Any) -> None:
         "(RILKE_SCRUB_BYTES_PER_SECOND; default 8MiB)",
     )
     parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="the broker's log lines: text, or one JSON object per line "
+        "(RILKE_LOG_FORMAT; default text). The level: --log-level (RILKE_LOG_LEVEL; default info)",
+    )
+    parser.add_argument(
         "--max-open-files",
         metavar="N",
         help="descriptors segment files may hold open at once, an LRU cache "
@@ -104,6 +110,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rilke.errors import DataDirLockedError, InvalidConfigError, RilkeError
+    from rilke.logs import configure_logging
     from rilke.server.config import load_config
 
     log_flags: dict[str, str] = {}
@@ -124,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
         "maintenance_interval_ms": args.maintenance_interval_ms,
         "scrub_bytes_per_second": args.scrub_bytes_per_second,
         "max_open_files": args.max_open_files,
+        "log_level": getattr(args, "log_level", None),  # the global --log-level
+        "log_format": args.log_format,
         "port_file": args.port_file,
         "kafka_listen": args.kafka_listen,
         "kafka_advertised_listen": args.kafka_advertised_listen,
@@ -135,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
     except InvalidConfigError as e:
         print(f"rilke server: bad setting: {e}", file=sys.stderr)
         return EXIT_USAGE
+    configure_logging(config.log_level, config.log_format)
 
     import asyncio
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from rilke.errors import InvalidConfigError
+from rilke.logs import LOG_FORMATS, parse_level
 from rilke.storage.config import LogConfig
 
 DEFAULT_PORT = 9292
@@ -108,6 +109,9 @@ class BrokerConfig:
     kafka_listen: str = ""  # HOST:PORT; empty: no Kafka listener; port 0 picks a free port
     kafka_advertised_listen: str = ""  # what Kafka Metadata tells clients; empty: the bound one
     kafka_max_frame_bytes: int = 100 << 20  # socket.request.max.bytes: larger frames are refused
+    # The broker's own logging (rilke.logs): a level name and "text" or "json".
+    log_level: str = "INFO"
+    log_format: str = "text"
     sources: Mapping[str, str] = field(default_factory=dict)  # setting -> where it came from
 
     @property
@@ -209,6 +213,22 @@ def _at_least(minimum: int, parse: Any) -> Any:
     return check
 
 
+def _parse_log_level(value: Any, name: str, source: str) -> str:
+    try:
+        return parse_level(_parse_str(value, name, source))
+    except ValueError as e:
+        raise InvalidConfigError(f"{name} (from {source}): {e}") from None
+
+
+def _parse_log_format(value: Any, name: str, source: str) -> str:
+    text = _parse_str(value, name, source).strip().lower()
+    if text not in LOG_FORMATS:
+        raise InvalidConfigError(
+            f"{name} (from {source}): {value!r} is not one of {', '.join(LOG_FORMATS)}"
+        )
+    return text
+
+
 _PARSERS: dict[str, Any] = {
     "data_dir": _parse_path,
     "listen": _parse_listen,
@@ -230,6 +250,8 @@ _PARSERS: dict[str, Any] = {
     "kafka_listen": _parse_advertised,  # empty (off) or HOST:PORT
     "kafka_advertised_listen": _parse_advertised,
     "kafka_max_frame_bytes": _at_least(1024, parse_size),
+    "log_level": _parse_log_level,
+    "log_format": _parse_log_format,
 }
 ENV_PREFIX = "RILKE_"
 _LOG_ENV_PREFIX = "RILKE_LOG_"
@@ -268,8 +290,9 @@ def load_config(
         if var in env:
             values[name] = parse(env[var], name, var)
             sources[name] = var
+    own_vars = {ENV_PREFIX + name.upper() for name in _PARSERS}  # RILKE_LOG_LEVEL, ...
     for var, raw in env.items():
-        if var.startswith(_LOG_ENV_PREFIX):
+        if var.startswith(_LOG_ENV_PREFIX) and var not in own_vars:
             key = var[len(_LOG_ENV_PREFIX) :].lower().replace("_", ".")
             log_values[key] = (raw, var)
 
