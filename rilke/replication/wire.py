@@ -174,7 +174,7 @@ def decode(payload: bytes | memoryview) -> list[WireItem]:
                 term,
                 log_term=log_term,
                 index=index,
-                entries=entries,
+                entries=entries or (),
                 commit=commit,
                 reject=bool(flags & _REJECT),
                 reject_hint=hint,
