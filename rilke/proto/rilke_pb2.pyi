@@ -694,3 +694,35 @@ class DeleteGroupsResponse(_message.Message):
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[GroupResult]
     def __init__(self, results: _Optional[_Iterable[_Union[GroupResult, _Mapping]]] = ...) -> None: ...
+
+class RaftHello(_message.Message):
+    __slots__ = ("cluster_id", "node_id", "incarnation", "protocol_version", "identity")
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: str
+    node_id: int
+    incarnation: int
+    protocol_version: int
+    identity: bytes
+    def __init__(self, cluster_id: _Optional[str] = ..., node_id: _Optional[int] = ..., incarnation: _Optional[int] = ..., protocol_version: _Optional[int] = ..., identity: _Optional[bytes] = ...) -> None: ...
+
+class RaftRefusal(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class RaftFrame(_message.Message):
+    __slots__ = ("hello", "refusal", "chunk", "more")
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    REFUSAL_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    hello: RaftHello
+    refusal: RaftRefusal
+    chunk: bytes
+    more: bool
+    def __init__(self, hello: _Optional[_Union[RaftHello, _Mapping]] = ..., refusal: _Optional[_Union[RaftRefusal, _Mapping]] = ..., chunk: _Optional[bytes] = ..., more: _Optional[bool] = ...) -> None: ...

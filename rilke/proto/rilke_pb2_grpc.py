@@ -962,3 +962,90 @@ class Group:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class RaftStub:
+    """--- Raft between nodes (rilke/replication/transport.py) ---
+
+    One bidirectional stream per pair of nodes (the lower node id dials) carries the Raft
+    messages of every group both hold. Each side's first frame is a hello; the acceptor answers
+    a hello it refuses with a refusal and ends the stream.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Stream = channel.stream_stream(
+                '/rilke.v1.Raft/Stream',
+                request_serializer=rilke_dot_proto_dot_rilke__pb2.RaftFrame.SerializeToString,
+                response_deserializer=rilke_dot_proto_dot_rilke__pb2.RaftFrame.FromString,
+                _registered_method=True)
+
+
+class RaftServicer:
+    """--- Raft between nodes (rilke/replication/transport.py) ---
+
+    One bidirectional stream per pair of nodes (the lower node id dials) carries the Raft
+    messages of every group both hold. Each side's first frame is a hello; the acceptor answers
+    a hello it refuses with a refusal and ends the stream.
+    """
+
+    def Stream(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_RaftServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Stream': grpc.stream_stream_rpc_method_handler(
+                    servicer.Stream,
+                    request_deserializer=rilke_dot_proto_dot_rilke__pb2.RaftFrame.FromString,
+                    response_serializer=rilke_dot_proto_dot_rilke__pb2.RaftFrame.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'rilke.v1.Raft', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('rilke.v1.Raft', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Raft:
+    """--- Raft between nodes (rilke/replication/transport.py) ---
+
+    One bidirectional stream per pair of nodes (the lower node id dials) carries the Raft
+    messages of every group both hold. Each side's first frame is a hello; the acceptor answers
+    a hello it refuses with a refusal and ends the stream.
+    """
+
+    @staticmethod
+    def Stream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/rilke.v1.Raft/Stream',
+            rilke_dot_proto_dot_rilke__pb2.RaftFrame.SerializeToString,
+            rilke_dot_proto_dot_rilke__pb2.RaftFrame.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

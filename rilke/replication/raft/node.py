@@ -116,17 +116,13 @@ class RaftNode:
         self._bcast_pending = False
         # CONFIG entries past the commit index, applied when they commit (a configuration takes
         # effect on commit, one change at a time). On restart, replay the committed ones on top
-        # of the log start's configuration; the scan reads the whole log, which a partition log
-        # should answer from an index of its CONFIG entries.
+        # of the log start's configuration (the storage answers from its index of them).
         self._uncommitted_conf: list[int] = []
-        first, last = storage.first_index(), storage.last_index()
-        if first <= last:
-            for entry in storage.entries(first, last, 1 << 62):
-                if entry.kind is EntryKind.CONFIG:
-                    if entry.index <= committed:
-                        conf = ConfChange.decode(entry.data).apply_to(conf)
-                    else:
-                        self._uncommitted_conf.append(entry.index)
+        for entry in storage.config_entries():
+            if entry.index <= committed:
+                conf = ConfChange.decode(entry.data).apply_to(conf)
+            else:
+                self._uncommitted_conf.append(entry.index)
         self._conf = conf
         self._become_follower(self._term, NO_NODE)
 
@@ -223,6 +219,23 @@ class RaftNode:
         quorum_ack = acks[(len(acks) - 1) // 2]
         config = self._config
         return now - quorum_ack < config.election_timeout_ticks - config.lease_margin_ticks
+
+    def can_quiesce(self) -> bool:
+        """Whether this leader's group is idle: every member's log matches the leader's, all of
+        it is committed and applied, and no transfer, read or configuration change is under
+        way. A caller may then stop ticking the group (and sending its heartbeats) until the
+        next input, as etcd's and Redpanda's quiescing do; reading this changes nothing."""
+        if self._role is not Role.LEADER or self._transferee != NO_NODE:
+            return False
+        log = self._log
+        last = log.last_index()
+        if log.committed != last or log.applied != last or log.has_unstable():
+            return False
+        if self._uncommitted_conf or len(self._read_only) or self._pending_reads:
+            return False
+        if self._msgs or self._heartbeats or self._bcast_pending:
+            return False
+        return all(pr.match == last for pr in self._progress.values())
 
     # --- role changes -------------------------------------------------------------------------
 
@@ -1047,6 +1060,14 @@ class RaftNode:
                     context=context,
                 )
             )
+
+    def report_unreachable(self, to: int) -> None:
+        """Optional: the transport could not deliver a message to ``to`` (a full send queue, a
+        broken stream). A follower in replicate state falls back to probing, so the leader
+        stops pipelining into a queue that drops (etcd's ReportUnreachable)."""
+        pr = self._progress.get(to)
+        if self._role is Role.LEADER and pr is not None and pr.state is _REPLICATE:
+            pr.become_probe()
 
     def report_snapshot(self, to: int, success: bool) -> None:
         """Optional: the transport reports whether a SNAPSHOT to ``to`` was delivered. Either

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 
-from rilke.replication.raft.types import ConfState, Entry, HardState, Ready, Snapshot
+from rilke.replication.raft.types import ConfState, Entry, EntryKind, HardState, Ready, Snapshot
 
 
 def _last_offset(entry: Entry) -> int:
@@ -67,6 +67,9 @@ class MemoryStorage:
 
     def snapshot(self) -> Snapshot:
         return self._snapshot
+
+    def config_entries(self) -> list[Entry]:
+        return [entry for entry in self._entries if entry.kind is EntryKind.CONFIG]
 
     # --- writes (by the caller, from Ready) ---------------------------------------------------
 

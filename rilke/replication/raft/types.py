@@ -440,3 +440,8 @@ class Storage(Protocol):
         """The current log start as a Snapshot (with the caller's payload), for a follower that
         needs entries before first_index()."""
         ...
+
+    def config_entries(self) -> list[Entry]:
+        """The CONFIG entries held after the log start, in order (read once, at restart, so a
+        storage that indexes them spares the core a scan of the whole log)."""
+        ...

@@ -1,0 +1,486 @@
+"""RaftRuntime: drives every Raft core of a node on the broker's asyncio loop.
+
+One ticker for all groups (every ``tick_s``); a group with input (a tick, a message, a
+proposal) is marked and handled in the next round. A round takes the Ready of every marked
+group and handles them in the core's order, for all groups together:
+
+1. persist: each group's snapshot, truncation, entries and hard state go to its storage, then
+   ONE worker-thread job fsyncs every log and writes every changed ``raft.state`` (one group
+   commit window for the node);
+2. send: every group's messages and heartbeats go to the transport, which sends whatever one
+   peer gets in one round as one payload (heartbeats of all groups coalesced);
+3. apply: committed entries to each group's ``apply``, snapshots to ``on_snapshot``,
+   proposals' futures resolved, leadership changes to ``on_leader``;
+4. advance every core.
+
+Quiescence (as etcd's and Redpanda's): a leader whose group is idle (``can_quiesce``: every
+member caught up, all committed and applied, nothing pending) for ``QUIESCE_AFTER_TICKS``
+ticks while every member's node is alive sends its followers one last heartbeat flagged
+"quiesce" and stops ticking the group, so an idle group sends nothing of its own. A follower
+that gets that heartbeat from its leader stops ticking too. The node-level heartbeat of the
+transport (one empty frame per peer per tick) stands in for all of them: while the leader's
+node is heard from, its quiet followers do not start elections. A quiet group wakes (ticks
+again) on any proposal or campaign, on any message of the group other than a heartbeat
+answer, and when a member's node is no longer heard from within the liveness timeout (so
+followers elect a new leader, and an isolated leader's CheckQuorum steps it down).
+
+Runs on one event loop; not thread-safe. Every wait has a deadline (``propose``'s timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from rilke.errors import NotLeaderError, ReplicationError
+from rilke.replication.raft.node import RaftNode
+from rilke.replication.raft.types import (
+    NO_NODE,
+    Config,
+    Entry,
+    Message,
+    MessageType,
+    Ready,
+    Role,
+    Snapshot,
+)
+from rilke.replication.raft_storage import PartitionRaftStorage, StorageFlush
+from rilke.replication.transport import Transport
+from rilke.replication.wire import WireItem
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TICK_S = 0.1
+"""One Raft tick: with the core's defaults, heartbeats every 100 ms, elections after 1-2 s."""
+QUIESCE_AFTER_TICKS = 3
+"""Idle ticks before a leader quiets its group: enough heartbeats for followers to learn the
+commit index of the last entry."""
+DEFAULT_PROPOSE_TIMEOUT_S = 10.0
+
+Apply = Callable[[Sequence[Entry]], None]
+OnLeader = Callable[[int, int], None]
+"""(leader id or NO_NODE, term), when this node's view of the group's leader changes."""
+OnSnapshot = Callable[[Snapshot], None]
+
+
+class GroupRemovedError(ReplicationError):
+    """The group was removed (or the runtime closed) before the proposal committed."""
+
+    retriable = True
+
+
+@dataclass(frozen=True)
+class GroupStatus:
+    """A snapshot of one group's state on this node."""
+
+    role: Role
+    term: int
+    leader_id: int
+    commit_index: int
+    applied_index: int
+    last_index: int
+    quiesced: bool
+
+
+@dataclass
+class _Group:
+    name: str
+    node: RaftNode
+    storage: PartitionRaftStorage
+    config: Config
+    apply: Apply
+    on_leader: OnLeader | None
+    on_snapshot: OnSnapshot | None
+    members: frozenset[int] = frozenset()
+    quiesced: bool = False
+    idle_ticks: int = 0
+    proposals: dict[int, tuple[int, asyncio.Future[int]]] = field(default_factory=dict)
+    """Raft index -> (term, future) of this node's proposals not yet committed."""
+
+
+class RaftRuntime:
+    """Many Raft groups of one node over one transport (see the module docstring)."""
+
+    def __init__(
+        self,
+        node_id: int,
+        transport: Transport,
+        *,
+        tick_s: float = DEFAULT_TICK_S,
+        rng: random.Random | None = None,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.node_id = node_id
+        self.transport = transport
+        self.tick_s = tick_s
+        self._rng = rng or random.Random()
+        self._clock_ms = clock_ms
+        self._groups: dict[str, _Group] = {}
+        self._active: set[str] = set()  # groups that tick
+        self._quiet_by_peer: defaultdict[int, set[str]] = defaultdict(set)
+        self._marked: set[str] = set()
+        self._notices: defaultdict[int, list[WireItem]] = defaultdict(list)
+        """Quiesce notices of this tick, per peer: sent as one payload each."""
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+        self.rounds = 0
+        self.windows = 0
+
+    # --- groups -------------------------------------------------------------------------------
+
+    def add_group(
+        self,
+        name: str,
+        storage: PartitionRaftStorage,
+        config: Config,
+        apply: Apply,
+        *,
+        on_leader: OnLeader | None = None,
+        on_snapshot: OnSnapshot | None = None,
+    ) -> None:
+        """Start driving group ``name`` (a restart replays from ``storage``). ``config.node_id``
+        must be this node's id. ``apply`` gets committed entries in order (data entries and
+        Raft's own), on the loop; it must not block. Raises ValueError for a name in use."""
+        if name in self._groups:
+            raise ValueError(f"raft group {name!r} is already running on node {self.node_id}")
+        if config.node_id != self.node_id:
+            raise ValueError(f"config.node_id {config.node_id} is not node {self.node_id}")
+        node = RaftNode(config, storage, random.Random(self._rng.getrandbits(64)))
+        group = _Group(name, node, storage, config, apply, on_leader, on_snapshot)
+        group.members = node.conf.voters | node.conf.learners
+        self._groups[name] = group
+        self._active.add(name)
+        self._mark(name)
+
+    def remove_group(self, name: str) -> None:
+        """Stop driving ``name``; its pending proposals fail with GroupRemovedError. The
+        caller closes the storage."""
+        group = self._groups.pop(name, None)
+        if group is None:
+            return
+        self._active.discard(name)
+        self._marked.discard(name)
+        for names in self._quiet_by_peer.values():
+            names.discard(name)
+        for _term, future in group.proposals.values():
+            if not future.done():
+                future.set_exception(GroupRemovedError(f"raft group {name!r} was removed"))
+        group.storage.close()
+
+    def status(self, name: str) -> GroupStatus:
+        """Raises KeyError for an unknown group."""
+        group = self._groups[name]
+        node = group.node
+        return GroupStatus(
+            node.role,
+            node.term,
+            node.leader_id,
+            node.commit_index,
+            node.applied_index,
+            node.last_index,
+            group.quiesced,
+        )
+
+    def node(self, name: str) -> RaftNode:
+        """The core of ``name`` (read-only use: peer status, conf)."""
+        return self._groups[name].node
+
+    @property
+    def groups(self) -> list[str]:
+        return list(self._groups)
+
+    @property
+    def quiesced_count(self) -> int:
+        return sum(1 for group in self._groups.values() if group.quiesced)
+
+    # --- inputs -------------------------------------------------------------------------------
+
+    def propose(
+        self,
+        name: str,
+        batches: Sequence[bytes],
+        offset_counts: Sequence[int],
+        *,
+        timeout_s: float = DEFAULT_PROPOSE_TIMEOUT_S,
+    ) -> asyncio.Future[int]:
+        """Append record batches (``offset_counts[i]`` records each) on the leader of ``name``.
+
+        Returns a future of the Raft index of the last batch, resolved once it commits (the
+        storage offsets below ``offsets.log_end_offset(index)`` are then committed). It fails
+        with NotLeaderError if another leader's entry commits at that index, with
+        TimeoutError after ``timeout_s``, and with GroupRemovedError. Raises at once (nothing
+        appended) NotLeaderError, ProposalDroppedError, InvalidRequestError, KeyError."""
+        group = self._groups[name]
+        node = group.node
+        index = node.propose(list(batches), list(offset_counts))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        group.proposals[index] = (node.term, future)
+        self._wake(group)
+        self._mark(name)
+        handle = loop.call_later(timeout_s, _expire, future, name, index, timeout_s)
+        future.add_done_callback(lambda _f: handle.cancel())
+        return future
+
+    def campaign(self, name: str) -> None:
+        group = self._groups[name]
+        self._wake(group)
+        group.node.campaign()
+        self._mark(name)
+
+    def transfer_leadership(self, name: str, to: int) -> None:
+        group = self._groups[name]
+        self._wake(group)
+        group.node.transfer_leadership(to)
+        self._mark(name)
+
+    def receive(self, peer: int, items: list[WireItem]) -> None:
+        """What the transport delivers from ``peer`` (on the loop)."""
+        for name, msg, quiesce in items:
+            group = self._groups.get(name)
+            if group is None:
+                continue  # a group this node does not (yet, or any more) hold
+            node = group.node
+            if quiesce:
+                self._step(group, msg)
+                if node.role is Role.FOLLOWER and node.leader_id == peer and node.term == msg.term:
+                    self._quiet(group, (peer,))
+                continue
+            if group.quiesced and msg.type is not MessageType.HEARTBEAT_RESP:
+                self._wake(group)
+            self._step(group, msg)
+
+    def _step(self, group: _Group, msg: Message) -> None:
+        try:
+            group.node.step(msg)
+        except (ReplicationError, AssertionError, ValueError) as exc:
+            logger.warning(
+                "raft node %d group %s: dropped %s from node %d: %s",
+                self.node_id,
+                group.name,
+                msg.type.value,
+                msg.frm,
+                exc,
+            )
+            return
+        self._mark(group.name)
+
+    # --- quiescence -----------------------------------------------------------------------------
+
+    def _quiet(self, group: _Group, peers: Sequence[int]) -> None:
+        group.quiesced = True
+        group.idle_ticks = 0
+        self._active.discard(group.name)
+        for peer in peers:
+            self._quiet_by_peer[peer].add(group.name)
+
+    def _wake(self, group: _Group) -> None:
+        if not group.quiesced:
+            return
+        group.quiesced = False
+        group.idle_ticks = 0
+        self._active.add(group.name)
+        for names in self._quiet_by_peer.values():
+            names.discard(group.name)
+
+    def _maybe_quiet_leader(self, group: _Group, now: float) -> bool:
+        """Quiet an idle leader's group (see the module docstring); whether it did."""
+        node = group.node
+        peers = [m for m in group.members if m != self.node_id]
+        if not node.can_quiesce() or not all(self.transport.is_alive(p, now) for p in peers):
+            group.idle_ticks = 0
+            return False
+        group.idle_ticks += 1
+        if group.idle_ticks < QUIESCE_AFTER_TICKS:
+            return False
+        for peer in peers:
+            notice = Message(
+                MessageType.HEARTBEAT, peer, self.node_id, node.term, commit=node.commit_index
+            )
+            self._notices[peer].append(WireItem(group.name, notice, True))
+        self._quiet(group, peers)
+        return True
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._tick_loop()), loop.create_task(self._run_loop())]
+
+    async def close(self) -> None:
+        """Stop ticking and handling; fail pending proposals; write every state file."""
+        self._closed = True
+        self._wakeup.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for name in list(self._groups):
+            self.remove_group(name)
+
+    def _mark(self, name: str) -> None:
+        self._marked.add(name)
+        self._wakeup.set()
+
+    async def _tick_loop(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(self.tick_s)
+            self.tick()
+
+    def tick(self) -> None:
+        """One tick of every active group, quiescence decisions, the node heartbeat."""
+        now = time.monotonic()
+        transport = self.transport
+        for peer, names in self._quiet_by_peer.items():
+            if names and not transport.is_alive(peer, now):
+                for name in list(names):
+                    group = self._groups.get(name)
+                    if group is not None:
+                        logger.debug("raft group %s: node %d not heard, waking", name, peer)
+                        self._wake(group)
+        groups = self._groups
+        for name in list(self._active):
+            group = groups[name]
+            # Decided before the tick, which queues the next heartbeats (pending sends).
+            if group.node.role is Role.LEADER and self._maybe_quiet_leader(group, now):
+                continue
+            group.node.tick()
+            self._marked.add(name)
+        self._wakeup.set()
+        for peer, items in self._notices.items():
+            transport.send(peer, items)  # a lost notice only leaves the follower ticking
+        self._notices.clear()
+        transport.heartbeat()
+
+    async def _run_loop(self) -> None:
+        while not self._closed:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            try:
+                await self.run_round()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("raft node %d: a round failed", self.node_id)
+
+    async def run_round(self) -> None:
+        """Handle the Ready of every marked group (see the module docstring)."""
+        marked, self._marked = self._marked, set()
+        readies: list[tuple[_Group, Ready]] = []
+        now_ms = self._clock_ms()
+        for name in marked:
+            group = self._groups.get(name)
+            if group is None or not group.node.has_ready():
+                continue
+            rd = group.node.ready()
+            try:
+                group.storage.persist(rd, now_ms=now_ms)
+            except Exception:
+                # Nothing of this Ready may be sent or acknowledged; the core must not think
+                # it durable. Leave the group out of the round (it stays un-advanced: stop it).
+                logger.exception(
+                    "raft node %d group %s: persisting failed; stopping the group",
+                    self.node_id,
+                    name,
+                )
+                self._groups.pop(name, None)
+                self._active.discard(name)
+                continue
+            readies.append((group, rd))
+        if not readies:
+            return
+        self.rounds += 1
+        flushes: list[tuple[_Group, StorageFlush]] = []
+        for group, _rd in readies:
+            flush = group.storage.begin_flush()
+            if flush is not None:
+                flushes.append((group, flush))
+        if flushes:
+            self.windows += 1
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.run_in_executor(None, _run_flushes, [f for _g, f in flushes])
+            except OSError:
+                for group, flush in flushes:
+                    group.storage.abort_flush(flush)
+                raise
+            for group, flush in flushes:
+                group.storage.end_flush(flush)
+        self._send(readies)
+        for group, rd in readies:
+            self._apply(group, rd)
+            if self._groups.get(group.name) is group:
+                group.node.advance(rd)
+                if group.node.has_ready():
+                    self._mark(group.name)
+
+    def _send(self, readies: list[tuple[_Group, Ready]]) -> None:
+        per_peer: defaultdict[int, list[WireItem]] = defaultdict(list)
+        for group, rd in readies:
+            for msg in rd.messages:
+                per_peer[msg.to].append(WireItem(group.name, msg))
+            for msg in rd.heartbeats:
+                per_peer[msg.to].append(WireItem(group.name, msg))
+        for peer, items in per_peer.items():
+            if not self.transport.send(peer, items):
+                for name in {item.group for item in items}:
+                    target = self._groups.get(name)
+                    if target is not None:
+                        target.node.report_unreachable(peer)
+
+    def _apply(self, group: _Group, rd: Ready) -> None:
+        if rd.snapshot is not None and group.on_snapshot is not None:
+            group.on_snapshot(rd.snapshot)
+        if rd.committed_entries:
+            group.apply(rd.committed_entries)
+            proposals = group.proposals
+            if proposals:
+                for entry in rd.committed_entries:
+                    pending = proposals.pop(entry.index, None)
+                    if pending is None:
+                        continue
+                    term, future = pending
+                    if future.done():
+                        continue
+                    if entry.term == term:
+                        future.set_result(entry.index)
+                    else:
+                        future.set_exception(
+                            NotLeaderError(
+                                f"raft group {group.name}: entry {entry.index} was replaced by "
+                                f"a leader of term {entry.term}"
+                            )
+                        )
+        if rd.soft_state is not None:
+            group.members = group.node.conf.voters | group.node.conf.learners
+            leader = rd.soft_state.leader_id
+            if leader != NO_NODE:
+                logger.info(
+                    "raft node %d group %s: leader %d at term %d",
+                    self.node_id,
+                    group.name,
+                    leader,
+                    group.node.term,
+                )
+            if group.on_leader is not None:
+                group.on_leader(leader, group.node.term)
+
+
+def _run_flushes(flushes: list[StorageFlush]) -> None:
+    for flush in flushes:
+        flush.run()
+
+
+def _expire(future: asyncio.Future[int], name: str, index: int, timeout_s: float) -> None:
+    if not future.done():
+        future.set_exception(
+            TimeoutError(f"raft group {name}: entry {index} not committed within {timeout_s} s")
+        )
