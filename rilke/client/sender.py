@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
-
-from crc32c import crc32c
 
 from rilke.client.accumulator import RecordAccumulator
 from rilke.client.backoff import backoff_s
@@ -37,14 +34,9 @@ from rilke.errors import (
     RilkeError,
 )
 from rilke.proto import rilke_pb2 as pb
+from rilke.records.header import set_base_sequence
 
 log = logging.getLogger(__name__)
-
-_SEQ_POS = 53  # base_sequence in the batch header (inside the CRC)
-_CRC_POS = 17
-_CRC_START = 21
-_INT32 = struct.Struct(">i")
-_UINT32 = struct.Struct(">I")
 
 
 @dataclass
@@ -57,8 +49,7 @@ class _PartitionState:
 def restamp_sequence(data: bytes, base_sequence: int) -> bytes:
     """The batch ``data`` with a new base sequence and its CRC recomputed."""
     buf = bytearray(data)
-    _INT32.pack_into(buf, _SEQ_POS, base_sequence)
-    _UINT32.pack_into(buf, _CRC_POS, crc32c(memoryview(buf)[_CRC_START:]))
+    set_base_sequence(buf, base_sequence)
     return bytes(buf)
 
 

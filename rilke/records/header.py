@@ -35,16 +35,76 @@ from crc32c import crc32c
 from rilke.errors import CorruptRecordError, InvalidRecordError, RecordTooLargeError
 
 MAGIC = 2
-HEADER_SIZE = 61
-LOG_OVERHEAD = 12  # base_offset + batch_length: the bytes outside batch_length's count
-CRC_START = 21
 
-BASE_OFFSET_POS = 0
-LENGTH_POS = 8
-LEADER_EPOCH_POS = 12
-MAGIC_POS = 16
-CRC_POS = 17
-ATTRIBUTES_POS = 21
+# The layout, once: (field, struct code) in order. Every position, size and struct below (and
+# the partial structs other modules ask for with :func:`header_struct`) is derived from it.
+FIELDS: tuple[tuple[str, str], ...] = (
+    ("base_offset", "q"),
+    ("batch_length", "i"),
+    ("partition_leader_epoch", "i"),
+    ("magic", "b"),
+    ("crc", "I"),
+    ("attributes", "h"),
+    ("last_offset_delta", "i"),
+    ("base_timestamp", "q"),
+    ("max_timestamp", "q"),
+    ("producer_id", "q"),
+    ("producer_epoch", "h"),
+    ("base_sequence", "i"),
+    ("records_count", "i"),
+)
+_POSITIONS: dict[str, int] = {}
+_pos = 0
+for _name, _code in FIELDS:
+    _POSITIONS[_name] = _pos
+    _pos += struct.calcsize(">" + _code)
+HEADER_SIZE = _pos
+del _pos, _name, _code
+
+
+def field_position(name: str) -> int:
+    """Where the header field ``name`` starts, from the start of the batch."""
+    return _POSITIONS[name]
+
+
+def header_struct(*names: str) -> struct.Struct:
+    """A struct that unpacks the named fields (in layout order) from the start of a batch,
+    skipping the others as padding and ending at the last one named: one unpack of just the
+    fields a hot path needs, with the layout still declared only here."""
+    wanted = set(names)
+    unknown = wanted - _POSITIONS.keys()
+    if unknown:
+        raise ValueError(f"no such batch header fields: {sorted(unknown)}")
+    order = [name for name, _ in FIELDS if name in wanted]
+    if order != list(names):
+        raise ValueError(f"fields must be named in layout order: {order}")
+    parts: list[str] = []
+    skipped = 0
+    for name, code in FIELDS:
+        if not wanted:
+            break
+        if name in wanted:
+            if skipped:
+                parts.append(f"{skipped}x")
+                skipped = 0
+            parts.append(code)
+            wanted.discard(name)
+        else:
+            skipped += struct.calcsize(">" + code)
+    return struct.Struct(">" + "".join(parts))
+
+
+LOG_OVERHEAD = field_position("partition_leader_epoch")  # the bytes outside batch_length
+CRC_START = field_position("attributes")
+
+BASE_OFFSET_POS = field_position("base_offset")
+LENGTH_POS = field_position("batch_length")
+LEADER_EPOCH_POS = field_position("partition_leader_epoch")
+MAGIC_POS = field_position("magic")
+CRC_POS = field_position("crc")
+ATTRIBUTES_POS = field_position("attributes")
+MAX_TIMESTAMP_POS = field_position("max_timestamp")
+BASE_SEQUENCE_POS = field_position("base_sequence")
 
 COMPRESSION_MASK = 0x07
 TIMESTAMP_TYPE_MASK = 0x08
@@ -62,13 +122,12 @@ NO_TIMESTAMP = -1
 CREATE_TIME = 0
 LOG_APPEND_TIME = 1
 
-_HEADER = struct.Struct(">qiibIhiqqqhii")
-_PREFIX = struct.Struct(">qi")
+_HEADER = header_struct(*(name for name, _ in FIELDS))
+_PREFIX = header_struct("base_offset", "batch_length")
 _INT64 = struct.Struct(">q")
 _INT32 = struct.Struct(">i")
 _UINT32 = struct.Struct(">I")
 _INT16 = struct.Struct(">h")
-MAX_TIMESTAMP_POS = 35
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +256,56 @@ def check_batch(
     if header.compression > MAX_COMPRESSION_ID:
         raise InvalidRecordError(f"unknown compression codec id {header.compression}")
     return header
+
+
+_CHECKER = object()  # only check_batches holds it: no other code makes a CheckedBatches
+
+
+class CheckedBatches:
+    """Whole batches that :func:`check_batches` checked (every header and CRC), with their
+    headers in order. Only :func:`check_batches` makes one, so holding one is the proof: a
+    layer below (the partition log) may skip the CRC pass for ``data`` and nothing else.
+    ``data`` is immutable ``bytes``, so what was checked cannot drift from what is written.
+    Bytes from anywhere else (another node, a file) are plain bytes, checked again.
+    """
+
+    __slots__ = ("data", "headers")
+
+    def __init__(self, data: bytes, headers: tuple[BatchHeader, ...], checker: object) -> None:
+        if checker is not _CHECKER:
+            raise TypeError("CheckedBatches are made by check_batches only")
+        self.data = data
+        self.headers = headers
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+def check_batches(
+    buf: bytes | bytearray | memoryview, *, max_size: int | None = None
+) -> CheckedBatches:
+    """Check every batch in ``buf`` with :func:`check_batch` (CRC included); they must fill it
+    exactly. Returns them as :class:`CheckedBatches` (``bytes`` input is not copied). Raises
+    what :func:`check_batch` raises, and :class:`CorruptRecordError` for an empty buffer."""
+    data = buf if type(buf) is bytes else bytes(buf)
+    if not data:
+        raise CorruptRecordError("no record batch in an empty buffer")
+    headers = []
+    pos = 0
+    end = len(data)
+    while pos < end:
+        header = check_batch(data, pos, max_size=max_size)
+        headers.append(header)
+        pos += header.size
+    return CheckedBatches(data, tuple(headers), _CHECKER)
+
+
+def set_base_sequence(buf: bytearray | memoryview, base_sequence: int, pos: int = 0) -> None:
+    """Rewrite the base sequence of the batch at ``pos`` in place and recompute its CRC (the
+    sequence lies inside it). The caller has checked the batch: a bad CRC would be hidden."""
+    _INT32.pack_into(buf, pos + BASE_SEQUENCE_POS, base_sequence)
+    size = _INT32.unpack_from(buf, pos + LENGTH_POS)[0] + LOG_OVERHEAD
+    _UINT32.pack_into(buf, pos + CRC_POS, compute_crc(buf, pos, size))
 
 
 def iter_headers(

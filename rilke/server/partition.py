@@ -36,7 +36,7 @@ from rilke.errors import (
     OffsetOutOfRangeError,
     UnsupportedCompressionError,
 )
-from rilke.records.header import BatchHeader, check_batch, read_header
+from rilke.records.header import CheckedBatches, check_batches, read_header
 from rilke.server.files import write_atomically
 from rilke.server.producer_state import ProducerStateTable
 from rilke.storage.cleaner import finish_compaction, plan_compaction
@@ -139,19 +139,17 @@ class Partition(Protocol):
     def update_config(self, config: LogConfig) -> None: ...
 
 
-def validate_batches(records: bytes, max_message_bytes: int) -> list[BatchHeader]:
-    """Check every batch's header and CRC without decoding records; return the headers.
+def validate_batches(records: bytes, max_message_bytes: int) -> CheckedBatches:
+    """Check every batch's header and CRC without decoding records, and the rules a produced
+    batch keeps; return them checked (for the log, which then skips only the CRC pass).
 
     Raises CorruptRecordError (CRC, magic, length), RecordTooLargeError, InvalidRecordError,
     UnsupportedCompressionError or InvalidRequestError (no batches at all).
     """
     if not records:
         raise InvalidRequestError("the produce request carries no record batches")
-    headers = []
-    pos = 0
-    end = len(records)
-    while pos < end:
-        header = check_batch(records, pos, max_size=max_message_bytes)
+    checked = check_batches(records, max_size=max_message_bytes)
+    for header in checked.headers:
         if header.compression > _MAX_COMPRESSION:
             raise UnsupportedCompressionError(f"unknown compression codec {header.compression}")
         if header.is_transactional or header.is_control:
@@ -164,9 +162,7 @@ def validate_batches(records: bytes, max_message_bytes: int) -> list[BatchHeader
                 f"{header.last_offset_delta + 1} offsets: a produced batch has one offset per "
                 "record"
             )
-        headers.append(header)
-        pos += header.size
-    return headers
+    return checked
 
 
 async def _in_thread(function: Callable[..., None], *args: Any, **kwargs: Any) -> None:
@@ -292,7 +288,8 @@ class LocalPartition:
             raise LogClosedError(f"partition {self.topic}-{self.partition} is closed")
         if acks not in VALID_ACKS:
             raise InvalidRequestError(f"acks must be 0, 1 or -1, got {acks}")
-        headers = validate_batches(records, self._config.max_message_bytes)
+        checked = validate_batches(records, self._config.max_message_bytes)
+        headers = checked.headers
         loop = asyncio.get_running_loop()
         future: asyncio.Future[AppendResult] = loop.create_future()
         duplicate = self._producers.check(headers)
@@ -309,16 +306,14 @@ class LocalPartition:
             else:
                 future.set_result(result)
             return future
-        # validate_batches has just checked every batch's CRC in these very bytes (and refused
-        # any bad one with its records error): the log checks everything else again but skips
-        # the CRC, the one check that reads every byte.
+        # validate_batches has checked every batch's CRC (and refused any bad one with its
+        # records error): the log checks everything else again but skips the CRC.
         try:
             info = self._log.append(
-                records,
+                checked,
                 assign_offsets=True,
                 leader_epoch=self.leader_epoch,
                 now_ms=self._clock_ms(),
-                crc_checked=True,
             )
         except OSError as e:
             # The log cut the file back: nothing was written (see PartitionLog.append).

@@ -21,13 +21,19 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from rilke.errors import RecordsError
-from rilke.records.header import HEADER_SIZE, LOG_OVERHEAD, MAGIC, MAGIC_POS, check_batch
+from rilke.records.header import (
+    HEADER_SIZE,
+    LOG_OVERHEAD,
+    MAGIC,
+    MAGIC_POS,
+    check_batch,
+    header_struct,
+)
 from rilke.storage import files
 
 log = logging.getLogger(__name__)
@@ -35,7 +41,7 @@ log = logging.getLogger(__name__)
 CORRUPT_RANGES_FILE = "corrupt-ranges"
 _FILE_MAGIC = "rilke-corrupt-ranges 1"
 _MIN_LENGTH = HEADER_SIZE - LOG_OVERHEAD
-_BASE_LENGTH = struct.Struct(">qi")
+_BASE_LENGTH = header_struct("base_offset", "batch_length")
 _MAGIC_BYTE = bytes([MAGIC])
 _SCAN_CHUNK = 1 << 20
 

@@ -62,8 +62,11 @@ from rilke.records.header import (
     LOG_OVERHEAD,
     MAGIC,
     MAX_COMPRESSION_ID,
+    MAX_TIMESTAMP_POS,
     TIMESTAMP_TYPE_MASK,
+    CheckedBatches,
     check_batch,
+    header_struct,
     set_base_offset,
     set_partition_leader_epoch,
 )
@@ -82,12 +85,19 @@ from rilke.storage.segment import INT32_MAX, LogSegment, SegmentCorruptError
 
 log = logging.getLogger(__name__)
 
-_MAX_TIMESTAMP_POS = 35
-_HEADER = struct.Struct(">qiibIhiqqqhii")  # the 61-byte batch header, as records.header
-# The fields append's fast path needs: base offset, length, magic, crc, attributes, last
-# offset delta, max timestamp, record count (the others skipped as padding).
-_FAST_HEADER = struct.Struct(">qi4xbIhi8xq14xi")
-_BASE_LENGTH_EPOCH = struct.Struct(">qii")  # the first 16 bytes: what stamping changes
+# The fields append's fast path needs (the others skipped as padding).
+_FAST_HEADER = header_struct(
+    "base_offset",
+    "batch_length",
+    "magic",
+    "crc",
+    "attributes",
+    "last_offset_delta",
+    "max_timestamp",
+    "records_count",
+)
+# The first 16 bytes: what stamping changes.
+_BASE_LENGTH_EPOCH = header_struct("base_offset", "batch_length", "partition_leader_epoch")
 _new_tuple = tuple.__new__  # builds AppendInfo without its Python-level __new__
 _INT64 = struct.Struct(">q")
 _INT32 = struct.Struct(">i")
@@ -126,7 +136,7 @@ def _stamp(
         head[ATTRIBUTES_POS : ATTRIBUTES_POS + 2] = (attributes | TIMESTAMP_TYPE_MASK).to_bytes(
             2, "big"
         )
-        head[_MAX_TIMESTAMP_POS : _MAX_TIMESTAMP_POS + 8] = append_time_ms.to_bytes(
+        head[MAX_TIMESTAMP_POS : MAX_TIMESTAMP_POS + 8] = append_time_ms.to_bytes(
             8, "big", signed=True
         )
         crc: int = crc32c(head[CRC_START:])
@@ -392,12 +402,11 @@ class PartitionLog:
 
     def append(
         self,
-        batches: bytes | bytearray | memoryview,
+        batches: bytes | bytearray | memoryview | CheckedBatches,
         *,
         assign_offsets: bool = True,
         leader_epoch: int | None = None,
         now_ms: int,
-        crc_checked: bool = False,
     ) -> AppendInfo:
         """Append one or more whole batches, all or nothing. May block on disk.
 
@@ -411,11 +420,10 @@ class PartitionLog:
         in place, so the caller holds exactly the bytes that were stored (to forward them to
         replicas); read-only bytes are not copied but written around their stamped headers.
 
-        ``crc_checked=True`` is for a caller that has just checked these very bytes (every
-        batch's CRC, e.g. with :func:`rilke.records.header.check_batch`) and has not changed
-        them since: the CRC is then not computed again. Every other check still runs (the CRC
-        is the only costly one: a pass over all the bytes). Never pass it for bytes from
-        anywhere else (a replica, a file): a wrong CRC would then be stored.
+        :class:`~rilke.records.header.CheckedBatches` (made only by ``check_batches``, which
+        checked every CRC of exactly these immutable bytes) are not CRC-checked again; every
+        other check still runs (the CRC is the only costly one: a pass over all the bytes).
+        Plain bytes, from anywhere (a replica, a file), are checked in full.
 
         Raises CorruptBatchError (bytes that do not form valid batches), BatchTooLargeError,
         NonContiguousOffsetError (preset offsets that do not continue the log),
@@ -425,7 +433,12 @@ class PartitionLog:
         """
         if self._closed:
             raise LogClosedError(f"the log in {self.directory} is closed")
-        view = memoryview(batches)
+        if isinstance(batches, CheckedBatches):
+            crc_checked = True
+            view = memoryview(batches.data)
+        else:
+            crc_checked = False
+            view = memoryview(batches)
         if type(batches) is memoryview and (view.ndim != 1 or view.itemsize != 1):
             view = view.cast("B")
         total = len(view)

@@ -15,13 +15,19 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 from rilke.errors import RecordsError
-from rilke.records.header import HEADER_SIZE, LOG_OVERHEAD, MAGIC, check_batch, peek_size
+from rilke.records.header import (
+    HEADER_SIZE,
+    LOG_OVERHEAD,
+    MAGIC,
+    check_batch,
+    header_struct,
+    peek_size,
+)
 from rilke.storage import files, integrity
 from rilke.storage.config import LogConfig
 from rilke.storage.files import fdatasync
@@ -35,7 +41,17 @@ INT32_MAX = (1 << 31) - 1
 
 # The header fields a segment needs: base offset, length, epoch, magic, crc, attributes,
 # last offset delta, base timestamp, max timestamp (the first 43 of the 61 bytes).
-_PEEK = struct.Struct(">qiibIhiqq")
+_PEEK = header_struct(
+    "base_offset",
+    "batch_length",
+    "partition_leader_epoch",
+    "magic",
+    "crc",
+    "attributes",
+    "last_offset_delta",
+    "base_timestamp",
+    "max_timestamp",
+)
 _PEEK_SIZE = _PEEK.size
 _WALK_CHUNK = 8192
 _RECOVERY_CHUNK = 8 << 20

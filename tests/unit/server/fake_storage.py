@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rilke.errors import DataDirLockedError, LogClosedError, OffsetOutOfRangeError
 from rilke.records.header import (
+    CheckedBatches,
     check_batch,
     read_header,
     set_base_offset,
@@ -60,17 +61,15 @@ class FakeLog:
         self.flushed_offset = 0
         self.flush_count = 0
         self.closed = False
-        self.crc_checked_calls: list[bool] = []
         self.maintenance_runs = 0
 
     def update_config(self, config: LogConfig) -> None:
         self.config = config
 
-    def append(self, batches, *, assign_offsets=True, leader_epoch=None, now_ms, crc_checked=False):  # type: ignore[no-untyped-def]
+    def append(self, batches, *, assign_offsets=True, leader_epoch=None, now_ms):  # type: ignore[no-untyped-def]
         if self.closed:
             raise LogClosedError()
-        self.crc_checked_calls.append(crc_checked)
-        buf = bytearray(batches)
+        buf = bytearray(batches.data if isinstance(batches, CheckedBatches) else batches)
         pos = 0
         out = []
         offset = self.log_end_offset

@@ -9,12 +9,13 @@ from storage_crash import crash
 from rilke.errors import (
     BatchTooLargeError,
     CorruptBatchError,
+    CorruptRecordError,
     InvalidConfigError,
     LogClosedError,
     NonContiguousOffsetError,
     OffsetOutOfRangeError,
 )
-from rilke.records.header import iter_headers, read_header
+from rilke.records.header import CheckedBatches, check_batches, iter_headers, read_header
 from rilke.storage import LogConfig, PartitionLog
 
 SMALL = LogConfig(segment_bytes=1000, index_interval_bytes=100)
@@ -229,22 +230,24 @@ def test_stamping_stores_the_same_bytes_on_every_path(
 
 
 @pytest.mark.parametrize("count", [1, 2])
-def test_crc_checked_skips_only_the_crc(tmp_path: Path, count: int) -> None:
-    # For a caller that has just checked the CRC itself: every other check still refuses.
+def test_checked_batches_skip_only_the_crc(tmp_path: Path, count: int) -> None:
+    # CheckedBatches carry the proof of their CRCs: the log's own rules still apply to them,
+    # and plain bytes (from a replica, a file) are checked in full.
     log = open_log(tmp_path / "t-0", LogConfig(max_message_bytes=200))
     good = make_batch(2) * count
-    log.append(good, now_ms=1, crc_checked=True)
+    log.append(check_batches(good), now_ms=1)
     assert log.log_end_offset == 2 * count
     size = log.size_bytes()
-    bad_magic = bytearray(good)
-    bad_magic[16] = 1
-    bad_count = bytearray(good)
-    bad_count[57:61] = (5).to_bytes(4, "big")  # 5 records in 2 offsets
-    for bad in (bad_magic, bad_count, bytearray(good)[:-3]):
-        with pytest.raises(CorruptBatchError):
-            log.append(bytes(bad), now_ms=1, crc_checked=True)
     with pytest.raises(BatchTooLargeError):
-        log.append(make_batch(1, value_size=300), now_ms=1, crc_checked=True)
+        log.append(check_batches(make_batch(1, value_size=300)), now_ms=1)
+    bad_crc = bytearray(good)
+    bad_crc[-1] ^= 0xFF
+    with pytest.raises(CorruptBatchError):
+        log.append(bytes(bad_crc), now_ms=1)
+    with pytest.raises(CorruptRecordError):
+        check_batches(bytes(bad_crc))  # so no CheckedBatches can hold them
+    with pytest.raises(TypeError):
+        CheckedBatches(bytes(bad_crc), (), object())
     assert (log.log_end_offset, log.size_bytes()) == (2 * count, size)
 
 
