@@ -39,6 +39,7 @@ from tests.sim.simulator.trace import Trace
 
 SESSION_TIMEOUT_MS = 400  # simulated: brokers heartbeat every 20-600 ms, so some get fenced
 BROKERS = 5
+PAYLOAD_SCALE = 100
 
 
 class MetadataCluster(Cluster):
@@ -208,16 +209,20 @@ def run_metadata_seed(
     def rng_for(name: str) -> random.Random:
         return random.Random(f"{seed}/{name}")
 
+    # The scenarios' byte bounds are sized for the Raft test's 3-byte payloads; a metadata
+    # batch is ~100-300 bytes, so they scale by PAYLOAD_SCALE (else "storm" commits one
+    # batch at a time and its offered load cannot be carried: a liveness failure of the
+    # knobs, not of the controller).
+    config = {**draw_config(rng_for("config")), **spec.config}
+    for name in ("max_size_per_msg", "max_uncommitted_bytes"):
+        if name in config:
+            config[name] = int(config[name]) * PAYLOAD_SCALE  # type: ignore[call-overload]
     cluster = cluster_class(
         knobs,
         rng_for,
         Trace(enabled=False),
         compact_every=spec.compact_every or 30,
-        config_overrides={
-            **draw_config(rng_for("config")),
-            **spec.config,
-            "max_size_per_msg": 4096,
-        },
+        config_overrides=config,
     )
     for event in schedule:
         cluster.loop.call_at(event.at_ms, _fire(cluster, event))
