@@ -13,6 +13,7 @@ _BENCH_MODULES: tuple[str, ...] = (
     "rilke.bench.produce_path",
     "rilke.bench.storage",
     "rilke.bench.raft",
+    "rilke.bench.raft_cluster",
     "rilke.bench.stall",
     "rilke.bench.topics",
 )
