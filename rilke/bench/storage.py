@@ -324,7 +324,7 @@ def _crash_child(data_dir: Path, batch_bytes: int, extra_bytes: int) -> None:
         if written % MiB < batch_bytes:
             log.flush()
         if written % (16 * MiB) < batch_bytes:
-            manager.run_maintenance(_now_ms())
+            log.checkpoint()  # the recovery point a restart scans from
     print("ready", flush=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -33,7 +33,14 @@ from rilke.errors import (
 )
 from rilke.server.config import BrokerConfig
 from rilke.server.group_commit import GroupCommit, StepQueue
-from rilke.server.partition import PRODUCER_STATE_FILE, FlushSlots, LocalPartition, Partition
+from rilke.server.partition import (
+    PRODUCER_STATE_FILE,
+    FlushSlots,
+    LocalPartitionFactory,
+    Partition,
+    PartitionFactory,
+    PartitionSpec,
+)
 from rilke.server.producer_state import ProducerIdManager
 from rilke.server.topics import (
     TopicInfo,
@@ -70,7 +77,6 @@ class LogManagerLike(Protocol):
     ) -> PartitionLog: ...
     def delete(self, topic: str, partition: int) -> None: ...
     def partitions(self) -> dict[tuple[str, int], PartitionLog]: ...
-    def run_maintenance(self, now_ms: int) -> None: ...
     def flush_all(self) -> None: ...
     def close(self) -> None: ...
 
@@ -95,7 +101,10 @@ class Broker:
         manager: LogManagerLike,
         *,
         clock_ms: Callable[[], int] = now_ms,
+        partition_factory: PartitionFactory | None = None,
     ) -> None:
+        """``partition_factory`` builds each partition over its opened log; by default a
+        LocalPartition led by this node (``LocalPartitionFactory``)."""
         self.config = config
         self._manager = manager
         self._clock_ms = clock_ms
@@ -104,12 +113,15 @@ class Broker:
         self._producer_ids = ProducerIdManager(data_dir)
         self._legacy_state_dir = data_dir / LEGACY_PRODUCER_STATE_DIR
         self._name_max = files.name_max(data_dir)
-        self._partitions: dict[tuple[str, int], LocalPartition] = {}
+        self._partitions: dict[tuple[str, int], Partition] = {}
         # Registered topics this node cannot serve (name too long for its file system, or
         # their partitions failed to open), with the reason: their requests get
         # KafkaStorageError; everything else is served. Deleting such a topic works.
         self._offline: dict[str, str] = {}
         self._flush_slots = FlushSlots()  # bounds the flush jobs (and their descriptors)
+        self._partition_factory = partition_factory or LocalPartitionFactory(
+            node_id=config.node_id, clock_ms=clock_ms, flush_slots=self._flush_slots
+        )
         self._closed = False
         # Topic creations share their partition folders' syncs and registry writes.
         self._creations: GroupCommit[tuple[str, int], _CreationRun] = GroupCommit(
@@ -176,16 +188,8 @@ class Broker:
             if e.errno != errno.ENAMETOOLONG:  # a name that long was never written
                 log.warning("cannot move producer state %s into %s: %s", legacy, directory, e)
 
-    def _wrap(self, topic: str, p: int, plog: PartitionLog, config: LogConfig) -> LocalPartition:
-        return LocalPartition(
-            topic,
-            p,
-            plog,
-            config,
-            state_dir=plog.directory,
-            clock_ms=self._clock_ms,
-            flush_slots=self._flush_slots,
-        )
+    def _wrap(self, topic: str, p: int, plog: PartitionLog, config: LogConfig) -> Partition:
+        return self._partition_factory(PartitionSpec(topic, p, plog, config, plog.directory))
 
     def check_online(self, topic: str) -> None:
         """Raise KafkaStorageError when this node cannot serve a registered topic."""
@@ -296,7 +300,7 @@ class Broker:
         count = info.num_partitions
         try:
             await self._creations.submit((name, count))
-            opened: list[LocalPartition] = []
+            opened: list[Partition] = []
             for start in range(0, count, CREATE_OPEN_STEP_PARTITIONS):
                 stop = min(count, start + CREATE_OPEN_STEP_PARTITIONS)
                 opened += await self._open_steps.run(
@@ -360,15 +364,15 @@ class Broker:
 
     def _open_prepared_range(
         self, name: str, partitions: range, log_config: LogConfig
-    ) -> list[LocalPartition]:
+    ) -> list[Partition]:
         self._check_not_closed()
         return [self._open_prepared(name, p, log_config) for p in partitions]
 
-    def _open_prepared(self, name: str, p: int, log_config: LogConfig) -> LocalPartition:
+    def _open_prepared(self, name: str, p: int, log_config: LogConfig) -> Partition:
         plog = self._manager.create(name, p, log_config, prepared=True)
         return self._wrap(name, p, plog, log_config)
 
-    def _install(self, info: TopicInfo, opened: list[LocalPartition]) -> None:
+    def _install(self, info: TopicInfo, opened: list[Partition]) -> None:
         """Make a created topic visible with its partitions (in one step on the loop)."""
         self.topics.commit(info.name)
         for part in opened:
@@ -507,18 +511,12 @@ class Broker:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def run_maintenance(self) -> None:
-        """Retention, compaction, time-based flush and roll; producer state snapshots. All on
-        the caller's thread (blocks on disk): see :meth:`maintain` for the loop's way."""
-        self._manager.run_maintenance(self._clock_ms())
-        for part in self._partitions.values():
-            part.write_snapshot()
-
     async def maintain(self) -> None:
-        """What :meth:`run_maintenance` does, without stalling the event loop: partition by
-        partition (:meth:`LocalPartition.maintain`: fsyncs, checkpoint writes and compaction
-        on worker threads), yielding to requests between partitions. A partition's failure is
-        logged and the others go on; on a full disk, one line per pass says how many."""
+        """The node's maintenance pass: partition by partition (:meth:`Partition.maintain`,
+        rilke.partition.maintenance: roll, flush, retention, compaction, checkpoint, producer
+        state snapshot, with the disk work on worker threads), yielding to requests between
+        partitions. A partition's failure is logged and the others go on; on a full disk, one
+        line per pass says how many."""
         now = self._clock_ms()
         disk_full: list[str] = []
         for key, part in list(self._partitions.items()):
@@ -528,7 +526,6 @@ class Broker:
                 continue  # deleted meanwhile
             try:
                 await part.maintain(now)
-                await part.write_snapshot_async()
             except LogClosedError:
                 continue
             except Exception as e:

@@ -10,8 +10,8 @@ config (``flush_messages``, ``flush_ms``, or neither: leave durability to replic
 when ``append`` flushes by itself. ``flushed_offset`` is the recovery point: every offset below
 it is on disk. ``flush(up_to_offset)`` does nothing when already flushed past the offset, so
 appenders that each ask for their own offset share one fsync (group commit). Rolling does not
-fsync: the rolled segment is fsynced by the next ``flush`` or ``flush_rolled_segments`` (which
-``LogManager.run_maintenance`` calls). Truncation fsyncs at once (a Raft follower must not see
+fsync: the rolled segment is fsynced by the next ``flush``, ``flush_rolled_segments``, or a
+flush up to ``rolled_offset`` (the node's maintenance, rilke.partition.maintenance). Truncation fsyncs at once (a Raft follower must not see
 a removed suffix come back). The recovery point and the log start offset are written to a
 checkpoint file (atomically) by ``checkpoint()`` (maintenance), truncation,
 ``delete_records_before`` and close; after a crash, recovery scans from the checkpointed

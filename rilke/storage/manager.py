@@ -101,7 +101,6 @@ class LogManager:
             ) from None
         self._logs: dict[tuple[str, int], PartitionLog] = {}
         self._closed = False
-        self._last_compaction_ms: dict[tuple[str, int], int] = {}
         try:
             marker = self.data_dir / CLEAN_SHUTDOWN_FILE
             self.had_clean_shutdown = marker.exists()
@@ -237,7 +236,6 @@ class LogManager:
                 files.fsync_dir(self.data_dir)
                 _remove_tree(doomed)
             return
-        self._last_compaction_ms.pop((topic, partition), None)
         for segment in partition_log.segments:
             segment.close()
         doomed = self.data_dir / deleted_dir_name(
@@ -251,23 +249,6 @@ class LogManager:
     def partitions(self) -> dict[tuple[str, int], PartitionLog]:
         """Every log by (topic, partition) (a copy of the mapping)."""
         return dict(self._logs)
-
-    def run_maintenance(self, now_ms: int) -> None:
-        """Periodic work for every log: time-based flush and roll, retention, compaction, and
-        the recovery-point checkpoint. Call it every few seconds."""
-        self._check_open()
-        for key, partition_log in self._logs.items():
-            partition_log.maybe_flush(now_ms)
-            partition_log.maybe_roll(now_ms)
-            partition_log.flush_rolled_segments()
-            partition_log.apply_retention(now_ms)
-            if partition_log.config.compact:
-                last = self._last_compaction_ms.get(key)
-                interval = max(partition_log.config.delete_retention_ms // 2, 1000)
-                if last is None or now_ms - last >= min(interval, 60_000):
-                    partition_log.compact(now_ms)
-                    self._last_compaction_ms[key] = now_ms
-            partition_log.checkpoint()
 
     def flush_all(self) -> None:
         """fsync every log."""

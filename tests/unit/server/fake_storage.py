@@ -139,7 +139,7 @@ class FakeLog:
     def abort_flush(self, job):  # type: ignore[no-untyped-def]
         pass
 
-    # What LocalPartition.maintain uses: nothing to roll, compact or checkpoint here.
+    # What rilke.partition.maintenance uses: nothing to roll, compact or checkpoint here.
     rolled_offset = 0
 
     def maybe_roll(self, now_ms: int) -> bool:
@@ -180,7 +180,6 @@ class FakeLogManager:
         self.logs: dict[tuple[str, int], FakeLog] = {}
         self.prepared: set[tuple[str, int]] = set()
         self.closed = False
-        self.maintenance_runs = 0
 
     def get(self, topic: str, partition: int) -> FakeLog | None:
         return self.logs.get((topic, partition))
@@ -211,9 +210,6 @@ class FakeLogManager:
 
     def partitions(self) -> dict[tuple[str, int], FakeLog]:
         return dict(self.logs)
-
-    def run_maintenance(self, now_ms: int) -> None:
-        self.maintenance_runs += 1
 
     def flush_all(self) -> None:
         for log in self.logs.values():

@@ -434,7 +434,7 @@ def test_flush_async_yields_while_a_finished_job_waits_to_be_counted(
     async def main() -> None:
         part, plog = _real_partition(tmp_path, LogConfig(flush_messages=1))
         acked = part.append(make_batch([b"a"]), -1)
-        await _until(lambda: part._flush_job is not None)
+        await _until(lambda: part._flusher.job_in_flight)
         assert ran.wait(10)  # (blocking the loop on purpose: its completion is now queued)
         part.append(make_batch([b"b"]), 0)
         await asyncio.wait_for(part.flush_async(), 10)

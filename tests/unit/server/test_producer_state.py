@@ -4,8 +4,9 @@ import pytest
 from produce_batches import make_batch
 
 from rilke.errors import InvalidProducerEpochError, OutOfOrderSequenceError
+from rilke.partition.producer_state import ProducerStateTable
 from rilke.records.header import read_header
-from rilke.server.producer_state import ProducerIdManager, ProducerStateTable
+from rilke.server.producer_state import ProducerIdManager
 
 
 def header(pid: int, epoch: int, seq: int, n: int = 1):  # type: ignore[no-untyped-def]

@@ -7,7 +7,7 @@ from batches import make_batch
 from storage_crash import crash
 
 from rilke.errors import DataDirLockedError, InvalidTopicError, LogClosedError
-from rilke.storage import LogConfig, LogManager
+from rilke.storage import LogConfig, LogManager, PartitionLog
 from rilke.storage.manager import CLEAN_SHUTDOWN_FILE, parse_partition_dir
 
 CONFIG = LogConfig(segment_bytes=1000)
@@ -80,6 +80,15 @@ def test_parse_partition_dir() -> None:
     assert parse_partition_dir("a-0.1234-delete") is None
 
 
+def _maintain(log: PartitionLog, now_ms: int) -> None:
+    # The storage steps of rilke.partition.maintenance, on this thread.
+    log.maybe_flush(now_ms)
+    log.maybe_roll(now_ms)
+    log.flush_rolled_segments()
+    log.apply_retention(now_ms)
+    log.checkpoint()
+
+
 def test_maintenance_retention_roll_flush_and_topic_configs(tmp_path: Path) -> None:
     special = LogConfig(segment_bytes=1000, retention_ms=100, segment_ms=50, flush_ms=10)
     with LogManager(tmp_path, CONFIG, now_ms=0, topic_configs={"hot": special}) as manager:
@@ -88,9 +97,9 @@ def test_maintenance_retention_roll_flush_and_topic_configs(tmp_path: Path) -> N
             log.append(make_batch(2, timestamp_ms=i), now_ms=1000)
         segments = len(log.segments)
         assert segments > 2
-        manager.run_maintenance(now_ms=1005)
+        _maintain(log, now_ms=1005)
         assert log.flushed_offset < log.log_end_offset
-        manager.run_maintenance(now_ms=1100)
+        _maintain(log, now_ms=1100)
         assert log.flushed_offset == log.log_end_offset
         assert len(log.segments) == 1  # rolled on age, then retention removed all but it
         assert log.segments[0].size == 0
