@@ -138,6 +138,9 @@ class ClusterNode:
                     if not error.retriable:
                         raise RilkeError(f"joining the cluster through {target}: {error}")
                     last = str(error)
+                log.info(
+                    "node %d: joining through %s: %s; trying again", self.node_id, target, last
+                )
                 await asyncio.sleep(0.5)
         raise RilkeError(f"joining the cluster through {target}: no answer in time ({last})")
 
@@ -163,6 +166,7 @@ class ClusterNode:
             add_learner=self._add_learner,
         )
         self._client = ControllerClient(controller, service, self._address_of)
+        service.forward = self._client.call
         mirror = TopicMirror(broker, self.view, self.node_id)
         self._mirror = mirror
         controller.applier.subscribe(mirror.changed)

@@ -54,6 +54,9 @@ class ClusterService(pb_grpc.ClusterServicer):
         self._voter_addresses = dict(voter_addresses)
         self._change_membership = change_membership
         self._add_learner = add_learner
+        # Set by the node once its ControllerClient exists: Join sent to a node that does not
+        # lead the controller is passed on to the leader (the new node knows only this one).
+        self.forward: Callable[[str, Any], Awaitable[Any]] | None = None
 
     def _controller_id(self) -> int:
         leader = self._controller.leader_id
@@ -161,7 +164,10 @@ class ClusterService(pb_grpc.ClusterServicer):
             if self._add_learner is None:
                 raise InvalidRequestError("this node cannot add nodes")
             if not controller.is_leader:
-                raise NotControllerError(controller.not_leader_text())
+                if self.forward is None:
+                    raise NotControllerError(controller.not_leader_text())
+                forwarded: pb.JoinResponse = await self.forward("Join", request)
+                return forwarded
             address = f"{request.host}:{request.port}"
             now_ms = controller.now_ms()
             await controller.decide(
