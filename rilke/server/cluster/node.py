@@ -34,7 +34,12 @@ from rilke.replication.transport import TransportConfig
 from rilke.server.broker import Broker
 from rilke.server.cluster.admin import ClusterAdmin, check_topic
 from rilke.server.cluster.broker_agent import BrokerAgent
-from rilke.server.cluster.controller import METADATA_GROUP, ClusterController, open_metadata_log
+from rilke.server.cluster.controller import (
+    METADATA_DIR,
+    METADATA_GROUP,
+    ClusterController,
+    open_metadata_log,
+)
 from rilke.server.cluster.forward import ControllerClient
 from rilke.server.cluster.identity import (
     NodeIdentity,
@@ -178,7 +183,7 @@ class ClusterNode:
         )
         self._client = ControllerClient(controller, service, self._address_of)
         service.forward = self._client.call
-        mirror = TopicMirror(broker, self.view, self.node_id)
+        mirror = TopicMirror(broker, self.view, self.node_id, self._data_dir / METADATA_DIR)
         self._mirror = mirror
         controller.applier.subscribe(mirror.changed)
         self.admin = ClusterAdmin(self.config, controller, self._client, mirror, self._name_max)
