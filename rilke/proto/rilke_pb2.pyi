@@ -819,28 +819,42 @@ class VotersChange(_message.Message):
     def __init__(self, node_id: _Optional[int] = ..., add: _Optional[bool] = ...) -> None: ...
 
 class ControllerWriteRequest(_message.Message):
-    __slots__ = ("create_topic", "delete_topic", "create_partitions", "alter_configs", "change_voters")
+    __slots__ = ("create_topic", "delete_topic", "create_partitions", "alter_configs", "change_voters", "allocate_producer_ids")
     CREATE_TOPIC_FIELD_NUMBER: _ClassVar[int]
     DELETE_TOPIC_FIELD_NUMBER: _ClassVar[int]
     CREATE_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     ALTER_CONFIGS_FIELD_NUMBER: _ClassVar[int]
     CHANGE_VOTERS_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATE_PRODUCER_IDS_FIELD_NUMBER: _ClassVar[int]
     create_topic: NewTopic
     delete_topic: str
     create_partitions: CreatePartitionsChange
     alter_configs: TopicConfigsChange
     change_voters: VotersChange
-    def __init__(self, create_topic: _Optional[_Union[NewTopic, _Mapping]] = ..., delete_topic: _Optional[str] = ..., create_partitions: _Optional[_Union[CreatePartitionsChange, _Mapping]] = ..., alter_configs: _Optional[_Union[TopicConfigsChange, _Mapping]] = ..., change_voters: _Optional[_Union[VotersChange, _Mapping]] = ...) -> None: ...
+    allocate_producer_ids: ProducerIdsRequest
+    def __init__(self, create_topic: _Optional[_Union[NewTopic, _Mapping]] = ..., delete_topic: _Optional[str] = ..., create_partitions: _Optional[_Union[CreatePartitionsChange, _Mapping]] = ..., alter_configs: _Optional[_Union[TopicConfigsChange, _Mapping]] = ..., change_voters: _Optional[_Union[VotersChange, _Mapping]] = ..., allocate_producer_ids: _Optional[_Union[ProducerIdsRequest, _Mapping]] = ...) -> None: ...
+
+class ProducerIdsRequest(_message.Message):
+    __slots__ = ("broker_id", "count")
+    BROKER_ID_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    broker_id: int
+    count: int
+    def __init__(self, broker_id: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...
 
 class ControllerWriteResponse(_message.Message):
-    __slots__ = ("error", "metadata_offset", "controller_id")
+    __slots__ = ("error", "metadata_offset", "controller_id", "first_producer_id", "producer_id_count")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     METADATA_OFFSET_FIELD_NUMBER: _ClassVar[int]
     CONTROLLER_ID_FIELD_NUMBER: _ClassVar[int]
+    FIRST_PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_ID_COUNT_FIELD_NUMBER: _ClassVar[int]
     error: Error
     metadata_offset: int
     controller_id: int
-    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., metadata_offset: _Optional[int] = ..., controller_id: _Optional[int] = ...) -> None: ...
+    first_producer_id: int
+    producer_id_count: int
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., metadata_offset: _Optional[int] = ..., controller_id: _Optional[int] = ..., first_producer_id: _Optional[int] = ..., producer_id_count: _Optional[int] = ...) -> None: ...
 
 class ClusterNode(_message.Message):
     __slots__ = ("node_id", "address")

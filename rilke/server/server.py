@@ -189,6 +189,11 @@ class BrokerServer:
                 group_service=GroupService(self._groups, advertised, config.node_id),
                 metadata_view=self.cluster.view if self.cluster is not None else None,
                 cluster_admin=cluster_admin,
+                init_producer_id=(
+                    self.cluster.producer_ids.init_producer_id
+                    if self.cluster is not None and self.cluster.producer_ids is not None
+                    else None
+                ),
             )
             await server.start()
             self._server = server

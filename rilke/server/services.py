@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import grpc
@@ -126,9 +126,12 @@ class BrokerService(pb_grpc.BrokerServicer):
         broker: Broker,
         advertised: tuple[str, int],
         metadata_view: Callable[[], MetadataView] | None = None,
+        init_producer_id: Callable[[int, int], Awaitable[tuple[int, int]]] | None = None,
     ) -> None:
         self._broker = broker
         self._advertised = advertised
+        # A cluster's node: producer ids from the controller's blocks (unique cluster-wide).
+        self._init_producer_id = init_producer_id
         # Leaders, replicas and brokers come from here (a cluster's applied metadata; by
         # default the single node's own view).
         self._metadata_view = metadata_view or (lambda: local_metadata_view(broker, advertised))
@@ -403,6 +406,11 @@ class BrokerService(pb_grpc.BrokerServicer):
         try:
             if request.transactional_id:
                 raise InvalidRequestError("transactions are not supported")
+            if self._init_producer_id is not None:
+                pid, epoch = await self._init_producer_id(
+                    request.producer_id, request.producer_epoch
+                )
+                return pb.InitProducerIdResponse(producer_id=pid, producer_epoch=epoch)
             pid, epoch = self._broker.init_producer_id(request.producer_id, request.producer_epoch)
             return pb.InitProducerIdResponse(producer_id=pid, producer_epoch=epoch)
         except Exception as e:
@@ -563,6 +571,7 @@ def add_services(
     group_service: Any = None,
     metadata_view: Callable[[], MetadataView] | None = None,
     cluster_admin: ClusterTopicAdmin | None = None,
+    init_producer_id: Callable[[int, int], Awaitable[tuple[int, int]]] | None = None,
 ) -> tuple[BrokerService, Any]:
     """Register Broker and Admin, the standard health service and server reflection; return
     the Broker service and the health servicer (their state is driven by the lifecycle).
@@ -571,7 +580,7 @@ def add_services(
     from grpc_reflection.v1alpha import reflection
 
     view = metadata_view or (lambda: local_metadata_view(broker, advertised))
-    service = BrokerService(broker, advertised, view)
+    service = BrokerService(broker, advertised, view, init_producer_id)
     _add_servicer(server, "Broker", service)
     _add_servicer(server, "Admin", AdminService(broker, service.wake_waiters, view, cluster_admin))
     if group_service is not None:

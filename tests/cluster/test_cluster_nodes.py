@@ -103,6 +103,16 @@ def test_three_nodes_form_a_cluster_and_topics_appear_on_every_node(
         wait_for(polled_all, 30, "the 30 records")
     assert sorted(got) == sorted(f"v{i}".encode() for i in range(30))
 
+    # Producer ids are unique cluster-wide (blocks from the controller), whichever node asks.
+    from rilke.proto import rilke_pb2 as pb
+
+    pids = [
+        cluster._call(n, "Broker", "InitProducerId", pb.InitProducerIdRequest(producer_id=-1))
+        for n in (1, 2, 3, 1, 2, 3)
+    ]
+    assert all(not r.error.code for r in pids), [r.error for r in pids]
+    assert len({r.producer_id for r in pids}) == 6
+
     health = cli("cluster", "health", "-b", cluster.address(2))
     assert health.returncode == 0, health.stdout + health.stderr
     assert "healthy" in health.stdout

@@ -48,6 +48,7 @@ from rilke.server.cluster.identity import (
     read_identity,
 )
 from rilke.server.cluster.partitions import ClusterPartitionFactory
+from rilke.server.cluster.producer_ids import ClusterProducerIds
 from rilke.server.cluster.service import ClusterService
 from rilke.server.cluster.topic_mirror import TopicMirror
 from rilke.server.config import BrokerConfig
@@ -81,6 +82,7 @@ class ClusterNode:
         self._agent: BrokerAgent | None = None
         self._mirror_task: asyncio.Task[None] | None = None
         self.admin: ClusterAdmin | None = None
+        self.producer_ids: ClusterProducerIds | None = None
         self._mirror: TopicMirror | None = None
 
     # --- 1. open ------------------------------------------------------------------------
@@ -190,7 +192,16 @@ class ClusterNode:
         self._agent = BrokerAgent(
             self._client, controller.cluster_id, self.node_id, self.advertised
         )
+        self.producer_ids = ClusterProducerIds(self._producer_id_block)
         return service
+
+    async def _producer_id_block(self) -> tuple[int, int]:
+        assert self._client is not None
+        ask = pb.ProducerIdsRequest(broker_id=self.node_id)
+        response = await self._client.call(
+            "ControllerWrite", pb.ControllerWriteRequest(allocate_producer_ids=ask)
+        )
+        return response.first_producer_id, response.producer_id_count
 
     def _address_of(self, node: int) -> str | None:
         info = self.view().brokers.get(node)
@@ -269,6 +280,8 @@ class ClusterNode:
         if self._agent is not None:
             await self._agent.stop()
             self._agent = None
+        if self.producer_ids is not None:
+            await self.producer_ids.close()
         if self._mirror is not None:
             await self._mirror.stop()
         if self.controller is not None:

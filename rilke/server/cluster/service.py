@@ -21,7 +21,7 @@ from rilke.errors import InvalidRequestError, NotControllerError
 from rilke.proto import rilke_pb2 as pb
 from rilke.proto import rilke_pb2_grpc as pb_grpc
 from rilke.replication.controller import NO_CONTROLLER, ControllerDecider
-from rilke.replication.controller.records import MetadataRecord
+from rilke.replication.controller.records import MetadataRecord, ProducerIdsAllocated
 from rilke.replication.raft.types import NO_NODE
 from rilke.server.cluster.controller import ClusterController
 from rilke.server.services import to_error
@@ -114,6 +114,19 @@ class ClusterService(pb_grpc.ClusterServicer):
                     raise NotControllerError(self._controller.not_leader_text())
                 await self._change_membership(change.node_id, change.add)
                 response.metadata_offset = self._controller.applied_index
+            elif kind == "allocate_producer_ids":
+                ask = request.allocate_producer_ids
+                decided: list[MetadataRecord] = []
+
+                def allocate(d: ControllerDecider) -> list[MetadataRecord]:
+                    decided[:] = d.allocate_producer_ids(ask.broker_id, ask.count)
+                    return decided
+
+                response.metadata_offset = await self._controller.decide(allocate)
+                block = decided[0]
+                assert isinstance(block, ProducerIdsAllocated)
+                response.first_producer_id = block.first_producer_id
+                response.producer_id_count = block.count
             else:
                 decision = self._decision(request, kind)
                 response.metadata_offset = await self._controller.decide(decision)

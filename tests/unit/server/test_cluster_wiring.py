@@ -11,7 +11,12 @@ import grpc
 import pytest
 
 from rilke.cli.cluster_cmd import health_problems
-from rilke.errors import NotLeaderError, TopicAlreadyExistsError
+from rilke.errors import (
+    InvalidRequestError,
+    NotControllerError,
+    NotLeaderError,
+    TopicAlreadyExistsError,
+)
 from rilke.replication.controller import (
     BrokerInfo,
     BrokerState,
@@ -174,3 +179,33 @@ def test_health_says_what_is_wrong() -> None:
         "partition t-0 has no leader",
         "partition t-0: replicas [2] are not in sync",
     ]
+
+
+def test_producer_ids_come_from_controller_blocks() -> None:
+    from rilke.server.cluster.producer_ids import MAX_PRODUCER_EPOCH, ClusterProducerIds
+
+    async def main() -> None:
+        blocks = [(100, 4), (500, 4)]
+        asked: list[int] = []
+
+        async def fetch() -> tuple[int, int]:
+            asked.append(1)
+            return blocks.pop(0)
+
+        ids = ClusterProducerIds(fetch)
+        got = [(await ids.init_producer_id(-1, -1))[0] for _ in range(6)]
+        assert got == [100, 101, 102, 103, 500, 501]
+        assert len(asked) == 2  # the second block fetched ahead, once
+        assert await ids.init_producer_id(7, 3) == (7, 4)  # a bump needs no block
+        with pytest.raises(InvalidRequestError):
+            await ids.init_producer_id(7, -1)
+        assert (await ids.init_producer_id(7, MAX_PRODUCER_EPOCH))[0] == 502
+        await ids.close()
+
+        async def failing() -> tuple[int, int]:
+            raise NotControllerError("no leader")
+
+        with pytest.raises(NotControllerError):
+            await ClusterProducerIds(failing).next_id()
+
+    asyncio.run(main())
