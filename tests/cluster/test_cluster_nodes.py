@@ -193,6 +193,13 @@ def test_a_fourth_node_joins_and_becomes_a_voter(cluster: ClusterNodes) -> None:
     assert removed.returncode == 0, removed.stderr
     wait_for(lambda: 4 in cluster.describe(2).learners, 20, "node 4 a learner again")
 
+    # It restarts while the node it joined through is down: it knows its cluster.
+    cluster.stop(4)
+    cluster.kill(2)
+    cluster.join(4, through=2)
+    wait_for(lambda: formed(cluster, [1, 3, 4]), FORM_TIMEOUT_S, "node 4 back without node 2")
+    assert "four" in cluster.topics(4)
+
 
 def test_nodes_of_another_cluster_are_refused(cluster: ClusterNodes, tmp_path: Path) -> None:
     cluster.start_all()

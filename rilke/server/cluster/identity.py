@@ -31,6 +31,9 @@ class NodeIdentityError(RilkeError):
 class NodeIdentity:
     cluster_id: str
     node_id: int
+    voters: tuple[tuple[int, str], ...] = ()
+    """A node that joined: the metadata group's initial voters, so that it restarts without
+    asking its join target again (empty for an initial voter: its flags say them)."""
 
 
 def cluster_id_of_voters(voters: Sequence[tuple[int, str]]) -> str:
@@ -56,9 +59,10 @@ def read_identity(data_dir: Path) -> NodeIdentity | None:
         cluster_id, node_id = doc["cluster_id"], doc["node_id"]
         if not isinstance(cluster_id, str) or not cluster_id or not isinstance(node_id, int):
             raise ValueError("cluster_id must be a non-empty string and node_id an integer")
+        voters = tuple(sorted((int(n), str(a)) for n, a in doc.get("voters", {}).items()))
     except (ValueError, KeyError, TypeError) as e:
         raise NodeIdentityError(f"{path} is damaged: {e}; restore it or move it away") from None
-    return NodeIdentity(cluster_id, node_id)
+    return NodeIdentity(cluster_id, node_id, voters)
 
 
 def check_identity(data_dir: Path, wanted: NodeIdentity) -> None:
@@ -68,7 +72,13 @@ def check_identity(data_dir: Path, wanted: NodeIdentity) -> None:
     have = read_identity(data_dir)
     if have is None:
         Path(data_dir).mkdir(parents=True, exist_ok=True)
-        doc = {"v": _VERSION, "cluster_id": wanted.cluster_id, "node_id": wanted.node_id}
+        doc: dict[str, object] = {
+            "v": _VERSION,
+            "cluster_id": wanted.cluster_id,
+            "node_id": wanted.node_id,
+        }
+        if wanted.voters:
+            doc["voters"] = {str(n): a for n, a in wanted.voters}
         write_atomically(Path(data_dir) / IDENTITY_FILE, json.dumps(doc).encode() + b"\n")
         return
     if have.node_id != wanted.node_id:

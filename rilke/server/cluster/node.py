@@ -91,13 +91,19 @@ class ClusterNode:
         """Raises NodeIdentityError, InvalidConfigError, RilkeError (a join refused or not
         answered), OSError."""
         config = self.config
-        if config.join:
+        have = read_identity(self._data_dir) if config.join else None
+        if have is not None and have.voters and have.node_id == self.node_id:
+            # Joined before: it knows its cluster; the metadata it replays names the nodes.
+            cluster_id, voters = have.cluster_id, dict(have.voters)
+            known = dict(voters)
+        elif config.join:
             cluster_id, voters, known = await self._ask_to_join(config.join)
         else:
             voters = dict(config.initial_voters)
             cluster_id = cluster_id_of_voters(config.initial_voters)
             known = dict(voters)
-        check_identity(self._data_dir, NodeIdentity(cluster_id, self.node_id))
+        joined = tuple(sorted(voters.items())) if config.join else ()
+        check_identity(self._data_dir, NodeIdentity(cluster_id, self.node_id, joined))
         self._voters, self._known = voters, known
         self._log, storage = open_metadata_log(self._data_dir)
         committed = storage.initial_state()[0].commit

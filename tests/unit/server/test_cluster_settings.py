@@ -95,6 +95,13 @@ def test_identity_is_recorded_then_checked(tmp_path: Path) -> None:
     assert read_identity(tmp_path) == me
 
 
+def test_a_joined_node_remembers_the_voters(tmp_path: Path) -> None:
+    joined = NodeIdentity("rilke-abc", 4, ((1, "h:1"), (2, "h:2")))
+    check_identity(tmp_path, joined)
+    assert read_identity(tmp_path) == joined
+    check_identity(tmp_path, NodeIdentity("rilke-abc", 4))  # the voters are not compared
+
+
 def test_damaged_identity_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "cluster.json").write_text('{"v": 1, "cluster_id": ""}')
     with pytest.raises(NodeIdentityError, match="damaged"):
