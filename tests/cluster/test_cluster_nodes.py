@@ -113,6 +113,26 @@ def test_three_nodes_form_a_cluster_and_topics_appear_on_every_node(
     assert all(not r.error.code for r in pids), [r.error for r in pids]
     assert len({r.producer_id for r in pids}) == 6
 
+    # Configs and deletion through any node reach every node.
+    altered = cli(
+        "topic", "alter-config", "wide", "--set", "retention.ms=60000", "-b", cluster.address(1)
+    )
+    assert altered.returncode == 0, altered.stderr
+
+    def configured_everywhere() -> bool:
+        for n in (1, 2, 3):
+            r = cluster._call(
+                n, "Admin", "DescribeConfigs", pb.DescribeConfigsRequest(topics=["wide"])
+            )
+            if {e.name: e.value for e in r.results[0].entries}.get("retention.ms") != "60000":
+                return False
+        return True
+
+    wait_for(configured_everywhere, 20, "the config on every node")
+    deleted = cli("topic", "delete", "wide", "-b", cluster.address(3))
+    assert deleted.returncode == 0, deleted.stderr
+    wait_for(lambda: all("wide" not in cluster.topics(n) for n in (1, 2, 3)), 20, "wide gone")
+
     health = cli("cluster", "health", "-b", cluster.address(2))
     assert health.returncode == 0, health.stdout + health.stderr
     assert "healthy" in health.stdout
