@@ -36,6 +36,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from rilke.errors import (
@@ -233,8 +234,10 @@ class ReplicatedPartition:
 
     def _on_leader(self, leader: int, term: int) -> None:
         was_leader = self._leader_id == self._node_id
+        old_term = self._term
         self._leader_id, self._term = leader, term
-        if was_leader and leader != self._node_id:
+        if was_leader and (leader != self._node_id or term != old_term):
+            # Deposed (even if elected again since: its log may have been cut meanwhile).
             self._deposed()
         log.info(
             "node %d %s (group %s): leader %s at epoch %d",
@@ -308,9 +311,22 @@ class ReplicatedPartition:
         self._producers.apply(headers, first)
         self._producers_end = end
         result = AppendResult(first, end - 1, -1, self._log.log_start_offset)
-        committed.add_done_callback(_consume)
+        committed.add_done_callback(partial(self._proposal_done, future))
         self._wait(acks, end, future, result)
         return future
+
+    def _proposal_done(
+        self, future: asyncio.Future[AppendResult], committed: asyncio.Future[int]
+    ) -> None:
+        """The runtime's outcome of a proposal. Success is read from the high watermark (in
+        :meth:`_advance_high_watermark`); a failure (its entry replaced by another leader's,
+        the runtime's deadline, the group removed) fails the append's future if it waits."""
+        error = None if committed.cancelled() else committed.exception()
+        if error is None or future.done():
+            return
+        if isinstance(error, NotLeaderError):
+            error = self._not_leader()
+        future.set_exception(error)
 
     def _wait(
         self, acks: int, end: int, future: asyncio.Future[AppendResult], result: AppendResult
@@ -477,12 +493,6 @@ class ReplicatedPartition:
     def forget_state(self) -> None:
         """Remove the producer state snapshot (the topic is being deleted)."""
         self._producers.forget()
-
-
-def _consume(future: asyncio.Future[int]) -> None:
-    """The runtime's commit future: its outcome is read from the high watermark instead."""
-    if not future.cancelled():
-        future.exception()
 
 
 class ReplicatedPartitionFactory:

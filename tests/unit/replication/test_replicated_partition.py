@@ -16,11 +16,11 @@ from rilke.errors import (
     OutOfOrderSequenceError,
     UnknownLeaderEpochError,
 )
-from rilke.partition.interface import ACKS_ALL, ACKS_LEADER, ACKS_NONE
+from rilke.partition.interface import ACKS_ALL, ACKS_LEADER, ACKS_NONE, Leadership
 from rilke.records.header import iter_headers
 
 from .cluster import wait_until
-from .partition_cluster import PartitionCluster, data_values, records_batch
+from .partition_cluster import GROUP, PartitionCluster, data_values, records_batch
 
 
 def test_produce_each_acks_and_read_on_every_replica(tmp_path: Path) -> None:
@@ -146,6 +146,55 @@ def test_pipelined_idempotent_batches_and_retries(tmp_path: Path) -> None:
             )
             assert retry.duplicate and retry.base_offset == 16
             assert leader.log.log_end_offset == end
+        finally:
+            await cluster.close()
+
+    asyncio.run(scenario())
+
+
+def test_leadership_follows_raft_and_the_isr_follows_the_followers(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        cluster = PartitionCluster(tmp_path)
+        await cluster.start()
+        try:
+            leader = await cluster.wait_leader()
+            await leader.partition.append(records_batch([b"a"]), ACKS_ALL)
+            seen: dict[int, list[Leadership]] = {n: [] for n in cluster.nodes}
+            for node in cluster.nodes.values():
+                node.partition.subscribe_leadership(seen[node.node_id].append)
+            await wait_until(
+                lambda: leader.partition.leadership.in_sync_replicas == (1, 2, 3),
+                what="every replica in sync",
+            )
+            # A follower goes away: the leader drops it from the in-sync replicas, and tells
+            # its subscribers at its next maintenance pass.
+            gone = cluster.followers()[0]
+            await cluster.stop_node(gone.node_id)
+            await wait_until(
+                lambda: gone.node_id not in leader.partition.leadership.in_sync_replicas,
+                what="the stopped follower to leave the ISR",
+            )
+            await leader.partition.maintain(0)
+            last = seen[leader.node_id][-1]
+            assert last.leader_id == leader.node_id
+            assert gone.node_id not in last.in_sync_replicas
+            assert leader.node_id in last.in_sync_replicas
+            await cluster.restart_node(gone.node_id)
+
+            # The leader goes away: the others see a new leader at a higher epoch.
+            epoch = leader.partition.leader_epoch
+            await cluster.stop_node(leader.node_id)
+            new = await cluster.wait_leader(not_=leader.node_id)
+            await wait_until(
+                lambda: all(
+                    s and s[-1].leader_id == new.node_id
+                    for n, s in seen.items()
+                    if n in cluster.nodes and n != gone.node_id
+                ),
+                what="the subscribers to hear of the new leader",
+            )
+            assert new.partition.leadership.leader_epoch > epoch
+            assert new.partition.leader_epoch == new.host.runtime.status(GROUP).term
         finally:
             await cluster.close()
 
