@@ -96,6 +96,18 @@ def register(subparsers: Any) -> None:
         help="largest Kafka request frame accepted, e.g. 100MiB (RILKE_KAFKA_MAX_FRAME_BYTES)",
     )
     parser.add_argument(
+        "--initial-voters",
+        metavar="ID@HOST:PORT,...",
+        help="form a cluster: the metadata controller's voters, e.g. "
+        "1@10.0.0.1:9292,2@10.0.0.2:9292,3@10.0.0.3:9292, the same on every voter "
+        "(RILKE_INITIAL_VOTERS; default: a cluster of one)",
+    )
+    parser.add_argument(
+        "--join",
+        metavar="HOST:PORT",
+        help="add this node to a running cluster through any of its nodes (RILKE_JOIN)",
+    )
+    parser.add_argument(
         "--port-file", metavar="FILE", help="write the bound port to this file once listening"
     )
     parser.add_argument(
@@ -137,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
         "kafka_listen": args.kafka_listen,
         "kafka_advertised_listen": args.kafka_advertised_listen,
         "kafka_max_frame_bytes": args.kafka_max_frame_bytes,
+        "initial_voters": args.initial_voters,
+        "join": args.join,
         "log": log_flags,
     }
     try:

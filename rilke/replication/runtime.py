@@ -42,6 +42,7 @@ from rilke.errors import NotLeaderError, ReplicationError
 from rilke.replication.raft.node import RaftNode
 from rilke.replication.raft.types import (
     NO_NODE,
+    ConfChange,
     Config,
     Entry,
     Message,
@@ -220,6 +221,28 @@ class RaftRuntime:
         group = self._groups[name]
         node = group.node
         index = node.propose(list(batches), list(offset_counts))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        group.proposals[index] = (node.term, future)
+        self._wake(group)
+        self._mark(name)
+        handle = loop.call_later(timeout_s, _expire, future, name, index, timeout_s)
+        future.add_done_callback(lambda _f: handle.cancel())
+        return future
+
+    def propose_conf_change(
+        self,
+        name: str,
+        change: ConfChange,
+        *,
+        timeout_s: float = DEFAULT_PROPOSE_TIMEOUT_S,
+    ) -> asyncio.Future[int]:
+        """Change one member of ``name`` on its leader (``RaftNode.propose_conf_change``).
+        Returns a future of the CONFIG entry's index, resolved once it commits (the change
+        then holds), failed as :meth:`propose`'s. Raises at once what the core raises."""
+        group = self._groups[name]
+        node = group.node
+        index = node.propose_conf_change(change)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
         group.proposals[index] = (node.term, future)

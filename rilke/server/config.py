@@ -23,7 +23,7 @@ Environment variables: ``RILKE_DATA_DIR``, ``RILKE_LISTEN``, ``RILKE_NODE_ID``,
 ``RILKE_AUTO_CREATE_TOPICS``, ``RILKE_DEFAULT_PARTITIONS``, ``RILKE_MAX_REQUEST_BYTES``,
 ``RILKE_MAINTENANCE_INTERVAL_MS``, ``RILKE_MAX_OPEN_FILES``, ``RILKE_ADVERTISED_LISTEN``,
 ``RILKE_SCRUB_BYTES_PER_SECOND``, ``RILKE_KAFKA_LISTEN``, ``RILKE_KAFKA_ADVERTISED_LISTEN``,
-``RILKE_KAFKA_MAX_FRAME_BYTES``, and ``RILKE_LOG_<KEY>`` for a
+``RILKE_KAFKA_MAX_FRAME_BYTES``, ``RILKE_INITIAL_VOTERS``, ``RILKE_JOIN``, and ``RILKE_LOG_<KEY>`` for a
 topic default (``RILKE_LOG_RETENTION_MS`` is ``retention.ms``). Other ``RILKE_*`` variables
 belong to other commands and are ignored here.
 """
@@ -112,6 +112,11 @@ class BrokerConfig:
     # The broker's own logging (rilke.logs): a level name and "text" or "json".
     log_level: str = "INFO"
     log_format: str = "text"
+    # A cluster (rilke.server.cluster): the metadata controller's voters as (node id, HOST:PORT)
+    # (``--initial-voters 1@h1:9292,2@h2:9292,3@h3:9292``), or ``join`` (HOST:PORT of any node of
+    # an existing cluster). Neither: a cluster of one, today's single node.
+    initial_voters: tuple[tuple[int, str], ...] = ()
+    join: str = ""
     sources: Mapping[str, str] = field(default_factory=dict)  # setting -> where it came from
 
     @property
@@ -229,6 +234,35 @@ def _parse_log_format(value: Any, name: str, source: str) -> str:
     return text
 
 
+def parse_voters(value: Any, name: str, source: str) -> tuple[tuple[int, str], ...]:
+    """``ID@HOST:PORT,ID@HOST:PORT,...`` (or a TOML list of such strings) as (id, address)
+    pairs sorted by id; empty text is no voters. Raises InvalidConfigError saying which item
+    is wrong: not ID@HOST:PORT, a negative id, an id or an address given twice."""
+    if isinstance(value, list):
+        items = [_parse_str(v, name, source) for v in value]
+    else:
+        items = _parse_str(value, name, source).split(",")
+    items = [item.strip() for item in items if item.strip()]
+    voters: dict[int, str] = {}
+    for item in items:
+        node, sep, addr = item.partition("@")
+        if not sep or not node.strip().isdigit():
+            raise InvalidConfigError(
+                f"{name} (from {source}): {item!r} is not ID@HOST:PORT "
+                f"(e.g. 1@127.0.0.1:9292,2@127.0.0.1:9293,3@127.0.0.1:9294)"
+            )
+        _host, port = split_host_port(addr.strip(), name, source)
+        if port == 0:
+            raise InvalidConfigError(f"{name} (from {source}): {item!r}: a voter needs a port")
+        node_id = int(node)
+        if node_id in voters:
+            raise InvalidConfigError(f"{name} (from {source}): node id {node_id} given twice")
+        if addr.strip() in voters.values():
+            raise InvalidConfigError(f"{name} (from {source}): address {addr!r} given twice")
+        voters[node_id] = addr.strip()
+    return tuple(sorted(voters.items()))
+
+
 _PARSERS: dict[str, Any] = {
     "data_dir": _parse_path,
     "listen": _parse_listen,
@@ -252,6 +286,8 @@ _PARSERS: dict[str, Any] = {
     "kafka_max_frame_bytes": _at_least(1024, parse_size),
     "log_level": _parse_log_level,
     "log_format": _parse_log_format,
+    "initial_voters": parse_voters,
+    "join": _parse_advertised,  # empty (no) or HOST:PORT
 }
 ENV_PREFIX = "RILKE_"
 _LOG_ENV_PREFIX = "RILKE_LOG_"
@@ -310,7 +346,37 @@ def load_config(
         sources[name] = flag
 
     log = _build_log_config(log_values)
-    return BrokerConfig(**values, log=log, sources=sources)
+    config = BrokerConfig(**values, log=log, sources=sources)
+    _check_cluster_settings(config)
+    return config
+
+
+def _check_cluster_settings(config: BrokerConfig) -> None:
+    """--initial-voters and --join against each other and against this node's id and
+    address (the one the other nodes are told: --advertised-listen, else --listen)."""
+    sources = config.sources
+    if config.initial_voters and config.join:
+        raise InvalidConfigError(
+            f"initial_voters (from {sources.get('initial_voters')}) and join (from "
+            f"{sources.get('join')}): give one: --initial-voters forms a new cluster, --join "
+            "adds this node to a running one"
+        )
+    if not config.initial_voters:
+        return
+    voters = dict(config.initial_voters)
+    where = f"initial_voters (from {sources.get('initial_voters')})"
+    own = config.advertised_listen or config.listen
+    if config.node_id not in voters:
+        raise InvalidConfigError(
+            f"{where}: this node's id {config.node_id} (--node-id) is not among the voters "
+            f"{sorted(voters)}; a node that is not a voter starts with --join HOST:PORT"
+        )
+    if voters[config.node_id] != own:
+        flag = "--advertised-listen" if config.advertised_listen else "--listen"
+        raise InvalidConfigError(
+            f"{where}: voter {config.node_id} is at {voters[config.node_id]}, but this node "
+            f"is at {own} ({flag}): they must be the same address"
+        )
 
 
 def _read_toml(

@@ -27,6 +27,7 @@ import grpc
 
 from rilke.errors import RilkeError
 from rilke.server.broker import Broker, LogManagerLike
+from rilke.server.cluster.identity import check_single_node
 from rilke.server.config import BrokerConfig, describe, split_host_port
 from rilke.server.files import write_atomically
 from rilke.server.group_service import GroupManager, GroupService, coordinator_config
@@ -119,6 +120,8 @@ class BrokerServer:
             config.listen, "listen", config.sources.get("listen", "default")
         )
         check_bindable(host, port)
+        if not (config.initial_voters or config.join):
+            check_single_node(Path(config.data_dir))
         manager = self._manager_factory(config)
         try:
             self.broker = broker = Broker(config, manager)

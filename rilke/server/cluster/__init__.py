@@ -1,0 +1,1 @@
+"""Cluster wiring of `rilke server`: identity, the metadata controller, brokers, admin."""
