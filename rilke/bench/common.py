@@ -182,7 +182,8 @@ class SpawnedBroker:
 
         def reader() -> None:
             for line in stdout:
-                m = re.search(rb"listening on (\S+:\d+)", line)
+                # The broker's own line (the Kafka and metrics listeners print theirs after).
+                m = re.search(rb"rilke broker listening on (\S+:\d+)", line)
                 if m:
                     found.append(m.group(1).decode())
                     break

@@ -23,7 +23,7 @@ Environment variables: ``RILKE_DATA_DIR``, ``RILKE_LISTEN``, ``RILKE_NODE_ID``,
 ``RILKE_AUTO_CREATE_TOPICS``, ``RILKE_DEFAULT_PARTITIONS``, ``RILKE_MAX_REQUEST_BYTES``,
 ``RILKE_MAINTENANCE_INTERVAL_MS``, ``RILKE_MAX_OPEN_FILES``, ``RILKE_ADVERTISED_LISTEN``,
 ``RILKE_SCRUB_BYTES_PER_SECOND``, ``RILKE_KAFKA_LISTEN``, ``RILKE_KAFKA_ADVERTISED_LISTEN``,
-``RILKE_KAFKA_MAX_FRAME_BYTES``, and ``RILKE_LOG_<KEY>`` for a
+``RILKE_KAFKA_MAX_FRAME_BYTES``, ``RILKE_METRICS_LISTEN``, and ``RILKE_LOG_<KEY>`` for a
 topic default (``RILKE_LOG_RETENTION_MS`` is ``retention.ms``). Other ``RILKE_*`` variables
 belong to other commands and are ignored here.
 """
@@ -112,6 +112,8 @@ class BrokerConfig:
     # The broker's own logging (rilke.logs): a level name and "text" or "json".
     log_level: str = "INFO"
     log_format: str = "text"
+    # Prometheus /metrics and HTTP /health (rilke.server.metrics_http): off unless set.
+    metrics_listen: str = ""  # HOST:PORT; empty: no metrics listener; port 0 picks a free port
     sources: Mapping[str, str] = field(default_factory=dict)  # setting -> where it came from
 
     @property
@@ -252,6 +254,7 @@ _PARSERS: dict[str, Any] = {
     "kafka_max_frame_bytes": _at_least(1024, parse_size),
     "log_level": _parse_log_level,
     "log_format": _parse_log_format,
+    "metrics_listen": _parse_advertised,  # empty (off) or HOST:PORT
 }
 ENV_PREFIX = "RILKE_"
 _LOG_ENV_PREFIX = "RILKE_LOG_"
