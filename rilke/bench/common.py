@@ -182,7 +182,8 @@ class SpawnedBroker:
 
         def reader() -> None:
             for line in stdout:
-                m = re.search(rb"listening on (\S+:\d+)", line)
+                # The broker's own line (the Kafka and metrics listeners print theirs after).
+                m = re.search(rb"rilke broker listening on (\S+:\d+)", line)
                 if m:
                     found.append(m.group(1).decode())
                     break
@@ -253,10 +254,37 @@ def ensure_topic(
     return name
 
 
-def progress(total: int | None, disable: bool, unit: str = "msg") -> Any:
-    from tqdm import tqdm
+class NoProgress:
+    """What a progress bar is without tqdm (the ``bench`` extra): the same calls, no output."""
 
-    return tqdm(
+    def __enter__(self) -> NoProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: float = 1) -> None:
+        pass
+
+    def set_description(self, desc: str | None = None, refresh: bool = True) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(**settings: Any) -> Any:
+    """A tqdm bar with ``settings``, or a :class:`NoProgress` when tqdm is not installed
+    (``pip install 'rilke[bench]'`` brings it)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return NoProgress()
+    return tqdm(**settings)
+
+
+def progress(total: int | None, disable: bool, unit: str = "msg") -> Any:
+    return progress_bar(
         total=total, disable=disable, unit=unit, unit_scale=True, file=sys.stderr, smoothing=0.1
     )
 
