@@ -27,6 +27,7 @@ from rilke.bench.common import (
     tune_malloc,
     write_json,
 )
+from rilke.bench.peers import CONSUME_FIGURES, add_peer_arguments, print_peer_table
 
 _value = operator.itemgetter(6)  # ConsumerRecord.value
 
@@ -67,6 +68,7 @@ def register(subparsers: Any) -> None:
         default=10_000,
         help="consumers' session timeout in the group benchmark (default 10000)",
     )
+    add_peer_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -202,5 +204,14 @@ def run(args: argparse.Namespace) -> int:
             ),
         ],
     )
+    if args.peers:
+        runs = print_peer_table(
+            "side by side (same window, 100 B peers)",
+            ("Rilke consume a filled partition", f"{msgs:,.0f} msgs/s"),
+            msgs,
+            CONSUME_FIGURES,
+            peers_dir=args.peers_dir,
+        )
+        result["peers"] = {r.peer.name: r.figures or r.skipped or r.failed for r in runs}
     write_json(args.json, result)
     return 0 if got >= args.count else 1

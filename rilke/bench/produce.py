@@ -24,6 +24,7 @@ from rilke.bench.common import (
     tune_malloc,
     write_json,
 )
+from rilke.bench.peers import PRODUCE_FIGURES, add_peer_arguments, print_peer_table
 
 SAMPLE_EVERY = 64
 
@@ -79,6 +80,7 @@ def register(subparsers: Any) -> None:
         default="unary",
         help="concurrent unary Produce calls or one ProduceStream per broker (default unary)",
     )
+    add_peer_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -232,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"rilke: a producer failed: {fatal[0]}")
                 return 1
         wall = time.perf_counter() - wall
+        half_rate = _half_rate_run(bootstrap, topic, settings, results) if args.peers else None
     sent = sum(r["sent"] for r in results)
     # Producers start at different times: the aggregate rate is over the span that covers
     # them all, from the first one's start to the last one's end.
@@ -272,5 +275,40 @@ def run(args: argparse.Namespace) -> int:
     )
     if errors:
         print(f"  first errors: {results[0]['errors']}")
+    if args.peers:
+        extra = []
+        if half_rate is not None:
+            hp = percentiles(half_rate["latencies_ms"])
+            extra.append(
+                (
+                    f"latency at half rate ({half_rate['rate']:,}/s) p50/p99",
+                    f"{hp['p50_ms']:.1f} / {hp['p99_ms']:.1f} ms",
+                )
+            )
+            result["half_rate"] = {"rate": half_rate["rate"], **hp}
+        else:
+            extra.append(("latency at half rate", "measured with --producers 1 only"))
+        runs = print_peer_table(
+            "side by side (same window, 100 B peers)",
+            (f"Rilke produce acks={args.acks}", f"{msgs:,.0f} msgs/s"),
+            msgs,
+            PRODUCE_FIGURES,
+            peers_dir=args.peers_dir,
+            extra_rows=extra,
+        )
+        result["peers"] = {r.peer.name: r.figures or r.skipped or r.failed for r in runs}
     write_json(args.json, result)
     return 1 if errors else 0
+
+
+def _half_rate_run(
+    bootstrap: str, topic: str, settings: dict[str, Any], results: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """Send-to-ack latency of one producer paced at half the rate one producer just reached
+    (for ``--duration`` or 10 s): the latency when the producer is not the bound."""
+    if len(results) != 1 or not results[0]["elapsed_s"]:
+        return None
+    rate = max(1, int(results[0]["sent"] / results[0]["elapsed_s"] / 2))
+    run = _produce(bootstrap, topic, dict(settings, rate=rate, duration=settings["duration"] or 10))
+    run["rate"] = rate
+    return run

@@ -404,3 +404,48 @@ def test_every_error_is_a_records_error() -> None:
         DecompressedTooLargeError,
     ):
         assert issubclass(cls, RecordsError)
+
+
+# --- columns, and a header read once ------------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_columns_hold_what_records_hold(codec: Compression) -> None:
+    b = BatchBuilder(compression=codec, base_offset=40)
+    b.append(b"k0", b"v0", [("h", b"x"), ("n", None)], 1000)
+    b.append(None, None, None, 1003)
+    b.append_at(45, b"k2", bytes(300), None, 999)
+    batch = read_batch(b.build())
+    cols = batch.columns()
+    records = batch.records()
+    assert cols.offsets == [r.offset for r in records] == [40, 41, 45]
+    assert cols.timestamps == [r.timestamp for r in records] == [1000, 1003, 999]
+    assert cols.keys == [r.key for r in records] == [b"k0", None, b"k2"]
+    assert cols.values == [r.value for r in records] == [b"v0", None, bytes(300)]
+    assert cols.headers == [r.headers for r in records] == [(("h", b"x"), ("n", None)), (), ()]
+    assert all(r.batch is batch.header for r in records)
+
+
+def test_columns_of_a_log_append_time_batch_carry_the_append_time() -> None:
+    b = BatchBuilder()
+    b.append(b"a", b"1", None, 10)
+    b.append(b"b", b"2", None, 20)
+    buf = bytearray(b.build())
+    set_log_append_time(buf, 5555)
+    assert read_batch(bytes(buf)).columns().timestamps == [5555, 5555]
+
+
+def test_a_header_read_before_is_checked_not_read_again() -> None:
+    b = BatchBuilder()
+    b.append(b"a", b"1", None, 10)
+    data = b"pad" + b.build()
+    header = read_header(data, 3)
+    assert check_batch(data, 3, header=header) is header
+    assert read_batch(data, 3, header=header).columns().values == [b"1"]
+    broken = bytearray(data)
+    broken[-1] ^= 0x01  # the CRC no longer holds: the given header does not vouch for it
+    with pytest.raises(CorruptRecordError, match="CRC"):
+        check_batch(bytes(broken), 3, header=header)
+    with pytest.raises(CorruptRecordError, match="truncated"):
+        check_batch(data[:-1], 3, header=header)
+    check_batch(bytes(broken), 3, header=header, check_crc=False)
