@@ -289,6 +289,18 @@ def progress(total: int | None, disable: bool, unit: str = "msg") -> Any:
     )
 
 
+SEND_TIME_HEADER = "rilke-bench-sent-ns"
+"""A live producer's record header: its send time, ``time.time_ns()`` as 8 big-endian bytes."""
+
+
+def sent_ns(headers: Sequence[tuple[str, bytes | None]]) -> int | None:
+    """The send time a live producer stamped into a record's headers (None: no stamp)."""
+    for key, value in headers:
+        if key == SEND_TIME_HEADER and value is not None and len(value) == 8:
+            return int.from_bytes(value, "big")
+    return None
+
+
 def live_producer(
     *,
     bootstrap: str,
@@ -298,17 +310,23 @@ def live_producer(
     size: int,
     partitions: int = 0,
     pause_s: float = 0.001,
+    linger_ms: float = 1,
+    acks: str = "1",
+    stamp: bool = False,
 ) -> None:
     """Send ``rate`` records/s of ``size`` bytes to ``topic`` for ``seconds``, then flush (the
     target of a child process in the latency phases of the consume benchmarks). With
     ``partitions`` > 0, round robin over partitions 0..partitions-1, so each one gets a steady
     stream and a pause shows as a gap; with 0, the producer's partitioner decides. Between
-    rounds it sleeps ``pause_s``."""
+    rounds it sleeps ``pause_s``. With ``stamp``, each record carries its send time in the
+    header ``SEND_TIME_HEADER`` (nanoseconds, where the record timestamp has milliseconds)."""
     from rilke.client.producer import Producer
 
     tune_malloc()
     values = payloads(size)
-    with Producer(bootstrap, acks=1, linger_ms=1, client_id="rilke-bench-live") as producer:
+    with Producer(
+        bootstrap, acks=acks, linger_ms=linger_ms, client_id="rilke-bench-live"
+    ) as producer:
         producer.partitions_for(topic)
         start = time.perf_counter()
         sent = 0
@@ -318,10 +336,13 @@ def live_producer(
                 break
             due = int(elapsed * rate)
             while sent < due:
+                headers = [(SEND_TIME_HEADER, time.time_ns().to_bytes(8, "big"))] if stamp else None
                 if partitions > 0:
-                    producer.send(topic, values[sent & 1023], partition=sent % partitions)
+                    producer.send(
+                        topic, values[sent & 1023], partition=sent % partitions, headers=headers
+                    )
                 else:
-                    producer.send(topic, values[sent & 1023])
+                    producer.send(topic, values[sent & 1023], headers=headers)
                 sent += 1
             time.sleep(pause_s)
         producer.flush()
