@@ -30,6 +30,7 @@ _COMMAND_MODULES = (
     "rilke.cli.consume_cmd",
     "rilke.cli.offsets_cmd",
     "rilke.cli.group_cmd",
+    "rilke.cli.cluster_cmd",
     "rilke.cli.bench_cmd",
 )
 

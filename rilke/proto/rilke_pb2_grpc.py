@@ -1049,3 +1049,265 @@ class Raft:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class ClusterStub:
+    """--- The cluster (rilke/server/cluster) ---
+
+    Between the nodes of a cluster and for `rilke cluster`. RegisterBroker, BrokerHeartbeat and
+    ControllerWrite go to the controller leader: another node answers NOT_CONTROLLER (code 80)
+    with the leader it knows in controller_id. Join and DescribeCluster work on any node.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.RegisterBroker = channel.unary_unary(
+                '/rilke.v1.Cluster/RegisterBroker',
+                request_serializer=rilke_dot_proto_dot_rilke__pb2.RegisterBrokerRequest.SerializeToString,
+                response_deserializer=rilke_dot_proto_dot_rilke__pb2.RegisterBrokerResponse.FromString,
+                _registered_method=True)
+        self.BrokerHeartbeat = channel.unary_unary(
+                '/rilke.v1.Cluster/BrokerHeartbeat',
+                request_serializer=rilke_dot_proto_dot_rilke__pb2.BrokerHeartbeatRequest.SerializeToString,
+                response_deserializer=rilke_dot_proto_dot_rilke__pb2.BrokerHeartbeatResponse.FromString,
+                _registered_method=True)
+        self.ControllerWrite = channel.unary_unary(
+                '/rilke.v1.Cluster/ControllerWrite',
+                request_serializer=rilke_dot_proto_dot_rilke__pb2.ControllerWriteRequest.SerializeToString,
+                response_deserializer=rilke_dot_proto_dot_rilke__pb2.ControllerWriteResponse.FromString,
+                _registered_method=True)
+        self.Join = channel.unary_unary(
+                '/rilke.v1.Cluster/Join',
+                request_serializer=rilke_dot_proto_dot_rilke__pb2.JoinRequest.SerializeToString,
+                response_deserializer=rilke_dot_proto_dot_rilke__pb2.JoinResponse.FromString,
+                _registered_method=True)
+        self.DescribeCluster = channel.unary_unary(
+                '/rilke.v1.Cluster/DescribeCluster',
+                request_serializer=rilke_dot_proto_dot_rilke__pb2.DescribeClusterRequest.SerializeToString,
+                response_deserializer=rilke_dot_proto_dot_rilke__pb2.DescribeClusterResponse.FromString,
+                _registered_method=True)
+
+
+class ClusterServicer:
+    """--- The cluster (rilke/server/cluster) ---
+
+    Between the nodes of a cluster and for `rilke cluster`. RegisterBroker, BrokerHeartbeat and
+    ControllerWrite go to the controller leader: another node answers NOT_CONTROLLER (code 80)
+    with the leader it knows in controller_id. Join and DescribeCluster work on any node.
+    """
+
+    def RegisterBroker(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BrokerHeartbeat(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ControllerWrite(self, request, context):
+        """One metadata change, answered once committed (metadata_offset: the entry's last offset;
+        the asking node answers its client once it has applied that far).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Join(self, request, context):
+        """A new node asks any node to be added (as a broker and a learner of the metadata group).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeCluster(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ClusterServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'RegisterBroker': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterBroker,
+                    request_deserializer=rilke_dot_proto_dot_rilke__pb2.RegisterBrokerRequest.FromString,
+                    response_serializer=rilke_dot_proto_dot_rilke__pb2.RegisterBrokerResponse.SerializeToString,
+            ),
+            'BrokerHeartbeat': grpc.unary_unary_rpc_method_handler(
+                    servicer.BrokerHeartbeat,
+                    request_deserializer=rilke_dot_proto_dot_rilke__pb2.BrokerHeartbeatRequest.FromString,
+                    response_serializer=rilke_dot_proto_dot_rilke__pb2.BrokerHeartbeatResponse.SerializeToString,
+            ),
+            'ControllerWrite': grpc.unary_unary_rpc_method_handler(
+                    servicer.ControllerWrite,
+                    request_deserializer=rilke_dot_proto_dot_rilke__pb2.ControllerWriteRequest.FromString,
+                    response_serializer=rilke_dot_proto_dot_rilke__pb2.ControllerWriteResponse.SerializeToString,
+            ),
+            'Join': grpc.unary_unary_rpc_method_handler(
+                    servicer.Join,
+                    request_deserializer=rilke_dot_proto_dot_rilke__pb2.JoinRequest.FromString,
+                    response_serializer=rilke_dot_proto_dot_rilke__pb2.JoinResponse.SerializeToString,
+            ),
+            'DescribeCluster': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeCluster,
+                    request_deserializer=rilke_dot_proto_dot_rilke__pb2.DescribeClusterRequest.FromString,
+                    response_serializer=rilke_dot_proto_dot_rilke__pb2.DescribeClusterResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'rilke.v1.Cluster', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('rilke.v1.Cluster', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Cluster:
+    """--- The cluster (rilke/server/cluster) ---
+
+    Between the nodes of a cluster and for `rilke cluster`. RegisterBroker, BrokerHeartbeat and
+    ControllerWrite go to the controller leader: another node answers NOT_CONTROLLER (code 80)
+    with the leader it knows in controller_id. Join and DescribeCluster work on any node.
+    """
+
+    @staticmethod
+    def RegisterBroker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rilke.v1.Cluster/RegisterBroker',
+            rilke_dot_proto_dot_rilke__pb2.RegisterBrokerRequest.SerializeToString,
+            rilke_dot_proto_dot_rilke__pb2.RegisterBrokerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BrokerHeartbeat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rilke.v1.Cluster/BrokerHeartbeat',
+            rilke_dot_proto_dot_rilke__pb2.BrokerHeartbeatRequest.SerializeToString,
+            rilke_dot_proto_dot_rilke__pb2.BrokerHeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ControllerWrite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rilke.v1.Cluster/ControllerWrite',
+            rilke_dot_proto_dot_rilke__pb2.ControllerWriteRequest.SerializeToString,
+            rilke_dot_proto_dot_rilke__pb2.ControllerWriteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Join(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rilke.v1.Cluster/Join',
+            rilke_dot_proto_dot_rilke__pb2.JoinRequest.SerializeToString,
+            rilke_dot_proto_dot_rilke__pb2.JoinResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeCluster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rilke.v1.Cluster/DescribeCluster',
+            rilke_dot_proto_dot_rilke__pb2.DescribeClusterRequest.SerializeToString,
+            rilke_dot_proto_dot_rilke__pb2.DescribeClusterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

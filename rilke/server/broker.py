@@ -103,6 +103,7 @@ class Broker:
         *,
         clock_ms: Callable[[], int] = now_ms,
         partition_factory: PartitionFactory | None = None,
+        wrap_partition_factory: Callable[[PartitionFactory], PartitionFactory] | None = None,
     ) -> None:
         """``partition_factory`` builds each partition over its opened log; by default a
         LocalPartition led by this node (``LocalPartitionFactory``)."""
@@ -124,6 +125,9 @@ class Broker:
         self._partition_factory = partition_factory or LocalPartitionFactory(
             node_id=config.node_id, clock_ms=clock_ms, flush_slots=self._flush_slots
         )
+        if wrap_partition_factory is not None:
+            # A cluster's node decides per partition, given the default (local) factory.
+            self._partition_factory = wrap_partition_factory(self._partition_factory)
         self._closed = False
         # Topic creations share their partition folders' syncs and registry writes.
         self._creations: GroupCommit[tuple[str, int], _CreationRun] = GroupCommit(
@@ -255,12 +259,15 @@ class Broker:
         configs: Mapping[str, str] | None = None,
         *,
         validate_only: bool = False,
+        topic_id: str | None = None,
     ) -> None:
         """Create a topic with its partitions, all on this thread (blocks on disk: for
         auto-creation and the broker's own topics; requests use :meth:`create_topic_async`).
         Raises InvalidTopicError, TopicAlreadyExistsError, InvalidPartitionsError,
         InvalidReplicationFactorError, InvalidConfigError; on any error nothing is created."""
-        info, log_config = self._check_new(name, num_partitions, replication_factor, configs)
+        info, log_config = self._check_new(
+            name, num_partitions, replication_factor, configs, topic_id
+        )
         if validate_only:
             return
         self.topics.reserve(info)
@@ -281,6 +288,7 @@ class Broker:
         configs: Mapping[str, str] | None = None,
         *,
         validate_only: bool = False,
+        topic_id: str | None = None,
     ) -> None:
         """:meth:`create_topic` without stalling the event loop: the partitions' folders and
         files are made durably on a worker thread, then the registry is written there too, in
@@ -296,7 +304,9 @@ class Broker:
         what :meth:`create_topic` raises, ShuttingDownError if the broker closes meanwhile and
         OSError when the disk refuses; on any error the topic is not created (its files are
         removed and the registry written without it)."""
-        info, log_config = self._check_new(name, num_partitions, replication_factor, configs)
+        info, log_config = self._check_new(
+            name, num_partitions, replication_factor, configs, topic_id
+        )
         if validate_only:
             return
         self.topics.reserve(info)
@@ -344,6 +354,7 @@ class Broker:
         num_partitions: int,
         replication_factor: int,
         configs: Mapping[str, str] | None,
+        topic_id: str | None = None,
     ) -> tuple[TopicInfo, LogConfig]:
         self._check_not_closed()
         if num_partitions in (0, -1):
@@ -359,7 +370,10 @@ class Broker:
             self.config.log,
             name_max=self._name_max,
         )
-        return TopicInfo(name, num_partitions, topic_configs, replication_factor=1), log_config
+        info = TopicInfo(name, num_partitions, topic_configs, replication_factor=1)
+        if topic_id:  # a cluster's topic: the controller's id
+            info.topic_id = topic_id
+        return info, log_config
 
     def _check_not_closed(self) -> None:
         if self._closed:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import signal
@@ -21,7 +22,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -35,6 +36,9 @@ from rilke.server.offsets_log import BrokerGroupView
 from rilke.server.scrubbing import run_scrubber
 from rilke.server.services import DEFAULT_FETCH_MAX_BYTES, BrokerService, add_services
 from rilke.storage.scrubber import Scrubber
+
+if TYPE_CHECKING:
+    from rilke.server.cluster.node import ClusterNode
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +116,7 @@ class BrokerServer:
         self.metrics_collector: Any = None  # its rilke.server.metrics.BrokerCollector
         self.metrics_address: tuple[str, int] | None = None
         self.serving = False  # requests are served (/health answers 200)
+        self.cluster: ClusterNode | None = None  # a node of a cluster (--initial-voters/--join)
 
     async def start(self) -> tuple[str, int]:
         """Open storage and start serving; returns the bound (host, port).
@@ -126,9 +131,11 @@ class BrokerServer:
         check_bindable(host, port)
         if not (config.initial_voters or config.join):
             check_single_node(Path(config.data_dir))
+        if (config.initial_voters or config.join) and config.auto_create_topics:
+            log.warning("auto_create_topics is not supported in a cluster yet: off")
+            config = self.config = dataclasses.replace(config, auto_create_topics=False)
         manager = self._manager_factory(config)
         try:
-            self.broker = broker = Broker(config, manager)
             max_request = config.max_request_bytes + (1 << 20)
             server = grpc.aio.server(
                 options=[
@@ -153,6 +160,25 @@ class BrokerServer:
                 advertised = split_host_port(
                     config.advertised_listen, "advertised_listen", "config"
                 )
+            wrap_factory = None
+            if config.initial_voters or config.join:
+                # A node of a cluster: the metadata group replayed before the broker opens
+                # its partitions (rilke.server.cluster.node).
+                from rilke.server.cluster.node import ClusterNode
+
+                self.cluster = ClusterNode(config, server, advertised)
+                await self.cluster.open()
+                wrap_factory = self.cluster.partition_factory
+            self.broker = broker = Broker(config, manager, wrap_partition_factory=wrap_factory)
+            cluster_admin = None
+            if self.cluster is not None:
+                from rilke.proto import rilke_pb2_grpc
+
+                cluster_service = self.cluster.attach(broker)
+                rilke_pb2_grpc.add_ClusterServicer_to_server(  # type: ignore[no-untyped-call]
+                    cluster_service, server
+                )
+                cluster_admin = self.cluster.admin
             self._groups = GroupManager(
                 BrokerGroupView(broker),
                 config=coordinator_config(config),
@@ -165,11 +191,15 @@ class BrokerServer:
                 broker,
                 advertised,
                 group_service=GroupService(self._groups, advertised, config.node_id),
+                metadata_view=self.cluster.view if self.cluster is not None else None,
+                cluster_admin=cluster_admin,
             )
             await server.start()
             self._server = server
             from grpc_health.v1 import health_pb2
 
+            if self.cluster is not None:
+                await self.cluster.start()
             await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
             if config.kafka_listen:
                 await self._start_kafka(broker, self._groups)
@@ -178,6 +208,9 @@ class BrokerServer:
         except BaseException:
             await self._stop_metrics()
             await self._stop_kafka()
+            if self.cluster is not None:
+                await self.cluster.close()
+                self.cluster = None
             if self._groups is not None:
                 await self._groups.stop()
                 self._groups = None
@@ -330,6 +363,10 @@ class BrokerServer:
                 await self._maintenance
             self._maintenance = None
         await self._stop_kafka()
+        if self.cluster is not None:
+            # Before the server stops: the Raft streams are calls of that server.
+            await self.cluster.close()
+            self.cluster = None
         if self._server is not None:
             log.info("shutting down: finishing requests in flight")
             if self._health is not None:

@@ -12,8 +12,8 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -96,6 +96,26 @@ def view_topic(view: MetadataView, name: str) -> TopicMeta:
     if topic is None:
         raise UnknownTopicOrPartitionError(f"topic {name!r} is not in this node's metadata yet")
     return topic
+
+
+class ClusterTopicAdmin(Protocol):
+    """Topic changes of a node of a cluster, through the controller
+    (rilke.server.cluster.admin.ClusterAdmin); a single node changes its broker directly."""
+
+    async def create_topic(
+        self,
+        name: str,
+        num_partitions: int,
+        replication_factor: int,
+        configs: Mapping[str, str],
+        validate_only: bool,
+    ) -> None: ...
+
+    async def delete_topic(self, name: str) -> None: ...
+
+    async def alter_configs(
+        self, name: str, set_: Mapping[str, str], delete: Sequence[str], validate_only: bool
+    ) -> None: ...
 
 
 _Started = tuple[pb.ProducePartitionData, "asyncio.Future[AppendResult] | None", pb.Error | None]
@@ -423,8 +443,10 @@ class AdminService(pb_grpc.AdminServicer):
         broker: Broker,
         on_topics_deleted: Callable[[], None] = lambda: None,
         metadata_view: Callable[[], MetadataView] | None = None,
+        cluster_admin: ClusterTopicAdmin | None = None,
     ) -> None:
         self._broker = broker
+        self._cluster_admin = cluster_admin  # a cluster's node: changes go to the controller
         self._on_topics_deleted = on_topics_deleted
         self._metadata_view = metadata_view or (
             lambda: local_metadata_view(broker, ("", 0))  # brokers' addresses are not used
@@ -438,6 +460,15 @@ class AdminService(pb_grpc.AdminServicer):
         async def create(topic: pb.NewTopic, out: pb.TopicResult) -> None:
             with error_into(out):
                 refuse_internal(topic.name, "create")
+                if self._cluster_admin is not None:
+                    await self._cluster_admin.create_topic(
+                        topic.name,
+                        topic.num_partitions,
+                        topic.replication_factor,
+                        dict(topic.configs),
+                        request.validate_only,
+                    )
+                    return
                 await self._broker.create_topic_async(
                     topic.name,
                     topic.num_partitions,
@@ -461,6 +492,9 @@ class AdminService(pb_grpc.AdminServicer):
             out = response.results.add(name=name)
             with error_into(out):
                 refuse_internal(name, "delete")
+                if self._cluster_admin is not None:
+                    await self._cluster_admin.delete_topic(name)
+                    continue
                 self._broker.delete_topic(name)
         self._on_topics_deleted()
         return response
@@ -492,6 +526,8 @@ class AdminService(pb_grpc.AdminServicer):
                 out.replication_factor = info.replication_factor
                 out.configs.update(info.configs)
                 meta = view_topic(view, name).partitions
+                if meta:  # the metadata's (a cluster's topic may have several replicas)
+                    out.replication_factor = len(meta[0].replicas)
                 for p, partition in enumerate(broker.partitions_of(name)):
                     if p >= len(meta):
                         raise UnknownTopicOrPartitionError(
@@ -531,6 +567,11 @@ class AdminService(pb_grpc.AdminServicer):
             out = response.results.add(name=change.topic)
             with error_into(out):
                 refuse_internal(change.topic, "change the configs of")
+                if self._cluster_admin is not None:
+                    await self._cluster_admin.alter_configs(
+                        change.topic, dict(change.set), list(change.delete), request.validate_only
+                    )
+                    continue
                 self._broker.alter_configs(
                     change.topic,
                     dict(change.set),
@@ -547,6 +588,7 @@ def add_services(
     *,
     group_service: Any = None,
     metadata_view: Callable[[], MetadataView] | None = None,
+    cluster_admin: ClusterTopicAdmin | None = None,
 ) -> tuple[BrokerService, Any]:
     """Register Broker and Admin, the standard health service and server reflection; return
     the Broker service and the health servicer (their state is driven by the lifecycle).
@@ -558,7 +600,8 @@ def add_services(
     service = BrokerService(broker, advertised, view)
     stats = broker.stats
     _add_servicer(server, "Broker", service, stats)
-    _add_servicer(server, "Admin", AdminService(broker, service.wake_waiters, view), stats)
+    admin = AdminService(broker, service.wake_waiters, view, cluster_admin)
+    _add_servicer(server, "Admin", admin, stats)
     if group_service is not None:
         _add_servicer(server, "Group", group_service, stats)
     health_servicer = health.aio.HealthServicer()

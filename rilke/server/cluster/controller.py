@@ -1,0 +1,256 @@
+"""This node's part in the metadata controller: the Raft group "__cluster_metadata".
+
+Every node runs the group over its own internal log (``<data dir>/__cluster_metadata``, a
+folder the LogManager does not take for a partition) and applies each committed entry to its
+:class:`MetadataApplier`, so any node answers Metadata from its own applied view. The initial
+voters vote; every node that joins later is a learner (it replays, it does not vote) until
+`rilke cluster add-voter` promotes it.
+
+On the Raft leader (the controller leader) a :class:`ControllerDecider` decides. One decision
+is in flight at a time (``_decide_lock``): the decider validates against the state with every
+earlier decision applied, proposes its records, and waits until they are committed and
+applied here, so the answer says what the cluster now holds. Before the first decision of a
+term the leader waits until it has applied everything up to its own no-op (its state is then
+the whole committed state). The first leader of a new cluster writes the bootstrap records
+(cluster id, voters). A timer fences brokers whose heartbeats stopped.
+
+Runs on the event loop; not thread-safe. Every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rilke.errors import ControllerError, NotControllerError
+from rilke.records.header import read_header
+from rilke.replication.controller import MetadataApplier, MetadataView
+from rilke.replication.controller.decider import ControllerDecider, DeciderSettings
+from rilke.replication.controller.records import MetadataRecord, encode_batches
+from rilke.replication.raft.types import NO_NODE, Config, Entry
+from rilke.replication.raft_storage import PartitionRaftStorage
+from rilke.replication.runtime import RaftRuntime
+from rilke.storage.config import LogConfig
+from rilke.storage.handles import FileCache
+from rilke.storage.log import PartitionLog
+
+log = logging.getLogger(__name__)
+
+METADATA_GROUP = "__cluster_metadata"
+METADATA_DIR = "__cluster_metadata"
+FENCE_CHECK_INTERVAL_S = 1.0
+"""How often the leader looks for brokers whose session expired (Kafka checks about as often:
+a session is 9 s, so a dead broker is fenced 9-10 s after its last heartbeat)."""
+DEFAULT_WRITE_TIMEOUT_S = 15.0
+MAX_REJECTIONS_KEPT = 1024
+
+Decision = Callable[[ControllerDecider], list[MetadataRecord]]
+
+
+def open_metadata_log(data_dir: Path) -> tuple[PartitionLog, PartitionRaftStorage]:
+    """The metadata group's log and its Raft storage in ``data_dir`` (made if missing)."""
+    folder = Path(data_dir) / METADATA_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    plog = PartitionLog.open(
+        folder, LogConfig(), now_ms=int(time.time() * 1000), recover=True, cache=FileCache(16)
+    )
+    return plog, PartitionRaftStorage.open(plog)
+
+
+class ClusterController:
+    """The metadata group on this node (see the module docstring)."""
+
+    def __init__(
+        self,
+        node_id: int,
+        runtime: RaftRuntime,
+        storage: PartitionRaftStorage,
+        *,
+        cluster_id: str,
+        bootstrap_voters: Sequence[int],
+        validate_topic: Callable[[str, int], None],
+        settings: DeciderSettings | None = None,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.node_id = node_id
+        self.cluster_id = cluster_id
+        self.bootstrap_voters = tuple(sorted(bootstrap_voters))
+        self.applier = MetadataApplier(node_id=node_id)
+        self._runtime = runtime
+        self._storage = storage
+        self._validate_topic = validate_topic
+        self._settings = settings
+        self._clock_ms = clock_ms
+        self.leader_id = NO_NODE
+        self._term = 0
+        self._decider: ControllerDecider | None = None
+        self._term_start = 0  # the leader's no-op: decisions wait until applied past it
+        self._decide_lock = asyncio.Lock()
+        self._applied = asyncio.Event()  # set (and replaced) whenever something applies
+        self._rejections: dict[int, ControllerError] = {}  # index -> why, of own proposals
+        self._leader_task: asyncio.Task[None] | None = None
+        self._leader_listeners: list[Callable[[], None]] = []
+
+    # --- the group ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the group (restart replays the log from its start: the state is rebuilt by
+        applying every committed entry again)."""
+        config = Config(self.node_id, voters=self.bootstrap_voters)
+        self._runtime.add_group(
+            METADATA_GROUP, self._storage, config, self._apply, on_leader=self._on_leader
+        )
+
+    async def stop(self) -> None:
+        if self._leader_task is not None:
+            self._leader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._leader_task
+            self._leader_task = None
+
+    def view(self) -> MetadataView:
+        """This node's applied metadata, with the controller leader as this node knows it."""
+        return self.applier.view(self.leader_id if self.leader_id != NO_NODE else -1)
+
+    def now_ms(self) -> int:
+        return self._clock_ms()
+
+    @property
+    def applied_index(self) -> int:
+        return self.applier.applied_index
+
+    @property
+    def is_leader(self) -> bool:
+        return self._decider is not None and self.leader_id == self.node_id
+
+    def on_leader_change(self, callback: Callable[[], None]) -> None:
+        self._leader_listeners.append(callback)
+
+    def members(self) -> tuple[frozenset[int], frozenset[int]]:
+        """(voters, learners) of the metadata group as this node's Raft core has them."""
+        conf = self._runtime.node(METADATA_GROUP).conf
+        return conf.voters, conf.learners
+
+    def _apply(self, entries: Sequence[Entry]) -> None:
+        for entry in entries:
+            error = self.applier.apply_entry(entry)
+            if error is not None:
+                # Kept for the proposer (whose future resolves after this apply); rejections
+                # are rare, and the oldest are dropped past the bound.
+                self._rejections[entry.index] = error
+                while len(self._rejections) > MAX_REJECTIONS_KEPT:
+                    del self._rejections[min(self._rejections)]
+        event, self._applied = self._applied, asyncio.Event()
+        event.set()
+
+    def _on_leader(self, leader: int, term: int) -> None:
+        self.leader_id = leader
+        self._term = term
+        if leader == self.node_id:
+            self._term_start = self._runtime.status(METADATA_GROUP).last_index
+            decider = ControllerDecider(
+                self.applier.state, self._settings, validate_topic=self._validate_topic
+            )
+            self._decider = decider
+            if self._leader_task is None or self._leader_task.done():
+                self._leader_task = asyncio.ensure_future(self._lead())
+            log.info("node %d: controller leader at term %d", self.node_id, term)
+        else:
+            self._decider = None
+            if self._leader_task is not None:
+                self._leader_task.cancel()
+                self._leader_task = None
+        for callback in list(self._leader_listeners):
+            callback()
+
+    # --- waiting ------------------------------------------------------------------------
+
+    async def wait_applied(self, index: int, timeout_s: float) -> None:
+        """Return once this node applied up to ``index``; TimeoutError after ``timeout_s``."""
+        async with asyncio.timeout(timeout_s):
+            while self.applier.applied_index < index:
+                await self._applied.wait()
+
+    async def _caught_up(self, timeout_s: float) -> ControllerDecider:
+        """The decider, once this leader applied all it committed (its no-op included)."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                decider = self._decider
+                if decider is None or self.leader_id != self.node_id:
+                    raise NotControllerError(self.not_leader_text())
+                status = self._runtime.status(METADATA_GROUP)
+                if (
+                    status.commit_index >= self._term_start
+                    and self.applier.applied_index >= status.commit_index
+                ):
+                    # The decider's state is the applier's (the one object): fresh after a
+                    # snapshot restore too.
+                    decider.state = self.applier.state
+                    return decider
+                await self._applied.wait()
+
+    def not_leader_text(self) -> str:
+        if self.leader_id in (NO_NODE, self.node_id):
+            return f"node {self.node_id} is not the controller leader; no leader is known yet"
+        return f"node {self.node_id} is not the controller leader; node {self.leader_id} is"
+
+    # --- deciding -----------------------------------------------------------------------
+
+    async def decide(
+        self, decision: Decision, *, timeout_s: float = DEFAULT_WRITE_TIMEOUT_S
+    ) -> int:
+        """Decide on this leader and return the metadata index once the records are
+        committed and applied here (the applied index when there is nothing to change).
+        Raises NotControllerError (retriable) off the leader, the decision's own error
+        (nothing changed), the state machine's rejection of the entry, TimeoutError."""
+        async with asyncio.timeout(timeout_s), self._decide_lock:
+            decider = await self._caught_up(timeout_s)
+            records = decision(decider)
+            if not records:
+                return self.applier.applied_index
+            batches = encode_batches(records, self._clock_ms())
+            counts = [_record_count(b) for b in batches]
+            futures = []
+            for batch, count in zip(batches, counts, strict=True):
+                future = self._runtime.propose(
+                    METADATA_GROUP, [batch], [count], timeout_s=timeout_s
+                )
+                futures.append(future)
+            indexes = [await f for f in futures]
+            await self.wait_applied(indexes[-1], timeout_s)
+            for index in indexes:
+                error = self._rejections.pop(index, None)
+                if error is not None:
+                    raise error
+            return indexes[-1]
+
+    async def _lead(self) -> None:
+        """The leader's own work: bootstrap a new cluster, then fence expired sessions."""
+        try:
+            decider = await self._caught_up(60.0)
+            decider.become_leader(self._clock_ms())
+            if self.applier.state.cluster_id is None:
+                await self.decide(lambda d: d.bootstrap(self.cluster_id, self.bootstrap_voters))
+                log.info("node %d: cluster %s bootstrapped", self.node_id, self.cluster_id)
+            while True:
+                await asyncio.sleep(FENCE_CHECK_INTERVAL_S)
+                try:
+                    await self.decide(self._fence_expired)
+                except (ControllerError, TimeoutError) as e:
+                    log.warning("node %d: fencing expired brokers failed: %s", self.node_id, e)
+        except NotControllerError:
+            return
+        except TimeoutError:
+            log.warning("node %d: controller leader did not catch up in time", self.node_id)
+
+    def _fence_expired(self, decider: ControllerDecider) -> list[MetadataRecord]:
+        return decider.fence_expired(self._clock_ms())
+
+
+def _record_count(batch: bytes) -> int:
+    """Offsets the batch spans (one per metadata record)."""
+    return read_header(batch).records_count

@@ -1,0 +1,268 @@
+"""ClusterNode: everything a node of a cluster runs beside its broker.
+
+`rilke server --initial-voters ...` (or ``--join HOST:PORT``) builds one; without either,
+nothing here runs and the broker is today's single node. The broker process calls, in order:
+
+1. :meth:`open` (before the Broker exists): the cluster id (derived from the initial voters,
+   or the answer of the node joined through), the data directory's identity checked, the
+   node's one :class:`ReplicationHost` on the broker's gRPC server, the metadata group
+   started and its committed log replayed (so the broker's partitions are built knowing the
+   metadata);
+2. :meth:`partition_factory` for the Broker, then :meth:`attach` with the Broker (the
+   Cluster service on the server, the topic mirror, the admin the Admin service uses);
+3. after the server started, :meth:`start` (broker registration and heartbeats, the mirror);
+4. :meth:`close` before the server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import grpc
+
+from rilke.errors import InvalidRequestError, RilkeError, for_code
+from rilke.partition.interface import PartitionFactory
+from rilke.proto import rilke_pb2 as pb
+from rilke.proto import rilke_pb2_grpc as pb_grpc
+from rilke.replication.controller import MetadataView
+from rilke.replication.host import ReplicationHost
+from rilke.replication.raft.types import ConfChange, ConfChangeType
+from rilke.replication.transport import TransportConfig
+from rilke.server.broker import Broker
+from rilke.server.cluster.admin import ClusterAdmin, check_topic
+from rilke.server.cluster.broker_agent import BrokerAgent
+from rilke.server.cluster.controller import METADATA_GROUP, ClusterController, open_metadata_log
+from rilke.server.cluster.forward import ControllerClient
+from rilke.server.cluster.identity import NodeIdentity, check_identity, cluster_id_of_voters
+from rilke.server.cluster.partitions import ClusterPartitionFactory
+from rilke.server.cluster.service import ClusterService
+from rilke.server.cluster.topic_mirror import TopicMirror
+from rilke.server.config import BrokerConfig
+from rilke.storage import files
+from rilke.storage.log import PartitionLog
+
+log = logging.getLogger(__name__)
+
+REPLAY_TIMEOUT_S = 60.0
+JOIN_TIMEOUT_S = 60.0
+MEMBERSHIP_TIMEOUT_S = 30.0
+
+
+class ClusterNode:
+    def __init__(
+        self, config: BrokerConfig, server: grpc.aio.Server, advertised: tuple[str, int]
+    ) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        self._server = server
+        self.advertised = advertised
+        self.address = f"{advertised[0]}:{advertised[1]}"
+        self._data_dir = Path(config.data_dir)
+        self._name_max = files.name_max(self._data_dir)
+        self._voters: dict[int, str] = {}
+        self._known: dict[int, str] = {}  # node id -> address, before the metadata has them
+        self.host: ReplicationHost | None = None
+        self.controller: ClusterController | None = None
+        self._log: PartitionLog | None = None
+        self._client: ControllerClient | None = None
+        self._agent: BrokerAgent | None = None
+        self._mirror_task: asyncio.Task[None] | None = None
+        self.admin: ClusterAdmin | None = None
+        self._mirror: TopicMirror | None = None
+
+    # --- 1. open ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Raises NodeIdentityError, InvalidConfigError, RilkeError (a join refused or not
+        answered), OSError."""
+        config = self.config
+        if config.join:
+            cluster_id, voters, known = await self._ask_to_join(config.join)
+        else:
+            voters = dict(config.initial_voters)
+            cluster_id = cluster_id_of_voters(config.initial_voters)
+            known = dict(voters)
+        check_identity(self._data_dir, NodeIdentity(cluster_id, self.node_id))
+        self._voters, self._known = voters, known
+        self._log, storage = open_metadata_log(self._data_dir)
+        committed = storage.initial_state()[0].commit
+        peers = {n: a for n, a in known.items() if n != self.node_id}
+        self.host = host = ReplicationHost(
+            TransportConfig(cluster_id, self.node_id, self.address), peers, server=self._server
+        )
+        self.controller = controller = ClusterController(
+            self.node_id,
+            host.runtime,
+            storage,
+            cluster_id=cluster_id,
+            bootstrap_voters=sorted(voters),
+            validate_topic=lambda name, n: check_topic(name, n, self._name_max),
+        )
+        controller.applier.subscribe(self._metadata_changed)
+        controller.start()
+        await host.start()
+        await controller.wait_applied(committed, REPLAY_TIMEOUT_S)
+        log.info(
+            "node %d: cluster %s, metadata replayed to index %d (voters %s)",
+            self.node_id,
+            cluster_id,
+            controller.applied_index,
+            sorted(voters),
+        )
+
+    async def _ask_to_join(self, target: str) -> tuple[str, dict[int, str], dict[int, str]]:
+        """Ask ``target`` (any node) to add this node; retried until JOIN_TIMEOUT_S."""
+        request = pb.JoinRequest(
+            node_id=self.node_id, host=self.advertised[0], port=self.advertised[1]
+        )
+        deadline = time.monotonic() + JOIN_TIMEOUT_S
+        last = ""
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = pb_grpc.ClusterStub(channel)  # type: ignore[no-untyped-call]
+            while time.monotonic() < deadline:
+                try:
+                    response = await stub.Join(request, timeout=10.0)
+                except grpc.aio.AioRpcError as e:
+                    last = f"{e.code().name}: {e.details()}"
+                else:
+                    if not response.error.code:
+                        return (
+                            response.cluster_id,
+                            {n.node_id: n.address for n in response.voters},
+                            {n.node_id: n.address for n in response.nodes},
+                        )
+                    error = for_code(response.error.code)(response.error.message)
+                    if not error.retriable:
+                        raise RilkeError(f"joining the cluster through {target}: {error}")
+                    last = str(error)
+                log.info(
+                    "node %d: joining through %s: %s; trying again", self.node_id, target, last
+                )
+                await asyncio.sleep(0.5)
+        raise RilkeError(f"joining the cluster through {target}: no answer in time ({last})")
+
+    # --- 2. the broker ------------------------------------------------------------------
+
+    def view(self) -> MetadataView:
+        assert self.controller is not None
+        return self.controller.view()
+
+    def partition_factory(self, local: PartitionFactory) -> PartitionFactory:
+        return ClusterPartitionFactory(self.node_id, self.view, local)
+
+    def attach(self, broker: Broker) -> ClusterService:
+        """Build what needs the broker; returns the Cluster service (registered on the
+        server by the caller, before it starts)."""
+        controller = self.controller
+        assert controller is not None
+        service = ClusterService(
+            controller,
+            self.config.log,
+            self._voters,
+            change_membership=self._change_membership,
+            add_learner=self._add_learner,
+        )
+        self._client = ControllerClient(controller, service, self._address_of)
+        service.forward = self._client.call
+        mirror = TopicMirror(broker, self.view, self.node_id)
+        self._mirror = mirror
+        controller.applier.subscribe(mirror.changed)
+        self.admin = ClusterAdmin(self.config, controller, self._client, mirror, self._name_max)
+        self._agent = BrokerAgent(
+            self._client, controller.cluster_id, self.node_id, self.advertised
+        )
+        return service
+
+    def _address_of(self, node: int) -> str | None:
+        info = self.view().brokers.get(node)
+        if info is not None:
+            return f"{info.host}:{info.port}"
+        return self._known.get(node)
+
+    def _metadata_changed(self) -> None:
+        """Every broker of the metadata is a peer of the transport (a node that joined)."""
+        if self.host is None or self.controller is None:
+            return
+        for b in self.controller.view().brokers.values():
+            if b.broker_id != self.node_id:
+                self.host.add_peer(b.broker_id, f"{b.host}:{b.port}")
+
+    # --- membership (on the controller leader) ------------------------------------------
+
+    async def _add_learner(self, node: int, address: str) -> None:
+        assert self.host is not None
+        self.host.add_peer(node, address)
+        voters, learners = self.members()
+        if node in voters or node in learners:
+            return  # a node that joined before, restarting
+        await self._propose_conf_change(ConfChange(ConfChangeType.ADD_LEARNER, node))
+        log.info("node %d: node %d joined as a learner at %s", self.node_id, node, address)
+
+    async def _change_membership(self, node: int, promote: bool) -> None:
+        voters, learners = self.members()
+        if promote:
+            if node in voters:
+                return
+            if node not in learners:
+                raise InvalidRequestError(
+                    f"node {node} is not a member of the metadata group: start it with --join "
+                    "first; it becomes a voter once it has caught up"
+                )
+            change = ConfChange(ConfChangeType.ADD_VOTER, node)
+        else:
+            if node not in voters:
+                raise InvalidRequestError(f"node {node} is not a voter (voters: {sorted(voters)})")
+            if len(voters) == 1:
+                raise InvalidRequestError(f"node {node} is the last voter")
+            if node == self.node_id:
+                raise InvalidRequestError(
+                    f"node {node} leads the controller: it cannot remove itself; try again "
+                    "after another node leads"
+                )
+            change = ConfChange(ConfChangeType.ADD_LEARNER, node)
+        await self._propose_conf_change(change)
+        assert self.controller is not None
+        new_voters, _ = self.members()
+        await self.controller.decide(lambda d: d.change_voters(sorted(new_voters)))
+        log.info("node %d: metadata voters now %s", self.node_id, sorted(new_voters))
+
+    async def _propose_conf_change(self, change: ConfChange) -> None:
+        assert self.host is not None
+        future = self.host.runtime.propose_conf_change(
+            METADATA_GROUP, change, timeout_s=MEMBERSHIP_TIMEOUT_S
+        )
+        await future
+
+    def members(self) -> tuple[frozenset[int], frozenset[int]]:
+        assert self.controller is not None
+        return self.controller.members()
+
+    # --- 3. and 4. ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        assert self._agent is not None and self._mirror is not None
+        self._mirror.start()
+        self._agent.start()
+
+    async def close(self) -> None:
+        """Stop heartbeating, the mirror, the metadata group and the transport. Safe to call
+        twice and after a failed :meth:`open`."""
+        if self._agent is not None:
+            await self._agent.stop()
+            self._agent = None
+        if self._mirror is not None:
+            await self._mirror.stop()
+        if self.controller is not None:
+            await self.controller.stop()
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+        if self.host is not None:
+            await self.host.close()
+            self.host = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None

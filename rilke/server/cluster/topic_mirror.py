@@ -1,0 +1,124 @@
+"""TopicMirror: the local broker's topics follow the applied metadata.
+
+Every node's :class:`~rilke.server.broker.Broker` holds the topics of the cluster's
+metadata: after every change of the applied state the mirror creates what the metadata has
+and the broker lacks (with the controller's topic id: a topic deleted and created again
+under the same name while this node was away is replaced, not mistaken for the old one),
+grows partition counts, applies configs and deletes what the metadata no longer has. The
+broker's partition factory decides which partitions are served here
+(:mod:`rilke.server.cluster.partitions`). Internal topics the node keeps for itself (a name
+starting with ``__`` that the metadata does not hold) are left alone.
+
+One pass at a time, on the loop (creation's file work on worker threads).
+:meth:`wait_synced` returns once a pass covered a given metadata index: admin answers wait
+for it, so a topic created through this node is served by it when the call returns.
+A topic the broker cannot hold is logged and retried at the next change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from rilke.replication.controller import MetadataView, TopicMeta
+from rilke.server.broker import Broker
+from rilke.server.topics import is_internal
+
+log = logging.getLogger(__name__)
+
+
+class TopicMirror:
+    def __init__(self, broker: Broker, view: Callable[[], MetadataView], node_id: int) -> None:
+        self._broker = broker
+        self._view = view
+        self._node_id = node_id
+        self.synced_index = -1
+        self._wake = asyncio.Event()
+        self._synced = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def changed(self) -> None:
+        """The applied metadata changed (the applier's subscription)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._wake.set()
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def wait_synced(self, index: int, timeout_s: float) -> None:
+        """Return once a pass covered metadata index ``index``; TimeoutError otherwise."""
+        async with asyncio.timeout(timeout_s):
+            while self.synced_index < index:
+                await self._synced.wait()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            view = self._view()
+            try:
+                await self.sync(view)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("node %d: mirroring the metadata's topics failed", self._node_id)
+            self.synced_index = view.applied_offset
+            event, self._synced = self._synced, asyncio.Event()
+            event.set()
+
+    async def sync(self, view: MetadataView) -> None:
+        """One pass (see the module docstring)."""
+        broker = self._broker
+        for info in list(broker.topics):
+            meta = view.topic(info.name)
+            if meta is None and is_internal(info.name):
+                continue
+            if meta is None or meta.topic_id != info.topic_id:
+                self._try(f"delete topic {info.name}", broker.delete_topic, info.name)
+        for meta in view.topics.values():
+            if not meta.partitions:
+                continue
+            found = broker.topics.get(meta.name)
+            if found is None:
+                await self._create(meta)
+                continue
+            info = found
+            if info.num_partitions < len(meta.partitions):
+                self._try(
+                    f"grow topic {meta.name}",
+                    broker.create_partitions,
+                    meta.name,
+                    len(meta.partitions),
+                )
+            if dict(info.configs) != dict(meta.configs):
+                reset = [k for k in info.configs if k not in meta.configs]
+                self._try(
+                    f"configs of {meta.name}",
+                    broker.alter_configs,
+                    meta.name,
+                    dict(meta.configs),
+                    reset,
+                )
+
+    async def _create(self, meta: TopicMeta) -> None:
+        try:
+            await self._broker.create_topic_async(
+                meta.name, len(meta.partitions), 1, dict(meta.configs), topic_id=meta.topic_id
+            )
+        except Exception as e:
+            log.error("node %d: cannot hold topic %s here: %s", self._node_id, meta.name, e)
+
+    def _try(self, what: str, action: Callable[..., None], *args: object) -> None:
+        try:
+            action(*args)
+        except Exception as e:
+            log.error("node %d: %s failed: %s", self._node_id, what, e)
