@@ -40,12 +40,10 @@ from functools import partial
 from pathlib import Path
 
 from rilke.errors import (
-    FencedLeaderEpochError,
     InvalidRequestError,
     LogClosedError,
     NotLeaderError,
     OffsetOutOfRangeError,
-    UnknownLeaderEpochError,
 )
 from rilke.partition.group_flush import FlushSlots, GroupFlush
 from rilke.partition.interface import (
@@ -62,7 +60,7 @@ from rilke.partition.interface import (
 )
 from rilke.partition.maintenance import Maintenance
 from rilke.partition.producer_state import ProducerState
-from rilke.partition.validation import validate_batches
+from rilke.partition.validation import check_leader_epoch, validate_batches
 from rilke.records.header import read_header
 from rilke.replication import offsets
 from rilke.replication.host import ReplicationHost
@@ -218,19 +216,9 @@ class ReplicatedPartition:
             callback(value)
 
     def check_leader_epoch(self, epoch: int | None) -> None:
-        """KIP-320: a request naming the partition's leader epoch (None or -1: unnamed) is
-        refused when that epoch is older (FencedLeaderEpochError: its sender's metadata is
-        stale) or newer (UnknownLeaderEpochError: this replica has not learnt it yet)."""
-        if epoch is None or epoch < 0:
-            return
-        if epoch < self._term:
-            raise FencedLeaderEpochError(
-                f"{self._name}: leader epoch {epoch} is fenced (the current one is {self._term})"
-            )
-        if epoch > self._term:
-            raise UnknownLeaderEpochError(
-                f"{self._name}: leader epoch {epoch} is newer than this replica's {self._term}"
-            )
+        """KIP-320 (:func:`rilke.partition.validation.check_leader_epoch`) against this
+        replica's epoch."""
+        check_leader_epoch(self._name, self._term, epoch)
 
     def _on_leader(self, leader: int, term: int) -> None:
         was_leader = self._leader_id == self._node_id
