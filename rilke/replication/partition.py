@@ -66,7 +66,7 @@ from rilke.replication import offsets
 from rilke.replication.host import ReplicationHost
 from rilke.replication.partition_storage import ReplicatedStorage
 from rilke.replication.raft.types import NO_NODE, Config, Entry, EntryKind, Ready, Role, Snapshot
-from rilke.replication.runtime import RaftRuntime
+from rilke.replication.runtime import GroupRemovedError, RaftRuntime
 from rilke.storage.config import LogConfig
 from rilke.storage.log import PartitionLog
 
@@ -255,6 +255,12 @@ class ReplicatedPartition:
             leader_id=leader,
         )
 
+    def _closing(self) -> NotLeaderError:
+        """For appends still waiting when this replica stops: retriable, at another replica."""
+        return NotLeaderError(
+            f"{self._name}: node {self._node_id} stopped before the write was acknowledged"
+        )
+
     # --- writes --------------------------------------------------------------------------------
 
     def update_config(self, config: LogConfig) -> None:
@@ -314,6 +320,8 @@ class ReplicatedPartition:
             return
         if isinstance(error, NotLeaderError):
             error = self._not_leader()
+        elif isinstance(error, GroupRemovedError):
+            error = self._closing()
         future.set_exception(error)
 
     def _wait(
@@ -476,7 +484,7 @@ class ReplicatedPartition:
                 self._producers.write_snapshot()
         finally:
             self._flusher.close()
-            self._fail_waiting(LogClosedError(f"partition {self._name} closed"))
+            self._fail_waiting(self._closing())
 
     def forget_state(self) -> None:
         """Remove the producer state snapshot (the topic is being deleted)."""
