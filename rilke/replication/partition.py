@@ -40,12 +40,10 @@ from functools import partial
 from pathlib import Path
 
 from rilke.errors import (
-    FencedLeaderEpochError,
     InvalidRequestError,
     LogClosedError,
     NotLeaderError,
     OffsetOutOfRangeError,
-    UnknownLeaderEpochError,
 )
 from rilke.partition.group_flush import FlushSlots, GroupFlush
 from rilke.partition.interface import (
@@ -62,13 +60,13 @@ from rilke.partition.interface import (
 )
 from rilke.partition.maintenance import Maintenance
 from rilke.partition.producer_state import ProducerState
-from rilke.partition.validation import validate_batches
+from rilke.partition.validation import check_leader_epoch, validate_batches
 from rilke.records.header import read_header
 from rilke.replication import offsets
 from rilke.replication.host import ReplicationHost
 from rilke.replication.partition_storage import ReplicatedStorage
 from rilke.replication.raft.types import NO_NODE, Config, Entry, EntryKind, Ready, Role, Snapshot
-from rilke.replication.runtime import RaftRuntime
+from rilke.replication.runtime import GroupRemovedError, RaftRuntime
 from rilke.storage.config import LogConfig
 from rilke.storage.log import PartitionLog
 
@@ -218,19 +216,9 @@ class ReplicatedPartition:
             callback(value)
 
     def check_leader_epoch(self, epoch: int | None) -> None:
-        """KIP-320: a request naming the partition's leader epoch (None or -1: unnamed) is
-        refused when that epoch is older (FencedLeaderEpochError: its sender's metadata is
-        stale) or newer (UnknownLeaderEpochError: this replica has not learnt it yet)."""
-        if epoch is None or epoch < 0:
-            return
-        if epoch < self._term:
-            raise FencedLeaderEpochError(
-                f"{self._name}: leader epoch {epoch} is fenced (the current one is {self._term})"
-            )
-        if epoch > self._term:
-            raise UnknownLeaderEpochError(
-                f"{self._name}: leader epoch {epoch} is newer than this replica's {self._term}"
-            )
+        """KIP-320 (:func:`rilke.partition.validation.check_leader_epoch`) against this
+        replica's epoch."""
+        check_leader_epoch(self._name, self._term, epoch)
 
     def _on_leader(self, leader: int, term: int) -> None:
         was_leader = self._leader_id == self._node_id
@@ -265,6 +253,12 @@ class ReplicatedPartition:
             f"{self._name}: node {self._node_id} is not the leader (leader: "
             f"{leader if leader is not None else 'unknown'})",
             leader_id=leader,
+        )
+
+    def _closing(self) -> NotLeaderError:
+        """For appends still waiting when this replica stops: retriable, at another replica."""
+        return NotLeaderError(
+            f"{self._name}: node {self._node_id} stopped before the write was acknowledged"
         )
 
     # --- writes --------------------------------------------------------------------------------
@@ -326,6 +320,8 @@ class ReplicatedPartition:
             return
         if isinstance(error, NotLeaderError):
             error = self._not_leader()
+        elif isinstance(error, GroupRemovedError):
+            error = self._closing()
         future.set_exception(error)
 
     def _wait(
@@ -488,7 +484,7 @@ class ReplicatedPartition:
                 self._producers.write_snapshot()
         finally:
             self._flusher.close()
-            self._fail_waiting(LogClosedError(f"partition {self._name} closed"))
+            self._fail_waiting(self._closing())
 
     def forget_state(self) -> None:
         """Remove the producer state snapshot (the topic is being deleted)."""

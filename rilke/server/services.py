@@ -28,6 +28,7 @@ from rilke.errors import (
     RilkeError,
     UnknownTopicOrPartitionError,
 )
+from rilke.partition.validation import check_leader_epoch
 from rilke.proto import rilke_pb2 as pb
 from rilke.proto import rilke_pb2_grpc as pb_grpc
 from rilke.replication.controller import MetadataView, TopicMeta
@@ -282,6 +283,12 @@ class BrokerService(pb_grpc.BrokerServicer):
                     out.high_watermark = out.last_stable_offset = offsets.high_watermark
                     out.log_start_offset = offsets.log_start_offset
                     continue
+                if wanted.HasField("current_leader_epoch"):
+                    check_leader_epoch(
+                        f"{wanted.topic}-{wanted.partition}",
+                        partition.leader_epoch,
+                        wanted.current_leader_epoch,
+                    )
                 data = partition.read(wanted.fetch_offset, min(limit, max(budget - total, 1)))
             except Exception as e:
                 out.error.CopyFrom(to_error(e))

@@ -13,6 +13,7 @@ import pytest
 
 from rilke.errors import NotLeaderError
 from rilke.partition.interface import ACKS_ALL, ACKS_LEADER
+from rilke.records.reader import read_records
 from rilke.storage.config import LogConfig
 
 from .cluster import wait_until
@@ -179,3 +180,85 @@ def test_follower_behind_log_start_and_wiped_follower_are_reset(tmp_path: Path) 
             await cluster.close()
 
     asyncio.run(scenario())
+
+
+def test_idempotent_producer_under_load_across_a_leader_kill(tmp_path: Path) -> None:
+    """A producer keeps 4 batches in flight; the leader dies while a window is in flight. The
+    producer retries whatever was not acknowledged, in order, at the new leader: every batch
+    ends up in the log exactly once, in sequence order, at the offset it was acknowledged
+    with."""
+    total = 120
+    window = 4
+
+    async def scenario() -> None:
+        cluster = PartitionCluster(tmp_path)
+        await cluster.start()
+        try:
+            acked: dict[int, int] = {}  # sequence -> base offset acknowledged
+            failed: list[BaseException] = []
+
+            async def send(seq: int) -> None:
+                leader = await cluster.wait_leader()
+                result = await asyncio.wait_for(
+                    leader.partition.append(idempotent(seq), ACKS_ALL), 20
+                )
+                acked[seq] = result.base_offset
+
+            async def retry_in_order(first: int, stop: int) -> None:
+                # Not acknowledged: resent one by one, as an idempotent producer does after
+                # NOT_LEADER (a batch the new leader already holds gets its original offset).
+                for seq in range(first, stop):
+                    for _attempt in range(100):
+                        try:
+                            await send(seq)
+                            break
+                        except Exception:
+                            await asyncio.sleep(0.05)
+                    else:
+                        raise AssertionError(f"sequence {seq} never acknowledged")
+
+            seq = 0
+            killed = None
+            while seq < total:
+                batch = range(seq, min(seq + window, total))
+                sends = [asyncio.ensure_future(send(s)) for s in batch]
+                if killed is None and seq >= 40:
+                    await asyncio.sleep(0)  # the window is proposed, not yet committed
+                    leader = cluster.leader()
+                    assert leader is not None
+                    killed = leader.node_id
+                    await cluster.stop_node(killed)
+                outcomes = await asyncio.gather(*sends, return_exceptions=True)
+                for s, outcome in zip(batch, outcomes, strict=True):
+                    if isinstance(outcome, BaseException):
+                        failed.append(outcome)
+                        await retry_in_order(s, batch.stop)
+                        break
+                seq = batch.stop
+            assert killed is not None
+            assert failed, "the leader's death failed no append in flight"
+            assert all(isinstance(e, NotLeaderError) for e in failed), failed
+            assert sorted(acked) == list(range(total))
+            want = [b"r%d" % i for i in range(total)]
+            await wait_until(
+                lambda: all(data_values(n) == want for n in cluster.nodes.values()),
+                what="the surviving replicas to hold every batch exactly once, in order",
+            )
+            leader = await cluster.wait_leader()
+            # Each acknowledged offset holds the batch it was acknowledged for.
+            for s, offset in acked.items():
+                records = leader.partition.read(offset, 1).records
+                assert record_value_at(records, offset) == b"r%d" % s
+            for node in cluster.nodes.values():
+                assert_monotonic(node)
+        finally:
+            await cluster.close()
+
+    asyncio.run(scenario())
+
+
+def record_value_at(records: bytes, offset: int) -> bytes:
+    for record in read_records(records, skip_control=True):
+        if record.offset == offset:
+            return bytes(record.value or b"")
+    raise AssertionError(f"no record at offset {offset}")
