@@ -38,9 +38,10 @@ def free_ports(count: int) -> list[int]:
 
 
 class ClusterNodes:
-    def __init__(self, root: Path, voters: int) -> None:
+    def __init__(self, root: Path, voters: int, first_id: int = 1) -> None:
         self.root = Path(root)
-        self.ports = dict(zip(range(1, voters + 1), free_ports(voters), strict=True))
+        ids = range(first_id, first_id + voters)
+        self.ports = dict(zip(ids, free_ports(voters), strict=True))
         self.voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in self.ports.items())
         self.nodes: dict[int, BrokerProcess] = {}
         self.started: list[BrokerProcess] = []

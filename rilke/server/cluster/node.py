@@ -34,9 +34,19 @@ from rilke.replication.transport import TransportConfig
 from rilke.server.broker import Broker
 from rilke.server.cluster.admin import ClusterAdmin, check_topic
 from rilke.server.cluster.broker_agent import BrokerAgent
-from rilke.server.cluster.controller import METADATA_GROUP, ClusterController, open_metadata_log
+from rilke.server.cluster.controller import (
+    METADATA_DIR,
+    METADATA_GROUP,
+    ClusterController,
+    open_metadata_log,
+)
 from rilke.server.cluster.forward import ControllerClient
-from rilke.server.cluster.identity import NodeIdentity, check_identity, cluster_id_of_voters
+from rilke.server.cluster.identity import (
+    NodeIdentity,
+    check_identity,
+    cluster_id_of_voters,
+    read_identity,
+)
 from rilke.server.cluster.partitions import ClusterPartitionFactory
 from rilke.server.cluster.service import ClusterService
 from rilke.server.cluster.topic_mirror import TopicMirror
@@ -115,8 +125,14 @@ class ClusterNode:
 
     async def _ask_to_join(self, target: str) -> tuple[str, dict[int, str], dict[int, str]]:
         """Ask ``target`` (any node) to add this node; retried until JOIN_TIMEOUT_S."""
+        have = read_identity(self._data_dir)
+        if have is not None and have.node_id != self.node_id:
+            check_identity(self._data_dir, NodeIdentity(have.cluster_id, self.node_id))
         request = pb.JoinRequest(
-            node_id=self.node_id, host=self.advertised[0], port=self.advertised[1]
+            node_id=self.node_id,
+            host=self.advertised[0],
+            port=self.advertised[1],
+            cluster_id=have.cluster_id if have is not None else "",
         )
         deadline = time.monotonic() + JOIN_TIMEOUT_S
         last = ""
@@ -167,7 +183,7 @@ class ClusterNode:
         )
         self._client = ControllerClient(controller, service, self._address_of)
         service.forward = self._client.call
-        mirror = TopicMirror(broker, self.view, self.node_id)
+        mirror = TopicMirror(broker, self.view, self.node_id, self._data_dir / METADATA_DIR)
         self._mirror = mirror
         controller.applier.subscribe(mirror.changed)
         self.admin = ClusterAdmin(self.config, controller, self._client, mirror, self._name_max)

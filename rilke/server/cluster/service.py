@@ -163,6 +163,12 @@ class ClusterService(pb_grpc.ClusterServicer):
         try:
             if self._add_learner is None:
                 raise InvalidRequestError("this node cannot add nodes")
+            if request.cluster_id and request.cluster_id != controller.cluster_id:
+                raise InvalidRequestError(
+                    f"node {request.node_id}'s data directory belongs to cluster "
+                    f"{request.cluster_id}, not this cluster {controller.cluster_id}: a node of "
+                    "another cluster cannot join"
+                )
             if not controller.is_leader:
                 if self.forward is None:
                     raise NotControllerError(controller.not_leader_text())

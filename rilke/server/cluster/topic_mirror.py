@@ -9,6 +9,13 @@ broker's partition factory decides which partitions are served here
 (:mod:`rilke.server.cluster.partitions`). Internal topics the node keeps for itself (a name
 starting with ``__`` that the metadata does not hold) are left alone.
 
+A node never acts on a view older than what its broker already reflects: the metadata index
+of the latest pass is kept in ``mirrored-index`` (the metadata folder, written atomically
+before the pass acts), and after a restart passes wait until the replayed metadata reaches
+it. (Otherwise a node killed before its Raft state file recorded the latest commit
+index would, replaying a shorter log first, delete topics it holds and create them again
+empty.)
+
 One pass at a time, on the loop (creation's file work on worker threads).
 :meth:`wait_synced` returns once a pass covered a given metadata index: admin answers wait
 for it, so a topic created through this node is served by it when the call returns.
@@ -21,23 +28,49 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 from rilke.replication.controller import MetadataView, TopicMeta
 from rilke.server.broker import Broker
+from rilke.server.files import write_atomically
 from rilke.server.topics import is_internal
 
 log = logging.getLogger(__name__)
 
+MIRRORED_INDEX_FILE = "mirrored-index"
+
+
+def read_mirrored_index(path: Path | None) -> int:
+    """The metadata index the broker's topics reflect (0: none recorded)."""
+    if path is None:
+        return 0
+    try:
+        return int(path.read_text().strip() or 0)
+    except FileNotFoundError:
+        return 0
+    except ValueError:
+        log.warning("%s is damaged: ignored", path)
+        return 0
+
 
 class TopicMirror:
-    def __init__(self, broker: Broker, view: Callable[[], MetadataView], node_id: int) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        view: Callable[[], MetadataView],
+        node_id: int,
+        state_dir: Path | None = None,
+    ) -> None:
         self._broker = broker
+        self._index_path = state_dir / MIRRORED_INDEX_FILE if state_dir is not None else None
+        self.floor_index = read_mirrored_index(self._index_path)
         self._view = view
         self._node_id = node_id
         self.synced_index = -1
         self._wake = asyncio.Event()
         self._synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._changes = 0
 
     def changed(self) -> None:
         """The applied metadata changed (the applier's subscription)."""
@@ -65,7 +98,12 @@ class TopicMirror:
             await self._wake.wait()
             self._wake.clear()
             view = self._view()
+            if view.applied_offset < self.floor_index:
+                continue  # replaying still: older than what the broker holds
             try:
+                if view.applied_offset > self.floor_index:
+                    # Recorded before acting: a crash mid-pass redoes the pass from this view.
+                    self._record(view.applied_offset)
                 await self.sync(view)
             except asyncio.CancelledError:
                 raise
@@ -75,24 +113,33 @@ class TopicMirror:
             event, self._synced = self._synced, asyncio.Event()
             event.set()
 
-    async def sync(self, view: MetadataView) -> None:
-        """One pass (see the module docstring)."""
+    def _record(self, index: int) -> None:
+        if self._index_path is not None:
+            write_atomically(self._index_path, f"{index}\n".encode())
+        self.floor_index = index
+
+    async def sync(self, view: MetadataView) -> bool:
+        """One pass (see the module docstring); whether it changed anything."""
         broker = self._broker
+        before = self._changes
         for info in list(broker.topics):
             meta = view.topic(info.name)
             if meta is None and is_internal(info.name):
                 continue
             if meta is None or meta.topic_id != info.topic_id:
                 self._try(f"delete topic {info.name}", broker.delete_topic, info.name)
+                self._changes += 1
         for meta in view.topics.values():
             if not meta.partitions:
                 continue
             found = broker.topics.get(meta.name)
             if found is None:
                 await self._create(meta)
+                self._changes += 1
                 continue
             info = found
             if info.num_partitions < len(meta.partitions):
+                self._changes += 1
                 self._try(
                     f"grow topic {meta.name}",
                     broker.create_partitions,
@@ -100,6 +147,7 @@ class TopicMirror:
                     len(meta.partitions),
                 )
             if dict(info.configs) != dict(meta.configs):
+                self._changes += 1
                 reset = [k for k in info.configs if k not in meta.configs]
                 self._try(
                     f"configs of {meta.name}",
@@ -108,6 +156,8 @@ class TopicMirror:
                     dict(meta.configs),
                     reset,
                 )
+
+        return self._changes != before
 
     async def _create(self, meta: TopicMeta) -> None:
         try:

@@ -1,0 +1,176 @@
+"""The cluster wiring in-process: the topic mirror over a real Broker, which partitions a node
+serves, the controller over a one-voter metadata group on a real runtime, `rilke cluster
+health`'s verdicts."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import grpc
+import pytest
+
+from rilke.cli.cluster_cmd import health_problems
+from rilke.errors import NotLeaderError, TopicAlreadyExistsError
+from rilke.replication.controller import (
+    BrokerInfo,
+    BrokerState,
+    MetadataView,
+    PartitionInfo,
+    TopicMeta,
+)
+from rilke.replication.host import ReplicationHost
+from rilke.replication.transport import TransportConfig
+from rilke.server.broker import Broker
+from rilke.server.cluster.controller import ClusterController, open_metadata_log
+from rilke.server.cluster.partitions import ClusterPartitionFactory
+from rilke.server.cluster.topic_mirror import MIRRORED_INDEX_FILE, TopicMirror
+from rilke.server.config import BrokerConfig
+from rilke.storage.manager import LogManager
+
+
+def view(index: int, *topics: TopicMeta) -> MetadataView:
+    brokers = {n: BrokerInfo(n, "127.0.0.1", 9000 + n, None, BrokerState.ALIVE, n) for n in (1, 2)}
+    return MetadataView("c", 1, brokers, {t.name: t for t in topics}, applied_offset=index)
+
+
+def topic(name: str, leaders: list[int], topic_id: str = "", **configs: str) -> TopicMeta:
+    parts = tuple(PartitionInfo((leader,), leader, 0, (leader,)) for leader in leaders)
+    return TopicMeta(name, topic_id or f"id-{name}", configs, parts)
+
+
+def cluster_broker(data_dir: Path, current: list[MetadataView]) -> Broker:
+    config = BrokerConfig(data_dir=data_dir, node_id=1)
+    manager = LogManager(data_dir, config.log, now_ms=0)
+    return Broker(
+        config,
+        manager,
+        wrap_partition_factory=lambda local: ClusterPartitionFactory(1, lambda: current[0], local),
+    )
+
+
+def test_the_mirror_follows_the_metadata_and_serves_what_this_node_leads(tmp_path: Path) -> None:
+    async def main() -> None:
+        current = [view(0)]
+        broker = cluster_broker(tmp_path, current)
+        mirror = TopicMirror(broker, lambda: current[0], 1, tmp_path)
+        try:
+            current[0] = view(5, topic("a", [1, 2]), topic("b", [2]))
+            assert await mirror.sync(current[0])
+            assert {t.name for t in broker.topics} == {"a", "b"}
+            assert broker.topics.require("a").topic_id == "id-a"
+            mine, theirs = broker.partitions_of("a")
+            assert mine.leadership.leader_id == 1
+            with pytest.raises(NotLeaderError, match="node 2 leads it"):
+                theirs.read(0, 1000)
+            with pytest.raises(NotLeaderError):
+                theirs.append(b"", -1)
+            assert theirs.offsets().high_watermark == -1
+            assert mine.offsets().high_watermark == 0
+
+            # Grown, reconfigured, recreated under the same name, deleted.
+            current[0] = view(
+                9, topic("a", [1, 2, 1], **{"retention.ms": "1000"}), topic("b", [2], "id-b2")
+            )
+            assert await mirror.sync(current[0])
+            assert broker.topics.require("a").num_partitions == 3
+            assert broker.topics.require("a").configs == {"retention.ms": "1000"}
+            assert broker.topics.require("b").topic_id == "id-b2"
+            broker.create_topic("__own", 1)  # the node's own internal topic: left alone
+            current[0] = view(12, topic("a", [1, 2, 1]))
+            assert await mirror.sync(current[0])
+            assert {t.name for t in broker.topics} == {"a", "__own"}
+            assert not await mirror.sync(current[0])  # nothing left to change
+        finally:
+            broker.close()
+
+    asyncio.run(main())
+
+
+def test_the_mirror_never_acts_on_a_view_older_than_its_broker(tmp_path: Path) -> None:
+    async def main() -> None:
+        (tmp_path / MIRRORED_INDEX_FILE).write_text("20\n")
+        current = [view(0)]
+        broker = cluster_broker(tmp_path, current)
+        broker.create_topic("kept", 1)
+        mirror = TopicMirror(broker, lambda: current[0], 1, tmp_path)
+        mirror.start()
+        try:
+            current[0] = view(3)  # replaying: an old view without the topic
+            mirror.changed()
+            with pytest.raises(TimeoutError):
+                await mirror.wait_synced(3, 0.3)
+            assert "kept" in broker.topics
+            current[0] = view(25, topic("kept", [1], broker.topics.require("kept").topic_id))
+            mirror.changed()
+            await mirror.wait_synced(25, 5)
+            assert "kept" in broker.topics
+            assert (tmp_path / MIRRORED_INDEX_FILE).read_text().strip() == "25"
+        finally:
+            await mirror.stop()
+            broker.close()
+
+    asyncio.run(main())
+
+
+def test_a_one_voter_controller_bootstraps_and_decides(tmp_path: Path) -> None:
+    async def main() -> None:
+        server = grpc.aio.server()
+        port = server.add_insecure_port("127.0.0.1:0")
+        host = ReplicationHost(
+            TransportConfig("c1", 1, f"127.0.0.1:{port}"), {}, server=server, tick_s=0.02
+        )
+        plog, storage = open_metadata_log(tmp_path)
+        controller = ClusterController(
+            1,
+            host.runtime,
+            storage,
+            cluster_id="c1",
+            bootstrap_voters=[1],
+            validate_topic=lambda name, n: None,
+        )
+        await server.start()
+        controller.start()
+        await host.start()
+        try:
+            async with asyncio.timeout(20):
+                while controller.view().cluster_id != "c1":
+                    await asyncio.sleep(0.02)
+            now = controller.now_ms()
+            await controller.decide(lambda d: d.register_broker(1, "127.0.0.1", port, None, now))
+            await controller.decide(lambda d: d.heartbeat(1, d.state.brokers[1].epoch, now))
+            index = await controller.decide(lambda d: d.create_topic("t", 2, 1, {}, "tid"))
+            assert controller.applied_index >= index
+            assert controller.view().topic("t") is not None
+            assert controller.view().controller_id == 1
+            with pytest.raises(TopicAlreadyExistsError):
+                await controller.decide(lambda d: d.create_topic("t", 1, 1, {}, "tid2"))
+            # Nothing to change: answered at once with the applied index.
+            assert await controller.decide(lambda d: []) == controller.applied_index
+            assert controller.members() == (frozenset({1}), frozenset())
+        finally:
+            await controller.stop()
+            await host.close()
+            await server.stop(None)
+            plog.close()
+
+    asyncio.run(main())
+
+
+def test_health_says_what_is_wrong() -> None:
+    broker = {"node_id": 1, "address": "h:1", "state": "alive"}
+    info = {"controller_id": 1, "brokers": [broker]}
+    healthy = [{"name": "t", "error": "", "partitions": [
+        {"partition": 0, "leader": 1, "replicas": [1], "isr": [1]}
+    ]}]  # fmt: skip
+    assert health_problems(info, healthy) == []
+    fenced = {**info, "controller_id": -1, "brokers": [{**broker, "state": "fenced"}]}
+    bad = [{"name": "t", "error": "", "partitions": [
+        {"partition": 0, "leader": -1, "replicas": [1, 2], "isr": [1]}
+    ]}]  # fmt: skip
+    assert health_problems(fenced, bad) == [
+        "no controller leader is known",
+        "broker 1 (h:1) is fenced",
+        "partition t-0 has no leader",
+        "partition t-0: replicas [2] are not in sync",
+    ]
