@@ -129,10 +129,10 @@ class ReplicatedPartition:
         self._maintenance = Maintenance(
             self._name, log_, self._flusher, self._producers, lambda: self._closed
         )
-        self.update_config(config)
         storage = ReplicatedStorage.open(log_, state_dir=state_dir)
         assert isinstance(storage, ReplicatedStorage)  # open builds its own class
         self._storage = storage
+        self.update_config(config)
         self._storage.observer = self._written
         commit = self._storage.hard_state.commit
         # High watermark: the log end offset of the commit index applied here; only grows.
@@ -265,9 +265,11 @@ class ReplicatedPartition:
 
     def update_config(self, config: LogConfig) -> None:
         """Apply a topic's new config. Durability is Raft's (every write is fsynced before it
-        is acknowledged to the leader), so the log is given no flush.messages of its own."""
+        is acknowledged to the leader, unless ``write.caching``), so the log is given no
+        flush.messages of its own."""
         self._config = config
         self._log.update_config(replace(config, flush_messages=None))
+        self._storage.write_caching = config.write_caching
 
     def append(self, records: bytes, acks: int) -> asyncio.Future[AppendResult]:
         if self._closed:
