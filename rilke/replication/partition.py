@@ -60,6 +60,7 @@ from rilke.partition.interface import (
 )
 from rilke.partition.maintenance import Maintenance
 from rilke.partition.producer_state import ProducerState
+from rilke.partition.subscribers import Subscribers
 from rilke.partition.validation import check_leader_epoch, validate_batches
 from rilke.records.header import read_header
 from rilke.replication import offsets
@@ -147,9 +148,8 @@ class ReplicatedPartition:
         self._commit_waiters: deque[tuple[int, asyncio.Future[AppendResult], AppendResult]] = (
             deque()
         )
-        self._subscribers: dict[int, Callable[[], None]] = {}
-        self._leadership_subscribers: dict[int, Callable[[Leadership], None]] = {}
-        self._next_key = 0
+        self._subscribers: Subscribers[()] = Subscribers()
+        self._leadership_subscribers: Subscribers[Leadership] = Subscribers()
         self._leader_id = NO_NODE
         self._term = self._storage.hard_state.term
         self._isr: tuple[int, ...] = ()
@@ -200,20 +200,12 @@ class ReplicatedPartition:
         )
 
     def subscribe_leadership(self, callback: Callable[[Leadership], None]) -> Callable[[], None]:
-        key = self._next_key
-        self._next_key += 1
-        self._leadership_subscribers[key] = callback
-
-        def unsubscribe() -> None:
-            self._leadership_subscribers.pop(key, None)
-
-        return unsubscribe
+        return self._leadership_subscribers.add(callback)
 
     def _notify_leadership(self) -> None:
         value = self.leadership
         self._isr = value.in_sync_replicas
-        for callback in list(self._leadership_subscribers.values()):
-            callback(value)
+        self._leadership_subscribers.notify(value)
 
     def check_leader_epoch(self, epoch: int | None) -> None:
         """KIP-320 (:func:`rilke.partition.validation.check_leader_epoch`) against this
@@ -407,9 +399,7 @@ class ReplicatedPartition:
         self._high_watermark = high_watermark
         if self._commit_waiters:
             self._release(self._commit_waiters, high_watermark)
-        if self._subscribers:
-            for callback in list(self._subscribers.values()):
-                callback()
+        self._subscribers.notify()
 
     # --- reads ---------------------------------------------------------------------------------
 
@@ -452,14 +442,7 @@ class ReplicatedPartition:
         return size
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
-        key = self._next_key
-        self._next_key += 1
-        self._subscribers[key] = callback
-
-        def unsubscribe() -> None:
-            self._subscribers.pop(key, None)
-
-        return unsubscribe
+        return self._subscribers.add(callback)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
