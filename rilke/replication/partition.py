@@ -236,8 +236,9 @@ class ReplicatedPartition:
             leader_id=self._leader_id if self._leader_id != NO_NODE else None,
         )
         self._fail_waiting(error)
-        # Its proposals not yet written may be cut: producer state follows the log again.
-        self._rebuild_producers()
+        if self._producers_end > self._log.log_end_offset:
+            # Proposals not yet written may never be: producer state follows the log again.
+            self._rebuild_producers()
 
     def _not_leader(self) -> NotLeaderError:
         leader = self._leader_id if self._leader_id not in (NO_NODE, self._node_id) else None
