@@ -405,17 +405,17 @@ class ReplicatedPartition:
     # --- reads ---------------------------------------------------------------------------------
 
     def read(self, offset: int, max_bytes: int) -> FetchedData:
-        """Whole batches from ``offset``, never past the high watermark (on any replica)."""
+        """Whole batches from ``offset``, never past the high watermark (on any replica): none
+        for an offset at or past it within the log. OffsetOutOfRangeError outside [log start,
+        log end]."""
         if self._closed:
             raise LogClosedError(f"partition {self._name} is closed")
         if offset < 0:
             raise OffsetOutOfRangeError(f"fetch offset {offset} is negative")
         high_watermark = self._high_watermark
-        if offset > high_watermark:
-            raise OffsetOutOfRangeError(
-                f"fetch offset {offset} is beyond the high watermark {high_watermark} of "
-                f"{self._name}"
-            )
+        if high_watermark <= offset <= self._log.log_end_offset:
+            # Not committed yet (as far as this replica knows): nothing to read, not an error.
+            return FetchedData(b"", high_watermark, high_watermark, self._log.log_start_offset)
         result = self._log.read(offset, max_bytes, max_offset=high_watermark)
         return FetchedData(result.records, high_watermark, high_watermark, result.log_start_offset)
 
