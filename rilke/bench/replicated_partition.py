@@ -10,7 +10,8 @@ per committed batch, this process's CPU time per batch, and the ratio to the loc
 
 All three nodes share this process's CPU and loop, so CPU per batch counts the leader's and
 both followers' work (network included); over real processes the leader's share is smaller.
-``--profile`` runs the replicated measurement again under cProfile and prints the top
+``--write-caching`` adds the replicated path with the topic's ``write.caching`` on (replicas
+acknowledge before fsync). ``--profile`` runs the replicated measurement again under cProfile and prints the top
 functions by own time.
 """
 
@@ -35,7 +36,7 @@ LEADER_TIMEOUT_S = 30.0
 
 @dataclass
 class Figures:
-    path: str  # "local" or "replicated"
+    path: str  # "local", "replicated" or "repl+wcache" (write.caching on)
     in_flight: int
     batches: int
     batches_per_s: float
@@ -54,6 +55,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--in-flight", default="1,16", help="comma-separated windows to try")
     parser.add_argument("--records-per-batch", type=int, default=16)
     parser.add_argument("--record-bytes", type=int, default=100)
+    parser.add_argument(
+        "--write-caching",
+        action="store_true",
+        help="also measure the replicated path with the topic's write.caching on",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the replicated path")
     parser.add_argument("--profile-top", type=int, default=25)
     parser.add_argument("--json", help="also write the results here")
@@ -128,6 +134,12 @@ class _Cluster:
             await host.start()
             self.nodes.append((servers[node_id], host, plog, partition))
 
+    def set_write_caching(self, on: bool) -> None:
+        from dataclasses import replace
+
+        for _server, _host, plog, partition in self.nodes:
+            partition.update_config(replace(plog.config, write_caching=on))
+
     async def leader(self) -> Any:
         deadline = time.monotonic() + LEADER_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -178,6 +190,12 @@ async def _measure(args: argparse.Namespace, root: Path) -> tuple[list[Figures],
             figures = await _drive(leader, batch, in_flight, args.seconds)
             figures.path = "replicated"
             results.append(figures)
+            if args.write_caching:
+                cluster.set_write_caching(True)
+                figures = await _drive(leader, batch, in_flight, args.seconds)
+                cluster.set_write_caching(False)
+                figures.path = "repl+wcache"
+                results.append(figures)
         if args.profile:
             profiler = cProfile.Profile()
             profiler.enable()

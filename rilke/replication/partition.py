@@ -60,6 +60,7 @@ from rilke.partition.interface import (
 )
 from rilke.partition.maintenance import Maintenance
 from rilke.partition.producer_state import ProducerState
+from rilke.partition.subscribers import Subscribers
 from rilke.partition.validation import check_leader_epoch, validate_batches
 from rilke.records.header import read_header
 from rilke.replication import offsets
@@ -129,10 +130,10 @@ class ReplicatedPartition:
         self._maintenance = Maintenance(
             self._name, log_, self._flusher, self._producers, lambda: self._closed
         )
-        self.update_config(config)
         storage = ReplicatedStorage.open(log_, state_dir=state_dir)
         assert isinstance(storage, ReplicatedStorage)  # open builds its own class
         self._storage = storage
+        self.update_config(config)
         self._storage.observer = self._written
         commit = self._storage.hard_state.commit
         # High watermark: the log end offset of the commit index applied here; only grows.
@@ -147,9 +148,8 @@ class ReplicatedPartition:
         self._commit_waiters: deque[tuple[int, asyncio.Future[AppendResult], AppendResult]] = (
             deque()
         )
-        self._subscribers: dict[int, Callable[[], None]] = {}
-        self._leadership_subscribers: dict[int, Callable[[Leadership], None]] = {}
-        self._next_key = 0
+        self._subscribers: Subscribers[()] = Subscribers()
+        self._leadership_subscribers: Subscribers[Leadership] = Subscribers()
         self._leader_id = NO_NODE
         self._term = self._storage.hard_state.term
         self._isr: tuple[int, ...] = ()
@@ -200,20 +200,12 @@ class ReplicatedPartition:
         )
 
     def subscribe_leadership(self, callback: Callable[[Leadership], None]) -> Callable[[], None]:
-        key = self._next_key
-        self._next_key += 1
-        self._leadership_subscribers[key] = callback
-
-        def unsubscribe() -> None:
-            self._leadership_subscribers.pop(key, None)
-
-        return unsubscribe
+        return self._leadership_subscribers.add(callback)
 
     def _notify_leadership(self) -> None:
         value = self.leadership
         self._isr = value.in_sync_replicas
-        for callback in list(self._leadership_subscribers.values()):
-            callback(value)
+        self._leadership_subscribers.notify(value)
 
     def check_leader_epoch(self, epoch: int | None) -> None:
         """KIP-320 (:func:`rilke.partition.validation.check_leader_epoch`) against this
@@ -244,8 +236,9 @@ class ReplicatedPartition:
             leader_id=self._leader_id if self._leader_id != NO_NODE else None,
         )
         self._fail_waiting(error)
-        # Its proposals not yet written may be cut: producer state follows the log again.
-        self._rebuild_producers()
+        if self._producers_end > self._log.log_end_offset:
+            # Proposals not yet written may never be: producer state follows the log again.
+            self._rebuild_producers()
 
     def _not_leader(self) -> NotLeaderError:
         leader = self._leader_id if self._leader_id not in (NO_NODE, self._node_id) else None
@@ -265,9 +258,11 @@ class ReplicatedPartition:
 
     def update_config(self, config: LogConfig) -> None:
         """Apply a topic's new config. Durability is Raft's (every write is fsynced before it
-        is acknowledged to the leader), so the log is given no flush.messages of its own."""
+        is acknowledged to the leader, unless ``write.caching``), so the log is given no
+        flush.messages of its own."""
         self._config = config
         self._log.update_config(replace(config, flush_messages=None))
+        self._storage.write_caching = config.write_caching
 
     def append(self, records: bytes, acks: int) -> asyncio.Future[AppendResult]:
         if self._closed:
@@ -405,24 +400,22 @@ class ReplicatedPartition:
         self._high_watermark = high_watermark
         if self._commit_waiters:
             self._release(self._commit_waiters, high_watermark)
-        if self._subscribers:
-            for callback in list(self._subscribers.values()):
-                callback()
+        self._subscribers.notify()
 
     # --- reads ---------------------------------------------------------------------------------
 
     def read(self, offset: int, max_bytes: int) -> FetchedData:
-        """Whole batches from ``offset``, never past the high watermark (on any replica)."""
+        """Whole batches from ``offset``, never past the high watermark (on any replica): none
+        for an offset at or past it within the log. OffsetOutOfRangeError outside [log start,
+        log end]."""
         if self._closed:
             raise LogClosedError(f"partition {self._name} is closed")
         if offset < 0:
             raise OffsetOutOfRangeError(f"fetch offset {offset} is negative")
         high_watermark = self._high_watermark
-        if offset > high_watermark:
-            raise OffsetOutOfRangeError(
-                f"fetch offset {offset} is beyond the high watermark {high_watermark} of "
-                f"{self._name}"
-            )
+        if high_watermark <= offset <= self._log.log_end_offset:
+            # Not committed yet (as far as this replica knows): nothing to read, not an error.
+            return FetchedData(b"", high_watermark, high_watermark, self._log.log_start_offset)
         result = self._log.read(offset, max_bytes, max_offset=high_watermark)
         return FetchedData(result.records, high_watermark, high_watermark, result.log_start_offset)
 
@@ -450,14 +443,7 @@ class ReplicatedPartition:
         return size
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
-        key = self._next_key
-        self._next_key += 1
-        self._subscribers[key] = callback
-
-        def unsubscribe() -> None:
-            self._subscribers.pop(key, None)
-
-        return unsubscribe
+        return self._subscribers.add(callback)
 
     # --- lifecycle -----------------------------------------------------------------------------
 

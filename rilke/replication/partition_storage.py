@@ -7,6 +7,7 @@ PartitionLog) with two additions a replicated partition needs:
   round's fsync) it calls its observer, so the partition follows what its log holds: producer
   state fed from every written batch, whoever wrote it, rebuilt after a truncation or a
   snapshot; acks=1 acknowledgements of entries now written;
+- with the topic's ``write.caching``, the node's group commit leaves this log's data out;
 - the log start follows the log: retention (run by the partition's maintenance on every
   replica) deletes whole leading segments, and the entry ending at the new log start becomes
   the Raft snapshot, so a follower that needs what is gone is sent "start your log at N".
@@ -20,7 +21,7 @@ from collections.abc import Callable
 
 from rilke.replication import offsets
 from rilke.replication.raft.types import Entry, Ready, Snapshot
-from rilke.replication.raft_storage import PartitionRaftStorage
+from rilke.replication.raft_storage import PartitionRaftStorage, StorageFlush
 
 Observer = Callable[[Ready], None]
 """Called after a Ready was written to the log (before its fsync), with that Ready."""
@@ -35,6 +36,20 @@ class ReplicatedStorage(PartitionRaftStorage):
     follows retention (see the module docstring). Build it with :meth:`open`."""
 
     observer: Observer = staticmethod(_ignore)
+    write_caching = False
+    """The topic's ``write.caching``: the round's group commit leaves this log's data out (it is
+    acknowledged once written, fsynced later by maintenance); term, vote and the other state
+    the file holds are still written before anything is sent."""
+
+    def begin_flush(self) -> StorageFlush | None:
+        """PartitionRaftStorage.begin_flush; with ``write_caching``, the state file only."""
+        if not self.write_caching:
+            return super().begin_flush()
+        if not self._state_dirty:
+            return None
+        state_bytes = self._state.encode()
+        self._state_dirty = self._commit_dirty = False
+        return StorageFlush(None, self._path, state_bytes)
 
     def persist(self, ready: Ready, *, now_ms: int) -> None:
         """PartitionRaftStorage.persist, then the observer (also when persisting failed

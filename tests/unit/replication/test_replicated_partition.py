@@ -18,6 +18,7 @@ from rilke.errors import (
 )
 from rilke.partition.interface import ACKS_ALL, ACKS_LEADER, ACKS_NONE, Leadership
 from rilke.records.header import iter_headers
+from rilke.storage.config import LogConfig
 
 from .cluster import wait_until
 from .partition_cluster import GROUP, PartitionCluster, data_values, records_batch
@@ -195,6 +196,30 @@ def test_leadership_follows_raft_and_the_isr_follows_the_followers(tmp_path: Pat
             )
             assert new.partition.leadership.leader_epoch > epoch
             assert new.partition.leader_epoch == new.host.runtime.status(GROUP).term
+        finally:
+            await cluster.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("write_caching", [False, True])
+def test_acks_all_waits_for_fsyncs_on_a_quorum_unless_write_caching(
+    tmp_path: Path, write_caching: bool
+) -> None:
+    async def scenario() -> None:
+        cluster = PartitionCluster(tmp_path, config=LogConfig(write_caching=write_caching))
+        await cluster.start()
+        try:
+            leader = await cluster.wait_leader()
+            done = await leader.partition.append(records_batch([b"a"]), ACKS_ALL)
+            end = done.last_offset + 1
+            synced = [n.node_id for n in cluster.nodes.values() if n.log.flushed_offset >= end]
+            if write_caching:
+                # Acknowledged once written on a quorum; nothing waited for an fsync.
+                assert leader.log.flushed_offset < end
+                assert leader.partition.high_watermark >= end
+            else:
+                assert len(synced) >= 2, synced  # a quorum fsynced it before the answer
         finally:
             await cluster.close()
 

@@ -119,6 +119,8 @@ def test_old_leaders_uncommitted_tail_is_cut_when_it_rejoins(tmp_path: Path) -> 
             with pytest.raises(NotLeaderError):
                 await asyncio.wait_for(waiting, 20)
             assert old.partition.high_watermark <= lost.base_offset
+            # Written but not committed: not readable, and not an error either.
+            assert old.partition.read(lost.base_offset, 1 << 20).records == b""
             await cluster.stop_node(old.node_id)
 
             for node_id in followers:
