@@ -122,6 +122,20 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="start a broker for the run in a temporary directory (and stop it after)",
     )
+    parser.add_argument(
+        "--broker-metrics",
+        action="store_true",
+        help="the spawned broker also serves /metrics (--metrics-listen on a free port): to "
+        "compare runs with metrics on and off",
+    )
+    parser.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="with --spawn-broker --broker-metrics: GET /metrics every S seconds during the run "
+        "and report the scrape times (default 0: no scrapes)",
+    )
     parser.add_argument("--topic", help="topic to use (default: a new bench-... topic)")
     parser.add_argument(
         "--partitions", type=int, default=1, help="partitions of a new topic (default 1)"
@@ -136,9 +150,14 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 class SpawnedBroker:
     """A `rilke server` child process on 127.0.0.1 with an OS-chosen port and a temp data dir."""
 
-    def __init__(self, extra_args: Sequence[str] = ()) -> None:
+    def __init__(self, extra_args: Sequence[str] = (), *, metrics: bool = False) -> None:
+        """``metrics``: also serve /metrics on a free port (``metrics_address`` once started)."""
         self.dir = tempfile.mkdtemp(prefix="rilke-bench-")
         self._extra_args = list(extra_args)
+        if metrics:
+            self._extra_args += ["--metrics-listen", "127.0.0.1:0"]
+        self._metrics = metrics
+        self.metrics_address: str | None = None
         self.log_path = Path(self.dir) / "broker.log"
         self._log = self.log_path.open("wb")
         self._launch()
@@ -177,6 +196,7 @@ class SpawnedBroker:
 
     def _wait_listening(self, timeout_s: float) -> str:
         found: list[str] = []
+        metrics: list[str] = []
         assert self.proc.stdout is not None
         stdout = self.proc.stdout
 
@@ -186,6 +206,10 @@ class SpawnedBroker:
                 m = re.search(rb"rilke broker listening on (\S+:\d+)", line)
                 if m:
                     found.append(m.group(1).decode())
+                m = re.search(rb"rilke metrics listening on (\S+:\d+)", line)
+                if m:
+                    metrics.append(m.group(1).decode())
+                if found and (metrics or not self._metrics):
                     break
             for _ in stdout:  # keep draining so the broker never blocks on a full pipe
                 pass
@@ -193,11 +217,16 @@ class SpawnedBroker:
         t = threading.Thread(target=reader, daemon=True)
         t.start()
         deadline = time.monotonic() + timeout_s
-        while not found and time.monotonic() < deadline and self.proc.poll() is None:
+
+        def started() -> bool:
+            return bool(found) and (bool(metrics) or not self._metrics)
+
+        while not started() and time.monotonic() < deadline and self.proc.poll() is None:
             t.join(0.05)
-        if not found:
+        if not started():
             self.stop()
             raise RuntimeError(f"the spawned broker did not start; see {self.log_path}")
+        self.metrics_address = metrics[0] if metrics else None
         return found[0]
 
     def stop(self) -> None:
@@ -218,11 +247,74 @@ def broker_for(args: argparse.Namespace) -> Iterator[str]:
     if not args.spawn_broker:
         yield args.bootstrap_servers
         return
-    broker = SpawnedBroker()
+    broker = SpawnedBroker(metrics=getattr(args, "broker_metrics", False))
+    scraper: MetricsScraper | None = None
+    interval = getattr(args, "scrape_interval", 0.0)
+    if interval > 0 and broker.metrics_address is not None:
+        scraper = MetricsScraper(f"http://{broker.metrics_address}/metrics", interval)
     try:
         yield broker.address
     finally:
+        if scraper is not None:
+            scraper.stop()
+            scraper.report()
         broker.stop()
+
+
+class MetricsScraper:
+    """GET a /metrics URL every ``interval_s`` on a thread (as Prometheus would) and keep
+    each scrape's wall time, size and the broker's own collection time
+    (``rilke_metrics_scrape_duration_seconds``, which reports the scrape before it)."""
+
+    def __init__(self, url: str, interval_s: float) -> None:
+        self.url = url
+        self.interval_s = interval_s
+        self.wall_ms: list[float] = []
+        self.collect_ms: list[float] = []
+        self.sizes: list[int] = []
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import urllib.request
+
+        while not self._stop.wait(self.interval_s):
+            start = time.perf_counter()
+            try:
+                with urllib.request.urlopen(self.url, timeout=30) as reply:
+                    body = reply.read()
+            except OSError:
+                self.failures += 1
+                continue
+            self.wall_ms.append((time.perf_counter() - start) * 1000)
+            self.sizes.append(len(body))
+            m = re.search(rb"^rilke_metrics_scrape_duration_seconds (\S+)$", body, re.M)
+            if m and self.wall_ms[1:]:  # the first scrape reports no earlier one
+                self.collect_ms.append(float(m.group(1)) * 1000)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def report(self) -> None:
+        if not self.wall_ms:
+            print(f"metrics scrapes: none succeeded ({self.failures} failed)")
+            return
+        wall = percentiles(self.wall_ms)
+        rows = [
+            (
+                "scrapes",
+                f"{len(self.wall_ms)} every {self.interval_s:g} s ({self.failures} failed)",
+            ),
+            ("wall p50/p99/max", "{p50_ms:.1f} / {p99_ms:.1f} / {max_ms:.1f} ms".format(**wall)),
+            ("size", f"{max(self.sizes):,} bytes"),
+        ]
+        if self.collect_ms:
+            collect = percentiles(self.collect_ms)
+            rows.append(("collect p50/max", "{p50_ms:.1f} / {max_ms:.1f} ms".format(**collect)))
+        print_table(f"metrics scrapes of {self.url}", rows)
 
 
 def parse_topic_configs(pairs: list[str] | None) -> dict[str, str]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -164,3 +165,38 @@ def test_metrics_listen_from_env_and_bad_values(
         )  # fmt: skip
     assert done.returncode == 1, done.stderr
     assert f"cannot listen on 127.0.0.1:{port} for metrics" in done.stderr
+
+
+def dockerfile_healthcheck() -> list[str]:
+    """The exec-form command of docker/Dockerfile's HEALTHCHECK."""
+    text = (REPO_ROOT / "docker" / "Dockerfile").read_text().replace("\\\n", " ")
+    line = next(line for line in text.splitlines() if line.startswith("HEALTHCHECK"))
+    return json.loads(line[line.index("CMD") + 3 :])
+
+
+def test_the_dockerfile_healthcheck_asks_health_on_the_metrics_port(
+    broker_factory: BrokerFactory,
+) -> None:
+    dockerfile = (REPO_ROOT / "docker" / "Dockerfile").read_text()
+    assert "RILKE_METRICS_LISTEN=0.0.0.0:9644" in dockerfile
+    command = dockerfile_healthcheck()
+    assert command[0] == "python" and "http://127.0.0.1:9644/health" in command[-1]
+    broker = broker_factory(
+        None, "--scrub-bytes-per-second", "0", "--metrics-listen", "127.0.0.1:0"
+    )
+    port = broker.wait_for_line("rilke metrics listening on ").rpartition(":")[2]
+    here = [sys.executable, *command[1:-1], command[-1].replace(":9644/", f":{port}/")]
+    done = subprocess.run(here, check=False, capture_output=True, timeout=DEADLINE_S)
+    assert done.returncode == 0, done.stderr
+    broker.stop()
+    done = subprocess.run(here, check=False, capture_output=True, timeout=DEADLINE_S)
+    assert done.returncode != 0  # nothing listens: unhealthy
+
+
+def test_compose_advertises_the_service_name_and_dockerignore_keeps_the_context_small() -> None:
+    compose = (REPO_ROOT / "docker" / "compose.yaml").read_text()
+    assert "RILKE_ADVERTISED_LISTEN: ${RILKE_ADVERTISED_LISTEN:-rilke:9292}" in compose
+    lines = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    ignored = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+    assert {".git", ".venv", "rilke-data", "**/__pycache__", ".mypy_cache"} <= ignored
+    assert not {"rilke", "pyproject.toml", "README.md"} & ignored  # what the image copies
