@@ -166,6 +166,8 @@ class SpawnedBroker:
         root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, **MALLOC_ENV}
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        self.kafka_address: str | None = None  # "rilke kafka listener on" (--kafka-listen)
+        self._kafka_listening = threading.Event()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -211,8 +213,11 @@ class SpawnedBroker:
                     metrics.append(m.group(1).decode())
                 if found and (metrics or not self._metrics):
                     break
-            for _ in stdout:  # keep draining so the broker never blocks on a full pipe
-                pass
+            for line in stdout:  # keep draining so the broker never blocks on a full pipe
+                m = re.search(rb"kafka listener on (\S+:\d+)", line)
+                if m:
+                    self.kafka_address = m.group(1).decode()
+                    self._kafka_listening.set()
 
         t = threading.Thread(target=reader, daemon=True)
         t.start()
@@ -228,6 +233,15 @@ class SpawnedBroker:
             raise RuntimeError(f"the spawned broker did not start; see {self.log_path}")
         self.metrics_address = metrics[0] if metrics else None
         return found[0]
+
+    def wait_kafka_address(self, timeout_s: float = 60.0) -> str:
+        """The Kafka listener's address (a broker started with --kafka-listen); RuntimeError
+        if it does not report one within ``timeout_s``."""
+        if not self._kafka_listening.wait(timeout_s) or self.kafka_address is None:
+            raise RuntimeError(
+                f"the spawned broker reported no Kafka listener; see {self.log_path}"
+            )
+        return self.kafka_address
 
     def stop(self) -> None:
         if self.proc.poll() is None:

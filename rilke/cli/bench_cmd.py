@@ -17,6 +17,7 @@ _BENCH_MODULES: tuple[str, ...] = (
     "rilke.bench.replicated_partition",
     "rilke.bench.stall",
     "rilke.bench.topics",
+    "rilke.bench.kafka",
 )
 
 
