@@ -1,4 +1,4 @@
-"""The codec's hot loops: decoding the records of a batch.
+"""The codec's hot loops: decoding the records of a batch, and encoding many records at once.
 
 Plain, mypy-strict Python that is also compiled, when the optional accelerator is built
 (``scripts/build_accel.sh``: mypyc, about 7x faster per record), into an extension module of
@@ -10,9 +10,19 @@ only the names it defines and imports.
 
 from __future__ import annotations
 
+from typing import Any
+
 from rilke.errors import CorruptRecordError
 from rilke.records.header import LOG_APPEND_TIME, BatchHeader
-from rilke.records.varint import MAX_VARINT_BYTES, MAX_VARLONG_BYTES, decode_varint
+from rilke.records.varint import (
+    INT32_MAX,
+    MAX_VARINT_BYTES,
+    MAX_VARLONG_BYTES,
+    SMALL_VARINT_LIMIT,
+    SMALL_VARINTS,
+    decode_varint,
+    encode_varint,
+)
 
 Header = tuple[str, bytes | None]
 
@@ -181,3 +191,58 @@ def decode_headers(data: bytes, pos: int, rec_end: int) -> tuple[tuple[Header, .
             pos += n
         headers.append((h_key, h_value))
     return tuple(headers), pos
+
+
+def encode_records(  # noqa: PLR0917  (the hot path: positional on purpose)
+    keys: list[Any] | None,  # Any: checked below, so both builds raise the same TypeError
+    values: list[Any],
+    start: int,
+    stop: int,
+    first_delta: int,
+    timestamp_delta: bytes,
+    limit_bytes: int,
+) -> tuple[int, bytes]:
+    """Encode the records ``values[start:stop]`` (with ``keys[i]``, or null keys when ``keys``
+    is None; no headers), at offset deltas from ``first_delta`` on, all with the encoded
+    ``timestamp_delta``. Stops after the record that brings the bytes to ``limit_bytes`` or
+    more (at least one record is encoded when start < stop). Returns the index after the last
+    record encoded, and the encoded records. Raises TypeError for a key or value that is not
+    bytes, and ValueError for a record of more than int32 bytes; nothing is returned then.
+    """
+    small = SMALL_VARINTS
+    small_limit = SMALL_VARINT_LIMIT
+    parts: list[bytes] = []
+    add = parts.append
+    size = 0
+    delta = first_delta
+    fixed = 2 + len(timestamp_delta)  # attributes and the (empty) headers count
+    i = start
+    while i < stop:
+        value = values[i]
+        key = keys[i] if keys is not None else None
+        odv = small[delta] if delta < small_limit else encode_varint(delta)
+        if key is None:
+            kp = b"\x01"
+        else:
+            if key.__class__ is not bytes:
+                raise TypeError(f"key must be bytes or None, not {type(key).__name__}")
+            n = len(key)
+            kp = (small[n] if n < small_limit else encode_varint(n)) + key
+        if value is None:
+            vp = b"\x01"
+        else:
+            if value.__class__ is not bytes:
+                raise TypeError(f"value must be bytes or None, not {type(value).__name__}")
+            n = len(value)
+            vp = (small[n] if n < small_limit else encode_varint(n)) + value
+        n = fixed + len(odv) + len(kp) + len(vp)
+        if n > INT32_MAX:
+            raise ValueError(f"record of {n} bytes exceeds int32")
+        lp = small[n] if n < small_limit else encode_varint(n)
+        add(b"".join((lp, b"\x00", timestamp_delta, odv, kp, vp, b"\x00")))
+        size += len(lp) + n
+        i += 1
+        delta += 1
+        if size >= limit_bytes:
+            break
+    return i, b"".join(parts)

@@ -79,6 +79,31 @@ def test_the_compiled_loops_decode_and_fail_as_the_source_does() -> None:
                 assert results[0] == results[1]
 
 
+@pytest.mark.skipif(not accel.COMPILED, reason="accelerator not built (scripts/build_accel.sh)")
+def test_the_compiled_encoder_writes_what_the_source_writes() -> None:
+    source = accel.load_source()
+    rng = random.Random(15)
+    for _ in range(40):
+        n = rng.randrange(1, 200)
+        keys = [None if rng.random() < 0.3 else rng.randbytes(rng.randrange(50)) for _ in range(n)]
+        values = [
+            None if rng.random() < 0.1 else rng.randbytes(rng.randrange(9000)) for _ in range(n)
+        ]
+        args = (
+            rng.choice([keys, None]),
+            values,
+            rng.randrange(n),
+            n,
+            rng.randrange(10_000),
+            rng.choice([b"\x00", b"\x80\x01"]),
+            rng.randrange(1, 100_000),
+        )
+        assert accel.hot.encode_records(*args) == source.encode_records(*args)
+    for module in (accel.hot, source):
+        with pytest.raises(TypeError, match="value must be bytes"):
+            module.encode_records(None, [b"a", "b"], 0, 2, 0, b"\x00", 1 << 20)
+
+
 def test_the_reader_uses_the_chosen_loops() -> None:
     b = BatchBuilder(compression=Compression.NONE)
     b.append(b"k", b"v", None, 5)
