@@ -184,6 +184,30 @@ class NotLeaderError(ReplicationError):
     retriable = True
     invalid_metadata = True
     description = "this broker is not the leader for the partition"
+    # The current leader's node id when the refusing replica knows it (a hint for clients).
+    leader_id: int | None = None
+
+    def __init__(self, message: str | None = None, *, leader_id: int | None = None) -> None:
+        super().__init__(message)
+        self.leader_id = leader_id
+
+
+@_register
+class FencedLeaderEpochError(ReplicationError):
+    code = 23
+    retriable = True
+    invalid_metadata = True
+    description = (
+        "the request's leader epoch is older than the partition's (KIP-320): refresh metadata"
+    )
+
+
+@_register
+class UnknownLeaderEpochError(ReplicationError):
+    code = 24
+    retriable = True
+    invalid_metadata = True
+    description = "the request's leader epoch is newer than this replica knows: retry later"
 
 
 @_register

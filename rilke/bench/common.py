@@ -122,6 +122,20 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="start a broker for the run in a temporary directory (and stop it after)",
     )
+    parser.add_argument(
+        "--broker-metrics",
+        action="store_true",
+        help="the spawned broker also serves /metrics (--metrics-listen on a free port): to "
+        "compare runs with metrics on and off",
+    )
+    parser.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="with --spawn-broker --broker-metrics: GET /metrics every S seconds during the run "
+        "and report the scrape times (default 0: no scrapes)",
+    )
     parser.add_argument("--topic", help="topic to use (default: a new bench-... topic)")
     parser.add_argument(
         "--partitions", type=int, default=1, help="partitions of a new topic (default 1)"
@@ -136,9 +150,14 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 class SpawnedBroker:
     """A `rilke server` child process on 127.0.0.1 with an OS-chosen port and a temp data dir."""
 
-    def __init__(self, extra_args: Sequence[str] = ()) -> None:
+    def __init__(self, extra_args: Sequence[str] = (), *, metrics: bool = False) -> None:
+        """``metrics``: also serve /metrics on a free port (``metrics_address`` once started)."""
         self.dir = tempfile.mkdtemp(prefix="rilke-bench-")
         self._extra_args = list(extra_args)
+        if metrics:
+            self._extra_args += ["--metrics-listen", "127.0.0.1:0"]
+        self._metrics = metrics
+        self.metrics_address: str | None = None
         self.log_path = Path(self.dir) / "broker.log"
         self._log = self.log_path.open("wb")
         self._launch()
@@ -147,6 +166,8 @@ class SpawnedBroker:
         root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, **MALLOC_ENV}
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        self.kafka_address: str | None = None  # "rilke kafka listener on" (--kafka-listen)
+        self._kafka_listening = threading.Event()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -177,27 +198,50 @@ class SpawnedBroker:
 
     def _wait_listening(self, timeout_s: float) -> str:
         found: list[str] = []
+        metrics: list[str] = []
         assert self.proc.stdout is not None
         stdout = self.proc.stdout
 
         def reader() -> None:
             for line in stdout:
-                m = re.search(rb"listening on (\S+:\d+)", line)
+                # The broker's own line (the Kafka and metrics listeners print theirs after).
+                m = re.search(rb"rilke broker listening on (\S+:\d+)", line)
                 if m:
                     found.append(m.group(1).decode())
+                m = re.search(rb"rilke metrics listening on (\S+:\d+)", line)
+                if m:
+                    metrics.append(m.group(1).decode())
+                if found and (metrics or not self._metrics):
                     break
-            for _ in stdout:  # keep draining so the broker never blocks on a full pipe
-                pass
+            for line in stdout:  # keep draining so the broker never blocks on a full pipe
+                m = re.search(rb"kafka listener on (\S+:\d+)", line)
+                if m:
+                    self.kafka_address = m.group(1).decode()
+                    self._kafka_listening.set()
 
         t = threading.Thread(target=reader, daemon=True)
         t.start()
         deadline = time.monotonic() + timeout_s
-        while not found and time.monotonic() < deadline and self.proc.poll() is None:
+
+        def started() -> bool:
+            return bool(found) and (bool(metrics) or not self._metrics)
+
+        while not started() and time.monotonic() < deadline and self.proc.poll() is None:
             t.join(0.05)
-        if not found:
+        if not started():
             self.stop()
             raise RuntimeError(f"the spawned broker did not start; see {self.log_path}")
+        self.metrics_address = metrics[0] if metrics else None
         return found[0]
+
+    def wait_kafka_address(self, timeout_s: float = 60.0) -> str:
+        """The Kafka listener's address (a broker started with --kafka-listen); RuntimeError
+        if it does not report one within ``timeout_s``."""
+        if not self._kafka_listening.wait(timeout_s) or self.kafka_address is None:
+            raise RuntimeError(
+                f"the spawned broker reported no Kafka listener; see {self.log_path}"
+            )
+        return self.kafka_address
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -217,11 +261,74 @@ def broker_for(args: argparse.Namespace) -> Iterator[str]:
     if not args.spawn_broker:
         yield args.bootstrap_servers
         return
-    broker = SpawnedBroker()
+    broker = SpawnedBroker(metrics=getattr(args, "broker_metrics", False))
+    scraper: MetricsScraper | None = None
+    interval = getattr(args, "scrape_interval", 0.0)
+    if interval > 0 and broker.metrics_address is not None:
+        scraper = MetricsScraper(f"http://{broker.metrics_address}/metrics", interval)
     try:
         yield broker.address
     finally:
+        if scraper is not None:
+            scraper.stop()
+            scraper.report()
         broker.stop()
+
+
+class MetricsScraper:
+    """GET a /metrics URL every ``interval_s`` on a thread (as Prometheus would) and keep
+    each scrape's wall time, size and the broker's own collection time
+    (``rilke_metrics_scrape_duration_seconds``, which reports the scrape before it)."""
+
+    def __init__(self, url: str, interval_s: float) -> None:
+        self.url = url
+        self.interval_s = interval_s
+        self.wall_ms: list[float] = []
+        self.collect_ms: list[float] = []
+        self.sizes: list[int] = []
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import urllib.request
+
+        while not self._stop.wait(self.interval_s):
+            start = time.perf_counter()
+            try:
+                with urllib.request.urlopen(self.url, timeout=30) as reply:
+                    body = reply.read()
+            except OSError:
+                self.failures += 1
+                continue
+            self.wall_ms.append((time.perf_counter() - start) * 1000)
+            self.sizes.append(len(body))
+            m = re.search(rb"^rilke_metrics_scrape_duration_seconds (\S+)$", body, re.M)
+            if m and self.wall_ms[1:]:  # the first scrape reports no earlier one
+                self.collect_ms.append(float(m.group(1)) * 1000)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def report(self) -> None:
+        if not self.wall_ms:
+            print(f"metrics scrapes: none succeeded ({self.failures} failed)")
+            return
+        wall = percentiles(self.wall_ms)
+        rows = [
+            (
+                "scrapes",
+                f"{len(self.wall_ms)} every {self.interval_s:g} s ({self.failures} failed)",
+            ),
+            ("wall p50/p99/max", "{p50_ms:.1f} / {p99_ms:.1f} / {max_ms:.1f} ms".format(**wall)),
+            ("size", f"{max(self.sizes):,} bytes"),
+        ]
+        if self.collect_ms:
+            collect = percentiles(self.collect_ms)
+            rows.append(("collect p50/max", "{p50_ms:.1f} / {max_ms:.1f} ms".format(**collect)))
+        print_table(f"metrics scrapes of {self.url}", rows)
 
 
 def parse_topic_configs(pairs: list[str] | None) -> dict[str, str]:
@@ -253,12 +360,51 @@ def ensure_topic(
     return name
 
 
-def progress(total: int | None, disable: bool, unit: str = "msg") -> Any:
-    from tqdm import tqdm
+class NoProgress:
+    """What a progress bar is without tqdm (the ``bench`` extra): the same calls, no output."""
 
-    return tqdm(
+    def __enter__(self) -> NoProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: float = 1) -> None:
+        pass
+
+    def set_description(self, desc: str | None = None, refresh: bool = True) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(**settings: Any) -> Any:
+    """A tqdm bar with ``settings``, or a :class:`NoProgress` when tqdm is not installed
+    (``pip install 'rilke[bench]'`` brings it)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return NoProgress()
+    return tqdm(**settings)
+
+
+def progress(total: int | None, disable: bool, unit: str = "msg") -> Any:
+    return progress_bar(
         total=total, disable=disable, unit=unit, unit_scale=True, file=sys.stderr, smoothing=0.1
     )
+
+
+SEND_TIME_HEADER = "rilke-bench-sent-ns"
+"""A live producer's record header: its send time, ``time.time_ns()`` as 8 big-endian bytes."""
+
+
+def sent_ns(headers: Sequence[tuple[str, bytes | None]]) -> int | None:
+    """The send time a live producer stamped into a record's headers (None: no stamp)."""
+    for key, value in headers:
+        if key == SEND_TIME_HEADER and value is not None and len(value) == 8:
+            return int.from_bytes(value, "big")
+    return None
 
 
 def live_producer(
@@ -270,17 +416,23 @@ def live_producer(
     size: int,
     partitions: int = 0,
     pause_s: float = 0.001,
+    linger_ms: float = 1,
+    acks: str = "1",
+    stamp: bool = False,
 ) -> None:
     """Send ``rate`` records/s of ``size`` bytes to ``topic`` for ``seconds``, then flush (the
     target of a child process in the latency phases of the consume benchmarks). With
     ``partitions`` > 0, round robin over partitions 0..partitions-1, so each one gets a steady
     stream and a pause shows as a gap; with 0, the producer's partitioner decides. Between
-    rounds it sleeps ``pause_s``."""
+    rounds it sleeps ``pause_s``. With ``stamp``, each record carries its send time in the
+    header ``SEND_TIME_HEADER`` (nanoseconds, where the record timestamp has milliseconds)."""
     from rilke.client.producer import Producer
 
     tune_malloc()
     values = payloads(size)
-    with Producer(bootstrap, acks=1, linger_ms=1, client_id="rilke-bench-live") as producer:
+    with Producer(
+        bootstrap, acks=acks, linger_ms=linger_ms, client_id="rilke-bench-live"
+    ) as producer:
         producer.partitions_for(topic)
         start = time.perf_counter()
         sent = 0
@@ -290,10 +442,13 @@ def live_producer(
                 break
             due = int(elapsed * rate)
             while sent < due:
+                headers = [(SEND_TIME_HEADER, time.time_ns().to_bytes(8, "big"))] if stamp else None
                 if partitions > 0:
-                    producer.send(topic, values[sent & 1023], partition=sent % partitions)
+                    producer.send(
+                        topic, values[sent & 1023], partition=sent % partitions, headers=headers
+                    )
                 else:
-                    producer.send(topic, values[sent & 1023])
+                    producer.send(topic, values[sent & 1023], headers=headers)
                 sent += 1
             time.sleep(pause_s)
         producer.flush()

@@ -2,9 +2,11 @@
 
 Phase 1 fills the topic with ``--count`` records (skipped with ``--no-fill`` for a topic that
 is already full). Phase 2 reads them all from the earliest offset: msgs/s and MB/s. Phase 3
-(``--live-seconds``, 0 to skip) has a producer process send ``--live-rate`` records/s while
-the consumer tails the topic: end-to-end latency is the time from each record's timestamp
-(set at send) to its arrival in poll(), at millisecond resolution.
+(``--live-seconds``, 0 to skip) has a producer process (``--live-linger-ms``, default 0;
+``--live-acks``, default 1) send ``--live-rate`` records/s while the consumer tails the topic:
+end-to-end latency is the time from each record's send (stamped in a header in nanoseconds)
+to its return from poll(), reported beside the bare gRPC unary round trip measured before and
+after the phase (:mod:`rilke.bench.latency`) as a ratio.
 """
 
 from __future__ import annotations
@@ -15,18 +17,22 @@ import operator
 import time
 from typing import Any
 
+from rilke.bench import latency
 from rilke.bench.common import (
     add_common_arguments,
     broker_for,
     ensure_topic,
     live_producer,
+    parse_topic_configs,
     payloads,
     percentiles,
     print_table,
     progress,
+    sent_ns,
     tune_malloc,
     write_json,
 )
+from rilke.bench.peers import CONSUME_FIGURES, add_peer_arguments, print_peer_table
 
 _value = operator.itemgetter(6)  # ConsumerRecord.value
 
@@ -55,6 +61,30 @@ def register(subparsers: Any) -> None:
         "--live-rate", type=int, default=20_000, help="records/s sent in the latency phase"
     )
     p.add_argument(
+        "--live-linger-ms",
+        type=float,
+        default=0,
+        help="linger_ms of the latency phase's producer (default 0: send at once)",
+    )
+    p.add_argument(
+        "--live-acks",
+        default="1",
+        choices=["0", "1", "all", "-1"],
+        help="acks of the latency phase's producer (default 1)",
+    )
+    p.add_argument(
+        "--topic-config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config of the topic when created, e.g. flush.messages=1 (repeatable)",
+    )
+    p.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="do not measure the bare gRPC round trip beside the end-to-end latency",
+    )
+    p.add_argument(
         "--group",
         metavar="G",
         help="consume as a consumer group (see rilke.bench.group_consume): throughput of 1 vs "
@@ -67,6 +97,7 @@ def register(subparsers: Any) -> None:
         default=10_000,
         help="consumers' session timeout in the group benchmark (default 10000)",
     )
+    add_peer_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -100,7 +131,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     tune_malloc()
     with broker_for(args) as bootstrap:
-        topic = ensure_topic(bootstrap, args.topic, args.partitions)
+        topic = ensure_topic(
+            bootstrap, args.topic, args.partitions, parse_topic_configs(args.topic_config)
+        )
         if not args.no_fill:
             with progress(args.count, args.no_progress) as bar:
                 bar.set_description("fill")
@@ -131,6 +164,10 @@ def run(args: argparse.Namespace) -> int:
                     bar.update(n)
                 elapsed = time.perf_counter() - start
             latencies: list[float] = []
+            floor_runs: list[list[float]] = []
+            measure_floor = args.live_seconds > 0 and not args.no_floor
+            if measure_floor:
+                floor_runs.append(latency.measure_floor())
             if args.live_seconds > 0:
                 consumer.seek_to_end()
                 for tp in tps:
@@ -144,6 +181,9 @@ def run(args: argparse.Namespace) -> int:
                         "rate": args.live_rate,
                         "seconds": args.live_seconds,
                         "size": args.record_size,
+                        "linger_ms": args.live_linger_ms,
+                        "acks": args.live_acks,
+                        "stamp": True,
                     },
                     daemon=True,
                 )
@@ -153,9 +193,12 @@ def run(args: argparse.Namespace) -> int:
                     idle_since = None
                     while time.monotonic() < end_at:
                         batch = consumer.poll(200)
-                        now_ms = time.time() * 1000
+                        now_ns = time.time_ns()
                         for records in batch.values():
-                            latencies.extend(now_ms - r.timestamp for r in records)
+                            for r in records:
+                                sent = sent_ns(r.headers)
+                                if sent is not None:
+                                    latencies.append((now_ns - sent) / 1e6)
                         if batch:
                             idle_since = None
                         elif not proc.is_alive():
@@ -167,8 +210,11 @@ def run(args: argparse.Namespace) -> int:
                     if proc.is_alive():
                         proc.kill()
                         proc.join(5)
+            if measure_floor:
+                floor_runs.append(latency.measure_floor())
     msgs = got / elapsed if elapsed else 0.0
     pct = percentiles(latencies)
+    floor = latency.floor_percentiles(*floor_runs) if measure_floor else None
     result = {
         "benchmark": "consume",
         "topic": topic,
@@ -179,28 +225,49 @@ def run(args: argparse.Namespace) -> int:
         "live_records": len(latencies),
         "live_rate": args.live_rate,
         **{f"e2e_{k}": round(v, 3) for k, v in pct.items()},
+        **(latency.floor_json(floor, pct) if floor else {}),
         "settings": {
             "record_size": args.record_size,
             "partitions": len(tps),
             "max_poll_records": args.max_poll_records,
+            "live_linger_ms": args.live_linger_ms,
+            "live_acks": args.live_acks,
+            "topic_configs": args.topic_config,
         },
     }
+    rows = [
+        ("records", f"{got:,}"),
+        ("elapsed", f"{elapsed:.2f} s"),
+        (
+            "throughput",
+            f"{msgs:,.0f} msgs/s  {nbytes / elapsed / 1e6 if elapsed else 0:.1f} MB/s",
+        ),
+        (
+            f"end-to-end at {args.live_rate:,}/s p50/p95/p99/max",
+            "{p50_ms:.2f} / {p95_ms:.2f} / {p99_ms:.2f} / {max_ms:.2f} ms ({n:,} records)".format(
+                n=len(latencies), **pct
+            ),
+        ),
+    ]
+    if floor:
+        rows += latency.ratio_rows("end-to-end", pct, floor)
     print_table(
-        f"rilke bench consume: {args.record_size} B records, {len(tps)} partition(s)",
-        [
-            ("records", f"{got:,}"),
-            ("elapsed", f"{elapsed:.2f} s"),
-            (
-                "throughput",
-                f"{msgs:,.0f} msgs/s  {nbytes / elapsed / 1e6 if elapsed else 0:.1f} MB/s",
-            ),
-            (
-                f"end-to-end at {args.live_rate:,}/s p50/p95/p99/max",
-                "{p50_ms:.1f} / {p95_ms:.1f} / {p99_ms:.1f} / {max_ms:.1f} ms ({n:,} records)".format(
-                    n=len(latencies), **pct
-                ),
-            ),
-        ],
+        f"rilke bench consume: {args.record_size} B records, {len(tps)} partition(s)"
+        + (
+            f"; live producer linger {args.live_linger_ms} ms, acks={args.live_acks}"
+            if args.live_seconds > 0
+            else ""
+        ),
+        rows,
     )
+    if args.peers:
+        runs = print_peer_table(
+            "side by side (same window, 100 B peers)",
+            ("Rilke consume a filled partition", f"{msgs:,.0f} msgs/s"),
+            msgs,
+            CONSUME_FIGURES,
+            peers_dir=args.peers_dir,
+        )
+        result["peers"] = {r.peer.name: r.figures or r.skipped or r.failed for r in runs}
     write_json(args.json, result)
     return 0 if got >= args.count else 1

@@ -2,7 +2,10 @@
 
 One or more producer processes each send ``--count`` records (or for ``--duration``) of
 ``--record-size`` bytes; every 64th record's send time is kept and its acknowledgement
-callback measures its latency, so measuring costs little per record.
+callback measures its latency, so measuring costs little per record. With ``--rate`` (a fixed
+low rate: latency, not throughput) every record is measured, and the bare gRPC unary round
+trip is measured before and after the phase (:mod:`rilke.bench.latency`) and reported beside
+it as a ratio.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import multiprocessing as mp
 import time
 from typing import Any
 
+from rilke.bench import latency
 from rilke.bench.common import (
     add_common_arguments,
     broker_for,
@@ -24,6 +28,7 @@ from rilke.bench.common import (
     tune_malloc,
     write_json,
 )
+from rilke.bench.peers import PRODUCE_FIGURES, add_peer_arguments, print_peer_table
 
 SAMPLE_EVERY = 64
 
@@ -50,6 +55,11 @@ def register(subparsers: Any) -> None:
         "--keyed", action="store_true", help="give each record a key (hashed to partitions)"
     )
     p.add_argument("--acks", default="1", choices=["0", "1", "all", "-1"])
+    p.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="with --rate: do not measure the bare gRPC round trip beside the latency",
+    )
     p.add_argument("--compression", default="none", choices=["none", "gzip", "lz4"])
     p.add_argument("--producers", type=int, default=1, help="producer processes (default 1)")
     p.add_argument(
@@ -58,7 +68,8 @@ def register(subparsers: Any) -> None:
         default=0,
         metavar="MSGS_PER_S",
         help="send at this rate per producer (default 0: as fast as possible); latency "
-        "at a rate below the maximum shows the producer's own delay, not queueing",
+        "at a rate below the maximum shows the producer's own delay, not queueing: every "
+        "record's latency is measured, beside the bare gRPC unary round trip of the same run",
     )
     p.add_argument(
         "--batch-size", type=int, default=512 * 1024, help="producer batch_size (default 512 KiB)"
@@ -79,6 +90,7 @@ def register(subparsers: Any) -> None:
         default="unary",
         help="concurrent unary Produce calls or one ProduceStream per broker (default unary)",
     )
+    add_peer_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -97,6 +109,8 @@ def _produce(
     count = args["count"]
     duration = args["duration"]
     rate = args["rate"]
+    # At a fixed low rate every record is measured (there are few); at full speed one in 64.
+    sample_every = 1 if rate else SAMPLE_EVERY
     with Producer(
         bootstrap,
         acks=args["acks"],
@@ -133,7 +147,7 @@ def _produce(
                     continue
                 n = min(n, due)
             for i in range(sent, sent + n):
-                if i % SAMPLE_EVERY:
+                if i % sample_every:
                     send(topic, values[i % nvalues], keys[i % 1000] if keys else None)
                 else:
                     t0 = perf()
@@ -193,10 +207,14 @@ def run(args: argparse.Namespace) -> int:
         "rate": args.rate,
         "seed": 1,
     }
+    floor_runs: list[list[float]] = []
+    measure_floor = bool(args.rate) and not args.no_floor
     with broker_for(args) as bootstrap:
         topic = ensure_topic(
             bootstrap, args.topic, args.partitions, parse_topic_configs(args.topic_config)
         )
+        if measure_floor:  # beside the (idle) broker, before and after the phase
+            floor_runs.append(latency.measure_floor())
         total = None if args.duration else args.count * args.producers
         wall = time.perf_counter()
         if args.producers == 1:
@@ -232,6 +250,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"rilke: a producer failed: {fatal[0]}")
                 return 1
         wall = time.perf_counter() - wall
+        half_rate = _half_rate_run(bootstrap, topic, settings, results) if args.peers else None
+        if measure_floor:
+            floor_runs.append(latency.measure_floor())
     sent = sum(r["sent"] for r in results)
     # Producers start at different times: the aggregate rate is over the span that covers
     # them all, from the first one's start to the last one's end.
@@ -239,6 +260,8 @@ def run(args: argparse.Namespace) -> int:
     lat = [x for r in results for x in r["latencies_ms"]]
     errors = sum(r["error_count"] for r in results)
     msgs = sent / elapsed if elapsed else 0.0
+    pct = percentiles(lat)
+    floor = latency.floor_percentiles(*floor_runs) if measure_floor else None
     result = {
         "benchmark": "produce",
         "topic": topic,
@@ -247,7 +270,9 @@ def run(args: argparse.Namespace) -> int:
         "elapsed_s": round(elapsed, 3),
         "msgs_per_s": round(msgs),
         "mb_per_s": round(msgs * args.record_size / 1e6, 2),
-        **{k: round(v, 3) for k, v in percentiles(lat).items()},
+        **{k: round(v, 3) for k, v in pct.items()},
+        "latency_samples": len(lat),
+        **(latency.floor_json(floor, pct) if floor else {}),
         "settings": {k: v for k, v in settings.items() if k != "seed"}
         | {
             "producers": args.producers,
@@ -255,22 +280,61 @@ def run(args: argparse.Namespace) -> int:
             "topic_configs": args.topic_config,
         },
     }
+    rows = [
+        ("records", f"{sent:,}" + (f" ({errors} failed)" if errors else "")),
+        ("elapsed", f"{elapsed:.2f} s"),
+        ("throughput", f"{msgs:,.0f} msgs/s  {msgs * args.record_size / 1e6:.1f} MB/s"),
+        (
+            "latency p50/p95/p99/max",
+            "{p50_ms:.2f} / {p95_ms:.2f} / {p99_ms:.2f} / {max_ms:.2f} ms ({n:,} records)".format(
+                n=len(lat), **pct
+            ),
+        ),
+    ]
+    if floor:
+        rows += latency.ratio_rows("latency", pct, floor)
     print_table(
         f"rilke bench produce: {args.producers} producer(s), {args.record_size} B records, "
-        f"acks={args.acks}, compression={args.compression}, {args.partitions} partition(s)",
-        [
-            ("records", f"{sent:,}" + (f" ({errors} failed)" if errors else "")),
-            ("elapsed", f"{elapsed:.2f} s"),
-            ("throughput", f"{msgs:,.0f} msgs/s  {msgs * args.record_size / 1e6:.1f} MB/s"),
-            (
-                "latency p50/p95/p99/max",
-                "{p50_ms:.1f} / {p95_ms:.1f} / {p99_ms:.1f} / {max_ms:.1f} ms".format(
-                    **percentiles(lat)
-                ),
-            ),
-        ],
+        f"acks={args.acks}, compression={args.compression}, {args.partitions} partition(s)"
+        + (f", {args.rate:,}/s, linger {args.linger_ms} ms" if args.rate else ""),
+        rows,
     )
     if errors:
         print(f"  first errors: {results[0]['errors']}")
+    if args.peers:
+        extra = []
+        if half_rate is not None:
+            hp = percentiles(half_rate["latencies_ms"])
+            extra.append(
+                (
+                    f"latency at half rate ({half_rate['rate']:,}/s) p50/p99",
+                    f"{hp['p50_ms']:.1f} / {hp['p99_ms']:.1f} ms",
+                )
+            )
+            result["half_rate"] = {"rate": half_rate["rate"], **hp}
+        else:
+            extra.append(("latency at half rate", "measured with --producers 1 only"))
+        runs = print_peer_table(
+            "side by side (same window, 100 B peers)",
+            (f"Rilke produce acks={args.acks}", f"{msgs:,.0f} msgs/s"),
+            msgs,
+            PRODUCE_FIGURES,
+            peers_dir=args.peers_dir,
+            extra_rows=extra,
+        )
+        result["peers"] = {r.peer.name: r.figures or r.skipped or r.failed for r in runs}
     write_json(args.json, result)
     return 1 if errors else 0
+
+
+def _half_rate_run(
+    bootstrap: str, topic: str, settings: dict[str, Any], results: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """Send-to-ack latency of one producer paced at half the rate one producer just reached
+    (for ``--duration`` or 10 s): the latency when the producer is not the bound."""
+    if len(results) != 1 or not results[0]["elapsed_s"]:
+        return None
+    rate = max(1, int(results[0]["sent"] / results[0]["elapsed_s"] / 2))
+    run = _produce(bootstrap, topic, dict(settings, rate=rate, duration=settings["duration"] or 10))
+    run["rate"] = rate
+    return run

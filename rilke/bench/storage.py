@@ -117,9 +117,11 @@ def make_batch(batch_bytes: int, records: int, seed: int, timestamp_ms: int) -> 
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
-    from tqdm import tqdm
+    from rilke.bench.common import progress_bar
 
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, disable=not enabled, leave=False)
+    return progress_bar(
+        total=total, desc=desc, unit="B", unit_scale=True, disable=not enabled, leave=False
+    )
 
 
 def _interleave(chunks: int, sides: dict[str, Callable[[int], int]], bar: Any) -> dict[str, float]:

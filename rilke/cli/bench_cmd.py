@@ -14,9 +14,11 @@ _BENCH_MODULES: tuple[str, ...] = (
     "rilke.bench.storage",
     "rilke.bench.raft",
     "rilke.bench.raft_cluster",
+    "rilke.bench.replicated_partition",
     "rilke.bench.stall",
     "rilke.bench.topics",
     "rilke.bench.cluster_metadata",
+    "rilke.bench.kafka",
 )
 
 

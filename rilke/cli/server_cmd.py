@@ -2,7 +2,8 @@
 
 Settings come from flags, then RILKE_* environment variables, then a TOML file (--config or
 RILKE_CONFIG), then defaults (data dir ./rilke-data, listen 127.0.0.1:9292). Once listening it
-prints ``rilke broker listening on HOST:PORT`` on stdout. Exit codes: 0 after a clean shutdown
+prints ``rilke broker listening on HOST:PORT`` on stdout (then ``rilke kafka listener on
+HOST:PORT`` and ``rilke metrics listening on HOST:PORT`` for those listeners, when set). Exit codes: 0 after a clean shutdown
 (SIGTERM/SIGINT), 1 when the broker cannot start (data dir in use, address in use), 2 for bad
 settings.
 """
@@ -108,6 +109,12 @@ def register(subparsers: Any) -> None:
         help="add this node to a running cluster through any of its nodes (RILKE_JOIN)",
     )
     parser.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve Prometheus /metrics and HTTP /health here, e.g. 127.0.0.1:9644; port 0 "
+        "picks one (RILKE_METRICS_LISTEN; default off)",
+    )
+    parser.add_argument(
         "--port-file", metavar="FILE", help="write the bound port to this file once listening"
     )
     parser.add_argument(
@@ -151,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
         "kafka_max_frame_bytes": args.kafka_max_frame_bytes,
         "initial_voters": args.initial_voters,
         "join": args.join,
+        "metrics_listen": args.metrics_listen,
         "log": log_flags,
     }
     try:
@@ -173,8 +181,11 @@ def run(args: argparse.Namespace) -> int:
     def on_kafka_listening(host: str, port: int) -> None:
         print(f"rilke kafka listener on {host}:{port}", flush=True)
 
+    def on_metrics_listening(host: str, port: int) -> None:
+        print(f"rilke metrics listening on {host}:{port}", flush=True)
+
     try:
-        asyncio.run(serve(config, on_listening, on_kafka_listening))
+        asyncio.run(serve(config, on_listening, on_kafka_listening, on_metrics_listening))
     except DataDirLockedError as e:
         print(
             f"rilke server: {e}: stop the broker that uses it, or give another --data-dir",

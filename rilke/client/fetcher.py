@@ -16,9 +16,11 @@ import asyncio
 import logging
 import threading
 import time
+from bisect import bisect_left
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from rilke.client import codec
 from rilke.client.backoff import backoff_s
@@ -38,6 +40,21 @@ from rilke.records import header as hdr
 log = logging.getLogger(__name__)
 
 
+@dataclass(slots=True)
+class FetchedChunk:
+    """What one fetch brought for a partition: ``data`` (whole batches, maybe a partial one at
+    the end), the position and header of each whole batch (each header read once, when it
+    arrived), the partition's ``generation`` then, the bytes it counts against the prefetch
+    bound, and the error of a batch header after those that could not be read (raised once
+    their records are handed out)."""
+
+    data: bytes
+    batches: list[tuple[int, hdr.BatchHeader]]
+    generation: int
+    nbytes: int
+    error: RilkeError | None = None
+
+
 @dataclass
 class PartitionState:
     """One assigned partition. ``position``: the next offset poll() returns (None: unknown,
@@ -50,7 +67,7 @@ class PartitionState:
     generation: int = 0
     paused: bool = False
     in_fetch: bool = False
-    chunks: deque[tuple[bytes, int]] = field(default_factory=deque)  # (batches, generation)
+    chunks: deque[FetchedChunk] = field(default_factory=deque)
     buffered_bytes: int = 0
     records: list[ConsumerRecord] = field(default_factory=list)
     record_index: int = 0
@@ -206,17 +223,17 @@ class Fetcher:
                 st.record_index = 0
                 if not st.chunks:
                     break
-                data, generation = st.chunks.popleft()
-                st.buffered_bytes -= len(data)
-                if generation != st.generation:
+                fetched = st.chunks.popleft()
+                st.buffered_bytes -= fetched.nbytes
+                if fetched.generation != st.generation:
                     continue
                 try:
-                    st.records, rest = self._decode(st, data)
-                    if rest:
+                    st.records, rest = self._decode(st, fetched)
+                    if rest is not None:
                         # A batch that cannot be read follows the records decoded: they are
                         # handed out first, and the next pass meets the bad batch alone.
-                        st.chunks.appendleft((rest, generation))
-                        st.buffered_bytes += len(rest)
+                        st.chunks.appendleft(rest)
+                        st.buffered_bytes += rest.nbytes
                 except RilkeError as exc:
                     st.error = exc
                     st.chunks.clear()
@@ -231,55 +248,73 @@ class Fetcher:
             st.position = chunk[-1].offset + 1
         return got
 
-    def _decode(self, st: PartitionState, data: bytes) -> tuple[list[ConsumerRecord], bytes]:
-        """The records of the whole batches in ``data`` from the position on, and the bytes
-        left from a batch that cannot be read on (empty when all could). Raises the batch's
-        error, saying which offsets to skip, when the first batch cannot be read."""
+    def _decode(
+        self, st: PartitionState, chunk: FetchedChunk
+    ) -> tuple[list[ConsumerRecord], FetchedChunk | None]:
+        """The records of the chunk's batches from the position on, and what is left of the
+        chunk from a batch that cannot be read on (None when all could). Raises the batch's
+        error, saying which offsets to skip, when the first batch cannot be read.
+
+        Records are built from the codec's columns in one C-level pass per batch (map over
+        zip): no intermediate object per record.
+        """
         topic, partition = st.tp
         position = st.position or 0
         out: list[ConsumerRecord] = []
-        view = memoryview(data)
-        pos = 0
-        end = len(data)
-        read = codec.read_records
+        data = chunk.data
+        read = codec.read_columns
         check = self.check_crcs
         new = tuple.__new__
-        CR = ConsumerRecord
-        while pos < end:
-            size = hdr.peek_size(view, pos)
-            if size is None or end - pos < size:
-                break  # a partial trailing batch: fetched again from its offset next time
-            header = hdr.read_header(view, pos)
+        rtopic = repeat(topic)
+        rpartition = repeat(partition)
+        for i, (pos, header) in enumerate(chunk.batches):
             if header.next_offset <= position or header.is_control:
-                pos += size
                 continue
-            batch = view[pos : pos + size]
             try:
-                records = read(batch, header, check)
+                cols = read(data, pos, header, check)
             except RilkeError as exc:
                 if out:
-                    return out, data[pos:]
+                    rest = chunk.batches[i:]
+                    nbytes = sum(h.size for _, h in rest)
+                    return out, FetchedChunk(data, rest, chunk.generation, nbytes, chunk.error)
                 raise type(exc)(
                     f"{topic}-{partition}: the batch at offsets {header.base_offset}-"
                     f"{header.next_offset - 1} cannot be read ({exc}); seek() to offset "
                     f"{header.next_offset} to skip it"
                 ) from None
-            # tuple.__new__ skips the named tuple's argument parsing: this runs per record.
-            if header.timestamp_type:
-                ts = header.max_timestamp
-                out.extend(
-                    new(CR, (topic, partition, o, ts, 1, k, v, h))
-                    for o, _, k, v, h, _b in records
-                    if o >= position
+            offsets, timestamps, keys, values, headers = cols
+            if not offsets:
+                continue  # compaction may leave a batch without records
+            if offsets[0] < position:  # the position is inside this batch: skip to it
+                first = bisect_left(offsets, position)
+                offsets, timestamps, keys, values, headers = (
+                    offsets[first:],
+                    timestamps[first:],
+                    keys[first:],
+                    values[first:],
+                    headers[first:],
                 )
-            else:
-                out.extend(
-                    new(CR, (topic, partition, o, t, 0, k, v, h))
-                    for o, t, k, v, h, _b in records
-                    if o >= position
+            out.extend(
+                map(
+                    new,
+                    repeat(ConsumerRecord),
+                    zip(
+                        rtopic,
+                        rpartition,
+                        offsets,
+                        timestamps,
+                        repeat(header.timestamp_type),
+                        keys,
+                        values,
+                        headers,
+                    ),
                 )
-            pos += size
-        return out, b""
+            )
+        if chunk.error is not None:
+            if out:
+                return out, FetchedChunk(data, [], chunk.generation, 0, chunk.error)
+            raise chunk.error
+        return out, None
 
     def has_buffered(self) -> bool:
         with self.lock:
@@ -506,6 +541,12 @@ class Fetcher:
             self._wake.set()
         got_data = False
         by_tp = {(st.tp.topic, st.tp.partition): (st, offset, gen) for st, offset, gen in parts}
+        # Each batch header is read once, here, outside the lock; _decode uses what was read.
+        scanned = {
+            (r.topic, r.partition): codec.whole_batches(r.records)
+            for r in response.partitions
+            if r.records
+        }
         with self.lock:
             for r in response.partitions:
                 entry = by_tp.get((r.topic, r.partition))
@@ -523,10 +564,16 @@ class Fetcher:
                 data = r.records
                 if not data:
                     continue
-                next_offset = _next_offset(data, offset)
-                if next_offset <= offset:
+                batches, unreadable = scanned[(r.topic, r.partition)]
+                next_offset = max(offset, batches[-1][1].next_offset) if batches else offset
+                if unreadable is not None:  # a header after the whole batches does not hold
+                    unreadable = type(unreadable)(
+                        f"{r.topic}-{r.partition}: the batch at offset {next_offset} cannot be "
+                        f"read ({unreadable}); seek() past it to skip it"
+                    )
+                elif next_offset <= offset:
                     continue
-                st.chunks.append((data, gen))
+                st.chunks.append(FetchedChunk(data, batches, gen, len(data), unreadable))
                 st.buffered_bytes += len(data)
                 st.fetch_offset = next_offset
                 got_data = True
@@ -571,18 +618,3 @@ class Fetcher:
                 self.cluster.retry_backoff_max_ms,
                 self.cluster.rng,
             )
-
-
-def _next_offset(data: bytes, fetch_offset: int) -> int:
-    """The offset after the last whole batch in ``data`` (``fetch_offset`` if none is whole)."""
-    pos = 0
-    end = len(data)
-    last = fetch_offset
-    while pos < end:
-        size = hdr.peek_size(data, pos)
-        if size is None or end - pos < size:
-            break
-        header = hdr.read_header(data, pos)
-        last = max(last, header.next_offset)
-        pos += size
-    return last

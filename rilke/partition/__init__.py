@@ -6,6 +6,7 @@
 - group_flush.py: group commit of a partition log's fsyncs, and the node's FlushSlots.
 - producer_state.py: idempotent producers' state, fed from applied batches, with its snapshot.
 - maintenance.py: the periodic work of a partition log (the node's one maintenance path).
+- subscribers.py: the callbacks a partition calls when its high watermark or leadership moves.
 
 Layers: rilke.server and rilke.replication use this package; it uses rilke.storage and
 rilke.records. It holds no kind of partition itself (LocalPartition is in rilke.server).

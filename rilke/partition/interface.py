@@ -154,6 +154,10 @@ class PartitionSpec:
     log: PartitionLog
     config: LogConfig  # the topic's effective config
     state_dir: Path  # where it keeps its own files (the log's directory)
+    # A replicated partition's replicas (node ids, the preferred leader first) and its Raft
+    # group's name ("<topic_id>/<partition>"); a LocalPartition ignores both.
+    replicas: tuple[int, ...] = ()
+    group: str = ""
 
 
 PartitionFactory = Callable[[PartitionSpec], Partition]

@@ -229,6 +229,19 @@ class ProducerState:
             self.table.record(header, header.base_offset)
             pos += header.size
 
+    def rebuild(self) -> None:
+        """Rebuild the state from the log as it is now (a replica's log was cut back or reset
+        by Raft). A snapshot beyond the log end describes batches no longer there: removed."""
+        self._snapshot_offset = -1
+        if self.path is not None:
+            try:
+                offset = int(json.loads(self.path.read_text(encoding="utf-8"))["offset"])
+            except (OSError, ValueError, KeyError, TypeError):
+                offset = None
+            if offset is None or offset > self._log.log_end_offset:
+                self.path.unlink(missing_ok=True)
+        self._rebuild()
+
     def _rebuild(self) -> None:
         plog = self._log
         start = max(plog.log_start_offset, plog.log_end_offset - PRODUCER_STATE_TAIL_OFFSETS)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from rilke.errors import InvalidRecordError, InvalidRequestError, UnsupportedCompressionError
+from rilke.errors import (
+    FencedLeaderEpochError,
+    InvalidRecordError,
+    InvalidRequestError,
+    UnknownLeaderEpochError,
+    UnsupportedCompressionError,
+)
 from rilke.records.header import MAX_COMPRESSION_ID, CheckedBatches, check_batches
 
 
@@ -30,3 +36,20 @@ def validate_batches(records: bytes, max_message_bytes: int) -> CheckedBatches:
                 "record"
             )
     return checked
+
+
+def check_leader_epoch(name: str, leader_epoch: int, requested: int | None) -> None:
+    """KIP-320: a request naming a partition's leader epoch (``requested``; None or negative:
+    not named) is refused when that epoch is older than the partition's ``leader_epoch``
+    (FencedLeaderEpochError: the sender's metadata is stale) or newer
+    (UnknownLeaderEpochError: this replica has not learnt it yet). ``name``: for the message."""
+    if requested is None or requested < 0:
+        return
+    if requested < leader_epoch:
+        raise FencedLeaderEpochError(
+            f"{name}: leader epoch {requested} is fenced (the current one is {leader_epoch})"
+        )
+    if requested > leader_epoch:
+        raise UnknownLeaderEpochError(
+            f"{name}: leader epoch {requested} is newer than this replica's {leader_epoch}"
+        )

@@ -3,7 +3,7 @@
 - :class:`BatchBuilder` appends records and builds a batch (bytes, CRC set);
   :func:`build_control_batch` builds a one-record control batch (:class:`ControlType`).
 - :func:`read_records`, :func:`iter_batches`, :func:`read_batch` and :class:`Batch` decode
-  batches into :class:`Record` values.
+  batches into :class:`Record` values, or (:meth:`Batch.columns`) into :class:`RecordColumns`.
 - :func:`check_batch`, :func:`read_header` and :class:`BatchHeader` validate and read the
   61-byte header without decoding records; :func:`set_base_offset` and
   :func:`set_partition_leader_epoch` rewrite the fields outside the CRC in place.
@@ -60,7 +60,14 @@ from rilke.records.header import (
     set_log_append_time,
     set_partition_leader_epoch,
 )
-from rilke.records.reader import Batch, Record, iter_batches, read_batch, read_records
+from rilke.records.reader import (
+    Batch,
+    Record,
+    RecordColumns,
+    iter_batches,
+    read_batch,
+    read_records,
+)
 
 __all__ = [
     "CREATE_TIME",
@@ -86,6 +93,7 @@ __all__ = [
     "Header",
     "InvalidRecordError",
     "Record",
+    "RecordColumns",
     "RecordTooLargeError",
     "RecordsError",
     "UnsupportedCompressionError",

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 from crc32c import crc32c
 
+from rilke.records.accel import hot as _hot
 from rilke.records.compression import Compression, compress, is_supported
 from rilke.records.header import (
     CONTROL_MASK,
@@ -301,6 +302,61 @@ class BatchBuilder:
             raise ValueError("the batch is already built")
         delta = self._next_delta
         return self._append(delta, key, value, headers, timestamp_ms)
+
+    def append_many(  # noqa: PLR0917
+        self,
+        keys: list[bytes | None] | None,
+        values: list[bytes | None],
+        timestamp_ms: int,
+        start: int = 0,
+        stop: int | None = None,
+        limit_bytes: int | None = None,
+    ) -> int:
+        """Append the records ``values[start:stop]`` (keys from ``keys``, or null; no
+        headers), all with create time ``timestamp_ms``, at the next offsets; stop after the
+        record that brings the batch to ``limit_bytes`` (uncompressed) or more. Returns the
+        index after the last record appended (``stop`` when all were); at least one is
+        appended when start < stop.
+
+        The bulk form of :meth:`append` for callers that hold many records: one call and one
+        buffer extension instead of one per record (its loop is one of the hot loops the
+        optional accelerator compiles). Keys and values must be bytes or None. Raises
+        TypeError or ValueError as :meth:`append` does, leaving the batch unchanged.
+        """
+        if self._built is not None:
+            raise ValueError("the batch is already built")
+        if stop is None:
+            stop = len(values)
+        if keys is not None and len(keys) < stop:
+            raise ValueError(f"{len(keys)} keys for values up to index {stop}")
+        if start >= stop:
+            return start
+        if self._next_delta + (stop - start) > INT32_MAX:
+            raise ValueError("offset delta would exceed int32")
+        if self._count:
+            ts_delta = timestamp_ms - self._base_timestamp
+            if 0 <= ts_delta < SMALL_VARINT_LIMIT:
+                tsv = SMALL_VARINTS[ts_delta]
+            else:
+                _check_timestamp(timestamp_ms)
+                tsv = encode_varint(ts_delta)
+        else:
+            _check_timestamp(timestamp_ms, INT64_MAX - SMALL_VARINT_LIMIT)
+            tsv = _ZERO_DELTA
+        buf = self._buffer
+        room = (INT32_MAX if limit_bytes is None else limit_bytes) - len(buf)
+        encoded: tuple[int, bytes] = _hot.encode_records(
+            keys, values, start, stop, self._next_delta, tsv, room
+        )
+        end, data = encoded
+        buf += data
+        if self._count == 0:
+            self._base_timestamp = self._max_timestamp = timestamp_ms
+        elif timestamp_ms > self._max_timestamp:
+            self._max_timestamp = timestamp_ms
+        self._count += end - start
+        self._next_delta += end - start
+        return end
 
     def append_at(
         self,

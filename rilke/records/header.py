@@ -218,6 +218,7 @@ def check_batch(
     *,
     max_size: int | None = None,
     check_crc: bool = True,
+    header: BatchHeader | None = None,
 ) -> BatchHeader:
     """Validate the batch at ``pos`` without decoding its records, and return its header.
 
@@ -228,8 +229,12 @@ def check_batch(
     codec id is one Kafka defines (0-4). ``check_crc=False`` skips only the CRC. Raises
     :class:`CorruptRecordError` for bytes that do not hold, :class:`RecordTooLargeError` past
     ``max_size`` and :class:`InvalidRecordError` for a well-formed batch that breaks a rule.
+    ``header``, when given, is :func:`read_header` of the same ``buf`` and ``pos`` (a caller
+    that already read it, to decide whether to read the batch at all): it is not read again,
+    and every other check is made against it.
     """
-    header = read_header(buf, pos)
+    if header is None:
+        header = read_header(buf, pos)
     size = header.size
     if max_size is not None and size > max_size:
         raise RecordTooLargeError(f"batch of {size} bytes exceeds the maximum of {max_size}")

@@ -17,23 +17,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import repeat
 from typing import NamedTuple
 
 from rilke.errors import CorruptRecordError, RecordsError
+from rilke.records.accel import hot as _hot
 from rilke.records.builder import Header
 from rilke.records.compression import DEFAULT_MAX_DECOMPRESSED_BYTES, Compression, decompress
 from rilke.records.header import (
     HEADER_SIZE,
-    LOG_APPEND_TIME,
     NO_SEQUENCE,
     BatchHeader,
     check_batch,
 )
-from rilke.records.varint import MAX_VARINT_BYTES, MAX_VARLONG_BYTES, decode_varint
 
-__all__ = ["Batch", "Record", "iter_batches", "read_batch", "read_records"]
-
-_NO_HEADERS: tuple[Header, ...] = ()
+__all__ = ["Batch", "Record", "RecordColumns", "iter_batches", "read_batch", "read_records"]
 
 
 class Record(NamedTuple):
@@ -91,6 +89,21 @@ class Record(NamedTuple):
         return int.from_bytes(key[2:4], "big", signed=True)
 
 
+class RecordColumns(NamedTuple):
+    """The records of one batch as parallel lists, in offset order (all of one length).
+
+    ``timestamps`` are each record's create time, or the batch's max timestamp for a
+    LOG_APPEND_TIME batch. Columns let a caller build its own record type in one C-level
+    pass (``map``/``zip``) instead of converting one record object into another.
+    """
+
+    offsets: list[int]
+    timestamps: list[int]
+    keys: list[bytes | None]
+    values: list[bytes | None]
+    headers: list[tuple[Header, ...]]
+
+
 @dataclass(frozen=True, slots=True)
 class Batch:
     """One checked batch inside a buffer: its header, and where it lies.
@@ -122,6 +135,27 @@ class Batch:
         ``max_decompressed_bytes``, and :class:`UnsupportedCompressionError` for a codec this
         build cannot read.
         """
+        cols = self.columns(max_decompressed_bytes=max_decompressed_bytes)
+        return list(
+            map(
+                tuple.__new__,
+                repeat(Record),
+                zip(
+                    cols.offsets,
+                    cols.timestamps,
+                    cols.keys,
+                    cols.values,
+                    cols.headers,
+                    repeat(self.header),
+                ),
+            )
+        )
+
+    def columns(
+        self, *, max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
+    ) -> RecordColumns:
+        """Decode every record of the batch into :class:`RecordColumns`; raises as
+        :meth:`records` does. The cheapest way to many records: no object per record."""
         header = self.header
         start = self.position + HEADER_SIZE
         end = self.position + header.size
@@ -136,7 +170,7 @@ class Batch:
             with memoryview(buf) as view:
                 data = bytes(view[start:end])
             start, end = 0, len(data)
-        return _decode_records(header, data, start, end)
+        return _decode_columns(header, data, start, end)
 
 
 def read_batch(
@@ -145,9 +179,15 @@ def read_batch(
     *,
     check_crc: bool = True,
     max_size: int | None = None,
+    header: BatchHeader | None = None,
 ) -> Batch:
-    """The batch at ``pos``, with its header checked (:func:`check_batch`), records not decoded."""
-    return Batch(check_batch(buf, pos, max_size=max_size, check_crc=check_crc), buf, pos)
+    """The batch at ``pos``, with its header checked (:func:`check_batch`), records not decoded.
+
+    ``header`` is the batch's header when the caller already read it (:func:`check_batch`).
+    """
+    return Batch(
+        check_batch(buf, pos, max_size=max_size, check_crc=check_crc, header=header), buf, pos
+    )
 
 
 def iter_batches(
@@ -189,9 +229,9 @@ def read_records(
         yield from batch.records(max_decompressed_bytes=max_decompressed_bytes)
 
 
-def _decode_records(header: BatchHeader, data: bytes, start: int, end: int) -> list[Record]:
+def _decode_columns(header: BatchHeader, data: bytes, start: int, end: int) -> RecordColumns:
     try:
-        return _decode_records_unchecked(header, data, start, end)
+        return RecordColumns(*_hot.decode_columns(header, data, start, end))
     except RecordsError:
         raise
     except (IndexError, ValueError) as exc:
@@ -200,150 +240,3 @@ def _decode_records(header: BatchHeader, data: bytes, start: int, end: int) -> l
         raise CorruptRecordError(
             f"corrupt record in batch at base offset {header.base_offset}: {exc}"
         ) from None
-
-
-def _decode_records_unchecked(
-    header: BatchHeader, data: bytes, start: int, end: int
-) -> list[Record]:
-    # The hot loop of every consumer: one- and two-byte varints (almost all lengths and deltas)
-    # are decoded inline; longer ones go through decode_varint. Every key, value and header
-    # length is checked against the record's end before it is sliced, and each record must end
-    # exactly where its length says, so no field can take bytes of the next record.
-    count = header.records_count
-    base_offset = header.base_offset
-    base_ts = header.base_timestamp
-    log_append_ts = header.max_timestamp if header.timestamp_type == LOG_APPEND_TIME else None
-    last_delta = header.last_offset_delta
-    prev_delta = -1
-    dv = decode_varint
-    new = tuple.__new__
-    records: list[Record] = []
-    append = records.append
-    pos = start
-    for _ in range(count):
-        b = data[pos]
-        if b < 0x80:
-            length = (b >> 1) ^ -(b & 1)
-            pos += 1
-        elif data[pos + 1] < 0x80:
-            b = (b & 0x7F) | (data[pos + 1] << 7)
-            length = (b >> 1) ^ -(b & 1)
-            pos += 2
-        else:
-            length, pos = dv(data, pos, MAX_VARINT_BYTES)
-        rec_end = pos + length
-        if length < 6 or rec_end > end:
-            raise CorruptRecordError(
-                f"record length {length} at byte {pos} does not fit the batch (ends at {end})"
-            )
-        pos += 1  # attributes: unused by records v2
-        b = data[pos]
-        if b < 0x80:
-            ts_delta = (b >> 1) ^ -(b & 1)
-            pos += 1
-        elif data[pos + 1] < 0x80:
-            b = (b & 0x7F) | (data[pos + 1] << 7)
-            ts_delta = (b >> 1) ^ -(b & 1)
-            pos += 2
-        else:
-            ts_delta, pos = dv(data, pos, MAX_VARLONG_BYTES)
-        b = data[pos]
-        if b < 0x80:
-            delta = (b >> 1) ^ -(b & 1)
-            pos += 1
-        elif data[pos + 1] < 0x80:
-            b = (b & 0x7F) | (data[pos + 1] << 7)
-            delta = (b >> 1) ^ -(b & 1)
-            pos += 2
-        else:
-            delta, pos = dv(data, pos, MAX_VARINT_BYTES)
-        if delta <= prev_delta or delta > last_delta:
-            raise CorruptRecordError(
-                f"record offset delta {delta} outside ({prev_delta}, {last_delta}]"
-            )
-        prev_delta = delta
-        # key
-        b = data[pos]
-        if b < 0x80:
-            n = (b >> 1) ^ -(b & 1)
-            pos += 1
-        elif data[pos + 1] < 0x80:
-            b = (b & 0x7F) | (data[pos + 1] << 7)
-            n = (b >> 1) ^ -(b & 1)
-            pos += 2
-        else:
-            n, pos = dv(data, pos, MAX_VARINT_BYTES)
-        if n < 0:
-            if n != -1:
-                raise CorruptRecordError(f"negative key length {n}")
-            key = None
-        else:
-            if n > rec_end - pos:
-                raise CorruptRecordError(f"key length {n} runs past the record")
-            key = data[pos : pos + n]
-            pos += n
-        # value
-        b = data[pos]
-        if b < 0x80:
-            n = (b >> 1) ^ -(b & 1)
-            pos += 1
-        elif data[pos + 1] < 0x80:
-            b = (b & 0x7F) | (data[pos + 1] << 7)
-            n = (b >> 1) ^ -(b & 1)
-            pos += 2
-        else:
-            n, pos = dv(data, pos, MAX_VARINT_BYTES)
-        if n < 0:
-            if n != -1:
-                raise CorruptRecordError(f"negative value length {n}")
-            value = None
-        else:
-            if n > rec_end - pos:
-                raise CorruptRecordError(f"value length {n} runs past the record")
-            value = data[pos : pos + n]
-            pos += n
-        # headers
-        if data[pos] == 0:
-            headers = _NO_HEADERS
-            pos += 1
-        else:
-            headers, pos = _decode_headers(data, pos, rec_end)
-        if pos != rec_end:
-            raise CorruptRecordError(
-                f"record at offset delta {delta} is {length} bytes long but its fields take "
-                f"{length + pos - rec_end}"
-            )
-        timestamp = base_ts + ts_delta if log_append_ts is None else log_append_ts
-        append(new(Record, (base_offset + delta, timestamp, key, value, headers, header)))
-    if pos != end:
-        raise CorruptRecordError(
-            f"{end - pos} bytes after the batch's {count} records (records count disagrees)"
-        )
-    return records
-
-
-def _decode_headers(data: bytes, pos: int, rec_end: int) -> tuple[tuple[Header, ...], int]:
-    count, pos = decode_varint(data, pos, MAX_VARINT_BYTES)
-    # Each header takes at least two bytes (two lengths), which bounds a hostile count.
-    if count < 0 or 2 * count > rec_end - pos:
-        raise CorruptRecordError(f"header count {count} does not fit the record")
-    headers: list[Header] = []
-    for _ in range(count):
-        n, pos = decode_varint(data, pos, MAX_VARINT_BYTES)
-        if n < 0 or n > rec_end - pos:
-            raise CorruptRecordError(f"header key length {n} does not fit the record")
-        h_key = data[pos : pos + n].decode("utf-8")
-        pos += n
-        n, pos = decode_varint(data, pos, MAX_VARINT_BYTES)
-        h_value: bytes | None
-        if n < 0:
-            if n != -1:
-                raise CorruptRecordError(f"negative header value length {n}")
-            h_value = None
-        else:
-            if n > rec_end - pos:
-                raise CorruptRecordError(f"header value length {n} runs past the record")
-            h_value = data[pos : pos + n]
-            pos += n
-        headers.append((h_key, h_value))
-    return tuple(headers), pos

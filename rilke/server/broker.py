@@ -42,6 +42,7 @@ from rilke.server.partition import (
     PartitionSpec,
 )
 from rilke.server.producer_state import ProducerIdManager
+from rilke.server.stats import BrokerStats, SegmentFiles
 from rilke.server.topics import (
     TopicInfo,
     TopicRegistry,
@@ -120,6 +121,7 @@ class Broker:
         # KafkaStorageError; everything else is served. Deleting such a topic works.
         self._offline: dict[str, str] = {}
         self._flush_slots = FlushSlots()  # bounds the flush jobs (and their descriptors)
+        self.stats = BrokerStats()  # counters of the services and listeners (rilke.server.stats)
         self._partition_factory = partition_factory or LocalPartitionFactory(
             node_id=config.node_id, clock_ms=clock_ms, flush_slots=self._flush_slots
         )
@@ -193,6 +195,7 @@ class Broker:
                 log.warning("cannot move producer state %s into %s: %s", legacy, directory, e)
 
     def _wrap(self, topic: str, p: int, plog: PartitionLog, config: LogConfig) -> Partition:
+        plog.flush_observer = self.stats.fsync.observe
         return self._partition_factory(PartitionSpec(topic, p, plog, config, plog.directory))
 
     def check_online(self, topic: str) -> None:
@@ -518,6 +521,14 @@ class Broker:
         if producer_epoch >= MAX_PRODUCER_EPOCH:
             return self._producer_ids.next_id(), 0
         return producer_id, producer_epoch + 1
+
+    def segment_files(self) -> SegmentFiles | None:
+        """The segment file cache's descriptors (rilke.storage.handles), for the metrics;
+        None when the log manager has no cache."""
+        cache = getattr(self._manager, "file_cache", None)
+        if cache is None:
+            return None
+        return SegmentFiles(cache.open_count, cache.max_open, cache.opens, cache.evictions)
 
     def logs(self) -> dict[tuple[str, int], PartitionLog]:
         """Every partition's log by (topic, partition), for the scrubber (a copy)."""

@@ -23,7 +23,8 @@ Environment variables: ``RILKE_DATA_DIR``, ``RILKE_LISTEN``, ``RILKE_NODE_ID``,
 ``RILKE_AUTO_CREATE_TOPICS``, ``RILKE_DEFAULT_PARTITIONS``, ``RILKE_MAX_REQUEST_BYTES``,
 ``RILKE_MAINTENANCE_INTERVAL_MS``, ``RILKE_MAX_OPEN_FILES``, ``RILKE_ADVERTISED_LISTEN``,
 ``RILKE_SCRUB_BYTES_PER_SECOND``, ``RILKE_KAFKA_LISTEN``, ``RILKE_KAFKA_ADVERTISED_LISTEN``,
-``RILKE_KAFKA_MAX_FRAME_BYTES``, ``RILKE_INITIAL_VOTERS``, ``RILKE_JOIN``, and ``RILKE_LOG_<KEY>`` for a
+``RILKE_KAFKA_MAX_FRAME_BYTES``, ``RILKE_INITIAL_VOTERS``, ``RILKE_JOIN``, ``RILKE_METRICS_LISTEN``,
+and ``RILKE_LOG_<KEY>`` for a
 topic default (``RILKE_LOG_RETENTION_MS`` is ``retention.ms``). Other ``RILKE_*`` variables
 belong to other commands and are ignored here.
 """
@@ -117,6 +118,8 @@ class BrokerConfig:
     # an existing cluster). Neither: a cluster of one, today's single node.
     initial_voters: tuple[tuple[int, str], ...] = ()
     join: str = ""
+    # Prometheus /metrics and HTTP /health (rilke.server.metrics_http): off unless set.
+    metrics_listen: str = ""  # HOST:PORT; empty: no metrics listener; port 0 picks a free port
     sources: Mapping[str, str] = field(default_factory=dict)  # setting -> where it came from
 
     @property
@@ -288,6 +291,7 @@ _PARSERS: dict[str, Any] = {
     "log_format": _parse_log_format,
     "initial_voters": parse_voters,
     "join": _parse_advertised,  # empty (no) or HOST:PORT
+    "metrics_listen": _parse_advertised,  # empty (off) or HOST:PORT
 }
 ENV_PREFIX = "RILKE_"
 _LOG_ENV_PREFIX = "RILKE_LOG_"

@@ -244,6 +244,16 @@ class GroupManager:
                 f", skipped {skipped}" if skipped else "",
             )
 
+    def committed_offsets(self) -> Iterator[tuple[str, TopicPartition, int]]:
+        """(group id, partition, committed offset) of every group coordinated here, for the
+        metrics (rilke.server.metrics): a read of the coordinators' state, on the loop."""
+        for slot in self._slots:
+            if slot.coord is None:
+                continue
+            for group in slot.coord.groups.values():
+                for tp, committed in group.offsets.items():
+                    yield group.group_id, tp, committed.offset
+
     # --- calls -------------------------------------------------------------------------------
 
     def partition_for(self, group_id: str) -> int:

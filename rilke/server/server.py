@@ -112,6 +112,10 @@ class BrokerServer:
         self._kafka: Any = None  # the Kafka listener (rilke.server.kafka), when kafka_listen is set
         self._kafka_groups: Any = None
         self.kafka_address: tuple[str, int] | None = None
+        self._metrics: Any = None  # the metrics listener, when metrics_listen is set
+        self.metrics_collector: Any = None  # its rilke.server.metrics.BrokerCollector
+        self.metrics_address: tuple[str, int] | None = None
+        self.serving = False  # requests are served (/health answers 200)
         self.cluster: ClusterNode | None = None  # a node of a cluster (--initial-voters/--join)
 
     async def start(self) -> tuple[str, int]:
@@ -204,7 +208,10 @@ class BrokerServer:
             await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
             if config.kafka_listen:
                 await self._start_kafka(broker, self._groups)
+            if config.metrics_listen:
+                await self._start_metrics(broker)
         except BaseException:
+            await self._stop_metrics()
             await self._stop_kafka()
             if self.cluster is not None:
                 await self.cluster.close()
@@ -235,7 +242,43 @@ class BrokerServer:
             self._scrubbing = asyncio.ensure_future(
                 run_scrubber(self.scrubber, config.scrub_bytes_per_second)
             )
+        self.serving = True
         return self.address
+
+    async def _start_metrics(self, broker: Broker) -> None:
+        """Serve /metrics and /health on metrics_listen (rilke.server.metrics_http). Raises
+        ListenError."""
+        from rilke.server.metrics import BrokerCollector, MetricsSources, make_registry
+        from rilke.server.metrics_http import MetricsServer
+
+        config = self.config
+        source = config.sources.get("metrics_listen", "default")
+        host, port = split_host_port(config.metrics_listen, "metrics_listen", source)
+        self.metrics_collector = BrokerCollector(
+            broker,
+            MetricsSources(
+                groups=lambda: self._groups,
+                scrub_stats=lambda: self.scrubber.stats if self.scrubber is not None else None,
+                kafka_connections=lambda: (
+                    self._kafka.connection_count if self._kafka is not None else None
+                ),
+            ),
+        )
+        self._metrics = MetricsServer(make_registry(self.metrics_collector), lambda: self.serving)
+        try:
+            self.metrics_address = await self._metrics.start(host, port)
+        except OSError as e:
+            self._metrics = None
+            raise ListenError(
+                f"cannot listen on {host}:{port} for metrics: {e.strerror or e} "
+                "(choose another --metrics-listen)"
+            ) from None
+        log.info("metrics listener on %s:%d (/metrics, /health)", *self.metrics_address)
+
+    async def _stop_metrics(self) -> None:
+        if self._metrics is not None:
+            await self._metrics.stop()
+            self._metrics = None
 
     async def _start_kafka(self, broker: Broker, groups: GroupManager) -> None:
         """Serve the Kafka wire protocol on kafka_listen beside gRPC. Raises ListenError."""
@@ -269,7 +312,7 @@ class BrokerServer:
         kafka_apis = KafkaApis(
             broker, self._kafka_groups, AdminApis(broker, topics_deleted), kafka_advertised
         )
-        self._kafka = KafkaListener(kafka_apis, config.kafka_max_frame_bytes)
+        self._kafka = KafkaListener(kafka_apis, config.kafka_max_frame_bytes, stats=broker.stats)
         try:
             self.kafka_address = await self._kafka.start(host, port)
         except OSError as e:
@@ -304,6 +347,7 @@ class BrokerServer:
 
     async def stop(self) -> None:
         """Graceful shutdown; safe to call twice."""
+        self.serving = False
         if self._scrubbing is not None:
             self._scrubbing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -337,6 +381,7 @@ class BrokerServer:
                 self._service.wake_all_waiters()
             await stopping
             self._server = None
+        await self._stop_metrics()
         if self._groups is not None:
             await self._groups.stop()
             self._groups = None
@@ -350,6 +395,7 @@ async def serve(
     config: BrokerConfig,
     on_listening: Callable[[str, int], None],
     on_kafka_listening: Callable[[str, int], None] | None = None,
+    on_metrics_listening: Callable[[str, int], None] | None = None,
 ) -> None:
     """Run a broker until SIGTERM or SIGINT, then shut it down gracefully."""
     server = BrokerServer(config)
@@ -362,6 +408,8 @@ async def serve(
         on_listening(host, port)
         if on_kafka_listening is not None and server.kafka_address is not None:
             on_kafka_listening(*server.kafka_address)
+        if on_metrics_listening is not None and server.metrics_address is not None:
+            on_metrics_listening(*server.metrics_address)
         await stop.wait()
         log.info("signal received")
     finally:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -26,12 +28,14 @@ from rilke.errors import (
     RilkeError,
     UnknownTopicOrPartitionError,
 )
+from rilke.partition.validation import check_leader_epoch
 from rilke.proto import rilke_pb2 as pb
 from rilke.proto import rilke_pb2_grpc as pb_grpc
 from rilke.replication.controller import MetadataView, TopicMeta
 from rilke.server.broker import Broker
 from rilke.server.local_view import local_metadata_view
 from rilke.server.partition import VALID_ACKS, AppendResult, Partition
+from rilke.server.stats import RPC_FAILED, ApiStats, BrokerStats
 from rilke.server.topics import is_internal
 from rilke.storage.files import is_disk_full
 
@@ -192,6 +196,7 @@ class BrokerService(pb_grpc.BrokerServicer):
     ) -> pb.ProduceResponse:
         timeout_s = (timeout_ms if timeout_ms > 0 else DEFAULT_PRODUCE_TIMEOUT_MS) / 1000
         response = pb.ProduceResponse(correlation_id=correlation_id)
+        topic_stats = self._broker.stats.topic
         for data, future, refusal in started:
             error = refusal
             out = response.partitions.add(topic=data.topic, partition=data.partition)
@@ -203,6 +208,10 @@ class BrokerService(pb_grpc.BrokerServicer):
                     out.base_offset = result.base_offset
                     out.log_append_time_ms = result.log_append_time_ms
                     out.log_start_offset = result.log_start_offset
+                    if not result.duplicate:
+                        topic_stats(data.topic).produced(
+                            len(data.records), result.last_offset - result.base_offset + 1
+                        )
                     continue
                 except Exception as e:
                     error = to_error(e)
@@ -251,8 +260,14 @@ class BrokerService(pb_grpc.BrokerServicer):
     # --- fetch -------------------------------------------------------------------------------
 
     def _read_all(
-        self, request: pb.FetchRequest, partitions: list[Partition | pb.Error]
+        self,
+        request: pb.FetchRequest,
+        partitions: list[Partition | pb.Error],
+        sent: list[tuple[str, bytes]],
     ) -> tuple[pb.FetchResponse, int, bool]:
+        """The response, its bytes of records and whether a partition failed; ``sent`` is
+        set to the (topic, records) it carries (for the topics' bytes-out counters)."""
+        sent.clear()
         response = pb.FetchResponse()
         budget = request.max_bytes if request.max_bytes > 0 else DEFAULT_FETCH_MAX_BYTES
         total = 0
@@ -271,6 +286,12 @@ class BrokerService(pb_grpc.BrokerServicer):
                     out.high_watermark = out.last_stable_offset = offsets.high_watermark
                     out.log_start_offset = offsets.log_start_offset
                     continue
+                if wanted.HasField("current_leader_epoch"):
+                    check_leader_epoch(
+                        f"{wanted.topic}-{wanted.partition}",
+                        partition.leader_epoch,
+                        wanted.current_leader_epoch,
+                    )
                 data = partition.read(wanted.fetch_offset, min(limit, max(budget - total, 1)))
             except Exception as e:
                 out.error.CopyFrom(to_error(e))
@@ -283,6 +304,8 @@ class BrokerService(pb_grpc.BrokerServicer):
                 failed = True
                 continue
             out.records = data.records
+            if data.records:
+                sent.append((wanted.topic, data.records))
             out.high_watermark = data.high_watermark
             out.last_stable_offset = data.last_stable_offset
             out.log_start_offset = data.log_start_offset
@@ -312,8 +335,18 @@ class BrokerService(pb_grpc.BrokerServicer):
     async def Fetch(self, request: pb.FetchRequest, context: Any) -> pb.FetchResponse:
         """Whole batches up to the high watermark; waits up to max_wait_ms (woken by appends
         and topic deletions) until min_bytes are available or an error is to be reported."""
+        sent: list[tuple[str, bytes]] = []
+        response = await self._fetch(request, sent)
+        topic_stats = self._broker.stats.topic
+        for topic, records in sent:
+            topic_stats(topic).fetched(records)
+        return response
+
+    async def _fetch(
+        self, request: pb.FetchRequest, sent: list[tuple[str, bytes]]
+    ) -> pb.FetchResponse:
         partitions = self._partitions_or_refusal(request)
-        response, total, failed = self._read_all(request, partitions)
+        response, total, failed = self._read_all(request, partitions, sent)
         wait_ms = min(request.max_wait_ms, MAX_FETCH_WAIT_MS)
         if failed or total >= request.min_bytes or wait_ms <= 0 or self._stopping:
             return response
@@ -338,7 +371,7 @@ class BrokerService(pb_grpc.BrokerServicer):
             # Looked up again: a partition deleted during the wait answers its error, and is
             # not read through its closed log.
             partitions = self._partitions(request)
-            response, total, failed = self._read_all(request, partitions)
+            response, total, failed = self._read_all(request, partitions, sent)
             if failed or total >= request.min_bytes:
                 return response
 
@@ -581,10 +614,12 @@ def add_services(
 
     view = metadata_view or (lambda: local_metadata_view(broker, advertised))
     service = BrokerService(broker, advertised, view, init_producer_id)
-    _add_servicer(server, "Broker", service)
-    _add_servicer(server, "Admin", AdminService(broker, service.wake_waiters, view, cluster_admin))
+    stats = broker.stats
+    _add_servicer(server, "Broker", service, stats)
+    admin = AdminService(broker, service.wake_waiters, view, cluster_admin)
+    _add_servicer(server, "Admin", admin, stats)
     if group_service is not None:
-        _add_servicer(server, "Group", group_service)
+        _add_servicer(server, "Group", group_service, stats)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (
@@ -598,16 +633,27 @@ def add_services(
     return service, health_servicer
 
 
-def _add_servicer(server: grpc.aio.Server, service_name: str, servicer: Any) -> None:
+def _add_servicer(
+    server: grpc.aio.Server, service_name: str, servicer: Any, stats: BrokerStats | None = None
+) -> None:
     """Register ``servicer``'s methods for a service of rilke.proto, parsing requests inside
     the handler so that bytes that are not a valid message are answered with
-    INVALID_ARGUMENT (the generated registration would answer UNKNOWN and log an error)."""
+    INVALID_ARGUMENT (the generated registration would answer UNKNOWN and log an error).
+    With ``stats``, each method counts its requests, per-item errors and latency there (as
+    API ``<Method>`` of listener ``grpc``)."""
     descriptor = pb.DESCRIPTOR.services_by_name[service_name]
     handlers: dict[str, grpc.RpcMethodHandler] = {}
     for method in descriptor.methods:
         request_type = getattr(pb, method.input_type.name)
         response_type = getattr(pb, method.output_type.name)
         implementation = getattr(servicer, method.name)
+        if stats is not None:
+            implementation = _counted(
+                implementation,
+                stats.api("grpc", method.name),
+                error_paths(response_type.DESCRIPTOR),
+                streaming=method.server_streaming,
+            )
         if method.client_streaming and method.server_streaming:
             handlers[method.name] = grpc.stream_stream_rpc_method_handler(
                 _parsing_stream(implementation, request_type),
@@ -622,6 +668,84 @@ def _add_servicer(server: grpc.aio.Server, service_name: str, servicer: Any) -> 
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(descriptor.full_name, handlers),)
     )
+
+
+def error_paths(descriptor: Any) -> tuple[bool, tuple[str, ...]]:
+    """Where a response type carries per-item errors: whether it has a top-level ``error``
+    field, and its repeated message fields whose items have one."""
+    top = "error" in descriptor.fields_by_name
+    repeated = tuple(
+        f.name
+        for f in descriptor.fields
+        if f.message_type is not None and f.is_repeated and "error" in f.message_type.fields_by_name
+    )
+    return top, repeated
+
+
+def count_errors(response: Any, paths: tuple[bool, tuple[str, ...]], stats: ApiStats) -> None:
+    """Add each non-zero ``error.code`` of ``response`` (top level and items) to ``stats``."""
+    top, repeated = paths
+    if top and response.error.code:
+        stats.error(response.error.code)
+    for name in repeated:
+        for item in getattr(response, name):
+            code = item.error.code
+            if code:
+                stats.error(code)
+
+
+def _counted(
+    implementation: Any, stats: ApiStats, paths: tuple[bool, tuple[str, ...]], *, streaming: bool
+) -> Any:
+    """``implementation`` counting into ``stats``: a unary call is one request timed from its
+    start to its answer; a stream (ProduceStream: one answer per request, in order) counts each
+    answer as a request, timed from the arrival of its request. A call that fails as a whole
+    (a gRPC status, not an answer) counts as error RPC_FAILED; a cancelled one not at all."""
+    observe = stats.latency.observe
+    clock = time.perf_counter
+
+    if not streaming:
+
+        async def unary(request: Any, context: Any) -> Any:
+            started = clock()
+            try:
+                response = await implementation(request, context)
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                stats.requests += 1
+                stats.error(RPC_FAILED)
+                observe(clock() - started)
+                raise
+            stats.requests += 1
+            observe(clock() - started)
+            count_errors(response, paths, stats)
+            return response
+
+        return unary
+
+    async def stream(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+        arrivals: deque[float] = deque()
+
+        async def timed() -> AsyncIterator[Any]:
+            async for request in requests:
+                arrivals.append(clock())
+                yield request
+
+        try:
+            async for response in implementation(timed(), context):
+                stats.requests += 1
+                if arrivals:
+                    observe(clock() - arrivals.popleft())
+                count_errors(response, paths, stats)
+                yield response
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except BaseException:
+            stats.error(RPC_FAILED)
+            raise
+
+    return stream
 
 
 def _parsing_unary(implementation: Any, request_type: Any) -> Any:

@@ -35,6 +35,9 @@ class LogConfig:
     message_timestamp_type: str = "CreateTime"  # message.timestamp.type or "LogAppendTime"
     flush_messages: int | None = None  # flush.messages: fsync after this many (1 = each append)
     flush_ms: int | None = None  # flush.ms: fsync when the oldest unflushed append is this old
+    # write.caching (as Redpanda's): a replicated partition's replicas acknowledge writes
+    # before they are fsynced (flushed by flush.ms, segment rolls and shutdown instead).
+    write_caching: bool = False
 
     def __post_init__(self) -> None:
         def need(ok: bool, key: str, why: str) -> None:
@@ -104,6 +107,12 @@ class LogConfig:
             if field in ("cleanup_policy", "message_timestamp_type"):
                 changes[field] = value.strip().replace(" ", "")
                 continue
+            if field == "write_caching":
+                flag = value.strip().lower()
+                if flag not in ("true", "false"):
+                    raise InvalidConfigError(f"{key}: {value!r} is not true or false")
+                changes[field] = flag == "true"
+                continue
             try:
                 number = int(value)
             except (TypeError, ValueError):
@@ -119,6 +128,9 @@ class LogConfig:
         out: dict[str, str] = {}
         for key, field in _FIELD_BY_KEY.items():
             value = getattr(self, field)
+            if isinstance(value, bool):
+                out[key] = "true" if value else "false"
+                continue
             out[key] = str(_NEVER if value is None else value)
         return out
 

@@ -33,7 +33,9 @@ import logging
 import os
 import shutil
 import struct
+import time
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, NoReturn
@@ -155,7 +157,7 @@ class FlushJob:
     :meth:`PartitionLog.abort_flush` if it raised. Run each job at most once.
     """
 
-    __slots__ = ("_dir_fd", "_fds", "_generation", "_segments", "flushed_offset")
+    __slots__ = ("_dir_fd", "_fds", "_generation", "_segments", "flushed_offset", "sync_seconds")
 
     def __init__(
         self,
@@ -170,16 +172,19 @@ class FlushJob:
         self._segments = segments  # each with its size when the job was taken
         self.flushed_offset = flushed_offset  # what the log's recovery point becomes
         self._generation = generation  # (truncations, segment creations if it syncs the dir)
+        self.sync_seconds = 0.0  # how long ``run``'s syncs took (for the fsync latency metric)
 
     def run(self) -> None:
         """fdatasync every file (fsync the directory if a segment was created). Blocks on
         disk; raises OSError when a sync fails. The descriptors are closed by ``end_flush``
         or ``abort_flush`` (on the log's thread: the fewer system calls here, the fewer
         times this thread must take the interpreter lock back from a busy event loop)."""
+        started = time.perf_counter()
         for fd in self._fds:
             files.fdatasync(fd)
         if self._dir_fd is not None:
             os.fsync(self._dir_fd)
+        self.sync_seconds = time.perf_counter() - started
 
     def close(self) -> None:
         """Close the descriptors (``end_flush``/``abort_flush`` do; also for a job that
@@ -253,6 +258,9 @@ class PartitionLog:
         self._closed = False
         self._repairer: RangeRepairer | None = None
         self._ranges_written = [bad for segment in segments for bad in segment.corrupt]
+        # Called on the log's thread by end_flush with each finished job's sync time (the
+        # broker's fsync latency histogram); None: not observed.
+        self.flush_observer: Callable[[float], None] | None = None
         self._cache_config()
 
     # --- opening and closing ------------------------------------------------------------------
@@ -912,6 +920,8 @@ class PartitionLog:
         """Count a finished job (``job.run()`` returned): raise ``flushed_offset`` to what it
         synced. Ignored (False) when the log was truncated or closed since it was taken."""
         job.close()
+        if self.flush_observer is not None:
+            self.flush_observer(job.sync_seconds)
         generation, dir_changes = job._generation
         if self._closed or generation != self._generation:
             return False

@@ -20,6 +20,7 @@ from rilke.replication.raft.quorum import VoteResult, quorum_size, vote_result
 from rilke.replication.raft.read_only import ReadOnly
 from rilke.replication.raft.types import (
     CAMPAIGN_TRANSFER,
+    LOG_LOST,
     NO_NODE,
     ConfChange,
     ConfChangeType,
@@ -593,6 +594,31 @@ class RaftNode:
             conf.sort()
 
     def _handle_heartbeat(self, msg: Message) -> None:
+        log = self._log
+        if msg.commit > log.last_index() and log.pending_snapshot is None:
+            # The leader counts entries this node no longer has (a wiped data dir): say so,
+            # so that it sends them (or its log start) again.
+            logger.warning(
+                "raft node %d: leader %d counts entries up to %d, this log ends at %d",
+                self._id,
+                msg.frm,
+                msg.commit,
+                log.last_index(),
+            )
+            self._msgs.append(
+                Message(
+                    _MT.APPEND_RESP,
+                    msg.frm,
+                    self._id,
+                    self._term,
+                    index=msg.commit,
+                    reject=True,
+                    reject_hint=log.last_index(),
+                    hint_term=log.last_term(),
+                    context=LOG_LOST,
+                )
+            )
+            return
         self._log.commit_to(msg.commit)
         self._apply_committed_conf()
         self._send_heartbeat_resp(msg)
@@ -729,6 +755,21 @@ class RaftNode:
         pr.recent_active = True
         self._last_ack[msg.frm] = self._ticks
         log = self._log
+        if msg.reject and msg.context == LOG_LOST:
+            if msg.reject_hint < pr.match:
+                logger.warning(
+                    "raft node %d: node %d lost its log after %d (match was %d)",
+                    self._id,
+                    msg.frm,
+                    msg.reject_hint,
+                    pr.match,
+                )
+                # Where its log still matches ours: a boundary of ours at or before its end.
+                match_hint, _ = log.find_conflict_by_term(msg.reject_hint, msg.hint_term)
+                pr.match = max(0, min(match_hint, msg.reject_hint))
+                pr.become_probe()
+                self._maybe_send_append(msg.frm, send_if_empty=True)
+            return
         if msg.reject:
             # Fast back-off: the follower's hint names a (index, term) where the logs may
             # match; probe at the last boundary of ours at or before it with term <= hint_term.

@@ -90,6 +90,11 @@ VOTE_TYPES = frozenset({MessageType.PRE_VOTE, MessageType.VOTE})
 CAMPAIGN_TRANSFER = b"campaign-transfer"
 """``Message.context`` of a VOTE caused by leader transfer: voters grant it even while they
 still believe in a live leader (CheckQuorum's lease)."""
+LOG_LOST = b"log-lost"
+"""``Message.context`` of a rejecting APPEND_RESP from a follower that lacks entries its leader
+counts as its match (a heartbeat's commit beyond its last index: its data dir was wiped or
+lost its tail). ``reject_hint``/``hint_term`` are its last index and term; the leader lowers
+that follower's match to it and probes again (a snapshot if the entries are gone)."""
 
 
 class EntryKind(enum.Enum):

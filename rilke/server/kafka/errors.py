@@ -49,6 +49,8 @@ FENCED_INSTANCE_ID = 82
 UNSUPPORTED_COMPRESSION_TYPE = 76
 INVALID_RECORD = 87
 GROUP_MAX_SIZE_REACHED = 81
+FENCED_LEADER_EPOCH = 74
+UNKNOWN_LEADER_EPOCH = 75
 
 # Most specific first: the first class an error is an instance of gives its Kafka code.
 _BY_CLASS: tuple[tuple[type[BaseException], int], ...] = (
@@ -65,6 +67,8 @@ _BY_CLASS: tuple[tuple[type[BaseException], int], ...] = (
     (e.KafkaStorageError, KAFKA_STORAGE_ERROR),
     (e.LogClosedError, NOT_LEADER_OR_FOLLOWER),
     (e.NotLeaderError, NOT_LEADER_OR_FOLLOWER),
+    (e.FencedLeaderEpochError, FENCED_LEADER_EPOCH),
+    (e.UnknownLeaderEpochError, UNKNOWN_LEADER_EPOCH),
     (e.NotEnoughReplicasError, NOT_ENOUGH_REPLICAS),
     (e.UnknownTopicOrPartitionError, UNKNOWN_TOPIC_OR_PARTITION),
     (e.TopicAlreadyExistsError, TOPIC_ALREADY_EXISTS),

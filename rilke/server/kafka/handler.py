@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from rilke.server.kafka import schemas as sc
 from rilke.server.kafka.apis import KafkaApis
@@ -31,8 +32,14 @@ from rilke.server.kafka.codec import (
     encode_response,
     frame_length,
 )
-from rilke.server.kafka.errors import UNSUPPORTED_VERSION, MalformedMessageError
+from rilke.server.kafka.counting import KafkaCounters
+from rilke.server.kafka.errors import (
+    UNKNOWN_SERVER_ERROR,
+    UNSUPPORTED_VERSION,
+    MalformedMessageError,
+)
 from rilke.server.kafka.types import Message
+from rilke.server.stats import BrokerStats
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +64,12 @@ class KafkaListener:
         max_frame_bytes: int,
         *,
         idle_timeout_s: float | None = None,
+        stats: BrokerStats | None = None,
     ) -> None:
+        """``stats``: where requests, errors, latency and topic bytes are counted (none if
+        None)."""
         self._apis = apis
+        self._counters = KafkaCounters(stats) if stats is not None else None
         self._max_frame_bytes = max_frame_bytes
         self._idle_timeout_s = DEFAULT_IDLE_TIMEOUT_S if idle_timeout_s is None else idle_timeout_s
         self._server: asyncio.Server | None = None
@@ -71,6 +82,11 @@ class KafkaListener:
         sockname = self._server.sockets[0].getsockname()
         self.address = (host, int(sockname[1]))
         return self.address
+
+    @property
+    def connection_count(self) -> int:
+        """Client connections open now."""
+        return len(self._connections)
 
     async def stop(self) -> None:
         """Stop accepting, wake long polls, close every connection."""
@@ -206,7 +222,23 @@ class KafkaListener:
                 f"versions {served[0]}-{served[1]}" if served else "unknown api key",
             )
             raise _Close()
-        return asyncio.ensure_future(self._apis.handle(header, request.body, peer))
+        handling = asyncio.ensure_future(self._apis.handle(header, request.body, peer))
+        counters = self._counters
+        if counters is not None:
+            started = time.perf_counter()
+            body = request.body
+
+            def count(done: asyncio.Future[Message | None]) -> None:
+                seconds = time.perf_counter() - started
+                if done.cancelled():
+                    return
+                if done.exception() is not None:
+                    counters.failed(header.api_key, UNKNOWN_SERVER_ERROR, seconds)
+                else:
+                    counters.answered(header.api_key, body, done.result(), seconds)
+
+            handling.add_done_callback(count)
+        return handling
 
     async def _answer(
         self,

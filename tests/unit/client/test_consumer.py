@@ -309,3 +309,37 @@ def test_records_fetched_before_a_fetch_error_are_handed_out_before_it(fake):
         assert [r.offset for r in got] == [0, 1, 2, 3]
         with pytest.raises(CorruptRecordError):
             poll_all(c, 1)
+
+
+def test_a_batch_whose_header_cannot_be_read_is_reported_after_the_records_before_it(fake):
+    """The fetcher reads each header once when the data arrives; one that does not hold (here
+    a magic byte that is not 2) ends the readable part: the records before it are handed out,
+    then poll() raises, instead of the fetch failing unseen."""
+    fake.broker.create("t", 1)
+    put_batch(fake, [b"good1", b"good2"])
+    put_batch(fake, [b"bad"])
+    bad = bytearray(fake.broker.topics["t"][0].pop())
+    bad[hdr.MAGIC_POS] = 7
+    # Served after the good batch in the same response (the fake reads only the first header).
+    fake.broker.topics["t"][0][0] += bytes(bad)
+    with Consumer(bootstrap_servers=fake.address, auto_offset_reset="earliest") as c:
+        c.assign([TP])
+        assert [r.value for r in poll_all(c, 2)] == [b"good1", b"good2"]
+        err = poll_until_error(c, CorruptRecordError)
+        assert "t-0: the batch at offset 2 cannot be read" in str(err)
+        assert "magic 7" in str(err)
+
+
+def test_records_of_a_log_append_time_batch_carry_its_time_and_type(fake):
+    fake.broker.create("t", 1)
+    put_batch(fake, [b"a", b"b"], ts=10)
+    data = bytearray(fake.broker.topics["t"][0][0])
+    hdr.set_log_append_time(data, 5555)
+    fake.broker.topics["t"][0][0] = bytes(data)
+    with Consumer(bootstrap_servers=fake.address, auto_offset_reset="earliest") as c:
+        c.assign([TP])
+        recs = poll_all(c, 2)
+        assert [(r.offset, r.timestamp, r.timestamp_type, r.value) for r in recs] == [
+            (0, 5555, 1, b"a"),
+            (1, 5555, 1, b"b"),
+        ]

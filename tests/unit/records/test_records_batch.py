@@ -404,3 +404,99 @@ def test_every_error_is_a_records_error() -> None:
         DecompressedTooLargeError,
     ):
         assert issubclass(cls, RecordsError)
+
+
+# --- columns, and a header read once ------------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_columns_hold_what_records_hold(codec: Compression) -> None:
+    b = BatchBuilder(compression=codec, base_offset=40)
+    b.append(b"k0", b"v0", [("h", b"x"), ("n", None)], 1000)
+    b.append(None, None, None, 1003)
+    b.append_at(45, b"k2", bytes(300), None, 999)
+    batch = read_batch(b.build())
+    cols = batch.columns()
+    records = batch.records()
+    assert cols.offsets == [r.offset for r in records] == [40, 41, 45]
+    assert cols.timestamps == [r.timestamp for r in records] == [1000, 1003, 999]
+    assert cols.keys == [r.key for r in records] == [b"k0", None, b"k2"]
+    assert cols.values == [r.value for r in records] == [b"v0", None, bytes(300)]
+    assert cols.headers == [r.headers for r in records] == [(("h", b"x"), ("n", None)), (), ()]
+    assert all(r.batch is batch.header for r in records)
+
+
+def test_columns_of_a_log_append_time_batch_carry_the_append_time() -> None:
+    b = BatchBuilder()
+    b.append(b"a", b"1", None, 10)
+    b.append(b"b", b"2", None, 20)
+    buf = bytearray(b.build())
+    set_log_append_time(buf, 5555)
+    assert read_batch(bytes(buf)).columns().timestamps == [5555, 5555]
+
+
+def test_a_header_read_before_is_checked_not_read_again() -> None:
+    b = BatchBuilder()
+    b.append(b"a", b"1", None, 10)
+    data = b"pad" + b.build()
+    header = read_header(data, 3)
+    assert check_batch(data, 3, header=header) is header
+    assert read_batch(data, 3, header=header).columns().values == [b"1"]
+    broken = bytearray(data)
+    broken[-1] ^= 0x01  # the CRC no longer holds: the given header does not vouch for it
+    with pytest.raises(CorruptRecordError, match="CRC"):
+        check_batch(bytes(broken), 3, header=header)
+    with pytest.raises(CorruptRecordError, match="truncated"):
+        check_batch(data[:-1], 3, header=header)
+    check_batch(bytes(broken), 3, header=header, check_crc=False)
+
+
+# --- append_many: the bulk form of append ---------------------------------------------------
+
+
+def test_append_many_writes_what_appending_one_by_one_writes() -> None:
+    keys: list[bytes | None] = [b"k%d" % i if i % 3 else None for i in range(500)]
+    values: list[bytes | None] = [bytes(i % 300) if i % 7 else None for i in range(500)]
+    for codec in CODECS:
+        one = BatchBuilder(compression=codec)
+        one.append(b"first", b"v", None, 1000)
+        many = BatchBuilder(compression=codec)
+        many.append(b"first", b"v", None, 1000)
+        for k, v in zip(keys, values, strict=True):
+            one.append(k, v, None, 9000)
+        assert many.append_many(keys, values, 9000) == 500
+        assert many.build() == one.build()
+    nokeys = BatchBuilder()
+    assert nokeys.append_many(None, [b"a", b"b"], 5) == 2
+    assert [(r.offset, r.key, r.value, r.timestamp) for r in read_records(nokeys.build())] == [
+        (0, None, b"a", 5),
+        (1, None, b"b", 5),
+    ]
+
+
+def test_append_many_stops_at_the_byte_limit_and_resumes() -> None:
+    values: list[bytes | None] = [bytes(100)] * 50
+    b = BatchBuilder()
+    end = b.append_many(None, values, 7, limit_bytes=1000)
+    assert 0 < end < 50 and b.size_in_bytes >= 1000
+    assert b.size_in_bytes - 100 < 1000  # it stopped at the first record that reached it
+    assert b.append_many(None, values, 7, start=end) == 50
+    assert [r.offset for r in read_records(b.build())] == list(range(50))
+
+
+def test_append_many_refuses_bad_input_and_changes_nothing() -> None:
+    b = BatchBuilder()
+    b.append(None, b"x", None, 7)
+    before = b.size_in_bytes
+    with pytest.raises(TypeError, match="value must be bytes"):
+        b.append_many(None, [b"ok", "text"], 7)  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="key must be bytes"):
+        b.append_many([b"k", 5], [b"ok", b"ok"], 7)  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="keys"):
+        b.append_many([b"k"], [b"ok", b"ok"], 7)
+    with pytest.raises(ValueError, match="out of range"):
+        b.append_many(None, [b"ok"], -(1 << 63) - 1)
+    assert b.size_in_bytes == before and b.record_count == 1
+    assert [r.value for r in read_records(b.build())] == [b"x"]
+    with pytest.raises(ValueError, match="already built"):
+        b.append_many(None, [b"late"], 7)

@@ -1,0 +1,204 @@
+"""The floor a low-load latency is judged against: a bare gRPC unary round trip.
+
+``rilke bench produce --rate N`` and ``rilke bench consume`` (its live phase) report their
+latencies beside the round trip of the smallest possible gRPC call, measured in the same run
+on the same machine: a ``grpc.aio`` server in a child process that answers an opaque bytes
+request with the same bytes (no protobuf, no handler work), and a synchronous stub in this
+process with one call in flight (the method of ../shared/peers/bench_grpc.py). A ratio near 1
+says the client and broker add little over the network stack; the goal of issue 15 is produce
+p50 within 1.3x (p99 3x) and end to end within 2.5x of this p50.
+
+The child is ``python -m rilke.bench.latency --serve`` on 127.0.0.1 with an OS-chosen port,
+which it prints as ``listening on HOST:PORT``; :class:`FloorServer` starts and stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rilke.bench.common import percentiles
+
+FLOOR_METHOD = "/rilke.bench.Floor/Echo"
+"""The one method of the floor server: bytes in, the same bytes out."""
+
+PAYLOAD = b"t" * 16
+"""The request of each round trip (as the peers' bench: a 16-byte payload)."""
+
+WARMUP_CALLS = 200
+"""Round trips made and not counted before measuring (channel set-up, first-call paths)."""
+
+START_TIMEOUT_S = 60.0
+"""How long :class:`FloorServer` waits for its child to report its port."""
+
+
+class FloorServer:
+    """The echo server in a child process; a context manager (stopped, and killed if it does
+    not stop, on exit). ``address`` is its ``host:port``. Raises RuntimeError if the child
+    does not report its port within ``START_TIMEOUT_S``."""
+
+    def __init__(self) -> None:
+        root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rilke.bench.latency", "--serve"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        self.address = self._wait_listening(START_TIMEOUT_S)
+
+    def _wait_listening(self, timeout_s: float) -> str:
+        found: list[str] = []
+        stdout = self.proc.stdout
+        assert stdout is not None
+
+        def reader() -> None:
+            for line in stdout:
+                m = re.search(rb"listening on (\S+:\d+)", line)
+                if m:
+                    found.append(m.group(1).decode())
+                    break
+            for _ in stdout:  # drain, so the child never blocks on a full pipe
+                pass
+
+        thread = threading.Thread(target=reader, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not found and time.monotonic() < deadline and self.proc.poll() is None:
+            thread.join(0.05)
+        if not found:
+            self.stop()
+            raise RuntimeError("the gRPC floor server did not start")
+        return found[0]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def __enter__(self) -> FloorServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def unary_round_trips(address: str, count: int, max_seconds: float) -> list[float]:
+    """``count`` round trips (at most ``max_seconds`` of them, after ``WARMUP_CALLS``) to the
+    floor server at ``address``, one in flight, with a synchronous stub; each in ms."""
+    import grpc
+
+    latencies: list[float] = []
+    with grpc.insecure_channel(address) as channel:
+        echo = channel.unary_unary(FLOOR_METHOD)
+        for _ in range(WARMUP_CALLS):
+            echo(PAYLOAD, timeout=10)
+        perf = time.perf_counter
+        stop_at = perf() + max_seconds
+        for _ in range(count):
+            t0 = perf()
+            echo(PAYLOAD, timeout=10)
+            t1 = perf()
+            latencies.append((t1 - t0) * 1000)
+            if t1 > stop_at:
+                break
+    return latencies
+
+
+def measure_floor(count: int = 2000, max_seconds: float = 3.0) -> list[float]:
+    """Start a floor server, measure ``unary_round_trips`` against it, stop it."""
+    with FloorServer() as server:
+        return unary_round_trips(server.address, count, max_seconds)
+
+
+def ratio_rows(
+    what: str, measured: dict[str, float], floor: dict[str, float]
+) -> list[tuple[str, str]]:
+    """Table rows: the floor's p50/p99 and ``what``'s p50 and p99 as multiples of them."""
+    rows = [
+        (
+            "floor: gRPC unary p50/p99",
+            f"{floor['p50_ms']:.3f} / {floor['p99_ms']:.3f} ms (bare round trip, same run)",
+        )
+    ]
+    if floor["p50_ms"] > 0 and floor["p99_ms"] > 0:
+        rows.append(
+            (
+                f"{what} / floor",
+                f"p50 {measured['p50_ms'] / floor['p50_ms']:.2f}x  "
+                f"p99 {measured['p99_ms'] / floor['p99_ms']:.2f}x  "
+                f"(p99 / floor p50 {measured['p99_ms'] / floor['p50_ms']:.2f}x)",
+            )
+        )
+    return rows
+
+
+def floor_json(floor: dict[str, float], measured: dict[str, float]) -> dict[str, Any]:
+    """The floor's percentiles and the ratios, for a benchmark's JSON result."""
+    out: dict[str, Any] = {f"floor_{k}": round(v, 4) for k, v in floor.items()}
+    if floor["p50_ms"] > 0:
+        out["ratio_p50"] = round(measured["p50_ms"] / floor["p50_ms"], 3)
+        out["ratio_p99_to_floor_p50"] = round(measured["p99_ms"] / floor["p50_ms"], 3)
+    if floor["p99_ms"] > 0:
+        out["ratio_p99"] = round(measured["p99_ms"] / floor["p99_ms"], 3)
+    return out
+
+
+def floor_percentiles(*runs: Sequence[float]) -> dict[str, float]:
+    """Percentiles over the round trips of several floor runs (before and after a phase)."""
+    return percentiles([x for run in runs for x in run])
+
+
+async def _serve() -> None:
+    import grpc
+
+    async def echo(request: bytes, context: Any) -> bytes:
+        return request
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                "rilke.bench.Floor", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
+            )
+        ]
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(f"listening on 127.0.0.1:{port}", flush=True)
+    await server.wait_for_termination()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rilke.bench.latency")
+    parser.add_argument("--serve", action="store_true", help="run the floor server")
+    parser.add_argument("--count", type=int, default=2000)
+    args = parser.parse_args(argv)
+    if args.serve:
+        asyncio.run(_serve())
+        return 0
+    pct = percentiles(measure_floor(args.count))
+    print(
+        "gRPC unary round trip p50/p95/p99/max: {p50_ms:.3f} / {p95_ms:.3f} / "
+        "{p99_ms:.3f} / {max_ms:.3f} ms".format(**pct)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

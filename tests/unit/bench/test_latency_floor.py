@@ -1,0 +1,53 @@
+"""The latency benchmarks' floor: the bare gRPC round trip and the ratios printed beside it."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from rilke.bench import latency
+from rilke.bench.common import SEND_TIME_HEADER, sent_ns
+
+
+def test_ratios_divide_by_the_floor() -> None:
+    measured = {"p50_ms": 1.5, "p95_ms": 2.0, "p99_ms": 6.0, "max_ms": 9.0}
+    floor = {"p50_ms": 1.0, "p95_ms": 1.5, "p99_ms": 2.0, "max_ms": 3.0}
+    out = latency.floor_json(floor, measured)
+    assert out["floor_p50_ms"] == 1.0
+    assert out["ratio_p50"] == 1.5
+    assert out["ratio_p99"] == 3.0
+    assert out["ratio_p99_to_floor_p50"] == 6.0
+    rows = dict(latency.ratio_rows("latency", measured, floor))
+    assert rows["latency / floor"].startswith("p50 1.50x  p99 3.00x")
+
+
+def test_an_empty_floor_gives_no_ratio() -> None:
+    zero = {"p50_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
+    assert "ratio_p50" not in latency.floor_json(zero, zero)
+    assert [k for k, _ in latency.ratio_rows("latency", zero, zero)] == [
+        "floor: gRPC unary p50/p99"
+    ]
+
+
+def test_floor_percentiles_pool_the_runs() -> None:
+    pooled = latency.floor_percentiles([1.0, 2.0], [3.0, 4.0])
+    assert pooled["p50_ms"] == 2.0 and pooled["max_ms"] == 4.0
+
+
+def test_send_time_stamp_is_read_back() -> None:
+    now = time.time_ns()
+    headers = [("other", b"x"), (SEND_TIME_HEADER, now.to_bytes(8, "big"))]
+    assert sent_ns(headers) == now
+    assert sent_ns([("other", b"x")]) is None
+    assert sent_ns([(SEND_TIME_HEADER, b"short")]) is None
+    assert sent_ns([(SEND_TIME_HEADER, None)]) is None
+
+
+@pytest.mark.slow
+def test_floor_server_answers_and_stops() -> None:
+    with latency.FloorServer() as server:
+        trips = latency.unary_round_trips(server.address, 50, 30.0)
+        proc = server.proc
+    assert len(trips) == 50 and all(t > 0 for t in trips)
+    assert proc.poll() is not None  # stopped on exit
