@@ -9,10 +9,12 @@ leader (clients refresh their metadata and go there). Deciding per call, not onc
 partition is opened, keeps a node right when the metadata it replays after a restart (or a
 leader change) arrives after the partition was opened.
 
-Until the Raft-replicated partition (rilke/replication/partition.py) lands, a partition
-with several replicas is served by its leader alone: its other replicas hold no copy, and a
-leader moved by fencing serves an empty log. ``replicated`` takes that factory when it
-exists.
+Until the Raft-replicated partition (rilke/replication/partition.py) is wired in, a
+partition's only copy is on its first replica: :func:`served_view` is the metadata as
+served (Metadata, DescribeTopics, `rilke cluster`), where the leader is the first replica
+while it is alive (no leader while it is fenced: the metadata's own leader moves on fencing,
+to a replica with no copy) and the in-sync replicas are that one replica (the others hold
+nothing, and `rilke cluster health` says so). ``replicated`` takes the replicated factory.
 """
 
 from __future__ import annotations
@@ -30,10 +32,33 @@ from rilke.partition.interface import (
     PartitionOffsets,
     PartitionSpec,
 )
-from rilke.replication.controller import NO_LEADER, MetadataView
+from rilke.replication.controller import (
+    NO_LEADER,
+    BrokerState,
+    MetadataView,
+    PartitionInfo,
+    TopicMeta,
+)
 from rilke.storage.config import LogConfig
 
 UNKNOWN_OFFSET = -1
+
+
+def served_view(view: MetadataView) -> MetadataView:
+    """``view`` with every partition as the unreplicated interim serves it (see the module
+    docstring). O(partitions): call once per applied change (the controller caches it)."""
+    alive = {b.broker_id for b in view.brokers.values() if b.state is BrokerState.ALIVE}
+    topics: dict[str, TopicMeta] = {}
+    for name, meta in view.topics.items():
+        parts = []
+        for part in meta.partitions:
+            first = part.replicas[0]
+            leader = first if first in alive else NO_LEADER
+            parts.append(PartitionInfo(part.replicas, leader, part.leader_epoch, (first,)))
+        topics[name] = TopicMeta(meta.name, meta.topic_id, meta.configs, tuple(parts))
+    return MetadataView(
+        view.cluster_id, view.controller_id, view.brokers, topics, view.applied_offset
+    )
 
 
 class ClusterPartition:

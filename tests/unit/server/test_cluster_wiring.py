@@ -209,3 +209,18 @@ def test_producer_ids_come_from_controller_blocks() -> None:
             await ClusterProducerIds(failing).next_id()
 
     asyncio.run(main())
+
+
+def test_unreplicated_partitions_are_served_by_their_first_replica_only() -> None:
+    from rilke.server.cluster.partitions import served_view
+
+    moved = PartitionInfo((2, 1), 1, 3, (1,))  # fencing moved the leader to a replica with no copy
+    raw = view(7, TopicMeta("t", "id", {}, (moved, PartitionInfo((1, 2), 1, 0, (1, 2)))))
+    served = served_view(raw)
+    assert served.partition("t", 0) == PartitionInfo((2, 1), 2, 3, (2,))
+    assert served.partition("t", 1) == PartitionInfo((1, 2), 1, 0, (1,))
+    fenced = MetadataView(
+        "c", 1, {**raw.brokers, 2: BrokerInfo(2, "h", 1, None, BrokerState.FENCED, 2)}, raw.topics
+    )
+    assert served_view(fenced).partition("t", 0).leader == -1  # its only copy is away
+    assert served.applied_offset == 7 and served.brokers is raw.brokers
