@@ -199,6 +199,8 @@ class BrokerServer:
                     else None
                 ),
             )
+            if self.cluster is not None:
+                self.cluster.on_topics_deleted(self._service.wake_waiters)
             await server.start()
             self._server = server
             from grpc_health.v1 import health_pb2

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -208,6 +209,11 @@ class ClusterNode:
             "ControllerWrite", pb.ControllerWriteRequest(allocate_producer_ids=ask)
         )
         return response.first_producer_id, response.producer_id_count
+
+    def on_topics_deleted(self, callback: Callable[[], None]) -> None:
+        """``callback()`` after the mirror deleted topics (long polls look again)."""
+        assert self._mirror is not None
+        self._mirror.on_deleted = callback
 
     def _address_of(self, node: int) -> str | None:
         info = self.view().brokers.get(node)

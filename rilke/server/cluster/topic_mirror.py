@@ -71,6 +71,8 @@ class TopicMirror:
         self._synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._changes = 0
+        # Called after a pass deleted topics (the services wake their long polls).
+        self.on_deleted: Callable[[], None] | None = None
 
     def changed(self) -> None:
         """The applied metadata changed (the applier's subscription)."""
@@ -122,6 +124,7 @@ class TopicMirror:
         """One pass (see the module docstring); whether it changed anything."""
         broker = self._broker
         before = self._changes
+        deleted = False
         for info in list(broker.topics):
             meta = view.topic(info.name)
             if meta is None and is_internal(info.name):
@@ -129,6 +132,9 @@ class TopicMirror:
             if meta is None or meta.topic_id != info.topic_id:
                 self._try(f"delete topic {info.name}", broker.delete_topic, info.name)
                 self._changes += 1
+                deleted = True
+        if deleted and self.on_deleted is not None:
+            self.on_deleted()
         for meta in view.topics.values():
             if not meta.partitions:
                 continue

@@ -82,8 +82,11 @@ def test_the_mirror_follows_the_metadata_and_serves_what_this_node_leads(tmp_pat
             assert broker.topics.require("a").configs == {"retention.ms": "1000"}
             assert broker.topics.require("b").topic_id == "id-b2"
             broker.create_topic("__own", 1)  # the node's own internal topic: left alone
+            woke: list[int] = []
+            mirror.on_deleted = lambda: woke.append(1)
             current[0] = view(12, topic("a", [1, 2, 1]))
             assert await mirror.sync(current[0])
+            assert woke == [1]  # long polls on the deleted topic look again
             assert {t.name for t in broker.topics} == {"a", "__own"}
             assert not await mirror.sync(current[0])  # nothing left to change
         finally:
