@@ -102,11 +102,27 @@ async def _node(node_id: int, args: dict[str, Any], conn: Connection) -> None:
                 **percentiles(latencies),
             }
     conn.send(result)
-    conn.recv()  # stay up until every node has measured
+    # Stay up (and keep answering Raft) until every node has measured. The wait runs on a
+    # thread: a blocking recv on the loop froze this node's Raft (a follower stopped answering
+    # the moment it reported, and the leader lost it).
+    await wait_for_parent(conn, STOP_TIMEOUT_S)
     await host.close()
     await server.stop(None)
     for log in logs:
         log.close()
+
+
+STOP_TIMEOUT_S = 600.0
+"""How long a node waits for the parent's "stop" (the parent kills it after its own deadlines)."""
+
+
+async def wait_for_parent(conn: Connection, timeout_s: float) -> Any:
+    """The parent's next message, read on a worker thread so the node's loop (its Raft) keeps
+    running. Raises TimeoutError after ``timeout_s`` and EOFError when the parent is gone."""
+    ready = await asyncio.to_thread(conn.poll, timeout_s)
+    if not ready:
+        raise TimeoutError(f"no word from the bench within {timeout_s} s")
+    return conn.recv()
 
 
 def _child(node_id: int, args: dict[str, Any], conn: Connection) -> None:

@@ -24,7 +24,15 @@ again) on any proposal or campaign, on any message of the group other than a hea
 answer, and when a member's node is no longer heard from within the liveness timeout (so
 followers elect a new leader, and an isolated leader's CheckQuorum steps it down).
 
-Runs on one event loop; not thread-safe. Every wait has a deadline (``propose``'s timeout).
+What the node wiring and the replicated partition use, besides proposals: membership changes
+one server at a time (:meth:`RaftRuntime.add_learner`, :meth:`RaftRuntime.promote_learner`,
+:meth:`RaftRuntime.remove_member`), leader transfer, a linearizable read point
+(:meth:`RaftRuntime.read_index`: a heartbeat round confirms the leadership, then the wait for
+this node's apply), a status per group with the leader's view of every member (in-sync
+replicas, :meth:`GroupStatus.in_sync`), and :meth:`RaftRuntime.remove_group`, which releases
+everything the group holds on this node.
+
+Runs on one event loop; not thread-safe. Every wait has a deadline (``timeout_s``).
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rilke.errors import NotLeaderError, ReplicationError
@@ -43,10 +51,13 @@ from rilke.replication.raft.node import RaftNode
 from rilke.replication.raft.types import (
     NO_NODE,
     ConfChange,
+    ConfChangeType,
     Config,
     Entry,
+    EntryKind,
     Message,
     MessageType,
+    PeerStatus,
     Ready,
     Role,
     Snapshot,
@@ -63,6 +74,7 @@ QUIESCE_AFTER_TICKS = 3
 """Idle ticks before a leader quiets its group: enough heartbeats for followers to learn the
 commit index of the last entry."""
 DEFAULT_PROPOSE_TIMEOUT_S = 10.0
+DEFAULT_READ_TIMEOUT_S = 5.0
 
 Apply = Callable[[Sequence[Entry]], None]
 OnLeader = Callable[[int, int], None]
@@ -87,6 +99,27 @@ class GroupStatus:
     applied_index: int
     last_index: int
     quiesced: bool
+    voters: frozenset[int] = frozenset()
+    learners: frozenset[int] = frozenset()
+    progress: Mapping[int, PeerStatus] = field(default_factory=dict)
+    """The leader's view of every member, itself included (``match`` is how far that
+    member's log is known to match the leader's); empty off the leader."""
+
+    def in_sync(self, max_lag: int) -> frozenset[int]:
+        """The voters in sync as the leader sees them: itself, and every voter heard from
+        within the last election timeout whose match is at most ``max_lag`` offsets behind
+        the leader's last index. Empty off the leader (a follower does not know)."""
+        if self.role is not Role.LEADER:
+            return frozenset()
+        out = set()
+        for node, pr in self.progress.items():
+            if node not in self.voters:
+                continue
+            if node == self.leader_id or (
+                pr.recent_active and pr.match >= self.last_index - max_lag
+            ):
+                out.add(node)
+        return frozenset(out)
 
 
 @dataclass
@@ -103,6 +136,10 @@ class _Group:
     idle_ticks: int = 0
     proposals: dict[int, tuple[int, asyncio.Future[int]]] = field(default_factory=dict)
     """Raft index -> (term, future) of this node's proposals not yet committed."""
+    reads: dict[bytes, asyncio.Future[int]] = field(default_factory=dict)
+    """read_index context -> future, until the group hands out its ReadState."""
+    read_waits: list[tuple[int, asyncio.Future[int]]] = field(default_factory=list)
+    """(read index, future) of confirmed reads waiting for this node to apply that far."""
 
 
 class RaftRuntime:
@@ -131,6 +168,7 @@ class RaftRuntime:
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
+        self._read_seq = 0
         self.rounds = 0
         self.windows = 0
 
@@ -161,24 +199,42 @@ class RaftRuntime:
         self._mark(name)
 
     def remove_group(self, name: str) -> None:
-        """Stop driving ``name``; its pending proposals fail with GroupRemovedError. The
-        caller closes the storage."""
+        """Stop driving ``name`` and release all it holds here: its pending proposals,
+        membership changes and reads fail with GroupRemovedError, it leaves the tick, quiet
+        and notice sets, a round under way neither sends nor applies for it any more, and its
+        storage writes its state file (``storage.close``). The caller closes the log. Unknown
+        names are ignored (idempotent)."""
         group = self._groups.pop(name, None)
         if group is None:
             return
+        self._forget(group, GroupRemovedError(f"raft group {name!r} was removed"))
+        group.storage.close()
+
+    def _forget(self, group: _Group, exc: Exception) -> None:
+        name = group.name
+        self._groups.pop(name, None)
         self._active.discard(name)
         self._marked.discard(name)
         for names in self._quiet_by_peer.values():
             names.discard(name)
-        for _term, future in group.proposals.values():
+        for peer, items in self._notices.items():
+            self._notices[peer] = [item for item in items if item.group != name]
+        futures = [future for _term, future in group.proposals.values()]
+        futures += group.reads.values()
+        futures += [future for _index, future in group.read_waits]
+        group.proposals, group.reads, group.read_waits = {}, {}, []
+        for future in futures:
             if not future.done():
-                future.set_exception(GroupRemovedError(f"raft group {name!r} was removed"))
-        group.storage.close()
+                future.set_exception(exc)
+
+    def has_group(self, name: str) -> bool:
+        return name in self._groups
 
     def status(self, name: str) -> GroupStatus:
         """Raises KeyError for an unknown group."""
         group = self._groups[name]
         node = group.node
+        conf = node.conf
         return GroupStatus(
             node.role,
             node.term,
@@ -187,6 +243,9 @@ class RaftRuntime:
             node.applied_index,
             node.last_index,
             group.quiesced,
+            conf.voters,
+            conf.learners,
+            node.peer_status() if node.role is Role.LEADER else {},
         )
 
     def node(self, name: str) -> RaftNode:
@@ -219,38 +278,85 @@ class RaftRuntime:
         TimeoutError after ``timeout_s``, and with GroupRemovedError. Raises at once (nothing
         appended) NotLeaderError, ProposalDroppedError, InvalidRequestError, KeyError."""
         group = self._groups[name]
-        node = group.node
-        index = node.propose(list(batches), list(offset_counts))
+        index = group.node.propose(list(batches), list(offset_counts))
+        return self._track(group, index, timeout_s)
+
+    def _track(self, group: _Group, index: int, timeout_s: float) -> asyncio.Future[int]:
+        """A future of the entry at ``index`` (just appended by this leader) committing."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
-        group.proposals[index] = (node.term, future)
+        group.proposals[index] = (group.node.term, future)
         self._wake(group)
-        self._mark(name)
-        handle = loop.call_later(timeout_s, _expire, future, name, index, timeout_s)
+        self._mark(group.name)
+        handle = loop.call_later(timeout_s, _expire, future, group.name, index, timeout_s)
         future.add_done_callback(lambda _f: handle.cancel())
         return future
 
+    # --- membership (one server at a time) ---------------------------------------------------
+
     def propose_conf_change(
-        self,
-        name: str,
-        change: ConfChange,
-        *,
-        timeout_s: float = DEFAULT_PROPOSE_TIMEOUT_S,
+        self, name: str, change: ConfChange, *, timeout_s: float = DEFAULT_PROPOSE_TIMEOUT_S
     ) -> asyncio.Future[int]:
-        """Change one member of ``name`` on its leader (``RaftNode.propose_conf_change``).
-        Returns a future of the CONFIG entry's index, resolved once it commits (the change
-        then holds), failed as :meth:`propose`'s. Raises at once what the core raises."""
+        """Append a CONFIG entry on the leader of ``name``; a future of its index, resolved
+        once it commits (the change is then in force on the leader; every member applies it
+        when it learns the commit). Fails as :meth:`propose`'s future does. Raises at once
+        NotLeaderError, ProposalDroppedError (retriable: another change is uncommitted, the
+        leader has not committed an entry of its term, a transfer is under way, the learner
+        to promote has not caught up), InvalidRequestError (a change that makes no sense),
+        KeyError. The transport must know the node's address first (``add_peer``)."""
         group = self._groups[name]
-        node = group.node
-        index = node.propose_conf_change(change)
+        index = group.node.propose_conf_change(change)
+        return self._track(group, index, timeout_s)
+
+    def add_learner(
+        self, name: str, node_id: int, *, timeout_s: float = DEFAULT_PROPOSE_TIMEOUT_S
+    ) -> asyncio.Future[int]:
+        """Add ``node_id`` as a non-voting member (it gets the log, it does not vote)."""
+        change = ConfChange(ConfChangeType.ADD_LEARNER, node_id)
+        return self.propose_conf_change(name, change, timeout_s=timeout_s)
+
+    def promote_learner(
+        self, name: str, node_id: int, *, timeout_s: float = DEFAULT_PROPOSE_TIMEOUT_S
+    ) -> asyncio.Future[int]:
+        """Make learner ``node_id`` a voter (refused, retriable, until it caught up)."""
+        change = ConfChange(ConfChangeType.ADD_VOTER, node_id)
+        return self.propose_conf_change(name, change, timeout_s=timeout_s)
+
+    def remove_member(
+        self, name: str, node_id: int, *, timeout_s: float = DEFAULT_PROPOSE_TIMEOUT_S
+    ) -> asyncio.Future[int]:
+        """Remove voter or learner ``node_id`` (not the leader: transfer leadership first)."""
+        change = ConfChange(ConfChangeType.REMOVE_NODE, node_id)
+        return self.propose_conf_change(name, change, timeout_s=timeout_s)
+
+    # --- reads --------------------------------------------------------------------------------
+
+    async def read_index(self, name: str, *, timeout_s: float = DEFAULT_READ_TIMEOUT_S) -> int:
+        """A linearizable read point of ``name``, on any member: the leader confirms it still
+        leads with a heartbeat round (a follower asks the leader), and this returns once THIS
+        node has applied up to the returned index, so what its state machine holds now is at
+        least as new as every write committed before the call. Raises NotLeaderError when no
+        leader is known or the leader changed while the read waited (retriable),
+        TimeoutError after ``timeout_s``, GroupRemovedError, ProposalDroppedError (too many
+        reads pending), KeyError for an unknown group."""
+        group = self._groups[name]
+        self._read_seq += 1
+        context = f"{self.node_id}:{self._read_seq}".encode()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
-        group.proposals[index] = (node.term, future)
         self._wake(group)
+        group.node.read_index(context)  # raises before anything is registered
+        group.reads[context] = future
         self._mark(name)
-        handle = loop.call_later(timeout_s, _expire, future, name, index, timeout_s)
-        future.add_done_callback(lambda _f: handle.cancel())
-        return future
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        except TimeoutError:
+            raise TimeoutError(f"raft group {name}: no read index within {timeout_s} s") from None
+        finally:
+            group.reads.pop(context, None)
+            group.read_waits = [(i, f) for i, f in group.read_waits if f is not future]
+            if not future.done():
+                future.cancel()
 
     def campaign(self, name: str) -> None:
         group = self._groups[name]
@@ -414,8 +520,7 @@ class RaftRuntime:
                     self.node_id,
                     name,
                 )
-                self._groups.pop(name, None)
-                self._active.discard(name)
+                self._forget(group, ReplicationError(f"raft group {name!r} failed to persist"))
                 continue
             readies.append((group, rd))
         if not readies:
@@ -437,8 +542,12 @@ class RaftRuntime:
                 raise
             for group, flush in flushes:
                 group.storage.end_flush(flush)
+        # A group removed while its flush ran neither sends nor applies any more.
+        readies = [(g, rd) for g, rd in readies if self._groups.get(g.name) is g]
         self._send(readies)
         for group, rd in readies:
+            if self._groups.get(group.name) is not group:
+                continue  # removed by a callback of this round
             self._apply(group, rd)
             if self._groups.get(group.name) is group:
                 group.node.advance(rd)
@@ -464,6 +573,8 @@ class RaftRuntime:
             group.on_snapshot(rd.snapshot)
         if rd.committed_entries:
             group.apply(rd.committed_entries)
+            if any(e.kind is EntryKind.CONFIG for e in rd.committed_entries):
+                group.members = group.node.conf.voters | group.node.conf.learners
             proposals = group.proposals
             if proposals:
                 for entry in rd.committed_entries:
@@ -482,8 +593,17 @@ class RaftRuntime:
                                 f"a leader of term {entry.term}"
                             )
                         )
+        self._serve_reads(group, rd)
         if rd.soft_state is not None:
             group.members = group.node.conf.voters | group.node.conf.learners
+            if group.reads:
+                # A read asked of the old leader (or forwarded to it) is lost with it.
+                reads, group.reads = group.reads, {}
+                for future in reads.values():
+                    if not future.done():
+                        future.set_exception(
+                            NotLeaderError(f"raft group {group.name}: the leader changed")
+                        )
             leader = rd.soft_state.leader_id
             if leader != NO_NODE:
                 logger.info(
@@ -495,6 +615,27 @@ class RaftRuntime:
                 )
             if group.on_leader is not None:
                 group.on_leader(leader, group.node.term)
+
+    def _serve_reads(self, group: _Group, rd: Ready) -> None:
+        """Confirmed read points wait for this node's apply; resolve those it reached."""
+        for rs in rd.read_states:
+            future = group.reads.pop(rs.context, None)
+            if future is not None and not future.done():
+                group.read_waits.append((rs.index, future))
+        if not group.read_waits:
+            return
+        applied = group.node.applied_index
+        if rd.committed_entries:
+            applied = max(applied, rd.committed_entries[-1].index)
+        waiting = []
+        for index, future in group.read_waits:
+            if future.done():
+                continue
+            if index <= applied:
+                future.set_result(index)
+            else:
+                waiting.append((index, future))
+        group.read_waits = waiting
 
 
 def _run_flushes(flushes: list[StorageFlush]) -> None:

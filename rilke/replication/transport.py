@@ -124,6 +124,8 @@ class Transport:
         self._links: dict[int, _Link] = {}
         self._closed = False
         self._started = False
+        self._accepted: set[asyncio.Task[Any]] = set()
+        """The handler tasks of the streams this node accepted (ended by :meth:`close`)."""
         for node, addr in peers.items():
             self.add_peer(node, addr)
 
@@ -169,9 +171,11 @@ class Transport:
             link.dialer = asyncio.get_running_loop().create_task(self._dial_forever(link))
 
     async def close(self) -> None:
-        """Stop dialing and end every stream. Idempotent."""
+        """Stop dialing and end every stream, the accepted ones too, so that stopping the
+        gRPC server afterwards finds no Raft handler to cancel (grpc logs a CancelledError
+        traceback for each one it cancels). Call before ``server.stop``. Idempotent."""
         self._closed = True
-        tasks = []
+        tasks: list[asyncio.Task[Any]] = []
         for link in self._links.values():
             if link.dialer is not None:
                 link.dialer.cancel()
@@ -179,6 +183,9 @@ class Transport:
             if link.session is not None:
                 link.session.closed = True
                 link.session.wake.set()
+        for task in self._accepted:
+            task.cancel()  # accept() returns normally once the transport is closed
+            tasks.append(task)
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -445,7 +452,20 @@ class Transport:
         return None
 
     async def accept(self, context: Any) -> None:
-        """Serve an incoming ``Raft.Stream`` (the servicer's body)."""
+        """Serve an incoming ``Raft.Stream`` (the servicer's body) until it ends or the
+        transport closes (then it returns normally: the peer sees the stream end)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._accepted.add(task)
+        try:
+            await self._accept(context)
+        except asyncio.CancelledError:
+            if not self._closed:
+                raise
+        finally:
+            self._accepted.discard(task)
+
+    async def _accept(self, context: Any) -> None:
         config = self.config
         try:
             first = await asyncio.wait_for(context.read(), config.handshake_timeout_s)

@@ -48,9 +48,18 @@ class Node:
 class Cluster:
     """``size`` nodes, each a gRPC server on an OS-assigned port and a ReplicationHost."""
 
-    def __init__(self, root: Path, size: int = 3, cluster_id: str = "test-cluster") -> None:
+    def __init__(
+        self,
+        root: Path,
+        size: int = 3,
+        cluster_id: str = "test-cluster",
+        voters: Sequence[int] | None = None,
+    ) -> None:
+        """``voters``: every group's bootstrap voters (default: all ``size`` nodes); the
+        other nodes hold the groups too, as non-members until a change adds them."""
         self.root = root
         self.size = size
+        self.voters = tuple(voters) if voters is not None else tuple(range(1, size + 1))
         self.cluster_id = cluster_id
         self.addrs: dict[int, str] = {}
         self.nodes: dict[int, Node] = {}
@@ -84,10 +93,9 @@ class Cluster:
         log = PartitionLog.open(node.data_dir / name, LogConfig(), now_ms=0, recover=True)
         node.logs[name] = log
         storage = PartitionRaftStorage.open(log)
-        voters = tuple(range(1, self.size + 1))
         applied = node.applied.setdefault(name, [])
         node.host.runtime.add_group(
-            name, storage, Config(node.node_id, voters=voters), applied.extend
+            name, storage, Config(node.node_id, voters=self.voters), applied.extend
         )
 
     async def stop_node(self, node_id: int) -> None:

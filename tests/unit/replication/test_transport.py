@@ -151,3 +151,26 @@ def test_node_id_already_taken_is_refused(caplog: pytest.LogCaptureFixture) -> N
 
 def _addr(end: _End) -> str:
     return end.transport.config.addr
+
+
+def test_shutdown_ends_accepted_streams_without_tracebacks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Closing the transport ends the streams it accepted, so stopping the gRPC server has
+    no handler left to cancel (grpc logged a CancelledError traceback for each)."""
+
+    async def scenario() -> None:
+        one, two = await _pair()
+        try:
+            # Node 2 accepted node 1's stream: close the acceptor first, as a node that stops.
+            await two.transport.close()
+            assert not two.transport.is_connected(1)
+            await two.server.stop(None)
+            await wait_until(lambda: not one.transport.is_connected(2), what="node 1 saw the end")
+        finally:
+            await _close(two, one)
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(scenario())
+    noisy = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not noisy, [r.getMessage() for r in noisy]
