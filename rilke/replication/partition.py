@@ -142,7 +142,9 @@ class ReplicatedPartition:
         self._storage = storage
         self.update_config(config)
         self._storage.observer = self._written
-        commit = self._storage.hard_state.commit
+        # What this replica's log holds committed (retention may have moved the log start past
+        # a commit index the state file had not caught up with: that start is committed).
+        commit = max(self._storage.hard_state.commit, self._storage.first_index() - 1)
         # High watermark: the log end offset of the commit index applied here; only grows.
         self._high_watermark = max(
             log_.log_start_offset, min(offsets.log_end_offset(commit), log_.log_end_offset)
