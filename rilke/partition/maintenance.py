@@ -52,7 +52,8 @@ def _unlink_all(paths: list[Path]) -> None:
 
 class Maintenance:
     """The maintenance of one partition log (see the module docstring). ``is_closed`` says
-    whether the partition closed meanwhile: the steps left are then skipped."""
+    whether the partition closed meanwhile: the steps left are then skipped; ``compaction``
+    False skips compaction."""
 
     def __init__(
         self,
@@ -61,8 +62,13 @@ class Maintenance:
         flusher: GroupFlush[Any],
         producers: ProducerState,
         is_closed: Callable[[], bool],
+        *,
+        compaction: bool = True,
     ) -> None:
         self._name = name  # "<topic>-<partition>", for log lines
+        # False: compacted topics are not compacted here (a replicated partition's Raft log
+        # cannot ship the offset gaps compaction leaves to a follower yet).
+        self._compaction = compaction
         self._log = log_
         self._flusher = flusher
         self._producers = producers
@@ -88,10 +94,14 @@ class Maintenance:
             # Renamed on the loop; the unlinks (slow for large cached files) on a thread.
             await in_thread(_unlink_all, deleted)
         config = plog.config
-        if config.compact and (
-            self._last_compaction_ms is None
-            or now_ms - self._last_compaction_ms
-            >= min(max(config.delete_retention_ms // 2, 1000), 60_000)
+        if (
+            config.compact
+            and self._compaction
+            and (
+                self._last_compaction_ms is None
+                or now_ms - self._last_compaction_ms
+                >= min(max(config.delete_retention_ms // 2, 1000), 60_000)
+            )
         ):
             self._last_compaction_ms = now_ms
             await self._compact(now_ms)

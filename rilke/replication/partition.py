@@ -127,15 +127,24 @@ class ReplicatedPartition:
         self._producers_end = log_.log_end_offset
         # Flushes of maintenance (rolled segments, flush.ms); the runtime syncs every write.
         self._flusher: GroupFlush[AppendResult] = GroupFlush(self._name, log_, flush_slots)
+        # Not compacted (yet): compaction leaves offset gaps, and an entry after a gap cannot
+        # be appended by a follower that needs it (NonContiguousOffsetError stops its group).
         self._maintenance = Maintenance(
-            self._name, log_, self._flusher, self._producers, lambda: self._closed
+            self._name,
+            log_,
+            self._flusher,
+            self._producers,
+            lambda: self._closed,
+            compaction=False,
         )
         storage = ReplicatedStorage.open(log_, state_dir=state_dir)
         assert isinstance(storage, ReplicatedStorage)  # open builds its own class
         self._storage = storage
         self.update_config(config)
         self._storage.observer = self._written
-        commit = self._storage.hard_state.commit
+        # What this replica's log holds committed (retention may have moved the log start past
+        # a commit index the state file had not caught up with: that start is committed).
+        commit = max(self._storage.hard_state.commit, self._storage.first_index() - 1)
         # High watermark: the log end offset of the commit index applied here; only grows.
         self._high_watermark = max(
             log_.log_start_offset, min(offsets.log_end_offset(commit), log_.log_end_offset)
@@ -260,6 +269,13 @@ class ReplicatedPartition:
         """Apply a topic's new config. Durability is Raft's (every write is fsynced before it
         is acknowledged to the leader, unless ``write.caching``), so the log is given no
         flush.messages of its own."""
+        if config.compact and (config is self._config or not self._config.compact):
+            log.warning(
+                "%s: cleanup.policy %s: not compacted while replicated (compaction's offset "
+                "gaps cannot be replicated yet); only a delete policy applies",
+                self._name,
+                config.cleanup_policy,
+            )
         self._config = config
         self._log.update_config(replace(config, flush_messages=None))
         self._storage.write_caching = config.write_caching
