@@ -34,6 +34,7 @@ from rilke.server.metrics_http import MetricsServer
 from rilke.server.server import open_log_manager
 from rilke.server.services import count_errors, error_paths
 from rilke.server.stats import (
+    RPC_FAILED,
     ApiStats,
     BrokerStats,
     Histogram,
@@ -340,3 +341,34 @@ def test_metrics_http_answers_health_paths_and_bad_requests() -> None:
             await server.stop()
 
     asyncio.run(main())
+
+
+def test_produce_stream_counts_each_answer_and_a_failed_stream(tmp_path: Path) -> None:
+    with running_broker(tmp_path) as b:
+        b.admin.CreateTopics(
+            pb.CreateTopicsRequest(topics=[pb.NewTopic(name="t", num_partitions=1)]),
+            timeout=TIMEOUT,
+        )
+        requests = [
+            pb.ProduceRequest(
+                acks=1,
+                correlation_id=i,
+                partitions=[
+                    pb.ProducePartitionData(
+                        topic="t", partition=0, records=make_batch([b"s"]) if i < 5 else b"junk"
+                    )
+                ],
+            )
+            for i in range(6)
+        ]
+        assert len(list(b.broker.ProduceStream(iter(requests), timeout=TIMEOUT))) == 6
+        call = b.channel.stream_stream("/rilke.v1.Broker/ProduceStream")
+        good = pb.ProduceRequest(acks=1, correlation_id=1).SerializeToString()
+        with pytest.raises(Exception, match="not a valid ProduceRequest"):
+            list(call(iter([good, b"\xff\xff\xff"]), timeout=TIMEOUT))
+        stats = b.server.broker.stats
+        stream = stats.api("grpc", "ProduceStream")
+        assert stream.requests == 7  # six answers, then one of the failed stream
+        assert stream.latency.count == 7
+        assert stream.errors == {errors.CorruptRecordError.code: 1, RPC_FAILED: 1}
+        assert stats.topic("t").records_in == 5
