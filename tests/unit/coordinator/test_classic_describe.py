@@ -54,7 +54,7 @@ def _admin_commit(c: GroupCoordinator, offset: int) -> object:
         member_epoch=-1,
         partitions=(OffsetCommitPartition("orders", 0, offset, -1, ""),),
     )
-    return c.commit_offsets(req, 100, lambda tp: 50)
+    return c.admin_commit_offsets(req, 100, lambda tp: 50)
 
 
 def test_the_consumer_protocol_is_read_and_garbage_shows_nothing() -> None:
