@@ -28,6 +28,7 @@ from rilke.server.metrics import (
     BrokerCollector,
     MetricsSources,
     RaftGroupMetrics,
+    established_connections,
     make_registry,
 )
 from rilke.server.metrics_http import MetricsServer
@@ -372,3 +373,20 @@ def test_produce_stream_counts_each_answer_and_a_failed_stream(tmp_path: Path) -
         assert stream.latency.count == 7
         assert stream.errors == {errors.CorruptRecordError.code: 1, RPC_FAILED: 1}
         assert stats.topic("t").records_in == 5
+
+
+def test_established_connections_reads_the_tcp_tables(tmp_path: Path) -> None:
+    header = "  sl  local_address rem_address   st tx_queue rx_queue\n"
+    v4 = tmp_path / "tcp"
+    v4.write_text(
+        header
+        + "   0: 00000000:2454 00000000:0000 0A 0:0\n"  # 9300 listening: not counted
+        + "   1: 0100007F:2454 0100007F:D431 01 0:0\n"  # established to 9300
+        + "   2: 0100007F:D431 0100007F:2454 01 0:0\n"  # the client's end: another port
+        + "   3: 0100007F:2454 0100007F:D432 06 0:0\n"  # TIME_WAIT: not counted
+    )
+    v6 = tmp_path / "tcp6"
+    v6.write_text(header + "   0: 00000000000000000000000001000000:2454 0000:D433 01 0:0\n")
+    assert established_connections(9300, [str(v4), str(v6)]) == 2
+    assert established_connections(9301, [str(v4)]) == 0
+    assert established_connections(9300, [str(tmp_path / "none")]) is None
