@@ -427,7 +427,9 @@ class GroupManager:
         )
         reply = await self.call(
             req.group_id,
-            lambda c, now: c.commit_offsets(req, now, self.broker.high_watermark),
+            lambda c, now: (c.commit_offsets if req.member_id else c.admin_commit_offsets)(
+                req, now, self.broker.high_watermark
+            ),
         )
         resp = pb.OffsetCommitResponse()
         if reply.error is not None:

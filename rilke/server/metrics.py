@@ -21,8 +21,9 @@ Names follow Prometheus' conventions: the ``rilke_`` prefix, units in the name
   unconsumed batch: now - base timestamp of the batch holding the committed offset; 0 without
   lag) by ``group``, ``topic``, ``partition``.
 - ``rilke_fsync_duration_seconds`` (histogram: each group-commit flush job's syncs).
-- ``rilke_connections`` by ``listener`` (the Kafka listener's; grpcio does not expose its
-  connections), ``rilke_segment_files_open``, ``rilke_segment_files_open_max``,
+- ``rilke_connections`` by ``listener`` (gRPC: TCP connections established to its port, from
+  /proc on Linux, as grpcio exposes no count; Kafka: the listener's own),
+  ``rilke_segment_files_open``, ``rilke_segment_files_open_max``,
   ``rilke_segment_file_opens_total``, ``rilke_segment_file_evictions_total``.
 - ``rilke_scrubber_{bytes,batches,segments,passes,corrupt_batches}_total``.
 - Raft (filled by the cluster through :class:`RaftSource`; empty families on a node without
@@ -59,6 +60,31 @@ log = logging.getLogger(__name__)
 # batch past the committed offset, from the page cache most often); past this many, the
 # others' lag in seconds is left out of that scrape (their lag in records is not).
 MAX_LAG_READS_PER_SCRAPE = 2000
+
+
+_TCP_TABLES = ("/proc/self/net/tcp", "/proc/self/net/tcp6")
+_TCP_ESTABLISHED = "01"
+
+
+def established_connections(port: int, tables: Iterable[str] = _TCP_TABLES) -> int | None:
+    """TCP connections established to local ``port`` (Linux: read from /proc/self/net/tcp
+    and tcp6, as ``ss`` does; grpcio exposes no count of its own); None where there are no
+    such tables."""
+    count = 0
+    found = False
+    wanted = f":{port:04X}"
+    for table in tables:
+        try:
+            with open(table, encoding="ascii") as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        found = True
+        for line in lines:
+            fields = line.split(None, 4)
+            if len(fields) >= 4 and fields[3] == _TCP_ESTABLISHED and fields[1].endswith(wanted):
+                count += 1
+    return count if found else None
 
 
 class ScrubCounters(Protocol):
@@ -102,6 +128,7 @@ class MetricsSources:
     groups: Callable[[], CommittedOffsets | None] = lambda: None
     scrub_stats: Callable[[], ScrubCounters | None] = lambda: None
     kafka_connections: Callable[[], int | None] = lambda: None
+    grpc_connections: Callable[[], int | None] = lambda: None
     raft: RaftSource | None = None
     clock_ms: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
 
@@ -306,9 +333,12 @@ class BrokerCollector(Collector):
         connections = GaugeMetricFamily(
             "rilke_connections", "Client connections open now", labels=["listener"]
         )
-        kafka = self.sources.kafka_connections()
-        if kafka is not None:
-            connections.add_metric(["kafka"], kafka)
+        for listener, count in (
+            ("grpc", self.sources.grpc_connections()),
+            ("kafka", self.sources.kafka_connections()),
+        ):
+            if count is not None:
+                connections.add_metric([listener], count)
         yield connections
         files = self.broker.segment_files()
         if files is not None:

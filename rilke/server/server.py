@@ -250,7 +250,12 @@ class BrokerServer:
     async def _start_metrics(self, broker: Broker) -> None:
         """Serve /metrics and /health on metrics_listen (rilke.server.metrics_http). Raises
         ListenError."""
-        from rilke.server.metrics import BrokerCollector, MetricsSources, make_registry
+        from rilke.server.metrics import (
+            BrokerCollector,
+            MetricsSources,
+            established_connections,
+            make_registry,
+        )
         from rilke.server.metrics_http import MetricsServer
 
         config = self.config
@@ -263,6 +268,9 @@ class BrokerServer:
                 scrub_stats=lambda: self.scrubber.stats if self.scrubber is not None else None,
                 kafka_connections=lambda: (
                     self._kafka.connection_count if self._kafka is not None else None
+                ),
+                grpc_connections=lambda: (
+                    established_connections(self.address[1]) if self.address else None
                 ),
             ),
         )

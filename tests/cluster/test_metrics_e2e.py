@@ -90,7 +90,11 @@ def test_metrics_show_produce_consume_lag_and_errors(broker_factory: BrokerFacto
     ):
         consumer.end_offsets([TopicPartition("no-such-topic", 0)])
 
-    found = samples(metrics)
+    with Admin(broker.address) as admin:
+        admin.list_topics()  # a gRPC connection open while scraping
+        found = samples(metrics)
+    assert value(found, "rilke_connections", listener="grpc") >= 1
+    assert value(found, "rilke_connections", listener="kafka") == 0
     assert value(found, "rilke_topic_records_in_total", topic="m") == 520
     size = value(found, "rilke_partition_size_bytes", topic="m", partition="0")
     assert value(found, "rilke_topic_bytes_in_total", topic="m") == size > 0

@@ -38,6 +38,7 @@ from rilke.errors import (
 
 from . import codec
 from .classic import ClassicGroups, InconsistentGroupProtocolError
+from .classic_describe import describe_classic
 from .group import Group
 from .types import (
     CoordinatorConfig,
@@ -262,6 +263,22 @@ class GroupCoordinator:
             reply.error = exc
         return reply
 
+    def admin_commit_offsets(
+        self, req: OffsetCommitRequest, now_ms: int, log_end_offset: LogEndLookup
+    ) -> Reply[OffsetCommitResult]:
+        """:meth:`commit_offsets` for an operator (no member: `rilke group reset-offsets`),
+        refused with NonEmptyGroupError while the group has live members of either protocol
+        (a classic member's own commits come in as commits of no member too, through the
+        Kafka listener, after ``classic.check_commit``: those call commit_offsets)."""
+        if self.classic.has_members(req.group_id):
+            return Reply(
+                error=NonEmptyGroupError(
+                    f"group {req.group_id!r} has {self._classic_members(req.group_id)} live "
+                    "member(s) of Kafka's classic protocol: stop them before setting its offsets"
+                )
+            )
+        return self.commit_offsets(req, now_ms, log_end_offset)
+
     @staticmethod
     def _check_commit_partition(
         topic: str, partition: int, offset: int, metadata: str, log_end_offset: LogEndLookup
@@ -302,18 +319,36 @@ class GroupCoordinator:
 
     # --- admin -----------------------------------------------------------------------------
 
+    def _classic_members(self, group_id: str) -> int:
+        classic = self.classic.describe(group_id)
+        return 0 if classic is None else len(classic.members)
+
     def list_groups(self) -> list[GroupListing]:
+        """Every group: Rilke's own, and classic ones (by their live members, or by the
+        offsets they committed)."""
         self._check_loaded()
-        return [
-            GroupListing(g.group_id, g.state, len(g.members))
-            for g in sorted(self.groups.values(), key=lambda g: g.group_id)
+        listings = {
+            g.group_id: GroupListing(g.group_id, g.state, len(g.members))
+            for g in self.groups.values()
             if not g.dead
-        ]
+        }
+        for gid, classic in self.classic.groups.items():
+            if classic.members:
+                listings[gid] = GroupListing(
+                    gid, describe_classic(classic, {}).state, len(classic.members)
+                )
+        return [listings[gid] for gid in sorted(listings)]
 
     def describe_group(self, group_id: str) -> GroupDescription:
-        """Raises GroupIdNotFoundError for a group this coordinator does not know."""
+        """A group's state, members and committed offsets; a classic group with live members
+        is described from its classic state (members, their subscriptions and assignments)
+        with the offsets it committed. Raises GroupIdNotFoundError for a group this
+        coordinator does not know."""
         self._check_loaded()
         g = self._live_group(group_id)
+        classic = self.classic.describe(group_id)
+        if classic is not None and classic.members:
+            return describe_classic(classic, g.offsets if g is not None else {})
         if g is None:
             raise GroupIdNotFoundError(f"no group {group_id!r}")
         return g.describe()
@@ -330,6 +365,12 @@ class GroupCoordinator:
         results: dict[str, RilkeError | None] = {}
         for gid in group_ids:
             g = self._live_group(gid)
+            if self.classic.has_members(gid):
+                results[gid] = NonEmptyGroupError(
+                    f"group {gid!r} has {self._classic_members(gid)} live member(s) of Kafka's "
+                    "classic protocol"
+                )
+                continue
             if g is None:
                 results[gid] = GroupIdNotFoundError(f"no group {gid!r}")
                 continue

@@ -65,6 +65,9 @@ class GroupState(enum.Enum):
     RECONCILING = "Reconciling"  # some member has not reached the target assignment
     STABLE = "Stable"  # every member owns exactly its target assignment
     DEAD = "Dead"  # deleted, or all of its offsets expired
+    # A classic (Kafka client) group's rounds (rilke.server.coordinator.classic).
+    PREPARING_REBALANCE = "PreparingRebalance"  # waiting for its members to rejoin
+    COMPLETING_REBALANCE = "CompletingRebalance"  # waiting for the leader's assignment
 
 
 class MemberState(enum.Enum):

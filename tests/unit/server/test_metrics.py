@@ -28,12 +28,14 @@ from rilke.server.metrics import (
     BrokerCollector,
     MetricsSources,
     RaftGroupMetrics,
+    established_connections,
     make_registry,
 )
 from rilke.server.metrics_http import MetricsServer
 from rilke.server.server import open_log_manager
 from rilke.server.services import count_errors, error_paths
 from rilke.server.stats import (
+    RPC_FAILED,
     ApiStats,
     BrokerStats,
     Histogram,
@@ -340,3 +342,51 @@ def test_metrics_http_answers_health_paths_and_bad_requests() -> None:
             await server.stop()
 
     asyncio.run(main())
+
+
+def test_produce_stream_counts_each_answer_and_a_failed_stream(tmp_path: Path) -> None:
+    with running_broker(tmp_path) as b:
+        b.admin.CreateTopics(
+            pb.CreateTopicsRequest(topics=[pb.NewTopic(name="t", num_partitions=1)]),
+            timeout=TIMEOUT,
+        )
+        requests = [
+            pb.ProduceRequest(
+                acks=1,
+                correlation_id=i,
+                partitions=[
+                    pb.ProducePartitionData(
+                        topic="t", partition=0, records=make_batch([b"s"]) if i < 5 else b"junk"
+                    )
+                ],
+            )
+            for i in range(6)
+        ]
+        assert len(list(b.broker.ProduceStream(iter(requests), timeout=TIMEOUT))) == 6
+        call = b.channel.stream_stream("/rilke.v1.Broker/ProduceStream")
+        good = pb.ProduceRequest(acks=1, correlation_id=1).SerializeToString()
+        with pytest.raises(Exception, match="not a valid ProduceRequest"):
+            list(call(iter([good, b"\xff\xff\xff"]), timeout=TIMEOUT))
+        stats = b.server.broker.stats
+        stream = stats.api("grpc", "ProduceStream")
+        assert stream.requests == 7  # six answers, then one of the failed stream
+        assert stream.latency.count == 7
+        assert stream.errors == {errors.CorruptRecordError.code: 1, RPC_FAILED: 1}
+        assert stats.topic("t").records_in == 5
+
+
+def test_established_connections_reads_the_tcp_tables(tmp_path: Path) -> None:
+    header = "  sl  local_address rem_address   st tx_queue rx_queue\n"
+    v4 = tmp_path / "tcp"
+    v4.write_text(
+        header
+        + "   0: 00000000:2454 00000000:0000 0A 0:0\n"  # 9300 listening: not counted
+        + "   1: 0100007F:2454 0100007F:D431 01 0:0\n"  # established to 9300
+        + "   2: 0100007F:D431 0100007F:2454 01 0:0\n"  # the client's end: another port
+        + "   3: 0100007F:2454 0100007F:D432 06 0:0\n"  # TIME_WAIT: not counted
+    )
+    v6 = tmp_path / "tcp6"
+    v6.write_text(header + "   0: 00000000000000000000000001000000:2454 0000:D433 01 0:0\n")
+    assert established_connections(9300, [str(v4), str(v6)]) == 2
+    assert established_connections(9301, [str(v4)]) == 0
+    assert established_connections(9300, [str(tmp_path / "none")]) is None
