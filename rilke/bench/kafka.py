@@ -238,11 +238,15 @@ def summarize_collapsed(text: str, top: int) -> list[tuple[str, float]]:
     return [(name, n / total) for name, n in own.most_common(top)] if total else []
 
 
-_IDLE = ("select (selectors.py", "wait (threading.py", "_worker (concurrent/futures/thread.py")
+# Waits, not work (py-spy samples only threads it sees running, but a thread blocked in a
+# call that does not release its state can still show): (function, file name).
+_IDLE = {("select", "selectors.py"), ("wait", "threading.py"), ("_worker", "thread.py")}
 
 
 def _idle(frame: str) -> bool:
-    return any(mark in frame for mark in _IDLE) or frame.startswith(("poll (", "epoll_wait"))
+    name, _, where = frame.partition(" (")
+    file_name = where.rstrip(")").rsplit(":", 1)[0].rsplit("/", 1)[-1]
+    return (name.rsplit(".", 1)[-1], file_name) in _IDLE
 
 
 def _function(frame: str) -> str:
