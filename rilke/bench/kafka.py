@@ -28,6 +28,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -168,7 +169,9 @@ class Profiler:
     def __init__(self, directory: str | None, pid: int) -> None:
         self.directory = Path(directory) if directory else None
         self.pid = pid
-        self.exe = shutil.which("py-spy") if directory else None
+        # On PATH, or installed beside this Python (a virtualenv not activated).
+        beside = Path(sys.executable).with_name("py-spy")
+        self.exe = (shutil.which("py-spy") or shutil.which(beside)) if directory else None
         if self.directory is not None:
             if self.exe is None:
                 raise RuntimeError("--profile-dir needs py-spy: pip install py-spy")
@@ -235,11 +238,15 @@ def summarize_collapsed(text: str, top: int) -> list[tuple[str, float]]:
     return [(name, n / total) for name, n in own.most_common(top)] if total else []
 
 
-_IDLE = ("select (selectors.py", "wait (threading.py", "_worker (concurrent/futures/thread.py")
+# Waits, not work (py-spy samples only threads it sees running, but a thread blocked in a
+# call that does not release its state can still show): (function, file name).
+_IDLE = {("select", "selectors.py"), ("wait", "threading.py"), ("_worker", "thread.py")}
 
 
 def _idle(frame: str) -> bool:
-    return any(mark in frame for mark in _IDLE) or frame.startswith(("poll (", "epoll_wait"))
+    name, _, where = frame.partition(" (")
+    file_name = where.rstrip(")").rsplit(":", 1)[0].rsplit("/", 1)[-1]
+    return (name.rsplit(".", 1)[-1], file_name) in _IDLE
 
 
 def _function(frame: str) -> str:
@@ -514,7 +521,7 @@ def _report(args: argparse.Namespace, results: list[PhaseResult]) -> None:
         cpu = (
             "-"
             if r.broker_cpu_s is None
-            else f"broker {r.broker_cpu_s / r.window_s:.0%} CPU, {per:.1f} us/record"
+            else f"broker {r.broker_cpu_s / r.window_s:.0%} CPU, {per:.2f} us/record"
         )
         rows.append(
             (

@@ -131,17 +131,15 @@ def encode_request(
     schema = request_schema(api_key, api_version)
     assert schema is not None, (api_key, api_version)
     write_struct(w, schema, body)
-    return _LENGTH.pack(len(w.buf)) + bytes(w.buf)
+    return w.getvalue(length_prefix=True)
 
 
 def encode_response(correlation_id: int, api_key: int, api_version: int, body: Message) -> bytes:
     """A whole response frame: length, correlation id (response header v0), body."""
     w = Writer()
-    w.int32(0)  # the length, filled in below
     w.int32(correlation_id)
     write_struct(w, response_schema(api_key, api_version), body)
-    _LENGTH.pack_into(w.buf, 0, len(w.buf) - 4)
-    return bytes(w.buf)
+    return w.getvalue(length_prefix=True)
 
 
 def decode_response(api_key: int, api_version: int, frame: bytes) -> tuple[int, Message]:

@@ -118,16 +118,35 @@ class Reader:
         return n
 
 
-class Writer:
-    """Appends primitives to a bytearray; ``getvalue()`` returns the bytes."""
+# Bytes values at least this long (a Fetch response's record batches, a Produce request's) are
+# kept by reference and joined once at the end, not copied into the buffer as they are written
+# and again out of it: measured (encode_response of a Fetch v4 with 1 MB of records, best of
+# 5x200): 1116-2524 us per response copied, 33-56 us spliced (same window).
+SPLICE_BYTES = 16 * 1024
 
-    __slots__ = ("buf",)
+
+class Writer:
+    """Appends primitives to a bytearray; ``getvalue()`` returns the bytes. Large bytes values
+    (``SPLICE_BYTES`` or more) are held by reference until then, so a caller must not change
+    one between writing it and ``getvalue()``."""
+
+    __slots__ = ("_parts", "_spliced", "buf")
 
     def __init__(self) -> None:
-        self.buf = bytearray()
+        self.buf = bytearray()  # what was written since the last spliced value
+        self._parts: list[bytes] = []  # what came before it, in order
+        self._spliced = 0  # bytes in _parts
 
-    def getvalue(self) -> bytes:
-        return bytes(self.buf)
+    def __len__(self) -> int:
+        return self._spliced + len(self.buf)
+
+    def getvalue(self, *, length_prefix: bool = False) -> bytes:
+        """Everything written, in one copy; with ``length_prefix``, preceded by its length as
+        an int32 (a Kafka frame)."""
+        head = [_I32.pack(len(self))] if length_prefix else []
+        if not self._parts:
+            return b"".join([*head, self.buf]) if head else bytes(self.buf)
+        return b"".join([*head, *self._parts, self.buf])
 
     def int8(self, v: int) -> None:
         self.buf += _I8.pack(v)
@@ -157,7 +176,13 @@ class Writer:
 
     def bytes_(self, v: bytes) -> None:
         self.buf += _I32.pack(len(v))
-        self.buf += v
+        if len(v) < SPLICE_BYTES:
+            self.buf += v
+            return
+        self._parts.append(bytes(self.buf))
+        self._parts.append(v)
+        self._spliced += len(self.buf) + len(v)
+        self.buf = bytearray()
 
     def nullable_bytes(self, v: bytes | None) -> None:
         if v is None:

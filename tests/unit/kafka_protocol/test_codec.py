@@ -234,3 +234,47 @@ def test_bad_utf8_and_bad_boolean_refused() -> None:
     frame = struct.pack(">hhih", 3, 4, 1, -1) + struct.pack(">i", -1) + b"\x07"
     with pytest.raises(MalformedMessageError, match="boolean byte 7"):
         codec.decode_request(frame)
+
+
+def test_large_record_batches_round_trip_when_kept_by_reference() -> None:
+    # Values of SPLICE_BYTES or more are joined at the end rather than copied as written:
+    # the frame must be byte for byte what copying gives, for responses and requests, with
+    # large and small values interleaved.
+    from rilke.server.kafka.wire import SPLICE_BYTES
+
+    rng = random.Random(7)
+    big = [rng.randbytes(SPLICE_BYTES + n) for n in (0, 1, 50_000)]
+    partitions = [
+        {
+            "partition_index": i,
+            "error_code": 0,
+            "high_watermark": 10 * i,
+            "last_stable_offset": 10 * i,
+            "aborted_transactions": None,
+            "records": records,
+        }
+        for i, records in enumerate([big[0], b"small", big[1], None, big[2]])
+    ]
+    body = {"throttle_time_ms": 0, "responses": [{"topic": "t", "partitions": partitions}]}
+    frame = codec.encode_response(42, schemas.FETCH, 4, body)
+    assert struct.unpack(">i", frame[:4])[0] == len(frame) - 4
+    assert codec.decode_response(schemas.FETCH, 4, frame[4:]) == (42, body)
+    copied = Writer()
+    copied.int32(42)
+    copied.buf += frame[8:]  # the same body bytes, written without splicing
+    assert copied.getvalue(length_prefix=True) == frame
+
+    produce = {
+        "transactional_id": None,
+        "acks": -1,
+        "timeout_ms": 1000,
+        "topic_data": [
+            {
+                "name": "t",
+                "partition_data": [{"index": 0, "records": big[2]}, {"index": 1, "records": b"x"}],
+            }
+        ],
+    }
+    request = codec.encode_request(schemas.PRODUCE, 3, 9, "c", produce)
+    assert struct.unpack(">i", request[:4])[0] == len(request) - 4
+    assert codec.decode_request(request[4:]).body == produce
