@@ -400,7 +400,7 @@ class AIOProducer(_ProducerCore):
         *,
         partition: int | None = None,
         timestamp_ms: int | None = None,
-    ) -> list[RecordFuture]:
+    ) -> Sequence[RecordFuture]:
         """Queue many records (see :mod:`rilke.client.send_many`); one future per record, in
         order. Raises as :meth:`send` does, before any record is queued for bad arguments."""
         if self._closed:
@@ -426,7 +426,7 @@ class AIOProducer(_ProducerCore):
                 if now >= deadline:
                     raise KafkaTimeoutError(
                         f"buffer_memory ({self.acc.buffer_memory} bytes) stayed full for "
-                        f"max_block_ms: {sum(1 for f in many.futures if f)} of "
+                        f"max_block_ms: {many.queued} of "
                         f"{len(values)} records were queued"
                     ) from None
                 self._space.clear()
@@ -630,7 +630,7 @@ class Producer:
         *,
         partition: int | None = None,
         timestamp_ms: int | None = None,
-    ) -> list[RecordFuture]:
+    ) -> Sequence[RecordFuture]:
         """Queue many records of ``topic``: ``values[i]`` with ``keys[i]`` (or no keys), one
         create time for all (default now), no headers; returns one :class:`RecordFuture` per
         record, in order. For callers that already hold many records: the per-call work of
@@ -661,7 +661,7 @@ class Producer:
                 if remaining <= 0:
                     raise KafkaTimeoutError(
                         f"buffer_memory ({aio.acc.buffer_memory} bytes) stayed full for "
-                        f"max_block_ms: {sum(1 for f in many.futures if f)} of "
+                        f"max_block_ms: {many.queued} of "
                         f"{len(values)} records were queued"
                     )
                 if aio.acc.buffered_bytes >= aio.acc.buffer_memory:

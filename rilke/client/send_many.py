@@ -14,9 +14,10 @@ interceptors or trace context set, each record takes the ``send()`` path instead
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from bisect import bisect_right
+from collections.abc import Iterator, Sequence
 from itertools import repeat
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from rilke.client.accumulator import BATCH_OVERHEAD_BYTES, RECORD_OVERHEAD_BYTES
 from rilke.client.batch import RecordFuture
@@ -45,6 +46,57 @@ def _as_bytes(items: Sequence[Any], what: str) -> list[bytes | None]:
         else:
             raise TypeError(f"{what}s[{i}] must be bytes, str or None, not {type(x).__name__}")
     return out
+
+
+class RecordFutures(Sequence[RecordFuture]):
+    """The futures of one ``send_many`` call, one per record, in the order given, made when
+    looked at: the call keeps one (batch, first index) span per batch, not one object per
+    record (making them all up front cost more than encoding the records; `rilke bench
+    produce --send-many`, issue 14). Indexing, slicing, iterating and ``len`` work as on a
+    list.
+    """
+
+    __slots__ = ("_batches", "_firsts", "_starts", "_total")
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []  # the call's index of each span's first record
+        self._batches: list[Any] = []
+        self._firsts: list[int] = []  # that record's index in its batch
+        self._total = 0
+
+    def _add(self, batch: Any, first: int, count: int) -> None:
+        self._starts.append(self._total)
+        self._batches.append(batch)
+        self._firsts.append(first)
+        self._total += count
+
+    def __len__(self) -> int:
+        return self._total
+
+    @overload
+    def __getitem__(self, i: int) -> RecordFuture: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[RecordFuture]: ...
+    def __getitem__(self, i: int | slice) -> RecordFuture | list[RecordFuture]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(self._total)[i]]
+        if i < 0:
+            i += self._total
+        if not 0 <= i < self._total:
+            raise IndexError("record future index out of range")
+        span = bisect_right(self._starts, i) - 1
+        return _new(
+            RecordFuture, (self._batches[span], self._firsts[span] + i - self._starts[span])
+        )
+
+    def __iter__(self) -> Iterator[RecordFuture]:
+        ends = [*self._starts[1:], self._total] if self._starts else []
+        for start, end, batch, first in zip(
+            self._starts, ends, self._batches, self._firsts, strict=True
+        ):
+            yield from map(
+                _new, repeat(RecordFuture), zip(repeat(batch), range(first, first + end - start))
+            )
 
 
 class ManySend:
@@ -99,7 +151,7 @@ class ManySend:
         ]
         if partition is not None or ks is None:
             self.groups = [(partition, ks, vals, None)]
-            self.futures: list[RecordFuture] = []
+            self.futures: Sequence[RecordFuture] = RecordFutures()
         else:
             by_partition: dict[int | None, list[int]] = {}
             keyed = core._keyed
@@ -110,9 +162,11 @@ class ManySend:
                 (p, [ks[i] for i in idx], [vals[i] for i in idx], idx)
                 for p, idx in by_partition.items()
             ]
-            self.futures = [None] * len(vals)  # type: ignore[list-item]  # all set by step()
+            self._placed: list[RecordFuture] = [None] * len(vals)  # type: ignore[list-item]
+            self.futures = self._placed  # every item is set by step()
         self._group = 0
         self._pos = 0
+        self.queued = 0  # records appended so far
 
     def step(self) -> None:
         """Append what is left, batch by batch; raises BufferFull (keeping the progress made)
@@ -132,16 +186,18 @@ class ManySend:
                     tp = core._tps[(topic, part)] = TopicPartition(topic, part)
                 start = self._pos
                 batch, first, end = acc.append_many(tp, keys, values, ts, start, stop, self.largest)
-                futures = map(
-                    _new,
-                    repeat(RecordFuture),
-                    zip(repeat(batch), range(first, first + end - start)),
-                )
                 if idx is None:
-                    self.futures.extend(futures)
+                    assert isinstance(self.futures, RecordFutures)
+                    self.futures._add(batch, first, end - start)
                 else:
+                    futures = map(
+                        _new,
+                        repeat(RecordFuture),
+                        zip(repeat(batch), range(first, first + end - start)),
+                    )
                     for i, fut in zip(idx[start:end], futures, strict=True):
-                        self.futures[i] = fut
+                        self._placed[i] = fut
+                self.queued += end - start
                 if sticky and batch.full:
                     core._sticky.on_new_batch(topic, self.num_partitions, part)
                 self._pos = end

@@ -123,3 +123,22 @@ def test_with_a_serializer_each_record_takes_the_send_path(fake):
         futs = p.send_many("t", ["a", "b"])
         assert [f.get(5).offset for f in futs] == [0, 1]
     assert [r[3] for r in stored(fake, "t", 0)] == [b"A", b"B"]
+
+
+def test_the_futures_of_a_call_index_slice_and_iterate_like_a_list():
+    from rilke.client.send_many import RecordFutures
+
+    a, b = object(), object()
+    futs = RecordFutures()
+    futs._add(a, 5, 3)  # records 0-2 of the call: batch a, indexes 5-7
+    futs._add(b, 0, 2)  # records 3-4: batch b, indexes 0-1
+    expected = [(a, 5), (a, 6), (a, 7), (b, 0), (b, 1)]
+    assert len(futs) == 5
+    assert [tuple(f) for f in futs] == expected
+    assert [tuple(futs[i]) for i in range(5)] == expected
+    assert tuple(futs[-1]) == (b, 1) and tuple(futs[-5]) == (a, 5)
+    assert [tuple(f) for f in futs[1:4:2]] == [(a, 6), (b, 0)]
+    for bad in (5, -6):
+        with pytest.raises(IndexError):
+            futs[bad]
+    assert list(RecordFutures()) == []
