@@ -90,6 +90,14 @@ def register(subparsers: Any) -> None:
         default="unary",
         help="concurrent unary Produce calls or one ProduceStream per broker (default unary)",
     )
+    p.add_argument(
+        "--send-many",
+        type=int,
+        default=0,
+        metavar="N",
+        help="send with Producer.send_many, N records a call (default 0: send() per record); "
+        "keyless records only",
+    )
     add_peer_arguments(p)
     p.set_defaults(func=run)
 
@@ -111,6 +119,7 @@ def _produce(
     rate = args["rate"]
     # At a fixed low rate every record is measured (there are few); at full speed one in 64.
     sample_every = 1 if rate else SAMPLE_EVERY
+    many = args.get("send_many", 0)
     with Producer(
         bootstrap,
         acks=args["acks"],
@@ -146,7 +155,9 @@ def _produce(
                     time.sleep(0.0005)
                     continue
                 n = min(n, due)
-            for i in range(sent, sent + n):
+            if many:
+                _send_chunks(producer, topic, values, sent, n, many, latencies, errors)
+            for i in range(sent, sent + n) if not many else ():
                 if i % sample_every:
                     send(topic, values[i % nvalues], keys[i % 1000] if keys else None)
                 else:
@@ -173,6 +184,33 @@ def _produce(
     }
 
 
+def _send_chunks(  # noqa: PLR0917
+    producer: Any,
+    topic: str,
+    values: list[bytes],
+    sent: int,
+    n: int,
+    many: int,
+    latencies: list[float],
+    errors: list[BaseException],
+) -> None:
+    """Send records sent..sent+n with send_many, ``many`` a call; the latency of each call's
+    first record is sampled."""
+    nvalues = len(values)
+    perf = time.perf_counter
+    for start in range(sent, sent + n, many):
+        count = min(many, sent + n - start)
+        first = start % nvalues
+        chunk = values[first : first + count]
+        while len(chunk) < count:
+            chunk += values[: count - len(chunk)]
+        t0 = perf()
+        futs = producer.send_many(topic, chunk)
+        futs[0].add_callback(_latency_callback(latencies, t0))
+        for fut in futs[::SAMPLE_EVERY]:  # every batch holds more records than that
+            fut.add_errback(errors.append)
+
+
 def _latency_callback(latencies: list[float], t0: float) -> Any:
     def record(_metadata: Any) -> None:
         latencies.append((time.perf_counter() - t0) * 1000)
@@ -188,6 +226,12 @@ def _child(bootstrap: str, topic: str, args: dict[str, Any], counter: Any, out: 
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.send_many and args.keyed:
+        print("rilke: bad argument: --send-many sends keyless records; drop --keyed")
+        return 2
+    if args.send_many < 0:
+        print("rilke: bad argument: --send-many must be >= 0")
+        return 2
     if args.producers < 1 or args.record_size < 0 or args.count < 1:
         print("rilke: bad argument: --producers and --count must be >= 1, --record-size >= 0")
         return 2
@@ -205,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
         "idempotence": not args.no_idempotence,
         "produce_path": args.produce_path,
         "rate": args.rate,
+        "send_many": args.send_many,
         "seed": 1,
     }
     floor_runs: list[list[float]] = []
@@ -296,7 +341,8 @@ def run(args: argparse.Namespace) -> int:
     print_table(
         f"rilke bench produce: {args.producers} producer(s), {args.record_size} B records, "
         f"acks={args.acks}, compression={args.compression}, {args.partitions} partition(s)"
-        + (f", {args.rate:,}/s, linger {args.linger_ms} ms" if args.rate else ""),
+        + (f", {args.rate:,}/s, linger {args.linger_ms} ms" if args.rate else "")
+        + (f", send_many x{args.send_many}" if args.send_many else ""),
         rows,
     )
     if errors:

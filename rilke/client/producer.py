@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
 from typing import Any
 
 from rilke.client import tracing
@@ -36,6 +37,7 @@ from rilke.client.config import (
 from rilke.client.loop_thread import add_exit_hook, remove_exit_hook, shared_loop
 from rilke.client.metrics import ProducerMetrics
 from rilke.client.partitioner import KeyPartitioner, StickyPartitioner
+from rilke.client.send_many import ManySend
 from rilke.client.sender import Sender
 from rilke.client.structs import RecordMetadata, TopicPartition
 from rilke.errors import (
@@ -390,6 +392,49 @@ class AIOProducer(_ProducerCore):
                 except TimeoutError:
                     pass
 
+    async def send_many(
+        self,
+        topic: str,
+        values: Sequence[Any],
+        keys: Sequence[Any] | None = None,
+        *,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> Sequence[RecordFuture]:
+        """Queue many records (see :mod:`rilke.client.send_many`); one future per record, in
+        order. Raises as :meth:`send` does, before any record is queued for bad arguments."""
+        if self._closed:
+            raise ProducerClosedError("the producer is closed: create a new one to send")
+        n = self._num_partitions(topic) if self.cluster is not None else None
+        if n is None:
+            n = await self.partitions_for(topic)
+        if self._prepare is not None:
+            return [
+                await self.send(topic, v, k, partition=partition, timestamp_ms=timestamp_ms)
+                for v, k in zip(values, keys or repeat(None, len(values)), strict=True)
+            ]
+        many = ManySend(self, topic, values, keys, partition, timestamp_ms, n)
+        deadline = None
+        while True:
+            try:
+                many.step()
+                return many.futures
+            except BufferFull:
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.max_block_s
+                if now >= deadline:
+                    raise KafkaTimeoutError(
+                        f"buffer_memory ({self.acc.buffer_memory} bytes) stayed full for "
+                        f"max_block_ms: {many.queued} of "
+                        f"{len(values)} records were queued"
+                    ) from None
+                self._space.clear()
+                try:
+                    await asyncio.wait_for(self._space.wait(), min(0.1, deadline - now))
+                except TimeoutError:
+                    pass
+
     async def send_and_wait(self, topic: str, value: Any = None, **kwargs: Any) -> RecordMetadata:
         """send() and await the acknowledgement."""
         fut = await self.send(topic, value, **kwargs)
@@ -576,6 +621,51 @@ class Producer:
                 return aio._try_append(topic, value, key, headers, partition, timestamp_ms, n)
             except BufferFull:
                 continue
+
+    def send_many(
+        self,
+        topic: str,
+        values: Sequence[Any],
+        keys: Sequence[Any] | None = None,
+        *,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> Sequence[RecordFuture]:
+        """Queue many records of ``topic``: ``values[i]`` with ``keys[i]`` (or no keys), one
+        create time for all (default now), no headers; returns one :class:`RecordFuture` per
+        record, in order. For callers that already hold many records: the per-call work of
+        :meth:`send` is paid per batch, not per record (:mod:`rilke.client.send_many`).
+
+        Every record is checked first: TypeError, ValueError,
+        :class:`MessageSizeTooLargeError` or :class:`UnknownTopicOrPartitionError` leave
+        nothing queued. Blocks up to max_block_ms for buffer space; :class:`KafkaTimeoutError`
+        then says how many records were queued (those are sent).
+        """
+        aio = self._aio
+        n = self.partitions_for(topic)
+        if aio._prepare is not None:
+            return [
+                self.send(topic, v, k, partition=partition, timestamp_ms=timestamp_ms)
+                for v, k in zip(values, keys or repeat(None, len(values)), strict=True)
+            ]
+        many = ManySend(aio, topic, values, keys, partition, timestamp_ms, n)
+        deadline = time.monotonic() + aio.max_block_s
+        while True:
+            try:
+                many.step()
+                return many.futures
+            except BufferFull:
+                pass
+            with aio.acc.space_freed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise KafkaTimeoutError(
+                        f"buffer_memory ({aio.acc.buffer_memory} bytes) stayed full for "
+                        f"max_block_ms: {many.queued} of "
+                        f"{len(values)} records were queued"
+                    )
+                if aio.acc.buffered_bytes >= aio.acc.buffer_memory:
+                    aio.acc.space_freed.wait(min(remaining, 0.1))
 
     def flush(self, timeout: float | None = None) -> None:
         """Send everything queued now and wait for it; raises KafkaTimeoutError on the deadline."""

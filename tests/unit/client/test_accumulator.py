@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -116,3 +117,27 @@ def test_a_record_that_would_overflow_max_batch_bytes_starts_a_new_batch():
     second, _, created = acc.append(TP0, None, b"y" * 600, None, 1, 600)
     assert created and second is not first and first.full
     assert first.size <= 1000 and second.size <= 1000
+
+
+def test_expire_knows_the_soonest_deadline_without_the_lock():
+    """expire() answers "nothing yet" without taking the lock while no queued batch can have
+    expired; a batch added later, in a new partition, still expires on time."""
+    acc = make(delivery_timeout_ms=50)
+    assert acc.next_expiry_s == float("inf")
+    b0, _, _ = acc.append(TP0, None, b"x", None, 1)
+    assert acc.next_expiry_s == b0.deadline_s
+    answers: list[list[object]] = []
+    with acc.lock:  # held: an expire() that took the lock would wait for it
+        t = threading.Thread(target=lambda: answers.append(acc.expire(b0.deadline_s - 0.001)))
+        t.start()
+        t.join(5)
+        assert answers == [[]], "expire() waited for the lock"
+    t.join(5)
+    b1, _, _ = acc.append(TP1, None, b"y", None, 1)
+    assert acc.expire(b0.deadline_s) == [b0]
+    assert acc.next_expiry_s == b1.deadline_s  # recomputed from what is left
+    assert acc.expire(b1.deadline_s) == [b1]
+    assert acc.next_expiry_s == float("inf") and not acc.has_queued()
+    big = make(batch_size=10)
+    b2, _, _ = big.append_many(TP0, None, [b"a" * 20, b"b"], 5, 0, 2, 20)
+    assert big.next_expiry_s == b2.deadline_s
