@@ -1,0 +1,139 @@
+"""Network faults inside a Testbed's namespaces: partitions, one-way links, loss, delay; heal.
+
+Partitions and loss are drop rules in each namespace's own firewall: nft when installed (a
+table ``rilke_faults`` with an input chain), else iptables (the INPUT chain), else they are
+unavailable and say why. Loss falls back to a random-drop rule when `tc netem` is missing
+from the kernel; delay needs netem and is unavailable without it. Rules live in the
+namespaces only, so they vanish with them; the host's own firewall is never touched.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable, Sequence
+
+from tests.faults.netns import Testbed, TestbedError
+
+_TABLE = "rilke_faults"
+
+
+class FaultUnavailable(RuntimeError):
+    """This fault cannot be made on this machine; the message says what is missing."""
+
+
+class Firewall:
+    """Drop rules per host of a bed. Not thread-safe: the nemesis drives it from one thread."""
+
+    def __init__(self, bed: Testbed) -> None:
+        self.bed = bed
+        self.backend = (
+            "nft" if shutil.which("nft") else "iptables" if shutil.which("iptables") else None
+        )
+        self._ready: set[str] = set()
+        self._netem: bool | None = None
+        self._delayed: set[str] = set()
+
+    # -- capability --------------------------------------------------------------------------
+
+    def drop_unavailable_reason(self) -> str | None:
+        if self.backend is None:
+            return "partitions and loss need nft or iptables (apt-get install nftables)"
+        return None
+
+    def netem_available(self) -> bool:
+        """Whether the kernel has `tc netem` (tried once, on a host's loopback)."""
+        if self._netem is None:
+            host = self.bed.host_names[0]
+            added = self.bed.run(host, ["tc", "qdisc", "add", "dev", "lo", "root", "netem"])
+            self._netem = added.returncode == 0
+            if self._netem:
+                self.bed.run(host, ["tc", "qdisc", "del", "dev", "lo", "root"])
+        return self._netem
+
+    def delay_unavailable_reason(self) -> str | None:
+        if not self.netem_available():
+            return "delay needs `tc netem`, which this kernel lacks (CONFIG_NET_SCH_NETEM)"
+        return None
+
+    # -- rules -------------------------------------------------------------------------------
+
+    def _do(self, host: str, argv: Sequence[str]) -> None:
+        done = self.bed.run(host, argv)
+        if done.returncode != 0:
+            raise TestbedError(f"{host}: {' '.join(argv)}: {done.stderr.strip()}")
+
+    def _prepare(self, host: str) -> None:
+        reason = self.drop_unavailable_reason()
+        if reason is not None:
+            raise FaultUnavailable(reason)
+        if host in self._ready or self.backend != "nft":
+            return
+        self._do(host, ["nft", "add", "table", "inet", _TABLE])
+        self._do(
+            host,
+            ["nft", "add", "chain", "inet", _TABLE, "input",
+             "{ type filter hook input priority 0 ; policy accept ; }"],
+        )  # fmt: skip
+        self._ready.add(host)
+
+    def drop_from(self, host: str, sources: Iterable[str]) -> None:
+        """``host`` drops every packet arriving from the hosts ``sources``."""
+        self._prepare(host)
+        for source in sources:
+            address = self.bed.address(source)
+            if self.backend == "nft":
+                self._do(host, ["nft", "add", "rule", "inet", _TABLE, "input",
+                                "ip", "saddr", address, "drop"])  # fmt: skip
+            else:
+                self._do(host, ["iptables", "-A", "INPUT", "-s", address, "-j", "DROP"])
+
+    def partition(self, groups: Sequence[Iterable[str]]) -> None:
+        """Hosts in different groups cannot reach each other; hosts in no group reach all."""
+        sets = [set(g) for g in groups]
+        for i, group in enumerate(sets):
+            others = set().union(*(s for j, s in enumerate(sets) if j != i))
+            for host in group:
+                self.drop_from(host, sorted(others))
+
+    def one_way(self, source: str, destination: str) -> None:
+        """Packets from ``source`` to ``destination`` are dropped; the other way flows."""
+        self.drop_from(destination, [source])
+
+    def loss(self, host: str, percent: int) -> None:
+        """``host`` loses ``percent`` % of the packets it receives (netem when the kernel has
+        it, else a random-drop firewall rule)."""
+        if not 0 < percent < 100:
+            raise ValueError(f"loss percent must be in 1..99, not {percent}")
+        if self.netem_available():
+            self._netem_set(host, ["loss", f"{percent}%"])
+            return
+        self._prepare(host)
+        if self.backend == "nft":
+            self._do(host, ["nft", "add", "rule", "inet", _TABLE, "input",
+                            "numgen", "random", "mod", "100", "<", str(percent), "drop"])  # fmt: skip
+        else:
+            self._do(host, ["iptables", "-A", "INPUT", "-m", "statistic", "--mode", "random",
+                            "--probability", f"{percent / 100:.2f}", "-j", "DROP"])  # fmt: skip
+
+    def delay(self, host: str, delay_ms: int, jitter_ms: int = 0) -> None:
+        """Packets leaving ``host`` wait ``delay_ms`` (+- ``jitter_ms``); needs netem."""
+        reason = self.delay_unavailable_reason()
+        if reason is not None:
+            raise FaultUnavailable(reason)
+        self._netem_set(host, ["delay", f"{delay_ms}ms", f"{jitter_ms}ms"])
+
+    def _netem_set(self, host: str, args: list[str]) -> None:
+        verb = "change" if host in self._delayed else "add"
+        self._do(host, ["tc", "qdisc", verb, "dev", "eth0", "root", "netem", *args])
+        self._delayed.add(host)
+
+    def heal(self) -> None:
+        """Remove every rule and qdisc this firewall added, on every host."""
+        for host in self.bed.host_names:
+            if host in self._ready:
+                self._do(host, ["nft", "flush", "chain", "inet", _TABLE, "input"])
+            elif self.backend == "iptables":
+                self.bed.run(host, ["iptables", "-F", "INPUT"])
+            if host in self._delayed:
+                self._do(host, ["tc", "qdisc", "del", "dev", "eth0", "root"])
+        self._delayed.clear()
