@@ -16,6 +16,7 @@ _BENCH_MODULES: tuple[str, ...] = (
     "rilke.bench.raft_cluster",
     "rilke.bench.stall",
     "rilke.bench.topics",
+    "rilke.bench.latency_timeline",
 )
 
 

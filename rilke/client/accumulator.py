@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from rilke import timeline
 from rilke.client import codec
 from rilke.client.batch import ProducerBatch
 from rilke.client.structs import TopicPartition
@@ -118,6 +119,8 @@ class RecordAccumulator:
                 queue.append(batch)
                 self.incomplete.add(batch)
                 created = True
+                if timeline.ENABLED:
+                    timeline.mark_pending(batch, "send")
             before = batch.size
             try:
                 size = batch.builder.append(key, value, headers, timestamp_ms)

@@ -20,6 +20,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from rilke import timeline
 from rilke.client import codec
 from rilke.client.backoff import backoff_s
 from rilke.client.cluster import Cluster
@@ -484,6 +485,9 @@ class Fetcher:
                 for st, offset, _ in parts
             ],
         )
+        if timeline.ENABLED:
+            for _, offset, _ in parts:
+                timeline.mark("fetch_request", offset)
         try:
             response = await self.cluster.call_node(
                 node,
@@ -526,6 +530,8 @@ class Fetcher:
                 next_offset = _next_offset(data, offset)
                 if next_offset <= offset:
                     continue
+                if timeline.ENABLED:
+                    timeline.mark("fetch_response", offset)
                 st.chunks.append((data, gen))
                 st.buffered_bytes += len(data)
                 st.fetch_offset = next_offset
