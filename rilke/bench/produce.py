@@ -149,10 +149,12 @@ def _produce(
                     break
                 n = step
             if rate:
-                # Paced: send what is due by now (at most a step), else wait a little.
+                # Paced: send what is due by now (at most a step), else sleep until the next
+                # record is due (not in short polls: a waking caller thread takes the GIL
+                # from the client's loop thread, and showed as latency).
                 due = int((perf() - start) * rate) - sent
                 if due <= 0:
-                    time.sleep(0.0005)
+                    time.sleep(max(0.0, start + (sent + 1) / rate - perf()))
                     continue
                 n = min(n, due)
             if many:

@@ -19,6 +19,7 @@ _BENCH_MODULES: tuple[str, ...] = (
     "rilke.bench.topics",
     "rilke.bench.cluster_metadata",
     "rilke.bench.kafka",
+    "rilke.bench.latency_timeline",
 )
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from itertools import repeat
 from typing import Any, NoReturn
 
+from rilke import timeline
 from rilke.client import codec
 from rilke.client.batch import ProducerBatch
 from rilke.client.structs import TopicPartition
@@ -119,6 +120,8 @@ class RecordAccumulator:
                 self.incomplete.add(batch)
                 created = True
                 self.next_expiry_s = min(self.next_expiry_s, batch.deadline_s)
+                if timeline.ENABLED:
+                    timeline.mark_pending(batch, "send")
             before = batch.size
             try:
                 size = batch.builder.append(key, value, headers, timestamp_ms)

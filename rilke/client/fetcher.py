@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import repeat
 
+from rilke import timeline
 from rilke.client import codec
 from rilke.client.backoff import backoff_s
 from rilke.client.cluster import Cluster
@@ -519,6 +520,9 @@ class Fetcher:
                 for st, offset, _ in parts
             ],
         )
+        if timeline.ENABLED:
+            for _, offset, _ in parts:
+                timeline.mark("fetch_request", offset)
         try:
             response = await self.cluster.call_node(
                 node,
@@ -573,6 +577,8 @@ class Fetcher:
                     )
                 elif next_offset <= offset:
                     continue
+                if timeline.ENABLED:
+                    timeline.mark("fetch_response", offset)
                 st.chunks.append(FetchedChunk(data, batches, gen, len(data), unreadable))
                 st.buffered_bytes += len(data)
                 st.fetch_offset = next_offset

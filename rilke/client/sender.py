@@ -16,6 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from rilke import timeline
 from rilke.client.accumulator import RecordAccumulator
 from rilke.client.backoff import backoff_s
 from rilke.client.batch import ProducerBatch
@@ -287,6 +288,8 @@ class Sender:
         if next_ready is not None:
             next_s = next_ready if next_s is None else min(next_s, next_ready)
         for batch in drained:
+            if timeline.ENABLED:
+                timeline.mark_pending(batch, "drained")
             self._close_batch(batch)
             by_node[self.cluster.leader_for(batch.tp)].append(batch)
         for node, batches in by_node.items():
@@ -345,6 +348,9 @@ class Sender:
             ],
         )
         started_s = time.monotonic()
+        if timeline.ENABLED:
+            for b in batches:
+                timeline.mark_pending(b, "request")
         try:
             try:
                 if self.produce_path == "stream":
@@ -367,6 +373,9 @@ class Sender:
                     self._on_error(b, exc)
                 return
             self.metrics.on_request(time.monotonic() - started_s, True)
+            if timeline.ENABLED:
+                for b in batches:
+                    timeline.mark_pending(b, "response")
             results = {(r.topic, r.partition): r for r in response.partitions}
             for b in batches:
                 r = results.get((b.tp.topic, b.tp.partition))
@@ -399,6 +408,9 @@ class Sender:
         batch.complete(
             base_offset, log_append_time if log_append_time is not None else -1, self.acc.lock
         )
+        if timeline.ENABLED:
+            timeline.mark_pending(batch, "resolved")
+            timeline.settle(batch, base_offset)
         self.acc.release([batch])
 
     def _on_error(self, batch: ProducerBatch, exc: RilkeError) -> None:
@@ -468,6 +480,8 @@ class Sender:
             if not b.done:
                 self.metrics.on_batch_failed(b.record_count)
             b.fail(exc, self.acc.lock)
+            if timeline.ENABLED:
+                timeline.settle(b, -1)
         self.acc.release(batches)
 
     def any_incomplete(self) -> bool:

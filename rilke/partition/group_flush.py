@@ -16,6 +16,7 @@ import logging
 from collections import deque
 from typing import Generic, Protocol, TypeVar
 
+from rilke import timeline
 from rilke.errors import LogClosedError
 from rilke.storage.files import storage_error
 from rilke.storage.log import FlushJob, PartitionLog
@@ -161,6 +162,8 @@ class GroupFlush(Generic[T]):
             self._resolve_waiting(None)
             return None
         self._job = job
+        if timeline.ENABLED:
+            timeline.mark("flush_begin", self._log.log_end_offset - 1)
         finished = self._finished or loop.create_future()  # a queued flush keeps its own
         self._finished = finished
         loop.run_in_executor(None, job.run).add_done_callback(self._finish)
@@ -186,6 +189,8 @@ class GroupFlush(Generic[T]):
             finished.set_result(None)
             return
         self._log.end_flush(job)
+        if timeline.ENABLED:
+            timeline.mark("flush_done", self._log.flushed_offset - 1)
         self._release_flushed()
         finished.set_result(None)
         if self._again or self._waiters:

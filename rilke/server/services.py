@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import grpc
 from google.protobuf.message import DecodeError
 
+from rilke import timeline
 from rilke.errors import (
     InvalidRequestError,
     InvalidTopicError,
@@ -223,8 +224,24 @@ class BrokerService(pb_grpc.BrokerServicer):
         return response
 
     async def Produce(self, request: pb.ProduceRequest, context: Any) -> pb.ProduceResponse:
+        if timeline.ENABLED:
+            return await self._produce_marked(request)
         started = self._start_produce(request)
         return await self._finish_produce(started, request.timeout_ms, request.correlation_id)
+
+    async def _produce_marked(self, request: pb.ProduceRequest) -> pb.ProduceResponse:
+        """Produce with timeline marks (see rilke.timeline), keyed by each base offset."""
+        handler_ns = timeline.now_ns()
+        started = self._start_produce(request)
+        appended_ns = timeline.now_ns()
+        response = await self._finish_produce(started, request.timeout_ms, request.correlation_id)
+        acked_ns = timeline.now_ns()
+        for p in response.partitions:
+            if p.base_offset >= 0:
+                timeline.mark("broker_handler", p.base_offset, handler_ns)
+                timeline.mark("broker_appended", p.base_offset, appended_ns)
+                timeline.mark("broker_acked", p.base_offset, acked_ns)
+        return response
 
     async def ProduceStream(
         self, request_iterator: AsyncIterator[pb.ProduceRequest], context: Any
@@ -368,11 +385,18 @@ class BrokerService(pb_grpc.BrokerServicer):
                 self._waiters.discard(woken)
                 for unsubscribe in unsubscribes:
                     unsubscribe()
+            if timeline.ENABLED:
+                for wanted in request.partitions:
+                    timeline.mark("fetch_woken", wanted.fetch_offset)
             # Looked up again: a partition deleted during the wait answers its error, and is
             # not read through its closed log.
             partitions = self._partitions(request)
             response, total, failed = self._read_all(request, partitions, sent)
             if failed or total >= request.min_bytes:
+                if timeline.ENABLED:
+                    for wanted, out in zip(request.partitions, response.partitions, strict=True):
+                        if out.records:
+                            timeline.mark("fetch_answered", wanted.fetch_offset)
                 return response
 
     # --- offsets and metadata ----------------------------------------------------------------
