@@ -22,11 +22,22 @@ class _Config:
     max_request_bytes: int = 64 << 20
 
 
+class _Counters:
+    """Takes any counting call the handlers make (the broker's stats): counted nowhere."""
+
+    def __getattr__(self, name: str) -> _Counters:
+        return self
+
+    def __call__(self, *args: object, **kwargs: object) -> _Counters:
+        return self
+
+
 class _OneTopicBroker:
     """What the handlers ask of a broker, for the one replicated partition of a node."""
 
     def __init__(self, node: Node) -> None:
         self.config = _Config()
+        self.stats = _Counters()
         self._node = node
 
     def partition(self, topic: str, partition: int, auto_create: bool = False) -> Partition:
