@@ -14,6 +14,7 @@ from rilke.partition.interface import Partition
 from rilke.proto import rilke_pb2 as pb
 from rilke.server.services import BrokerService
 
+from .cluster import wait_until
 from .partition_cluster import TOPIC, Node, PartitionCluster, data_values, records_batch
 
 
@@ -76,6 +77,8 @@ def test_handlers_over_replicated_partitions(tmp_path: Path) -> None:
             at_leader = service(leader)
             # A long poll on a follower, waiting for data: woken by the commit it learns.
             follower = cluster.followers()[0]
+            # It holds the leader's no-op (offset 0), so offset 1 is the next to come.
+            await wait_until(lambda: follower.log.log_end_offset >= 1, what="the no-op")
             poll = asyncio.ensure_future(
                 service(follower).Fetch(fetch_request(1, max_wait_ms=10_000, min_bytes=1), None)
             )
