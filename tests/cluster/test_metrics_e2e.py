@@ -199,7 +199,10 @@ def test_the_dockerfile_healthcheck_asks_health_on_the_metrics_port(
 
 def test_compose_advertises_the_service_name_and_dockerignore_keeps_the_context_small() -> None:
     compose = (REPO_ROOT / "docker" / "compose.yaml").read_text()
-    assert "RILKE_ADVERTISED_LISTEN: ${RILKE_ADVERTISED_LISTEN:-rilke:9292}" in compose
+    # Every node tells the others and the clients its service name, never 0.0.0.0.
+    for node in (1, 2, 3):
+        assert f"RILKE_ADVERTISED_LISTEN: rilke-{node}:9292" in compose
+    assert "RILKE_ADVERTISED_LISTEN: 0.0.0.0" not in compose
     lines = (REPO_ROOT / ".dockerignore").read_text().splitlines()
     ignored = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
     assert {".git", ".venv", "rilke-data", "**/__pycache__", ".mypy_cache"} <= ignored
