@@ -74,6 +74,26 @@ class RecordAccumulator:
         # Set by the aio facade to hear of freed space on its loop.
         self.on_space_freed: Callable[[], None] | None = None
 
+    def _open_batch(
+        self, tp: TopicPartition, queue: deque[ProducerBatch] | None
+    ) -> tuple[ProducerBatch, deque[ProducerBatch]]:
+        """Open a new batch at the end of ``tp``'s queue (made if ``queue`` is None); under
+        the lock. Raises :class:`BufferFull` while buffered bytes exceed buffer_memory."""
+        if self.buffered_bytes >= self.buffer_memory:
+            raise BufferFull
+        now = time.monotonic()
+        batch = ProducerBatch(
+            tp, codec.new_builder(self.compression), now, now + self.delivery_timeout_s, self.lock
+        )
+        if queue is None:
+            queue = self._queues[tp] = deque()
+        queue.append(batch)
+        self.incomplete.add(batch)
+        self.next_expiry_s = min(self.next_expiry_s, batch.deadline_s)
+        if timeline.ENABLED:
+            timeline.mark_pending(batch, "send")
+        return batch, queue
+
     def append(  # noqa: PLR0917  (the hot path: positional on purpose)
         self,
         tp: TopicPartition,
@@ -104,24 +124,8 @@ class RecordAccumulator:
             ):
                 batch.full = True
             if batch is None or batch.full:
-                if self.buffered_bytes >= self.buffer_memory:
-                    raise BufferFull
-                now = time.monotonic()
-                batch = ProducerBatch(
-                    tp,
-                    codec.new_builder(self.compression),
-                    now,
-                    now + self.delivery_timeout_s,
-                    self.lock,
-                )
-                if queue is None:
-                    queue = self._queues[tp] = deque()
-                queue.append(batch)
-                self.incomplete.add(batch)
+                batch, queue = self._open_batch(tp, queue)
                 created = True
-                self.next_expiry_s = min(self.next_expiry_s, batch.deadline_s)
-                if timeline.ENABLED:
-                    timeline.mark_pending(batch, "send")
             before = batch.size
             try:
                 size = batch.builder.append(key, value, headers, timestamp_ms)
@@ -177,22 +181,8 @@ class RecordAccumulator:
             if batch is not None and batch.record_count and batch.size >= limit:
                 batch.full = True
             if batch is None or batch.full:
-                if self.buffered_bytes >= self.buffer_memory:
-                    raise BufferFull
-                now = time.monotonic()
-                batch = ProducerBatch(
-                    tp,
-                    codec.new_builder(self.compression),
-                    now,
-                    now + self.delivery_timeout_s,
-                    self.lock,
-                )
-                if queue is None:
-                    queue = self._queues[tp] = deque()
-                queue.append(batch)
-                self.incomplete.add(batch)
+                batch, queue = self._open_batch(tp, queue)
                 created = True
-                self.next_expiry_s = min(self.next_expiry_s, batch.deadline_s)
             before = batch.size
             try:
                 end = batch.builder.append_many(keys, values, timestamp_ms, start, stop, limit)
