@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 REPLAY_TIMEOUT_S = 60.0
 JOIN_TIMEOUT_S = 60.0
 MEMBERSHIP_TIMEOUT_S = 30.0
+CATCH_UP_TIMEOUT_S = 20.0
 
 
 class ClusterNode:
@@ -204,7 +205,14 @@ class ClusterNode:
         )
         self._client = ControllerClient(controller, service, self._address_of)
         service.forward = self._client.call
-        mirror = TopicMirror(broker, self.view, self.node_id, self._data_dir / METADATA_DIR)
+        assert self.partitions is not None
+        mirror = TopicMirror(
+            broker,
+            self.view,
+            self.node_id,
+            self._data_dir / METADATA_DIR,
+            changed_kind=self.partitions.changed_kind,
+        )
         self._mirror = mirror
         controller.applier.subscribe(mirror.changed)
         self.admin = ClusterAdmin(self.config, controller, self._client, mirror, self._name_max)
@@ -330,9 +338,25 @@ class ClusterNode:
     # --- 3. and 4. ----------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start heartbeating and mirroring, then wait (up to CATCH_UP_TIMEOUT_S) until the
+        metadata is applied up to what this node's broker reflected before a restart (its
+        ``mirrored-index``), so it does not answer from an older view (a topic it holds
+        "unknown"); past the deadline (no quorum yet) it serves what it has, and says so."""
         assert self._agent is not None and self._mirror is not None
-        self._mirror.start()
+        mirror = self._mirror
+        mirror.start()
         self._agent.start()
+        try:
+            await mirror.wait_synced(mirror.floor_index, CATCH_UP_TIMEOUT_S)
+        except TimeoutError:
+            log.warning(
+                "node %d: the metadata is not yet applied to index %d (applied: %d) after "
+                "%.0f s: serving meanwhile; it catches up once the controller has a quorum",
+                self.node_id,
+                mirror.floor_index,
+                self.view().applied_offset,
+                CATCH_UP_TIMEOUT_S,
+            )
 
     async def close(self) -> None:
         """Stop heartbeating, the mirror, the metadata group and the transport. Safe to call
