@@ -103,9 +103,22 @@ class LedPartitionOffsetsLog(PartitionOffsetsLog):
     """An offsets partition whose leader may move (a replicated partition in a cluster):
     rilke.server.group_service.LedOffsetsLog over the Partition's leadership and offsets."""
 
+    def __init__(self, partition: Any, node_id: int | None = None) -> None:
+        super().__init__(partition)
+        self._node_id = node_id
+
     def leader(self) -> tuple[int | None, int]:
+        """The partition's leadership; with ``node_id``, a partition that names this node but
+        whose Raft role is no longer leader (the callback not run yet) has no leader."""
         leadership = self._partition.leadership
-        return leadership.leader_id, int(leadership.leader_epoch)
+        leader = leadership.leader_id
+        if (
+            leader is not None
+            and leader == self._node_id
+            and getattr(self._partition, "is_leader", True) is False
+        ):
+            leader = None
+        return leader, int(leadership.leader_epoch)
 
     def caught_up(self) -> bool:
         offsets = self._partition.offsets()
@@ -163,7 +176,9 @@ class ClusterGroupView(BrokerGroupView):
                 f"{OFFSETS_TOPIC} is being created ({partition_count} partitions, replication "
                 f"factor {factor}); retry"
             )
-        return LedPartitionOffsetsLog(self.broker.partition(OFFSETS_TOPIC, partition))
+        return LedPartitionOffsetsLog(
+            self.broker.partition(OFFSETS_TOPIC, partition), self.broker.config.node_id
+        )
 
     def start_creating(self, partition_count: int) -> int:
         """Ask the controller to create ``__consumer_offsets`` unless a request is in
