@@ -112,15 +112,25 @@ class ControllerDecider:
     # --- brokers ------------------------------------------------------------------------
 
     def register_broker(
-        self, broker_id: int, host: str, port: int, rack: str | None, now_ms: int
+        self,
+        broker_id: int,
+        host: str,
+        port: int,
+        rack: str | None,
+        now_ms: int,
+        *,
+        kafka: tuple[str, int] | None = None,
     ) -> list[MetadataRecord]:
         """A broker starts. It is fenced until its first heartbeat with the epoch this
-        registration gets (the record's offset). Raises DuplicateBrokerRegistrationError if
-        a live broker holds the id at another address and heartbeats within the session."""
+        registration gets (the record's offset). ``kafka``: its advertised Kafka listener
+        (None: it has none). Raises DuplicateBrokerRegistrationError if a live broker holds
+        the id at another address and heartbeats within the session."""
         if broker_id < 0:
             raise InvalidRequestError(f"broker id must be >= 0, got {broker_id}")
         if not host or not 1 <= port <= 65535:
             raise InvalidRequestError(f"bad broker address {host!r}:{port}")
+        if kafka is not None and (not kafka[0] or not 1 <= kafka[1] <= 65535):
+            raise InvalidRequestError(f"bad Kafka listener address {kafka[0]!r}:{kafka[1]}")
         old = self.state.brokers.get(broker_id)
         if (
             old is not None
@@ -137,7 +147,10 @@ class ControllerDecider:
         if old is not None and old.state is BrokerState.ALIVE:
             # The old incarnation is gone: it leads nothing any more.
             records += self._fence_records(old)
-        records.append(BrokerRegistered(broker_id, host, port, rack))
+        if kafka is None:
+            records.append(BrokerRegistered(broker_id, host, port, rack))
+        else:
+            records.append(BrokerRegistered(broker_id, host, port, rack, kafka[0], kafka[1]))
         return records
 
     def heartbeat(self, broker_id: int, broker_epoch: int, now_ms: int) -> list[MetadataRecord]:

@@ -57,6 +57,9 @@ class BrokerInfo:
     state: BrokerState
     epoch: int
     """The offset of the broker's latest registration record (Kafka's broker epoch)."""
+    kafka_host: str | None = None
+    """The broker's advertised Kafka listener (None: it serves no Kafka clients)."""
+    kafka_port: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,11 +199,15 @@ class MetadataState:
             self._reject(r, "broker ids are >= 0")
         if not r.host or not 1 <= r.port <= MAX_PORT:
             self._reject(r, f"bad address {r.host!r}:{r.port}")
+        if r.kafka_host is not None and (not r.kafka_host or not 1 <= r.kafka_port <= MAX_PORT):
+            self._reject(r, f"bad Kafka address {r.kafka_host!r}:{r.kafka_port}")
         old = self.brokers.get(r.broker_id)
         state = BrokerState.FENCED
         if old is not None and old.state is BrokerState.DECOMMISSIONING:
             state = BrokerState.DECOMMISSIONING
         info = BrokerInfo(r.broker_id, r.host, r.port, r.rack, state, offset)
+        if r.kafka_host is not None:
+            info = replace(info, kafka_host=r.kafka_host, kafka_port=r.kafka_port)
         self._set(self.brokers, r.broker_id, info)
 
     def _broker(self, r: MetadataRecord, broker_id: int) -> BrokerInfo:
