@@ -34,7 +34,6 @@ from rilke.replication.controller.records import MetadataRecord, encode_batches
 from rilke.replication.raft.types import NO_NODE, Config, Entry
 from rilke.replication.raft_storage import PartitionRaftStorage
 from rilke.replication.runtime import RaftRuntime
-from rilke.server.cluster.partitions import served_view
 from rilke.storage.config import LogConfig
 from rilke.storage.handles import FileCache
 from rilke.storage.log import PartitionLog
@@ -95,8 +94,6 @@ class ClusterController:
         self._rejections: dict[int, ControllerError] = {}  # index -> why, of own proposals
         self._leader_task: asyncio.Task[None] | None = None
         self._leader_listeners: list[Callable[[], None]] = []
-        self._raw_view: MetadataView | None = None
-        self._served_view = MetadataView("", -1, {}, {})
 
     # --- the group ----------------------------------------------------------------------
 
@@ -116,12 +113,9 @@ class ClusterController:
             self._leader_task = None
 
     def view(self) -> MetadataView:
-        """This node's applied metadata as served (``partitions.served_view``), with the
-        controller leader as this node knows it. The same object until something changes."""
-        raw = self.applier.view(self.leader_id if self.leader_id != NO_NODE else -1)
-        if raw is not self._raw_view:
-            self._raw_view, self._served_view = raw, served_view(raw)
-        return self._served_view
+        """This node's applied metadata, with the controller leader as this node knows it.
+        The same object until something changes."""
+        return self.applier.view(self.leader_id if self.leader_id != NO_NODE else -1)
 
     def now_ms(self) -> int:
         return self._clock_ms()
