@@ -217,9 +217,12 @@ class BrokerServer:
             from grpc_health.v1 import health_pb2
 
             if self.cluster is not None:
+                if config.kafka_listen:
+                    # Bound before the broker registers: it registers its Kafka listener.
+                    await self._start_kafka(broker, self._groups)
                 await self.cluster.start()
             await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
-            if config.kafka_listen:
+            if config.kafka_listen and self.cluster is None:
                 await self._start_kafka(broker, self._groups)
             if config.metrics_listen:
                 await self._start_metrics(broker)
@@ -329,9 +332,21 @@ class BrokerServer:
             if kafka_apis is not None:
                 kafka_apis.wake_waiters()
 
-        self._kafka_groups = GroupApis(groups, config.node_id, kafka_advertised)
+        cluster = self._kafka_cluster()
+        if self.cluster is not None:
+            self.cluster.on_topics_deleted(topics_deleted)
+        self._kafka_groups = GroupApis(
+            groups,
+            config.node_id,
+            kafka_advertised,
+            view=cluster.view if cluster is not None else None,
+        )
         kafka_apis = KafkaApis(
-            broker, self._kafka_groups, AdminApis(broker, topics_deleted), kafka_advertised
+            broker,
+            self._kafka_groups,
+            AdminApis(broker, topics_deleted, cluster.admin if cluster is not None else None),
+            kafka_advertised,
+            cluster,
         )
         self._kafka = KafkaListener(kafka_apis, config.kafka_max_frame_bytes, stats=broker.stats)
         try:
@@ -343,7 +358,20 @@ class BrokerServer:
                 "(choose another --kafka-listen)"
             ) from None
         self._kafka_groups.start()
+        if self.cluster is not None:
+            self.cluster.set_kafka_listener(*kafka_advertised())
         log.info("kafka listener on %s:%d", *self.kafka_address)
+
+    def _kafka_cluster(self) -> Any:
+        """A node of a cluster's side of the Kafka listener (rilke.server.kafka.cluster), or
+        None on a single node."""
+        node = self.cluster
+        if node is None:
+            return None
+        from rilke.server.kafka.cluster import KafkaCluster
+
+        assert node.admin is not None and node.producer_ids is not None
+        return KafkaCluster(node.node_id, node.view, node.admin, node.producer_ids.init_producer_id)
 
     async def _stop_kafka(self) -> None:
         if self._kafka is not None:
