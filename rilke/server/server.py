@@ -32,7 +32,7 @@ from rilke.server.cluster.identity import check_single_node
 from rilke.server.config import BrokerConfig, describe, split_host_port
 from rilke.server.files import write_atomically
 from rilke.server.group_service import GroupManager, GroupService, coordinator_config
-from rilke.server.offsets_log import BrokerGroupView
+from rilke.server.offsets_log import BrokerGroupView, ClusterGroupView
 from rilke.server.scrubbing import run_scrubber
 from rilke.server.services import DEFAULT_FETCH_MAX_BYTES, BrokerService, add_services
 from rilke.storage.scrubber import Scrubber
@@ -179,8 +179,14 @@ class BrokerServer:
                     cluster_service, server
                 )
                 cluster_admin = self.cluster.admin
+            group_view: BrokerGroupView = BrokerGroupView(broker)
+            if self.cluster is not None and self.cluster.admin is not None:
+                # __consumer_offsets replicated, created by the controller (offsets_log.py).
+                group_view = ClusterGroupView(
+                    broker, self.cluster.view, self.cluster.admin.create_topic
+                )
             self._groups = GroupManager(
-                BrokerGroupView(broker),
+                group_view,
                 config=coordinator_config(config),
                 partitions=config.offsets_topic_partitions,
                 node_id=config.node_id,
@@ -190,7 +196,12 @@ class BrokerServer:
                 server,
                 broker,
                 advertised,
-                group_service=GroupService(self._groups, advertised, config.node_id),
+                group_service=GroupService(
+                    self._groups,
+                    advertised,
+                    config.node_id,
+                    metadata_view=self.cluster.view if self.cluster is not None else None,
+                ),
                 metadata_view=self.cluster.view if self.cluster is not None else None,
                 cluster_admin=cluster_admin,
                 init_producer_id=(

@@ -31,6 +31,12 @@ from rilke.errors import (
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
+from rilke.replication.controller.moves import (
+    Move,
+    check_target,
+    plan_decommission,
+    plan_rebalance,
+)
 from rilke.replication.controller.placement import place_partitions
 from rilke.replication.controller.records import (
     NO_LEADER,
@@ -43,6 +49,8 @@ from rilke.replication.controller.records import (
     PartitionChanged,
     PartitionsAdded,
     ProducerIdsAllocated,
+    ReassignmentCompleted,
+    ReassignmentStarted,
     TopicConfigsChanged,
     TopicCreated,
     TopicDeleted,
@@ -183,11 +191,56 @@ class ControllerDecider:
         return records
 
     def decommission_broker(self, broker_id: int) -> list[MetadataRecord]:
-        """Mark a broker decommissioning: no new replicas; its leaderships move away now."""
+        """Mark a broker decommissioning: no new replicas; its leaderships move away now; and
+        a reassignment of every partition with a replica on it (``moves.plan_decommission``).
+        Asked again while it drains, it starts the moves still missing. Raises
+        BrokerNotRegisteredError, and the plan's errors (nothing changes)."""
         info = self._require_broker(broker_id)
+        moves = self._starts(plan_decommission(self.state, broker_id))
         if info.state is BrokerState.DECOMMISSIONING:
+            return moves
+        return [BrokerDecommissioned(broker_id), *self._move_off({broker_id}), *moves]
+
+    # --- moving partitions --------------------------------------------------------------
+
+    def reassign_partition(
+        self, name: str, partition: int, replicas: Sequence[int], *, force: bool = False
+    ) -> list[MetadataRecord]:
+        """Start moving a partition to ``replicas`` (nothing when it has them, in that
+        order, already). Raises what ``moves.check_target`` raises."""
+        part = check_target(self.state, name, partition, replicas, force=force)
+        if tuple(replicas) == part.replicas:
             return []
-        return [BrokerDecommissioned(broker_id), *self._move_off({broker_id})]
+        return self._starts([(name, partition, tuple(replicas))])
+
+    def rebalance(self) -> list[MetadataRecord]:
+        """Start the moves of ``moves.plan_rebalance`` (none when balanced)."""
+        return self._starts(plan_rebalance(self.state))
+
+    def complete_reassignment(
+        self, name: str, partition: int, target: Sequence[int], reporter: int
+    ) -> list[MetadataRecord]:
+        """The partition's leader ``reporter`` reports its Raft group's voters are the
+        target's: the replicas become the target. Nothing when that is done already (a
+        retried report). Raises UnknownTopicOrPartitionError, InvalidRequestError (no such
+        move runs)."""
+        topic = self._require_topic(name)
+        if not 0 <= partition < len(topic.partitions):
+            raise UnknownTopicOrPartitionError(f"topic {name!r} has no partition {partition}")
+        part = topic.partitions[partition]
+        wanted = tuple(target)
+        if not part.target and part.replicas == wanted:
+            return []
+        if part.target != wanted:
+            raise InvalidRequestError(
+                f"{name}-{partition}: no move to {list(wanted)} runs (target: "
+                f"{list(part.target) or 'none'})"
+            )
+        return [ReassignmentCompleted(topic.topic_id, partition, wanted, reporter)]
+
+    def _starts(self, moves: Sequence[Move]) -> list[MetadataRecord]:
+        topics = self.state.topics
+        return [ReassignmentStarted(topics[n].topic_id, p, target) for n, p, target in moves]
 
     def _expired(self, broker_id: int, now_ms: int) -> bool:
         last = self._last_heartbeat_ms.get(broker_id)
