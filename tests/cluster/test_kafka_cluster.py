@@ -328,3 +328,67 @@ def test_clients_with_stale_metadata_refresh_on_not_leader_and_go_to_the_new_lea
         kp.close(DEADLINE_S)
     assert latest_offset(cluster.kafka[new_leader], "kc-move", 0) == (ec.NONE, 2)
     assert consume_all(cluster.kafka[3], "kc-move", 1, 2) == {"after-kp", "after-ck"}
+
+
+def test_a_group_finds_one_coordinator_from_every_node_and_resumes_at_its_commits(
+    cluster: KafkaCluster,
+) -> None:
+    create(cluster, 1, "kc-group", 3, 1)
+    values = [f"g-{i}" for i in range(30)]
+    kp = kafka.KafkaProducer(bootstrap_servers=cluster.kafka[2], acks="all")
+    try:
+        for i, v in enumerate(values):
+            kp.send("kc-group", v.encode(), partition=i % 3).get(DEADLINE_S)
+    finally:
+        kp.close(DEADLINE_S)
+
+    def coordinator(node: int) -> tuple[int, int, str, int]:
+        found = raw_call(
+            cluster.kafka[node], sc.FIND_COORDINATOR, 1, {"key": "kc-g", "key_type": 0}
+        )
+        return found["error_code"], found["node_id"], found["host"], found["port"]
+
+    def agreed() -> bool:
+        answers = {coordinator(n) for n in NODES}
+        return len(answers) == 1 and next(iter(answers))[0] == ec.NONE
+
+    wait_for(agreed, DEADLINE_S, "one coordinator named by every node")
+    _, node, host, port = coordinator(1)
+    assert (host, port) == ("127.0.0.1", cluster.ports()[node])  # its Kafka listener
+    # kafka-python reads half and commits; confluent-kafka (through another node) resumes.
+    first = kafka.KafkaConsumer(
+        "kc-group",
+        bootstrap_servers=cluster.kafka[3],
+        group_id="kc-g",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=int(DEADLINE_S * 1000),
+    )
+    seen: list[str] = []
+    try:
+        for message in first:
+            seen.append(message.value.decode())
+            if len(seen) == 15:
+                break
+        first.commit()
+    finally:
+        first.close()
+    second = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": cluster.kafka[1],
+            "group.id": "kc-g",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    rest: list[str] = []
+    try:
+        second.subscribe(["kc-group"])
+        deadline = time.monotonic() + DEADLINE_S
+        while len(seen) + len(rest) < len(values) and time.monotonic() < deadline:
+            message = second.poll(0.5)
+            if message is not None and message.error() is None:
+                rest.append(message.value().decode())
+    finally:
+        second.close()
+    assert sorted(seen + rest) == sorted(values)  # each once: resumed at the commits
