@@ -307,6 +307,10 @@ class SpawnedCluster:
         (with ``keep_logs``, only the data directories: the node logs stay for the error
         message that names them). Idempotent."""
         self.probe.close()
+        for node in self.nodes.values():  # all at once: a node may wait on its peers to stop
+            if node.alive:
+                assert node.proc is not None
+                node.proc.terminate()
         for node in self.nodes.values():
             with contextlib.suppress(Exception):
                 node.stop()

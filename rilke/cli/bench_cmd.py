@@ -21,6 +21,7 @@ _BENCH_MODULES: tuple[str, ...] = (
     "rilke.bench.kafka",
     "rilke.bench.latency_timeline",
     "rilke.bench.cluster_failover",
+    "rilke.bench.cluster_idle",
 )
 
 
