@@ -419,8 +419,10 @@ class SpawnedCluster:
             f"every partition of {name!r} led on every node",
         )
 
-    def wait(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-        """Poll ``condition`` every 50 ms until it holds; ClusterError after ``timeout_s``,
+    def wait(
+        self, condition: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.05
+    ) -> None:
+        """Poll ``condition`` every ``poll_s`` until it holds; ClusterError after ``timeout_s``,
         or at once when a node that was running has exited (nothing waited for comes then)."""
         deadline = time.monotonic() + timeout_s
         started = self.live_ids()
@@ -430,7 +432,7 @@ class SpawnedCluster:
                 raise ClusterError(f"{what}: node(s) {sorted(dead)} exited; {self._logs()}")
             if time.monotonic() > deadline:
                 raise ClusterError(f"{what}: not within {timeout_s:.0f} s; {self._logs()}")
-            time.sleep(0.05)
+            time.sleep(poll_s)
 
     def live_ids(self) -> set[int]:
         return {n.node_id for n in self.live()}
