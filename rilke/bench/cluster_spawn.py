@@ -53,6 +53,8 @@ NO_LEADER = -1
 _PR_SET_PDEATHSIG = 1
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+_INTERRUPTIONS = (KeyboardInterrupt, SystemExit)
+"""Ctrl-C and SIGTERM: the user stopped the run, no logs kept for them."""
 
 
 class ClusterError(RuntimeError):
@@ -288,12 +290,12 @@ class SpawnedCluster:
         try:
             self.start()
         except BaseException as exc:
-            self.close(keep_logs=not isinstance(exc, KeyboardInterrupt))
+            self.close(keep_logs=not isinstance(exc, _INTERRUPTIONS))
             raise
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        failed = exc_type is not None and not issubclass(exc_type, KeyboardInterrupt)
+        failed = exc_type is not None and not issubclass(exc_type, _INTERRUPTIONS)
         self.close(keep_logs=failed)
 
     def start(self, timeout_s: float = FORM_TIMEOUT_S) -> None:
