@@ -579,6 +579,7 @@ class AdminService(pb_grpc.AdminServicer):
                         leader_epoch=partition.leader_epoch,
                         replicas=meta[p].replicas,
                         isr=meta[p].isr,
+                        target_replicas=meta[p].target,
                         log_start_offset=offsets.log_start_offset,
                         high_watermark=offsets.high_watermark,
                         log_end_offset=offsets.log_end_offset,
