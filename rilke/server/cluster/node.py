@@ -125,6 +125,7 @@ class ClusterNode:
             cluster_id=cluster_id,
             bootstrap_voters=sorted(voters),
             validate_topic=lambda name, n: check_topic(name, n, self._name_max),
+            snapshot_bytes=config.metadata_snapshot_bytes,
         )
         controller.applier.subscribe(self._metadata_changed)
         controller.start()
