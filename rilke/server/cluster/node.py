@@ -281,6 +281,13 @@ class ClusterNode:
 
     # --- 3. and 4. ----------------------------------------------------------------------
 
+    def set_kafka_listener(self, host: str, port: int) -> None:
+        """This node's advertised Kafka listener, registered with the controller (and so
+        listed by every node's Kafka Metadata). Call after :meth:`attach`, before
+        :meth:`start`."""
+        assert self._agent is not None
+        self._agent.set_kafka_listener(host, port)
+
     async def start(self) -> None:
         assert self._agent is not None and self._mirror is not None
         self._mirror.start()

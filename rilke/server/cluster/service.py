@@ -74,9 +74,15 @@ class ClusterService(pb_grpc.ClusterServicer):
                     f"this is {controller.cluster_id!r}"
                 )
             now_ms = controller.now_ms()
+            kafka = (request.kafka_host, request.kafka_port) if request.kafka_host else None
             await controller.decide(
                 lambda d: d.register_broker(
-                    request.broker_id, request.host, request.port, request.rack or None, now_ms
+                    request.broker_id,
+                    request.host,
+                    request.port,
+                    request.rack or None,
+                    now_ms,
+                    kafka=kafka,
                 )
             )
             response.broker_epoch = controller.applier.state.brokers[request.broker_id].epoch

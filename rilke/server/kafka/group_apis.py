@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from rilke.errors import CoordinatorNotAvailableError, RebalanceInProgressError, RilkeError
+from rilke.replication.controller import MetadataView
 from rilke.server.coordinator import (
     GroupCoordinator,
     OffsetCommitPartition,
@@ -31,6 +32,7 @@ from rilke.server.coordinator.classic import (
 )
 from rilke.server.group_service import GroupManager
 from rilke.server.kafka import errors as ec
+from rilke.server.kafka.cluster import NO_NODE, group_coordinator, kafka_brokers
 from rilke.server.kafka.codec import RequestHeader
 from rilke.server.kafka.types import Message
 
@@ -61,10 +63,18 @@ def _code(exc: BaseException) -> int:
 
 
 class GroupApis:
+    """``view``: on a node of a cluster, its metadata (FindCoordinator names the node that
+    :func:`group_coordinator` says, by its Kafka listener); None on a single node."""
+
     def __init__(
-        self, manager: GroupManager, node_id: int, advertised: Callable[[], tuple[str, int]]
+        self,
+        manager: GroupManager,
+        node_id: int,
+        advertised: Callable[[], tuple[str, int]],
+        view: Callable[[], MetadataView] | None = None,
     ) -> None:
         self._manager = manager
+        self._view = view
         self._node_id = node_id
         self._advertised = advertised
         self._joins: dict[tuple[str, str], asyncio.Future[_Outcome]] = {}
@@ -168,9 +178,30 @@ class GroupApis:
             )
             return out
         try:
-            self._manager.partition_of(body["key"])  # opens __consumer_offsets if need be
+            partition = self._manager.partition_of(body["key"])  # opens __consumer_offsets
         except Exception as e:
             out.update(error_code=_code(e), error_message=str(e), node_id=-1, host="", port=-1)
+            return out
+        view = self._view() if self._view is not None else None
+        node = group_coordinator(view, partition, self._node_id)
+        if node == self._node_id:
+            return out
+        broker = kafka_brokers(view).get(node) if view is not None else None
+        if broker is None or broker.kafka_host is None:
+            why = (
+                f"node {node} coordinates group {body['key']!r} but has no Kafka listener"
+                if node != NO_NODE
+                else f"the coordinator of group {body['key']!r} is being elected"
+            )
+            out.update(
+                error_code=ec.COORDINATOR_NOT_AVAILABLE,
+                error_message=why,
+                node_id=-1,
+                host="",
+                port=-1,
+            )
+            return out
+        out.update(node_id=node, host=broker.kafka_host, port=broker.kafka_port)
         return out
 
     # --- JoinGroup, SyncGroup, Heartbeat, LeaveGroup ---------------------------------------
@@ -185,7 +216,7 @@ class GroupApis:
             protocol_type=body["protocol_type"],
             protocols=tuple((p["name"], p["metadata"]) for p in body["protocols"]),
             client_id=header.client_id or "",
-            client_host=peer,
+            client_host=peer.rpartition(":")[0] or peer,  # the host, as Kafka shows it
         )
         failed: Message = {
             "throttle_time_ms": 0,

@@ -186,12 +186,14 @@ def test_the_last_in_sync_replica_keeps_its_place_and_leads_again_on_return() ->
 
 
 def test_decommissioning_moves_leaders_and_takes_no_new_replicas() -> None:
-    log = cluster(3)
+    log = cluster(4)
     decider = decider_for(log)
     decide_and_apply(log, decider.create_topic("t", 3, 3, {}, "i"))
     decide_and_apply(log, decider.decommission_broker(2))
     assert all(p.leader != 2 for p in log.state.topics["t"].partitions)
     assert log.state.brokers[2].state is BrokerState.DECOMMISSIONING
+    # Every partition on broker 2 is moving off it (tests/unit/controller/test_moves.py).
+    assert all(2 not in p.target for p in log.state.topics["t"].partitions if p.target)
     assert decider.decommission_broker(2) == []
     decide_and_apply(log, decider.create_topic("u", 4, 2, {}, "j"))
     assert all(2 not in p.replicas for p in log.state.topics["u"].partitions)
