@@ -31,6 +31,12 @@ from rilke.errors import (
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
+from rilke.replication.controller.moves import (
+    Move,
+    check_target,
+    plan_decommission,
+    plan_rebalance,
+)
 from rilke.replication.controller.placement import place_partitions
 from rilke.replication.controller.records import (
     NO_LEADER,
@@ -43,6 +49,8 @@ from rilke.replication.controller.records import (
     PartitionChanged,
     PartitionsAdded,
     ProducerIdsAllocated,
+    ReassignmentCompleted,
+    ReassignmentStarted,
     TopicConfigsChanged,
     TopicCreated,
     TopicDeleted,
@@ -124,15 +132,25 @@ class ControllerDecider:
     # --- brokers ------------------------------------------------------------------------
 
     def register_broker(
-        self, broker_id: int, host: str, port: int, rack: str | None, now_ms: int
+        self,
+        broker_id: int,
+        host: str,
+        port: int,
+        rack: str | None,
+        now_ms: int,
+        *,
+        kafka: tuple[str, int] | None = None,
     ) -> list[MetadataRecord]:
         """A broker starts. It is fenced until its first heartbeat with the epoch this
-        registration gets (the record's offset). Raises DuplicateBrokerRegistrationError if
-        a live broker holds the id at another address and heartbeats within the session."""
+        registration gets (the record's offset). ``kafka``: its advertised Kafka listener
+        (None: it has none). Raises DuplicateBrokerRegistrationError if a live broker holds
+        the id at another address and heartbeats within the session."""
         if broker_id < 0:
             raise InvalidRequestError(f"broker id must be >= 0, got {broker_id}")
         if not host or not 1 <= port <= 65535:
             raise InvalidRequestError(f"bad broker address {host!r}:{port}")
+        if kafka is not None and (not kafka[0] or not 1 <= kafka[1] <= 65535):
+            raise InvalidRequestError(f"bad Kafka listener address {kafka[0]!r}:{kafka[1]}")
         old = self.state.brokers.get(broker_id)
         if (
             old is not None
@@ -149,7 +167,10 @@ class ControllerDecider:
         if old is not None and old.state is BrokerState.ALIVE:
             # The old incarnation is gone: it leads nothing any more.
             records += self._fence_records(old)
-        records.append(BrokerRegistered(broker_id, host, port, rack))
+        if kafka is None:
+            records.append(BrokerRegistered(broker_id, host, port, rack))
+        else:
+            records.append(BrokerRegistered(broker_id, host, port, rack, kafka[0], kafka[1]))
         return records
 
     def heartbeat(
@@ -224,12 +245,57 @@ class ControllerDecider:
         return records
 
     def decommission_broker(self, broker_id: int) -> list[MetadataRecord]:
-        """Mark a broker decommissioning: no new replicas. Its leaderships stay until its
-        partitions' Raft groups hand them over (leader transfer), as leaders report."""
+        """Mark a broker decommissioning: no new replicas, and a reassignment of every
+        partition with a replica on it (``moves.plan_decommission``). Its leaderships stay
+        until its partitions' Raft groups hand them over (leader transfer), as leaders
+        report. Asked again while it drains, it starts the moves still missing. Raises
+        BrokerNotRegisteredError, and the plan's errors (nothing changes)."""
         info = self._require_broker(broker_id)
+        moves = self._starts(plan_decommission(self.state, broker_id))
         if info.state is BrokerState.DECOMMISSIONING:
+            return moves
+        return [BrokerDecommissioned(broker_id), *moves]
+
+    # --- moving partitions --------------------------------------------------------------
+
+    def reassign_partition(
+        self, name: str, partition: int, replicas: Sequence[int], *, force: bool = False
+    ) -> list[MetadataRecord]:
+        """Start moving a partition to ``replicas`` (nothing when it has them, in that
+        order, already). Raises what ``moves.check_target`` raises."""
+        part = check_target(self.state, name, partition, replicas, force=force)
+        if tuple(replicas) == part.replicas:
             return []
-        return [BrokerDecommissioned(broker_id)]
+        return self._starts([(name, partition, tuple(replicas))])
+
+    def rebalance(self) -> list[MetadataRecord]:
+        """Start the moves of ``moves.plan_rebalance`` (none when balanced)."""
+        return self._starts(plan_rebalance(self.state))
+
+    def complete_reassignment(
+        self, name: str, partition: int, target: Sequence[int], reporter: int
+    ) -> list[MetadataRecord]:
+        """The partition's leader ``reporter`` reports its Raft group's voters are the
+        target's: the replicas become the target. Nothing when that is done already (a
+        retried report). Raises UnknownTopicOrPartitionError, InvalidRequestError (no such
+        move runs)."""
+        topic = self._require_topic(name)
+        if not 0 <= partition < len(topic.partitions):
+            raise UnknownTopicOrPartitionError(f"topic {name!r} has no partition {partition}")
+        part = topic.partitions[partition]
+        wanted = tuple(target)
+        if not part.target and part.replicas == wanted:
+            return []
+        if part.target != wanted:
+            raise InvalidRequestError(
+                f"{name}-{partition}: no move to {list(wanted)} runs (target: "
+                f"{list(part.target) or 'none'})"
+            )
+        return [ReassignmentCompleted(topic.topic_id, partition, wanted, reporter)]
+
+    def _starts(self, moves: Sequence[Move]) -> list[MetadataRecord]:
+        topics = self.state.topics
+        return [ReassignmentStarted(topics[n].topic_id, p, target) for n, p, target in moves]
 
     def _expired(self, broker_id: int, now_ms: int) -> bool:
         last = self._last_heartbeat_ms.get(broker_id)

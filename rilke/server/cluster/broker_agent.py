@@ -1,7 +1,7 @@
 """BrokerAgent: this node as a broker of the cluster, registered and heartbeating.
 
-It registers with the controller leader (its advertised address and rack; the answer is the
-broker epoch), then heartbeats every ``HEARTBEAT_INTERVAL_S`` with that epoch. A broker
+It registers with the controller leader (its advertised address and rack, and its advertised
+Kafka listener if it has one; the answer is the broker epoch), then heartbeats every ``HEARTBEAT_INTERVAL_S`` with that epoch. A broker
 starts fenced; its first heartbeat unfences it. When the controller answers that the epoch
 is stale or the broker unknown (another incarnation registered, or the leader's state was
 rebuilt), it registers again. A heartbeat that fails otherwise is retried at the next
@@ -54,6 +54,11 @@ class BrokerAgent:
         self.epoch = -1
         self.fenced = True
         self._task: asyncio.Task[None] | None = None
+
+    def set_kafka_listener(self, host: str, port: int) -> None:
+        """The advertised Kafka listener to register (call before :meth:`start`)."""
+        self._request.kafka_host = host
+        self._request.kafka_port = port
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())

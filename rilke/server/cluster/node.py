@@ -126,6 +126,7 @@ class ClusterNode:
             cluster_id=cluster_id,
             bootstrap_voters=sorted(voters),
             validate_topic=lambda name, n: check_topic(name, n, self._name_max),
+            snapshot_bytes=config.metadata_snapshot_bytes,
         )
         controller.applier.subscribe(self._metadata_changed)
         controller.start()
@@ -336,6 +337,13 @@ class ClusterNode:
         return self.controller.members()
 
     # --- 3. and 4. ----------------------------------------------------------------------
+
+    def set_kafka_listener(self, host: str, port: int) -> None:
+        """This node's advertised Kafka listener, registered with the controller (and so
+        listed by every node's Kafka Metadata). Call after :meth:`attach`, before
+        :meth:`start`."""
+        assert self._agent is not None
+        self._agent.set_kafka_listener(host, port)
 
     async def start(self) -> None:
         """Start heartbeating and mirroring, then wait (up to CATCH_UP_TIMEOUT_S) until the
