@@ -204,18 +204,36 @@ class ReplicatedPartition:
     def is_leader(self) -> bool:
         return not self._closed and self._role() is Role.LEADER
 
+    @property
+    def known_leadership(self) -> Leadership:
+        """:attr:`leadership` as last told to the leadership subscribers, without asking the
+        runtime: the in-sync replicas as of the last leader change or maintenance pass."""
+        leader = self._leader_id if self._leader_id != NO_NODE else None
+        return Leadership(leader, self._term, self.replicas, self._isr)
+
+    @property
+    def believes_leader(self) -> bool:
+        """Whether this replica leads as far as its leadership callbacks said (no runtime
+        lookup: cheap enough to ask of every partition at every broker heartbeat)."""
+        return not self._closed and self._leader_id == self._node_id
+
     def _role(self) -> Role | None:
         try:
-            return self._runtime.status(self.group).role
+            return self._runtime.node(self.group).role
         except KeyError:  # the runtime closed (or removed the group)
             return None
 
     def _in_sync(self) -> tuple[int, ...]:
         """The replicas in sync as this node sees them. Only a leader knows its followers: a
         follower names the leader alone (nobody while there is none)."""
-        if self._leader_id != self._node_id or self._role() is not Role.LEADER:
+        node = None
+        if self._leader_id == self._node_id:
+            try:
+                node = self._runtime.node(self.group)
+            except KeyError:  # the runtime closed (or removed the group)
+                node = None
+        if node is None or node.role is not Role.LEADER:
             return (self._leader_id,) if self._leader_id != NO_NODE else ()
-        node = self._runtime.node(self.group)
         last = node.last_index
         transport = self._runtime.transport
         # Heard by the group since its last CheckQuorum, or its node heard within the

@@ -91,6 +91,7 @@ class ClusterNode:
         self.partitions: ClusterPartitionFactory | None = None
         self._broker: Broker | None = None
         self._served: tuple[MetadataView, int, MetadataView] | None = None
+        self._checked: tuple[MetadataView, int] | None = None  # (view, generation) reported
         # The partitions' Raft settings (the core's defaults; node id and voters per group).
         self._raft_config = Config(self.node_id)
 
@@ -254,19 +255,33 @@ class ClusterNode:
 
     def leaderships_to_report(self) -> list[pb.PartitionLeadership]:
         """The partitions whose Raft group this node leads where the applied metadata shows
-        another leader, epoch or in-sync replicas (the heartbeat's report)."""
-        broker = self._broker
-        if broker is None:
+        another leader, epoch or in-sync replicas (the heartbeat's report). Each partition's
+        leadership as last notified (in-sync replicas as of its last leader change or
+        maintenance pass); nothing is looked at again until the metadata or a leadership
+        changes after a pass that found nothing to report."""
+        broker, factory = self._broker, self.partitions
+        if broker is None or factory is None:
             return []
         view = self.view()
+        generation = factory.leadership_generation
+        checked = self._checked
+        if checked is not None and checked[0] is view and checked[1] == generation:
+            return []
+        out = self._leaderships_differing(broker, view)
+        self._checked = None if out else (view, generation)
+        return out
+
+    def _leaderships_differing(
+        self, broker: Broker, view: MetadataView
+    ) -> list[pb.PartitionLeadership]:
         out = []
         for (topic, p), part in broker.partitions_by_key().items():
-            if not isinstance(part, ReplicatedPartition) or not part.is_leader:
+            if not isinstance(part, ReplicatedPartition) or not part.believes_leader:
                 continue
             meta = view.partition(topic, p)
             if meta is None:
                 continue
-            now = part.leadership
+            now = part.known_leadership
             if (meta.leader, meta.leader_epoch, meta.isr) != (
                 self.node_id,
                 now.leader_epoch,
