@@ -392,3 +392,69 @@ def test_a_group_finds_one_coordinator_from_every_node_and_resumes_at_its_commit
     finally:
         second.close()
     assert sorted(seen + rest) == sorted(values)  # each once: resumed at the commits
+
+
+def test_topic_configs_change_through_any_node_with_both_admin_clients(
+    cluster: KafkaCluster,
+) -> None:
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+    from kafka.admin import ConfigResource as KPConfigResource
+    from kafka.admin import ConfigResourceType
+
+    create(cluster, 1, "kc-configs", 1, 3)
+
+    def described(node: int) -> dict[str, str]:
+        ck = AdminClient({"bootstrap.servers": cluster.kafka[node]})
+        resource = ConfigResource(ConfigResource.Type.TOPIC, "kc-configs")
+        [future] = ck.describe_configs([resource]).values()
+        return {k: v.value for k, v in future.result(DEADLINE_S).items() if not v.is_default}
+
+    def everywhere(expected: dict[str, str]) -> None:
+        wait_for(
+            lambda: all(described(n) == expected for n in NODES),
+            DEADLINE_S,
+            f"configs {expected} on every node",
+        )
+
+    admin = KafkaAdminClient(bootstrap_servers=cluster.kafka[2])
+    try:
+        topic = ConfigResourceType.TOPIC
+        # IncrementalAlterConfigs (kafka-python's choice when the broker offers it): SET.
+        admin.alter_configs(
+            [KPConfigResource(topic, "kc-configs", {"retention.ms": "60000"})],
+            raise_on_unknown=False,
+        )
+        everywhere({"retention.ms": "60000"})
+        # AlterConfigs replaces the whole set; kafka-python sends the set ones along.
+        admin.alter_configs(
+            [KPConfigResource(topic, "kc-configs", {"segment.bytes": "1048576"})],
+            raise_on_unknown=False,
+            incremental=False,
+        )
+        everywhere({"retention.ms": "60000", "segment.bytes": "1048576"})
+    finally:
+        admin.close()
+    ck = AdminClient({"bootstrap.servers": cluster.kafka[3]})
+    resource = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        "kc-configs",
+        incremental_configs=[
+            ConfigEntry("segment.bytes", None, incremental_operation=AlterConfigOpType.DELETE),
+            ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SET),
+        ],
+    )
+    for future in ck.incremental_alter_configs([resource]).values():
+        future.result(DEADLINE_S)
+    everywhere({"retention.ms": "60000", "cleanup.policy": "compact"})
+    bad = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        "kc-configs",
+        incremental_configs=[
+            ConfigEntry("retention.ms", "soon", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    for future in ck.incremental_alter_configs([bad]).values():
+        with pytest.raises(confluent_kafka.KafkaException, match=r"retention\.ms"):
+            future.result(DEADLINE_S)
+    # The refusal changed nothing.
+    assert described(1) == {"retention.ms": "60000", "cleanup.policy": "compact"}
