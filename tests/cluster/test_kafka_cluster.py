@@ -458,3 +458,14 @@ def test_topic_configs_change_through_any_node_with_both_admin_clients(
             future.result(DEADLINE_S)
     # The refusal changed nothing.
     assert described(1) == {"retention.ms": "60000", "cleanup.policy": "compact"}
+
+
+def test_init_producer_id_hands_out_unique_ids_from_every_node(cluster: KafkaCluster) -> None:
+    ids = []
+    for _ in range(3):
+        for n in NODES:
+            body = {"transactional_id": None, "transaction_timeout_ms": 60000}
+            answer = raw_call(cluster.kafka[n], sc.INIT_PRODUCER_ID, 0, body)
+            assert answer["error_code"] == ec.NONE
+            ids.append(answer["producer_id"])
+    assert len(set(ids)) == len(ids) and min(ids) >= 0
