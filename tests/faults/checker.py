@@ -197,10 +197,10 @@ def _check_offsets(report: Report, by_type: dict[str, list[Event]]) -> None:
 
     for e in by_type["committed"]:
         key = (e["group"], e["topic"], e["partition"])
-        high = highest_before(key, e["t0"])
-        if high is not None and e["offset"] < high:
+        floor = highest_before(key, e["t0"])
+        if floor is not None and e["offset"] < floor:
             report.offsets_backwards.add(
-                f"{key}: read committed {e['offset']} after commit {high} was acknowledged"
+                f"{key}: read committed {e['offset']} after commit {floor} was acknowledged"
             )
     final = {
         (e["group"], e["topic"], e["partition"]): e["offset"] for e in by_type["final_committed"]

@@ -200,6 +200,19 @@ class FaultCluster:
             node.proc.wait(10)
         node.state = "dead"
 
+    def stop(self, node_id: int, timeout_s: float = 20.0) -> None:
+        """SIGTERM (a clean shutdown), then SIGKILL if it is still there at ``timeout_s``."""
+        node = self.nodes[node_id]
+        if node.proc is not None and node.proc.poll() is None:
+            self.resume(node_id)
+            node.proc.send_signal(signal.SIGTERM)
+            try:
+                node.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                node.proc.kill()
+                node.proc.wait(10)
+        node.state = "dead"
+
     def pause(self, node_id: int) -> None:
         node = self.nodes[node_id]
         if node.state == "running" and node.proc is not None:
@@ -254,6 +267,30 @@ class FaultCluster:
         return self.probe.ask(
             "metadata", self.nodes[node_id].address, timeout_s, topics=topics or []
         )
+
+    def create_topic(self, name: str, partitions: int, replicas: int, timeout_s: float) -> None:
+        """Create a topic through any running node (retried until ``timeout_s``); raises
+        ClusterError with the last answer at the deadline."""
+        deadline = time.monotonic() + timeout_s
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            for node_id in self.running():
+                last = self.probe.ask("create_topic", self.nodes[node_id].address, 5.0,
+                                      name=name, partitions=partitions, replicas=replicas)  # fmt: skip
+                if "error" not in last or "already exists" in last["error"]:
+                    return
+            time.sleep(0.5)
+        raise ClusterError(f"could not create topic {name!r} within {timeout_s} s: {last}")
+
+    def wait_leaders(self, topic: str, partitions: int, timeout_s: float) -> dict[int, int]:
+        """Partition -> leader once every partition of ``topic`` has one; ClusterError at the
+        deadline."""
+        deadline = time.monotonic() + timeout_s
+        while len(leaders := self.partition_leaders(topic)) < partitions:
+            if time.monotonic() >= deadline:
+                raise ClusterError(f"{topic}: leaders {leaders} after {timeout_s} s")
+            time.sleep(0.2)
+        return leaders
 
     def healthy(self, members: list[int] | None = None) -> bool:
         """Every node of ``members`` (default: the running ones) answers, sees all of them

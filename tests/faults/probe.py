@@ -3,8 +3,9 @@ addresses (the bridge has none on the host), so the harness asks the cluster thr
 
     python -m tests.faults.probe        # inside the client namespace; one JSON object per line
 
-Each request line is ``{"op": "describe"|"metadata", "address": "HOST:PORT", "timeout_s": F}``
-(metadata may name ``"topics"``); each answer line is the same ``"id"`` with either
+Each request line is ``{"op": "describe"|"metadata"|"create_topic", "address": "HOST:PORT",
+"timeout_s": F}`` (metadata may name ``"topics"``; create_topic needs ``"name"``,
+``"partitions"``, ``"replicas"``); each answer line is the same ``"id"`` with either
 ``"error"`` (a string) or the answer's fields. Every call has its deadline; an unreachable node
 is an ``"error"`` answer, never a hang. It exits at the end of its input.
 """
@@ -60,6 +61,19 @@ def metadata(channel: grpc.Channel, timeout_s: float, topics: list[str]) -> dict
     }
 
 
+def create_topic(
+    channel: grpc.Channel, timeout_s: float, name: str, partitions: int, replicas: int
+) -> dict[str, Any]:
+    topic = pb.NewTopic(name=name, num_partitions=partitions, replication_factor=replicas)
+    got = pb_grpc.AdminStub(channel).CreateTopics(
+        pb.CreateTopicsRequest(topics=[topic]), timeout=timeout_s
+    )
+    result = got.results[0]
+    if result.error.code:
+        return {"error": f"{result.error.code}: {result.error.message}"}
+    return {"created": name}
+
+
 def answer(channels: _Channels, request: dict[str, Any]) -> dict[str, Any]:
     timeout_s = float(request.get("timeout_s", DEFAULT_TIMEOUT_S))
     channel = channels.get(str(request["address"]))
@@ -68,6 +82,10 @@ def answer(channels: _Channels, request: dict[str, Any]) -> dict[str, Any]:
             return describe(channel, timeout_s)
         if request["op"] == "metadata":
             return metadata(channel, timeout_s, list(request.get("topics", [])))
+        if request["op"] == "create_topic":
+            return create_topic(
+                channel, timeout_s, request["name"], request["partitions"], request["replicas"]
+            )
     except grpc.RpcError as exc:
         return {"error": f"{exc.code().name}: {exc.details()}"}
     return {"error": f"unknown op {request['op']!r}"}
