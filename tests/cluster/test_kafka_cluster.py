@@ -132,6 +132,15 @@ def create(kc: KafkaCluster, via: int, name: str, partitions: int, rf: int) -> N
         DEADLINE_S,
         f"{name}'s leaders on every node",
     )
+    # And each leader serves (a replicated partition's Raft group has elected it).
+    wait_for(
+        lambda: all(
+            latest_offset(kc.kafka[leader], name, p)[0] == ec.NONE
+            for p, leader in kc.leaders(1, name).items()
+        ),
+        DEADLINE_S,
+        f"{name}'s leaders serving",
+    )
 
 
 def delete(kc: KafkaCluster, via: int, name: str) -> None:
@@ -216,6 +225,7 @@ def test_a_node_that_does_not_lead_answers_not_leader_and_writes_nothing(
         "timeout_ms": 5000,
         "topic_data": [{"name": "kc-refuse", "partition_data": [{"index": 0, "records": batch}]}],
     }
+    _, end = latest_offset(cluster.kafka[leader], "kc-refuse", 0)  # a replicated log: Raft's no-op
     refused = raw_call(cluster.kafka[other], sc.PRODUCE, 3, produce)
     assert refused["responses"][0]["partition_responses"][0]["error_code"] == (
         ec.NOT_LEADER_OR_FOLLOWER
@@ -236,10 +246,10 @@ def test_a_node_that_does_not_lead_answers_not_leader_and_writes_nothing(
     fetched = raw_call(cluster.kafka[other], sc.FETCH, 4, fetch)
     assert fetched["responses"][0]["partitions"][0]["error_code"] == ec.NOT_LEADER_OR_FOLLOWER
     assert latest_offset(cluster.kafka[other], "kc-refuse", 0)[0] == ec.NOT_LEADER_OR_FOLLOWER
-    assert latest_offset(cluster.kafka[leader], "kc-refuse", 0) == (ec.NONE, 0)  # nothing written
+    assert latest_offset(cluster.kafka[leader], "kc-refuse", 0) == (ec.NONE, end)  # none written
     accepted = raw_call(cluster.kafka[leader], sc.PRODUCE, 3, produce)
     assert accepted["responses"][0]["partition_responses"][0]["error_code"] == ec.NONE
-    assert latest_offset(cluster.kafka[leader], "kc-refuse", 0) == (ec.NONE, 1)
+    assert latest_offset(cluster.kafka[leader], "kc-refuse", 0) == (ec.NONE, end + 1)
 
 
 def test_producers_and_consumers_bootstrapped_at_one_node_reach_every_leader(
@@ -312,6 +322,7 @@ def test_clients_with_stale_metadata_refresh_on_not_leader_and_go_to_the_new_lea
             assert fillers < 6, "the new topic was always placed on its old leader"
             create(cluster, 1, f"kc-filler-{fillers}", 1, 1)
         new_leader = cluster.leaders(1, "kc-move")[0]
+        _, end = latest_offset(cluster.kafka[new_leader], "kc-move", 0)
         assert latest_offset(cluster.kafka[old_leader], "kc-move", 0)[0] == (
             ec.NOT_LEADER_OR_FOLLOWER
         )
@@ -326,7 +337,12 @@ def test_clients_with_stale_metadata_refresh_on_not_leader_and_go_to_the_new_lea
         assert ck.flush(DEADLINE_S) == 0 and not errors
     finally:
         kp.close(DEADLINE_S)
-    assert latest_offset(cluster.kafka[new_leader], "kc-move", 0) == (ec.NONE, 2)
+    # acks=1 answers once the leader wrote; the high watermark follows its fsync.
+    wait_for(
+        lambda: latest_offset(cluster.kafka[new_leader], "kc-move", 0) == (ec.NONE, end + 2),
+        DEADLINE_S,
+        "both records under the new leader's high watermark",
+    )
     assert consume_all(cluster.kafka[3], "kc-move", 1, 2) == {"after-kp", "after-ck"}
 
 
