@@ -485,3 +485,64 @@ def test_init_producer_id_hands_out_unique_ids_from_every_node(cluster: KafkaClu
             assert answer["error_code"] == ec.NONE
             ids.append(answer["producer_id"])
     assert len(set(ids)) == len(ids) and min(ids) >= 0
+
+
+def test_producers_follow_a_failover_and_a_restarted_node_registers_its_new_listener(
+    cluster: KafkaCluster,
+) -> None:
+    """kill -9 of a replicated partition's leader: Raft elects another, every survivor's
+    Metadata names it, and kafka-python (idempotent) and confluent-kafka deliver to it; every
+    acknowledged record is there. The killed node restarts on another Kafka port and is
+    listed at it. (Runs last in this module: it restarts a node.)"""
+    create(cluster, 1, "kc-failover", 1, 3)
+    leader = cluster.leaders(1, "kc-failover")[0]
+    survivors = [n for n in NODES if n != leader]
+    everyone = list(cluster.kafka.values())
+    kp = kafka.KafkaProducer(bootstrap_servers=everyone, acks="all", request_timeout_ms=5000)
+    ck = confluent_kafka.Producer(
+        {"bootstrap.servers": ",".join(everyone), "acks": "all", "message.timeout.ms": 60000}
+    )
+    errors: list[Any] = []
+
+    def ck_send(value: str) -> None:
+        ck.produce(
+            "kc-failover",
+            value.encode(),
+            partition=0,
+            on_delivery=lambda err, _m: errors.append(err) if err else None,
+        )
+
+    try:
+        for i in range(10):
+            kp.send("kc-failover", f"kp-before-{i}".encode(), partition=0).get(DEADLINE_S)
+            ck_send(f"ck-before-{i}")
+        assert ck.flush(DEADLINE_S) == 0 and not errors
+        cluster.nodes.kill(leader)
+        for i in range(10):
+            kp.send("kc-failover", f"kp-after-{i}".encode(), partition=0).get(2 * DEADLINE_S)
+            ck_send(f"ck-after-{i}")
+        assert ck.flush(2 * DEADLINE_S) == 0 and not errors
+    finally:
+        kp.close(DEADLINE_S)
+    wait_for(
+        lambda: all(cluster.leaders(n, "kc-failover")[0] in survivors for n in survivors),
+        DEADLINE_S,
+        "the new leader in every survivor's Metadata",
+    )
+    expected = {
+        f"{c}-{w}-{i}" for c in ("kp", "ck") for w in ("before", "after") for i in range(10)
+    }
+    assert consume_all(cluster.kafka[survivors[0]], "kc-failover", 1, len(expected)) == expected
+    # The killed node comes back on a new Kafka port: it registers it, every node lists it.
+    old_port = cluster.ports()[leader]
+    proc = cluster.nodes.process(leader, "--kafka-listen", "127.0.0.1:0")
+    cluster.nodes.nodes[leader] = proc.start()
+    cluster.kafka[leader] = proc.wait_for_line("rilke kafka listener on ")
+    new_port = cluster.ports()[leader]
+    assert new_port != old_port
+
+    def relisted(node: int) -> bool:
+        meta = raw_call(cluster.kafka[node], sc.METADATA, 4, metadata_request([]))
+        return {b["node_id"]: b["port"] for b in meta["brokers"]}.get(leader) == new_port
+
+    wait_for(lambda: all(relisted(n) for n in NODES), FORM_TIMEOUT_S, "the new Kafka port listed")
