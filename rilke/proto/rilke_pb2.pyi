@@ -732,18 +732,22 @@ class RaftFrame(_message.Message):
     def __init__(self, hello: _Optional[_Union[RaftHello, _Mapping]] = ..., refusal: _Optional[_Union[RaftRefusal, _Mapping]] = ..., chunk: _Optional[bytes] = ..., more: _Optional[bool] = ...) -> None: ...
 
 class RegisterBrokerRequest(_message.Message):
-    __slots__ = ("cluster_id", "broker_id", "host", "port", "rack")
+    __slots__ = ("cluster_id", "broker_id", "host", "port", "rack", "kafka_host", "kafka_port")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     BROKER_ID_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
     RACK_FIELD_NUMBER: _ClassVar[int]
+    KAFKA_HOST_FIELD_NUMBER: _ClassVar[int]
+    KAFKA_PORT_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     broker_id: int
     host: str
     port: int
     rack: str
-    def __init__(self, cluster_id: _Optional[str] = ..., broker_id: _Optional[int] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., rack: _Optional[str] = ...) -> None: ...
+    kafka_host: str
+    kafka_port: int
+    def __init__(self, cluster_id: _Optional[str] = ..., broker_id: _Optional[int] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., rack: _Optional[str] = ..., kafka_host: _Optional[str] = ..., kafka_port: _Optional[int] = ...) -> None: ...
 
 class RegisterBrokerResponse(_message.Message):
     __slots__ = ("error", "broker_epoch", "controller_id")

@@ -50,6 +50,10 @@ class BrokerRegistered:
     host: str
     port: int
     rack: str | None = None
+    kafka_host: str | None = None
+    """Where Kafka clients reach the broker (its advertised Kafka listener); None: it has
+    no Kafka listener (records written before the field existed have none either)."""
+    kafka_port: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ Pure: bytes in, bytes out.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from rilke.errors import CorruptMetadataRecordError
@@ -37,6 +38,11 @@ def encode_snapshot(state: MetadataState) -> bytes:
         "brokers": [
             [b.broker_id, b.host, b.port, b.rack, b.state.value, b.epoch]
             for b in sorted(state.brokers.values(), key=lambda b: b.broker_id)
+        ],
+        "kafka_listeners": [
+            [b.broker_id, b.kafka_host, b.kafka_port]
+            for b in sorted(state.brokers.values(), key=lambda b: b.broker_id)
+            if b.kafka_host is not None
         ],
         "producer_id_blocks": [
             [broker, first, count]
@@ -116,6 +122,12 @@ def _build(body: dict[str, Any]) -> MetadataState:
             _int(epoch),
         )
         state.brokers[info.broker_id] = info
+    for broker_id, kafka_host, kafka_port in body.get("kafka_listeners", []):
+        # Absent in snapshots written before brokers registered a Kafka listener.
+        info = state.brokers[_int(broker_id)]
+        state.brokers[info.broker_id] = replace(
+            info, kafka_host=_str(kafka_host), kafka_port=_int(kafka_port)
+        )
     for broker, first, count in body["producer_id_blocks"]:
         state.producer_id_blocks[_int(broker)] = (_int(first), _int(count))
     for name, topic_id, configs, partitions in body["topics"]:

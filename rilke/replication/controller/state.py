@@ -59,14 +59,17 @@ class BrokerInfo:
     state: BrokerState
     epoch: int
     """The offset of the broker's latest registration record (Kafka's broker epoch)."""
+    kafka_host: str | None = None
+    """The broker's advertised Kafka listener (None: it serves no Kafka clients)."""
+    kafka_port: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class PartitionInfo:
     """Invariants: ``isr`` is a non-empty subset of ``members``; ``leader`` is NO_LEADER or in
-    ``isr``; ``leader_epoch`` grows by one with every change. ``target`` is empty, or the
-    replicas a running reassignment moves the partition to (distinct brokers, not equal to
-    ``replicas``)."""
+    ``isr``; ``leader_epoch`` (the partition's Raft term) never goes back, and one leader
+    holds it within an epoch. ``target`` is empty, or the replicas a running reassignment
+    moves the partition to (distinct brokers, not equal to ``replicas``)."""
 
     replicas: tuple[int, ...]
     leader: int
@@ -221,11 +224,15 @@ class MetadataState:
             self._reject(r, "broker ids are >= 0")
         if not r.host or not 1 <= r.port <= MAX_PORT:
             self._reject(r, f"bad address {r.host!r}:{r.port}")
+        if r.kafka_host is not None and (not r.kafka_host or not 1 <= r.kafka_port <= MAX_PORT):
+            self._reject(r, f"bad Kafka address {r.kafka_host!r}:{r.kafka_port}")
         old = self.brokers.get(r.broker_id)
         state = BrokerState.FENCED
         if old is not None and old.state is BrokerState.DECOMMISSIONING:
             state = BrokerState.DECOMMISSIONING
         info = BrokerInfo(r.broker_id, r.host, r.port, r.rack, state, offset)
+        if r.kafka_host is not None:
+            info = replace(info, kafka_host=r.kafka_host, kafka_port=r.kafka_port)
         self._set(self.brokers, r.broker_id, info)
 
     def _broker(self, r: MetadataRecord, broker_id: int) -> BrokerInfo:
@@ -320,8 +327,15 @@ class MetadataState:
         if not 0 <= r.partition < len(partitions):
             self._reject(r, f"topic {topic.name!r} has no partition {r.partition}")
         old = partitions[r.partition]
-        if r.leader_epoch != old.leader_epoch + 1:
-            self._reject(r, f"the partition's leader epoch is {old.leader_epoch}")
+        # The leader epoch is the partition's Raft term: it never goes back, and within a
+        # term there is one leader (recorded as unknown while it is fenced).
+        same_term = r.leader_epoch == old.leader_epoch
+        if r.leader_epoch < old.leader_epoch or (
+            same_term and NO_LEADER not in (r.leader, old.leader) and r.leader != old.leader
+        ):
+            self._reject(
+                r, f"the partition's leader epoch is {old.leader_epoch} (leader {old.leader})"
+            )
         if not r.isr or len(set(r.isr)) != len(r.isr) or not set(r.isr) <= set(old.members):
             self._reject(r, f"isr {r.isr} is not a non-empty subset of replicas {old.members}")
         if r.leader != NO_LEADER and r.leader not in r.isr:

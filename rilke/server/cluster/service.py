@@ -20,7 +20,7 @@ from typing import Any
 from rilke.errors import InvalidRequestError, NotControllerError
 from rilke.proto import rilke_pb2 as pb
 from rilke.proto import rilke_pb2_grpc as pb_grpc
-from rilke.replication.controller import NO_CONTROLLER, ControllerDecider
+from rilke.replication.controller import NO_CONTROLLER, ControllerDecider, LeadershipReport
 from rilke.replication.controller.moves import Move, plan_rebalance
 from rilke.replication.controller.records import (
     MetadataRecord,
@@ -83,9 +83,15 @@ class ClusterService(pb_grpc.ClusterServicer):
                     f"this is {controller.cluster_id!r}"
                 )
             now_ms = controller.now_ms()
+            kafka = (request.kafka_host, request.kafka_port) if request.kafka_host else None
             await controller.decide(
                 lambda d: d.register_broker(
-                    request.broker_id, request.host, request.port, request.rack or None, now_ms
+                    request.broker_id,
+                    request.host,
+                    request.port,
+                    request.rack or None,
+                    now_ms,
+                    kafka=kafka,
                 )
             )
             response.broker_epoch = controller.applier.state.brokers[request.broker_id].epoch
@@ -100,8 +106,13 @@ class ClusterService(pb_grpc.ClusterServicer):
         response = pb.BrokerHeartbeatResponse(controller_id=self._controller_id())
         try:
             now_ms = controller.now_ms()
+            reports = [
+                LeadershipReport(r.topic, r.partition, r.leader_epoch, tuple(r.isr))
+                for r in request.leaderships
+                if r.leader_id == request.broker_id  # a broker reports what it leads
+            ]
             await controller.decide(
-                lambda d: d.heartbeat(request.broker_id, request.broker_epoch, now_ms)
+                lambda d: d.heartbeat(request.broker_id, request.broker_epoch, now_ms, reports)
             )
             info = controller.applier.state.brokers.get(request.broker_id)
             response.fenced = info is None or info.state.value == "fenced"
