@@ -282,6 +282,23 @@ class DuplicateBrokerRegistrationError(ControllerError):
     description = "another live broker holds this broker id"
 
 
+@_register
+class ReassignmentInProgressError(ControllerError):
+    """A partition is already moving to other replicas (one move at a time per partition)."""
+
+    code = 90
+    description = "a reassignment of the partition is already running"
+
+
+@_register
+class InvalidReplicaAssignmentError(ControllerError):
+    """A requested replica set does not fit the cluster: an unknown or unavailable broker, a
+    repeated broker, a count other than the replication factor without --force."""
+
+    code = 91
+    description = "invalid replica assignment"
+
+
 # --- protocol: what crosses the wire -------------------------------------------------------
 
 

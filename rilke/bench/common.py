@@ -123,6 +123,22 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="start a broker for the run in a temporary directory (and stop it after)",
     )
     parser.add_argument(
+        "--spawn-cluster",
+        type=int,
+        default=0,
+        metavar="N",
+        help="start a cluster of N `rilke server` nodes (--initial-voters, 127.0.0.1, temporary "
+        "directories) for the run and stop it after; a new topic gets replication factor "
+        "min(3, N)",
+    )
+    parser.add_argument(
+        "--replication-factor",
+        type=int,
+        default=0,
+        metavar="R",
+        help="of a new topic (default: min(3, N) with --spawn-cluster N, else 1)",
+    )
+    parser.add_argument(
         "--broker-metrics",
         action="store_true",
         help="the spawned broker also serves /metrics (--metrics-listen on a free port): to "
@@ -257,7 +273,14 @@ class SpawnedBroker:
 
 @contextlib.contextmanager
 def broker_for(args: argparse.Namespace) -> Iterator[str]:
-    """The bootstrap address to benchmark: a spawned broker's, or --bootstrap-servers."""
+    """The bootstrap address to benchmark: a spawned broker's or cluster's, or
+    --bootstrap-servers."""
+    if getattr(args, "spawn_cluster", 0):
+        from rilke.bench.cluster_spawn import SpawnedCluster
+
+        with SpawnedCluster(args.spawn_cluster) as cluster:
+            yield cluster.bootstrap
+        return
     if not args.spawn_broker:
         yield args.bootstrap_servers
         return
@@ -342,11 +365,38 @@ def parse_topic_configs(pairs: list[str] | None) -> dict[str, str]:
     return configs
 
 
+def spawn_arguments_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with --spawn-broker / --spawn-cluster / --replication-factor, or None."""
+    nodes = getattr(args, "spawn_cluster", 0) or 0
+    factor = getattr(args, "replication_factor", 0) or 0
+    if nodes and args.spawn_broker:
+        return "--spawn-broker and --spawn-cluster exclude each other"
+    if nodes < 0 or factor < 0:
+        return "--spawn-cluster and --replication-factor must be >= 1"
+    if nodes and factor > nodes:
+        return f"--replication-factor {factor} is more than the {nodes} node(s) of --spawn-cluster"
+    return None
+
+
+def replication_factor_of(args: argparse.Namespace) -> int:
+    """--replication-factor, else min(3, N) with --spawn-cluster N, else 1."""
+    given = int(getattr(args, "replication_factor", 0) or 0)
+    if given:
+        return given
+    return min(3, int(getattr(args, "spawn_cluster", 0) or 0)) or 1
+
+
 def ensure_topic(
-    bootstrap: str, topic: str | None, partitions: int, configs: dict[str, str] | None = None
+    bootstrap: str,
+    topic: str | None,
+    partitions: int,
+    configs: dict[str, str] | None = None,
+    replication_factor: int = 1,
 ) -> str:
     """Create ``topic`` (default a fresh bench-... name) with ``configs`` if missing; return
-    its name."""
+    its name. With several bootstrap addresses (a cluster) it returns once every one of them
+    lists each partition with a leader (ClusterError after a deadline), so the run does not
+    time the elections."""
     from rilke.client.admin import Admin
     from rilke.client.structs import NewTopic
     from rilke.errors import TopicAlreadyExistsError
@@ -354,9 +404,20 @@ def ensure_topic(
     name = topic or f"bench-{int(time.time() * 1000) % 10**10}-{os.getpid()}"
     with Admin(bootstrap) as admin:
         try:
-            admin.create_topics([NewTopic(name, partitions, configs=configs or None)])
+            admin.create_topics(
+                [NewTopic(name, partitions, replication_factor, configs=configs or None)]
+            )
         except TopicAlreadyExistsError:
             pass
+    addresses = [a.strip() for a in bootstrap.split(",") if a.strip()]
+    if len(addresses) > 1:
+        from rilke.bench.cluster_spawn import MetadataProbe
+
+        probe = MetadataProbe()
+        try:
+            probe.wait_led(addresses, name, partitions)
+        finally:
+            probe.close()
     return name
 
 

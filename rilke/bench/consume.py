@@ -28,7 +28,9 @@ from rilke.bench.common import (
     percentiles,
     print_table,
     progress,
+    replication_factor_of,
     sent_ns,
+    spawn_arguments_error,
     tune_malloc,
     write_json,
 )
@@ -126,13 +128,21 @@ def run(args: argparse.Namespace) -> int:
     if args.count < 1 or args.record_size < 0:
         print("rilke: bad argument: --count must be >= 1 and --record-size >= 0")
         return 2
+    spawn_error = spawn_arguments_error(args)
+    if spawn_error:
+        print(f"rilke: bad argument: {spawn_error}")
+        return 2
     if args.no_fill and not args.topic:
         print("rilke: bad argument: --no-fill needs --topic")
         return 2
     tune_malloc()
     with broker_for(args) as bootstrap:
         topic = ensure_topic(
-            bootstrap, args.topic, args.partitions, parse_topic_configs(args.topic_config)
+            bootstrap,
+            args.topic,
+            args.partitions,
+            parse_topic_configs(args.topic_config),
+            replication_factor_of(args),
         )
         if not args.no_fill:
             with progress(args.count, args.no_progress) as bar:

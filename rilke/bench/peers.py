@@ -58,11 +58,21 @@ NATS = Peer(
     ("nats",),
     "apt-get install nats-server",
 )
+NATS_R3 = Peer(
+    "NATS JetStream R3",
+    "bench_nats.py",
+    ("--mode", "cluster", "--repeats", "1", "--sizes", "100"),
+    ("nats-server",),
+    ("nats",),
+    "apt-get install nats-server",
+)
+"""Three nats-server processes on 127.0.0.1, a stream with replicas=3 (the peer of a cluster)."""
 
 # The figures compared, as the peer scripts print them ("run 0 <name>: 71,234 msg/s ...").
 XADD_PIPELINED = "XADD pipelined x1000 100B"
 XREADGROUP_NOACK = "XREADGROUP COUNT 1000 NOACK 100B"
 NATS_ASYNC_PUBLISH = "R1 async publish 100B"
+NATS_R3_ASYNC_PUBLISH = "R3 async publish 100B"
 
 _FIGURE = re.compile(r"^run \d+ (?P<name>[^:]+): (?P<rate>[\d,]+(?:\.\d+)?) msg/s", re.M)
 
@@ -180,14 +190,16 @@ PRODUCE_FIGURES = [
     (NATS, NATS_ASYNC_PUBLISH, "async publish"),
 ]
 CONSUME_FIGURES = [(REDIS, XREADGROUP_NOACK, "XREADGROUP NOACK")]
+CLUSTER_PRODUCE_FIGURES = [(NATS_R3, NATS_R3_ASYNC_PUBLISH, "async publish")]
+"""What a replicated topic's produce is compared with (issue 10's goal: 8x NATS R3)."""
 
 
 def add_peer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--peers",
         action="store_true",
-        help="then run the peers (Redis Streams, NATS JetStream R1: ../shared/peers) in the same "
-        "window and print Rilke's ratios to them",
+        help="then run the peers (Redis Streams, NATS JetStream R1: ../shared/peers; with a "
+        "replicated topic NATS JetStream R3) in the same window and print Rilke's ratios to them",
     )
     parser.add_argument(
         "--peers-dir", metavar="DIR", help="the peers folder (default ../shared/peers)"

@@ -25,10 +25,17 @@ from rilke.bench.common import (
     percentiles,
     print_table,
     progress,
+    replication_factor_of,
+    spawn_arguments_error,
     tune_malloc,
     write_json,
 )
-from rilke.bench.peers import PRODUCE_FIGURES, add_peer_arguments, print_peer_table
+from rilke.bench.peers import (
+    CLUSTER_PRODUCE_FIGURES,
+    PRODUCE_FIGURES,
+    add_peer_arguments,
+    print_peer_table,
+)
 
 SAMPLE_EVERY = 64
 
@@ -97,6 +104,12 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="send with Producer.send_many, N records a call (default 0: send() per record); "
         "keyless records only",
+    )
+    p.add_argument(
+        "--half-rate",
+        action="store_true",
+        help="then send at half the rate just reached and report its latency (--peers does "
+        "too; with --producers 1)",
     )
     add_peer_arguments(p)
     p.set_defaults(func=run)
@@ -231,6 +244,10 @@ def run(args: argparse.Namespace) -> int:
     if args.send_many and args.keyed:
         print("rilke: bad argument: --send-many sends keyless records; drop --keyed")
         return 2
+    spawn_error = spawn_arguments_error(args)
+    if spawn_error:
+        print(f"rilke: bad argument: {spawn_error}")
+        return 2
     if args.send_many < 0:
         print("rilke: bad argument: --send-many must be >= 0")
         return 2
@@ -258,7 +275,11 @@ def run(args: argparse.Namespace) -> int:
     measure_floor = bool(args.rate) and not args.no_floor
     with broker_for(args) as bootstrap:
         topic = ensure_topic(
-            bootstrap, args.topic, args.partitions, parse_topic_configs(args.topic_config)
+            bootstrap,
+            args.topic,
+            args.partitions,
+            parse_topic_configs(args.topic_config),
+            replication_factor_of(args),
         )
         if measure_floor:  # beside the (idle) broker, before and after the phase
             floor_runs.append(latency.measure_floor())
@@ -297,7 +318,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"rilke: a producer failed: {fatal[0]}")
                 return 1
         wall = time.perf_counter() - wall
-        half_rate = _half_rate_run(bootstrap, topic, settings, results) if args.peers else None
+        wants_half = args.peers or args.half_rate
+        half_rate = _half_rate_run(bootstrap, topic, settings, results) if wants_half else None
         if measure_floor:
             floor_runs.append(latency.measure_floor())
     sent = sum(r["sent"] for r in results)
@@ -324,6 +346,8 @@ def run(args: argparse.Namespace) -> int:
         | {
             "producers": args.producers,
             "partitions": args.partitions,
+            "replication_factor": replication_factor_of(args),
+            "spawn_cluster": args.spawn_cluster,
             "topic_configs": args.topic_config,
         },
     }
@@ -343,12 +367,18 @@ def run(args: argparse.Namespace) -> int:
     print_table(
         f"rilke bench produce: {args.producers} producer(s), {args.record_size} B records, "
         f"acks={args.acks}, compression={args.compression}, {args.partitions} partition(s)"
+        + (f" of replication factor {rf}" if (rf := replication_factor_of(args)) > 1 else "")
+        + (f" on {args.spawn_cluster} spawned nodes" if args.spawn_cluster else "")
         + (f", {args.rate:,}/s, linger {args.linger_ms} ms" if args.rate else "")
         + (f", send_many x{args.send_many}" if args.send_many else ""),
         rows,
     )
     if errors:
         print(f"  first errors: {results[0]['errors']}")
+    if half_rate is not None and not args.peers:
+        hp = percentiles(half_rate["latencies_ms"])
+        result["half_rate"] = {"rate": half_rate["rate"], **hp}
+        print_table(f"at half rate ({half_rate['rate']:,}/s)", [_half_rate_row(hp)])
     if args.peers:
         extra = []
         if half_rate is not None:
@@ -362,17 +392,29 @@ def run(args: argparse.Namespace) -> int:
             result["half_rate"] = {"rate": half_rate["rate"], **hp}
         else:
             extra.append(("latency at half rate", "measured with --producers 1 only"))
+        replicated = replication_factor_of(args) > 1
         runs = print_peer_table(
             "side by side (same window, 100 B peers)",
-            (f"Rilke produce acks={args.acks}", f"{msgs:,.0f} msgs/s"),
+            (
+                f"Rilke produce acks={args.acks}"
+                + (f", replication factor {replication_factor_of(args)}" if replicated else ""),
+                f"{msgs:,.0f} msgs/s",
+            ),
             msgs,
-            PRODUCE_FIGURES,
+            CLUSTER_PRODUCE_FIGURES if replicated else PRODUCE_FIGURES,
             peers_dir=args.peers_dir,
             extra_rows=extra,
         )
         result["peers"] = {r.peer.name: r.figures or r.skipped or r.failed for r in runs}
     write_json(args.json, result)
     return 1 if errors else 0
+
+
+def _half_rate_row(hp: dict[str, float]) -> tuple[str, str]:
+    return (
+        "latency p50/p95/p99/max",
+        "{p50_ms:.2f} / {p95_ms:.2f} / {p99_ms:.2f} / {max_ms:.2f} ms".format(**hp),
+    )
 
 
 def _half_rate_run(

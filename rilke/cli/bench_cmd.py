@@ -20,6 +20,8 @@ _BENCH_MODULES: tuple[str, ...] = (
     "rilke.bench.cluster_metadata",
     "rilke.bench.kafka",
     "rilke.bench.latency_timeline",
+    "rilke.bench.cluster_failover",
+    "rilke.bench.cluster_idle",
 )
 
 

@@ -1,4 +1,9 @@
-"""`rilke topic create|list|describe|delete|alter-config`."""
+"""`rilke topic create|list|describe|delete|alter-config|reassign`.
+
+``reassign TOPIC PARTITION --replicas 1,2,4`` moves one partition of a cluster to those
+brokers (preferred leader first) through one-at-a-time membership changes of its Raft group,
+while writes go on; ``describe`` and ``rilke cluster info`` show the target while it runs.
+"""
 
 from __future__ import annotations
 
@@ -55,6 +60,23 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     add_client_arguments(p)
     p.set_defaults(func=_describe)
+
+    p = sub.add_parser(
+        "reassign", help="move a partition to other brokers (a cluster's partitions only)"
+    )
+    p.add_argument("name", metavar="TOPIC")
+    p.add_argument("partition", type=int, metavar="PARTITION")
+    p.add_argument(
+        "--replicas",
+        required=True,
+        metavar="IDS",
+        help="the new replicas, preferred leader first, e.g. 1,2,4",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="allow a replica count other than the partition's"
+    )
+    add_client_arguments(p)
+    p.set_defaults(func=_reassign)
 
     p = sub.add_parser("delete", help="delete topics and their data")
     p.add_argument("names", nargs="+", metavar="NAME")
@@ -137,10 +159,44 @@ def _describe(args: argparse.Namespace) -> int:
         )
         for p in t.partitions:
             replicas = ",".join(map(str, p.replicas))
+            moving = ""
+            if p.target_replicas:
+                moving = "  moving to " + ",".join(map(str, p.target_replicas))
             print(
                 f"  {p.partition:>9} {p.leader:>6} {replicas:>8} {p.log_start_offset:>12} "
-                f"{p.high_watermark:>12} {p.size_bytes:>12}"
+                f"{p.high_watermark:>12} {p.size_bytes:>12}{moving}"
             )
+    return EXIT_OK
+
+
+def parse_ids(text: str, flag: str) -> list[int]:
+    """``1,2,4`` as [1, 2, 4]; ValueError naming ``flag`` for anything else."""
+    try:
+        ids = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} takes broker ids separated by commas, got {text!r}") from None
+    if not ids:
+        raise ValueError(f"{flag} is empty")
+    return ids
+
+
+@client_command
+def _reassign(args: argparse.Namespace) -> int:
+    from rilke.cli.cluster_cmd import controller_write, move_dict, print_moves
+    from rilke.proto import rilke_pb2 as pb
+
+    replicas = parse_ids(args.replicas, "--replicas")
+    if args.partition < 0:
+        raise ValueError(f"the partition must be >= 0, got {args.partition}")
+    change = pb.ReassignPartition(
+        topic=args.name, partition=args.partition, replicas=replicas, force=args.force
+    )
+    r = controller_write(args, pb.ControllerWriteRequest(reassign_partition=change))
+    if not r.moves:
+        print(f"{args.name}-{args.partition} has the replicas {args.replicas} already")
+        return EXIT_OK
+    moves = [move_dict(m) for m in r.moves]
+    print_moves(args, moves, "moving")
     return EXIT_OK
 
 

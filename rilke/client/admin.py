@@ -159,6 +159,7 @@ class AIOAdmin:
                             p.high_watermark,
                             p.log_end_offset,
                             p.size_bytes,
+                            tuple(p.target_replicas),
                         )
                         for p in sorted(t.partitions, key=lambda p: p.partition)
                     ],

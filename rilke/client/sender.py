@@ -175,15 +175,16 @@ class Sender:
                     return
                 now = time.monotonic()
                 self._expire(now)
-                sent_before = self._sent_requests
-                next_s = self._send_ready(now)
                 self._wake.clear()
-                if self._sent_requests != sent_before:
-                    # More full batches may wait behind the ones just sent (one per partition
-                    # per round): look again at once, until the in-flight window is full.
+                # Before the drain: a batch opened after it wakes the sender (one opened
+                # between the drain and the flag would otherwise wait for the next wake).
+                self.acc.sender_sleeping = True
+                next_s, more = self._send_ready(now)
+                if more:
+                    # Ready batches wait behind the ones just sent (one per partition per
+                    # round): look again at once. Nothing left: no extra pass, sleep.
                     await asyncio.sleep(0)
                     continue
-                self.acc.sender_sleeping = True
                 timeout = None if next_s is None else max(0.0, next_s - time.monotonic())
                 if self.cluster.is_stale() and self._needs_metadata():
                     timeout = 0.05 if timeout is None else min(timeout, 0.05)
@@ -267,8 +268,9 @@ class Sender:
             st.in_flight and not self.idempotent and self.retries > 0 and self.max_in_flight == 1
         )
 
-    def _send_ready(self, now: float) -> float | None:
-        """Send retries that are due and drained batches; return when to look again."""
+    def _send_ready(self, now: float) -> tuple[float | None, bool]:
+        """Send retries that are due and drained batches; return when to look again, and
+        whether ready batches were left behind the ones sent (look again at once)."""
         by_node: dict[int, list[ProducerBatch]] = defaultdict(list)
         next_s: float | None = None
         for tp, st in self._partitions.items():
@@ -284,7 +286,7 @@ class Sender:
                 continue
             st.retries.pop(0)
             by_node[leader].append(batch)
-        drained, next_ready = self.acc.drain(now, self._sendable)
+        drained, next_ready, more = self.acc.drain(now, self._sendable)
         if next_ready is not None:
             next_s = next_ready if next_s is None else min(next_s, next_ready)
         for batch in drained:
@@ -302,7 +304,7 @@ class Sender:
                 task = asyncio.ensure_future(self._send(node, request_batches))
                 self._requests.add(task)
                 task.add_done_callback(self._request_done)
-        return next_s
+        return next_s, more
 
     def _request_done(self, task: asyncio.Task[None]) -> None:
         self._requests.discard(task)
@@ -395,8 +397,9 @@ class Sender:
                 else:
                     self._on_error(b, err)
         finally:
+            # (No wake here: _request_done wakes the sender once the task is done, and a
+            # wake from both made a second, empty pass per response.)
             self._node_in_flight[node] -= 1
-            self.wake()
 
     def _on_success(self, batch: ProducerBatch, base_offset: int, log_append_time: int) -> None:
         self._remove_in_flight(batch)

@@ -23,10 +23,6 @@ from rilke.storage.log import FlushJob, PartitionLog
 
 log = logging.getLogger(__name__)
 
-# How long a flush waits for more appends to share its fsync. Measured (16 KB requests,
-# flush.messages=1, acks=-1, 16 in flight): 1 ms raised throughput from ~0.7-0.9k to ~2.9-4.7k
-# requests/s over flushing on the next loop turn.
-GROUP_COMMIT_WINDOW_S = 0.001
 # Flush jobs of a node in flight at once (queued for a worker thread or running). Each holds
 # duplicated descriptors of the files it syncs, outside the storage's descriptor cache: this
 # bounds them, whatever the number of partitions flushing. More do not help: the executor
@@ -80,8 +76,10 @@ class GroupFlush(Generic[T]):
 
     ``wait_for(offset, future, result)`` resolves ``future`` with ``result`` once the log is
     flushed to ``offset`` (or fails it with the flush's error, as a KafkaStorageError for a
-    disk error). ``schedule()`` asks for a flush within GROUP_COMMIT_WINDOW_S: every append
-    that arrives meanwhile, or while an fsync is in flight, shares it. ``flush_messages``
+    disk error). ``schedule()`` asks for a flush: when none is in flight (the partition was
+    idle) it starts at once, so a lone append waits for one fsync and nothing more; every
+    append that arrives while one is in flight shares the next, started as soon as that one
+    finishes (group commit without a timer). ``flush_messages``
     (the topic's ``flush.messages``) makes ``count_appended`` schedule one after that many
     messages. On the event loop thread only.
     """
@@ -92,7 +90,6 @@ class GroupFlush(Generic[T]):
         self._slots = flush_slots  # shared by the node's partitions (None: no bound)
         self.flush_messages: int | None = None
         self._waiters: deque[tuple[int, asyncio.Future[T], T]] = deque()
-        self._scheduled = False
         self._job: FlushJob | None = None  # at most one in flight
         self._slot_taken = False
         # Resolved (with its error or None) once that job is finished and counted.
@@ -116,13 +113,11 @@ class GroupFlush(Generic[T]):
         self._waiters.append((offset, future, result))
 
     def schedule(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
-            # Appends that arrive within the window share the one fsync (group commit).
-            asyncio.get_running_loop().call_later(GROUP_COMMIT_WINDOW_S, self._group_flush)
+        """Flush what is appended: now when no flush is in flight, else right after it.
 
-    def _group_flush(self) -> None:
-        self._scheduled = False
+        A fixed window (1 ms, when the fsync ran on the loop thread) made every lone
+        acks=all append wait for it; with the fsyncs on a worker thread the one in flight is
+        the window: appends that arrive while it runs share the next one."""
         if self._closed:
             return
         if self._finished is not None:

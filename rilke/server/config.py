@@ -369,11 +369,6 @@ def _check_cluster_settings(config: BrokerConfig) -> None:
             f"{sources.get('join')}): give one: --initial-voters forms a new cluster, --join "
             "adds this node to a running one"
         )
-    if (config.initial_voters or config.join) and config.kafka_listen:
-        raise InvalidConfigError(
-            f"kafka_listen (from {sources.get('kafka_listen')}): the Kafka listener serves a "
-            "single node only for now; leave it off in a cluster (--initial-voters/--join)"
-        )
     if not config.initial_voters:
         return
     voters = dict(config.initial_voters)

@@ -15,6 +15,14 @@ coordinators report (offsets expiring included: never silent).
 A group maps to partition ``(Java String.hashCode(group_id) & 0x7fffffff) % partitions`` (see
 rilke.server.coordinator.codec), as in Kafka.
 
+In a cluster the offsets partitions are replicated (:class:`LedOffsetsLog`): a coordinator
+serves only while this node leads its partition. On gaining leadership (epoch E) it waits
+until everything in the partition's log is committed (the high watermark reached the log
+end: the new leader holds every committed entry), rebuilds its groups from the log, and
+serves; on losing it (or a new epoch) it drops them at once and answers NotCoordinator, as
+it does before it has loaded. A failed write drops the coordinator too; it loads again from
+the committed log when the partition is caught up.
+
 Threading: everything runs on the broker's event loop.
 """
 
@@ -22,12 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar, runtime_checkable
 
 from rilke.errors import (
     CoordinatorLoadInProgressError,
@@ -35,6 +44,7 @@ from rilke.errors import (
     CorruptRecordError,
     GroupIdNotFoundError,
     InvalidRequestError,
+    NotCoordinatorError,
     RilkeError,
 )
 from rilke.proto import rilke_pb2 as pb
@@ -107,6 +117,25 @@ class OffsetsLog(Protocol):
         ...
 
 
+@runtime_checkable
+class LedOffsetsLog(OffsetsLog, Protocol):
+    """An OffsetsLog over a partition whose leader may move (replicated in a cluster): its
+    coordinator serves only on the leader, once the log is caught up."""
+
+    def leader(self) -> tuple[int | None, int]:
+        """(the partition's leader as this node knows it, None if none; its leader epoch)."""
+        ...
+
+    def caught_up(self) -> bool:
+        """Everything in the log is committed (high watermark == log end)."""
+        ...
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` (on the loop) when the leadership changes or the high watermark
+        moves; returns the function that stops it."""
+        ...
+
+
 class BrokerView(Protocol):
     """What the group manager needs from the broker."""
 
@@ -144,6 +173,9 @@ class _Slot:
     deadline_ms: int | None = None
     durable: Awaitable[Any] | None = None
     generation: int = 0  # bumped on every (re)load: a failed write reloads once
+    epoch: int | None = None  # the leader epoch the coordinator was loaded at (led logs)
+    unwatch: Callable[[], None] | None = None
+    reconciling: bool = False  # a reconcile is scheduled on the loop
 
 
 def _wall_clock_ms() -> int:
@@ -188,18 +220,159 @@ class GroupManager:
         self._timer = asyncio.ensure_future(self._run_timer())
 
     def _open(self) -> None:
-        """Create ``__consumer_offsets`` if missing and load a coordinator per partition."""
+        """Create ``__consumer_offsets`` if missing and load a coordinator per partition (a
+        led log's only where this node leads it and it is caught up). Raises what the
+        broker view raises while the topic cannot be had yet (CoordinatorNotAvailableError in
+        a cluster while the controller creates it); nothing is kept then."""
         existing = self.broker.offsets_partition_count()
-        self.partition_count = existing or self._wanted_partitions
-        self._slots = [
-            _Slot(p, self.broker.offsets_log(self.partition_count, p))
-            for p in range(self.partition_count)
-        ]
-        for slot in self._slots:
+        count = existing or self._wanted_partitions
+        slots = [_Slot(p, self.broker.offsets_log(count, p)) for p in range(count)]
+        self.partition_count = count
+        self._slots = slots
+        for slot in slots:
+            self._attach(slot)
+
+    def _attach(self, slot: _Slot) -> None:
+        if isinstance(slot.log, LedOffsetsLog):
+            slot.unwatch = slot.log.watch(functools.partial(self._on_partition_change, slot))
+            self._reconcile(slot)
+        else:
             self._load(slot)
+
+    def _on_partition_change(self, slot: _Slot) -> None:
+        """A led partition's callback (leadership or high watermark moved): stop serving at
+        once if this node no longer leads it at the loaded epoch; loading waits for the loop."""
+        self._check_leading(slot)
+        self._schedule_reconcile(slot)
+
+    def _check_leading(self, slot: _Slot) -> bool:
+        """Whether ``slot`` still serves: a led log's coordinator is dropped the moment this
+        node does not lead its partition at the epoch it loaded at."""
+        if slot.coord is None or not isinstance(slot.log, LedOffsetsLog):
+            return slot.coord is not None
+        leader, epoch = slot.log.leader()
+        if leader != self.node_id or epoch != slot.epoch:
+            where = leader if leader is not None else "unknown"
+            self._drop(slot, f"leader now {where} at epoch {epoch}")
+            return False
+        return True
+
+    def _schedule_reconcile(self, slot: _Slot) -> None:
+        """Reconcile on the loop, outside the caller's step (a partition's callback)."""
+        if slot.reconciling or self._stopped:
+            return
+        slot.reconciling = True
+
+        def run() -> None:
+            slot.reconciling = False
+            if self._stopped:
+                return
+            try:
+                self._reconcile(slot)
+            except Exception:
+                log.exception(
+                    "%s-%d: loading the coordinator failed", OFFSETS_TOPIC, slot.partition
+                )
+
+        asyncio.get_running_loop().call_soon(run)
+
+    def _reconcile(self, slot: _Slot) -> None:
+        """A led log's coordinator follows its partition's leadership: dropped when this node
+        stops leading (or the epoch moved), loaded from the committed log once it leads and
+        everything in the log is committed."""
+        led = slot.log
+        if not isinstance(led, LedOffsetsLog):
+            return
+        self._check_leading(slot)
+        leader, epoch = led.leader()
+        if leader == self.node_id and slot.coord is None and led.caught_up():
+            self._load(slot)
+            slot.epoch = epoch
+
+    def _drop(self, slot: _Slot, why: str) -> None:
+        """Stop serving ``slot``'s groups at once (answers still waiting on a write fail)."""
+        count = len(slot.coord.groups) if slot.coord is not None else 0
+        slot.coord = None
+        slot.durable = None
+        slot.deadline_ms = None
+        slot.epoch = None
+        slot.generation += 1
+        log.info(
+            "node %d %s-%d: no longer coordinating (%s): dropped %d group(s)",
+            self.node_id,
+            OFFSETS_TOPIC,
+            slot.partition,
+            why,
+            count,
+        )
+
+    def _leading(self, slot: _Slot) -> bool:
+        if not isinstance(slot.log, LedOffsetsLog):
+            return True
+        return slot.log.leader()[0] == self.node_id
+
+    def _not_serving(self, slot: _Slot) -> RilkeError:
+        """Why ``slot`` has no coordinator: another node leads it, or it is loading."""
+        if isinstance(slot.log, LedOffsetsLog):
+            leader, epoch = slot.log.leader()
+            if leader != self.node_id:
+                where = f"node {leader}" if leader is not None else "no node now"
+                return NotCoordinatorError(
+                    f"node {self.node_id} is not the coordinator of {OFFSETS_TOPIC}-"
+                    f"{slot.partition}: {where} leads it (epoch {epoch})"
+                )
+        return CoordinatorLoadInProgressError(
+            f"the coordinator of {OFFSETS_TOPIC}-{slot.partition} is loading"
+        )
+
+    def leader_of(self, partition: int) -> int | None:
+        """The node leading offsets partition ``partition`` as its own (led) log knows it;
+        None also when the log does not say (a log whose leader never moves)."""
+        log_ = self._slots[partition].log
+        return log_.leader()[0] if isinstance(log_, LedOffsetsLog) else None
+
+    def is_led(self, partition: int) -> bool:
+        """Whether offsets partition ``partition``'s leader may move (replicated)."""
+        return isinstance(self._slots[partition].log, LedOffsetsLog)
+
+    def _refresh(self) -> None:
+        """From the timer: open the slots once the topic exists, follow a partition object
+        the broker replaced, and reconcile leadership that moved without a callback."""
+        if not self._slots:
+            if self.broker.offsets_partition_count():
+                try:
+                    self._open()
+                except RilkeError as exc:
+                    log.debug("group coordinators not opened yet: %s", exc)
+            return
+        for slot in self._slots:
+            if not isinstance(slot.log, LedOffsetsLog):
+                continue
+            try:
+                fresh = self.broker.offsets_log(self.partition_count, slot.partition)
+            except RilkeError as exc:
+                if slot.coord is not None:
+                    self._drop(slot, str(exc))
+                continue
+            if getattr(fresh, "source", fresh) is not getattr(slot.log, "source", slot.log):
+                if slot.unwatch is not None:
+                    slot.unwatch()
+                if slot.coord is not None:
+                    self._drop(slot, "the partition was reopened")
+                slot.log = fresh
+                self._attach(slot)
+            else:
+                self._reconcile(slot)
 
     async def stop(self) -> None:
         self._stopped = True
+        for slot in self._slots:
+            if slot.unwatch is not None:
+                slot.unwatch()
+                slot.unwatch = None
+        stop_view = getattr(self.broker, "stop", None)
+        if stop_view is not None:
+            await stop_view()  # a cluster view's topic creation in flight
         if self._timer is not None:
             self._timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -272,10 +445,8 @@ class GroupManager:
 
     async def _run(self, slot: _Slot, fn: Callable[[GroupCoordinator, int], Reply[T]]) -> Reply[T]:
         coord = slot.coord
-        if coord is None:
-            raise CoordinatorLoadInProgressError(
-                f"the coordinator of {OFFSETS_TOPIC}-{slot.partition} is loading"
-            )
+        if coord is None or not self._check_leading(slot):
+            raise self._not_serving(slot)
         # One synchronous step: the coordinator's change and the write of its records.
         reply = fn(coord, self.clock_ms())
         durable = self._issue(slot, reply.output)
@@ -321,8 +492,22 @@ class GroupManager:
 
     def _failed(self, slot: _Slot, generation: int, exc: BaseException) -> NoReturn:
         """A write failed: the coordinator's memory may be ahead of its log. Rebuild it from
-        the log (once per failure) and answer CoordinatorNotAvailableError (retriable)."""
-        if slot.generation == generation:
+        the log (once per failure) and answer CoordinatorNotAvailableError (retriable). A led
+        log's coordinator is dropped instead (it loads again from the committed log once the
+        partition is caught up), and NotCoordinatorError answered if another node leads."""
+        if isinstance(slot.log, LedOffsetsLog):
+            if slot.generation == generation:
+                log.warning(
+                    "%s-%d: writing group state failed (%s); dropping the coordinator",
+                    OFFSETS_TOPIC,
+                    slot.partition,
+                    exc,
+                )
+                self._drop(slot, f"a write failed: {exc}")
+                self._schedule_reconcile(slot)
+            if not self._leading(slot):
+                raise self._not_serving(slot) from None
+        elif slot.generation == generation:
             log.error(
                 "%s-%d: writing group state failed (%s); reloading the coordinator",
                 OFFSETS_TOPIC,
@@ -358,6 +543,7 @@ class GroupManager:
     async def tick_all(self) -> None:
         """Tick every coordinator: expiries whose time has come, and topic metadata changes
         (a new topic a regex matches, added partitions) for idle groups too."""
+        self._refresh()
         topics = self.broker.topic_partitions()
         pending: list[tuple[_Slot, tuple[int, Awaitable[Any]]]] = []
         for slot in self._slots:
@@ -492,7 +678,7 @@ class GroupManager:
             try:
                 slot = self._slot_for(gid)
                 if slot.coord is None:
-                    raise CoordinatorLoadInProgressError("the coordinator is loading")
+                    raise self._not_serving(slot)
                 desc = slot.coord.describe_group(gid)
             except RilkeError as exc:
                 out.error.CopyFrom(error_to_proto(exc))
@@ -631,12 +817,14 @@ class GroupService:
         node_id: int = 0,
         metadata_view: Callable[[], MetadataView] | None = None,
     ):
+        from rilke.server.group_placement import CoordinatorLocator
+
         self.manager = manager
         self.advertised = advertised
         self.node_id = node_id
-        # When given, FindCoordinator names the leader of the group's offsets partition in
-        # the cluster's metadata; without it, this node (the single node leads them all).
-        self.metadata_view = metadata_view
+        # With a metadata view (a node of a cluster), FindCoordinator names the leader of the
+        # group's offsets partition; without it, this node (the single node leads them all).
+        self.locator = CoordinatorLocator(manager, node_id, advertised, metadata_view)
 
     async def _guard(self, make: Callable[[], Awaitable[Any]], empty: Callable[[], Any]) -> Any:
         """Answer coordinator-level failures (loading, write failed) as the response's error."""
@@ -649,29 +837,15 @@ class GroupService:
 
     async def FindCoordinator(self, request: Any, context: Any) -> Any:
         resp = pb.FindCoordinatorResponse()
-        if not request.group_id:
-            resp.error.CopyFrom(error_to_proto(InvalidRequestError("the group id is empty")))
-            return resp
         try:
-            # The first group request creates __consumer_offsets, as in Kafka.
-            resp.offsets_partition = self.manager.partition_of(request.group_id)
+            found = self.locator.coordinator_for(request.group_id)
         except RilkeError as exc:
             resp.error.CopyFrom(error_to_proto(exc))
             return resp
-        host, port = self.advertised
-        node_id = self.node_id
-        if self.metadata_view is not None:
-            leader = self.metadata_view().leader_of(OFFSETS_TOPIC, resp.offsets_partition)
-            if leader is None:
-                unavailable = CoordinatorNotAvailableError(
-                    f"partition {resp.offsets_partition} of {OFFSETS_TOPIC} has no leader now"
-                )
-                resp.error.CopyFrom(error_to_proto(unavailable))
-                return resp
-            node_id, host, port = leader.broker_id, leader.host, leader.port
-        resp.coordinator.node_id = node_id
-        resp.coordinator.host = host
-        resp.coordinator.port = port
+        resp.offsets_partition = found.offsets_partition
+        resp.coordinator.node_id = found.node_id
+        resp.coordinator.host = found.host
+        resp.coordinator.port = found.port
         return resp
 
     async def ConsumerGroupHeartbeat(self, request: Any, context: Any) -> Any:

@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from rilke.errors import InvalidRequestError, LogClosedError, OffsetOutOfRangeError
-from rilke.partition.group_flush import GROUP_COMMIT_WINDOW_S, FlushSlots, GroupFlush
+from rilke.partition.group_flush import FlushSlots, GroupFlush
 from rilke.partition.interface import (
     ACKS_ALL,
     ACKS_LEADER,
@@ -49,7 +49,6 @@ __all__ = [
     "ACKS_ALL",
     "ACKS_LEADER",
     "ACKS_NONE",
-    "GROUP_COMMIT_WINDOW_S",
     "PRODUCER_STATE_FILE",
     "VALID_ACKS",
     "AppendResult",
@@ -73,8 +72,8 @@ class LocalPartition:
     high watermark is the log end offset.
 
     When the topic's ``flush.messages`` is 1, acks=1 and acks=-1 are acknowledged once flushed;
-    fsyncs are shared by every append that arrives within GROUP_COMMIT_WINDOW_S of the first
-    unflushed one, or while an fsync is in flight (group commit, :class:`GroupFlush`). Other
+    the first append of an idle partition starts its fsync at once, and every append that
+    arrives while an fsync is in flight shares the next (group commit, :class:`GroupFlush`). Other
     ``flush.messages`` values flush the same way after that many messages, ``flush.ms`` at
     maintenance.
     """
@@ -282,6 +281,11 @@ class LocalPartitionFactory:
         self.node_id = node_id
         self._clock_ms = clock_ms
         self._flush_slots = flush_slots
+
+    @property
+    def flush_slots(self) -> FlushSlots:
+        """The node's bound on flush jobs (a cluster's replicated partitions share it)."""
+        return self._flush_slots
 
     def __call__(self, spec: PartitionSpec) -> Partition:
         return LocalPartition(

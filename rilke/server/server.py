@@ -32,7 +32,7 @@ from rilke.server.cluster.identity import check_single_node
 from rilke.server.config import BrokerConfig, describe, split_host_port
 from rilke.server.files import write_atomically
 from rilke.server.group_service import GroupManager, GroupService, coordinator_config
-from rilke.server.offsets_log import BrokerGroupView
+from rilke.server.offsets_log import BrokerGroupView, ClusterGroupView
 from rilke.server.scrubbing import run_scrubber
 from rilke.server.services import DEFAULT_FETCH_MAX_BYTES, BrokerService, add_services
 from rilke.storage.scrubber import Scrubber
@@ -179,8 +179,14 @@ class BrokerServer:
                     cluster_service, server
                 )
                 cluster_admin = self.cluster.admin
+            group_view: BrokerGroupView = BrokerGroupView(broker)
+            if self.cluster is not None and self.cluster.admin is not None:
+                # __consumer_offsets replicated, created by the controller (offsets_log.py).
+                group_view = ClusterGroupView(
+                    broker, self.cluster.view, self.cluster.admin.create_topic
+                )
             self._groups = GroupManager(
-                BrokerGroupView(broker),
+                group_view,
                 config=coordinator_config(config),
                 partitions=config.offsets_topic_partitions,
                 node_id=config.node_id,
@@ -190,7 +196,12 @@ class BrokerServer:
                 server,
                 broker,
                 advertised,
-                group_service=GroupService(self._groups, advertised, config.node_id),
+                group_service=GroupService(
+                    self._groups,
+                    advertised,
+                    config.node_id,
+                    metadata_view=self.cluster.view if self.cluster is not None else None,
+                ),
                 metadata_view=self.cluster.view if self.cluster is not None else None,
                 cluster_admin=cluster_admin,
                 init_producer_id=(
@@ -206,9 +217,12 @@ class BrokerServer:
             from grpc_health.v1 import health_pb2
 
             if self.cluster is not None:
+                if config.kafka_listen:
+                    # Bound before the broker registers: it registers its Kafka listener.
+                    await self._start_kafka(broker, self._groups)
                 await self.cluster.start()
             await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
-            if config.kafka_listen:
+            if config.kafka_listen and self.cluster is None:
                 await self._start_kafka(broker, self._groups)
             if config.metrics_listen:
                 await self._start_metrics(broker)
@@ -318,9 +332,21 @@ class BrokerServer:
             if kafka_apis is not None:
                 kafka_apis.wake_waiters()
 
-        self._kafka_groups = GroupApis(groups, config.node_id, kafka_advertised)
+        cluster = self._kafka_cluster()
+        if self.cluster is not None:
+            self.cluster.on_topics_deleted(topics_deleted)
+        self._kafka_groups = GroupApis(
+            groups,
+            config.node_id,
+            kafka_advertised,
+            view=cluster.view if cluster is not None else None,
+        )
         kafka_apis = KafkaApis(
-            broker, self._kafka_groups, AdminApis(broker, topics_deleted), kafka_advertised
+            broker,
+            self._kafka_groups,
+            AdminApis(broker, topics_deleted, cluster.admin if cluster is not None else None),
+            kafka_advertised,
+            cluster,
         )
         self._kafka = KafkaListener(kafka_apis, config.kafka_max_frame_bytes, stats=broker.stats)
         try:
@@ -332,7 +358,20 @@ class BrokerServer:
                 "(choose another --kafka-listen)"
             ) from None
         self._kafka_groups.start()
+        if self.cluster is not None:
+            self.cluster.set_kafka_listener(*kafka_advertised())
         log.info("kafka listener on %s:%d", *self.kafka_address)
+
+    def _kafka_cluster(self) -> Any:
+        """A node of a cluster's side of the Kafka listener (rilke.server.kafka.cluster), or
+        None on a single node."""
+        node = self.cluster
+        if node is None:
+            return None
+        from rilke.server.kafka.cluster import KafkaCluster
+
+        assert node.admin is not None and node.producer_ids is not None
+        return KafkaCluster(node.node_id, node.view, node.admin, node.producer_ids.init_producer_id)
 
     async def _stop_kafka(self) -> None:
         if self._kafka is not None:

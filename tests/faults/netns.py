@@ -283,6 +283,7 @@ class Testbed:
         host: str,
         argv: Sequence[str],
         *,
+        stdin: IO[Any] | int | None = subprocess.DEVNULL,
         stdout: IO[Any] | int | None = subprocess.DEVNULL,
         stderr: IO[Any] | int | None = subprocess.STDOUT,
         env: dict[str, str] | None = None,
@@ -295,7 +296,7 @@ class Testbed:
                 raise TestbedError("the testbed is closed")
             proc = subprocess.Popen(
                 ["ip", "netns", "exec", self.netns(host), *argv],
-                stdin=subprocess.DEVNULL,
+                stdin=stdin,
                 stdout=stdout,
                 stderr=stderr,
                 env=env,

@@ -31,6 +31,12 @@ from rilke.errors import (
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
+from rilke.replication.controller.moves import (
+    Move,
+    check_target,
+    plan_decommission,
+    plan_rebalance,
+)
 from rilke.replication.controller.placement import place_partitions
 from rilke.replication.controller.records import (
     NO_LEADER,
@@ -43,6 +49,8 @@ from rilke.replication.controller.records import (
     PartitionChanged,
     PartitionsAdded,
     ProducerIdsAllocated,
+    ReassignmentCompleted,
+    ReassignmentStarted,
     TopicConfigsChanged,
     TopicCreated,
     TopicDeleted,
@@ -63,6 +71,18 @@ DEFAULT_PRODUCER_ID_BLOCK_SIZE = 1_000  # Kafka's block size
 def _check_name(name: str, num_partitions: int) -> None:
     if not name:
         raise InvalidTopicError("topic name is empty")
+
+
+@dataclass(frozen=True, slots=True)
+class LeadershipReport:
+    """A partition the reporting broker leads, as its Raft group sees it: the leader epoch is
+    the group's term, ``isr`` the replicas in sync with it (BrokerHeartbeat's
+    PartitionLeadership)."""
+
+    topic: str
+    partition: int
+    leader_epoch: int
+    isr: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,15 +132,25 @@ class ControllerDecider:
     # --- brokers ------------------------------------------------------------------------
 
     def register_broker(
-        self, broker_id: int, host: str, port: int, rack: str | None, now_ms: int
+        self,
+        broker_id: int,
+        host: str,
+        port: int,
+        rack: str | None,
+        now_ms: int,
+        *,
+        kafka: tuple[str, int] | None = None,
     ) -> list[MetadataRecord]:
         """A broker starts. It is fenced until its first heartbeat with the epoch this
-        registration gets (the record's offset). Raises DuplicateBrokerRegistrationError if
-        a live broker holds the id at another address and heartbeats within the session."""
+        registration gets (the record's offset). ``kafka``: its advertised Kafka listener
+        (None: it has none). Raises DuplicateBrokerRegistrationError if a live broker holds
+        the id at another address and heartbeats within the session."""
         if broker_id < 0:
             raise InvalidRequestError(f"broker id must be >= 0, got {broker_id}")
         if not host or not 1 <= port <= 65535:
             raise InvalidRequestError(f"bad broker address {host!r}:{port}")
+        if kafka is not None and (not kafka[0] or not 1 <= kafka[1] <= 65535):
+            raise InvalidRequestError(f"bad Kafka listener address {kafka[0]!r}:{kafka[1]}")
         old = self.state.brokers.get(broker_id)
         if (
             old is not None
@@ -137,12 +167,22 @@ class ControllerDecider:
         if old is not None and old.state is BrokerState.ALIVE:
             # The old incarnation is gone: it leads nothing any more.
             records += self._fence_records(old)
-        records.append(BrokerRegistered(broker_id, host, port, rack))
+        if kafka is None:
+            records.append(BrokerRegistered(broker_id, host, port, rack))
+        else:
+            records.append(BrokerRegistered(broker_id, host, port, rack, kafka[0], kafka[1]))
         return records
 
-    def heartbeat(self, broker_id: int, broker_epoch: int, now_ms: int) -> list[MetadataRecord]:
-        """A broker's heartbeat: records it, and unfences a fenced broker (which then leads
-        the partitions left without a leader whose in-sync replicas it is in)."""
+    def heartbeat(
+        self,
+        broker_id: int,
+        broker_epoch: int,
+        now_ms: int,
+        leaderships: Sequence[LeadershipReport] = (),
+    ) -> list[MetadataRecord]:
+        """A broker's heartbeat: records it, unfences a fenced broker, and records the
+        leaderships it reports (:meth:`leadership_changes`). Leaders are elected by each
+        partition's Raft group, never chosen here."""
         info = self._require_broker(broker_id)
         if broker_epoch != info.epoch:
             raise StaleBrokerEpochError(
@@ -150,19 +190,54 @@ class ControllerDecider:
                 f"registration has epoch {info.epoch}: register again"
             )
         self._last_heartbeat_ms[broker_id] = now_ms
-        if info.state is not BrokerState.FENCED:
-            return []
-        records: list[MetadataRecord] = [BrokerUnfenced(broker_id, info.epoch)]
-        for topic, p, part in self._partitions():
-            if part.leader == NO_LEADER and broker_id in part.isr:
-                records.append(
-                    PartitionChanged(topic.topic_id, p, broker_id, part.leader_epoch + 1, part.isr)
+        records: list[MetadataRecord] = []
+        if info.state is BrokerState.FENCED:
+            records.append(BrokerUnfenced(broker_id, info.epoch))
+        return records + self.leadership_changes(broker_id, leaderships)
+
+    def leadership_changes(
+        self, broker_id: int, reports: Sequence[LeadershipReport]
+    ) -> list[MetadataRecord]:
+        """PartitionChanged records for what ``broker_id`` reports leading: taken when the
+        reported epoch (its Raft term) is above the recorded one, or equal to it with the
+        same leader (or none recorded) and other in-sync replicas. A report of an older
+        term, of a partition it is no replica of, or of an unknown one is ignored (the
+        report is stale: Raft has moved on). The in-sync replicas recorded are the reported
+        ones that are replicas and not fenced (the leader always), in replica order."""
+        records: list[MetadataRecord] = []
+        brokers = self.state.brokers
+        for report in reports:
+            topic = self.state.topics.get(report.topic)
+            if topic is None or not 0 <= report.partition < len(topic.partitions):
+                continue
+            part = topic.partitions[report.partition]
+            if broker_id not in part.replicas or report.leader_epoch < part.leader_epoch:
+                continue
+            if report.leader_epoch == part.leader_epoch and part.leader not in (
+                NO_LEADER,
+                broker_id,
+            ):
+                continue  # one leader per term: that term's is recorded already
+            reported = set(report.isr)
+            isr = tuple(
+                r
+                for r in part.replicas
+                if r == broker_id
+                or (r in reported and r in brokers and brokers[r].state is not BrokerState.FENCED)
+            )
+            if (broker_id, report.leader_epoch, isr) == (part.leader, part.leader_epoch, part.isr):
+                continue
+            records.append(
+                PartitionChanged(
+                    topic.topic_id, report.partition, broker_id, report.leader_epoch, isr
                 )
+            )
         return records
 
     def fence_expired(self, now_ms: int) -> list[MetadataRecord]:
-        """Fence every alive broker whose last heartbeat is older than the session, moving
-        its leaderships to other in-sync replicas and taking it out of in-sync replicas."""
+        """Fence every alive broker whose last heartbeat is older than the session: its
+        leaderships are recorded as unknown (Raft elects the next leader, which reports) and
+        it leaves the in-sync replicas."""
         records: list[MetadataRecord] = []
         expired = [b for b in self.state.live_brokers() if self._expired(b.broker_id, now_ms)]
         if expired:
@@ -170,11 +245,57 @@ class ControllerDecider:
         return records
 
     def decommission_broker(self, broker_id: int) -> list[MetadataRecord]:
-        """Mark a broker decommissioning: no new replicas; its leaderships move away now."""
+        """Mark a broker decommissioning: no new replicas, and a reassignment of every
+        partition with a replica on it (``moves.plan_decommission``). Its leaderships stay
+        until its partitions' Raft groups hand them over (leader transfer), as leaders
+        report. Asked again while it drains, it starts the moves still missing. Raises
+        BrokerNotRegisteredError, and the plan's errors (nothing changes)."""
         info = self._require_broker(broker_id)
+        moves = self._starts(plan_decommission(self.state, broker_id))
         if info.state is BrokerState.DECOMMISSIONING:
+            return moves
+        return [BrokerDecommissioned(broker_id), *moves]
+
+    # --- moving partitions --------------------------------------------------------------
+
+    def reassign_partition(
+        self, name: str, partition: int, replicas: Sequence[int], *, force: bool = False
+    ) -> list[MetadataRecord]:
+        """Start moving a partition to ``replicas`` (nothing when it has them, in that
+        order, already). Raises what ``moves.check_target`` raises."""
+        part = check_target(self.state, name, partition, replicas, force=force)
+        if tuple(replicas) == part.replicas:
             return []
-        return [BrokerDecommissioned(broker_id), *self._move_off({broker_id})]
+        return self._starts([(name, partition, tuple(replicas))])
+
+    def rebalance(self) -> list[MetadataRecord]:
+        """Start the moves of ``moves.plan_rebalance`` (none when balanced)."""
+        return self._starts(plan_rebalance(self.state))
+
+    def complete_reassignment(
+        self, name: str, partition: int, target: Sequence[int], reporter: int
+    ) -> list[MetadataRecord]:
+        """The partition's leader ``reporter`` reports its Raft group's voters are the
+        target's: the replicas become the target. Nothing when that is done already (a
+        retried report). Raises UnknownTopicOrPartitionError, InvalidRequestError (no such
+        move runs)."""
+        topic = self._require_topic(name)
+        if not 0 <= partition < len(topic.partitions):
+            raise UnknownTopicOrPartitionError(f"topic {name!r} has no partition {partition}")
+        part = topic.partitions[partition]
+        wanted = tuple(target)
+        if not part.target and part.replicas == wanted:
+            return []
+        if part.target != wanted:
+            raise InvalidRequestError(
+                f"{name}-{partition}: no move to {list(wanted)} runs (target: "
+                f"{list(part.target) or 'none'})"
+            )
+        return [ReassignmentCompleted(topic.topic_id, partition, wanted, reporter)]
+
+    def _starts(self, moves: Sequence[Move]) -> list[MetadataRecord]:
+        topics = self.state.topics
+        return [ReassignmentStarted(topics[n].topic_id, p, target) for n, p, target in moves]
 
     def _expired(self, broker_id: int, now_ms: int) -> bool:
         last = self._last_heartbeat_ms.get(broker_id)
@@ -189,21 +310,19 @@ class ControllerDecider:
         return fenced + self._move_off({b.broker_id for b in brokers})
 
     def _move_off(self, gone: set[int]) -> list[MetadataRecord]:
-        """Partition changes taking the ``gone`` brokers out of leadership and the isr (the
-        last in-sync replica stays in it, as Kafka keeps it, so that it can lead again)."""
-        alive = {b.broker_id for b in self.state.live_brokers()} - gone
+        """Partition changes taking the ``gone`` brokers out of leadership (leader unknown,
+        same epoch: the Raft group elects the next, which reports a higher term) and the
+        isr (the last in-sync replica stays in it, as Kafka keeps it)."""
         records: list[MetadataRecord] = []
         for topic, p, part in self._partitions():
             if part.leader not in gone and not gone & set(part.isr):
                 continue
             isr = tuple(r for r in part.isr if r not in gone) or part.isr
-            leader = part.leader
-            if leader in gone or leader == NO_LEADER:
-                leader = next((r for r in isr if r in alive), NO_LEADER)
+            leader = NO_LEADER if part.leader in gone else part.leader
+            if leader != NO_LEADER and leader not in isr:
+                leader = NO_LEADER
             if (leader, isr) != (part.leader, part.isr):
-                records.append(
-                    PartitionChanged(topic.topic_id, p, leader, part.leader_epoch + 1, isr)
-                )
+                records.append(PartitionChanged(topic.topic_id, p, leader, part.leader_epoch, isr))
         return records
 
     # --- topics -------------------------------------------------------------------------
@@ -253,28 +372,6 @@ class ControllerDecider:
         if dict(configs) == dict(topic.configs):
             return []
         return [TopicConfigsChanged(topic.topic_id, dict(configs))]
-
-    def alter_isr(
-        self, name: str, partition: int, leader: int, leader_epoch: int, isr: Sequence[int]
-    ) -> list[MetadataRecord]:
-        """A partition leader reports its in-sync replicas (Kafka's AlterPartition). Refused
-        unless ``leader`` leads at ``leader_epoch``; fenced brokers are not taken in."""
-        topic = self._require_topic(name)
-        if not 0 <= partition < len(topic.partitions):
-            raise UnknownTopicOrPartitionError(f"topic {name!r} has no partition {partition}")
-        part = topic.partitions[partition]
-        if (part.leader, part.leader_epoch) != (leader, leader_epoch):
-            raise InvalidRequestError(
-                f"{name}-{partition} is led by {part.leader} at epoch {part.leader_epoch}, "
-                f"not by {leader} at {leader_epoch}"
-            )
-        alive = {b.broker_id for b in self.state.live_brokers()}
-        wanted = tuple(r for r in part.replicas if r in set(isr) and (r in alive or r == leader))
-        if leader not in wanted:
-            raise InvalidRequestError(f"the isr {list(isr)} must hold the leader {leader}")
-        if wanted == part.isr:
-            return []
-        return [PartitionChanged(topic.topic_id, partition, leader, leader_epoch + 1, wanted)]
 
     # --- producer ids -------------------------------------------------------------------
 

@@ -50,6 +50,10 @@ class BrokerRegistered:
     host: str
     port: int
     rack: str | None = None
+    kafka_host: str | None = None
+    """Where Kafka clients reach the broker (its advertised Kafka listener); None: it has
+    no Kafka listener (records written before the field existed have none either)."""
+    kafka_port: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +126,33 @@ class PartitionChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class ReassignmentStarted:
+    """A partition is to move to the replicas ``target`` (preferred leader first). The
+    partition's leader carries the move out in its Raft group, one membership change at a
+    time (new replicas added as learners, promoted once caught up, then the old ones
+    removed); ``replicas`` stay as they are until :class:`ReassignmentCompleted`. A target
+    with the same brokers in another order only changes the preferred leader."""
+
+    TYPE: ClassVar[str] = "reassign"
+    topic_id: str
+    partition: int
+    target: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReassignmentCompleted:
+    """The partition's Raft group has exactly the target's brokers as voters: its replicas
+    become the target (in-sync replicas: those of the target; the leader stays if it is one
+    of them). ``reporter`` is the partition leader that reported it."""
+
+    TYPE: ClassVar[str] = "reassign-done"
+    topic_id: str
+    partition: int
+    target: tuple[int, ...]
+    reporter: int
+
+
+@dataclass(frozen=True, slots=True)
 class TopicDeleted:
     TYPE: ClassVar[str] = "delete-topic"
     topic_id: str
@@ -160,6 +191,8 @@ MetadataRecord = (
     | TopicDeleted
     | ProducerIdsAllocated
     | VotersChanged
+    | ReassignmentStarted
+    | ReassignmentCompleted
 )
 
 RECORD_TYPES: dict[str, type[Any]] = {
@@ -177,6 +210,8 @@ RECORD_TYPES: dict[str, type[Any]] = {
         TopicDeleted,
         ProducerIdsAllocated,
         VotersChanged,
+        ReassignmentStarted,
+        ReassignmentCompleted,
     )
 }
 

@@ -11,6 +11,7 @@ Pure: bytes in, bytes out.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from rilke.errors import CorruptMetadataRecordError
@@ -38,6 +39,11 @@ def encode_snapshot(state: MetadataState) -> bytes:
             [b.broker_id, b.host, b.port, b.rack, b.state.value, b.epoch]
             for b in sorted(state.brokers.values(), key=lambda b: b.broker_id)
         ],
+        "kafka_listeners": [
+            [b.broker_id, b.kafka_host, b.kafka_port]
+            for b in sorted(state.brokers.values(), key=lambda b: b.broker_id)
+            if b.kafka_host is not None
+        ],
         "producer_id_blocks": [
             [broker, first, count]
             for broker, (first, count) in sorted(state.producer_id_blocks.items())
@@ -47,12 +53,21 @@ def encode_snapshot(state: MetadataState) -> bytes:
                 t.name,
                 t.topic_id,
                 dict(t.configs),
-                [[list(p.replicas), p.leader, p.leader_epoch, list(p.isr)] for p in t.partitions],
+                [_partition(p) for p in t.partitions],
             ]
             for t in sorted(state.topics.values(), key=lambda t: t.name)
         ],
     }
     return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _partition(p: PartitionInfo) -> list[Any]:
+    """A partition as a list; a running move's target is a fifth element (left out when
+    there is none, so snapshots without moves read as before)."""
+    out: list[Any] = [list(p.replicas), p.leader, p.leader_epoch, list(p.isr)]
+    if p.target:
+        out.append(list(p.target))
+    return out
 
 
 def decode_snapshot(data: bytes) -> MetadataState:
@@ -107,6 +122,12 @@ def _build(body: dict[str, Any]) -> MetadataState:
             _int(epoch),
         )
         state.brokers[info.broker_id] = info
+    for broker_id, kafka_host, kafka_port in body.get("kafka_listeners", []):
+        # Absent in snapshots written before brokers registered a Kafka listener.
+        info = state.brokers[_int(broker_id)]
+        state.brokers[info.broker_id] = replace(
+            info, kafka_host=_str(kafka_host), kafka_port=_int(kafka_port)
+        )
     for broker, first, count in body["producer_id_blocks"]:
         state.producer_id_blocks[_int(broker)] = (_int(first), _int(count))
     for name, topic_id, configs, partitions in body["topics"]:
@@ -115,9 +136,10 @@ def _build(body: dict[str, Any]) -> MetadataState:
         ):
             raise TypeError(f"configs of {name!r} are not a string map")
         parts = []
-        for replicas, leader, epoch, isr in partitions:
-            p = PartitionInfo(_ints(replicas), _int(leader), _int(epoch), _ints(isr))
-            if not p.isr or not set(p.isr) <= set(p.replicas):
+        for replicas, leader, epoch, isr, *more in partitions:
+            target = _ints(more[0]) if more else ()
+            p = PartitionInfo(_ints(replicas), _int(leader), _int(epoch), _ints(isr), target)
+            if not p.isr or not set(p.isr) <= set(p.members):
                 raise ValueError(f"partition of {name!r}: isr {p.isr} not in {p.replicas}")
             if p.leader != NO_LEADER and p.leader not in p.isr:
                 raise ValueError(f"partition of {name!r}: leader {p.leader} not in isr")

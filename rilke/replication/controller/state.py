@@ -30,6 +30,8 @@ from rilke.replication.controller.records import (
     PartitionChanged,
     PartitionsAdded,
     ProducerIdsAllocated,
+    ReassignmentCompleted,
+    ReassignmentStarted,
     TopicConfigsChanged,
     TopicCreated,
     TopicDeleted,
@@ -57,17 +59,43 @@ class BrokerInfo:
     state: BrokerState
     epoch: int
     """The offset of the broker's latest registration record (Kafka's broker epoch)."""
+    kafka_host: str | None = None
+    """The broker's advertised Kafka listener (None: it serves no Kafka clients)."""
+    kafka_port: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class PartitionInfo:
-    """Invariants: ``isr`` is a non-empty subset of ``replicas``; ``leader`` is NO_LEADER or in
-    ``isr``; ``leader_epoch`` grows by one with every change."""
+    """Invariants: ``isr`` is a non-empty subset of ``members``; ``leader`` is NO_LEADER or in
+    ``isr``; ``leader_epoch`` (the partition's Raft term) never goes back, and one leader
+    holds it within an epoch. ``target`` is empty, or the replicas a running reassignment
+    moves the partition to (distinct brokers, not equal to ``replicas``)."""
 
     replicas: tuple[int, ...]
     leader: int
     leader_epoch: int
     isr: tuple[int, ...]
+    target: tuple[int, ...] = ()
+
+    @property
+    def members(self) -> tuple[int, ...]:
+        """Every broker that holds or is getting a replica: the replicas, then the target's
+        new ones (a node hosts the partition's Raft group while it is one of them)."""
+        if not self.target:
+            return self.replicas
+        return self.replicas + tuple(b for b in self.target if b not in self.replicas)
+
+    @property
+    def adding(self) -> tuple[int, ...]:
+        """The target's brokers that are not replicas yet."""
+        return tuple(b for b in self.target if b not in self.replicas)
+
+    @property
+    def removing(self) -> tuple[int, ...]:
+        """The replicas the target leaves out (empty when no move runs)."""
+        if not self.target:
+            return ()
+        return tuple(b for b in self.replicas if b not in self.target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,11 +224,15 @@ class MetadataState:
             self._reject(r, "broker ids are >= 0")
         if not r.host or not 1 <= r.port <= MAX_PORT:
             self._reject(r, f"bad address {r.host!r}:{r.port}")
+        if r.kafka_host is not None and (not r.kafka_host or not 1 <= r.kafka_port <= MAX_PORT):
+            self._reject(r, f"bad Kafka address {r.kafka_host!r}:{r.kafka_port}")
         old = self.brokers.get(r.broker_id)
         state = BrokerState.FENCED
         if old is not None and old.state is BrokerState.DECOMMISSIONING:
             state = BrokerState.DECOMMISSIONING
         info = BrokerInfo(r.broker_id, r.host, r.port, r.rack, state, offset)
+        if r.kafka_host is not None:
+            info = replace(info, kafka_host=r.kafka_host, kafka_port=r.kafka_port)
         self._set(self.brokers, r.broker_id, info)
 
     def _broker(self, r: MetadataRecord, broker_id: int) -> BrokerInfo:
@@ -295,19 +327,68 @@ class MetadataState:
         if not 0 <= r.partition < len(partitions):
             self._reject(r, f"topic {topic.name!r} has no partition {r.partition}")
         old = partitions[r.partition]
-        if r.leader_epoch != old.leader_epoch + 1:
-            self._reject(r, f"the partition's leader epoch is {old.leader_epoch}")
-        if not r.isr or len(set(r.isr)) != len(r.isr) or not set(r.isr) <= set(old.replicas):
-            self._reject(r, f"isr {r.isr} is not a non-empty subset of replicas {old.replicas}")
+        # The leader epoch is the partition's Raft term: it never goes back, and within a
+        # term there is one leader (recorded as unknown while it is fenced).
+        same_term = r.leader_epoch == old.leader_epoch
+        if r.leader_epoch < old.leader_epoch or (
+            same_term and NO_LEADER not in (r.leader, old.leader) and r.leader != old.leader
+        ):
+            self._reject(
+                r, f"the partition's leader epoch is {old.leader_epoch} (leader {old.leader})"
+            )
+        if not r.isr or len(set(r.isr)) != len(r.isr) or not set(r.isr) <= set(old.members):
+            self._reject(r, f"isr {r.isr} is not a non-empty subset of replicas {old.members}")
         if r.leader != NO_LEADER and r.leader not in r.isr:
             self._reject(r, f"leader {r.leader} is not in the isr {r.isr}")
-        new = PartitionInfo(old.replicas, r.leader, r.leader_epoch, r.isr)
+        new = PartitionInfo(old.replicas, r.leader, r.leader_epoch, r.isr, old.target)
+        self._put_partition(topic, r.partition, old, new)
+
+    def _put_partition(
+        self, topic: TopicMeta, index: int, old: PartitionInfo, new: PartitionInfo
+    ) -> None:
+        """Replace partition ``index`` of ``topic`` (``old``) by ``new`` in the batch's edit."""
         self._count_partition(old, -1)
         self._count_partition(new, 1)
         editing = self._editing.get(topic.name)
         if editing is None:
             editing = self._editing[topic.name] = list(topic.partitions)
-        editing[r.partition] = new
+        editing[index] = new
+
+    def _partition_of(
+        self, r: ReassignmentStarted | ReassignmentCompleted
+    ) -> tuple[TopicMeta, PartitionInfo]:
+        topic = self._topic(r, r.topic_id)
+        partitions = self._partitions(topic)
+        if not 0 <= r.partition < len(partitions):
+            self._reject(r, f"topic {topic.name!r} has no partition {r.partition}")
+        return topic, partitions[r.partition]
+
+    def _start_reassignment(self, r: ReassignmentStarted, offset: int) -> None:
+        topic, old = self._partition_of(r)
+        if old.target:
+            self._reject(r, f"a move to {list(old.target)} is running")
+        if not r.target or len(set(r.target)) != len(r.target):
+            self._reject(r, f"target {list(r.target)} is empty or repeats a broker")
+        for b in r.target:
+            if b not in self.brokers:
+                self._reject(r, f"broker {b} is not registered")
+        if r.target == old.replicas:
+            self._reject(r, f"the replicas are {list(old.replicas)} already")
+        self._put_partition(topic, r.partition, old, replace(old, target=r.target))
+
+    def _complete_reassignment(self, r: ReassignmentCompleted, offset: int) -> None:
+        topic, old = self._partition_of(r)
+        if not old.target or old.target != r.target:
+            self._reject(r, f"the running move is to {list(old.target)}, not to {list(r.target)}")
+        if r.reporter not in r.target:
+            self._reject(r, f"the reporter {r.reporter} is not one of the target's brokers")
+        # New replicas were promoted to voters only once caught up: they are in sync.
+        isr = tuple(b for b in r.target if b in old.isr or b not in old.replicas)
+        leader = old.leader if old.leader in r.target else NO_LEADER
+        if leader != NO_LEADER and leader not in isr:
+            isr = (*isr, leader)
+        new = PartitionInfo(r.target, leader, old.leader_epoch, isr)
+        self._put_partition(topic, r.partition, old, new)
 
     def _delete_topic(self, r: TopicDeleted, offset: int) -> None:
         topic = self._topic(r, r.topic_id)
@@ -366,4 +447,6 @@ _HANDLERS: dict[type[Any], Callable[[MetadataState, Any, int], None]] = {
     TopicDeleted: MetadataState._delete_topic,
     ProducerIdsAllocated: MetadataState._producer_ids,
     VotersChanged: MetadataState._voters,
+    ReassignmentStarted: MetadataState._start_reassignment,
+    ReassignmentCompleted: MetadataState._complete_reassignment,
 }

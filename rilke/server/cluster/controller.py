@@ -42,7 +42,6 @@ from rilke.replication.raft.types import NO_NODE, Config, ConfState, Entry, Snap
 from rilke.replication.raft_storage import PartitionRaftStorage
 from rilke.replication.runtime import RaftRuntime
 from rilke.replication.snapshot_files import SnapshotFiles
-from rilke.server.cluster.partitions import served_view
 from rilke.storage.config import LogConfig
 from rilke.storage.handles import FileCache
 from rilke.storage.log import PartitionLog
@@ -118,8 +117,6 @@ class ClusterController:
         self._rejections: dict[int, ControllerError] = {}  # index -> why, of own proposals
         self._leader_task: asyncio.Task[None] | None = None
         self._leader_listeners: list[Callable[[], None]] = []
-        self._raw_view: MetadataView | None = None
-        self._served_view = MetadataView("", -1, {}, {})
         self.snapshot_bytes = snapshot_bytes
         self._bytes_since_snapshot = 0
         self._snapshot_task: asyncio.Task[int] | None = None
@@ -251,12 +248,9 @@ class ClusterController:
             self._leader_task = None
 
     def view(self) -> MetadataView:
-        """This node's applied metadata as served (``partitions.served_view``), with the
-        controller leader as this node knows it. The same object until something changes."""
-        raw = self.applier.view(self.leader_id if self.leader_id != NO_NODE else -1)
-        if raw is not self._raw_view:
-            self._raw_view, self._served_view = raw, served_view(raw)
-        return self._served_view
+        """This node's applied metadata, with the controller leader as this node knows it.
+        The same object until something changes."""
+        return self.applier.view(self.leader_id if self.leader_id != NO_NODE else -1)
 
     def now_ms(self) -> int:
         return self._clock_ms()

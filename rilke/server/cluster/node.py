@@ -30,7 +30,8 @@ from rilke.proto import rilke_pb2 as pb
 from rilke.proto import rilke_pb2_grpc as pb_grpc
 from rilke.replication.controller import MetadataView
 from rilke.replication.host import ReplicationHost
-from rilke.replication.raft.types import ConfChange, ConfChangeType
+from rilke.replication.partition import ReplicatedPartition, ReplicatedPartitionFactory
+from rilke.replication.raft.types import ConfChange, ConfChangeType, Config
 from rilke.replication.transport import TransportConfig
 from rilke.server.broker import Broker
 from rilke.server.cluster.admin import ClusterAdmin, check_topic
@@ -53,6 +54,7 @@ from rilke.server.cluster.producer_ids import ClusterProducerIds
 from rilke.server.cluster.service import ClusterService
 from rilke.server.cluster.topic_mirror import TopicMirror
 from rilke.server.config import BrokerConfig
+from rilke.server.partition import LocalPartitionFactory
 from rilke.storage import files
 from rilke.storage.log import PartitionLog
 
@@ -85,6 +87,10 @@ class ClusterNode:
         self.admin: ClusterAdmin | None = None
         self.producer_ids: ClusterProducerIds | None = None
         self._mirror: TopicMirror | None = None
+        self.partitions: ClusterPartitionFactory | None = None
+        self._broker: Broker | None = None
+        # The partitions' Raft settings (the core's defaults; node id and voters per group).
+        self._raft_config = Config(self.node_id)
 
     # --- 1. open ------------------------------------------------------------------------
 
@@ -177,7 +183,13 @@ class ClusterNode:
         return self.controller.view()
 
     def partition_factory(self, local: PartitionFactory) -> PartitionFactory:
-        return ClusterPartitionFactory(self.node_id, self.view, local)
+        assert self.host is not None
+        slots = local.flush_slots if isinstance(local, LocalPartitionFactory) else None
+        replicated = ReplicatedPartitionFactory(
+            self.host, self.node_id, flush_slots=slots, raft_config=self._raft_config
+        )
+        self.partitions = ClusterPartitionFactory(self.node_id, self.view, local, replicated)
+        return self.partitions
 
     def attach(self, broker: Broker) -> ClusterService:
         """Build what needs the broker; returns the Cluster service (registered on the
@@ -197,8 +209,13 @@ class ClusterNode:
         self._mirror = mirror
         controller.applier.subscribe(mirror.changed)
         self.admin = ClusterAdmin(self.config, controller, self._client, mirror, self._name_max)
+        self._broker = broker
         self._agent = BrokerAgent(
-            self._client, controller.cluster_id, self.node_id, self.advertised
+            self._client,
+            controller.cluster_id,
+            self.node_id,
+            self.advertised,
+            leaderships=self.leaderships_to_report,
         )
         self.producer_ids = ClusterProducerIds(self._producer_id_block)
         return service
@@ -210,6 +227,37 @@ class ClusterNode:
             "ControllerWrite", pb.ControllerWriteRequest(allocate_producer_ids=ask)
         )
         return response.first_producer_id, response.producer_id_count
+
+    def leaderships_to_report(self) -> list[pb.PartitionLeadership]:
+        """The partitions whose Raft group this node leads where the applied metadata shows
+        another leader, epoch or in-sync replicas (the heartbeat's report)."""
+        broker = self._broker
+        if broker is None:
+            return []
+        view = self.view()
+        out = []
+        for (topic, p), part in broker.partitions_by_key().items():
+            if not isinstance(part, ReplicatedPartition) or not part.is_leader:
+                continue
+            meta = view.partition(topic, p)
+            if meta is None:
+                continue
+            now = part.leadership
+            if (meta.leader, meta.leader_epoch, meta.isr) != (
+                self.node_id,
+                now.leader_epoch,
+                tuple(r for r in meta.replicas if r in now.in_sync_replicas),
+            ):
+                out.append(
+                    pb.PartitionLeadership(
+                        topic=topic,
+                        partition=p,
+                        leader_id=self.node_id,
+                        leader_epoch=now.leader_epoch,
+                        isr=now.in_sync_replicas,
+                    )
+                )
+        return out
 
     def on_topics_deleted(self, callback: Callable[[], None]) -> None:
         """``callback()`` after the mirror deleted topics (long polls look again)."""
@@ -281,6 +329,13 @@ class ClusterNode:
         return self.controller.members()
 
     # --- 3. and 4. ----------------------------------------------------------------------
+
+    def set_kafka_listener(self, host: str, port: int) -> None:
+        """This node's advertised Kafka listener, registered with the controller (and so
+        listed by every node's Kafka Metadata). Call after :meth:`attach`, before
+        :meth:`start`."""
+        assert self._agent is not None
+        self._agent.set_kafka_listener(host, port)
 
     async def start(self) -> None:
         assert self._agent is not None and self._mirror is not None

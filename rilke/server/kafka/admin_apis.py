@@ -1,7 +1,9 @@
 """The Kafka admin APIs: CreateTopics, DeleteTopics, DescribeConfigs, CreatePartitions.
 
-A single node is its own controller, so every admin request is served here. Errors come back
-per topic with Kafka's code and, where the version has the field, Rilke's message.
+A single node is its own controller, so every admin request is served here. On a node of a
+cluster, topic changes go through its TopicAdmin (rilke.server.kafka.cluster) to the controller
+leader, and are answered once committed there and applied here. Errors come back per topic
+with Kafka's code and, where the version has the field, Rilke's message.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from rilke.errors import InvalidRequestError, InvalidTopicError
 from rilke.server.broker import Broker
 from rilke.server.kafka import errors as ec
+from rilke.server.kafka.cluster import TopicAdmin
 from rilke.server.kafka.codec import RequestHeader
 from rilke.server.kafka.types import Message
 from rilke.server.topics import is_internal
@@ -39,11 +42,18 @@ def _refuse_internal(name: str, action: str) -> None:
 
 
 class AdminApis:
-    """``on_topics_deleted`` is called after a DeleteTopics (long polls look again)."""
+    """``on_topics_deleted`` is called after a DeleteTopics (long polls look again).
+    ``cluster``: a node of a cluster's path to the controller (None: a single node)."""
 
-    def __init__(self, broker: Broker, on_topics_deleted: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        on_topics_deleted: Callable[[], None],
+        cluster: TopicAdmin | None = None,
+    ) -> None:
         self._broker = broker
         self._on_topics_deleted = on_topics_deleted
+        self._cluster = cluster
 
     async def create_topics(self, header: RequestHeader, body: Message, peer: str) -> Message:
         async def create(topic: Message) -> Message:
@@ -55,7 +65,12 @@ class AdminApis:
                 configs = {
                     c["name"]: c["value"] for c in topic["configs"] if c["value"] is not None
                 }
-                await self._broker.create_topic_async(
+                create_topic = (
+                    self._broker.create_topic_async
+                    if self._cluster is None
+                    else self._cluster.create_topic
+                )
+                await create_topic(
                     topic["name"],
                     topic["num_partitions"],
                     topic["replication_factor"],
@@ -76,7 +91,10 @@ class AdminApis:
             out: Message = {"name": name, "error_code": ec.NONE}
             try:
                 _refuse_internal(name, "delete")
-                self._broker.delete_topic(name)
+                if self._cluster is not None:
+                    await self._cluster.delete_topic(name)
+                else:
+                    self._broker.delete_topic(name)
             except Exception as e:
                 out["error_code"] = _code(e)
             responses.append(out)
@@ -120,9 +138,14 @@ class AdminApis:
                 _refuse_internal(topic["name"], "add partitions to")
                 if topic["assignments"]:
                     raise InvalidRequestError("manual replica assignments are not supported")
-                self._broker.create_partitions(
-                    topic["name"], topic["count"], validate_only=body["validate_only"]
-                )
+                if self._cluster is not None:
+                    await self._cluster.create_partitions(
+                        topic["name"], topic["count"], body["validate_only"]
+                    )
+                else:
+                    self._broker.create_partitions(
+                        topic["name"], topic["count"], validate_only=body["validate_only"]
+                    )
             except Exception as e:
                 out["error_code"] = _code(e)
                 out["error_message"] = str(e)

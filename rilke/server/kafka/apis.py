@@ -14,12 +14,18 @@ import logging
 import struct
 from collections.abc import Awaitable, Callable
 
-from rilke.errors import InvalidTopicError, RilkeError
+from rilke.errors import (
+    InvalidTopicError,
+    NotLeaderError,
+    RilkeError,
+    UnknownTopicOrPartitionError,
+)
 from rilke.records.header import LENGTH_POS, LOG_OVERHEAD, MAGIC, MAGIC_POS
 from rilke.server.broker import Broker
 from rilke.server.kafka import errors as ec
 from rilke.server.kafka import schemas as sc
 from rilke.server.kafka.admin_apis import AdminApis
+from rilke.server.kafka.cluster import KafkaCluster, metadata_response
 from rilke.server.kafka.codec import RequestHeader
 from rilke.server.kafka.group_apis import GroupApis
 from rilke.server.kafka.types import Message
@@ -65,7 +71,9 @@ def has_old_magic(records: bytes) -> bool:
 
 class KafkaApis:
     """Every API the listener serves, by api key. ``advertised()`` is the (host, port) Kafka
-    clients are told to connect to (known once the listener is bound)."""
+    clients are told to connect to (known once the listener is bound). ``cluster``: on a
+    node of a cluster, where Metadata, leadership and producer ids come from
+    (rilke.server.kafka.cluster); None on a single node."""
 
     def __init__(
         self,
@@ -73,8 +81,10 @@ class KafkaApis:
         groups: GroupApis,
         admin: AdminApis,
         advertised: Callable[[], tuple[str, int]],
+        cluster: KafkaCluster | None = None,
     ) -> None:
         self._broker = broker
+        self._cluster = cluster
         self._groups = groups
         self._admin = admin
         self._advertised = advertised
@@ -129,9 +139,12 @@ class KafkaApis:
 
     async def metadata(self, header: RequestHeader, body: Message, peer: str) -> Message:
         broker = self._broker
-        host, port = self._advertised()
         node = self._node_id
         wanted = body["topics"]
+        if self._cluster is not None:
+            names = None if wanted is None else [t["name"] for t in wanted]
+            return metadata_response(self._cluster.view(), node, names)
+        host, port = self._advertised()
         names = [t.name for t in broker.topics] if wanted is None else [t["name"] for t in wanted]
         topics: list[Message] = []
         for name in names:
@@ -179,10 +192,37 @@ class KafkaApis:
                 "producer_epoch": -1,
             }
         try:
-            pid, epoch = self._broker.init_producer_id(-1, -1)
+            if self._cluster is not None:
+                pid, epoch = await self._cluster.init_producer_id(-1, -1)
+            else:
+                pid, epoch = self._broker.init_producer_id(-1, -1)
         except Exception as e:
             return {**out, "error_code": code_of(e), "producer_id": -1, "producer_epoch": -1}
         return {**out, "producer_id": pid, "producer_epoch": epoch}
+
+    def _partition(self, name: str, index: int, *, auto_create: bool = False) -> Partition:
+        """The partition, when this node may serve Produce, Fetch and ListOffsets on it: on a
+        node of a cluster, only while it leads the partition (by the partition's own, freshest
+        knowledge); else NotLeaderError (NOT_LEADER_OR_FOLLOWER: the client refreshes its
+        metadata). Raises UnknownTopicOrPartitionError, InvalidTopicError."""
+        cluster = self._cluster
+        if cluster is None:
+            return self._broker.partition(name, index, auto_create=auto_create)
+        if cluster.view().partition(name, index) is None:
+            # Not in the metadata: unknown, or one of the node's own internal partitions.
+            return self._broker.partition(name, index)
+        part: Partition | None
+        try:
+            part = self._broker.partition(name, index)
+        except UnknownTopicOrPartitionError:
+            part = None  # in the metadata, not opened here yet
+        leader = part.leadership.leader_id if part is not None else None
+        if part is None or leader != self._node_id:
+            where = f"node {leader} leads it" if leader is not None else "it has no leader here"
+            raise NotLeaderError(
+                f"node {self._node_id} does not lead {name}-{index}: {where}", leader_id=leader
+            )
+        return part
 
     # --- Produce ---------------------------------------------------------------------------
 
@@ -209,7 +249,7 @@ class KafkaApis:
                 try:
                     if is_internal(name):
                         raise InvalidTopicError(f"cannot produce to internal topic {name!r}")
-                    partition = self._broker.partition(name, p["index"], auto_create=True)
+                    partition = self._partition(name, p["index"], auto_create=True)
                     if has_old_magic(p["records"] or b""):
                         started.append((name, p["index"], None, ec.INVALID_RECORD))
                         continue
@@ -255,7 +295,7 @@ class KafkaApis:
         for topic in body["topics"]:
             for p in topic["partitions"]:
                 try:
-                    part: Partition | int = self._broker.partition(topic["topic"], p["partition"])
+                    part: Partition | int = self._partition(topic["topic"], p["partition"])
                 except Exception as e:
                     part = code_of(e)
                 out.append((topic["topic"], p, part))
@@ -354,7 +394,7 @@ class KafkaApis:
                 }
                 parts.append(out)
                 try:
-                    part = self._broker.partition(topic["name"], p["partition_index"])
+                    part = self._partition(topic["name"], p["partition_index"])
                     offsets = part.offsets()
                     ts = p["timestamp"]
                     if ts == EARLIEST:

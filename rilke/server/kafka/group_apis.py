@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from rilke.errors import CoordinatorNotAvailableError, RebalanceInProgressError, RilkeError
+from rilke.replication.controller import MetadataView
 from rilke.server.coordinator import (
     GroupCoordinator,
     OffsetCommitPartition,
@@ -29,8 +30,10 @@ from rilke.server.coordinator.classic import (
     JoinResponse,
     SyncResponse,
 )
+from rilke.server.group_placement import CoordinatorLocator
 from rilke.server.group_service import GroupManager
 from rilke.server.kafka import errors as ec
+from rilke.server.kafka.cluster import kafka_brokers
 from rilke.server.kafka.codec import RequestHeader
 from rilke.server.kafka.types import Message
 
@@ -43,6 +46,7 @@ CLASSIC_TICK_S = 0.1
 # this long after the member's rebalance timeout (the round's own deadline ends it before).
 WAIT_SLACK_S = 5.0
 KEY_TYPE_GROUP = 0
+MAX_COMMIT_OFFSET = (1 << 63) - 1
 
 _Outcome = JoinResponse | SyncResponse | RilkeError
 
@@ -61,10 +65,20 @@ def _code(exc: BaseException) -> int:
 
 
 class GroupApis:
+    """``view``: on a node of a cluster, its metadata (FindCoordinator names the node that
+    :class:`CoordinatorLocator` says, by its Kafka listener); None on a single node."""
+
     def __init__(
-        self, manager: GroupManager, node_id: int, advertised: Callable[[], tuple[str, int]]
+        self,
+        manager: GroupManager,
+        node_id: int,
+        advertised: Callable[[], tuple[str, int]],
+        view: Callable[[], MetadataView] | None = None,
     ) -> None:
         self._manager = manager
+        self._view = view
+        # Only the node id of its answer is used: the address is the node's Kafka listener.
+        self._locator = CoordinatorLocator(manager, node_id, ("", 0), view)
         self._node_id = node_id
         self._advertised = advertised
         self._joins: dict[tuple[str, str], asyncio.Future[_Outcome]] = {}
@@ -146,6 +160,17 @@ class GroupApis:
             if waiters.get(key) is future:
                 del waiters[key]
 
+    def _commit_end(self, tp: TopicPartition) -> int | None:
+        """The offset a commit to ``tp`` may reach (None: no such partition). On a node of a
+        cluster the partition's log lives on its leader, often another node, so a commit is
+        checked only against the partition existing in the metadata (Kafka's coordinator
+        does not check commits against the log either)."""
+        if self._view is None:
+            return self._manager.broker.high_watermark(tp)
+        if tp.topic.startswith("__") or self._view().partition(tp.topic, tp.partition) is None:
+            return None
+        return MAX_COMMIT_OFFSET
+
     # --- FindCoordinator -----------------------------------------------------------------
 
     async def find_coordinator(self, header: RequestHeader, body: Message, peer: str) -> Message:
@@ -168,9 +193,25 @@ class GroupApis:
             )
             return out
         try:
-            self._manager.partition_of(body["key"])  # opens __consumer_offsets if need be
+            # The first group request creates __consumer_offsets, as in Kafka.
+            node = self._locator.coordinator_for(body["key"]).node_id
         except Exception as e:
             out.update(error_code=_code(e), error_message=str(e), node_id=-1, host="", port=-1)
+            return out
+        if node == self._node_id or self._view is None:
+            return out
+        broker = kafka_brokers(self._view()).get(node)
+        if broker is None or broker.kafka_host is None:
+            out.update(
+                error_code=ec.COORDINATOR_NOT_AVAILABLE,
+                error_message=f"node {node} coordinates group {body['key']!r} but Kafka "
+                "clients cannot reach it (no Kafka listener known)",
+                node_id=-1,
+                host="",
+                port=-1,
+            )
+            return out
+        out.update(node_id=node, host=broker.kafka_host, port=broker.kafka_port)
         return out
 
     # --- JoinGroup, SyncGroup, Heartbeat, LeaveGroup ---------------------------------------
@@ -185,7 +226,7 @@ class GroupApis:
             protocol_type=body["protocol_type"],
             protocols=tuple((p["name"], p["metadata"]) for p in body["protocols"]),
             client_id=header.client_id or "",
-            client_host=peer,
+            client_host=peer.rpartition(":")[0] or peer,  # the host, as Kafka shows it
         )
         failed: Message = {
             "throttle_time_ms": 0,
@@ -292,7 +333,7 @@ class GroupApis:
             for t in body["topics"]
             for p in t["partitions"]
         )
-        high_watermark = self._manager.broker.high_watermark
+        high_watermark = self._commit_end
         member_id, generation = body["member_id"], body["generation_id_or_member_epoch"]
 
         def commit(c: GroupCoordinator, now: int) -> Reply[dict[tuple[str, int], int]]:

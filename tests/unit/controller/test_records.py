@@ -21,6 +21,8 @@ from rilke.replication.controller.records import (
     PartitionChanged,
     PartitionsAdded,
     ProducerIdsAllocated,
+    ReassignmentCompleted,
+    ReassignmentStarted,
     TopicConfigsChanged,
     TopicCreated,
     TopicDeleted,
@@ -45,6 +47,8 @@ ONE_OF_EACH: list[MetadataRecord] = [
     TopicDeleted("t1"),
     ProducerIdsAllocated(1, 1000, 1000),
     VotersChanged((1, 2, 3)),
+    ReassignmentStarted("t1", 0, (1, 2, 4)),
+    ReassignmentCompleted("t1", 0, (1, 2, 4), 2),
 ]
 
 

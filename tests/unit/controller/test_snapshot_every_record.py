@@ -22,6 +22,8 @@ from rilke.replication.controller.records import (
     PartitionChanged,
     PartitionsAdded,
     ProducerIdsAllocated,
+    ReassignmentCompleted,
+    ReassignmentStarted,
     TopicConfigsChanged,
     TopicCreated,
     TopicDeleted,
@@ -51,6 +53,9 @@ def every_record_type() -> list[list[MetadataRecord]]:
         [PartitionsAdded("id-orders", 2, ((3, 1, 2),))],
         [PartitionChanged("id-orders", 1, 3, 1, (3, 1))],
         [PartitionChanged("id-orders", 2, NO_LEADER, 1, (3,))],
+        [ReassignmentStarted("id-orders", 0, (2, 3, 1))],
+        [ReassignmentCompleted("id-orders", 0, (2, 3, 1), 1)],
+        [ReassignmentStarted("id-orders", 1, (3, 1, 2))],  # still running
         [TopicConfigsChanged("id-orders", {"cleanup.policy": "compact"})],
         [TopicDeleted("id-gone")],
         [ProducerIdsAllocated(2, 0, 1000), ProducerIdsAllocated(1, 1000, 500)],

@@ -67,8 +67,9 @@ def test_own_id_and_address_must_match_the_voters() -> None:
     with pytest.raises(InvalidConfigError, match="give one"):
         load_config({"initial_voters": VOTERS, "node_id": "1", "join": "127.0.0.1:9000"}, env={})
     assert load_config({"join": "127.0.0.1:9000"}, env={}).join == "127.0.0.1:9000"
-    with pytest.raises(InvalidConfigError, match="single node only for now"):
-        load_config({"join": "127.0.0.1:9000", "kafka_listen": "127.0.0.1:9092"}, env={})
+    # A node of a cluster serves Kafka clients too (rilke.server.kafka.cluster).
+    joined = load_config({"join": "127.0.0.1:9000", "kafka_listen": "127.0.0.1:9092"}, env={})
+    assert joined.kafka_listen == "127.0.0.1:9092"
     with pytest.raises(InvalidConfigError, match="join"):
         load_config({"join": "nohost"}, env={})
 

@@ -85,10 +85,38 @@ def test_flush_per_append_is_a_group_commit(tmp_path: Path) -> None:
         assert not any(f.done() for f in futures)
         results = await asyncio.gather(*futures)
         assert [r.base_offset for r in results] == list(range(10))
-        assert log.flush_count == 1
+        # The first append of the idle partition started an fsync at once; the nine that
+        # arrived while it was in flight shared the next one.
+        assert log.flush_count == 2
         assert log.flushed_offset == 10
         # acks=0 does not wait for the flush
         assert part.append(make_batch([b"w"]), 0).done()
+
+    asyncio.run(main())
+
+
+def test_a_lone_append_on_an_idle_partition_starts_its_fsync_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gated = _GatedRuns(monkeypatch)
+
+    async def main() -> None:
+        part, plog = _real_partition(tmp_path, LogConfig(flush_messages=1))
+        future = part.append(make_batch([b"a"]), -1)
+        # Started by the append itself, before the loop turned: no window to wait out.
+        assert part._flusher.job_in_flight
+        await _until(gated.started.is_set)
+        assert not future.done()
+        gated.gate.set()
+        assert (await future).base_offset == 0
+        assert (plog.flushed_offset, gated.runs) == (1, 1)
+        # Idle again: the next lone append starts the next fsync at once as well.
+        second = part.append(make_batch([b"b"]), -1)
+        assert part._flusher.job_in_flight
+        assert (await second).base_offset == 1
+        assert (plog.flushed_offset, gated.runs) == (2, 2)
+        part.close()
+        plog.close()
 
     asyncio.run(main())
 
@@ -296,14 +324,15 @@ def test_an_fsync_in_flight_does_not_block_fetch_or_produce(
         assert batch_values(part.read(0, 1 << 20).records)[:1] == [(0, b"a0")]
         second = [part.append(make_batch([b"b%d" % i]), -1) for i in range(4)]
         assert plog.log_end_offset == 7
-        await asyncio.sleep(0.01)  # (the window of the next flush passes; still blocked)
+        await asyncio.sleep(0.01)  # (the loop turns meanwhile; the fsync is still blocked)
         assert not any(f.done() for f in first + second)
         assert plog.flushed_offset == 0
+        assert gated.runs == 1  # nothing starts a second fsync while one is in flight
         gated.gate.set()
         results = await asyncio.gather(*first, *second)
         assert [r.base_offset for r in results] == list(range(7))
         assert plog.flushed_offset == 7
-        # Group commit: the three first appends shared one fsync, the four that arrived
+        # Group commit: the first append started an fsync at once, the six that arrived
         # while it ran shared the next.
         assert gated.runs == 2
         part.close()
