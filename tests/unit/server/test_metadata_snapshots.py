@@ -132,6 +132,15 @@ class MetaCluster:
         return next(iter(self.states().values()))
 
 
+async def register_brokers(leader: MetaNode) -> None:
+    now = leader.controller.now_ms()
+    for b in VOTERS:
+        await leader.controller.decide(
+            lambda d, b=b: d.register_broker(b, "127.0.0.1", 9000 + b, None, now)
+        )
+        await leader.controller.decide(lambda d, b=b: d.heartbeat(b, d.state.brokers[b].epoch, now))
+
+
 async def add_learner(cluster: MetaCluster, node_id: int) -> None:
     """Add ``node_id`` as a learner at the leader, again while it is refused retriably (a
     new leader that has not committed an entry of its term yet)."""
@@ -155,14 +164,7 @@ def test_nodes_trim_restart_from_snapshots_and_catch_up_by_snapshot(tmp_path: Pa
             for node_id in VOTERS:
                 await cluster.start_node(node_id)
             leader = await cluster.wait_leader()
-            now = leader.controller.now_ms()
-            for b in VOTERS:
-                await leader.controller.decide(
-                    lambda d, b=b: d.register_broker(b, "127.0.0.1", 9000 + b, None, now)
-                )
-                await leader.controller.decide(
-                    lambda d, b=b: d.heartbeat(b, d.state.brokers[b].epoch, now)
-                )
+            await register_brokers(leader)
             await cluster.create_topics("a", 30)
             await cluster.wait_same_state()
             # Every node snapshots on its own and trims its log below the snapshot.
@@ -213,6 +215,44 @@ def test_nodes_trim_restart_from_snapshots_and_catch_up_by_snapshot(tmp_path: Pa
             assert encode_snapshot(fourth.controller.applier.state) == (
                 encode_snapshot(leader.controller.applier.state)
             )
+        finally:
+            await cluster.close()
+
+    asyncio.run(main())
+
+
+def test_read_index_on_any_node_holds_every_committed_change(tmp_path: Path) -> None:
+    async def main() -> None:
+        cluster = MetaCluster(tmp_path)
+        try:
+            for node_id in VOTERS:
+                await cluster.start_node(node_id)
+            leader = await cluster.wait_leader()
+            await register_brokers(leader)
+            followers = [n for n in cluster.nodes.values() if n is not leader]
+            for i in range(5):
+                index = await leader.controller.decide(
+                    lambda d, i=i: d.create_topic(f"r{i}", 1, 1, {}, f"r-{i}")
+                )
+                for node in followers:
+                    # No waiting on the follower's own apply: the read index does it.
+                    read = await node.controller.read_index(5.0)
+                    assert read >= index
+                    assert node.controller.applied_index >= index
+                    assert node.controller.view().topic(f"r{i}") is not None
+
+            # Alone, a follower cannot confirm any leader: a retriable error within the bound.
+            lone = followers[0]
+            for node_id in [n for n in VOTERS if n != lone.node_id]:
+                await cluster.stop_node(node_id)
+            started = time.monotonic()
+            try:
+                await lone.controller.read_index(1.0)
+            except (RilkeError, TimeoutError) as e:
+                assert not isinstance(e, RilkeError) or e.retriable
+            else:
+                raise AssertionError("a read index without a quorum")
+            assert time.monotonic() - started < 3.0
         finally:
             await cluster.close()
 
