@@ -217,11 +217,14 @@ def _check_offsets(report: Report, by_type: dict[str, list[Event]]) -> None:
 
 
 def _check_topics(report: Report, by_type: dict[str, list[Event]]) -> None:
-    if not by_type["topics"]:
+    """Each ``topics`` event is one node's final ListTopics (``node``, ``names``; names None
+    when it did not answer). An acknowledged operation must be in effect on every node that
+    answered."""
+    listings = [e for e in by_type["topics"] if e.get("names") is not None]
+    if not listings:
         if by_type["topic"]:
             report.incomplete.add("no final topic list: topic operations not judged")
         return
-    names = set(by_type["topics"][-1]["names"])
     last: dict[str, Event] = {}
     for e in by_type["topic"]:
         report.topic_ops += 1
@@ -229,10 +232,16 @@ def _check_topics(report: Report, by_type: dict[str, list[Event]]) -> None:
     for name, e in last.items():
         if not e["ok"]:
             continue  # indeterminate: it may or may not have been applied
-        if e["op"] == "create" and name not in names:
-            report.topic_ops_lost.add(f"create {name} acknowledged, topic missing")
-        if e["op"] == "delete" and name in names:
-            report.topic_ops_lost.add(f"delete {name} acknowledged, topic still there")
+        wrong = [
+            str(listing.get("node", "?"))
+            for listing in listings
+            if (name in listing["names"]) != (e["op"] == "create")
+        ]
+        if wrong:
+            state = "missing" if e["op"] == "create" else "still there"
+            report.topic_ops_lost.add(
+                f"{e['op']} {name} acknowledged, topic {state} on node(s) {', '.join(wrong)}"
+            )
 
 
 def _failover(report: Report, acks: list[Event], faults: Iterable[Event]) -> None:

@@ -48,6 +48,6 @@ def test_a_fault_run_keeps_every_guarantee(seed: int) -> None:
     assert not result.failed(), result.describe()
     assert result.injected() > 0, result.describe()
     assert result.report.acked_all > 0 and result.report.read > 0, result.describe()
-    ns, links = leftovers()
-    assert not ns and not links, (ns, links)
+    ns, links = leftovers()  # other runs (other engineers', a long sweep) may be live
+    assert not [n for n in ns + links if n.startswith(result.prefix)], (ns, links)
     shutil.rmtree(root, ignore_errors=True)
