@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +72,9 @@ class Report:
     incomplete: Finding = field(default_factory=Finding)
     failover_s: list[float] = field(default_factory=list)
     no_ack_after_kill: int = 0
+    client_errors: Counter[str] = field(default_factory=Counter)
+    """``"<client>: <exception class>"`` -> how many calls failed so (not a verdict: faults
+    make calls fail; it says what the clients saw)."""
 
     def violations(self) -> dict[str, Finding]:
         """The must-be-zero findings that are not zero."""
@@ -90,6 +93,9 @@ class Report:
             finding: Finding = getattr(self, name)
             if finding.count:
                 lines.append(f"  {name}: {finding.count}  e.g. {'; '.join(finding.examples)}")
+        if self.client_errors:
+            seen = ", ".join(f"{k} x{n}" for k, n in self.client_errors.most_common(8))
+            lines.append(f"  client errors: {seen}")
         return "\n".join(lines)
 
 
@@ -110,6 +116,8 @@ def check(events: Iterable[Event], faults: Iterable[Event] = ()) -> Report:
     by_type: dict[str, list[Event]] = defaultdict(list)
     for event in sorted(events, key=lambda e: e["t"]):
         by_type[event["type"]].append(event)
+    for e in by_type["error"] + by_type["fail"]:
+        report.client_errors[f"{e['client']}: {e['error'].partition(':')[0]}"] += 1
     _check_records(report, by_type)
     _check_offsets(report, by_type)
     _check_topics(report, by_type)
