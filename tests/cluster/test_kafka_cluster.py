@@ -546,3 +546,24 @@ def test_producers_follow_a_failover_and_a_restarted_node_registers_its_new_list
         return {b["node_id"]: b["port"] for b in meta["brokers"]}.get(leader) == new_port
 
     wait_for(lambda: all(relisted(n) for n in NODES), FORM_TIMEOUT_S, "the new Kafka port listed")
+
+
+def test_the_compose_file_gives_every_node_a_reachable_kafka_listener() -> None:
+    from rilke_broker_process import REPO_ROOT
+
+    from rilke.server.config import load_config
+
+    compose = (REPO_ROOT / "docker" / "compose.yaml").read_text()
+    for n in NODES:
+        env = {
+            "RILKE_INITIAL_VOTERS": "1@rilke-1:9292,2@rilke-2:9292,3@rilke-3:9292",
+            "RILKE_NODE_ID": str(n),
+            "RILKE_LISTEN": "0.0.0.0:9292",
+            "RILKE_ADVERTISED_LISTEN": f"rilke-{n}:9292",
+            "RILKE_KAFKA_LISTEN": "0.0.0.0:9092",
+            "RILKE_KAFKA_ADVERTISED_LISTEN": f"rilke-{n}:9092",
+        }
+        for name, value in env.items():
+            if name.startswith("RILKE_KAFKA"):
+                assert f"{name}: {value}" in compose, name
+        assert load_config({}, env=env).kafka_advertised_listen == f"rilke-{n}:9092"
