@@ -10,8 +10,10 @@ another leader, while the clients still hold the old metadata).
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ from cluster_nodes import ClusterNodes
 from waiting import wait_for
 
 kafka = pytest.importorskip("kafka", reason="kafka-python is not installed (the test extra)")
+aiokafka = pytest.importorskip("aiokafka", reason="aiokafka is not installed (the test extra)")
 confluent_kafka = pytest.importorskip(
     "confluent_kafka", reason="confluent-kafka is not installed (the test extra)"
 )
@@ -297,8 +300,8 @@ def consume_all(bootstrap: str, topic: str, partitions: int, count: int) -> set[
 def test_clients_with_stale_metadata_refresh_on_not_leader_and_go_to_the_new_leader(
     cluster: KafkaCluster,
 ) -> None:
-    """The topic is deleted and created again led by another node while both producers hold
-    its old metadata: their next Produce goes to the old leader, which answers
+    """The topic is deleted and created again led by another node while the three producers
+    hold its old metadata: their next Produce goes to the old leader, which answers
     NOT_LEADER_OR_FOLLOWER; they refresh and deliver to the new one."""
     create(cluster, 1, "kc-move", 1, 1)
     old_leader = cluster.leaders(1, "kc-move")[0]
@@ -306,10 +309,12 @@ def test_clients_with_stale_metadata_refresh_on_not_leader_and_go_to_the_new_lea
         bootstrap_servers=cluster.kafka[1], acks=1, enable_idempotence=False, retries=20
     )
     ck = confluent_kafka.Producer({"bootstrap.servers": cluster.kafka[2], "acks": 1})
+    aio = AioProducer(cluster.kafka[3])
     try:
         kp.send("kc-move", b"before-kp", partition=0).get(DEADLINE_S)
         ck.produce("kc-move", b"before-ck", partition=0)
         assert ck.flush(DEADLINE_S) == 0
+        aio.send("kc-move", b"before-aio", 0)
         delete(cluster, 1, "kc-move")
         # Other topics' leaders shift the placement until the new kc-move is led elsewhere.
         fillers = 0
@@ -335,15 +340,48 @@ def test_clients_with_stale_metadata_refresh_on_not_leader_and_go_to_the_new_lea
             on_delivery=lambda err, _m: errors.append(err) if err else None,
         )
         assert ck.flush(DEADLINE_S) == 0 and not errors
+        aio.send("kc-move", b"after-aio", 0)
     finally:
         kp.close(DEADLINE_S)
+        aio.close()
     # acks=1 answers once the leader wrote; the high watermark follows its fsync.
     wait_for(
-        lambda: latest_offset(cluster.kafka[new_leader], "kc-move", 0) == (ec.NONE, end + 2),
+        lambda: latest_offset(cluster.kafka[new_leader], "kc-move", 0) == (ec.NONE, end + 3),
         DEADLINE_S,
-        "both records under the new leader's high watermark",
+        "the three records under the new leader's high watermark",
     )
-    assert consume_all(cluster.kafka[3], "kc-move", 1, 2) == {"after-kp", "after-ck"}
+    after = {"after-kp", "after-ck", "after-aio"}
+    assert consume_all(cluster.kafka[3], "kc-move", 1, 3) == after
+
+
+class AioProducer:
+    """aiokafka's producer on its own event loop in a thread, driven from a blocking test."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._producer: Any = self._run(self._start(bootstrap))
+
+    @staticmethod
+    async def _start(bootstrap: str) -> Any:
+        producer = aiokafka.AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1)
+        await producer.start()
+        return producer
+
+    def _run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(DEADLINE_S)
+
+    def send(self, topic: str, value: bytes, partition: int) -> None:
+        self._run(self._producer.send_and_wait(topic, value, partition=partition))
+
+    def close(self) -> None:
+        try:
+            self._run(self._producer.stop())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(DEADLINE_S)
+            self._loop.close()
 
 
 def test_a_group_finds_one_coordinator_from_every_node_and_resumes_at_its_commits(
