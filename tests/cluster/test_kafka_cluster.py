@@ -11,8 +11,11 @@ another leader, while the clients still hold the old metadata).
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -179,6 +182,25 @@ def test_every_node_lists_every_kafka_broker_and_the_same_leaders(cluster: Kafka
         assert unknown.error.code() == confluent_kafka.KafkaError.UNKNOWN_TOPIC_OR_PART
     raw = raw_call(cluster.kafka[3], sc.METADATA, 4, metadata_request(["kc-nope"]))
     assert raw["topics"][0]["error_code"] == ec.UNKNOWN_TOPIC_OR_PARTITION
+    # `rilke cluster info` shows each broker's Kafka listener.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rilke",
+            "cluster",
+            "info",
+            "--json",
+            "-b",
+            cluster.nodes.address(2),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+        check=True,
+    )
+    shown = {b["node_id"]: b["kafka_address"] for b in json.loads(done.stdout)["brokers"]}
+    assert shown == cluster.kafka
 
 
 def test_admin_through_any_node_reaches_the_controller(cluster: KafkaCluster) -> None:
