@@ -10,8 +10,13 @@ another leader, while the clients still hold the old metadata).
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 import struct
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +27,7 @@ from cluster_nodes import ClusterNodes
 from waiting import wait_for
 
 kafka = pytest.importorskip("kafka", reason="kafka-python is not installed (the test extra)")
+aiokafka = pytest.importorskip("aiokafka", reason="aiokafka is not installed (the test extra)")
 confluent_kafka = pytest.importorskip(
     "confluent_kafka", reason="confluent-kafka is not installed (the test extra)"
 )
@@ -176,6 +182,25 @@ def test_every_node_lists_every_kafka_broker_and_the_same_leaders(cluster: Kafka
         assert unknown.error.code() == confluent_kafka.KafkaError.UNKNOWN_TOPIC_OR_PART
     raw = raw_call(cluster.kafka[3], sc.METADATA, 4, metadata_request(["kc-nope"]))
     assert raw["topics"][0]["error_code"] == ec.UNKNOWN_TOPIC_OR_PARTITION
+    # `rilke cluster info` shows each broker's Kafka listener.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rilke",
+            "cluster",
+            "info",
+            "--json",
+            "-b",
+            cluster.nodes.address(2),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+        check=True,
+    )
+    shown = {b["node_id"]: b["kafka_address"] for b in json.loads(done.stdout)["brokers"]}
+    assert shown == cluster.kafka
 
 
 def test_admin_through_any_node_reaches_the_controller(cluster: KafkaCluster) -> None:
@@ -297,8 +322,8 @@ def consume_all(bootstrap: str, topic: str, partitions: int, count: int) -> set[
 def test_clients_with_stale_metadata_refresh_on_not_leader_and_go_to_the_new_leader(
     cluster: KafkaCluster,
 ) -> None:
-    """The topic is deleted and created again led by another node while both producers hold
-    its old metadata: their next Produce goes to the old leader, which answers
+    """The topic is deleted and created again led by another node while the three producers
+    hold its old metadata: their next Produce goes to the old leader, which answers
     NOT_LEADER_OR_FOLLOWER; they refresh and deliver to the new one."""
     create(cluster, 1, "kc-move", 1, 1)
     old_leader = cluster.leaders(1, "kc-move")[0]
@@ -306,10 +331,12 @@ def test_clients_with_stale_metadata_refresh_on_not_leader_and_go_to_the_new_lea
         bootstrap_servers=cluster.kafka[1], acks=1, enable_idempotence=False, retries=20
     )
     ck = confluent_kafka.Producer({"bootstrap.servers": cluster.kafka[2], "acks": 1})
+    aio = AioProducer(cluster.kafka[3])
     try:
         kp.send("kc-move", b"before-kp", partition=0).get(DEADLINE_S)
         ck.produce("kc-move", b"before-ck", partition=0)
         assert ck.flush(DEADLINE_S) == 0
+        aio.send("kc-move", b"before-aio", 0)
         delete(cluster, 1, "kc-move")
         # Other topics' leaders shift the placement until the new kc-move is led elsewhere.
         fillers = 0
@@ -335,15 +362,48 @@ def test_clients_with_stale_metadata_refresh_on_not_leader_and_go_to_the_new_lea
             on_delivery=lambda err, _m: errors.append(err) if err else None,
         )
         assert ck.flush(DEADLINE_S) == 0 and not errors
+        aio.send("kc-move", b"after-aio", 0)
     finally:
         kp.close(DEADLINE_S)
+        aio.close()
     # acks=1 answers once the leader wrote; the high watermark follows its fsync.
     wait_for(
-        lambda: latest_offset(cluster.kafka[new_leader], "kc-move", 0) == (ec.NONE, end + 2),
+        lambda: latest_offset(cluster.kafka[new_leader], "kc-move", 0) == (ec.NONE, end + 3),
         DEADLINE_S,
-        "both records under the new leader's high watermark",
+        "the three records under the new leader's high watermark",
     )
-    assert consume_all(cluster.kafka[3], "kc-move", 1, 2) == {"after-kp", "after-ck"}
+    after = {"after-kp", "after-ck", "after-aio"}
+    assert consume_all(cluster.kafka[3], "kc-move", 1, 3) == after
+
+
+class AioProducer:
+    """aiokafka's producer on its own event loop in a thread, driven from a blocking test."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._producer: Any = self._run(self._start(bootstrap))
+
+    @staticmethod
+    async def _start(bootstrap: str) -> Any:
+        producer = aiokafka.AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1)
+        await producer.start()
+        return producer
+
+    def _run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(DEADLINE_S)
+
+    def send(self, topic: str, value: bytes, partition: int) -> None:
+        self._run(self._producer.send_and_wait(topic, value, partition=partition))
+
+    def close(self) -> None:
+        try:
+            self._run(self._producer.stop())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(DEADLINE_S)
+            self._loop.close()
 
 
 def test_a_group_finds_one_coordinator_from_every_node_and_resumes_at_its_commits(
@@ -546,3 +606,24 @@ def test_producers_follow_a_failover_and_a_restarted_node_registers_its_new_list
         return {b["node_id"]: b["port"] for b in meta["brokers"]}.get(leader) == new_port
 
     wait_for(lambda: all(relisted(n) for n in NODES), FORM_TIMEOUT_S, "the new Kafka port listed")
+
+
+def test_the_compose_file_gives_every_node_a_reachable_kafka_listener() -> None:
+    from rilke_broker_process import REPO_ROOT
+
+    from rilke.server.config import load_config
+
+    compose = (REPO_ROOT / "docker" / "compose.yaml").read_text()
+    for n in NODES:
+        env = {
+            "RILKE_INITIAL_VOTERS": "1@rilke-1:9292,2@rilke-2:9292,3@rilke-3:9292",
+            "RILKE_NODE_ID": str(n),
+            "RILKE_LISTEN": "0.0.0.0:9292",
+            "RILKE_ADVERTISED_LISTEN": f"rilke-{n}:9292",
+            "RILKE_KAFKA_LISTEN": "0.0.0.0:9092",
+            "RILKE_KAFKA_ADVERTISED_LISTEN": f"rilke-{n}:9092",
+        }
+        for name, value in env.items():
+            if name.startswith("RILKE_KAFKA"):
+                assert f"{name}: {value}" in compose, name
+        assert load_config({}, env=env).kafka_advertised_listen == f"rilke-{n}:9092"
