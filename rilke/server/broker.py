@@ -240,6 +240,20 @@ class Broker:
         """Every open partition by (topic, partition) (a copy)."""
         return dict(self._partitions)
 
+    def rebuild_partition(self, topic: str, p: int) -> Partition:
+        """Close a partition and build it again over its log through the partition factory
+        (on a node of a cluster: what this node holds of it changed). Blocks on disk. Raises
+        UnknownTopicOrPartitionError; what the factory raises (the old one stays, closed)."""
+        old = self.partition(topic, p)
+        plog = self._manager.get(topic, p)
+        if plog is None:
+            raise UnknownTopicOrPartitionError(f"partition {topic}-{p} has no log")
+        config = self.topics.require(topic).log_config(self.config.log)
+        old.close()
+        new = self._wrap(topic, p, plog, config)
+        self._partitions[(topic, p)] = new
+        return new
+
     def partitions_of(self, topic: str) -> list[Partition]:
         info = self.topics.require(topic)
         self.check_online(topic)

@@ -145,10 +145,30 @@ async def linearizable_barrier(admin: ClusterTopicAdmin | None, context: Any) ->
 _Started = tuple[pb.ProducePartitionData, "asyncio.Future[AppendResult] | None", pb.Error | None]
 
 
-def _wake(woken: asyncio.Future[None]) -> None:
-    """Wake a long poll (called by appends, its timer, topic deletion: any number of times)."""
+def _wake(woken: asyncio.Future[None], *_: object) -> None:
+    """Wake a waiting handler (a long poll: by appends, its timer, topic deletion; an
+    acknowledgement: by its future or its timer), any number of times."""
     if not woken.done():
         woken.set_result(None)
+
+
+async def _wait_done(future: asyncio.Future[Any], timeout_s: float) -> None:
+    """Return once ``future`` is done; raise TimeoutError after ``timeout_s``. Neither a
+    timeout nor the cancellation of this wait cancels ``future`` (other requests may wait on
+    the same append). One loop hop when it resolves: wait_for over shield took a task and
+    three hops for every acks=all acknowledgement."""
+    loop = asyncio.get_running_loop()
+    woken: asyncio.Future[None] = loop.create_future()
+    wake = functools.partial(_wake, woken)
+    future.add_done_callback(wake)
+    timer = loop.call_later(timeout_s, wake)
+    try:
+        await woken
+    finally:
+        timer.cancel()
+        future.remove_done_callback(wake)
+    if not future.done():
+        raise TimeoutError
 
 
 class BrokerService(pb_grpc.BrokerServicer):
@@ -234,7 +254,7 @@ class BrokerService(pb_grpc.BrokerServicer):
             if future is not None:
                 try:
                     if not future.done():
-                        await asyncio.wait_for(asyncio.shield(future), timeout_s)
+                        await _wait_done(future, timeout_s)
                     result = future.result()
                     out.base_offset = result.base_offset
                     out.log_append_time_ms = result.log_append_time_ms

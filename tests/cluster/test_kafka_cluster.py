@@ -132,6 +132,15 @@ def create(kc: KafkaCluster, via: int, name: str, partitions: int, rf: int) -> N
         DEADLINE_S,
         f"{name}'s leaders on every node",
     )
+    # And each leader serves (a replicated partition's Raft group has elected it).
+    wait_for(
+        lambda: all(
+            latest_offset(kc.kafka[leader], name, p)[0] == ec.NONE
+            for p, leader in kc.leaders(1, name).items()
+        ),
+        DEADLINE_S,
+        f"{name}'s leaders serving",
+    )
 
 
 def delete(kc: KafkaCluster, via: int, name: str) -> None:
@@ -216,6 +225,7 @@ def test_a_node_that_does_not_lead_answers_not_leader_and_writes_nothing(
         "timeout_ms": 5000,
         "topic_data": [{"name": "kc-refuse", "partition_data": [{"index": 0, "records": batch}]}],
     }
+    _, end = latest_offset(cluster.kafka[leader], "kc-refuse", 0)  # a replicated log: Raft's no-op
     refused = raw_call(cluster.kafka[other], sc.PRODUCE, 3, produce)
     assert refused["responses"][0]["partition_responses"][0]["error_code"] == (
         ec.NOT_LEADER_OR_FOLLOWER
@@ -236,10 +246,10 @@ def test_a_node_that_does_not_lead_answers_not_leader_and_writes_nothing(
     fetched = raw_call(cluster.kafka[other], sc.FETCH, 4, fetch)
     assert fetched["responses"][0]["partitions"][0]["error_code"] == ec.NOT_LEADER_OR_FOLLOWER
     assert latest_offset(cluster.kafka[other], "kc-refuse", 0)[0] == ec.NOT_LEADER_OR_FOLLOWER
-    assert latest_offset(cluster.kafka[leader], "kc-refuse", 0) == (ec.NONE, 0)  # nothing written
+    assert latest_offset(cluster.kafka[leader], "kc-refuse", 0) == (ec.NONE, end)  # none written
     accepted = raw_call(cluster.kafka[leader], sc.PRODUCE, 3, produce)
     assert accepted["responses"][0]["partition_responses"][0]["error_code"] == ec.NONE
-    assert latest_offset(cluster.kafka[leader], "kc-refuse", 0) == (ec.NONE, 1)
+    assert latest_offset(cluster.kafka[leader], "kc-refuse", 0) == (ec.NONE, end + 1)
 
 
 def test_producers_and_consumers_bootstrapped_at_one_node_reach_every_leader(
@@ -312,6 +322,7 @@ def test_clients_with_stale_metadata_refresh_on_not_leader_and_go_to_the_new_lea
             assert fillers < 6, "the new topic was always placed on its old leader"
             create(cluster, 1, f"kc-filler-{fillers}", 1, 1)
         new_leader = cluster.leaders(1, "kc-move")[0]
+        _, end = latest_offset(cluster.kafka[new_leader], "kc-move", 0)
         assert latest_offset(cluster.kafka[old_leader], "kc-move", 0)[0] == (
             ec.NOT_LEADER_OR_FOLLOWER
         )
@@ -326,7 +337,12 @@ def test_clients_with_stale_metadata_refresh_on_not_leader_and_go_to_the_new_lea
         assert ck.flush(DEADLINE_S) == 0 and not errors
     finally:
         kp.close(DEADLINE_S)
-    assert latest_offset(cluster.kafka[new_leader], "kc-move", 0) == (ec.NONE, 2)
+    # acks=1 answers once the leader wrote; the high watermark follows its fsync.
+    wait_for(
+        lambda: latest_offset(cluster.kafka[new_leader], "kc-move", 0) == (ec.NONE, end + 2),
+        DEADLINE_S,
+        "both records under the new leader's high watermark",
+    )
     assert consume_all(cluster.kafka[3], "kc-move", 1, 2) == {"after-kp", "after-ck"}
 
 
@@ -392,3 +408,141 @@ def test_a_group_finds_one_coordinator_from_every_node_and_resumes_at_its_commit
     finally:
         second.close()
     assert sorted(seen + rest) == sorted(values)  # each once: resumed at the commits
+
+
+def test_topic_configs_change_through_any_node_with_both_admin_clients(
+    cluster: KafkaCluster,
+) -> None:
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+    from kafka.admin import ConfigResource as KPConfigResource
+    from kafka.admin import ConfigResourceType
+
+    create(cluster, 1, "kc-configs", 1, 3)
+
+    def described(node: int) -> dict[str, str]:
+        ck = AdminClient({"bootstrap.servers": cluster.kafka[node]})
+        resource = ConfigResource(ConfigResource.Type.TOPIC, "kc-configs")
+        [future] = ck.describe_configs([resource]).values()
+        return {k: v.value for k, v in future.result(DEADLINE_S).items() if not v.is_default}
+
+    def everywhere(expected: dict[str, str]) -> None:
+        wait_for(
+            lambda: all(described(n) == expected for n in NODES),
+            DEADLINE_S,
+            f"configs {expected} on every node",
+        )
+
+    admin = KafkaAdminClient(bootstrap_servers=cluster.kafka[2])
+    try:
+        topic = ConfigResourceType.TOPIC
+        # IncrementalAlterConfigs (kafka-python's choice when the broker offers it): SET.
+        admin.alter_configs(
+            [KPConfigResource(topic, "kc-configs", {"retention.ms": "60000"})],
+            raise_on_unknown=False,
+        )
+        everywhere({"retention.ms": "60000"})
+        # AlterConfigs replaces the whole set; kafka-python sends the set ones along.
+        admin.alter_configs(
+            [KPConfigResource(topic, "kc-configs", {"segment.bytes": "1048576"})],
+            raise_on_unknown=False,
+            incremental=False,
+        )
+        everywhere({"retention.ms": "60000", "segment.bytes": "1048576"})
+    finally:
+        admin.close()
+    ck = AdminClient({"bootstrap.servers": cluster.kafka[3]})
+    resource = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        "kc-configs",
+        incremental_configs=[
+            ConfigEntry("segment.bytes", None, incremental_operation=AlterConfigOpType.DELETE),
+            ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SET),
+        ],
+    )
+    for future in ck.incremental_alter_configs([resource]).values():
+        future.result(DEADLINE_S)
+    everywhere({"retention.ms": "60000", "cleanup.policy": "compact"})
+    bad = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        "kc-configs",
+        incremental_configs=[
+            ConfigEntry("retention.ms", "soon", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    for future in ck.incremental_alter_configs([bad]).values():
+        with pytest.raises(confluent_kafka.KafkaException, match=r"retention\.ms"):
+            future.result(DEADLINE_S)
+    # The refusal changed nothing.
+    assert described(1) == {"retention.ms": "60000", "cleanup.policy": "compact"}
+
+
+def test_init_producer_id_hands_out_unique_ids_from_every_node(cluster: KafkaCluster) -> None:
+    ids = []
+    for _ in range(3):
+        for n in NODES:
+            body = {"transactional_id": None, "transaction_timeout_ms": 60000}
+            answer = raw_call(cluster.kafka[n], sc.INIT_PRODUCER_ID, 0, body)
+            assert answer["error_code"] == ec.NONE
+            ids.append(answer["producer_id"])
+    assert len(set(ids)) == len(ids) and min(ids) >= 0
+
+
+def test_producers_follow_a_failover_and_a_restarted_node_registers_its_new_listener(
+    cluster: KafkaCluster,
+) -> None:
+    """kill -9 of a replicated partition's leader: Raft elects another, every survivor's
+    Metadata names it, and kafka-python (idempotent) and confluent-kafka deliver to it; every
+    acknowledged record is there. The killed node restarts on another Kafka port and is
+    listed at it. (Runs last in this module: it restarts a node.)"""
+    create(cluster, 1, "kc-failover", 1, 3)
+    leader = cluster.leaders(1, "kc-failover")[0]
+    survivors = [n for n in NODES if n != leader]
+    everyone = list(cluster.kafka.values())
+    kp = kafka.KafkaProducer(bootstrap_servers=everyone, acks="all", request_timeout_ms=5000)
+    ck = confluent_kafka.Producer(
+        {"bootstrap.servers": ",".join(everyone), "acks": "all", "message.timeout.ms": 60000}
+    )
+    errors: list[Any] = []
+
+    def ck_send(value: str) -> None:
+        ck.produce(
+            "kc-failover",
+            value.encode(),
+            partition=0,
+            on_delivery=lambda err, _m: errors.append(err) if err else None,
+        )
+
+    try:
+        for i in range(10):
+            kp.send("kc-failover", f"kp-before-{i}".encode(), partition=0).get(DEADLINE_S)
+            ck_send(f"ck-before-{i}")
+        assert ck.flush(DEADLINE_S) == 0 and not errors
+        cluster.nodes.kill(leader)
+        for i in range(10):
+            kp.send("kc-failover", f"kp-after-{i}".encode(), partition=0).get(2 * DEADLINE_S)
+            ck_send(f"ck-after-{i}")
+        assert ck.flush(2 * DEADLINE_S) == 0 and not errors
+    finally:
+        kp.close(DEADLINE_S)
+    wait_for(
+        lambda: all(cluster.leaders(n, "kc-failover")[0] in survivors for n in survivors),
+        DEADLINE_S,
+        "the new leader in every survivor's Metadata",
+    )
+    expected = {
+        f"{c}-{w}-{i}" for c in ("kp", "ck") for w in ("before", "after") for i in range(10)
+    }
+    assert consume_all(cluster.kafka[survivors[0]], "kc-failover", 1, len(expected)) == expected
+    # The killed node comes back on a new Kafka port: it registers it, every node lists it.
+    old_port = cluster.ports()[leader]
+    proc = cluster.nodes.process(leader, "--kafka-listen", "127.0.0.1:0")
+    cluster.nodes.nodes[leader] = proc.start()
+    cluster.kafka[leader] = proc.wait_for_line("rilke kafka listener on ")
+    new_port = cluster.ports()[leader]
+    assert new_port != old_port
+
+    def relisted(node: int) -> bool:
+        meta = raw_call(cluster.kafka[node], sc.METADATA, 4, metadata_request([]))
+        return {b["node_id"]: b["port"] for b in meta["brokers"]}.get(leader) == new_port
+
+    wait_for(lambda: all(relisted(n) for n in NODES), FORM_TIMEOUT_S, "the new Kafka port listed")

@@ -43,6 +43,8 @@ PROGRESS_TIMEOUT_S = 30.0
 """After the heal, each producer must get an acknowledgement within this (liveness)."""
 CLIENT_EXIT_TIMEOUT_S = 60.0
 FINAL_TIMEOUT_S = 240.0
+TOPIC_LISTS_TIMEOUT_S = 30.0
+"""How long the nodes' ListTopics answers may take to agree after the read-back."""
 RATE_PER_PRODUCER = 100
 PRODUCERS = (("pa", "all"), ("pb", "all"), ("p1", "1"))
 
@@ -61,6 +63,7 @@ class RunResult:
     error: str | None = None
     settled: bool = False
     progressed: bool = False
+    prefix: str = ""  # the bed's name prefix: what it made is named so
 
     def failed(self) -> bool:
         return self.error is not None or not self.report.ok()
@@ -155,6 +158,7 @@ def run_once(
                                                     "steps": steps_json(steps)}))  # fmt: skip
     replicas = min(3, nodes)
     with Testbed([*(f"n{i}" for i in ids), "client"]) as bed:
+        result.prefix = bed.prefix
         cluster = FaultCluster(bed, root, ids)
         firewall = Firewall(bed)
         nemesis = Nemesis(cluster, firewall, TOPIC, [TOPIC])
@@ -198,6 +202,13 @@ def run_once(
                           seconds=FINAL_TIMEOUT_S)  # fmt: skip
             if clients.wait(["final"], FINAL_TIMEOUT_S):
                 result.error = (result.error or "") + "; the final read-back did not end in time"
+            topics_path = root / "topics.jsonl"
+            with open(topics_path, "w") as stream:
+                for node_id, names in cluster.topic_lists(TOPIC_LISTS_TIMEOUT_S).items():
+                    event = {"t": time.monotonic(), "type": "topics", "node": node_id,
+                             "names": names}  # fmt: skip
+                    stream.write(json.dumps(event) + "\n")
+            clients.outputs.append(topics_path)
         except ClusterError as exc:
             result.error = f"harness: {str(exc)[:3000]}"
         finally:

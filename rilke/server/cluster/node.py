@@ -49,6 +49,7 @@ from rilke.server.cluster.identity import (
     cluster_id_of_voters,
     read_identity,
 )
+from rilke.server.cluster.mover import PartitionMover
 from rilke.server.cluster.partitions import ClusterPartitionFactory
 from rilke.server.cluster.producer_ids import ClusterProducerIds
 from rilke.server.cluster.service import ClusterService
@@ -63,6 +64,7 @@ log = logging.getLogger(__name__)
 REPLAY_TIMEOUT_S = 60.0
 JOIN_TIMEOUT_S = 60.0
 MEMBERSHIP_TIMEOUT_S = 30.0
+CATCH_UP_TIMEOUT_S = 20.0
 
 
 class ClusterNode:
@@ -87,6 +89,7 @@ class ClusterNode:
         self.admin: ClusterAdmin | None = None
         self.producer_ids: ClusterProducerIds | None = None
         self._mirror: TopicMirror | None = None
+        self._mover: PartitionMover | None = None
         self.partitions: ClusterPartitionFactory | None = None
         self._broker: Broker | None = None
         # The partitions' Raft settings (the core's defaults; node id and voters per group).
@@ -205,7 +208,14 @@ class ClusterNode:
         )
         self._client = ControllerClient(controller, service, self._address_of)
         service.forward = self._client.call
-        mirror = TopicMirror(broker, self.view, self.node_id, self._data_dir / METADATA_DIR)
+        assert self.partitions is not None
+        mirror = TopicMirror(
+            broker,
+            self.view,
+            self.node_id,
+            self._data_dir / METADATA_DIR,
+            changed_kind=self.partitions.changed_kind,
+        )
         self._mirror = mirror
         controller.applier.subscribe(mirror.changed)
         self.admin = ClusterAdmin(self.config, controller, self._client, mirror, self._name_max)
@@ -218,7 +228,23 @@ class ClusterNode:
             leaderships=self.leaderships_to_report,
         )
         self.producer_ids = ClusterProducerIds(self._producer_id_block)
+        assert self.host is not None
+        self._mover = PartitionMover(
+            self.node_id, self.host.runtime, self.view, self._report_move_done
+        )
+        controller.applier.subscribe(self._mover.changed)
+        self._mover.start()
         return service
+
+    async def _report_move_done(self, topic: str, partition: int, target: tuple[int, ...]) -> None:
+        """Tell the controller this node's group of the partition has the target's voters."""
+        assert self._client is not None
+        done = pb.ReassignmentDone(
+            topic=topic, partition=partition, target=target, reporter=self.node_id
+        )
+        await self._client.call(
+            "ControllerWrite", pb.ControllerWriteRequest(complete_reassignment=done)
+        )
 
     async def _producer_id_block(self) -> tuple[int, int]:
         assert self._client is not None
@@ -338,13 +364,32 @@ class ClusterNode:
         self._agent.set_kafka_listener(host, port)
 
     async def start(self) -> None:
+        """Start heartbeating and mirroring, then wait (up to CATCH_UP_TIMEOUT_S) until the
+        metadata is applied up to what this node's broker reflected before a restart (its
+        ``mirrored-index``), so it does not answer from an older view (a topic it holds
+        "unknown"); past the deadline (no quorum yet) it serves what it has, and says so."""
         assert self._agent is not None and self._mirror is not None
-        self._mirror.start()
+        mirror = self._mirror
+        mirror.start()
         self._agent.start()
+        try:
+            await mirror.wait_synced(mirror.floor_index, CATCH_UP_TIMEOUT_S)
+        except TimeoutError:
+            log.warning(
+                "node %d: the metadata is not yet applied to index %d (applied: %d) after "
+                "%.0f s: serving meanwhile; it catches up once the controller has a quorum",
+                self.node_id,
+                mirror.floor_index,
+                self.view().applied_offset,
+                CATCH_UP_TIMEOUT_S,
+            )
 
     async def close(self) -> None:
         """Stop heartbeating, the mirror, the metadata group and the transport. Safe to call
         twice and after a failed :meth:`open`."""
+        if self._mover is not None:
+            await self._mover.stop()
+            self._mover = None
         if self._agent is not None:
             await self._agent.stop()
             self._agent = None

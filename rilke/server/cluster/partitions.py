@@ -17,14 +17,16 @@ partition factory (so topic listing, configs and Metadata work on every node ali
   internal` is the hook: a topic moved into the metadata (a replicated ``__consumer_offsets``)
   is no longer "the node's own" and gets the rules above.
 
-:meth:`ClusterPartitionFactory.kind_of` says which of the three a partition should be now;
-the topic mirror rebuilds a partition whose kind changed (its metadata arrived after it was
+:meth:`ClusterPartitionFactory.kind_of` says which of the three a partition should be now,
+:meth:`ClusterPartitionFactory.changed_kind` whether one built here is that; the topic mirror
+rebuilds a partition whose kind changed (its metadata arrived after it was
 opened on restart, or this node left or joined its replicas).
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -39,7 +41,7 @@ from rilke.partition.interface import (
     PartitionSpec,
 )
 from rilke.replication.controller import NO_LEADER, MetadataView
-from rilke.replication.partition import ReplicatedPartition, group_name
+from rilke.replication.partition import group_name
 from rilke.server.topics import is_internal
 from rilke.storage.config import LogConfig
 
@@ -117,16 +119,6 @@ class RemotePartition:
         self._local.forget_state()
 
 
-def kind_of_partition(part: Partition) -> tuple[str, tuple[int, ...]]:
-    """What a built partition is: (kind, replicas) as :meth:`ClusterPartitionFactory.kind_of`
-    names it."""
-    if isinstance(part, ReplicatedPartition):
-        return KIND_REPLICATED, part.replicas
-    if isinstance(part, RemotePartition):
-        return KIND_REMOTE, ()
-    return KIND_LOCAL, ()
-
-
 class ClusterPartitionFactory:
     """The broker's partition factory on a node of a cluster (see the module docstring).
     ``replicated`` builds a partition from a spec with ``replicas`` and ``group``."""
@@ -142,12 +134,18 @@ class ClusterPartitionFactory:
         self._view = view
         self._local = local
         self._replicated = replicated
+        self._built: weakref.WeakKeyDictionary[Partition, str] = weakref.WeakKeyDictionary()
 
     def internal(self, topic: str, view: MetadataView) -> bool:
         """A topic this node keeps for itself, served from its local log: a ``__`` name
         the metadata does not hold. (The hook for a replicated ``__consumer_offsets``: once
         the controller holds the topic it is a cluster topic like any other.)"""
         return is_internal(topic) and view.topic(topic) is None
+
+    def changed_kind(self, part: Partition) -> str | None:
+        """The kind ``part`` (built here) should be now, if not the kind it was built as."""
+        want = self.kind_of(part.topic, part.partition)[0]
+        return want if self._built.get(part, KIND_LOCAL) != want else None
 
     def kind_of(self, topic: str, partition: int) -> tuple[str, tuple[int, ...]]:
         """What this node should hold of a partition now: (KIND_REPLICATED, replicas),
@@ -156,19 +154,26 @@ class ClusterPartitionFactory:
         if self.internal(topic, view):
             return KIND_LOCAL, ()
         part = view.partition(topic, partition)
-        if part is not None and self._node_id in part.replicas:
+        # A reassignment's new replica holds the group too, joining with the replicas'
+        # configuration (the leader adds it as a learner).
+        if part is not None and self._node_id in part.members:
             return KIND_REPLICATED, part.replicas
         return KIND_REMOTE, ()
 
     def __call__(self, spec: PartitionSpec) -> Partition:
+        kind, part = self._build(spec)
+        self._built[part] = kind
+        return part
+
+    def _build(self, spec: PartitionSpec) -> tuple[str, Partition]:
         kind, replicas = self.kind_of(spec.topic, spec.partition)
         if kind == KIND_LOCAL:
-            return self._local(spec)
+            return kind, self._local(spec)
         meta = self._view().topic(spec.topic)
         # A log of another topic of that name (deleted and created again while this node
         # was away) is never taken for the new one's: the mirror replaces the topic.
         same = meta is not None and spec.topic_id in ("", meta.topic_id)
         if kind == KIND_REPLICATED and meta is not None and same:
             group = group_name(meta.topic_id, spec.partition)
-            return self._replicated(replace(spec, replicas=replicas, group=group))
-        return RemotePartition(self._local(spec), self._node_id, self._view)
+            return kind, self._replicated(replace(spec, replicas=replicas, group=group))
+        return KIND_REMOTE, RemotePartition(self._local(spec), self._node_id, self._view)

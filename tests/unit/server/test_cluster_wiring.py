@@ -51,7 +51,10 @@ def topic(name: str, leaders: list[int], topic_id: str = "", **configs: str) -> 
 
 
 def cluster_broker(
-    data_dir: Path, current: list[MetadataView], specs: list[PartitionSpec] | None = None
+    data_dir: Path,
+    current: list[MetadataView],
+    specs: list[PartitionSpec] | None = None,
+    factories: list[ClusterPartitionFactory] | None = None,
 ) -> Broker:
     """A node 1 broker whose "replicated" partitions are local ones (the specs they were
     built from are kept in ``specs``): what is built where, not Raft, is under test here."""
@@ -64,7 +67,10 @@ def cluster_broker(
             built.append(spec)
             return local(spec)
 
-        return ClusterPartitionFactory(1, lambda: current[0], local, replicated)
+        factory = ClusterPartitionFactory(1, lambda: current[0], local, replicated)
+        if factories is not None:
+            factories.append(factory)
+        return factory
 
     return Broker(config, manager, wrap_partition_factory=wrap)
 
@@ -256,6 +262,38 @@ def test_a_node_builds_replicated_partitions_of_its_replicas_only(tmp_path: Path
             assert e.value.leader_id is None
             assert remote.leadership.replicas == (2, 3)
             assert remote.offsets().high_watermark == -1
+        finally:
+            broker.close()
+
+    asyncio.run(main())
+
+
+def test_the_mirror_rebuilds_partitions_whose_kind_changed(tmp_path: Path) -> None:
+    async def main() -> None:
+        specs: list[PartitionSpec] = []
+        factories: list[ClusterPartitionFactory] = []
+        current = [view(0)]
+        broker = cluster_broker(tmp_path, current, specs, factories)
+        broker.create_topic("t", 2, topic_id="id-t")  # opened before the metadata names it
+        with pytest.raises(NotLeaderError, match="its leader is not known"):
+            broker.partition("t", 0).read(0, 100)
+        factory = factories[0]
+        mirror = TopicMirror(
+            broker, lambda: current[0], 1, tmp_path, changed_kind=factory.changed_kind
+        )
+        try:
+            mine = TopicMeta("t", "id-t", {}, (PartitionInfo((1, 2), 1, 1, (1, 2)),) * 2)
+            current[0] = view(4, mine)
+            assert await mirror.sync(current[0])
+            assert [(s.partition, s.group) for s in specs] == [(0, "id-t/0"), (1, "id-t/1")]
+            # Left the replicas of partition 1: it serves nothing here any more.
+            moved = PartitionInfo((2,), 2, 2, (2,))
+            current[0] = view(6, TopicMeta("t", "id-t", {}, (mine.partitions[0], moved)))
+            assert await mirror.sync(current[0])
+            with pytest.raises(NotLeaderError, match="node 2 leads it"):
+                broker.partition("t", 1).read(0, 100)
+            assert len(specs) == 2  # partition 0 was left alone
+            assert not await mirror.sync(current[0])
         finally:
             broker.close()
 
