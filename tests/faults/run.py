@@ -148,7 +148,8 @@ def run_once(
     seed: int, nodes: int, seconds: float, root: Path, theme: str | None = None
 ) -> RunResult:
     """One run in ``root`` (made; the caller removes it). Never raises for what the cluster
-    does: a cluster that does not form or settle is the result's ``error``."""
+    or the harness does: a cluster that does not form or settle, or a fault that could not be
+    made, is the result's ``error`` (Ctrl-C and SystemExit still end it, bed removed)."""
     ids = list(range(1, nodes + 1))
     theme = theme or theme_of(seed)
     steps = plan(seed, seconds, ids, theme)
@@ -211,6 +212,9 @@ def run_once(
             clients.outputs.append(topics_path)
         except ClusterError as exc:
             result.error = f"harness: {str(exc)[:3000]}"
+        except Exception as exc:  # a harness failure ends this run, not the sweep
+            log.exception("run %d: harness failure", seed)
+            result.error = f"harness: {type(exc).__name__}: {exc}"
         finally:
             result.faults = nemesis.faults
             result.unavailable = nemesis.unavailable
