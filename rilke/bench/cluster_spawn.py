@@ -53,6 +53,8 @@ NO_LEADER = -1
 _PR_SET_PDEATHSIG = 1
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+_INTERRUPTIONS = (KeyboardInterrupt, SystemExit)
+"""Ctrl-C and SIGTERM: the user stopped the run, no logs kept for them."""
 
 
 class ClusterError(RuntimeError):
@@ -288,12 +290,12 @@ class SpawnedCluster:
         try:
             self.start()
         except BaseException as exc:
-            self.close(keep_logs=not isinstance(exc, KeyboardInterrupt))
+            self.close(keep_logs=not isinstance(exc, _INTERRUPTIONS))
             raise
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        failed = exc_type is not None and not issubclass(exc_type, KeyboardInterrupt)
+        failed = exc_type is not None and not issubclass(exc_type, _INTERRUPTIONS)
         self.close(keep_logs=failed)
 
     def start(self, timeout_s: float = FORM_TIMEOUT_S) -> None:
@@ -307,6 +309,10 @@ class SpawnedCluster:
         (with ``keep_logs``, only the data directories: the node logs stay for the error
         message that names them). Idempotent."""
         self.probe.close()
+        for node in self.nodes.values():  # all at once: a node may wait on its peers to stop
+            if node.alive:
+                assert node.proc is not None
+                node.proc.terminate()
         for node in self.nodes.values():
             with contextlib.suppress(Exception):
                 node.stop()
@@ -415,8 +421,10 @@ class SpawnedCluster:
             f"every partition of {name!r} led on every node",
         )
 
-    def wait(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-        """Poll ``condition`` every 50 ms until it holds; ClusterError after ``timeout_s``,
+    def wait(
+        self, condition: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.05
+    ) -> None:
+        """Poll ``condition`` every ``poll_s`` until it holds; ClusterError after ``timeout_s``,
         or at once when a node that was running has exited (nothing waited for comes then)."""
         deadline = time.monotonic() + timeout_s
         started = self.live_ids()
@@ -426,7 +434,7 @@ class SpawnedCluster:
                 raise ClusterError(f"{what}: node(s) {sorted(dead)} exited; {self._logs()}")
             if time.monotonic() > deadline:
                 raise ClusterError(f"{what}: not within {timeout_s:.0f} s; {self._logs()}")
-            time.sleep(0.05)
+            time.sleep(poll_s)
 
     def live_ids(self) -> set[int]:
         return {n.node_id for n in self.live()}

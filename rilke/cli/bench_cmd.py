@@ -20,6 +20,9 @@ _BENCH_MODULES: tuple[str, ...] = (
     "rilke.bench.cluster_metadata",
     "rilke.bench.kafka",
     "rilke.bench.latency_timeline",
+    "rilke.bench.cluster_failover",
+    "rilke.bench.cluster_idle",
+    "rilke.bench.cluster_batch",
 )
 
 

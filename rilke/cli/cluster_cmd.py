@@ -8,6 +8,13 @@ every partition has a leader with all its replicas in sync; otherwise it says wh
 applied metadata, with --json for scripts. ``add-voter N`` promotes node N (a node that
 joined with --join, caught up) to a voter of the metadata controller; ``remove-voter N``
 makes a voter a learner again. One change at a time.
+
+``rebalance`` spreads replicas, then preferred leaders, over the live brokers (after a
+broker was added): it starts one reassignment per partition that moves (``--dry-run``
+prints the plan only). ``decommission N`` moves every replica off broker N (it takes no new
+ones); once ``info`` shows it holds none, stop it and remove it (``remove-voter`` first if it
+votes in the metadata controller). Moves run in the partitions' Raft groups while writes go
+on; ``info`` lists the running ones.
 """
 
 from __future__ import annotations
@@ -46,6 +53,16 @@ def register(subparsers: Any) -> None:
         p.add_argument("node_id", type=int, metavar="N")
         add_client_arguments(p)
         p.set_defaults(func=_change_voters, add=add)
+    p = sub.add_parser("rebalance", help="spread replicas and leaders over the live brokers")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, start nothing")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    add_client_arguments(p)
+    p.set_defaults(func=_rebalance)
+    p = sub.add_parser("decommission", help="move every replica off broker N before removal")
+    p.add_argument("node_id", type=int, metavar="N")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    add_client_arguments(p)
+    p.set_defaults(func=_decommission)
 
 
 def _servers(args: argparse.Namespace) -> list[str]:
@@ -98,6 +115,7 @@ def _describe(args: argparse.Namespace) -> dict[str, Any]:
         "learners": list(r.learners),
         "metadata_offset": r.applied_offset,
         "answered_by": r.node_id,
+        "moves": [move_dict(m) for m in r.moves],
         "brokers": [
             {
                 "node_id": b.node_id,
@@ -134,7 +152,25 @@ def _info(args: argparse.Namespace) -> int:
             f"  {b['node_id']:>6} {b['address']:<22} {b['rack'] or '-':<10} {b['state']:<16} "
             f"{b['replicas']:>8} {b['leaders']:>8}"
         )
+    for m in info["moves"]:
+        print(f"  moving {_move_text(m)}")
     return EXIT_OK
+
+
+def move_dict(m: Any) -> dict[str, Any]:
+    return {
+        "topic": m.topic,
+        "partition": m.partition,
+        "replicas": list(m.replicas),
+        "target": list(m.target),
+    }
+
+
+def _move_text(m: dict[str, Any]) -> str:
+    def ids(xs: list[int]) -> str:
+        return ",".join(map(str, xs))
+
+    return f"{m['topic']}-{m['partition']}: {ids(m['replicas'])} -> {ids(m['target'])}"
 
 
 def health_problems(info: dict[str, Any], topics: list[dict[str, Any]]) -> list[str]:
@@ -203,16 +239,13 @@ def _health(args: argparse.Namespace) -> int:
     return EXIT_OK if not problems else EXIT_FAILURE
 
 
-@client_command
-def _change_voters(args: argparse.Namespace) -> int:
+def controller_write(args: argparse.Namespace, request: Any) -> Any:
+    """Send a ControllerWrite to the controller leader (following NOT_CONTROLLER answers
+    until --request-timeout); its response, or the typed error it answered."""
     import grpc
 
     from rilke.errors import NotControllerError, RilkeError, for_code
-    from rilke.proto import rilke_pb2 as pb
 
-    request = pb.ControllerWriteRequest(
-        change_voters=pb.VotersChange(node_id=args.node_id, add=args.add)
-    )
     info = _describe(args)
     addresses = {b["node_id"]: b["address"] for b in info["brokers"]}
     deadline = time.monotonic() + args.request_timeout
@@ -229,6 +262,52 @@ def _change_voters(args: argparse.Namespace) -> int:
             raise error
         target = addresses.get(r.controller_id, target)
         time.sleep(0.2)
+    return r
+
+
+@client_command
+def _change_voters(args: argparse.Namespace) -> int:
+    from rilke.proto import rilke_pb2 as pb
+
+    request = pb.ControllerWriteRequest(
+        change_voters=pb.VotersChange(node_id=args.node_id, add=args.add)
+    )
+    controller_write(args, request)
     what = "is now a voter" if args.add else "is now a learner (no longer a voter)"
     print(f"node {args.node_id} {what} of the metadata controller")
+    return EXIT_OK
+
+
+def print_moves(args: argparse.Namespace, moves: list[dict[str, Any]], verb: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps({"moves": moves}, indent=2))
+        return
+    for m in moves:
+        print(f"{verb} {_move_text(m)}")
+
+
+@client_command
+def _rebalance(args: argparse.Namespace) -> int:
+    from rilke.proto import rilke_pb2 as pb
+
+    request = pb.ControllerWriteRequest(rebalance=pb.RebalanceRequest(dry_run=args.dry_run))
+    moves = [move_dict(m) for m in controller_write(args, request).moves]
+    print_moves(args, moves, "would move" if args.dry_run else "moving")
+    if not moves and not args.json:
+        print("balanced: nothing to move")
+    return EXIT_OK
+
+
+@client_command
+def _decommission(args: argparse.Namespace) -> int:
+    from rilke.proto import rilke_pb2 as pb
+
+    request = pb.ControllerWriteRequest(decommission_broker=args.node_id)
+    moves = [move_dict(m) for m in controller_write(args, request).moves]
+    print_moves(args, moves, "moving")
+    if not args.json:
+        print(
+            f"broker {args.node_id} is decommissioning: {len(moves)} move(s) started; it can be "
+            "removed once `rilke cluster info` shows it holds no replica"
+        )
     return EXIT_OK

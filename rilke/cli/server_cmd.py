@@ -109,6 +109,12 @@ def register(subparsers: Any) -> None:
         help="add this node to a running cluster through any of its nodes (RILKE_JOIN)",
     )
     parser.add_argument(
+        "--metadata-snapshot-bytes",
+        metavar="SIZE",
+        help="in a cluster: metadata log bytes between snapshots (the log is trimmed below "
+        "each), e.g. 16MiB (RILKE_METADATA_SNAPSHOT_BYTES; default 16MiB)",
+    )
+    parser.add_argument(
         "--metrics-listen",
         metavar="HOST:PORT",
         help="serve Prometheus /metrics and HTTP /health here, e.g. 127.0.0.1:9644; port 0 "
@@ -158,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
         "kafka_max_frame_bytes": args.kafka_max_frame_bytes,
         "initial_voters": args.initial_voters,
         "join": args.join,
+        "metadata_snapshot_bytes": args.metadata_snapshot_bytes,
         "metrics_listen": args.metrics_listen,
         "log": log_flags,
     }

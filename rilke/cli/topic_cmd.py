@@ -1,4 +1,13 @@
-"""`rilke topic create|list|describe|delete|alter-config`."""
+"""`rilke topic create|list|describe|delete|alter-config|reassign|add-partitions`.
+
+``add-partitions TOPIC --count N`` grows a topic to N partitions in all (Kafka's
+CreatePartitions; partitions are never removed); in a cluster the new partitions' replicas are
+spread over the live brokers.
+
+``reassign TOPIC PARTITION --replicas 1,2,4`` moves one partition of a cluster to those
+brokers (preferred leader first) through one-at-a-time membership changes of its Raft group,
+while writes go on; ``describe`` and ``rilke cluster info`` show the target while it runs.
+"""
 
 from __future__ import annotations
 
@@ -53,8 +62,41 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("describe", help="show partitions, leaders, offsets and configs")
     p.add_argument("names", nargs="*", metavar="NAME", help="topics (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--linearizable",
+        action="store_true",
+        help="in a cluster: answer only once the node's metadata holds every committed change",
+    )
     add_client_arguments(p)
     p.set_defaults(func=_describe)
+
+    p = sub.add_parser(
+        "add-partitions",
+        help="grow a topic to more partitions",
+        description="Grow a topic to --count partitions in all (partitions are never removed).",
+    )
+    p.add_argument("name", metavar="TOPIC")
+    p.add_argument("--count", type=int, required=True, help="the new total number of partitions")
+    p.add_argument("--validate-only", action="store_true", help="check the request; change nothing")
+    add_client_arguments(p)
+    p.set_defaults(func=_add_partitions)
+
+    p = sub.add_parser(
+        "reassign", help="move a partition to other brokers (a cluster's partitions only)"
+    )
+    p.add_argument("name", metavar="TOPIC")
+    p.add_argument("partition", type=int, metavar="PARTITION")
+    p.add_argument(
+        "--replicas",
+        required=True,
+        metavar="IDS",
+        help="the new replicas, preferred leader first, e.g. 1,2,4",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="allow a replica count other than the partition's"
+    )
+    add_client_arguments(p)
+    p.set_defaults(func=_reassign)
 
     p = sub.add_parser("delete", help="delete topics and their data")
     p.add_argument("names", nargs="+", metavar="NAME")
@@ -118,7 +160,7 @@ def _list(args: argparse.Namespace) -> int:
 @client_command
 def _describe(args: argparse.Namespace) -> int:
     with admin_for(args) as admin:
-        topics = admin.describe_topics(args.names or None)
+        topics = admin.describe_topics(args.names or None, linearizable=args.linearizable)
     if args.json:
         print(
             json.dumps(
@@ -137,10 +179,55 @@ def _describe(args: argparse.Namespace) -> int:
         )
         for p in t.partitions:
             replicas = ",".join(map(str, p.replicas))
+            moving = ""
+            if p.target_replicas:
+                moving = "  moving to " + ",".join(map(str, p.target_replicas))
             print(
                 f"  {p.partition:>9} {p.leader:>6} {replicas:>8} {p.log_start_offset:>12} "
-                f"{p.high_watermark:>12} {p.size_bytes:>12}"
+                f"{p.high_watermark:>12} {p.size_bytes:>12}{moving}"
             )
+    return EXIT_OK
+
+
+@client_command
+def _add_partitions(args: argparse.Namespace) -> int:
+    if args.count < 1:
+        raise ValueError(f"--count must be >= 1, not {args.count}")
+    with admin_for(args) as admin:
+        admin.create_partitions({args.name: args.count}, validate_only=args.validate_only)
+    verb = "would grow" if args.validate_only else "grew"
+    print(f"{verb} topic {args.name} to {args.count} partitions")
+    return EXIT_OK
+
+
+def parse_ids(text: str, flag: str) -> list[int]:
+    """``1,2,4`` as [1, 2, 4]; ValueError naming ``flag`` for anything else."""
+    try:
+        ids = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} takes broker ids separated by commas, got {text!r}") from None
+    if not ids:
+        raise ValueError(f"{flag} is empty")
+    return ids
+
+
+@client_command
+def _reassign(args: argparse.Namespace) -> int:
+    from rilke.cli.cluster_cmd import controller_write, move_dict, print_moves
+    from rilke.proto import rilke_pb2 as pb
+
+    replicas = parse_ids(args.replicas, "--replicas")
+    if args.partition < 0:
+        raise ValueError(f"the partition must be >= 0, got {args.partition}")
+    change = pb.ReassignPartition(
+        topic=args.name, partition=args.partition, replicas=replicas, force=args.force
+    )
+    r = controller_write(args, pb.ControllerWriteRequest(reassign_partition=change))
+    if not r.moves:
+        print(f"{args.name}-{args.partition} has the replicas {args.replicas} already")
+        return EXIT_OK
+    moves = [move_dict(m) for m in r.moves]
+    print_moves(args, moves, "moving")
     return EXIT_OK
 
 

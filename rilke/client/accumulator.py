@@ -68,7 +68,8 @@ class RecordAccumulator:
         self.closed = False
         self.fatal: BaseException | None = None  # set when the sender died: appends refuse
         # Set by the sender: wakes it (thread-safe). Called with the lock held, at most once
-        # per batch, and only while the sender sleeps.
+        # per batch, and only while the sender sleeps: the sender sets ``sender_sleeping``
+        # before it drains, so a batch opened after its drain always wakes it.
         self.wakeup: Callable[[], None] = lambda: None
         self.sender_sleeping = False
         # Set by the aio facade to hear of freed space on its loop.
@@ -220,16 +221,19 @@ class RecordAccumulator:
 
     def drain(
         self, now: float, sendable: Callable[[TopicPartition], bool]
-    ) -> tuple[list[ProducerBatch], float | None]:
+    ) -> tuple[list[ProducerBatch], float | None, bool]:
         """Take the first batch of every partition that is ready and ``sendable(tp)``.
 
         Ready: full, lingered long enough, or a flush or close is under way. Returns the
-        batches (closed: no more appends) and the earliest time another batch becomes ready
-        by linger (None: none waiting).
+        batches (closed: no more appends), the earliest time another batch becomes ready
+        by linger (None: none waiting), and whether a ready batch is left behind one taken
+        (one per partition per call: the caller drains again if it can send more).
         """
         ready: list[ProducerBatch] = []
         next_ready: float | None = None
+        more = False
         force = self.flushing > 0 or self.closed
+        linger_s = self.linger_s
         with self.lock:
             empty: list[TopicPartition] = []
             for tp, queue in self._queues.items():
@@ -237,7 +241,7 @@ class RecordAccumulator:
                     empty.append(tp)
                     continue
                 batch = queue[0]
-                due = batch.created_s + self.linger_s
+                due = batch.created_s + linger_s
                 if batch.full or force or due <= now or len(queue) > 1:
                     if sendable(tp):
                         queue.popleft()
@@ -245,12 +249,20 @@ class RecordAccumulator:
                         ready.append(batch)
                         if not queue:
                             empty.append(tp)
+                        elif not more:
+                            after = queue[0]
+                            more = (
+                                after.full
+                                or force
+                                or len(queue) > 1
+                                or after.created_s + linger_s <= now
+                            )
                 elif next_ready is None or due < next_ready:
                     next_ready = due
             for tp in empty:
                 if not self._queues.get(tp):
                     self._queues.pop(tp, None)
-        return ready, next_ready
+        return ready, next_ready, more
 
     def expire(self, now: float) -> list[ProducerBatch]:
         """Remove and return queued (never sent) batches past their delivery deadline."""

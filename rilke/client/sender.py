@@ -97,6 +97,7 @@ class Sender:
         self._wake = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._stopping = False
+        self._parked = False  # the task waits for a wake with no timer (_woken_by_append)
         self._task: asyncio.Task[None] | None = None
         self.fatal: BaseException | None = None
         accumulator.wakeup = self._wake_threadsafe
@@ -107,7 +108,30 @@ class Sender:
         self._task = asyncio.ensure_future(self._run())
 
     def _wake_threadsafe(self) -> None:
-        self._loop.call_soon_threadsafe(self._wake.set)
+        self._loop.call_soon_threadsafe(self._woken_by_append)
+
+    def _woken_by_append(self) -> None:
+        """A send() opened a batch while the sender slept (on the loop, from the caller's
+        thread). When the sender is parked with no timer, send what is ready here, one loop
+        hop sooner than waking its task would, and leave it parked if nothing is left for it
+        to do (no batch queued, no retry, no timer to arm): a lone record at linger_ms=0
+        goes out in the hop that brought the wake. Anything else wakes the task."""
+        if self._parked and not self._stopping:
+            try:
+                self.acc.sender_sleeping = True  # before the drain, as in _run
+                next_s, more = self._send_ready(time.monotonic())
+            except BaseException:  # the task's own pass meets it again and stops the producer
+                log.debug("sending from the wake-up failed", exc_info=True)
+                self._wake.set()
+                return
+            if (
+                next_s is None
+                and not more
+                and not self.acc.has_queued()
+                and not any(st.retries for st in self._partitions.values())
+            ):
+                return
+        self._wake.set()
 
     def wake(self) -> None:
         self._wake.set()
@@ -175,22 +199,27 @@ class Sender:
                     return
                 now = time.monotonic()
                 self._expire(now)
-                sent_before = self._sent_requests
-                next_s = self._send_ready(now)
                 self._wake.clear()
-                if self._sent_requests != sent_before:
-                    # More full batches may wait behind the ones just sent (one per partition
-                    # per round): look again at once, until the in-flight window is full.
+                # Before the drain: a batch opened after it wakes the sender (one opened
+                # between the drain and the flag would otherwise wait for the next wake).
+                self.acc.sender_sleeping = True
+                next_s, more = self._send_ready(now)
+                if more:
+                    # Ready batches wait behind the ones just sent (one per partition per
+                    # round): look again at once. Nothing left: no extra pass, sleep.
                     await asyncio.sleep(0)
                     continue
-                self.acc.sender_sleeping = True
                 timeout = None if next_s is None else max(0.0, next_s - time.monotonic())
                 if self.cluster.is_stale() and self._needs_metadata():
                     timeout = 0.05 if timeout is None else min(timeout, 0.05)
                     await self._refresh_metadata()
                 try:
                     if timeout is None:
-                        await self._wake.wait()
+                        self._parked = True
+                        try:
+                            await self._wake.wait()
+                        finally:
+                            self._parked = False
                     elif timeout > 0:
                         await asyncio.wait_for(self._wake.wait(), timeout)
                 except TimeoutError:
@@ -267,8 +296,9 @@ class Sender:
             st.in_flight and not self.idempotent and self.retries > 0 and self.max_in_flight == 1
         )
 
-    def _send_ready(self, now: float) -> float | None:
-        """Send retries that are due and drained batches; return when to look again."""
+    def _send_ready(self, now: float) -> tuple[float | None, bool]:
+        """Send retries that are due and drained batches; return when to look again, and
+        whether ready batches were left behind the ones sent (look again at once)."""
         by_node: dict[int, list[ProducerBatch]] = defaultdict(list)
         next_s: float | None = None
         for tp, st in self._partitions.items():
@@ -284,7 +314,7 @@ class Sender:
                 continue
             st.retries.pop(0)
             by_node[leader].append(batch)
-        drained, next_ready = self.acc.drain(now, self._sendable)
+        drained, next_ready, more = self.acc.drain(now, self._sendable)
         if next_ready is not None:
             next_s = next_ready if next_s is None else min(next_s, next_ready)
         for batch in drained:
@@ -302,7 +332,7 @@ class Sender:
                 task = asyncio.ensure_future(self._send(node, request_batches))
                 self._requests.add(task)
                 task.add_done_callback(self._request_done)
-        return next_s
+        return next_s, more
 
     def _request_done(self, task: asyncio.Task[None]) -> None:
         self._requests.discard(task)
@@ -395,8 +425,9 @@ class Sender:
                 else:
                     self._on_error(b, err)
         finally:
+            # (No wake here: _request_done wakes the sender once the task is done, and a
+            # wake from both made a second, empty pass per response.)
             self._node_in_flight[node] -= 1
-            self.wake()
 
     def _on_success(self, batch: ProducerBatch, base_offset: int, log_append_time: int) -> None:
         self._remove_in_flight(batch)

@@ -104,6 +104,8 @@ class PartitionDescription(NamedTuple):
     high_watermark: int
     log_end_offset: int
     size_bytes: int
+    target_replicas: tuple[int, ...] = ()
+    """A running reassignment's target (empty: none runs)."""
 
 
 class TopicDescription(NamedTuple):

@@ -158,6 +158,7 @@ class PartitionSpec:
     # group's name ("<topic_id>/<partition>"); a LocalPartition ignores both.
     replicas: tuple[int, ...] = ()
     group: str = ""
+    topic_id: str = ""  # the topic's id in the broker's registry ("" if not known)
 
 
 PartitionFactory = Callable[[PartitionSpec], Partition]

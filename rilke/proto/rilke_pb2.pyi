@@ -163,12 +163,14 @@ class ListOffsetsResponse(_message.Message):
     def __init__(self, partitions: _Optional[_Iterable[_Union[ListOffsetsPartitionResponse, _Mapping]]] = ...) -> None: ...
 
 class MetadataRequest(_message.Message):
-    __slots__ = ("topics", "allow_auto_topic_creation")
+    __slots__ = ("topics", "allow_auto_topic_creation", "linearizable")
     TOPICS_FIELD_NUMBER: _ClassVar[int]
     ALLOW_AUTO_TOPIC_CREATION_FIELD_NUMBER: _ClassVar[int]
+    LINEARIZABLE_FIELD_NUMBER: _ClassVar[int]
     topics: _containers.RepeatedScalarFieldContainer[str]
     allow_auto_topic_creation: bool
-    def __init__(self, topics: _Optional[_Iterable[str]] = ..., allow_auto_topic_creation: _Optional[bool] = ...) -> None: ...
+    linearizable: bool
+    def __init__(self, topics: _Optional[_Iterable[str]] = ..., allow_auto_topic_creation: _Optional[bool] = ..., linearizable: _Optional[bool] = ...) -> None: ...
 
 class BrokerInfo(_message.Message):
     __slots__ = ("node_id", "host", "port", "rack")
@@ -324,13 +326,15 @@ class ListTopicsResponse(_message.Message):
     def __init__(self, topics: _Optional[_Iterable[_Union[TopicListing, _Mapping]]] = ...) -> None: ...
 
 class DescribeTopicsRequest(_message.Message):
-    __slots__ = ("names",)
+    __slots__ = ("names", "linearizable")
     NAMES_FIELD_NUMBER: _ClassVar[int]
+    LINEARIZABLE_FIELD_NUMBER: _ClassVar[int]
     names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
+    linearizable: bool
+    def __init__(self, names: _Optional[_Iterable[str]] = ..., linearizable: _Optional[bool] = ...) -> None: ...
 
 class PartitionDescription(_message.Message):
-    __slots__ = ("partition", "leader_id", "leader_epoch", "replicas", "isr", "log_start_offset", "high_watermark", "log_end_offset", "size_bytes")
+    __slots__ = ("partition", "leader_id", "leader_epoch", "replicas", "isr", "log_start_offset", "high_watermark", "log_end_offset", "size_bytes", "target_replicas")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
     LEADER_EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -340,6 +344,7 @@ class PartitionDescription(_message.Message):
     HIGH_WATERMARK_FIELD_NUMBER: _ClassVar[int]
     LOG_END_OFFSET_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TARGET_REPLICAS_FIELD_NUMBER: _ClassVar[int]
     partition: int
     leader_id: int
     leader_epoch: int
@@ -349,7 +354,8 @@ class PartitionDescription(_message.Message):
     high_watermark: int
     log_end_offset: int
     size_bytes: int
-    def __init__(self, partition: _Optional[int] = ..., leader_id: _Optional[int] = ..., leader_epoch: _Optional[int] = ..., replicas: _Optional[_Iterable[int]] = ..., isr: _Optional[_Iterable[int]] = ..., log_start_offset: _Optional[int] = ..., high_watermark: _Optional[int] = ..., log_end_offset: _Optional[int] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+    target_replicas: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, partition: _Optional[int] = ..., leader_id: _Optional[int] = ..., leader_epoch: _Optional[int] = ..., replicas: _Optional[_Iterable[int]] = ..., isr: _Optional[_Iterable[int]] = ..., log_start_offset: _Optional[int] = ..., high_watermark: _Optional[int] = ..., log_end_offset: _Optional[int] = ..., size_bytes: _Optional[int] = ..., target_replicas: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class TopicDescription(_message.Message):
     __slots__ = ("name", "error", "internal", "replication_factor", "partitions", "configs")
@@ -440,6 +446,28 @@ class AlterConfigsRequest(_message.Message):
     def __init__(self, topics: _Optional[_Iterable[_Union[AlterTopicConfigs, _Mapping]]] = ..., validate_only: _Optional[bool] = ...) -> None: ...
 
 class AlterConfigsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[TopicResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[TopicResult, _Mapping]]] = ...) -> None: ...
+
+class CreatePartitionsTopic(_message.Message):
+    __slots__ = ("name", "count")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    count: int
+    def __init__(self, name: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class CreatePartitionsRequest(_message.Message):
+    __slots__ = ("topics", "validate_only")
+    TOPICS_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    topics: _containers.RepeatedCompositeFieldContainer[CreatePartitionsTopic]
+    validate_only: bool
+    def __init__(self, topics: _Optional[_Iterable[_Union[CreatePartitionsTopic, _Mapping]]] = ..., validate_only: _Optional[bool] = ...) -> None: ...
+
+class CreatePartitionsResponse(_message.Message):
     __slots__ = ("results",)
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[TopicResult]
@@ -825,20 +853,70 @@ class VotersChange(_message.Message):
     def __init__(self, node_id: _Optional[int] = ..., add: _Optional[bool] = ...) -> None: ...
 
 class ControllerWriteRequest(_message.Message):
-    __slots__ = ("create_topic", "delete_topic", "create_partitions", "alter_configs", "change_voters", "allocate_producer_ids")
+    __slots__ = ("create_topic", "delete_topic", "create_partitions", "alter_configs", "change_voters", "allocate_producer_ids", "reassign_partition", "rebalance", "decommission_broker", "complete_reassignment")
     CREATE_TOPIC_FIELD_NUMBER: _ClassVar[int]
     DELETE_TOPIC_FIELD_NUMBER: _ClassVar[int]
     CREATE_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     ALTER_CONFIGS_FIELD_NUMBER: _ClassVar[int]
     CHANGE_VOTERS_FIELD_NUMBER: _ClassVar[int]
     ALLOCATE_PRODUCER_IDS_FIELD_NUMBER: _ClassVar[int]
+    REASSIGN_PARTITION_FIELD_NUMBER: _ClassVar[int]
+    REBALANCE_FIELD_NUMBER: _ClassVar[int]
+    DECOMMISSION_BROKER_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_REASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     create_topic: NewTopic
     delete_topic: str
     create_partitions: CreatePartitionsChange
     alter_configs: TopicConfigsChange
     change_voters: VotersChange
     allocate_producer_ids: ProducerIdsRequest
-    def __init__(self, create_topic: _Optional[_Union[NewTopic, _Mapping]] = ..., delete_topic: _Optional[str] = ..., create_partitions: _Optional[_Union[CreatePartitionsChange, _Mapping]] = ..., alter_configs: _Optional[_Union[TopicConfigsChange, _Mapping]] = ..., change_voters: _Optional[_Union[VotersChange, _Mapping]] = ..., allocate_producer_ids: _Optional[_Union[ProducerIdsRequest, _Mapping]] = ...) -> None: ...
+    reassign_partition: ReassignPartition
+    rebalance: RebalanceRequest
+    decommission_broker: int
+    complete_reassignment: ReassignmentDone
+    def __init__(self, create_topic: _Optional[_Union[NewTopic, _Mapping]] = ..., delete_topic: _Optional[str] = ..., create_partitions: _Optional[_Union[CreatePartitionsChange, _Mapping]] = ..., alter_configs: _Optional[_Union[TopicConfigsChange, _Mapping]] = ..., change_voters: _Optional[_Union[VotersChange, _Mapping]] = ..., allocate_producer_ids: _Optional[_Union[ProducerIdsRequest, _Mapping]] = ..., reassign_partition: _Optional[_Union[ReassignPartition, _Mapping]] = ..., rebalance: _Optional[_Union[RebalanceRequest, _Mapping]] = ..., decommission_broker: _Optional[int] = ..., complete_reassignment: _Optional[_Union[ReassignmentDone, _Mapping]] = ...) -> None: ...
+
+class ReassignPartition(_message.Message):
+    __slots__ = ("topic", "partition", "replicas", "force")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    partition: int
+    replicas: _containers.RepeatedScalarFieldContainer[int]
+    force: bool
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., replicas: _Optional[_Iterable[int]] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class RebalanceRequest(_message.Message):
+    __slots__ = ("dry_run",)
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    dry_run: bool
+    def __init__(self, dry_run: _Optional[bool] = ...) -> None: ...
+
+class ReassignmentDone(_message.Message):
+    __slots__ = ("topic", "partition", "target", "reporter")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    REPORTER_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    partition: int
+    target: _containers.RepeatedScalarFieldContainer[int]
+    reporter: int
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., target: _Optional[_Iterable[int]] = ..., reporter: _Optional[int] = ...) -> None: ...
+
+class PartitionMove(_message.Message):
+    __slots__ = ("topic", "partition", "replicas", "target")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    partition: int
+    replicas: _containers.RepeatedScalarFieldContainer[int]
+    target: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., replicas: _Optional[_Iterable[int]] = ..., target: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ProducerIdsRequest(_message.Message):
     __slots__ = ("broker_id", "count")
@@ -849,18 +927,20 @@ class ProducerIdsRequest(_message.Message):
     def __init__(self, broker_id: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...
 
 class ControllerWriteResponse(_message.Message):
-    __slots__ = ("error", "metadata_offset", "controller_id", "first_producer_id", "producer_id_count")
+    __slots__ = ("error", "metadata_offset", "controller_id", "first_producer_id", "producer_id_count", "moves")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     METADATA_OFFSET_FIELD_NUMBER: _ClassVar[int]
     CONTROLLER_ID_FIELD_NUMBER: _ClassVar[int]
     FIRST_PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
     PRODUCER_ID_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MOVES_FIELD_NUMBER: _ClassVar[int]
     error: Error
     metadata_offset: int
     controller_id: int
     first_producer_id: int
     producer_id_count: int
-    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., metadata_offset: _Optional[int] = ..., controller_id: _Optional[int] = ..., first_producer_id: _Optional[int] = ..., producer_id_count: _Optional[int] = ...) -> None: ...
+    moves: _containers.RepeatedCompositeFieldContainer[PartitionMove]
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., metadata_offset: _Optional[int] = ..., controller_id: _Optional[int] = ..., first_producer_id: _Optional[int] = ..., producer_id_count: _Optional[int] = ..., moves: _Optional[_Iterable[_Union[PartitionMove, _Mapping]]] = ...) -> None: ...
 
 class ClusterNode(_message.Message):
     __slots__ = ("node_id", "address")
@@ -923,7 +1003,7 @@ class ClusterBroker(_message.Message):
     def __init__(self, node_id: _Optional[int] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., rack: _Optional[str] = ..., state: _Optional[str] = ..., epoch: _Optional[int] = ..., replicas: _Optional[int] = ..., leaders: _Optional[int] = ...) -> None: ...
 
 class DescribeClusterResponse(_message.Message):
-    __slots__ = ("cluster_id", "controller_id", "voters", "learners", "brokers", "applied_offset", "node_id")
+    __slots__ = ("cluster_id", "controller_id", "voters", "learners", "brokers", "applied_offset", "node_id", "moves")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     CONTROLLER_ID_FIELD_NUMBER: _ClassVar[int]
     VOTERS_FIELD_NUMBER: _ClassVar[int]
@@ -931,6 +1011,7 @@ class DescribeClusterResponse(_message.Message):
     BROKERS_FIELD_NUMBER: _ClassVar[int]
     APPLIED_OFFSET_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    MOVES_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     controller_id: int
     voters: _containers.RepeatedScalarFieldContainer[int]
@@ -938,4 +1019,5 @@ class DescribeClusterResponse(_message.Message):
     brokers: _containers.RepeatedCompositeFieldContainer[ClusterBroker]
     applied_offset: int
     node_id: int
-    def __init__(self, cluster_id: _Optional[str] = ..., controller_id: _Optional[int] = ..., voters: _Optional[_Iterable[int]] = ..., learners: _Optional[_Iterable[int]] = ..., brokers: _Optional[_Iterable[_Union[ClusterBroker, _Mapping]]] = ..., applied_offset: _Optional[int] = ..., node_id: _Optional[int] = ...) -> None: ...
+    moves: _containers.RepeatedCompositeFieldContainer[PartitionMove]
+    def __init__(self, cluster_id: _Optional[str] = ..., controller_id: _Optional[int] = ..., voters: _Optional[_Iterable[int]] = ..., learners: _Optional[_Iterable[int]] = ..., brokers: _Optional[_Iterable[_Union[ClusterBroker, _Mapping]]] = ..., applied_offset: _Optional[int] = ..., node_id: _Optional[int] = ..., moves: _Optional[_Iterable[_Union[PartitionMove, _Mapping]]] = ...) -> None: ...

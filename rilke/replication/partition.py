@@ -92,6 +92,14 @@ class ReplicatedPartition:
     ``runtime`` drives the group, which this partition adds on construction and removes on
     :meth:`close`; ``replicas`` are its voters. ``raft_config`` gives the core's settings
     (its node id, voters and applied index are set here).
+
+    A node that is not one of ``replicas`` is joining through a reassignment: its group
+    starts as no member (it cannot campaign) until the leader adds it as a learner, and the
+    CONFIG entries it replicates turn ``replicas`` (the group's voters when the move began)
+    into the group's configuration. The same holds on restart: every membership change is
+    in the log, and each one sets a node's role outright, so replaying them over the
+    replicas the metadata holds gives the configuration (a member no change names was there
+    from the start).
     """
 
     def __init__(
@@ -109,8 +117,16 @@ class ReplicatedPartition:
         raft_config: Config | None = None,
     ) -> None:
         node_id = runtime.node_id
+        if not replicas:
+            raise ValueError(f"{topic}-{partition} has no replicas")
         if node_id not in replicas:
-            raise ValueError(f"node {node_id} is not a replica of {topic}-{partition}: {replicas}")
+            log.info(
+                "node %d %s-%d: joining the group of replicas %s (a reassignment)",
+                node_id,
+                topic,
+                partition,
+                list(replicas),
+            )
         self.topic = topic
         self.partition = partition
         self.group = group
@@ -140,6 +156,9 @@ class ReplicatedPartition:
         storage = ReplicatedStorage.open(log_, state_dir=state_dir)
         assert isinstance(storage, ReplicatedStorage)  # open builds its own class
         self._storage = storage
+        # The replicas as the log start's configuration (see the class docstring): what a
+        # member behind retention's log start is sent holds every voter.
+        storage.seed_conf(replicas)
         self.update_config(config)
         self._storage.observer = self._written
         # What this replica's log holds committed (retention may have moved the log start past

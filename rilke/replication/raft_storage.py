@@ -20,6 +20,12 @@ synced, ``FlushJob.run`` (any thread) fsyncs the log and then writes the state f
 the node at once (group commit). A commit-only hard state is written with the next state
 write, or at close: a commit index lost in a crash is learnt again from the leader.
 
+A group whose state machine is not its log (the metadata group) gives ``snapshots`` (its
+:class:`SnapshotFiles`): a snapshot then carries the state as its payload, is saved as a file
+before the log is trimmed (:meth:`PartitionRaftStorage.compact`) or reset to it (a snapshot
+from the leader, in :meth:`persist`), and opening finishes a trim or reset that a crash
+interrupted (the newest snapshot file that holds is the truth).
+
 Not thread-safe except ``FlushJob.run``: one event loop drives a storage.
 """
 
@@ -28,6 +34,7 @@ from __future__ import annotations
 import bisect
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +62,7 @@ from rilke.replication.raft.types import (
     Ready,
     Snapshot,
 )
+from rilke.replication.snapshot_files import SnapshotFiles
 from rilke.storage import files
 from rilke.storage.log import FlushJob, PartitionLog
 
@@ -169,21 +177,37 @@ class PartitionRaftStorage:
     entries once opened; each persisted Ready is durable after its window's ``end_flush``.
     """
 
-    def __init__(self, log: PartitionLog, state: _State, path: Path) -> None:
+    def __init__(
+        self,
+        log: PartitionLog,
+        state: _State,
+        path: Path,
+        snapshots: SnapshotFiles | None = None,
+    ) -> None:
         self.log = log
         self._state = state
         self._path = path
+        self.snapshots = snapshots
+        self._snapshot_data = b""  # the payload of the snapshot at the log start
         self._state_dirty = False  # something beyond commit changed since the last write
         self._commit_dirty = False
 
     # --- opening ------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, log: PartitionLog, *, state_dir: Path | None = None) -> PartitionRaftStorage:
+    def open(
+        cls,
+        log: PartitionLog,
+        *,
+        state_dir: Path | None = None,
+        snapshots: SnapshotFiles | None = None,
+    ) -> PartitionRaftStorage:
         """The storage over ``log``, with ``raft.state`` in ``state_dir`` (default: the log's
         folder). Reconciles the state file with the log: lists beyond the log end (a tail cut
         by recovery) are dropped, and the tail appended after the file's last write is read.
-        Raises RaftStateError for a state file that does not hold."""
+        With ``snapshots``, the newest snapshot file that holds becomes the log start (a trim
+        or reset interrupted by a crash is finished). Raises RaftStateError for a state file
+        that does not hold, or a log trimmed past every snapshot file that holds."""
         path = (state_dir or log.directory) / STATE_FILE
         try:
             data = path.read_bytes()
@@ -193,9 +217,34 @@ class PartitionRaftStorage:
             state.indexed_end = state.snapshot_index
         else:
             state = _State.decode(data, path)
-        storage = cls(log, state, path)
+        storage = cls(log, state, path, snapshots)
         storage._reconcile()
+        if snapshots is not None:
+            storage._adopt_snapshot_files(snapshots)
         return storage
+
+    def _adopt_snapshot_files(self, snapshots: SnapshotFiles) -> None:
+        state = self._state
+        start = state.snapshot_index
+        snap = snapshots.latest()
+        if snap is None or snap.index < start:
+            if start > 0:
+                raise RaftStateError(
+                    f"{self.log.directory}: the log starts after index {start}, but no snapshot "
+                    f"file that holds covers it (files at {snapshots.indexes()} in "
+                    f"{snapshots.directory}): the state cannot be rebuilt from this disk"
+                )
+            return
+        if snap.index > start:
+            if snap.index <= self.last_index() and self.term(snap.index) == snap.term:
+                logger.info("%s: finishing the trim to snapshot %d", self.log.directory, snap.index)
+                self._trim_to(snap)
+            else:
+                logger.info(
+                    "%s: finishing the reset to snapshot %d", self.log.directory, snap.index
+                )
+                self._reset_to(snap)
+        self._snapshot_data = snap.data
 
     def _reconcile(self) -> None:
         state = self._state
@@ -235,6 +284,20 @@ class PartitionRaftStorage:
                 conf = ConfChange.decode(data.encode()).apply_to(conf)
         return HardState(state.term, state.vote, state.commit), conf
 
+    def seed_conf(self, voters: Sequence[int]) -> bool:
+        """Give a state that holds no log-start configuration ``voters`` as one (a new group,
+        or a state file written before groups were seeded), so that the configuration at the
+        log start, and the snapshot a lagging or new member is sent, are whole even once
+        retention has moved the log start past CONFIG entries. Replaying the log's CONFIG
+        entries over any seed that agrees on the members they never name gives the group's
+        configuration (each change sets one node's role outright). Whether it seeded."""
+        state = self._state
+        if state.snapshot_voters or state.snapshot_learners or not voters:
+            return False
+        state.snapshot_voters = sorted(voters)
+        self._state_dirty = True
+        return True
+
     def first_index(self) -> int:
         return self._state.snapshot_index + 1
 
@@ -257,7 +320,7 @@ class PartitionRaftStorage:
         hard_state, conf = self.initial_state()
         del hard_state
         state = self._state
-        return Snapshot(state.snapshot_index, state.snapshot_term, conf)
+        return Snapshot(state.snapshot_index, state.snapshot_term, conf, self._snapshot_data)
 
     def config_entries(self) -> list[Entry]:
         start = self._state.snapshot_index
@@ -282,14 +345,10 @@ class PartitionRaftStorage:
         that do not hold; nothing of the failing entry is written."""
         state = self._state
         if ready.snapshot is not None:
-            snap = ready.snapshot
-            self.log.truncate_fully_and_start_at(offsets.log_end_offset(snap.index))
-            state.snapshot_index, state.snapshot_term = snap.index, snap.term
-            state.snapshot_voters = sorted(snap.conf.voters)
-            state.snapshot_learners = sorted(snap.conf.learners)
-            state.epochs, state.configs = [], []
-            state.indexed_end = snap.index
-            self._write_state_now()
+            if self.snapshots is not None:
+                # The payload is durable before the log that it replaces is gone.
+                self.snapshots.save(ready.snapshot)
+            self._reset_to(ready.snapshot)
         if ready.truncate_from is not None:
             self.log.truncate_to(offsets.truncation_offset(ready.truncate_from))
             self._cut_lists(ready.truncate_from)
@@ -306,6 +365,71 @@ class PartitionRaftStorage:
             elif hs.commit != state.commit:
                 self._commit_dirty = True
             state.term, state.vote, state.commit = hs.term, hs.vote, hs.commit
+
+    def _reset_to(self, snap: Snapshot) -> None:
+        """Drop the whole log and start it after ``snap`` (durable at once)."""
+        state = self._state
+        self.log.truncate_fully_and_start_at(offsets.log_end_offset(snap.index))
+        state.snapshot_index, state.snapshot_term = snap.index, snap.term
+        state.snapshot_voters = sorted(snap.conf.voters)
+        state.snapshot_learners = sorted(snap.conf.learners)
+        state.epochs, state.configs = [], []
+        state.indexed_end = snap.index
+        self._snapshot_data = snap.data
+        self._write_state_now()
+
+    # --- trimming (a state machine's snapshot) -------------------------------------------------
+
+    def snapshot_at(self, index: int, data: bytes, bootstrap: ConfState) -> Snapshot:
+        """The snapshot whose payload ``data`` is the state machine after applying up to
+        ``index`` (an entry boundary, committed, after the log start): its term and the
+        configuration in force there (``bootstrap``, the group's Config voters and learners,
+        when the log never had a snapshot, then every CONFIG entry up to ``index``). Save it,
+        then :meth:`compact` to it. Raises ValueError for an index outside (log start,
+        commit]."""
+        state = self._state
+        if not state.snapshot_index < index <= min(state.commit, self.last_index()):
+            raise ValueError(
+                f"{self.log.directory}: a snapshot at {index} is outside the log start "
+                f"{state.snapshot_index} .. commit {state.commit}"
+            )
+        term = self.term(index)
+        assert term is not None
+        _hard_state, conf = self.initial_state()
+        if not conf.voters and not conf.learners:
+            conf = bootstrap
+        for at, _term, data_text in state.configs:
+            if state.snapshot_index < at <= index:
+                conf = ConfChange.decode(data_text.encode()).apply_to(conf)
+        return Snapshot(index, term, conf, data)
+
+    def compact(self, snap: Snapshot) -> bool:
+        """Trim the log below ``snap`` (from :meth:`snapshot_at`, already saved when the
+        storage has ``snapshots``): it becomes the log start, the entries after it stay, and
+        the segments wholly below it are deleted. False (nothing done) when the log already
+        starts at or after it. Blocks on disk (the state file, segment deletion)."""
+        if snap.index <= self._state.snapshot_index:
+            return False
+        assert snap.index <= self.last_index() and self.term(snap.index) == snap.term, (
+            f"compacting to {snap.index}@{snap.term}, not an entry of this log"
+        )
+        self._trim_to(snap)
+        return True
+
+    def _trim_to(self, snap: Snapshot) -> None:
+        state = self._state
+        index = snap.index
+        before = [e for e in state.epochs if e[0] <= index + 1]
+        state.epochs = before[-1:] + [e for e in state.epochs if e[0] > index + 1]
+        state.configs = [c for c in state.configs if c[0] > index]
+        state.snapshot_index, state.snapshot_term = index, snap.term
+        state.snapshot_voters = sorted(snap.conf.voters)
+        state.snapshot_learners = sorted(snap.conf.learners)
+        self._snapshot_data = snap.data
+        # The state file first: a crash before the segments go leaves a log that merely holds
+        # more than it needs (the log start is the state file's).
+        self._write_state_now()
+        self.log.delete_records_before(offsets.log_end_offset(index))
 
     def _append(self, entry: Entry, now_ms: int) -> None:
         base = offsets.base_offset(entry.first_index)

@@ -196,7 +196,9 @@ class Broker:
 
     def _wrap(self, topic: str, p: int, plog: PartitionLog, config: LogConfig) -> Partition:
         plog.flush_observer = self.stats.fsync.observe
-        return self._partition_factory(PartitionSpec(topic, p, plog, config, plog.directory))
+        topic_id = self.topics.topic_id_of(topic)
+        spec = PartitionSpec(topic, p, plog, config, plog.directory, topic_id=topic_id)
+        return self._partition_factory(spec)
 
     def check_online(self, topic: str) -> None:
         """Raise KafkaStorageError when this node cannot serve a registered topic."""
@@ -233,6 +235,24 @@ class Broker:
             f"topic {topic!r} has no partition {p} "
             f"(it has {self.topics.require(topic).num_partitions})"
         )
+
+    def partitions_by_key(self) -> dict[tuple[str, int], Partition]:
+        """Every open partition by (topic, partition) (a copy)."""
+        return dict(self._partitions)
+
+    def rebuild_partition(self, topic: str, p: int) -> Partition:
+        """Close a partition and build it again over its log through the partition factory
+        (on a node of a cluster: what this node holds of it changed). Blocks on disk. Raises
+        UnknownTopicOrPartitionError; what the factory raises (the old one stays, closed)."""
+        old = self.partition(topic, p)
+        plog = self._manager.get(topic, p)
+        if plog is None:
+            raise UnknownTopicOrPartitionError(f"partition {topic}-{p} has no log")
+        config = self.topics.require(topic).log_config(self.config.log)
+        old.close()
+        new = self._wrap(topic, p, plog, config)
+        self._partitions[(topic, p)] = new
+        return new
 
     def partitions_of(self, topic: str) -> list[Partition]:
         info = self.topics.require(topic)

@@ -118,6 +118,9 @@ class BrokerConfig:
     # an existing cluster). Neither: a cluster of one, today's single node.
     initial_voters: tuple[tuple[int, str], ...] = ()
     join: str = ""
+    # Bytes of metadata log entries applied between two metadata snapshots (the log is trimmed
+    # below each): Kafka's metadata.log.max.record.bytes.between.snapshots.
+    metadata_snapshot_bytes: int = 16 << 20
     # Prometheus /metrics and HTTP /health (rilke.server.metrics_http): off unless set.
     metrics_listen: str = ""  # HOST:PORT; empty: no metrics listener; port 0 picks a free port
     sources: Mapping[str, str] = field(default_factory=dict)  # setting -> where it came from
@@ -291,6 +294,7 @@ _PARSERS: dict[str, Any] = {
     "log_format": _parse_log_format,
     "initial_voters": parse_voters,
     "join": _parse_advertised,  # empty (no) or HOST:PORT
+    "metadata_snapshot_bytes": _at_least(1024, parse_size),
     "metrics_listen": _parse_advertised,  # empty (off) or HOST:PORT
 }
 ENV_PREFIX = "RILKE_"

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 _READ_CHUNK_BYTES = 1 << 20
 ACKS_ALL = -1
+UNBOUNDED_OFFSET = (1 << 63) - 1  # a commit to a partition another node leads: not bounded here
 MAX_OFFSETS_REPLICATION_FACTOR = 3  # offsets.topic.replication.factor (Kafka's default)
 
 
@@ -156,6 +157,17 @@ class ClusterGroupView(BrokerGroupView):
         self._view = view
         self._create_topic = create_topic
         self._creating: asyncio.Task[None] | None = None
+
+    def high_watermark(self, tp: Any) -> int | None:
+        """The partition's high watermark where this node leads it; elsewhere no bound
+        (another node has it, and a follower's may lag the leader's): None only for a
+        partition the metadata does not have."""
+        if tp.topic.startswith("__") or self._view().partition(tp.topic, tp.partition) is None:
+            return None
+        partition = self.broker.partition(tp.topic, tp.partition)
+        if partition.leadership.leader_id == self.broker.config.node_id:
+            return int(partition.offsets().high_watermark)
+        return UNBOUNDED_OFFSET
 
     def offsets_partition_count(self) -> int | None:
         from rilke.server.coordinator import OFFSETS_TOPIC

@@ -282,6 +282,11 @@ class LocalPartitionFactory:
         self._clock_ms = clock_ms
         self._flush_slots = flush_slots
 
+    @property
+    def flush_slots(self) -> FlushSlots:
+        """The node's bound on flush jobs (a cluster's replicated partitions share it)."""
+        return self._flush_slots
+
     def __call__(self, spec: PartitionSpec) -> Partition:
         return LocalPartition(
             spec.topic,

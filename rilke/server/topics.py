@@ -169,6 +169,11 @@ class TopicRegistry:
     def get(self, name: str) -> TopicInfo | None:
         return self._topics.get(name)
 
+    def topic_id_of(self, name: str) -> str:
+        """The id of a topic, registered or being created ("" for neither)."""
+        topic = self._topics.get(name) or self._pending.get(name)
+        return topic.topic_id if topic is not None else ""
+
     def require(self, name: str) -> TopicInfo:
         """The topic, or UnknownTopicOrPartitionError."""
         topic = self._topics.get(name)

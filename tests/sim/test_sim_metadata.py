@@ -27,7 +27,12 @@ from dataclasses import replace
 import pytest
 
 from rilke.errors import NotLeaderError, RilkeError
-from rilke.replication.controller import ControllerDecider, DeciderSettings, MetadataApplier
+from rilke.replication.controller import (
+    ControllerDecider,
+    DeciderSettings,
+    LeadershipReport,
+    MetadataApplier,
+)
 from rilke.replication.controller.records import MetadataRecord, VotersChanged, encode_batch
 from rilke.replication.controller.snapshot import encode_snapshot
 from rilke.replication.raft import Entry, EntryKind, Ready, Role
@@ -154,8 +159,12 @@ class MetadataCluster(Cluster):
                 name = rng.choice(topics)
                 p = rng.randrange(len(state.topics[name].partitions))
                 part = state.topics[name].partitions[p]
-                isr = [r for r in part.replicas if r == part.leader or rng.random() < 0.6]
-                records = decider.alter_isr(name, p, part.leader, part.leader_epoch, isr)
+                # A replica reports leading its Raft group: an older, the same or a newer term.
+                leader = rng.choice(part.replicas)
+                term = max(0, part.leader_epoch + rng.randint(-1, 2))
+                isr = tuple(r for r in part.replicas if r == leader or rng.random() < 0.6)
+                report = LeadershipReport(name, p, term, isr)
+                records = decider.leadership_changes(leader, [report])
             elif kind == "producer-ids":
                 records = decider.allocate_producer_ids(b)
             else:

@@ -10,7 +10,11 @@
 """
 
 from rilke.replication.controller.applier import MetadataApplier
-from rilke.replication.controller.decider import ControllerDecider, DeciderSettings
+from rilke.replication.controller.decider import (
+    ControllerDecider,
+    DeciderSettings,
+    LeadershipReport,
+)
 from rilke.replication.controller.records import (
     NO_LEADER,
     MetadataRecord,
@@ -33,6 +37,7 @@ __all__ = [
     "BrokerState",
     "ControllerDecider",
     "DeciderSettings",
+    "LeadershipReport",
     "MetadataApplier",
     "MetadataRecord",
     "MetadataState",

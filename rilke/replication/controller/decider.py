@@ -74,6 +74,18 @@ def _check_name(name: str, num_partitions: int) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class LeadershipReport:
+    """A partition the reporting broker leads, as its Raft group sees it: the leader epoch is
+    the group's term, ``isr`` the replicas in sync with it (BrokerHeartbeat's
+    PartitionLeadership)."""
+
+    topic: str
+    partition: int
+    leader_epoch: int
+    isr: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class DeciderSettings:
     session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS
     """A broker with no heartbeat for this long is fenced."""
@@ -161,9 +173,16 @@ class ControllerDecider:
             records.append(BrokerRegistered(broker_id, host, port, rack, kafka[0], kafka[1]))
         return records
 
-    def heartbeat(self, broker_id: int, broker_epoch: int, now_ms: int) -> list[MetadataRecord]:
-        """A broker's heartbeat: records it, and unfences a fenced broker (which then leads
-        the partitions left without a leader whose in-sync replicas it is in)."""
+    def heartbeat(
+        self,
+        broker_id: int,
+        broker_epoch: int,
+        now_ms: int,
+        leaderships: Sequence[LeadershipReport] = (),
+    ) -> list[MetadataRecord]:
+        """A broker's heartbeat: records it, unfences a fenced broker, and records the
+        leaderships it reports (:meth:`leadership_changes`). Leaders are elected by each
+        partition's Raft group, never chosen here."""
         info = self._require_broker(broker_id)
         if broker_epoch != info.epoch:
             raise StaleBrokerEpochError(
@@ -171,19 +190,54 @@ class ControllerDecider:
                 f"registration has epoch {info.epoch}: register again"
             )
         self._last_heartbeat_ms[broker_id] = now_ms
-        if info.state is not BrokerState.FENCED:
-            return []
-        records: list[MetadataRecord] = [BrokerUnfenced(broker_id, info.epoch)]
-        for topic, p, part in self._partitions():
-            if part.leader == NO_LEADER and broker_id in part.isr:
-                records.append(
-                    PartitionChanged(topic.topic_id, p, broker_id, part.leader_epoch + 1, part.isr)
+        records: list[MetadataRecord] = []
+        if info.state is BrokerState.FENCED:
+            records.append(BrokerUnfenced(broker_id, info.epoch))
+        return records + self.leadership_changes(broker_id, leaderships)
+
+    def leadership_changes(
+        self, broker_id: int, reports: Sequence[LeadershipReport]
+    ) -> list[MetadataRecord]:
+        """PartitionChanged records for what ``broker_id`` reports leading: taken when the
+        reported epoch (its Raft term) is above the recorded one, or equal to it with the
+        same leader (or none recorded) and other in-sync replicas. A report of an older
+        term, of a partition it is no replica of, or of an unknown one is ignored (the
+        report is stale: Raft has moved on). The in-sync replicas recorded are the reported
+        ones that are replicas and not fenced (the leader always), in replica order."""
+        records: list[MetadataRecord] = []
+        brokers = self.state.brokers
+        for report in reports:
+            topic = self.state.topics.get(report.topic)
+            if topic is None or not 0 <= report.partition < len(topic.partitions):
+                continue
+            part = topic.partitions[report.partition]
+            if broker_id not in part.replicas or report.leader_epoch < part.leader_epoch:
+                continue
+            if report.leader_epoch == part.leader_epoch and part.leader not in (
+                NO_LEADER,
+                broker_id,
+            ):
+                continue  # one leader per term: that term's is recorded already
+            reported = set(report.isr)
+            isr = tuple(
+                r
+                for r in part.replicas
+                if r == broker_id
+                or (r in reported and r in brokers and brokers[r].state is not BrokerState.FENCED)
+            )
+            if (broker_id, report.leader_epoch, isr) == (part.leader, part.leader_epoch, part.isr):
+                continue
+            records.append(
+                PartitionChanged(
+                    topic.topic_id, report.partition, broker_id, report.leader_epoch, isr
                 )
+            )
         return records
 
     def fence_expired(self, now_ms: int) -> list[MetadataRecord]:
-        """Fence every alive broker whose last heartbeat is older than the session, moving
-        its leaderships to other in-sync replicas and taking it out of in-sync replicas."""
+        """Fence every alive broker whose last heartbeat is older than the session: its
+        leaderships are recorded as unknown (Raft elects the next leader, which reports) and
+        it leaves the in-sync replicas."""
         records: list[MetadataRecord] = []
         expired = [b for b in self.state.live_brokers() if self._expired(b.broker_id, now_ms)]
         if expired:
@@ -191,15 +245,16 @@ class ControllerDecider:
         return records
 
     def decommission_broker(self, broker_id: int) -> list[MetadataRecord]:
-        """Mark a broker decommissioning: no new replicas; its leaderships move away now; and
-        a reassignment of every partition with a replica on it (``moves.plan_decommission``).
-        Asked again while it drains, it starts the moves still missing. Raises
+        """Mark a broker decommissioning: no new replicas, and a reassignment of every
+        partition with a replica on it (``moves.plan_decommission``). Its leaderships stay
+        until its partitions' Raft groups hand them over (leader transfer), as leaders
+        report. Asked again while it drains, it starts the moves still missing. Raises
         BrokerNotRegisteredError, and the plan's errors (nothing changes)."""
         info = self._require_broker(broker_id)
         moves = self._starts(plan_decommission(self.state, broker_id))
         if info.state is BrokerState.DECOMMISSIONING:
             return moves
-        return [BrokerDecommissioned(broker_id), *self._move_off({broker_id}), *moves]
+        return [BrokerDecommissioned(broker_id), *moves]
 
     # --- moving partitions --------------------------------------------------------------
 
@@ -255,21 +310,19 @@ class ControllerDecider:
         return fenced + self._move_off({b.broker_id for b in brokers})
 
     def _move_off(self, gone: set[int]) -> list[MetadataRecord]:
-        """Partition changes taking the ``gone`` brokers out of leadership and the isr (the
-        last in-sync replica stays in it, as Kafka keeps it, so that it can lead again)."""
-        alive = {b.broker_id for b in self.state.live_brokers()} - gone
+        """Partition changes taking the ``gone`` brokers out of leadership (leader unknown,
+        same epoch: the Raft group elects the next, which reports a higher term) and the
+        isr (the last in-sync replica stays in it, as Kafka keeps it)."""
         records: list[MetadataRecord] = []
         for topic, p, part in self._partitions():
             if part.leader not in gone and not gone & set(part.isr):
                 continue
             isr = tuple(r for r in part.isr if r not in gone) or part.isr
-            leader = part.leader
-            if leader in gone or leader == NO_LEADER:
-                leader = next((r for r in isr if r in alive), NO_LEADER)
+            leader = NO_LEADER if part.leader in gone else part.leader
+            if leader != NO_LEADER and leader not in isr:
+                leader = NO_LEADER
             if (leader, isr) != (part.leader, part.isr):
-                records.append(
-                    PartitionChanged(topic.topic_id, p, leader, part.leader_epoch + 1, isr)
-                )
+                records.append(PartitionChanged(topic.topic_id, p, leader, part.leader_epoch, isr))
         return records
 
     # --- topics -------------------------------------------------------------------------
@@ -319,28 +372,6 @@ class ControllerDecider:
         if dict(configs) == dict(topic.configs):
             return []
         return [TopicConfigsChanged(topic.topic_id, dict(configs))]
-
-    def alter_isr(
-        self, name: str, partition: int, leader: int, leader_epoch: int, isr: Sequence[int]
-    ) -> list[MetadataRecord]:
-        """A partition leader reports its in-sync replicas (Kafka's AlterPartition). Refused
-        unless ``leader`` leads at ``leader_epoch``; fenced brokers are not taken in."""
-        topic = self._require_topic(name)
-        if not 0 <= partition < len(topic.partitions):
-            raise UnknownTopicOrPartitionError(f"topic {name!r} has no partition {partition}")
-        part = topic.partitions[partition]
-        if (part.leader, part.leader_epoch) != (leader, leader_epoch):
-            raise InvalidRequestError(
-                f"{name}-{partition} is led by {part.leader} at epoch {part.leader_epoch}, "
-                f"not by {leader} at {leader_epoch}"
-            )
-        alive = {b.broker_id for b in self.state.live_brokers()}
-        wanted = tuple(r for r in part.replicas if r in set(isr) and (r in alive or r == leader))
-        if leader not in wanted:
-            raise InvalidRequestError(f"the isr {list(isr)} must hold the leader {leader}")
-        if wanted == part.isr:
-            return []
-        return [PartitionChanged(topic.topic_id, partition, leader, leader_epoch + 1, wanted)]
 
     # --- producer ids -------------------------------------------------------------------
 

@@ -67,9 +67,9 @@ class BrokerInfo:
 @dataclass(frozen=True, slots=True)
 class PartitionInfo:
     """Invariants: ``isr`` is a non-empty subset of ``members``; ``leader`` is NO_LEADER or in
-    ``isr``; ``leader_epoch`` grows by one with every change. ``target`` is empty, or the
-    replicas a running reassignment moves the partition to (distinct brokers, not equal to
-    ``replicas``)."""
+    ``isr``; ``leader_epoch`` (the partition's Raft term) never goes back, and one leader
+    holds it within an epoch. ``target`` is empty, or the replicas a running reassignment
+    moves the partition to (distinct brokers, not equal to ``replicas``)."""
 
     replicas: tuple[int, ...]
     leader: int
@@ -327,8 +327,15 @@ class MetadataState:
         if not 0 <= r.partition < len(partitions):
             self._reject(r, f"topic {topic.name!r} has no partition {r.partition}")
         old = partitions[r.partition]
-        if r.leader_epoch != old.leader_epoch + 1:
-            self._reject(r, f"the partition's leader epoch is {old.leader_epoch}")
+        # The leader epoch is the partition's Raft term: it never goes back, and within a
+        # term there is one leader (recorded as unknown while it is fenced).
+        same_term = r.leader_epoch == old.leader_epoch
+        if r.leader_epoch < old.leader_epoch or (
+            same_term and NO_LEADER not in (r.leader, old.leader) and r.leader != old.leader
+        ):
+            self._reject(
+                r, f"the partition's leader epoch is {old.leader_epoch} (leader {old.leader})"
+            )
         if not r.isr or len(set(r.isr)) != len(r.isr) or not set(r.isr) <= set(old.members):
             self._reject(r, f"isr {r.isr} is not a non-empty subset of replicas {old.members}")
         if r.leader != NO_LEADER and r.leader not in r.isr:

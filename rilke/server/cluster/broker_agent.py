@@ -6,6 +6,10 @@ starts fenced; its first heartbeat unfences it. When the controller answers that
 is stale or the broker unknown (another incarnation registered, or the leader's state was
 rebuilt), it registers again. A heartbeat that fails otherwise is retried at the next
 interval: the controller fences a broker whose session (9 s) passed without one.
+
+Each heartbeat carries the leaderships this node's Raft groups hold that the applied
+metadata does not show yet (``leaderships()``: leader, term, in-sync replicas), so the
+controller records what Raft elected and every node's Metadata converges on it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Sequence
 
 from rilke.errors import BrokerNotRegisteredError, RilkeError, StaleBrokerEpochError
 from rilke.proto import rilke_pb2 as pb
@@ -32,9 +37,12 @@ class BrokerAgent:
         cluster_id: str,
         node_id: int,
         advertised: tuple[str, int],
+        *,
         rack: str = "",
+        leaderships: Callable[[], Sequence[pb.PartitionLeadership]] = tuple,
     ) -> None:
         self._client = client
+        self._leaderships = leaderships
         self._request = pb.RegisterBrokerRequest(
             cluster_id=cluster_id,
             broker_id=node_id,
@@ -71,7 +79,11 @@ class BrokerAgent:
                     log.info("node %d: registered as broker, epoch %d", self.node_id, self.epoch)
                 response = await self._client.call(
                     "BrokerHeartbeat",
-                    pb.BrokerHeartbeatRequest(broker_id=self.node_id, broker_epoch=self.epoch),
+                    pb.BrokerHeartbeatRequest(
+                        broker_id=self.node_id,
+                        broker_epoch=self.epoch,
+                        leaderships=self._leaderships(),
+                    ),
                     timeout_s=5.0,
                 )
                 if self.fenced != response.fenced:

@@ -14,6 +14,13 @@ term the leader waits until it has applied everything up to its own no-op (its s
 the whole committed state). The first leader of a new cluster writes the bootstrap records
 (cluster id, voters). A timer fences brokers whose heartbeats stopped.
 
+Snapshots and trimming (as KRaft's): once ``snapshot_bytes`` of entries were applied since
+the last snapshot, every node (voter or learner, each on its own) encodes its applied state,
+saves it as a snapshot file on a worker thread, and trims its metadata log below it
+(:meth:`PartitionRaftStorage.compact`). Restart is the newest snapshot, then the tail; a
+member whose next entry the leader trimmed gets the leader's snapshot (Raft's
+InstallSnapshot; the transport splits it into chunks) and restores its state from it.
+
 Runs on the event loop; not thread-safe. Every wait has a deadline.
 """
 
@@ -26,15 +33,20 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rilke.errors import ControllerError, NotControllerError
+from rilke.errors import (
+    ControllerError,
+    CorruptMetadataRecordError,
+    NotControllerError,
+    NotLeaderError,
+)
 from rilke.records.header import read_header
 from rilke.replication.controller import MetadataApplier, MetadataView
 from rilke.replication.controller.decider import ControllerDecider, DeciderSettings
 from rilke.replication.controller.records import MetadataRecord, encode_batches
-from rilke.replication.raft.types import NO_NODE, Config, Entry
+from rilke.replication.raft.types import NO_NODE, Config, ConfState, Entry, Snapshot
 from rilke.replication.raft_storage import PartitionRaftStorage
 from rilke.replication.runtime import RaftRuntime
-from rilke.server.cluster.partitions import served_view
+from rilke.replication.snapshot_files import SnapshotFiles
 from rilke.storage.config import LogConfig
 from rilke.storage.handles import FileCache
 from rilke.storage.log import PartitionLog
@@ -48,6 +60,13 @@ FENCE_CHECK_INTERVAL_S = 1.0
 a session is 9 s, so a dead broker is fenced 9-10 s after its last heartbeat)."""
 DEFAULT_WRITE_TIMEOUT_S = 15.0
 MAX_REJECTIONS_KEPT = 1024
+DEFAULT_SNAPSHOT_BYTES = 16 << 20
+"""Bytes of metadata entries applied between two snapshots (Kafka's
+metadata.log.max.record.bytes.between.snapshots is 20 MB)."""
+METADATA_SEGMENT_BYTES = 8 << 20
+"""Segments of the metadata log: small enough that trimming below a snapshot frees disk."""
+SNAPSHOT_SAVE_TIMEOUT_S = 60.0
+DEFAULT_READ_TIMEOUT_S = 5.0
 
 Decision = Callable[[ControllerDecider], list[MetadataRecord]]
 
@@ -57,9 +76,17 @@ def open_metadata_log(data_dir: Path) -> tuple[PartitionLog, PartitionRaftStorag
     folder = Path(data_dir) / METADATA_DIR
     folder.mkdir(parents=True, exist_ok=True)
     plog = PartitionLog.open(
-        folder, LogConfig(), now_ms=int(time.time() * 1000), recover=True, cache=FileCache(16)
+        folder,
+        LogConfig(segment_bytes=METADATA_SEGMENT_BYTES, retention_ms=-1),
+        now_ms=int(time.time() * 1000),
+        recover=True,
+        cache=FileCache(16),
     )
-    return plog, PartitionRaftStorage.open(plog)
+    try:
+        return plog, PartitionRaftStorage.open(plog, snapshots=SnapshotFiles(folder))
+    except BaseException:
+        plog.close()
+        raise
 
 
 class ClusterController:
@@ -76,6 +103,7 @@ class ClusterController:
         validate_topic: Callable[[str, int], None],
         settings: DeciderSettings | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        snapshot_bytes: int = DEFAULT_SNAPSHOT_BYTES,
     ) -> None:
         self.node_id = node_id
         self.cluster_id = cluster_id
@@ -95,20 +123,130 @@ class ClusterController:
         self._rejections: dict[int, ControllerError] = {}  # index -> why, of own proposals
         self._leader_task: asyncio.Task[None] | None = None
         self._leader_listeners: list[Callable[[], None]] = []
-        self._raw_view: MetadataView | None = None
-        self._served_view = MetadataView("", -1, {}, {})
+        self.snapshot_bytes = snapshot_bytes
+        self._bytes_since_snapshot = 0
+        self._snapshot_task: asyncio.Task[int] | None = None
+        self._stopped = False
+        self.snapshots_taken = 0
+        self.snapshots_installed = 0
 
     # --- the group ----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the group (restart replays the log from its start: the state is rebuilt by
-        applying every committed entry again)."""
-        config = Config(self.node_id, voters=self.bootstrap_voters)
+        """Start the group. Restart is the newest snapshot (the log start), then the
+        committed entries after it, applied again. Raises CorruptMetadataRecordError when
+        the snapshot's state does not hold."""
+        snap = self._storage.snapshot()
+        if snap.index > 0:
+            self._restore(snap)
+        config = Config(self.node_id, voters=self.bootstrap_voters, applied=snap.index)
         self._runtime.add_group(
-            METADATA_GROUP, self._storage, config, self._apply, on_leader=self._on_leader
+            METADATA_GROUP,
+            self._storage,
+            config,
+            self._apply,
+            on_leader=self._on_leader,
+            on_snapshot=self._install,
         )
 
+    def _restore(self, snap: Snapshot) -> None:
+        """The applier's state from ``snap`` (its payload is the state at ``snap.index``)."""
+        if not snap.data:
+            raise CorruptMetadataRecordError(
+                f"node {self.node_id}: the metadata snapshot at {snap.index} has no state"
+            )
+        self.applier.restore(snap.data)
+        if self.applier.applied_index != snap.index:
+            raise CorruptMetadataRecordError(
+                f"node {self.node_id}: the metadata snapshot at {snap.index} holds the state "
+                f"at {self.applier.applied_index}"
+            )
+        self._bytes_since_snapshot = 0
+
+    def _install(self, snap: Snapshot) -> None:
+        """A snapshot from the leader (this node was behind its log start), already saved
+        and made the log start by the storage."""
+        if snap.index <= self.applier.applied_index:
+            return
+        try:
+            self._restore(snap)
+        except ControllerError as e:
+            # Every node decodes the same bytes: a leader's snapshot that does not hold is a
+            # bug. Carrying on would apply the tail to a stale state; stop the group instead.
+            log.error(
+                "node %d: the leader's metadata snapshot at %d does not hold (%s); stopping "
+                "this node's metadata group",
+                self.node_id,
+                snap.index,
+                e,
+            )
+            self._runtime.remove_group(METADATA_GROUP)
+            return
+        self.snapshots_installed += 1
+        log.info(
+            "node %d: metadata restored from the leader's snapshot at %d", self.node_id, snap.index
+        )
+        event, self._applied = self._applied, asyncio.Event()
+        event.set()
+
+    async def snapshot_now(self) -> int:
+        """Snapshot the applied state and trim the log below it; returns the snapshot's
+        index (the current log start when nothing was applied since). One at a time: a
+        call during a snapshot waits for it. Raises OSError (the log stays untrimmed)."""
+        task = self._snapshot_task
+        if task is not None and not task.done():
+            await asyncio.shield(task)
+        task = self._snapshot_task = asyncio.ensure_future(self._take_snapshot())
+        return await asyncio.shield(task)
+
+    async def _take_snapshot(self) -> int:
+        storage = self._storage
+        index, data = self.applier.snapshot()
+        start = storage.snapshot().index
+        if index <= start:
+            return start
+        self._bytes_since_snapshot = 0
+        snap = storage.snapshot_at(index, data, ConfState(frozenset(self.bootstrap_voters)))
+        saver = storage.snapshots
+        if saver is not None:
+            loop = asyncio.get_running_loop()
+            await asyncio.wait_for(
+                loop.run_in_executor(None, saver.save, snap), SNAPSHOT_SAVE_TIMEOUT_S
+            )
+        if self._stopped or not self._runtime.has_group(METADATA_GROUP):
+            return start
+        if storage.compact(snap):
+            self.snapshots_taken += 1
+            log.info(
+                "node %d: metadata snapshot at %d (%d bytes); log trimmed below it",
+                self.node_id,
+                index,
+                len(data),
+            )
+        return index
+
+    def _maybe_snapshot(self) -> None:
+        if self._bytes_since_snapshot < self.snapshot_bytes or self._stopped:
+            return
+        task = self._snapshot_task
+        if task is not None and not task.done():
+            return
+        self._snapshot_task = task = asyncio.ensure_future(self._take_snapshot())
+        task.add_done_callback(self._snapshot_done)
+
+    def _snapshot_done(self, task: asyncio.Task[int]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            log.warning("node %d: metadata snapshot failed: %s", self.node_id, error)
+
     async def stop(self) -> None:
+        self._stopped = True
+        task = self._snapshot_task
+        if task is not None and not task.done():
+            with contextlib.suppress(Exception):
+                await task  # a save under way finishes (bounded by its timeout)
         if self._leader_task is not None:
             self._leader_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -116,12 +254,9 @@ class ClusterController:
             self._leader_task = None
 
     def view(self) -> MetadataView:
-        """This node's applied metadata as served (``partitions.served_view``), with the
-        controller leader as this node knows it. The same object until something changes."""
-        raw = self.applier.view(self.leader_id if self.leader_id != NO_NODE else -1)
-        if raw is not self._raw_view:
-            self._raw_view, self._served_view = raw, served_view(raw)
-        return self._served_view
+        """This node's applied metadata, with the controller leader as this node knows it.
+        The same object until something changes."""
+        return self.applier.view(self.leader_id if self.leader_id != NO_NODE else -1)
 
     def now_ms(self) -> int:
         return self._clock_ms()
@@ -144,6 +279,9 @@ class ClusterController:
 
     def _apply(self, entries: Sequence[Entry]) -> None:
         for entry in entries:
+            if entry.index <= self.applier.applied_index:
+                continue  # in the snapshot restored at start (the commit was behind it)
+            self._bytes_since_snapshot += len(entry.data)
             error = self.applier.apply_entry(entry)
             if error is not None:
                 # Kept for the proposer (whose future resolves after this apply); rejections
@@ -153,6 +291,7 @@ class ClusterController:
                     del self._rejections[min(self._rejections)]
         event, self._applied = self._applied, asyncio.Event()
         event.set()
+        self._maybe_snapshot()
 
     def _on_leader(self, leader: int, term: int) -> None:
         self.leader_id = leader
@@ -181,6 +320,26 @@ class ClusterController:
         async with asyncio.timeout(timeout_s):
             while self.applier.applied_index < index:
                 await self._applied.wait()
+
+    async def read_index(self, timeout_s: float = DEFAULT_READ_TIMEOUT_S) -> int:
+        """A linearizable read point of the metadata: returns once this node (voter or
+        learner) applied every entry committed before the call (Raft's read index: the
+        leader confirms its leadership with a heartbeat round). Retried while no leader is
+        known or the leader changes, until ``timeout_s``; then raises the last NotLeaderError
+        (retriable) or TimeoutError."""
+        deadline = time.monotonic() + timeout_s
+        delay = 0.02
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"node {self.node_id}: no metadata read index in {timeout_s} s")
+            try:
+                return await self._runtime.read_index(METADATA_GROUP, timeout_s=remaining)
+            except NotLeaderError as e:
+                if time.monotonic() + delay >= deadline:
+                    raise NotLeaderError(f"node {self.node_id}: metadata read index: {e}") from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
     async def _caught_up(self, timeout_s: float) -> ControllerDecider:
         """The decider, once this leader applied all it committed (its no-op included)."""

@@ -30,7 +30,8 @@ from rilke.proto import rilke_pb2 as pb
 from rilke.proto import rilke_pb2_grpc as pb_grpc
 from rilke.replication.controller import MetadataView
 from rilke.replication.host import ReplicationHost
-from rilke.replication.raft.types import ConfChange, ConfChangeType
+from rilke.replication.partition import ReplicatedPartition, ReplicatedPartitionFactory
+from rilke.replication.raft.types import ConfChange, ConfChangeType, Config
 from rilke.replication.transport import TransportConfig
 from rilke.server.broker import Broker
 from rilke.server.cluster.admin import ClusterAdmin, check_topic
@@ -48,11 +49,13 @@ from rilke.server.cluster.identity import (
     cluster_id_of_voters,
     read_identity,
 )
+from rilke.server.cluster.mover import PartitionMover
 from rilke.server.cluster.partitions import ClusterPartitionFactory
 from rilke.server.cluster.producer_ids import ClusterProducerIds
 from rilke.server.cluster.service import ClusterService
 from rilke.server.cluster.topic_mirror import TopicMirror
 from rilke.server.config import BrokerConfig
+from rilke.server.partition import LocalPartitionFactory
 from rilke.storage import files
 from rilke.storage.log import PartitionLog
 
@@ -61,6 +64,7 @@ log = logging.getLogger(__name__)
 REPLAY_TIMEOUT_S = 60.0
 JOIN_TIMEOUT_S = 60.0
 MEMBERSHIP_TIMEOUT_S = 30.0
+CATCH_UP_TIMEOUT_S = 20.0
 
 
 class ClusterNode:
@@ -85,6 +89,11 @@ class ClusterNode:
         self.admin: ClusterAdmin | None = None
         self.producer_ids: ClusterProducerIds | None = None
         self._mirror: TopicMirror | None = None
+        self._mover: PartitionMover | None = None
+        self.partitions: ClusterPartitionFactory | None = None
+        self._broker: Broker | None = None
+        # The partitions' Raft settings (the core's defaults; node id and voters per group).
+        self._raft_config = Config(self.node_id)
 
     # --- 1. open ------------------------------------------------------------------------
 
@@ -119,6 +128,7 @@ class ClusterNode:
             cluster_id=cluster_id,
             bootstrap_voters=sorted(voters),
             validate_topic=lambda name, n: check_topic(name, n, self._name_max),
+            snapshot_bytes=config.metadata_snapshot_bytes,
         )
         controller.applier.subscribe(self._metadata_changed)
         controller.start()
@@ -176,7 +186,13 @@ class ClusterNode:
         return self.controller.view()
 
     def partition_factory(self, local: PartitionFactory) -> PartitionFactory:
-        return ClusterPartitionFactory(self.node_id, self.view, local)
+        assert self.host is not None
+        slots = local.flush_slots if isinstance(local, LocalPartitionFactory) else None
+        replicated = ReplicatedPartitionFactory(
+            self.host, self.node_id, flush_slots=slots, raft_config=self._raft_config
+        )
+        self.partitions = ClusterPartitionFactory(self.node_id, self.view, local, replicated)
+        return self.partitions
 
     def attach(self, broker: Broker) -> ClusterService:
         """Build what needs the broker; returns the Cluster service (registered on the
@@ -192,15 +208,43 @@ class ClusterNode:
         )
         self._client = ControllerClient(controller, service, self._address_of)
         service.forward = self._client.call
-        mirror = TopicMirror(broker, self.view, self.node_id, self._data_dir / METADATA_DIR)
+        assert self.partitions is not None
+        mirror = TopicMirror(
+            broker,
+            self.view,
+            self.node_id,
+            self._data_dir / METADATA_DIR,
+            changed_kind=self.partitions.changed_kind,
+        )
         self._mirror = mirror
         controller.applier.subscribe(mirror.changed)
         self.admin = ClusterAdmin(self.config, controller, self._client, mirror, self._name_max)
+        self._broker = broker
         self._agent = BrokerAgent(
-            self._client, controller.cluster_id, self.node_id, self.advertised
+            self._client,
+            controller.cluster_id,
+            self.node_id,
+            self.advertised,
+            leaderships=self.leaderships_to_report,
         )
         self.producer_ids = ClusterProducerIds(self._producer_id_block)
+        assert self.host is not None
+        self._mover = PartitionMover(
+            self.node_id, self.host.runtime, self.view, self._report_move_done
+        )
+        controller.applier.subscribe(self._mover.changed)
+        self._mover.start()
         return service
+
+    async def _report_move_done(self, topic: str, partition: int, target: tuple[int, ...]) -> None:
+        """Tell the controller this node's group of the partition has the target's voters."""
+        assert self._client is not None
+        done = pb.ReassignmentDone(
+            topic=topic, partition=partition, target=target, reporter=self.node_id
+        )
+        await self._client.call(
+            "ControllerWrite", pb.ControllerWriteRequest(complete_reassignment=done)
+        )
 
     async def _producer_id_block(self) -> tuple[int, int]:
         assert self._client is not None
@@ -209,6 +253,37 @@ class ClusterNode:
             "ControllerWrite", pb.ControllerWriteRequest(allocate_producer_ids=ask)
         )
         return response.first_producer_id, response.producer_id_count
+
+    def leaderships_to_report(self) -> list[pb.PartitionLeadership]:
+        """The partitions whose Raft group this node leads where the applied metadata shows
+        another leader, epoch or in-sync replicas (the heartbeat's report)."""
+        broker = self._broker
+        if broker is None:
+            return []
+        view = self.view()
+        out = []
+        for (topic, p), part in broker.partitions_by_key().items():
+            if not isinstance(part, ReplicatedPartition) or not part.is_leader:
+                continue
+            meta = view.partition(topic, p)
+            if meta is None:
+                continue
+            now = part.leadership
+            if (meta.leader, meta.leader_epoch, meta.isr) != (
+                self.node_id,
+                now.leader_epoch,
+                tuple(r for r in meta.replicas if r in now.in_sync_replicas),
+            ):
+                out.append(
+                    pb.PartitionLeadership(
+                        topic=topic,
+                        partition=p,
+                        leader_id=self.node_id,
+                        leader_epoch=now.leader_epoch,
+                        isr=now.in_sync_replicas,
+                    )
+                )
+        return out
 
     def on_topics_deleted(self, callback: Callable[[], None]) -> None:
         """``callback()`` after the mirror deleted topics (long polls look again)."""
@@ -289,13 +364,32 @@ class ClusterNode:
         self._agent.set_kafka_listener(host, port)
 
     async def start(self) -> None:
+        """Start heartbeating and mirroring, then wait (up to CATCH_UP_TIMEOUT_S) until the
+        metadata is applied up to what this node's broker reflected before a restart (its
+        ``mirrored-index``), so it does not answer from an older view (a topic it holds
+        "unknown"); past the deadline (no quorum yet) it serves what it has, and says so."""
         assert self._agent is not None and self._mirror is not None
-        self._mirror.start()
+        mirror = self._mirror
+        mirror.start()
         self._agent.start()
+        try:
+            await mirror.wait_synced(mirror.floor_index, CATCH_UP_TIMEOUT_S)
+        except TimeoutError:
+            log.warning(
+                "node %d: the metadata is not yet applied to index %d (applied: %d) after "
+                "%.0f s: serving meanwhile; it catches up once the controller has a quorum",
+                self.node_id,
+                mirror.floor_index,
+                self.view().applied_offset,
+                CATCH_UP_TIMEOUT_S,
+            )
 
     async def close(self) -> None:
         """Stop heartbeating, the mirror, the metadata group and the transport. Safe to call
         twice and after a failed :meth:`open`."""
+        if self._mover is not None:
+            await self._mover.stop()
+            self._mover = None
         if self._agent is not None:
             await self._agent.stop()
             self._agent = None

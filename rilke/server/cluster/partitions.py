@@ -1,26 +1,34 @@
-"""Which partitions a node of a cluster serves.
+"""Which partitions a node of a cluster serves, and how.
 
 The broker builds every partition of every topic in the applied metadata through its
 partition factory (so topic listing, configs and Metadata work on every node alike).
-:class:`ClusterPartitionFactory` wraps each local partition in a :class:`ClusterPartition`,
-which asks the metadata view at every produce and fetch whether this node leads it: if so
-the local partition serves; if not, the call is answered with NotLeaderError naming the
-leader (clients refresh their metadata and go there). Deciding per call, not once when the
-partition is opened, keeps a node right when the metadata it replays after a restart (or a
-leader change) arrives after the partition was opened.
+:class:`ClusterPartitionFactory` decides per partition, from the metadata view:
 
-Until the Raft-replicated partition (rilke/replication/partition.py) is wired in, a
-partition's only copy is on its first replica: :func:`served_view` is the metadata as
-served (Metadata, DescribeTopics, `rilke cluster`), where the leader is the first replica
-while it is alive (no leader while it is fenced: the metadata's own leader moves on fencing,
-to a replica with no copy) and the in-sync replicas are that one replica (the others hold
-nothing, and `rilke cluster health` says so). ``replicated`` takes the replicated factory.
+- this node is one of the partition's replicas: a Raft-replicated partition
+  (:class:`~rilke.replication.partition.ReplicatedPartition`) over the partition's log, its
+  group named ``"<topic_id>/<partition>"`` (the controller's topic id), its voters the
+  replicas (the preferred leader first). Raft elects its leader; a follower answers
+  NotLeaderError with the leader its group knows.
+- this node is not a replica (or the topic is not yet in the metadata this node replayed): a
+  :class:`RemotePartition`, which serves nothing and answers NotLeaderError naming the leader
+  the metadata records (none while it is not known). Its log stays empty.
+- an internal topic the node keeps for itself (a ``__`` name the metadata does not hold,
+  e.g. its group offsets): the local partition, served here. :meth:`ClusterPartitionFactory.
+  internal` is the hook: a topic moved into the metadata (a replicated ``__consumer_offsets``)
+  is no longer "the node's own" and gets the rules above.
+
+:meth:`ClusterPartitionFactory.kind_of` says which of the three a partition should be now,
+:meth:`ClusterPartitionFactory.changed_kind` whether one built here is that; the topic mirror
+rebuilds a partition whose kind changed (its metadata arrived after it was
+opened on restart, or this node left or joined its replicas).
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable
+from dataclasses import replace
 
 from rilke.errors import NotLeaderError
 from rilke.partition.interface import (
@@ -32,37 +40,22 @@ from rilke.partition.interface import (
     PartitionOffsets,
     PartitionSpec,
 )
-from rilke.replication.controller import (
-    NO_LEADER,
-    BrokerState,
-    MetadataView,
-    PartitionInfo,
-    TopicMeta,
-)
+from rilke.replication.controller import NO_LEADER, MetadataView
+from rilke.replication.partition import group_name
+from rilke.server.topics import is_internal
 from rilke.storage.config import LogConfig
 
 UNKNOWN_OFFSET = -1
 
-
-def served_view(view: MetadataView) -> MetadataView:
-    """``view`` with every partition as the unreplicated interim serves it (see the module
-    docstring). O(partitions): call once per applied change (the controller caches it)."""
-    alive = {b.broker_id for b in view.brokers.values() if b.state is BrokerState.ALIVE}
-    topics: dict[str, TopicMeta] = {}
-    for name, meta in view.topics.items():
-        parts = []
-        for part in meta.partitions:
-            first = part.replicas[0]
-            leader = first if first in alive else NO_LEADER
-            parts.append(PartitionInfo(part.replicas, leader, part.leader_epoch, (first,)))
-        topics[name] = TopicMeta(meta.name, meta.topic_id, meta.configs, tuple(parts))
-    return MetadataView(
-        view.cluster_id, view.controller_id, view.brokers, topics, view.applied_offset
-    )
+KIND_LOCAL = "local"
+KIND_REMOTE = "remote"
+KIND_REPLICATED = "replicated"
 
 
-class ClusterPartition:
-    """A local partition served only while the metadata says this node leads it."""
+class RemotePartition:
+    """A partition this node does not replicate: every produce, fetch and lookup is answered
+    with NotLeaderError naming the leader from the metadata. It holds the (empty) local
+    partition the broker opened, only for the broker's lifecycle calls."""
 
     def __init__(self, local: Partition, node_id: int, view: Callable[[], MetadataView]) -> None:
         self.topic = local.topic
@@ -71,23 +64,19 @@ class ClusterPartition:
         self._node_id = node_id
         self._view = view
 
-    def _serves(self) -> bool:
-        part = self._view().partition(self.topic, self.partition)
-        # Not in the metadata: the node's own internal topics (its group offsets).
-        return part is None or part.leader == self._node_id
-
     def _refuse(self) -> NotLeaderError:
         leader = self.leadership.leader_id
-        where = f"node {leader} leads it" if leader is not None else "it has no leader now"
+        where = f"node {leader} leads it" if leader is not None else "its leader is not known"
         return NotLeaderError(
-            f"node {self._node_id} does not lead {self.topic}-{self.partition}: {where}"
+            f"node {self._node_id} holds no replica of {self.topic}-{self.partition}: {where}",
+            leader_id=leader,
         )
 
     @property
     def leadership(self) -> Leadership:
         part = self._view().partition(self.topic, self.partition)
         if part is None:
-            return self._local.leadership
+            return Leadership(None, 0, (), ())
         leader = None if part.leader == NO_LEADER else part.leader
         return Leadership(leader, part.leader_epoch, part.replicas, part.isr)
 
@@ -99,25 +88,17 @@ class ClusterPartition:
         return self._local.subscribe_leadership(callback)
 
     def append(self, records: bytes, acks: int) -> asyncio.Future[AppendResult]:
-        if not self._serves():
-            raise self._refuse()
-        return self._local.append(records, acks)
+        raise self._refuse()
 
     def read(self, offset: int, max_bytes: int) -> FetchedData:
-        if not self._serves():
-            raise self._refuse()
-        return self._local.read(offset, max_bytes)
+        raise self._refuse()
 
     def offsets(self) -> PartitionOffsets:
-        """The local log's; -1 each where another node leads (it has them)."""
-        if not self._serves():
-            return PartitionOffsets(UNKNOWN_OFFSET, UNKNOWN_OFFSET, UNKNOWN_OFFSET)
-        return self._local.offsets()
+        """-1 each: the replicas have them."""
+        return PartitionOffsets(UNKNOWN_OFFSET, UNKNOWN_OFFSET, UNKNOWN_OFFSET)
 
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
-        if not self._serves():
-            raise self._refuse()
-        return self._local.offset_for_timestamp(timestamp_ms)
+        raise self._refuse()
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         return self._local.subscribe(callback)
@@ -139,22 +120,60 @@ class ClusterPartition:
 
 
 class ClusterPartitionFactory:
-    """The broker's partition factory on a node of a cluster (see the module docstring)."""
+    """The broker's partition factory on a node of a cluster (see the module docstring).
+    ``replicated`` builds a partition from a spec with ``replicas`` and ``group``."""
 
     def __init__(
         self,
         node_id: int,
         view: Callable[[], MetadataView],
         local: PartitionFactory,
-        replicated: PartitionFactory | None = None,
+        replicated: PartitionFactory,
     ) -> None:
         self._node_id = node_id
         self._view = view
         self._local = local
         self._replicated = replicated
+        self._built: weakref.WeakKeyDictionary[Partition, str] = weakref.WeakKeyDictionary()
+
+    def internal(self, topic: str, view: MetadataView) -> bool:
+        """A topic this node keeps for itself, served from its local log: a ``__`` name
+        the metadata does not hold. (The hook for a replicated ``__consumer_offsets``: once
+        the controller holds the topic it is a cluster topic like any other.)"""
+        return is_internal(topic) and view.topic(topic) is None
+
+    def changed_kind(self, part: Partition) -> str | None:
+        """The kind ``part`` (built here) should be now, if not the kind it was built as."""
+        want = self.kind_of(part.topic, part.partition)[0]
+        return want if self._built.get(part, KIND_LOCAL) != want else None
+
+    def kind_of(self, topic: str, partition: int) -> tuple[str, tuple[int, ...]]:
+        """What this node should hold of a partition now: (KIND_REPLICATED, replicas),
+        (KIND_REMOTE, ()) or (KIND_LOCAL, ())."""
+        view = self._view()
+        if self.internal(topic, view):
+            return KIND_LOCAL, ()
+        part = view.partition(topic, partition)
+        # A reassignment's new replica holds the group too, joining with the replicas'
+        # configuration (the leader adds it as a learner).
+        if part is not None and self._node_id in part.members:
+            return KIND_REPLICATED, part.replicas
+        return KIND_REMOTE, ()
 
     def __call__(self, spec: PartitionSpec) -> Partition:
-        part = self._view().partition(spec.topic, spec.partition)
-        if self._replicated is not None and part is not None and self._node_id in part.replicas:
-            return self._replicated(spec)
-        return ClusterPartition(self._local(spec), self._node_id, self._view)
+        kind, part = self._build(spec)
+        self._built[part] = kind
+        return part
+
+    def _build(self, spec: PartitionSpec) -> tuple[str, Partition]:
+        kind, replicas = self.kind_of(spec.topic, spec.partition)
+        if kind == KIND_LOCAL:
+            return kind, self._local(spec)
+        meta = self._view().topic(spec.topic)
+        # A log of another topic of that name (deleted and created again while this node
+        # was away) is never taken for the new one's: the mirror replaces the topic.
+        same = meta is not None and spec.topic_id in ("", meta.topic_id)
+        if kind == KIND_REPLICATED and meta is not None and same:
+            group = group_name(meta.topic_id, spec.partition)
+            return kind, self._replicated(replace(spec, replicas=replicas, group=group))
+        return KIND_REMOTE, RemotePartition(self._local(spec), self._node_id, self._view)

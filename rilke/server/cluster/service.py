@@ -20,8 +20,13 @@ from typing import Any
 from rilke.errors import InvalidRequestError, NotControllerError
 from rilke.proto import rilke_pb2 as pb
 from rilke.proto import rilke_pb2_grpc as pb_grpc
-from rilke.replication.controller import NO_CONTROLLER, ControllerDecider
-from rilke.replication.controller.records import MetadataRecord, ProducerIdsAllocated
+from rilke.replication.controller import NO_CONTROLLER, ControllerDecider, LeadershipReport
+from rilke.replication.controller.moves import Move, plan_rebalance
+from rilke.replication.controller.records import (
+    MetadataRecord,
+    ProducerIdsAllocated,
+    ReassignmentStarted,
+)
 from rilke.replication.raft.types import NO_NODE
 from rilke.server.cluster.controller import ClusterController
 from rilke.server.services import to_error
@@ -29,6 +34,10 @@ from rilke.server.topics import validate_configs
 from rilke.storage.config import LogConfig
 
 log = logging.getLogger(__name__)
+
+MOVE_KINDS = frozenset(
+    ("reassign_partition", "rebalance", "decommission_broker", "complete_reassignment")
+)
 
 Membership = Callable[[int, bool], Awaitable[None]]
 """(node id, promote): promote a learner to voter or demote a voter (the Raft change)."""
@@ -97,8 +106,13 @@ class ClusterService(pb_grpc.ClusterServicer):
         response = pb.BrokerHeartbeatResponse(controller_id=self._controller_id())
         try:
             now_ms = controller.now_ms()
+            reports = [
+                LeadershipReport(r.topic, r.partition, r.leader_epoch, tuple(r.isr))
+                for r in request.leaderships
+                if r.leader_id == request.broker_id  # a broker reports what it leads
+            ]
             await controller.decide(
-                lambda d: d.heartbeat(request.broker_id, request.broker_epoch, now_ms)
+                lambda d: d.heartbeat(request.broker_id, request.broker_epoch, now_ms, reports)
             )
             info = controller.applier.state.brokers.get(request.broker_id)
             response.fenced = info is None or info.state.value == "fenced"
@@ -133,6 +147,8 @@ class ClusterService(pb_grpc.ClusterServicer):
                 assert isinstance(block, ProducerIdsAllocated)
                 response.first_producer_id = block.first_producer_id
                 response.producer_id_count = block.count
+            elif kind in MOVE_KINDS:
+                await self._moves(request, kind, response)
             else:
                 decision = self._decision(request, kind)
                 response.metadata_offset = await self._controller.decide(decision)
@@ -140,6 +156,46 @@ class ClusterService(pb_grpc.ClusterServicer):
             response.error.CopyFrom(to_error(e))
         response.controller_id = self._controller_id()
         return response
+
+    async def _moves(
+        self, request: pb.ControllerWriteRequest, kind: str, response: pb.ControllerWriteResponse
+    ) -> None:
+        """Partition moves: decided, committed, and answered with the moves started (a
+        rebalance's dry run answers its plan and starts nothing)."""
+        moves: list[Move] = []
+
+        def started(records: list[MetadataRecord], d: ControllerDecider) -> list[MetadataRecord]:
+            for r in records:
+                if isinstance(r, ReassignmentStarted):
+                    moves.append((d.state.topic_names[r.topic_id], r.partition, r.target))
+            return records
+
+        def decide(d: ControllerDecider) -> list[MetadataRecord]:
+            moves.clear()
+            if kind == "reassign_partition":
+                m = request.reassign_partition
+                return started(
+                    d.reassign_partition(m.topic, m.partition, list(m.replicas), force=m.force),
+                    d,
+                )
+            if kind == "rebalance":
+                if request.rebalance.dry_run:
+                    moves.extend(plan_rebalance(d.state))
+                    return []
+                return started(d.rebalance(), d)
+            if kind == "decommission_broker":
+                return started(d.decommission_broker(request.decommission_broker), d)
+            done = request.complete_reassignment
+            return d.complete_reassignment(
+                done.topic, done.partition, list(done.target), done.reporter
+            )
+
+        response.metadata_offset = await self._controller.decide(decide)
+        state = self._controller.applier.state
+        for name, partition, target in moves:
+            topic = state.topics.get(name)
+            replicas = topic.partitions[partition].replicas if topic is not None else ()
+            response.moves.add(topic=name, partition=partition, replicas=replicas, target=target)
 
     def _decision(
         self, request: pb.ControllerWriteRequest, kind: str | None
@@ -242,4 +298,10 @@ class ClusterService(pb_grpc.ClusterServicer):
                 replicas=replicas.get(b.broker_id, 0),
                 leaders=leaders.get(b.broker_id, 0),
             )
+        for name in sorted(view.topics):
+            for p, part in enumerate(view.topics[name].partitions):
+                if part.target:
+                    response.moves.add(
+                        topic=name, partition=p, replicas=part.replicas, target=part.target
+                    )
         return response

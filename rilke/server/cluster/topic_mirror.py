@@ -9,6 +9,11 @@ broker's partition factory decides which partitions are served here
 (:mod:`rilke.server.cluster.partitions`). Internal topics the node keeps for itself (a name
 starting with ``__`` that the metadata does not hold) are left alone.
 
+Each pass also rebuilds (``Broker.rebuild_partition``) every partition whose kind is not what
+the factory would build now (``changed_kind``): opened on restart before the replayed metadata
+named it (so not yet replicated), or this node joined or left its replicas. A replicated
+partition whose replicas changed is not rebuilt: its Raft group changes its own members.
+
 A node never acts on a view older than what its broker already reflects: the metadata index
 of the latest pass is kept in ``mirrored-index`` (the metadata folder, written atomically
 before the pass acts), and after a restart passes wait until the replayed metadata reaches
@@ -30,6 +35,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from rilke.partition.interface import Partition
 from rilke.replication.controller import MetadataView, TopicMeta
 from rilke.server.broker import Broker
 from rilke.server.files import write_atomically
@@ -60,8 +66,10 @@ class TopicMirror:
         view: Callable[[], MetadataView],
         node_id: int,
         state_dir: Path | None = None,
+        changed_kind: Callable[[Partition], str | None] | None = None,
     ) -> None:
         self._broker = broker
+        self._changed_kind = changed_kind
         self._index_path = state_dir / MIRRORED_INDEX_FILE if state_dir is not None else None
         self.floor_index = read_mirrored_index(self._index_path)
         self._view = view
@@ -162,8 +170,19 @@ class TopicMirror:
                     dict(meta.configs),
                     reset,
                 )
-
+        if self._changed_kind is not None:
+            self._rebuild_changed_kinds(self._changed_kind)
         return self._changes != before
+
+    def _rebuild_changed_kinds(self, changed_kind: Callable[[Partition], str | None]) -> None:
+        broker = self._broker
+        for (topic, p), part in broker.partitions_by_key().items():
+            want = changed_kind(part)
+            if want is None:
+                continue
+            self._changes += 1
+            log.info("node %d: %s-%d is now %s here", self._node_id, topic, p, want)
+            self._try(f"rebuild {topic}-{p}", broker.rebuild_partition, topic, p)
 
     async def _create(self, meta: TopicMeta) -> None:
         try:
@@ -173,7 +192,7 @@ class TopicMirror:
         except Exception as e:
             log.error("node %d: cannot hold topic %s here: %s", self._node_id, meta.name, e)
 
-    def _try(self, what: str, action: Callable[..., None], *args: object) -> None:
+    def _try(self, what: str, action: Callable[..., object], *args: object) -> None:
         try:
             action(*args)
         except Exception as e:

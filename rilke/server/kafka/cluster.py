@@ -12,7 +12,8 @@ answers from the broker alone. On a node of a cluster (``--initial-voters``/``--
 - topic administration goes through the node's :class:`TopicAdmin` (the ClusterAdmin that
   forwards to the controller leader and answers once committed and applied here), and
   InitProducerId through the cluster's producer-id blocks;
-- FindCoordinator names :func:`group_coordinator`'s node.
+- FindCoordinator names the node rilke.server.group_placement.CoordinatorLocator says (the
+  leader of the group's ``__consumer_offsets`` partition), by its Kafka listener.
 
 Pure functions over a :class:`MetadataView`: no I/O.
 """
@@ -24,12 +25,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from rilke.replication.controller import NO_LEADER, BrokerInfo, MetadataView
-from rilke.server.coordinator import OFFSETS_TOPIC
 from rilke.server.kafka import errors as ec
 from rilke.server.kafka.types import Message
 from rilke.server.topics import is_internal
-
-NO_NODE = -1
 
 
 class TopicAdmin(Protocol):
@@ -125,16 +123,3 @@ def metadata_response(view: MetadataView, node_id: int, wanted: Iterable[str] | 
         "controller_id": controller,
         "topics": topics,
     }
-
-
-def group_coordinator(view: MetadataView | None, offsets_partition: int, node_id: int) -> int:
-    """The node coordinating the groups of ``offsets_partition`` of __consumer_offsets: the
-    partition's leader where the metadata has that topic (a cluster whose offsets topic is
-    replicated), else this node (it keeps its groups' offsets itself); NO_NODE while the
-    partition has no leader. The one place that decides it, for the Kafka listener."""
-    if view is None:
-        return node_id
-    part = view.partition(OFFSETS_TOPIC, offsets_partition)
-    if part is None:
-        return node_id
-    return part.leader if part.leader != NO_LEADER else NO_NODE

@@ -30,9 +30,10 @@ from rilke.server.coordinator.classic import (
     JoinResponse,
     SyncResponse,
 )
+from rilke.server.group_placement import CoordinatorLocator
 from rilke.server.group_service import GroupManager
 from rilke.server.kafka import errors as ec
-from rilke.server.kafka.cluster import NO_NODE, group_coordinator, kafka_brokers
+from rilke.server.kafka.cluster import kafka_brokers
 from rilke.server.kafka.codec import RequestHeader
 from rilke.server.kafka.types import Message
 
@@ -64,7 +65,7 @@ def _code(exc: BaseException) -> int:
 
 class GroupApis:
     """``view``: on a node of a cluster, its metadata (FindCoordinator names the node that
-    :func:`group_coordinator` says, by its Kafka listener); None on a single node."""
+    :class:`CoordinatorLocator` says, by its Kafka listener); None on a single node."""
 
     def __init__(
         self,
@@ -75,6 +76,8 @@ class GroupApis:
     ) -> None:
         self._manager = manager
         self._view = view
+        # Only the node id of its answer is used: the address is the node's Kafka listener.
+        self._locator = CoordinatorLocator(manager, node_id, ("", 0), view)
         self._node_id = node_id
         self._advertised = advertised
         self._joins: dict[tuple[str, str], asyncio.Future[_Outcome]] = {}
@@ -178,24 +181,19 @@ class GroupApis:
             )
             return out
         try:
-            partition = self._manager.partition_of(body["key"])  # opens __consumer_offsets
+            # The first group request creates __consumer_offsets, as in Kafka.
+            node = self._locator.coordinator_for(body["key"]).node_id
         except Exception as e:
             out.update(error_code=_code(e), error_message=str(e), node_id=-1, host="", port=-1)
             return out
-        view = self._view() if self._view is not None else None
-        node = group_coordinator(view, partition, self._node_id)
-        if node == self._node_id:
+        if node == self._node_id or self._view is None:
             return out
-        broker = kafka_brokers(view).get(node) if view is not None else None
+        broker = kafka_brokers(self._view()).get(node)
         if broker is None or broker.kafka_host is None:
-            why = (
-                f"node {node} coordinates group {body['key']!r} but has no Kafka listener"
-                if node != NO_NODE
-                else f"the coordinator of group {body['key']!r} is being elected"
-            )
             out.update(
                 error_code=ec.COORDINATOR_NOT_AVAILABLE,
-                error_message=why,
+                error_message=f"node {node} coordinates group {body['key']!r} but Kafka "
+                "clients cannot reach it (no Kafka listener known)",
                 node_id=-1,
                 host="",
                 port=-1,

@@ -49,13 +49,13 @@ def test_drain_waits_for_linger_unless_full_or_flushing():
     acc = make(linger_ms=100)
     b, _, _ = acc.append(TP0, None, b"x", None, 1)
     now = b.created_s
-    ready, next_ready = acc.drain(now + 0.01, always)
-    assert ready == [] and next_ready == pytest.approx(b.created_s + 0.1)
-    ready, _ = acc.drain(now + 0.2, always)
-    assert ready == [b] and b.full
+    ready, next_ready, more = acc.drain(now + 0.01, always)
+    assert ready == [] and next_ready == pytest.approx(b.created_s + 0.1) and not more
+    ready, _, more = acc.drain(now + 0.2, always)
+    assert ready == [b] and b.full and not more
     b2, _, _ = acc.append(TP1, None, b"y", None, 1)
     acc.flushing += 1
-    ready, _ = acc.drain(b2.created_s, always)
+    ready, _, _ = acc.drain(b2.created_s, always)
     assert ready == [b2]
 
 
@@ -63,10 +63,33 @@ def test_drain_skips_partitions_that_are_not_sendable_and_keeps_order():
     acc = make(batch_size=10)
     first, _, _ = acc.append(TP0, None, b"x" * 20, None, 1)
     second, _, _ = acc.append(TP0, None, b"x" * 20, None, 1)
-    ready, _ = acc.drain(time.monotonic(), lambda tp: False)
-    assert ready == []
-    assert acc.drain(time.monotonic(), always)[0] == [first]
-    assert acc.drain(time.monotonic(), always)[0] == [second]
+    ready, _, more = acc.drain(time.monotonic(), lambda tp: False)
+    assert ready == [] and not more
+    # One batch per partition per drain: the second, full, is reported as left behind.
+    assert acc.drain(time.monotonic(), always)[::2] == ([first], True)
+    assert acc.drain(time.monotonic(), always)[::2] == ([second], False)
+
+
+def test_drain_reports_a_batch_left_behind_only_when_it_is_ready():
+    acc = make(batch_size=100, linger_ms=100)
+    first, _, _ = acc.append(TP0, None, b"x" * 200, None, 1)  # full
+    acc.append(TP0, None, b"x", None, 1)  # the open one behind it, lingering
+    ready, next_ready, more = acc.drain(first.created_s, always)
+    assert ready == [first] and not more and next_ready is None
+    ready, _, more = acc.drain(first.created_s + 0.2, always)
+    assert len(ready) == 1 and not more
+
+
+def test_a_batch_opened_while_the_sender_sleeps_wakes_it_once():
+    acc = make(linger_ms=0)
+    wakes = []
+    acc.wakeup = lambda: wakes.append(1)
+    # The sender sets the flag before it drains, so an append right after the drain wakes it.
+    acc.sender_sleeping = True
+    assert acc.drain(time.monotonic(), always)[0] == []
+    acc.append(TP0, None, b"x", None, 1)
+    acc.append(TP0, None, b"y", None, 1)  # the same open batch: no second wake
+    assert wakes == [1] and not acc.sender_sleeping
 
 
 def test_buffer_memory_bounds_new_batches_and_release_frees_it():

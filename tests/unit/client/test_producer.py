@@ -247,6 +247,72 @@ def test_aio_producer(fake):
     assert (md.partition, md.offset, md2.offset) == (2, 0, 1)
 
 
+async def _until(condition, timeout_s=10.0):
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.001)
+
+
+def _sender_asleep(p):
+    sender = p.sender
+    return (
+        sender is not None
+        and not sender._requests
+        and not sender._wake.is_set()
+        and p.acc.sender_sleeping
+    )
+
+
+def test_linger_0_sends_with_one_drain_and_no_extra_pass(fake):
+    fake.broker.create("t", 1)
+
+    async def main():
+        async with AIOProducer(fake.address, linger_ms=0) as p:
+            await p.send_and_wait("t", b"warm-up")
+            drains = []
+            real = p.acc.drain
+            p.acc.drain = lambda now, sendable: drains.append(now) or real(now, sendable)
+            for i in range(3):
+                await _until(lambda: _sender_asleep(p))
+                before = len(drains)
+                md = await p.send_and_wait("t", b"v%d" % i)
+                assert md.offset == i + 1
+                await _until(lambda: _sender_asleep(p))
+                # One drain sends it, one more when its response frees the window: no
+                # extra pass after sending while nothing was queued.
+                assert len(drains) - before == 2
+
+    asyncio.run(main())
+
+
+def test_a_batch_opened_just_after_the_senders_drain_is_sent(fake):
+    # Another thread's append may land between the sender's drain and its sleep: it must
+    # wake the sender (it used to wait for the next wake, forever at a low rate).
+    fake.broker.create("t", 1)
+
+    async def main():
+        async with AIOProducer(fake.address, linger_ms=0) as p:
+            await p.send_and_wait("t", b"warm-up")
+            await _until(lambda: _sender_asleep(p))
+            real = p.acc.drain
+            late = []
+
+            def drain_then_append(now, sendable):
+                out = real(now, sendable)
+                if not late:
+                    batch, index, _ = p.acc.append(p._tps[("t", 0)], None, b"late", None, 1)
+                    late.append((batch, index))
+                return out
+
+            p.acc.drain = drain_then_append
+            p.sender.wake()
+            await _until(lambda: bool(late) and late[0][0].done, 5.0)
+            assert late[0][0].metadata(late[0][1]).offset == 1
+
+    asyncio.run(main())
+
+
 def test_init_producer_id_retried_until_the_broker_answers(fake):
     fake.broker.create("t", 1)
     fake.broker.faults.append(fail_first(2, "InitProducerId", grpc.StatusCode.UNAVAILABLE))

@@ -19,7 +19,11 @@ from rilke.errors import (
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
-from rilke.replication.controller.decider import ControllerDecider, DeciderSettings
+from rilke.replication.controller.decider import (
+    ControllerDecider,
+    DeciderSettings,
+    LeadershipReport,
+)
 from rilke.replication.controller.records import (
     NO_LEADER,
     BrokerFenced,
@@ -141,13 +145,15 @@ def test_a_restarting_broker_gives_up_its_leaderships() -> None:
     log = cluster(2)
     decider = decider_for(log)
     decide_and_apply(log, decider.create_topic("t", 2, 2, {}, "i"))
+    before = log.state.topics["t"].partitions
     decide_and_apply(log, decider.register_broker(1, "127.0.0.1", 9001, None, now_ms=5))
-    parts = log.state.topics["t"].partitions
-    assert all(p.leader == 2 and p.isr == (2,) for p in parts)
+    for old, new in zip(before, log.state.topics["t"].partitions, strict=True):
+        assert new.isr == (2,) and new.leader_epoch == old.leader_epoch
+        assert new.leader == (NO_LEADER if old.leader == 1 else 2)
     assert log.state.brokers[1].state is BrokerState.FENCED
 
 
-def test_fencing_moves_leaders_and_shrinks_the_isr() -> None:
+def test_fencing_takes_the_broker_out_and_leaves_electing_to_raft() -> None:
     log = cluster(3)
     decider = decider_for(log, now_ms=0)
     decide_and_apply(log, decider.create_topic("t", 3, 2, {}, "i"))
@@ -162,35 +168,80 @@ def test_fencing_moves_leaders_and_shrinks_the_isr() -> None:
     after = log.state.topics["t"].partitions
     for old, new in zip(before, after, strict=True):
         if 1 in old.replicas:
-            assert new.leader_epoch == old.leader_epoch + 1
-            assert 1 not in new.isr and new.leader in new.isr and new.leader != 1
+            assert new.leader_epoch == old.leader_epoch  # no leader is made up here
+            assert 1 not in new.isr and new.isr
+            assert new.leader == (NO_LEADER if old.leader == 1 else old.leader)
         else:
             assert new == old
     assert log.state.leader_counts.get(1, 0) == 0
+    # The partitions' Raft groups elected leaders at term 1: their reports are recorded.
+    led = [p for p, part in enumerate(after) if part.leader == NO_LEADER]
+    assert led
+    survivor = next(r for r in after[led[0]].replicas if r != 1)
+    report = LeadershipReport("t", led[0], 1, (1, 2, 3))
+    records = decider.heartbeat(survivor, epochs[survivor], SESSION, [report])
+    assert records == [PartitionChanged("i", led[0], survivor, 1, (survivor,))]  # 1 is fenced
+    decide_and_apply(log, records)
     assert decider.fence_expired(SESSION * 5) != []  # 2 and 3 are silent now too
 
 
-def test_the_last_in_sync_replica_keeps_its_place_and_leads_again_on_return() -> None:
+def test_the_last_in_sync_replica_keeps_its_place_and_leads_again_when_it_reports() -> None:
     log = cluster(1)
     decider = decider_for(log, now_ms=0)
     decide_and_apply(log, decider.create_topic("t", 2, 1, {}, "i"))
     decide_and_apply(log, decider.fence_expired(SESSION))
     parts = log.state.topics["t"].partitions
-    assert all(p.leader == NO_LEADER and p.isr == (1,) and p.leader_epoch == 1 for p in parts)
+    assert all(p.leader == NO_LEADER and p.isr == (1,) and p.leader_epoch == 0 for p in parts)
     epoch = log.state.brokers[1].epoch
-    records = decider.heartbeat(1, epoch, SESSION + 1)
-    assert records[0] == BrokerUnfenced(1, epoch)
-    assert records[1:] == [PartitionChanged("i", p, 1, 2, (1,)) for p in range(2)]
+    assert decider.heartbeat(1, epoch, SESSION + 1) == [BrokerUnfenced(1, epoch)]
+    reports = [LeadershipReport("t", p, 2, (1,)) for p in range(2)]
+    records = decider.heartbeat(1, epoch, SESSION + 1, reports)
+    assert records == [
+        BrokerUnfenced(1, epoch),
+        *(PartitionChanged("i", p, 1, 2, (1,)) for p in range(2)),
+    ]
     decide_and_apply(log, records)
     assert all(p.leader == 1 for p in log.state.topics["t"].partitions)
 
 
-def test_decommissioning_moves_leaders_and_takes_no_new_replicas() -> None:
+def test_leadership_reports_record_what_raft_elected_and_ignore_stale_ones() -> None:
+    log = cluster(3)
+    decider = decider_for(log)
+    decide_and_apply(log, decider.create_topic("t", 1, 3, {}, "i"))
+    part = log.state.topics["t"].partitions[0]
+    other = part.replicas[1]
+    epoch = log.state.brokers[other].epoch
+
+    def report(broker: int, term: int, isr: tuple[int, ...]) -> list[object]:
+        return list(decider.leadership_changes(broker, [LeadershipReport("t", 0, term, isr)]))
+
+    assert report(other, 3, (other,)) == [PartitionChanged("i", 0, other, 3, (other,))]
+    decide_and_apply(
+        log, decider.heartbeat(other, epoch, 1, [LeadershipReport("t", 0, 3, (other,))])
+    )
+    assert report(other, 3, (other,)) == []  # nothing new
+    wanted = (1, 2, 3)  # in replica order
+    assert report(other, 3, (3, 2, 1)) == [
+        PartitionChanged("i", 0, other, 3, tuple(r for r in part.replicas if r in wanted))
+    ]
+    assert report(part.replicas[0], 3, (1, 2, 3)) == []  # term 3 has its leader
+    assert report(part.replicas[0], 2, (1, 2, 3)) == []  # an older term
+    assert report(part.replicas[0], 4, (1, 2, 3)) != []  # a newer one
+    assert decider.leadership_changes(other, [LeadershipReport("nope", 0, 9, (1,))]) == []
+    assert decider.leadership_changes(other, [LeadershipReport("t", 5, 9, (1,))]) == []
+    decide_and_apply(log, decider.create_topic("u", 1, 1, {}, "j"))
+    only = log.state.topics["u"].partitions[0].replicas[0]
+    stranger = next(b for b in (1, 2, 3) if b != only)
+    assert decider.leadership_changes(stranger, [LeadershipReport("u", 0, 9, (1,))]) == []
+
+
+def test_decommissioning_takes_no_new_replicas_and_leaves_leaders_to_raft() -> None:
     log = cluster(4)
     decider = decider_for(log)
     decide_and_apply(log, decider.create_topic("t", 3, 3, {}, "i"))
+    before = log.state.topics["t"].partitions
     decide_and_apply(log, decider.decommission_broker(2))
-    assert all(p.leader != 2 for p in log.state.topics["t"].partitions)
+    assert [p.leader for p in log.state.topics["t"].partitions] == [p.leader for p in before]
     assert log.state.brokers[2].state is BrokerState.DECOMMISSIONING
     # Every partition on broker 2 is moving off it (tests/unit/controller/test_moves.py).
     assert all(2 not in p.target for p in log.state.topics["t"].partitions if p.target)
@@ -198,24 +249,6 @@ def test_decommissioning_moves_leaders_and_takes_no_new_replicas() -> None:
     decide_and_apply(log, decider.create_topic("u", 4, 2, {}, "j"))
     assert all(2 not in p.replicas for p in log.state.topics["u"].partitions)
     assert decider.fence_expired(SESSION - 1) == []
-
-
-def test_alter_isr() -> None:
-    log = cluster(3)
-    decider = decider_for(log)
-    decide_and_apply(log, decider.create_topic("t", 1, 3, {}, "i"))
-    p = log.state.topics["t"].partitions[0]
-    decide_and_apply(log, decider.alter_isr("t", 0, p.leader, 0, [p.leader]))
-    p = log.state.topics["t"].partitions[0]
-    assert p.isr == (p.leader,) and p.leader_epoch == 1
-    decide_and_apply(log, decider.alter_isr("t", 0, p.leader, 1, list(p.replicas)))
-    assert log.state.topics["t"].partitions[0].isr == p.replicas
-    with pytest.raises(InvalidRequestError, match="at epoch 2, not by"):
-        decider.alter_isr("t", 0, p.leader, 1, [p.leader])
-    with pytest.raises(InvalidRequestError, match="must hold the leader"):
-        decider.alter_isr("t", 0, p.leader, 2, [])
-    with pytest.raises(UnknownTopicOrPartitionError):
-        decider.alter_isr("t", 1, p.leader, 2, [])
 
 
 def test_producer_id_blocks_are_unique_cluster_wide() -> None:

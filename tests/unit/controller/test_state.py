@@ -127,8 +127,8 @@ def test_a_topic_and_its_partitions() -> None:
         (PartitionsAdded("t1", 2, ((1, 1),)), "repeat a broker"),
         (PartitionsAdded("t1", 2, ((1,), (4,))), "replica 4 is not a registered broker"),
         (PartitionChanged("t1", 2, 1, 1, (1,)), "has no partition 2"),
-        (PartitionChanged("t1", 0, 1, 0, (1,)), "leader epoch is 0"),
-        (PartitionChanged("t1", 0, 1, 2, (1,)), "leader epoch is 0"),
+        (PartitionChanged("t1", 0, 2, 0, (2,)), r"leader epoch is 0 \(leader 1\)"),
+        (PartitionChanged("t1", 0, 1, -1, (1,)), "leader epoch is 0"),
         (PartitionChanged("t1", 0, 1, 1, ()), "not a non-empty subset"),
         (PartitionChanged("t1", 0, 1, 1, (1, 4)), "not a non-empty subset"),
         (PartitionChanged("t1", 0, 2, 1, (1,)), "leader 2 is not in the isr"),
@@ -152,6 +152,21 @@ def test_records_that_do_not_fit_are_refused_and_change_nothing(
     assert log.state.version == version
     log.state.applied_offset -= 1
     assert encode_snapshot(log.state) == before
+
+
+def test_the_leader_epoch_is_the_raft_term_one_leader_in_each() -> None:
+    log = with_topic(1)
+    log.append([PartitionChanged("t1", 0, 3, 4, (3, 1))])  # any higher term, any replica
+    log.append([PartitionChanged("t1", 0, 3, 4, (1, 2, 3))])  # same leader: the isr changes
+    log.append([PartitionChanged("t1", 0, NO_LEADER, 4, (1, 2))])  # fenced: leader unknown
+    log.append([PartitionChanged("t1", 0, 3, 4, (1, 2, 3))])  # the same one is back
+    with pytest.raises(InvalidMetadataRecordError, match="leader epoch is 4"):
+        log.append([PartitionChanged("t1", 0, 2, 4, (2,))])
+    with pytest.raises(InvalidMetadataRecordError, match="leader epoch is 4"):
+        log.append([PartitionChanged("t1", 0, 2, 3, (2,))])
+    part = log.state.topics["orders"].partitions[0]
+    assert (part.leader, part.leader_epoch, part.isr) == (3, 4, (1, 2, 3))
+    assert log.state.leader_counts == {1: 0, 3: 1}
 
 
 def test_a_batch_applies_whole_or_not_at_all() -> None:

@@ -1,4 +1,4 @@
-"""Kafka Metadata and FindCoordinator on a node of a cluster, from its metadata view: every
+"""Kafka Metadata on a node of a cluster, from its metadata view: every
 serving broker with a Kafka listener, each partition's leader/replicas/isr whoever leads,
 UNKNOWN_TOPIC_OR_PARTITION for a topic that does not exist, the controller id."""
 
@@ -12,10 +12,9 @@ from rilke.replication.controller import (
     PartitionInfo,
     TopicMeta,
 )
-from rilke.server.coordinator import OFFSETS_TOPIC
 from rilke.server.kafka import errors as ec
 from rilke.server.kafka import schemas as sc
-from rilke.server.kafka.cluster import NO_NODE, group_coordinator, metadata_response
+from rilke.server.kafka.cluster import metadata_response
 from rilke.server.kafka.codec import decode_response, encode_response
 
 
@@ -93,17 +92,3 @@ def test_unknown_topics_are_refused_and_the_controller_falls_back_to_this_node()
     # Broker 5 leads the controller but Kafka clients cannot reach it: this node forwards.
     assert out["controller_id"] == 3
     assert metadata_response(view(controller=-1), 1, [])["controller_id"] == 1
-
-
-def test_group_coordinator_is_the_offsets_partitions_leader_once_the_metadata_has_it() -> None:
-    assert group_coordinator(None, 3, 7) == 7  # a single node
-    assert group_coordinator(view(), 3, 7) == 7  # offsets kept by the node itself
-    offsets = TopicMeta(
-        OFFSETS_TOPIC,
-        "o",
-        {},
-        (PartitionInfo((1, 2, 3), 3, 1, (1, 2, 3)), PartitionInfo((1, 2, 3), NO_LEADER, 2, (1,))),
-    )
-    replicated = view(extra={OFFSETS_TOPIC: offsets})
-    assert group_coordinator(replicated, 0, 1) == 3
-    assert group_coordinator(replicated, 1, 1) == NO_NODE

@@ -282,3 +282,118 @@ def test_pipelined_requests_are_answered_in_order_and_acks_0_gets_no_answer(tmp_
         assert got == third
 
     run(tmp_path, scenario)
+
+
+async def _logged(caplog: pytest.LogCaptureFixture, text: str, peer: str) -> None:
+    """Wait (with a deadline) for a handler log line holding ``text`` and ``peer``."""
+    deadline = asyncio.get_running_loop().time() + DEADLINE_S
+    while not any(text in r.getMessage() and peer in r.getMessage() for r in caplog.records):
+        assert asyncio.get_running_loop().time() < deadline, f"never logged: {text}"
+        await asyncio.sleep(0.01)
+
+
+def test_a_frame_that_stalls_mid_read_is_closed_after_the_frame_timeout(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(handler, "FRAME_READ_TIMEOUT_S", 0.3)
+
+    async def scenario(connect: Callable[[], Awaitable[Client]]) -> None:
+        other = await connect()
+        c = await connect()
+        c.writer.write(struct.pack(">i", 100) + b"\x00" * 10)  # and then nothing, still open
+        assert await c.closed_by_broker()
+        await _logged(caplog, "frame of 100 bytes not complete after", c.peer())
+        assert (await other.call(sc.API_VERSIONS, 2, {}))["error_code"] == 0  # unaffected
+
+    with caplog.at_level(logging.WARNING, logger="rilke.server.kafka.handler"):
+        run(tmp_path, scenario)
+
+
+def test_a_truncated_length_prefix_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario(connect: Callable[[], Awaitable[Client]]) -> None:
+        c = await connect()
+        peer = c.peer()
+        c.writer.write(b"\x00\x00")
+        c.writer.write_eof()
+        assert await c.closed_by_broker()
+        await _logged(caplog, "truncated frame (2 of 4 length bytes)", peer)
+
+    with caplog.at_level(logging.WARNING, logger="rilke.server.kafka.handler"):
+        run(tmp_path, scenario)
+
+
+def test_a_produce_that_does_not_parse_closes_the_connection_and_writes_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario(connect: Callable[[], Awaitable[Client]]) -> None:
+        setup = await connect()
+        assert (await setup.call(sc.CREATE_TOPICS, 2, _create("t")))["topics"][0]["error_code"] == 0
+        whole = codec.encode_request(sc.PRODUCE, 3, 5, "t", _produce("t", make_batch([b"x"])))
+        body = whole[4:]
+        cut = body[:-7]  # the records field claims 7 more bytes than the frame holds
+        grown = body[:-1] + b"\x00" * 9  # and one whose records run past their length
+        for frame in (cut, grown):
+            bad = await connect()
+            peer = bad.peer()
+            bad.writer.write(struct.pack(">i", len(frame)) + frame)
+            assert await bad.closed_by_broker()
+            await _logged(caplog, "request does not parse", peer)
+        offsets = await setup.call(sc.LIST_OFFSETS, 2, _latest("t"))
+        assert offsets["topics"][0]["partitions"][0]["offset"] == 0  # nothing written
+
+    with caplog.at_level(logging.WARNING, logger="rilke.server.kafka.handler"):
+        run(tmp_path, scenario)
+
+
+def test_alter_configs_replace_and_incremental_alter_configs_change_a_topic(
+    tmp_path: Path,
+) -> None:
+    def alter(name: str, configs: list[dict[str, Any]], kind: int = 2) -> dict[str, Any]:
+        resource = {"resource_type": kind, "resource_name": name, "configs": configs}
+        return {"resources": [resource], "validate_only": False}
+
+    def op(name: str, operation: int, value: str | None) -> dict[str, Any]:
+        return {"name": name, "config_operation": operation, "value": value}
+
+    async def scenario(connect: Callable[[], Awaitable[Client]]) -> None:
+        c = await connect()
+        await c.call(sc.CREATE_TOPICS, 2, _create("t"))
+
+        async def configs() -> dict[str, str]:
+            body = {
+                "resources": [
+                    {"resource_type": 2, "resource_name": "t", "configuration_keys": None}
+                ],
+                "include_synonyms": False,
+            }
+            [result] = (await c.call(sc.DESCRIBE_CONFIGS, 1, body))["results"]
+            return {e["name"]: e["value"] for e in result["configs"] if e["config_source"] == 1}
+
+        async def code(api: int, version: int, body: dict[str, Any]) -> int:
+            [response] = (await c.call(api, version, body))["responses"]
+            return int(response["error_code"])
+
+        inc = sc.INCREMENTAL_ALTER_CONFIGS
+        assert await code(inc, 0, alter("t", [op("retention.ms", 0, "5000")])) == 0
+        assert await configs() == {"retention.ms": "5000"}
+        # AlterConfigs: the listed configs are the whole set; retention.ms goes back.
+        listed = [{"name": "segment.bytes", "value": "1048576"}]
+        assert await code(sc.ALTER_CONFIGS, 1, alter("t", listed)) == 0
+        assert await configs() == {"segment.bytes": "1048576"}
+        refusals = [
+            (inc, alter("t", [op("segment.bytes", 2, "1")]), 40),  # APPEND: INVALID_CONFIG
+            (inc, alter("t", [op("retention.ms", 0, "soon")]), 40),
+            (inc, alter("t", [op("a.b", 0, "1"), op("a.b", 1, None)]), 42),
+            (inc, alter("1", [op("retention.ms", 0, "1")], kind=4), 42),  # a broker
+            (inc, alter("nope", [op("retention.ms", 0, "1")]), 3),
+            (sc.ALTER_CONFIGS, alter("t", [{"name": "retention.ms", "value": "x"}]), 40),
+        ]
+        for api, body, expected in refusals:
+            assert await code(api, 0, body) == expected, body
+        assert await configs() == {"segment.bytes": "1048576"}  # changed nothing
+        assert await code(inc, 0, alter("t", [op("segment.bytes", 1, None)])) == 0
+        assert await configs() == {}
+
+    run(tmp_path, scenario)

@@ -17,6 +17,7 @@ from rilke.errors import (
     NotLeaderError,
     TopicAlreadyExistsError,
 )
+from rilke.partition.interface import Partition, PartitionFactory, PartitionSpec
 from rilke.replication.controller import (
     BrokerInfo,
     BrokerState,
@@ -28,7 +29,12 @@ from rilke.replication.host import ReplicationHost
 from rilke.replication.transport import TransportConfig
 from rilke.server.broker import Broker
 from rilke.server.cluster.controller import ClusterController, open_metadata_log
-from rilke.server.cluster.partitions import ClusterPartitionFactory
+from rilke.server.cluster.partitions import (
+    KIND_LOCAL,
+    KIND_REMOTE,
+    KIND_REPLICATED,
+    ClusterPartitionFactory,
+)
 from rilke.server.cluster.topic_mirror import MIRRORED_INDEX_FILE, TopicMirror
 from rilke.server.config import BrokerConfig
 from rilke.storage.manager import LogManager
@@ -44,14 +50,29 @@ def topic(name: str, leaders: list[int], topic_id: str = "", **configs: str) -> 
     return TopicMeta(name, topic_id or f"id-{name}", configs, parts)
 
 
-def cluster_broker(data_dir: Path, current: list[MetadataView]) -> Broker:
+def cluster_broker(
+    data_dir: Path,
+    current: list[MetadataView],
+    specs: list[PartitionSpec] | None = None,
+    factories: list[ClusterPartitionFactory] | None = None,
+) -> Broker:
+    """A node 1 broker whose "replicated" partitions are local ones (the specs they were
+    built from are kept in ``specs``): what is built where, not Raft, is under test here."""
     config = BrokerConfig(data_dir=data_dir, node_id=1)
     manager = LogManager(data_dir, config.log, now_ms=0)
-    return Broker(
-        config,
-        manager,
-        wrap_partition_factory=lambda local: ClusterPartitionFactory(1, lambda: current[0], local),
-    )
+    built = specs if specs is not None else []
+
+    def wrap(local: PartitionFactory) -> PartitionFactory:
+        def replicated(spec: PartitionSpec) -> Partition:
+            built.append(spec)
+            return local(spec)
+
+        factory = ClusterPartitionFactory(1, lambda: current[0], local, replicated)
+        if factories is not None:
+            factories.append(factory)
+        return factory
+
+    return Broker(config, manager, wrap_partition_factory=wrap)
 
 
 def test_the_mirror_follows_the_metadata_and_serves_what_this_node_leads(tmp_path: Path) -> None:
@@ -214,16 +235,70 @@ def test_producer_ids_come_from_controller_blocks() -> None:
     asyncio.run(main())
 
 
-def test_unreplicated_partitions_are_served_by_their_first_replica_only() -> None:
-    from rilke.server.cluster.partitions import served_view
+def test_a_node_builds_replicated_partitions_of_its_replicas_only(tmp_path: Path) -> None:
+    async def main() -> None:
+        specs: list[PartitionSpec] = []
+        replicated = TopicMeta(
+            "r",
+            "id-r",
+            {},
+            (PartitionInfo((2, 1), 2, 4, (2, 1)), PartitionInfo((2, 3), -1, 1, (3,))),
+        )
+        current = [view(3, replicated)]
+        broker = cluster_broker(tmp_path, current, specs)
+        try:
+            await TopicMirror(broker, lambda: current[0], 1, tmp_path).sync(current[0])
+            assert [(s.partition, s.replicas, s.group, s.topic_id) for s in specs] == [
+                (0, (2, 1), "id-r/0", "id-r")
+            ]
+            factory = ClusterPartitionFactory(1, lambda: current[0], broker_local, broker_local)
+            assert factory.kind_of("r", 0) == (KIND_REPLICATED, (2, 1))
+            assert factory.kind_of("r", 1) == (KIND_REMOTE, ())
+            assert factory.kind_of("__own", 0) == (KIND_LOCAL, ())
+            assert factory.kind_of("unknown", 0) == (KIND_REMOTE, ())
+            remote = broker.partition("r", 1)
+            with pytest.raises(NotLeaderError, match="its leader is not known") as e:
+                remote.append(b"", -1)
+            assert e.value.leader_id is None
+            assert remote.leadership.replicas == (2, 3)
+            assert remote.offsets().high_watermark == -1
+        finally:
+            broker.close()
 
-    moved = PartitionInfo((2, 1), 1, 3, (1,))  # fencing moved the leader to a replica with no copy
-    raw = view(7, TopicMeta("t", "id", {}, (moved, PartitionInfo((1, 2), 1, 0, (1, 2)))))
-    served = served_view(raw)
-    assert served.partition("t", 0) == PartitionInfo((2, 1), 2, 3, (2,))
-    assert served.partition("t", 1) == PartitionInfo((1, 2), 1, 0, (1,))
-    fenced = MetadataView(
-        "c", 1, {**raw.brokers, 2: BrokerInfo(2, "h", 1, None, BrokerState.FENCED, 2)}, raw.topics
-    )
-    assert served_view(fenced).partition("t", 0).leader == -1  # its only copy is away
-    assert served.applied_offset == 7 and served.brokers is raw.brokers
+    asyncio.run(main())
+
+
+def test_the_mirror_rebuilds_partitions_whose_kind_changed(tmp_path: Path) -> None:
+    async def main() -> None:
+        specs: list[PartitionSpec] = []
+        factories: list[ClusterPartitionFactory] = []
+        current = [view(0)]
+        broker = cluster_broker(tmp_path, current, specs, factories)
+        broker.create_topic("t", 2, topic_id="id-t")  # opened before the metadata names it
+        with pytest.raises(NotLeaderError, match="its leader is not known"):
+            broker.partition("t", 0).read(0, 100)
+        factory = factories[0]
+        mirror = TopicMirror(
+            broker, lambda: current[0], 1, tmp_path, changed_kind=factory.changed_kind
+        )
+        try:
+            mine = TopicMeta("t", "id-t", {}, (PartitionInfo((1, 2), 1, 1, (1, 2)),) * 2)
+            current[0] = view(4, mine)
+            assert await mirror.sync(current[0])
+            assert [(s.partition, s.group) for s in specs] == [(0, "id-t/0"), (1, "id-t/1")]
+            # Left the replicas of partition 1: it serves nothing here any more.
+            moved = PartitionInfo((2,), 2, 2, (2,))
+            current[0] = view(6, TopicMeta("t", "id-t", {}, (mine.partitions[0], moved)))
+            assert await mirror.sync(current[0])
+            with pytest.raises(NotLeaderError, match="node 2 leads it"):
+                broker.partition("t", 1).read(0, 100)
+            assert len(specs) == 2  # partition 0 was left alone
+            assert not await mirror.sync(current[0])
+        finally:
+            broker.close()
+
+    asyncio.run(main())
+
+
+def broker_local(spec: PartitionSpec) -> Partition:
+    raise AssertionError("not built in this test")
