@@ -551,7 +551,8 @@ def test_producers_follow_a_failover_and_a_restarted_node_registers_its_new_list
     cluster: KafkaCluster,
 ) -> None:
     """kill -9 of a replicated partition's leader: Raft elects another, every survivor's
-    Metadata names it, and kafka-python (idempotent) and confluent-kafka deliver to it; every
+    Metadata names it, kafka-python (idempotent) and confluent-kafka deliver to it, and a
+    consumer that was fetching from the old leader reads on from the new one; every
     acknowledged record is there. The killed node restarts on another Kafka port and is
     listed at it. (Runs last in this module: it restarts a node.)"""
     create(cluster, 1, "kc-failover", 1, 3)
@@ -572,18 +573,35 @@ def test_producers_follow_a_failover_and_a_restarted_node_registers_its_new_list
             on_delivery=lambda err, _m: errors.append(err) if err else None,
         )
 
+    consumer = confluent_kafka.Consumer(
+        {"bootstrap.servers": ",".join(everyone), "group.id": "kc-fo", "enable.auto.commit": False}
+    )
+    consumer.assign([confluent_kafka.TopicPartition("kc-failover", 0, 0)])
+    read: set[str] = set()
+
+    def read_until(count: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(read) < count and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                read.add(message.value().decode())
+
     try:
         for i in range(10):
             kp.send("kc-failover", f"kp-before-{i}".encode(), partition=0).get(DEADLINE_S)
             ck_send(f"ck-before-{i}")
         assert ck.flush(DEADLINE_S) == 0 and not errors
+        read_until(20, DEADLINE_S)
+        assert len(read) == 20  # read from the leader about to die
         cluster.nodes.kill(leader)
         for i in range(10):
             kp.send("kc-failover", f"kp-after-{i}".encode(), partition=0).get(2 * DEADLINE_S)
             ck_send(f"ck-after-{i}")
         assert ck.flush(2 * DEADLINE_S) == 0 and not errors
+        read_until(40, 2 * DEADLINE_S)
     finally:
         kp.close(DEADLINE_S)
+        consumer.close()
     wait_for(
         lambda: all(cluster.leaders(n, "kc-failover")[0] in survivors for n in survivors),
         DEADLINE_S,
@@ -592,6 +610,7 @@ def test_producers_follow_a_failover_and_a_restarted_node_registers_its_new_list
     expected = {
         f"{c}-{w}-{i}" for c in ("kp", "ck") for w in ("before", "after") for i in range(10)
     }
+    assert read == expected  # the same consumer, across the failover
     assert consume_all(cluster.kafka[survivors[0]], "kc-failover", 1, len(expected)) == expected
     # The killed node comes back on a new Kafka port: it registers it, every node lists it.
     old_port = cluster.ports()[leader]
