@@ -551,9 +551,10 @@ def test_producers_follow_a_failover_and_a_restarted_node_registers_its_new_list
     cluster: KafkaCluster,
 ) -> None:
     """kill -9 of a replicated partition's leader: Raft elects another, every survivor's
-    Metadata names it, and kafka-python (idempotent) and confluent-kafka deliver to it; every
+    Metadata names it, kafka-python (idempotent) and confluent-kafka deliver to it, and a
+    consumer that was fetching from the old leader reads on from the new one; every
     acknowledged record is there. The killed node restarts on another Kafka port and is
-    listed at it. (Runs last in this module: it restarts a node.)"""
+    listed at it (so the tests after this one find three nodes again)."""
     create(cluster, 1, "kc-failover", 1, 3)
     leader = cluster.leaders(1, "kc-failover")[0]
     survivors = [n for n in NODES if n != leader]
@@ -572,18 +573,35 @@ def test_producers_follow_a_failover_and_a_restarted_node_registers_its_new_list
             on_delivery=lambda err, _m: errors.append(err) if err else None,
         )
 
+    consumer = confluent_kafka.Consumer(
+        {"bootstrap.servers": ",".join(everyone), "group.id": "kc-fo", "enable.auto.commit": False}
+    )
+    consumer.assign([confluent_kafka.TopicPartition("kc-failover", 0, 0)])
+    read: set[str] = set()
+
+    def read_until(count: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(read) < count and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                read.add(message.value().decode())
+
     try:
         for i in range(10):
             kp.send("kc-failover", f"kp-before-{i}".encode(), partition=0).get(DEADLINE_S)
             ck_send(f"ck-before-{i}")
         assert ck.flush(DEADLINE_S) == 0 and not errors
+        read_until(20, DEADLINE_S)
+        assert len(read) == 20  # read from the leader about to die
         cluster.nodes.kill(leader)
         for i in range(10):
             kp.send("kc-failover", f"kp-after-{i}".encode(), partition=0).get(2 * DEADLINE_S)
             ck_send(f"ck-after-{i}")
         assert ck.flush(2 * DEADLINE_S) == 0 and not errors
+        read_until(40, 2 * DEADLINE_S)
     finally:
         kp.close(DEADLINE_S)
+        consumer.close()
     wait_for(
         lambda: all(cluster.leaders(n, "kc-failover")[0] in survivors for n in survivors),
         DEADLINE_S,
@@ -592,6 +610,7 @@ def test_producers_follow_a_failover_and_a_restarted_node_registers_its_new_list
     expected = {
         f"{c}-{w}-{i}" for c in ("kp", "ck") for w in ("before", "after") for i in range(10)
     }
+    assert read == expected  # the same consumer, across the failover
     assert consume_all(cluster.kafka[survivors[0]], "kc-failover", 1, len(expected)) == expected
     # The killed node comes back on a new Kafka port: it registers it, every node lists it.
     old_port = cluster.ports()[leader]
@@ -627,3 +646,111 @@ def test_the_compose_file_gives_every_node_a_reachable_kafka_listener() -> None:
             if name.startswith("RILKE_KAFKA"):
                 assert f"{name}: {value}" in compose, name
         assert load_config({}, env=env).kafka_advertised_listen == f"rilke-{n}:9092"
+
+
+def test_one_group_of_three_libraries_bootstrapped_at_three_nodes(cluster: KafkaCluster) -> None:
+    """kafka-python at node 1, confluent-kafka at node 2, aiokafka at node 3, one group: each
+    finds the one coordinator, `rilke group describe` shows the three members together, and
+    between them they consume everything."""
+    create(cluster, 1, "kc-mixed", 6, 3)
+    got: dict[str, set[str]] = {"kafka-python": set(), "confluent": set(), "aiokafka": set()}
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def kp() -> None:
+        c = kafka.KafkaConsumer(
+            "kc-mixed",
+            bootstrap_servers=cluster.kafka[1],
+            group_id="kc-mix",
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=[
+                kafka.coordinator.assignors.roundrobin.RoundRobinPartitionAssignor
+            ],
+        )
+        try:
+            while not stop.is_set():
+                for records in c.poll(timeout_ms=100).values():
+                    got["kafka-python"].update(r.value.decode() for r in records)
+        finally:
+            c.close()
+
+    def ck() -> None:
+        c = confluent_kafka.Consumer(
+            {
+                "bootstrap.servers": cluster.kafka[2],
+                "group.id": "kc-mix",
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "roundrobin",
+            }
+        )
+        c.subscribe(["kc-mixed"])
+        try:
+            while not stop.is_set():
+                m = c.poll(0.1)
+                if m is not None and m.error() is None:
+                    got["confluent"].add(m.value().decode())
+        finally:
+            c.close()
+
+    def aio() -> None:
+        async def run() -> None:
+            c = aiokafka.AIOKafkaConsumer(
+                "kc-mixed",
+                bootstrap_servers=cluster.kafka[3],
+                group_id="kc-mix",
+                auto_offset_reset="earliest",
+            )
+            await c.start()
+            try:
+                while not stop.is_set():
+                    for records in (await c.getmany(timeout_ms=100)).values():
+                        got["aiokafka"].update(r.value.decode() for r in records)
+            finally:
+                await c.stop()
+
+        asyncio.run(run())
+
+    def guarded(fn: Any) -> Any:
+        def body() -> None:
+            try:
+                fn()
+            except BaseException as e:
+                errors.append(e)
+
+        return body
+
+    def members() -> int:
+        command = ["group", "describe", "kc-mix", "--json", "-b", cluster.nodes.address(1)]
+        done = subprocess.run(
+            [sys.executable, "-m", "rilke", *command],
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE_S,
+            check=False,
+        )
+        return len(json.loads(done.stdout)["members"]) if done.returncode == 0 else 0
+
+    threads = [threading.Thread(target=guarded(f), daemon=True) for f in (kp, ck, aio)]
+    for t in threads:
+        t.start()
+    producer = kafka.KafkaProducer(bootstrap_servers=cluster.kafka[2], acks="all")
+    produced: set[str] = set()
+    try:
+        wait_for(lambda: members() == 3, 2 * DEADLINE_S, "three members in one group")
+        deadline = time.monotonic() + 2 * DEADLINE_S
+        while not (all(got.values()) and set().union(*got.values()) >= produced):
+            assert not errors, errors
+            assert time.monotonic() < deadline, {k: len(v) for k, v in got.items()}
+            if not all(got.values()):
+                for i in range(12):
+                    value = f"m-{len(produced)}"
+                    producer.send("kc-mixed", value.encode(), partition=i % 6).get(DEADLINE_S)
+                    produced.add(value)
+            time.sleep(0.2)
+    finally:
+        producer.close(DEADLINE_S)
+        stop.set()
+        for t in threads:
+            t.join(DEADLINE_S)
+    assert not errors, errors
+    assert set().union(*got.values()) == produced
