@@ -282,3 +282,30 @@ def test_a_decommission_while_producing_loses_nothing(cluster: ClusterNodes) -> 
         wait_for(lambda p=p: caught_up(cluster, after[p], p), 60, f"{TOPIC}-{p}'s replicas")
         assert leaders(cluster, 2)[p] != gone
     check_exactly_once(writer.acked, read_all(everyone, 2, len(writer.acked)))
+
+
+def test_a_restarted_preferred_leader_gets_its_leadership_back(cluster: ClusterNodes) -> None:
+    with_topic(cluster, partitions=1)
+    preferred = replicas_of(cluster, 1, TOPIC)[0][0]
+    wait_for(
+        lambda: leaders(cluster, 1).get(0) == preferred,
+        60,
+        f"the preferred leader {preferred} to lead (balancing, if it was not elected)",
+    )
+    cluster.kill(preferred)
+    survivor = next(n for n in cluster.ports if n != preferred)
+    wait_for(
+        lambda: leaders(cluster, survivor).get(0) not in (None, preferred),
+        60,
+        "another replica to lead",
+    )
+    cluster.start(preferred)
+    # Alive and in sync for the balancer's delay (10 s), then handed back by leader transfer.
+    wait_for(
+        lambda: leaders(cluster, survivor).get(0) == preferred,
+        90,
+        f"node {preferred} to lead again",
+    )
+    everyone = ",".join(cluster.address(n) for n in cluster.ports)
+    with Producer(everyone, acks="all") as p:
+        assert p.send(TOPIC, b"after", partition=0).get(60).offset >= 0
