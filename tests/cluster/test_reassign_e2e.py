@@ -309,3 +309,40 @@ def test_a_restarted_preferred_leader_gets_its_leadership_back(cluster: ClusterN
     everyone = ",".join(cluster.address(n) for n in cluster.ports)
     with Producer(everyone, acks="all") as p:
         assert p.send(TOPIC, b"after", partition=0).get(60).offset >= 0
+
+
+def test_rebalance_after_a_node_joined_spreads_replicas_and_keeps_the_data(
+    tmp_path: Path,
+) -> None:
+    cluster = ClusterNodes(tmp_path, 3)
+    try:
+        cluster.start_all()
+        wait_for(lambda: formed(cluster), FORM_TIMEOUT_S, "three nodes to form a cluster")
+        result = cluster.create_topic(1, TOPIC, partitions=4, replication_factor=3)
+        assert not result.error.code, result.error.message
+        wait_for(lambda: len(leaders(cluster, 1)) == 4, 60, "every partition's leader")
+        everyone = ",".join(cluster.address(n) for n in (1, 2, 3))
+        with Producer(everyone, acks="all") as p:
+            futures = [
+                (p.send(TOPIC, f"v{i}".encode(), partition=i % 4), f"v{i}") for i in range(200)
+            ]
+            acked = [(f.get(60).partition, f.get(60).offset, v) for f, v in futures]
+        cluster.join(4)
+        wait_for(lambda: formed(cluster), FORM_TIMEOUT_S, "node 4 alive in the cluster")
+        plan = cli("cluster", "rebalance", "--dry-run", "--json", "-b", everyone)
+        assert plan.returncode == 0, plan.stderr
+        planned = json.loads(plan.stdout)["moves"]
+        assert planned and all(4 in m["target"] for m in planned if 4 not in m["replicas"])
+        out = cli("cluster", "rebalance", "-b", everyone)
+        assert out.returncode == 0 and "moving" in out.stdout, out.stderr
+
+        def spread() -> bool:
+            counts = {b["node_id"]: b["replicas"] for b in info(cluster, 2)["brokers"]}
+            return moves_done(cluster, 1) and set(counts.values()) == {3}
+
+        wait_for(spread, MOVE_TIMEOUT_S, "three replicas on each of the four brokers")
+        again = cli("cluster", "rebalance", "--dry-run", "--json", "-b", everyone)
+        assert json.loads(again.stdout)["moves"] == []
+        check_exactly_once(acked, read_all(cluster.address(4), 4, len(acked)))
+    finally:
+        cluster.close()
