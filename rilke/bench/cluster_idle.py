@@ -15,9 +15,9 @@ import argparse
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from rilke.bench.cluster_spawn import SpawnedCluster, SpawnedNode
+from rilke.bench.cluster_spawn import SpawnedCluster
 from rilke.bench.common import print_table, write_json
 
 GOAL_CORE_SHARE = 0.05
@@ -59,7 +59,13 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def idle_cpu(nodes: Sequence[SpawnedNode], seconds: float) -> list[float]:
+class HasCpu(Protocol):
+    def cpu_s(self) -> float:
+        """User + system CPU seconds so far."""
+        ...
+
+
+def idle_cpu(nodes: Sequence[HasCpu], seconds: float) -> list[float]:
     """Each node's CPU over the next ``seconds`` as a share of one core."""
     before = [n.cpu_s() for n in nodes]
     start = time.monotonic()

@@ -22,6 +22,8 @@ _BENCH_MODULES: tuple[str, ...] = (
     "rilke.bench.latency_timeline",
     "rilke.bench.cluster_failover",
     "rilke.bench.cluster_idle",
+    "rilke.bench.cluster_batch",
+    "rilke.bench.metadata_snapshot",
 )
 
 

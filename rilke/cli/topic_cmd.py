@@ -1,4 +1,8 @@
-"""`rilke topic create|list|describe|delete|alter-config|reassign`.
+"""`rilke topic create|list|describe|delete|alter-config|reassign|add-partitions`.
+
+``add-partitions TOPIC --count N`` grows a topic to N partitions in all (Kafka's
+CreatePartitions; partitions are never removed); in a cluster the new partitions' replicas are
+spread over the live brokers.
 
 ``reassign TOPIC PARTITION --replicas 1,2,4`` moves one partition of a cluster to those
 brokers (preferred leader first) through one-at-a-time membership changes of its Raft group,
@@ -58,8 +62,24 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("describe", help="show partitions, leaders, offsets and configs")
     p.add_argument("names", nargs="*", metavar="NAME", help="topics (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--linearizable",
+        action="store_true",
+        help="in a cluster: answer only once the node's metadata holds every committed change",
+    )
     add_client_arguments(p)
     p.set_defaults(func=_describe)
+
+    p = sub.add_parser(
+        "add-partitions",
+        help="grow a topic to more partitions",
+        description="Grow a topic to --count partitions in all (partitions are never removed).",
+    )
+    p.add_argument("name", metavar="TOPIC")
+    p.add_argument("--count", type=int, required=True, help="the new total number of partitions")
+    p.add_argument("--validate-only", action="store_true", help="check the request; change nothing")
+    add_client_arguments(p)
+    p.set_defaults(func=_add_partitions)
 
     p = sub.add_parser(
         "reassign", help="move a partition to other brokers (a cluster's partitions only)"
@@ -140,7 +160,7 @@ def _list(args: argparse.Namespace) -> int:
 @client_command
 def _describe(args: argparse.Namespace) -> int:
     with admin_for(args) as admin:
-        topics = admin.describe_topics(args.names or None)
+        topics = admin.describe_topics(args.names or None, linearizable=args.linearizable)
     if args.json:
         print(
             json.dumps(
@@ -172,6 +192,17 @@ def _describe(args: argparse.Namespace) -> int:
                 f"  {p.partition:>9} {p.leader:>6} {replicas:>8} {in_sync:>8} "
                 f"{p.log_start_offset:>12} {p.high_watermark:>12} {p.size_bytes:>12}{moving}"
             )
+    return EXIT_OK
+
+
+@client_command
+def _add_partitions(args: argparse.Namespace) -> int:
+    if args.count < 1:
+        raise ValueError(f"--count must be >= 1, not {args.count}")
+    with admin_for(args) as admin:
+        admin.create_partitions({args.name: args.count}, validate_only=args.validate_only)
+    verb = "would grow" if args.validate_only else "grew"
+    print(f"{verb} topic {args.name} to {args.count} partitions")
     return EXIT_OK
 
 

@@ -133,10 +133,16 @@ class AIOAdmin:
             key=lambda t: t.name,
         )
 
-    async def describe_topics(self, names: Iterable[str] | None = None) -> list[TopicDescription]:
-        """Describe the named topics (None: all); raises for an unknown one."""
+    async def describe_topics(
+        self, names: Iterable[str] | None = None, *, linearizable: bool = False
+    ) -> list[TopicDescription]:
+        """Describe the named topics (None: all); raises for an unknown one. With
+        ``linearizable`` a node of a cluster answers only once its metadata holds every change
+        committed before the call (a read index); otherwise from its applied view, which may
+        lag the controller by a moment."""
         response = await self._call(
-            "DescribeTopics", pb.DescribeTopicsRequest(names=list(names or []))
+            "DescribeTopics",
+            pb.DescribeTopicsRequest(names=list(names or []), linearizable=linearizable),
         )
         out = []
         for t in response.topics:
@@ -167,6 +173,26 @@ class AIOAdmin:
                 )
             )
         return out
+
+    async def create_partitions_results(
+        self, counts: dict[str, int], validate_only: bool = False
+    ) -> dict[str, RilkeError | None]:
+        request = pb.CreatePartitionsRequest(
+            topics=[pb.CreatePartitionsTopic(name=n, count=c) for n, c in counts.items()],
+            validate_only=validate_only,
+        )
+        response = await self._call("CreatePartitions", request)
+        return {
+            r.name: error_from_proto(r.error, f"add partitions to {r.name!r}")
+            for r in response.results
+        }
+
+    async def create_partitions(self, counts: dict[str, int], validate_only: bool = False) -> None:
+        """Grow topics to new total partition counts, ``{topic: count}`` (Kafka's
+        CreatePartitions); raises e.g. InvalidPartitionsError for a count not above today's,
+        UnknownTopicOrPartitionError."""
+        _raise_first(await self.create_partitions_results(counts, validate_only))
+        self.cluster.request_update()
 
     async def describe_configs(
         self, topics: Iterable[str], include_defaults: bool = True
@@ -317,8 +343,19 @@ class Admin:
     def list_topics(self, include_internal: bool = False) -> list[TopicListing]:
         return list(self._run(self._aio.list_topics(include_internal)))
 
-    def describe_topics(self, names: Iterable[str] | None = None) -> list[TopicDescription]:
-        return list(self._run(self._aio.describe_topics(None if names is None else list(names))))
+    def describe_topics(
+        self, names: Iterable[str] | None = None, *, linearizable: bool = False
+    ) -> list[TopicDescription]:
+        names = None if names is None else list(names)
+        return list(self._run(self._aio.describe_topics(names, linearizable=linearizable)))
+
+    def create_partitions(self, counts: dict[str, int], validate_only: bool = False) -> None:
+        self._run(self._aio.create_partitions(dict(counts), validate_only))
+
+    def create_partitions_results(
+        self, counts: dict[str, int], validate_only: bool = False
+    ) -> dict[str, RilkeError | None]:
+        return dict(self._run(self._aio.create_partitions_results(dict(counts), validate_only)))
 
     def describe_configs(
         self, topics: Iterable[str], include_defaults: bool = True

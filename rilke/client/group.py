@@ -67,6 +67,7 @@ _COORDINATOR_ERRORS = (
     CoordinatorNotAvailableError,
     CoordinatorLoadInProgressError,
 )
+COORDINATOR_ERRORS = _COORDINATOR_ERRORS  # moved, loading, unavailable: find it again
 
 
 def tps_to_proto(tps: Iterable[TopicPartition]) -> list[Any]:

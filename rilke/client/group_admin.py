@@ -9,12 +9,17 @@ committed offset; 0 when nothing is left to consume).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from rilke.client.cluster import Cluster
-from rilke.client.group import GroupCoordinatorClient, fetch_committed, tps_from_proto
+from rilke.client.group import (
+    COORDINATOR_ERRORS,
+    GroupCoordinatorClient,
+    fetch_committed,
+    tps_from_proto,
+)
 from rilke.client.offsets import EARLIEST, LATEST, list_offsets
 from rilke.client.structs import TopicPartition
 from rilke.client.transport import error_from_proto
@@ -84,10 +89,37 @@ async def list_groups(cluster: Cluster, timeout_s: float) -> list[GroupListing]:
     return [seen[k] for k in sorted(seen)]
 
 
+async def _call_per_group(
+    coordinator: GroupCoordinatorClient,
+    method: str,
+    request: Any,
+    items: Callable[[Any], Iterable[Any]],
+    timeout_s: float,
+) -> Any:
+    """``coordinator.call`` for a method whose errors are per group (DescribeGroups,
+    DeleteGroups): a coordinator error there (moved, loading) is retried too, at the
+    coordinator found again, until the deadline."""
+
+    async def once(remaining_s: float) -> Any:
+        resp = await coordinator.call_once(method, request, remaining_s)
+        for item in items(resp):
+            err = error_from_proto(item.error)
+            if isinstance(err, COORDINATOR_ERRORS):
+                coordinator.address = None
+                raise err
+        return resp
+
+    return await coordinator.cluster.retrying(once, timeout_s)
+
+
 async def _describe_raw(cluster: Cluster, group_id: str, timeout_s: float) -> object:
     coordinator = GroupCoordinatorClient(cluster, group_id)
-    resp = await coordinator.call(
-        "DescribeGroups", pb.DescribeGroupsRequest(group_ids=[group_id]), timeout_s
+    resp = await _call_per_group(
+        coordinator,
+        "DescribeGroups",
+        pb.DescribeGroupsRequest(group_ids=[group_id]),
+        lambda r: r.groups,
+        timeout_s,
     )
     [desc] = resp.groups
     err = error_from_proto(desc.error, f"describing group {group_id!r}")
@@ -183,8 +215,12 @@ async def delete_groups(
     out: dict[str, RilkeError | None] = {}
     for gid in group_ids:
         coordinator = GroupCoordinatorClient(cluster, gid)
-        resp = await coordinator.call(
-            "DeleteGroups", pb.DeleteGroupsRequest(group_ids=[gid]), timeout_s
+        resp = await _call_per_group(
+            coordinator,
+            "DeleteGroups",
+            pb.DeleteGroupsRequest(group_ids=[gid]),
+            lambda r: r.results,
+            timeout_s,
         )
         for r in resp.results:
             out[r.group_id] = error_from_proto(r.error, f"deleting group {r.group_id!r}")

@@ -366,6 +366,11 @@ class AdminStub:
                 request_serializer=rilke_dot_proto_dot_rilke__pb2.AlterConfigsRequest.SerializeToString,
                 response_deserializer=rilke_dot_proto_dot_rilke__pb2.AlterConfigsResponse.FromString,
                 _registered_method=True)
+        self.CreatePartitions = channel.unary_unary(
+                '/rilke.v1.Admin/CreatePartitions',
+                request_serializer=rilke_dot_proto_dot_rilke__pb2.CreatePartitionsRequest.SerializeToString,
+                response_deserializer=rilke_dot_proto_dot_rilke__pb2.CreatePartitionsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -410,6 +415,13 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreatePartitions(self, request, context):
+        """Kafka's CreatePartitions: grow topics to a new total count of partitions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -442,6 +454,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.AlterConfigs,
                     request_deserializer=rilke_dot_proto_dot_rilke__pb2.AlterConfigsRequest.FromString,
                     response_serializer=rilke_dot_proto_dot_rilke__pb2.AlterConfigsResponse.SerializeToString,
+            ),
+            'CreatePartitions': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePartitions,
+                    request_deserializer=rilke_dot_proto_dot_rilke__pb2.CreatePartitionsRequest.FromString,
+                    response_serializer=rilke_dot_proto_dot_rilke__pb2.CreatePartitionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -609,6 +626,33 @@ class Admin:
             '/rilke.v1.Admin/AlterConfigs',
             rilke_dot_proto_dot_rilke__pb2.AlterConfigsRequest.SerializeToString,
             rilke_dot_proto_dot_rilke__pb2.AlterConfigsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePartitions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rilke.v1.Admin/CreatePartitions',
+            rilke_dot_proto_dot_rilke__pb2.CreatePartitionsRequest.SerializeToString,
+            rilke_dot_proto_dot_rilke__pb2.CreatePartitionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

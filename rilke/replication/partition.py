@@ -156,6 +156,9 @@ class ReplicatedPartition:
         storage = ReplicatedStorage.open(log_, state_dir=state_dir)
         assert isinstance(storage, ReplicatedStorage)  # open builds its own class
         self._storage = storage
+        # The replicas as the log start's configuration (see the class docstring): what a
+        # member behind retention's log start is sent holds every voter.
+        storage.seed_conf(replicas)
         self.update_config(config)
         self._storage.observer = self._written
         # What this replica's log holds committed (retention may have moved the log start past

@@ -34,6 +34,7 @@ from __future__ import annotations
 import bisect
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -282,6 +283,20 @@ class PartitionRaftStorage:
             if index <= start:  # below the log start (retention): part of the start's conf
                 conf = ConfChange.decode(data.encode()).apply_to(conf)
         return HardState(state.term, state.vote, state.commit), conf
+
+    def seed_conf(self, voters: Sequence[int]) -> bool:
+        """Give a state that holds no log-start configuration ``voters`` as one (a new group,
+        or a state file written before groups were seeded), so that the configuration at the
+        log start, and the snapshot a lagging or new member is sent, are whole even once
+        retention has moved the log start past CONFIG entries. Replaying the log's CONFIG
+        entries over any seed that agrees on the members they never name gives the group's
+        configuration (each change sets one node's role outright). Whether it seeded."""
+        state = self._state
+        if state.snapshot_voters or state.snapshot_learners or not voters:
+            return False
+        state.snapshot_voters = sorted(voters)
+        self._state_dirty = True
+        return True
 
     def first_index(self) -> int:
         return self._state.snapshot_index + 1

@@ -34,7 +34,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol, TypeVar, runtime_checkable
 
@@ -75,6 +75,7 @@ OFFSETS_TOPIC_CONFIGS = {
     "segment.bytes": str(100 * 1024 * 1024),
 }
 APPEND_TIMEOUT_S = 10.0
+LOAD_CHUNK_RECORDS = 1000  # records a led coordinator replays between two yields to the loop
 _MAX_TICK_SLEEP_S = 1.0
 
 
@@ -175,6 +176,7 @@ class _Slot:
     generation: int = 0  # bumped on every (re)load: a failed write reloads once
     epoch: int | None = None  # the leader epoch the coordinator was loaded at (led logs)
     unwatch: Callable[[], None] | None = None
+    loading: asyncio.Task[None] | None = None  # a led log's coordinator being loaded
     reconciling: bool = False  # a reconcile is scheduled on the loop
 
 
@@ -285,13 +287,21 @@ class GroupManager:
             return
         self._check_leading(slot)
         leader, epoch = led.leader()
-        if leader == self.node_id and slot.coord is None and led.caught_up():
-            self._load(slot)
-            slot.epoch = epoch
+        if (
+            leader == self.node_id
+            and slot.coord is None
+            and slot.loading is None
+            and not self._stopped
+            and led.caught_up()
+        ):
+            slot.loading = asyncio.ensure_future(self._load_led(slot, epoch))
 
     def _drop(self, slot: _Slot, why: str) -> None:
         """Stop serving ``slot``'s groups at once (answers still waiting on a write fail)."""
         count = len(slot.coord.groups) if slot.coord is not None else 0
+        if slot.loading is not None:
+            slot.loading.cancel()
+            slot.loading = None
         slot.coord = None
         slot.durable = None
         slot.deadline_ms = None
@@ -370,6 +380,10 @@ class GroupManager:
             if slot.unwatch is not None:
                 slot.unwatch()
                 slot.unwatch = None
+            if slot.loading is not None:
+                slot.loading.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await slot.loading
         stop_view = getattr(self.broker, "stop", None)
         if stop_view is not None:
             await stop_view()  # a cluster view's topic creation in flight
@@ -381,6 +395,44 @@ class GroupManager:
 
     def _load(self, slot: _Slot) -> None:
         """Rebuild ``slot``'s coordinator by replaying its partition from the log start."""
+        for _ in self._replaying(slot):
+            pass
+
+    async def _load_led(self, slot: _Slot, epoch: int) -> None:
+        """:meth:`_load` for a led log, yielding to the loop every LOAD_CHUNK_RECORDS
+        records (a new leader may replay a long log: Raft's heartbeats must go on); abandoned
+        as soon as this node no longer leads the partition at ``epoch``."""
+        led = slot.log
+        assert isinstance(led, LedOffsetsLog)
+        me = asyncio.current_task()
+
+        def still_leading() -> bool:
+            if led.leader() == (self.node_id, epoch) and not self._stopped:
+                return True
+            log.info("%s-%d: loading abandoned: leadership moved", OFFSETS_TOPIC, slot.partition)
+            return False
+
+        replay = self._replaying(slot)
+        try:
+            # Each stretch between two pauses runs whole on the loop, after a check: the
+            # coordinator is installed (at the end of the last) only while still leading.
+            if not still_leading():
+                return
+            for _ in replay:
+                await asyncio.sleep(0)
+                if not still_leading():
+                    return
+            slot.epoch = epoch
+        except Exception:
+            log.exception("%s-%d: loading the coordinator failed", OFFSETS_TOPIC, slot.partition)
+        finally:
+            replay.close()
+            if slot.loading is me:
+                slot.loading = None
+
+    def _replaying(self, slot: _Slot) -> Generator[None, None, None]:
+        """Replay ``slot``'s partition into a new coordinator, pausing (yielding) every
+        LOAD_CHUNK_RECORDS records; installs it when the replay is complete."""
         coord = GroupCoordinator(
             self.config, partition=slot.partition, member_id_factory=_new_member_id
         )
@@ -403,6 +455,8 @@ class GroupManager:
                     offset,
                     exc,
                 )
+            if (count + skipped) % LOAD_CHUNK_RECORDS == 0:
+                yield
         coord.finish_loading(self.clock_ms())
         slot.coord = coord
         slot.generation += 1

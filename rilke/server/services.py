@@ -120,14 +120,55 @@ class ClusterTopicAdmin(Protocol):
         self, name: str, set_: Mapping[str, str], delete: Sequence[str], validate_only: bool
     ) -> None: ...
 
+    async def create_partitions(self, name: str, total: int, validate_only: bool) -> None: ...
+
+    async def read_barrier(self) -> None:
+        """Return once this node's metadata holds every change committed before the call
+        (a read index of the metadata group); raises a retriable error when it cannot."""
+
+
+async def linearizable_barrier(admin: ClusterTopicAdmin | None, context: Any) -> None:
+    """For a request with ``linearizable`` set: wait for ``admin.read_barrier()`` (nothing
+    to wait for on a single node: its view is the only one). When the barrier cannot be had
+    (no controller leader, a timeout), the call ends UNAVAILABLE with the reason, which
+    clients retry at another node."""
+    if admin is None:
+        return
+    try:
+        await admin.read_barrier()
+    except (RilkeError, TimeoutError) as e:
+        await context.abort(
+            grpc.StatusCode.UNAVAILABLE, f"no linearizable metadata on this node now: {e}"
+        )
+
 
 _Started = tuple[pb.ProducePartitionData, "asyncio.Future[AppendResult] | None", pb.Error | None]
 
 
-def _wake(woken: asyncio.Future[None]) -> None:
-    """Wake a long poll (called by appends, its timer, topic deletion: any number of times)."""
+def _wake(woken: asyncio.Future[None], *_: object) -> None:
+    """Wake a waiting handler (a long poll: by appends, its timer, topic deletion; an
+    acknowledgement: by its future or its timer), any number of times."""
     if not woken.done():
         woken.set_result(None)
+
+
+async def _wait_done(future: asyncio.Future[Any], timeout_s: float) -> None:
+    """Return once ``future`` is done; raise TimeoutError after ``timeout_s``. Neither a
+    timeout nor the cancellation of this wait cancels ``future`` (other requests may wait on
+    the same append). One loop hop when it resolves: wait_for over shield took a task and
+    three hops for every acks=all acknowledgement."""
+    loop = asyncio.get_running_loop()
+    woken: asyncio.Future[None] = loop.create_future()
+    wake = functools.partial(_wake, woken)
+    future.add_done_callback(wake)
+    timer = loop.call_later(timeout_s, wake)
+    try:
+        await woken
+    finally:
+        timer.cancel()
+        future.remove_done_callback(wake)
+    if not future.done():
+        raise TimeoutError
 
 
 class BrokerService(pb_grpc.BrokerServicer):
@@ -139,9 +180,11 @@ class BrokerService(pb_grpc.BrokerServicer):
         advertised: tuple[str, int],
         metadata_view: Callable[[], MetadataView] | None = None,
         init_producer_id: Callable[[int, int], Awaitable[tuple[int, int]]] | None = None,
+        cluster_admin: ClusterTopicAdmin | None = None,
     ) -> None:
         self._broker = broker
         self._advertised = advertised
+        self._cluster_admin = cluster_admin  # a cluster's node: the read barrier
         # A cluster's node: producer ids from the controller's blocks (unique cluster-wide).
         self._init_producer_id = init_producer_id
         # Leaders, replicas and brokers come from here (a cluster's applied metadata; by
@@ -211,7 +254,7 @@ class BrokerService(pb_grpc.BrokerServicer):
             if future is not None:
                 try:
                     if not future.done():
-                        await asyncio.wait_for(asyncio.shield(future), timeout_s)
+                        await _wait_done(future, timeout_s)
                     result = future.result()
                     out.base_offset = result.base_offset
                     out.log_append_time_ms = result.log_append_time_ms
@@ -437,6 +480,8 @@ class BrokerService(pb_grpc.BrokerServicer):
         return response
 
     async def Metadata(self, request: pb.MetadataRequest, context: Any) -> pb.MetadataResponse:
+        if request.linearizable:
+            await linearizable_barrier(self._cluster_admin, context)
         broker = self._broker
         view = self._metadata_view()
         response = pb.MetadataResponse(cluster_id=view.cluster_id, controller_id=view.controller_id)
@@ -563,6 +608,8 @@ class AdminService(pb_grpc.AdminServicer):
     async def DescribeTopics(
         self, request: pb.DescribeTopicsRequest, context: Any
     ) -> pb.DescribeTopicsResponse:
+        if request.linearizable:
+            await linearizable_barrier(self._cluster_admin, context)
         broker = self._broker
         view = self._metadata_view()
         response = pb.DescribeTopicsResponse()
@@ -630,6 +677,27 @@ class AdminService(pb_grpc.AdminServicer):
                 )
         return response
 
+    async def CreatePartitions(
+        self, request: pb.CreatePartitionsRequest, context: Any
+    ) -> pb.CreatePartitionsResponse:
+        """Kafka's CreatePartitions: each topic grows to its new total count (answered once
+        committed, in a cluster); a count not above today's, an unknown or internal topic is
+        that topic's error and changes nothing."""
+        response = pb.CreatePartitionsResponse()
+        for topic in request.topics:
+            out = response.results.add(name=topic.name)
+            with error_into(out):
+                refuse_internal(topic.name, "add partitions to")
+                if self._cluster_admin is not None:
+                    await self._cluster_admin.create_partitions(
+                        topic.name, topic.count, request.validate_only
+                    )
+                    continue
+                self._broker.create_partitions(
+                    topic.name, topic.count, validate_only=request.validate_only
+                )
+        return response
+
 
 def add_services(
     server: grpc.aio.Server,
@@ -648,7 +716,7 @@ def add_services(
     from grpc_reflection.v1alpha import reflection
 
     view = metadata_view or (lambda: local_metadata_view(broker, advertised))
-    service = BrokerService(broker, advertised, view, init_producer_id)
+    service = BrokerService(broker, advertised, view, init_producer_id, cluster_admin)
     stats = broker.stats
     _add_servicer(server, "Broker", service, stats)
     admin = AdminService(broker, service.wake_waiters, view, cluster_admin)

@@ -10,8 +10,13 @@ another leader, while the clients still hold the old metadata).
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 import struct
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +27,7 @@ from cluster_nodes import ClusterNodes
 from waiting import wait_for
 
 kafka = pytest.importorskip("kafka", reason="kafka-python is not installed (the test extra)")
+aiokafka = pytest.importorskip("aiokafka", reason="aiokafka is not installed (the test extra)")
 confluent_kafka = pytest.importorskip(
     "confluent_kafka", reason="confluent-kafka is not installed (the test extra)"
 )
@@ -132,6 +138,15 @@ def create(kc: KafkaCluster, via: int, name: str, partitions: int, rf: int) -> N
         DEADLINE_S,
         f"{name}'s leaders on every node",
     )
+    # And each leader serves (a replicated partition's Raft group has elected it).
+    wait_for(
+        lambda: all(
+            latest_offset(kc.kafka[leader], name, p)[0] == ec.NONE
+            for p, leader in kc.leaders(1, name).items()
+        ),
+        DEADLINE_S,
+        f"{name}'s leaders serving",
+    )
 
 
 def delete(kc: KafkaCluster, via: int, name: str) -> None:
@@ -167,6 +182,25 @@ def test_every_node_lists_every_kafka_broker_and_the_same_leaders(cluster: Kafka
         assert unknown.error.code() == confluent_kafka.KafkaError.UNKNOWN_TOPIC_OR_PART
     raw = raw_call(cluster.kafka[3], sc.METADATA, 4, metadata_request(["kc-nope"]))
     assert raw["topics"][0]["error_code"] == ec.UNKNOWN_TOPIC_OR_PARTITION
+    # `rilke cluster info` shows each broker's Kafka listener.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rilke",
+            "cluster",
+            "info",
+            "--json",
+            "-b",
+            cluster.nodes.address(2),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+        check=True,
+    )
+    shown = {b["node_id"]: b["kafka_address"] for b in json.loads(done.stdout)["brokers"]}
+    assert shown == cluster.kafka
 
 
 def test_admin_through_any_node_reaches_the_controller(cluster: KafkaCluster) -> None:
@@ -216,6 +250,7 @@ def test_a_node_that_does_not_lead_answers_not_leader_and_writes_nothing(
         "timeout_ms": 5000,
         "topic_data": [{"name": "kc-refuse", "partition_data": [{"index": 0, "records": batch}]}],
     }
+    _, end = latest_offset(cluster.kafka[leader], "kc-refuse", 0)  # a replicated log: Raft's no-op
     refused = raw_call(cluster.kafka[other], sc.PRODUCE, 3, produce)
     assert refused["responses"][0]["partition_responses"][0]["error_code"] == (
         ec.NOT_LEADER_OR_FOLLOWER
@@ -236,10 +271,10 @@ def test_a_node_that_does_not_lead_answers_not_leader_and_writes_nothing(
     fetched = raw_call(cluster.kafka[other], sc.FETCH, 4, fetch)
     assert fetched["responses"][0]["partitions"][0]["error_code"] == ec.NOT_LEADER_OR_FOLLOWER
     assert latest_offset(cluster.kafka[other], "kc-refuse", 0)[0] == ec.NOT_LEADER_OR_FOLLOWER
-    assert latest_offset(cluster.kafka[leader], "kc-refuse", 0) == (ec.NONE, 0)  # nothing written
+    assert latest_offset(cluster.kafka[leader], "kc-refuse", 0) == (ec.NONE, end)  # none written
     accepted = raw_call(cluster.kafka[leader], sc.PRODUCE, 3, produce)
     assert accepted["responses"][0]["partition_responses"][0]["error_code"] == ec.NONE
-    assert latest_offset(cluster.kafka[leader], "kc-refuse", 0) == (ec.NONE, 1)
+    assert latest_offset(cluster.kafka[leader], "kc-refuse", 0) == (ec.NONE, end + 1)
 
 
 def test_producers_and_consumers_bootstrapped_at_one_node_reach_every_leader(
@@ -287,8 +322,8 @@ def consume_all(bootstrap: str, topic: str, partitions: int, count: int) -> set[
 def test_clients_with_stale_metadata_refresh_on_not_leader_and_go_to_the_new_leader(
     cluster: KafkaCluster,
 ) -> None:
-    """The topic is deleted and created again led by another node while both producers hold
-    its old metadata: their next Produce goes to the old leader, which answers
+    """The topic is deleted and created again led by another node while the three producers
+    hold its old metadata: their next Produce goes to the old leader, which answers
     NOT_LEADER_OR_FOLLOWER; they refresh and deliver to the new one."""
     create(cluster, 1, "kc-move", 1, 1)
     old_leader = cluster.leaders(1, "kc-move")[0]
@@ -296,10 +331,12 @@ def test_clients_with_stale_metadata_refresh_on_not_leader_and_go_to_the_new_lea
         bootstrap_servers=cluster.kafka[1], acks=1, enable_idempotence=False, retries=20
     )
     ck = confluent_kafka.Producer({"bootstrap.servers": cluster.kafka[2], "acks": 1})
+    aio = AioProducer(cluster.kafka[3])
     try:
         kp.send("kc-move", b"before-kp", partition=0).get(DEADLINE_S)
         ck.produce("kc-move", b"before-ck", partition=0)
         assert ck.flush(DEADLINE_S) == 0
+        aio.send("kc-move", b"before-aio", 0)
         delete(cluster, 1, "kc-move")
         # Other topics' leaders shift the placement until the new kc-move is led elsewhere.
         fillers = 0
@@ -312,6 +349,7 @@ def test_clients_with_stale_metadata_refresh_on_not_leader_and_go_to_the_new_lea
             assert fillers < 6, "the new topic was always placed on its old leader"
             create(cluster, 1, f"kc-filler-{fillers}", 1, 1)
         new_leader = cluster.leaders(1, "kc-move")[0]
+        _, end = latest_offset(cluster.kafka[new_leader], "kc-move", 0)
         assert latest_offset(cluster.kafka[old_leader], "kc-move", 0)[0] == (
             ec.NOT_LEADER_OR_FOLLOWER
         )
@@ -324,10 +362,48 @@ def test_clients_with_stale_metadata_refresh_on_not_leader_and_go_to_the_new_lea
             on_delivery=lambda err, _m: errors.append(err) if err else None,
         )
         assert ck.flush(DEADLINE_S) == 0 and not errors
+        aio.send("kc-move", b"after-aio", 0)
     finally:
         kp.close(DEADLINE_S)
-    assert latest_offset(cluster.kafka[new_leader], "kc-move", 0) == (ec.NONE, 2)
-    assert consume_all(cluster.kafka[3], "kc-move", 1, 2) == {"after-kp", "after-ck"}
+        aio.close()
+    # acks=1 answers once the leader wrote; the high watermark follows its fsync.
+    wait_for(
+        lambda: latest_offset(cluster.kafka[new_leader], "kc-move", 0) == (ec.NONE, end + 3),
+        DEADLINE_S,
+        "the three records under the new leader's high watermark",
+    )
+    after = {"after-kp", "after-ck", "after-aio"}
+    assert consume_all(cluster.kafka[3], "kc-move", 1, 3) == after
+
+
+class AioProducer:
+    """aiokafka's producer on its own event loop in a thread, driven from a blocking test."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._producer: Any = self._run(self._start(bootstrap))
+
+    @staticmethod
+    async def _start(bootstrap: str) -> Any:
+        producer = aiokafka.AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1)
+        await producer.start()
+        return producer
+
+    def _run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(DEADLINE_S)
+
+    def send(self, topic: str, value: bytes, partition: int) -> None:
+        self._run(self._producer.send_and_wait(topic, value, partition=partition))
+
+    def close(self) -> None:
+        try:
+            self._run(self._producer.stop())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(DEADLINE_S)
+            self._loop.close()
 
 
 def test_a_group_finds_one_coordinator_from_every_node_and_resumes_at_its_commits(
@@ -392,3 +468,289 @@ def test_a_group_finds_one_coordinator_from_every_node_and_resumes_at_its_commit
     finally:
         second.close()
     assert sorted(seen + rest) == sorted(values)  # each once: resumed at the commits
+
+
+def test_topic_configs_change_through_any_node_with_both_admin_clients(
+    cluster: KafkaCluster,
+) -> None:
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+    from kafka.admin import ConfigResource as KPConfigResource
+    from kafka.admin import ConfigResourceType
+
+    create(cluster, 1, "kc-configs", 1, 3)
+
+    def described(node: int) -> dict[str, str]:
+        ck = AdminClient({"bootstrap.servers": cluster.kafka[node]})
+        resource = ConfigResource(ConfigResource.Type.TOPIC, "kc-configs")
+        [future] = ck.describe_configs([resource]).values()
+        return {k: v.value for k, v in future.result(DEADLINE_S).items() if not v.is_default}
+
+    def everywhere(expected: dict[str, str]) -> None:
+        wait_for(
+            lambda: all(described(n) == expected for n in NODES),
+            DEADLINE_S,
+            f"configs {expected} on every node",
+        )
+
+    admin = KafkaAdminClient(bootstrap_servers=cluster.kafka[2])
+    try:
+        topic = ConfigResourceType.TOPIC
+        # IncrementalAlterConfigs (kafka-python's choice when the broker offers it): SET.
+        admin.alter_configs(
+            [KPConfigResource(topic, "kc-configs", {"retention.ms": "60000"})],
+            raise_on_unknown=False,
+        )
+        everywhere({"retention.ms": "60000"})
+        # AlterConfigs replaces the whole set; kafka-python sends the set ones along.
+        admin.alter_configs(
+            [KPConfigResource(topic, "kc-configs", {"segment.bytes": "1048576"})],
+            raise_on_unknown=False,
+            incremental=False,
+        )
+        everywhere({"retention.ms": "60000", "segment.bytes": "1048576"})
+    finally:
+        admin.close()
+    ck = AdminClient({"bootstrap.servers": cluster.kafka[3]})
+    resource = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        "kc-configs",
+        incremental_configs=[
+            ConfigEntry("segment.bytes", None, incremental_operation=AlterConfigOpType.DELETE),
+            ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SET),
+        ],
+    )
+    for future in ck.incremental_alter_configs([resource]).values():
+        future.result(DEADLINE_S)
+    everywhere({"retention.ms": "60000", "cleanup.policy": "compact"})
+    bad = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        "kc-configs",
+        incremental_configs=[
+            ConfigEntry("retention.ms", "soon", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    for future in ck.incremental_alter_configs([bad]).values():
+        with pytest.raises(confluent_kafka.KafkaException, match=r"retention\.ms"):
+            future.result(DEADLINE_S)
+    # The refusal changed nothing.
+    assert described(1) == {"retention.ms": "60000", "cleanup.policy": "compact"}
+
+
+def test_init_producer_id_hands_out_unique_ids_from_every_node(cluster: KafkaCluster) -> None:
+    ids = []
+    for _ in range(3):
+        for n in NODES:
+            body = {"transactional_id": None, "transaction_timeout_ms": 60000}
+            answer = raw_call(cluster.kafka[n], sc.INIT_PRODUCER_ID, 0, body)
+            assert answer["error_code"] == ec.NONE
+            ids.append(answer["producer_id"])
+    assert len(set(ids)) == len(ids) and min(ids) >= 0
+
+
+def test_producers_follow_a_failover_and_a_restarted_node_registers_its_new_listener(
+    cluster: KafkaCluster,
+) -> None:
+    """kill -9 of a replicated partition's leader: Raft elects another, every survivor's
+    Metadata names it, kafka-python (idempotent) and confluent-kafka deliver to it, and a
+    consumer that was fetching from the old leader reads on from the new one; every
+    acknowledged record is there. The killed node restarts on another Kafka port and is
+    listed at it (so the tests after this one find three nodes again)."""
+    create(cluster, 1, "kc-failover", 1, 3)
+    leader = cluster.leaders(1, "kc-failover")[0]
+    survivors = [n for n in NODES if n != leader]
+    everyone = list(cluster.kafka.values())
+    kp = kafka.KafkaProducer(bootstrap_servers=everyone, acks="all", request_timeout_ms=5000)
+    ck = confluent_kafka.Producer(
+        {"bootstrap.servers": ",".join(everyone), "acks": "all", "message.timeout.ms": 60000}
+    )
+    errors: list[Any] = []
+
+    def ck_send(value: str) -> None:
+        ck.produce(
+            "kc-failover",
+            value.encode(),
+            partition=0,
+            on_delivery=lambda err, _m: errors.append(err) if err else None,
+        )
+
+    consumer = confluent_kafka.Consumer(
+        {"bootstrap.servers": ",".join(everyone), "group.id": "kc-fo", "enable.auto.commit": False}
+    )
+    consumer.assign([confluent_kafka.TopicPartition("kc-failover", 0, 0)])
+    read: set[str] = set()
+
+    def read_until(count: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(read) < count and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                read.add(message.value().decode())
+
+    try:
+        for i in range(10):
+            kp.send("kc-failover", f"kp-before-{i}".encode(), partition=0).get(DEADLINE_S)
+            ck_send(f"ck-before-{i}")
+        assert ck.flush(DEADLINE_S) == 0 and not errors
+        read_until(20, DEADLINE_S)
+        assert len(read) == 20  # read from the leader about to die
+        cluster.nodes.kill(leader)
+        for i in range(10):
+            kp.send("kc-failover", f"kp-after-{i}".encode(), partition=0).get(2 * DEADLINE_S)
+            ck_send(f"ck-after-{i}")
+        assert ck.flush(2 * DEADLINE_S) == 0 and not errors
+        read_until(40, 2 * DEADLINE_S)
+    finally:
+        kp.close(DEADLINE_S)
+        consumer.close()
+    wait_for(
+        lambda: all(cluster.leaders(n, "kc-failover")[0] in survivors for n in survivors),
+        DEADLINE_S,
+        "the new leader in every survivor's Metadata",
+    )
+    expected = {
+        f"{c}-{w}-{i}" for c in ("kp", "ck") for w in ("before", "after") for i in range(10)
+    }
+    assert read == expected  # the same consumer, across the failover
+    assert consume_all(cluster.kafka[survivors[0]], "kc-failover", 1, len(expected)) == expected
+    # The killed node comes back on a new Kafka port: it registers it, every node lists it.
+    old_port = cluster.ports()[leader]
+    proc = cluster.nodes.process(leader, "--kafka-listen", "127.0.0.1:0")
+    cluster.nodes.nodes[leader] = proc.start()
+    cluster.kafka[leader] = proc.wait_for_line("rilke kafka listener on ")
+    new_port = cluster.ports()[leader]
+    assert new_port != old_port
+
+    def relisted(node: int) -> bool:
+        meta = raw_call(cluster.kafka[node], sc.METADATA, 4, metadata_request([]))
+        return {b["node_id"]: b["port"] for b in meta["brokers"]}.get(leader) == new_port
+
+    wait_for(lambda: all(relisted(n) for n in NODES), FORM_TIMEOUT_S, "the new Kafka port listed")
+
+
+def test_the_compose_file_gives_every_node_a_reachable_kafka_listener() -> None:
+    from rilke_broker_process import REPO_ROOT
+
+    from rilke.server.config import load_config
+
+    compose = (REPO_ROOT / "docker" / "compose.yaml").read_text()
+    for n in NODES:
+        env = {
+            "RILKE_INITIAL_VOTERS": "1@rilke-1:9292,2@rilke-2:9292,3@rilke-3:9292",
+            "RILKE_NODE_ID": str(n),
+            "RILKE_LISTEN": "0.0.0.0:9292",
+            "RILKE_ADVERTISED_LISTEN": f"rilke-{n}:9292",
+            "RILKE_KAFKA_LISTEN": "0.0.0.0:9092",
+            "RILKE_KAFKA_ADVERTISED_LISTEN": f"rilke-{n}:9092",
+        }
+        for name, value in env.items():
+            if name.startswith("RILKE_KAFKA"):
+                assert f"{name}: {value}" in compose, name
+        assert load_config({}, env=env).kafka_advertised_listen == f"rilke-{n}:9092"
+
+
+def test_one_group_of_three_libraries_bootstrapped_at_three_nodes(cluster: KafkaCluster) -> None:
+    """kafka-python at node 1, confluent-kafka at node 2, aiokafka at node 3, one group: each
+    finds the one coordinator, `rilke group describe` shows the three members together, and
+    between them they consume everything."""
+    create(cluster, 1, "kc-mixed", 6, 3)
+    got: dict[str, set[str]] = {"kafka-python": set(), "confluent": set(), "aiokafka": set()}
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def kp() -> None:
+        c = kafka.KafkaConsumer(
+            "kc-mixed",
+            bootstrap_servers=cluster.kafka[1],
+            group_id="kc-mix",
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=[
+                kafka.coordinator.assignors.roundrobin.RoundRobinPartitionAssignor
+            ],
+        )
+        try:
+            while not stop.is_set():
+                for records in c.poll(timeout_ms=100).values():
+                    got["kafka-python"].update(r.value.decode() for r in records)
+        finally:
+            c.close()
+
+    def ck() -> None:
+        c = confluent_kafka.Consumer(
+            {
+                "bootstrap.servers": cluster.kafka[2],
+                "group.id": "kc-mix",
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "roundrobin",
+            }
+        )
+        c.subscribe(["kc-mixed"])
+        try:
+            while not stop.is_set():
+                m = c.poll(0.1)
+                if m is not None and m.error() is None:
+                    got["confluent"].add(m.value().decode())
+        finally:
+            c.close()
+
+    def aio() -> None:
+        async def run() -> None:
+            c = aiokafka.AIOKafkaConsumer(
+                "kc-mixed",
+                bootstrap_servers=cluster.kafka[3],
+                group_id="kc-mix",
+                auto_offset_reset="earliest",
+            )
+            await c.start()
+            try:
+                while not stop.is_set():
+                    for records in (await c.getmany(timeout_ms=100)).values():
+                        got["aiokafka"].update(r.value.decode() for r in records)
+            finally:
+                await c.stop()
+
+        asyncio.run(run())
+
+    def guarded(fn: Any) -> Any:
+        def body() -> None:
+            try:
+                fn()
+            except BaseException as e:
+                errors.append(e)
+
+        return body
+
+    def members() -> int:
+        command = ["group", "describe", "kc-mix", "--json", "-b", cluster.nodes.address(1)]
+        done = subprocess.run(
+            [sys.executable, "-m", "rilke", *command],
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE_S,
+            check=False,
+        )
+        return len(json.loads(done.stdout)["members"]) if done.returncode == 0 else 0
+
+    threads = [threading.Thread(target=guarded(f), daemon=True) for f in (kp, ck, aio)]
+    for t in threads:
+        t.start()
+    producer = kafka.KafkaProducer(bootstrap_servers=cluster.kafka[2], acks="all")
+    produced: set[str] = set()
+    try:
+        wait_for(lambda: members() == 3, 2 * DEADLINE_S, "three members in one group")
+        deadline = time.monotonic() + 2 * DEADLINE_S
+        while not (all(got.values()) and set().union(*got.values()) >= produced):
+            assert not errors, errors
+            assert time.monotonic() < deadline, {k: len(v) for k, v in got.items()}
+            if not all(got.values()):
+                for i in range(12):
+                    value = f"m-{len(produced)}"
+                    producer.send("kc-mixed", value.encode(), partition=i % 6).get(DEADLINE_S)
+                    produced.add(value)
+            time.sleep(0.2)
+    finally:
+        producer.close(DEADLINE_S)
+        stop.set()
+        for t in threads:
+            t.join(DEADLINE_S)
+    assert not errors, errors
+    assert set().union(*got.values()) == produced

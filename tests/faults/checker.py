@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +72,9 @@ class Report:
     incomplete: Finding = field(default_factory=Finding)
     failover_s: list[float] = field(default_factory=list)
     no_ack_after_kill: int = 0
+    client_errors: Counter[str] = field(default_factory=Counter)
+    """``"<client>: <exception class>"`` -> how many calls failed so (not a verdict: faults
+    make calls fail; it says what the clients saw)."""
 
     def violations(self) -> dict[str, Finding]:
         """The must-be-zero findings that are not zero."""
@@ -90,6 +93,9 @@ class Report:
             finding: Finding = getattr(self, name)
             if finding.count:
                 lines.append(f"  {name}: {finding.count}  e.g. {'; '.join(finding.examples)}")
+        if self.client_errors:
+            seen = ", ".join(f"{k} x{n}" for k, n in self.client_errors.most_common(8))
+            lines.append(f"  client errors: {seen}")
         return "\n".join(lines)
 
 
@@ -110,6 +116,8 @@ def check(events: Iterable[Event], faults: Iterable[Event] = ()) -> Report:
     by_type: dict[str, list[Event]] = defaultdict(list)
     for event in sorted(events, key=lambda e: e["t"]):
         by_type[event["type"]].append(event)
+    for e in by_type["error"] + by_type["fail"]:
+        report.client_errors[f"{e['client']}: {e['error'].partition(':')[0]}"] += 1
     _check_records(report, by_type)
     _check_offsets(report, by_type)
     _check_topics(report, by_type)
@@ -217,11 +225,14 @@ def _check_offsets(report: Report, by_type: dict[str, list[Event]]) -> None:
 
 
 def _check_topics(report: Report, by_type: dict[str, list[Event]]) -> None:
-    if not by_type["topics"]:
+    """Each ``topics`` event is one node's final ListTopics (``node``, ``names``; names None
+    when it did not answer). An acknowledged operation must be in effect on every node that
+    answered."""
+    listings = [e for e in by_type["topics"] if e.get("names") is not None]
+    if not listings:
         if by_type["topic"]:
             report.incomplete.add("no final topic list: topic operations not judged")
         return
-    names = set(by_type["topics"][-1]["names"])
     last: dict[str, Event] = {}
     for e in by_type["topic"]:
         report.topic_ops += 1
@@ -229,10 +240,16 @@ def _check_topics(report: Report, by_type: dict[str, list[Event]]) -> None:
     for name, e in last.items():
         if not e["ok"]:
             continue  # indeterminate: it may or may not have been applied
-        if e["op"] == "create" and name not in names:
-            report.topic_ops_lost.add(f"create {name} acknowledged, topic missing")
-        if e["op"] == "delete" and name in names:
-            report.topic_ops_lost.add(f"delete {name} acknowledged, topic still there")
+        wrong = [
+            str(listing.get("node", "?"))
+            for listing in listings
+            if (name in listing["names"]) != (e["op"] == "create")
+        ]
+        if wrong:
+            state = "missing" if e["op"] == "create" else "still there"
+            report.topic_ops_lost.add(
+                f"{e['op']} {name} acknowledged, topic {state} on node(s) {', '.join(wrong)}"
+            )
 
 
 def _failover(report: Report, acks: list[Event], faults: Iterable[Event]) -> None:

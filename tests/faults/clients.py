@@ -18,7 +18,8 @@ the nemesis's fault times compare with it) and ``type``:
 - admin: ``topic`` (op create|delete, name, ok, error, t0) for each operation.
 - final (after the heal): ``read`` (topic, partition, offset, value) for every record of the
   topics from the log start to the high watermark; ``final_committed`` per group partition;
-  ``topics`` (names) from ListTopics; ``final_error`` when a part could not be read in time.
+  ``final_error`` when a part could not be read in time. (The run itself adds ``topics``,
+  each node's ListTopics answer: tests/faults/run.py.)
 
 Every client stops at ``--seconds`` or once ``--stop-file`` exists (and every call has its own deadline); failures of calls
 are events (``error``), never the end of the client, so a fault cannot end the history early.
@@ -271,14 +272,6 @@ def run_final(args: argparse.Namespace, history: History) -> None:
                 history.write("error", client="final", error=_error(exc))
                 time.sleep(1)
     with Admin(args.bootstrap, request_timeout_ms=REQUEST_TIMEOUT_MS) as admin:
-        for _ in _retrying("ListTopics", history):
-            try:
-                names = [t.name for t in admin.list_topics()]
-                history.write("topics", names=names)
-                break
-            except Exception as exc:
-                history.write("error", client="final", error=_error(exc))
-                time.sleep(1)
         for group in args.group_list:
             for _ in _retrying(f"group {group}", history):
                 try:

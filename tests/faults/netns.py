@@ -342,7 +342,8 @@ def _remove(mounts: Iterable[str], netns: Iterable[str], links: Iterable[str]) -
         # A veth goes with its peer's namespace; only what is still there is deleted.
         if _sh(["ip", "link", "show", name], check=False).returncode == 0:
             done = _sh(["ip", "link", "del", name], check=False)
-            if done.returncode != 0:
+            # "Cannot find device": its namespace's removal took it between show and del.
+            if done.returncode != 0 and "Cannot find device" not in done.stderr:
                 log.warning("ip link del %s: %s", name, done.stderr.strip())
 
 

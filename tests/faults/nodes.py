@@ -292,6 +292,21 @@ class FaultCluster:
             time.sleep(0.2)
         return leaders
 
+    def topic_lists(self, timeout_s: float) -> dict[int, list[str] | None]:
+        """Node -> its ListTopics answer (None: no answer), once every running node answers
+        the same or at ``timeout_s`` (metadata reaches nodes eventually; a node that never
+        catches up keeps its own answer, for the checker to judge)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            lists = {
+                n: self.probe.ask("list_topics", self.nodes[n].address, 2.0).get("names")
+                for n in self.running()
+            }
+            answers = {tuple(v) if v is not None else None for v in lists.values()}
+            if (len(answers) == 1 and None not in answers) or time.monotonic() >= deadline:
+                return lists
+            time.sleep(0.5)
+
     def healthy(self, members: list[int] | None = None) -> bool:
         """Every node of ``members`` (default: the running ones) answers, sees all of them
         alive, and names the same controller leader, one of them."""

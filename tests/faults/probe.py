@@ -3,7 +3,7 @@ addresses (the bridge has none on the host), so the harness asks the cluster thr
 
     python -m tests.faults.probe        # inside the client namespace; one JSON object per line
 
-Each request line is ``{"op": "describe"|"metadata"|"create_topic", "address": "HOST:PORT",
+Each request line is ``{"op": "describe"|"metadata"|"list_topics"|"create_topic", "address": "HOST:PORT",
 "timeout_s": F}`` (metadata may name ``"topics"``; create_topic needs ``"name"``,
 ``"partitions"``, ``"replicas"``); each answer line is the same ``"id"`` with either
 ``"error"`` (a string) or the answer's fields. Every call has its deadline; an unreachable node
@@ -74,6 +74,11 @@ def create_topic(
     return {"created": name}
 
 
+def list_topics(channel: grpc.Channel, timeout_s: float) -> dict[str, Any]:
+    got = pb_grpc.AdminStub(channel).ListTopics(pb.ListTopicsRequest(), timeout=timeout_s)
+    return {"names": sorted(t.name for t in got.topics)}
+
+
 def answer(channels: _Channels, request: dict[str, Any]) -> dict[str, Any]:
     timeout_s = float(request.get("timeout_s", DEFAULT_TIMEOUT_S))
     channel = channels.get(str(request["address"]))
@@ -82,6 +87,8 @@ def answer(channels: _Channels, request: dict[str, Any]) -> dict[str, Any]:
             return describe(channel, timeout_s)
         if request["op"] == "metadata":
             return metadata(channel, timeout_s, list(request.get("topics", [])))
+        if request["op"] == "list_topics":
+            return list_topics(channel, timeout_s)
         if request["op"] == "create_topic":
             return create_topic(
                 channel, timeout_s, request["name"], request["partitions"], request["replicas"]

@@ -50,7 +50,9 @@ def clean_history() -> list[Event]:
         ev("topic", op="create", name="b", ok=True, error=None, t0=0),
         ev("topic", op="delete", name="a", ok=True, error=None, t0=0),
         ev("topic", op="create", name="c", ok=False, error="timeout", t0=0),
-        ev("topics", names=["d", "b"]),
+        ev("topics", node=1, names=["d", "b"]),
+        ev("topics", node=2, names=["d", "b"]),
+        ev("topics", node=3, names=None),  # did not answer: not judged
     ]
 
 
@@ -71,10 +73,12 @@ def test_a_lost_acks_all_record_is_a_violation_and_a_lost_acks1_is_reported() ->
         *produced("q", "1", 0, [(0, 2)]),
         *read(0, [(0, "p:0")]),
     ]
-    report = check(history)
+    report = check([*history, ev("error", client="c", error="NotLeaderError: moved")])
     assert only(report) == {"lost": 1}
     assert "p:1" in report.lost.examples[0]
     assert report.lost_acks1.count == 1
+    assert report.client_errors == {"c: NotLeaderError": 1}
+    assert "c: NotLeaderError x1" in report.describe()
 
 
 def test_an_unacknowledged_record_may_be_missing_or_present() -> None:
@@ -152,12 +156,25 @@ def test_topic_operations_acknowledged_and_not_applied() -> None:
         ev("topic", op="delete", name="b", ok=True, error=None, t0=0),
         ev("topic", op="create", name="c", ok=True, error=None, t0=0),
         ev("topic", op="delete", name="c", ok=False, error="timeout", t0=0),
-        ev("topics", names=["b"]),
+        ev("topics", node=1, names=["b"]),
     ]
     report = check(history)
     assert only(report) == {"topic_ops_lost": 2}
     assert any("create a" in e for e in report.topic_ops_lost.examples)
     assert any("delete b" in e for e in report.topic_ops_lost.examples)
+
+
+def test_a_node_whose_topic_list_is_stale_is_named() -> None:
+    history = [
+        ev("topic", op="create", name="a", ok=True, error=None, t0=0),
+        ev("topics", node=1, names=["a"]),
+        ev("topics", node=2, names=[]),
+        ev("topics", node=3, names=["a"]),
+    ]
+    report = check(history)
+    assert only(report) == {"topic_ops_lost": 1}
+    assert report.topic_ops_lost.examples == ["create a acknowledged, topic missing on node(s) 2"]
+    assert check(history[:1]).incomplete.count == 1  # no listing at all: not judged
 
 
 def test_failover_time_is_kill_to_the_first_ack_on_each_led_partition() -> None:

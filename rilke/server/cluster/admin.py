@@ -10,6 +10,7 @@ finds it served by this node's metadata at once.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 
 from rilke.errors import (
@@ -123,6 +124,15 @@ class ClusterAdmin:
             return
         change = pb.CreatePartitionsChange(topic=name, total=total)
         await self._write(pb.ControllerWriteRequest(create_partitions=change))
+
+    async def read_barrier(self, timeout_s: float = APPLY_TIMEOUT_S) -> None:
+        """Linearizable reads: return once this node's metadata, and its broker's topics,
+        hold every change committed before the call (a read index of the metadata group).
+        Raises NotLeaderError (no controller leader reachable in time; retriable),
+        TimeoutError."""
+        async with asyncio.timeout(timeout_s):
+            index = await self._controller.read_index(timeout_s)
+            await self._mirror.wait_synced(index, timeout_s)
 
     async def alter_configs(
         self, name: str, set_: Mapping[str, str], delete: Sequence[str], validate_only: bool

@@ -33,7 +33,12 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rilke.errors import ControllerError, CorruptMetadataRecordError, NotControllerError
+from rilke.errors import (
+    ControllerError,
+    CorruptMetadataRecordError,
+    NotControllerError,
+    NotLeaderError,
+)
 from rilke.records.header import read_header
 from rilke.replication.controller import MetadataApplier, MetadataView
 from rilke.replication.controller.decider import ControllerDecider, DeciderSettings
@@ -61,6 +66,7 @@ metadata.log.max.record.bytes.between.snapshots is 20 MB)."""
 METADATA_SEGMENT_BYTES = 8 << 20
 """Segments of the metadata log: small enough that trimming below a snapshot frees disk."""
 SNAPSHOT_SAVE_TIMEOUT_S = 60.0
+DEFAULT_READ_TIMEOUT_S = 5.0
 
 Decision = Callable[[ControllerDecider], list[MetadataRecord]]
 
@@ -314,6 +320,26 @@ class ClusterController:
         async with asyncio.timeout(timeout_s):
             while self.applier.applied_index < index:
                 await self._applied.wait()
+
+    async def read_index(self, timeout_s: float = DEFAULT_READ_TIMEOUT_S) -> int:
+        """A linearizable read point of the metadata: returns once this node (voter or
+        learner) applied every entry committed before the call (Raft's read index: the
+        leader confirms its leadership with a heartbeat round). Retried while no leader is
+        known or the leader changes, until ``timeout_s``; then raises the last NotLeaderError
+        (retriable) or TimeoutError."""
+        deadline = time.monotonic() + timeout_s
+        delay = 0.02
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"node {self.node_id}: no metadata read index in {timeout_s} s")
+            try:
+                return await self._runtime.read_index(METADATA_GROUP, timeout_s=remaining)
+            except NotLeaderError as e:
+                if time.monotonic() + delay >= deadline:
+                    raise NotLeaderError(f"node {self.node_id}: metadata read index: {e}") from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
     async def _caught_up(self, timeout_s: float) -> ControllerDecider:
         """The decider, once this leader applied all it committed (its no-op included)."""

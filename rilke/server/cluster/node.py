@@ -49,6 +49,7 @@ from rilke.server.cluster.identity import (
     cluster_id_of_voters,
     read_identity,
 )
+from rilke.server.cluster.mover import PartitionMover
 from rilke.server.cluster.partitions import ClusterPartitionFactory, fresher_view
 from rilke.server.cluster.producer_ids import ClusterProducerIds
 from rilke.server.cluster.service import ClusterService
@@ -88,6 +89,7 @@ class ClusterNode:
         self.admin: ClusterAdmin | None = None
         self.producer_ids: ClusterProducerIds | None = None
         self._mirror: TopicMirror | None = None
+        self._mover: PartitionMover | None = None
         self.partitions: ClusterPartitionFactory | None = None
         self._broker: Broker | None = None
         self._served: tuple[MetadataView, int, MetadataView] | None = None
@@ -243,7 +245,23 @@ class ClusterNode:
             leaderships=self.leaderships_to_report,
         )
         self.producer_ids = ClusterProducerIds(self._producer_id_block)
+        assert self.host is not None
+        self._mover = PartitionMover(
+            self.node_id, self.host.runtime, self.view, self._report_move_done
+        )
+        controller.applier.subscribe(self._mover.changed)
+        self._mover.start()
         return service
+
+    async def _report_move_done(self, topic: str, partition: int, target: tuple[int, ...]) -> None:
+        """Tell the controller this node's group of the partition has the target's voters."""
+        assert self._client is not None
+        done = pb.ReassignmentDone(
+            topic=topic, partition=partition, target=target, reporter=self.node_id
+        )
+        await self._client.call(
+            "ControllerWrite", pb.ControllerWriteRequest(complete_reassignment=done)
+        )
 
     async def _producer_id_block(self) -> tuple[int, int]:
         assert self._client is not None
@@ -400,6 +418,9 @@ class ClusterNode:
     async def close(self) -> None:
         """Stop heartbeating, the mirror, the metadata group and the transport. Safe to call
         twice and after a failed :meth:`open`."""
+        if self._mover is not None:
+            await self._mover.stop()
+            self._mover = None
         if self._agent is not None:
             await self._agent.stop()
             self._agent = None

@@ -157,7 +157,9 @@ class ClusterPartitionFactory:
         if self.internal(topic, view):
             return KIND_LOCAL, ()
         part = view.partition(topic, partition)
-        if part is not None and self._node_id in part.replicas:
+        # A reassignment's new replica holds the group too, joining with the replicas'
+        # configuration (the leader adds it as a learner).
+        if part is not None and self._node_id in part.members:
             return KIND_REPLICATED, part.replicas
         return KIND_REMOTE, ()
 

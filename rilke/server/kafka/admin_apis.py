@@ -1,4 +1,5 @@
-"""The Kafka admin APIs: CreateTopics, DeleteTopics, DescribeConfigs, CreatePartitions.
+"""The Kafka admin APIs: CreateTopics, DeleteTopics, DescribeConfigs, CreatePartitions,
+AlterConfigs and IncrementalAlterConfigs (topic configs only).
 
 A single node is its own controller, so every admin request is served here. On a node of a
 cluster, topic changes go through its TopicAdmin (rilke.server.kafka.cluster) to the controller
@@ -13,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from rilke.errors import InvalidRequestError, InvalidTopicError
+from rilke.errors import InvalidConfigError, InvalidRequestError, InvalidTopicError
 from rilke.server.broker import Broker
 from rilke.server.kafka import errors as ec
 from rilke.server.kafka.cluster import TopicAdmin
@@ -27,6 +28,8 @@ RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
 CONFIG_SOURCE_TOPIC = 1  # DYNAMIC_TOPIC_CONFIG
 CONFIG_SOURCE_DEFAULT = 5  # DEFAULT_CONFIG
+# IncrementalAlterConfigs' config_operation.
+OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
 
 
 def _code(exc: BaseException) -> int:
@@ -151,6 +154,84 @@ class AdminApis:
                 out["error_message"] = str(e)
             results.append(out)
         return {"throttle_time_ms": 0, "results": results}
+
+    async def alter_configs(self, header: RequestHeader, body: Message, peer: str) -> Message:
+        """AlterConfigs: the configs listed become the topic's whole set (any other set config
+        goes back to its default, as in Kafka)."""
+
+        def change(name: str, configs: list[Message]) -> tuple[dict[str, str], list[str]]:
+            set_ = {c["name"]: c["value"] for c in configs if c["value"] is not None}
+            listed = {c["name"] for c in configs}
+            current = [e.name for e in self._broker.describe_configs(name, False)]
+            return set_, [k for k in current if k not in set_] + sorted(listed - set(set_))
+
+        return await self._alter(body, change)
+
+    async def incremental_alter_configs(
+        self, header: RequestHeader, body: Message, peer: str
+    ) -> Message:
+        """IncrementalAlterConfigs: SET and DELETE per config; APPEND and SUBTRACT (for list
+        configs) are refused with INVALID_CONFIG (no topic config here is a list)."""
+
+        def change(name: str, configs: list[Message]) -> tuple[dict[str, str], list[str]]:
+            set_: dict[str, str] = {}
+            delete: list[str] = []
+            for c in configs:
+                op, key, value = c["config_operation"], c["name"], c["value"]
+                if op == OP_SET:
+                    if value is None:
+                        raise InvalidConfigError(f"{key}: SET needs a value")
+                    set_[key] = value
+                elif op == OP_DELETE:
+                    delete.append(key)
+                elif op in (OP_APPEND, OP_SUBTRACT):
+                    raise InvalidConfigError(
+                        f"{key}: APPEND and SUBTRACT apply to list configs; no topic config "
+                        "here is a list (use SET)"
+                    )
+                else:
+                    raise InvalidRequestError(f"{key}: unknown config operation {op}")
+            return set_, delete
+
+        return await self._alter(body, change)
+
+    async def _alter(
+        self,
+        body: Message,
+        change: Callable[[str, list[Message]], tuple[dict[str, str], list[str]]],
+    ) -> Message:
+        responses: list[Message] = []
+        for resource in body["resources"]:
+            name = resource["resource_name"]
+            out: Message = {
+                "error_code": ec.NONE,
+                "error_message": None,
+                "resource_type": resource["resource_type"],
+                "resource_name": name,
+            }
+            responses.append(out)
+            try:
+                if resource["resource_type"] != RESOURCE_TOPIC:
+                    raise InvalidRequestError(
+                        f"resource type {resource['resource_type']} cannot be changed here: "
+                        f"only topics ({RESOURCE_TOPIC}); broker settings are the server's "
+                        "command line and TOML file"
+                    )
+                _refuse_internal(name, "change the configs of")
+                names = [c["name"] for c in resource["configs"]]
+                if len(set(names)) != len(names):
+                    raise InvalidRequestError(f"a config is named twice for topic {name!r}")
+                set_, delete = change(name, resource["configs"])
+                if self._cluster is not None:
+                    await self._cluster.alter_configs(name, set_, delete, body["validate_only"])
+                else:
+                    self._broker.alter_configs(
+                        name, set_, delete, validate_only=body["validate_only"]
+                    )
+            except Exception as e:
+                out["error_code"] = _code(e)
+                out["error_message"] = str(e)
+        return {"throttle_time_ms": 0, "responses": responses}
 
 
 def _config_entry(entry: Any) -> Message:

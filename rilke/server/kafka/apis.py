@@ -109,6 +109,8 @@ class KafkaApis:
             sc.DELETE_TOPICS: admin.delete_topics,
             sc.DESCRIBE_CONFIGS: admin.describe_configs,
             sc.CREATE_PARTITIONS: admin.create_partitions,
+            sc.ALTER_CONFIGS: admin.alter_configs,
+            sc.INCREMENTAL_ALTER_CONFIGS: admin.incremental_alter_configs,
         }
         assert set(self.handlers) == set(sc.SERVED)
 

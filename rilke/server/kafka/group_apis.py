@@ -46,7 +46,6 @@ CLASSIC_TICK_S = 0.1
 # this long after the member's rebalance timeout (the round's own deadline ends it before).
 WAIT_SLACK_S = 5.0
 KEY_TYPE_GROUP = 0
-MAX_COMMIT_OFFSET = (1 << 63) - 1
 
 _Outcome = JoinResponse | SyncResponse | RilkeError
 
@@ -159,17 +158,6 @@ class GroupApis:
         finally:
             if waiters.get(key) is future:
                 del waiters[key]
-
-    def _commit_end(self, tp: TopicPartition) -> int | None:
-        """The offset a commit to ``tp`` may reach (None: no such partition). On a node of a
-        cluster the partition's log lives on its leader, often another node, so a commit is
-        checked only against the partition existing in the metadata (Kafka's coordinator
-        does not check commits against the log either)."""
-        if self._view is None:
-            return self._manager.broker.high_watermark(tp)
-        if tp.topic.startswith("__") or self._view().partition(tp.topic, tp.partition) is None:
-            return None
-        return MAX_COMMIT_OFFSET
 
     # --- FindCoordinator -----------------------------------------------------------------
 
@@ -333,7 +321,7 @@ class GroupApis:
             for t in body["topics"]
             for p in t["partitions"]
         )
-        high_watermark = self._commit_end
+        high_watermark = self._manager.broker.high_watermark
         member_id, generation = body["member_id"], body["generation_id_or_member_epoch"]
 
         def commit(c: GroupCoordinator, now: int) -> Reply[dict[tuple[str, int], int]]:

@@ -45,6 +45,8 @@ DELETE_TOPICS = 20
 INIT_PRODUCER_ID = 22
 DESCRIBE_CONFIGS = 32
 CREATE_PARTITIONS = 37
+ALTER_CONFIGS = 33
+INCREMENTAL_ALTER_CONFIGS = 44
 
 API_NAMES = {
     PRODUCE: "Produce",
@@ -64,6 +66,8 @@ API_NAMES = {
     INIT_PRODUCER_ID: "InitProducerId",
     DESCRIBE_CONFIGS: "DescribeConfigs",
     CREATE_PARTITIONS: "CreatePartitions",
+    ALTER_CONFIGS: "AlterConfigs",
+    INCREMENTAL_ALTER_CONFIGS: "IncrementalAlterConfigs",
 }
 
 # (api_key, version) -> (request schema, response schema)
@@ -471,6 +475,39 @@ _CREATE_PARTITIONS = (
 )
 _T[(CREATE_PARTITIONS, 0)] = _CREATE_PARTITIONS
 _T[(CREATE_PARTITIONS, 1)] = _CREATE_PARTITIONS
+
+
+def _alter_configs(operation: bool) -> tuple[Schema, Schema]:
+    """AlterConfigs v0-1 (``operation`` False) and IncrementalAlterConfigs v0 (True)."""
+    op: tuple[tuple[str, FieldType], ...] = (("config_operation", I8),) if operation else ()
+    config = s(("name", STR), *op, ("value", NSTR))
+    return (
+        s(
+            (
+                "resources",
+                arr(s(("resource_type", I8), ("resource_name", STR), ("configs", arr(config)))),
+            ),
+            ("validate_only", BOOL),
+        ),
+        s(
+            ("throttle_time_ms", I32),
+            (
+                "responses",
+                arr(
+                    s(
+                        ("error_code", I16),
+                        ("error_message", NSTR),
+                        ("resource_type", I8),
+                        ("resource_name", STR),
+                    )
+                ),
+            ),
+        ),
+    )
+
+
+_T[(ALTER_CONFIGS, 0)] = _T[(ALTER_CONFIGS, 1)] = _alter_configs(operation=False)
+_T[(INCREMENTAL_ALTER_CONFIGS, 0)] = _alter_configs(operation=True)
 
 SCHEMAS: dict[tuple[int, int], tuple[Schema, Schema]] = dict(_T)
 

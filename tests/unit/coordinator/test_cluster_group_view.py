@@ -137,6 +137,8 @@ def test_creates_the_offsets_topic_once_and_serves_once_mirrored() -> None:
             assert (here.node_id, here.port, here.offsets_partition) == (ME, 9002, 0)
             there = locator.coordinator_for(theirs)
             assert (there.node_id, there.port, there.offsets_partition) == (1, 9001, 1)
+            for _ in range(5):  # loading runs as a task on the loop
+                await asyncio.sleep(0)
             await m.offset_fetch(_fetch(mine))  # loaded: this node leads partition 0
             with pytest.raises(NotCoordinatorError, match="node 1 leads"):
                 await m.offset_fetch(_fetch(theirs))

@@ -189,3 +189,46 @@ def test_serves_only_as_caught_up_leader_and_drops_at_once_on_loss() -> None:
         assert broker.log.watchers == []
 
     asyncio.run(main())
+
+
+def test_loading_yields_to_the_loop_and_stops_when_leadership_moves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rilke.server import group_service
+
+    monkeypatch.setattr(group_service, "LOAD_CHUNK_RECORDS", 2)
+
+    async def main() -> None:
+        broker = LedBroker()
+        for offset in range(10):  # ten commits, each its own record
+            broker.shared.extend(await commit_records(offset))
+        for i, (_, key, value) in enumerate(list(broker.shared)):
+            broker.shared[i] = (i, key, value)
+        broker.log.committed = len(broker.shared)
+        m = GroupManager(
+            broker, config=CoordinatorConfig(), partitions=1, clock_ms=Clock(), node_id=ME
+        )
+        await m.start()
+        try:
+            broker.log.lead(ME, 1)
+            await asyncio.sleep(0)  # the reconcile runs: the load task starts
+            await asyncio.sleep(0)  # its first stretch: two records, then a pause
+            slot = m._slots[0]
+            assert slot.loading is not None and slot.coord is None
+            broker.log.lead(2, 2)  # lost mid-load: abandoned, nothing installed
+            await settle()
+            assert slot.loading is None and slot.coord is None
+            with pytest.raises(NotCoordinatorError):
+                await m.offset_fetch(pb.OffsetFetchRequest(group_id="g"))
+            broker.log.lead(ME, 3)
+            for _ in range(20):
+                await asyncio.sleep(0)
+                if slot.coord is not None:
+                    break
+            fetched = await m.offset_fetch(pb.OffsetFetchRequest(group_id="g"))
+            assert [(p.partition, p.offset) for p in fetched.partitions] == [(1, 9)]
+            assert slot.epoch == 3
+        finally:
+            await m.stop()
+
+    asyncio.run(main())

@@ -345,3 +345,55 @@ def test_a_produce_that_does_not_parse_closes_the_connection_and_writes_nothing(
 
     with caplog.at_level(logging.WARNING, logger="rilke.server.kafka.handler"):
         run(tmp_path, scenario)
+
+
+def test_alter_configs_replace_and_incremental_alter_configs_change_a_topic(
+    tmp_path: Path,
+) -> None:
+    def alter(name: str, configs: list[dict[str, Any]], kind: int = 2) -> dict[str, Any]:
+        resource = {"resource_type": kind, "resource_name": name, "configs": configs}
+        return {"resources": [resource], "validate_only": False}
+
+    def op(name: str, operation: int, value: str | None) -> dict[str, Any]:
+        return {"name": name, "config_operation": operation, "value": value}
+
+    async def scenario(connect: Callable[[], Awaitable[Client]]) -> None:
+        c = await connect()
+        await c.call(sc.CREATE_TOPICS, 2, _create("t"))
+
+        async def configs() -> dict[str, str]:
+            body = {
+                "resources": [
+                    {"resource_type": 2, "resource_name": "t", "configuration_keys": None}
+                ],
+                "include_synonyms": False,
+            }
+            [result] = (await c.call(sc.DESCRIBE_CONFIGS, 1, body))["results"]
+            return {e["name"]: e["value"] for e in result["configs"] if e["config_source"] == 1}
+
+        async def code(api: int, version: int, body: dict[str, Any]) -> int:
+            [response] = (await c.call(api, version, body))["responses"]
+            return int(response["error_code"])
+
+        inc = sc.INCREMENTAL_ALTER_CONFIGS
+        assert await code(inc, 0, alter("t", [op("retention.ms", 0, "5000")])) == 0
+        assert await configs() == {"retention.ms": "5000"}
+        # AlterConfigs: the listed configs are the whole set; retention.ms goes back.
+        listed = [{"name": "segment.bytes", "value": "1048576"}]
+        assert await code(sc.ALTER_CONFIGS, 1, alter("t", listed)) == 0
+        assert await configs() == {"segment.bytes": "1048576"}
+        refusals = [
+            (inc, alter("t", [op("segment.bytes", 2, "1")]), 40),  # APPEND: INVALID_CONFIG
+            (inc, alter("t", [op("retention.ms", 0, "soon")]), 40),
+            (inc, alter("t", [op("a.b", 0, "1"), op("a.b", 1, None)]), 42),
+            (inc, alter("1", [op("retention.ms", 0, "1")], kind=4), 42),  # a broker
+            (inc, alter("nope", [op("retention.ms", 0, "1")]), 3),
+            (sc.ALTER_CONFIGS, alter("t", [{"name": "retention.ms", "value": "x"}]), 40),
+        ]
+        for api, body, expected in refusals:
+            assert await code(api, 0, body) == expected, body
+        assert await configs() == {"segment.bytes": "1048576"}  # changed nothing
+        assert await code(inc, 0, alter("t", [op("segment.bytes", 1, None)])) == 0
+        assert await configs() == {}
+
+    run(tmp_path, scenario)

@@ -145,3 +145,23 @@ def test_a_corrupt_state_file_is_refused(tmp_path: Path) -> None:
     log = PartitionLog.open(tmp_path / "t-0", LogConfig(), now_ms=0, recover=True)
     with pytest.raises(RaftStateError, match="CRC"):
         PartitionRaftStorage.open(log)
+
+
+def test_seeded_conf_is_the_log_starts_and_the_snapshots(tmp_path: Path) -> None:
+    storage = open_storage(tmp_path / "t-0")
+    assert storage.seed_conf([3, 1, 2])
+    assert not storage.seed_conf([7])  # once only: the state holds one now
+    _fill(storage)  # holds ADD_LEARNER 4 at index 5
+    assert storage.initial_state()[1] == ConfState(frozenset({1, 2, 3}), frozenset())
+    # Retention moves the log start past the CONFIG entry: the start's configuration and the
+    # snapshot a new member is sent still name every voter, and the learner.
+    storage._state.snapshot_index, storage._state.snapshot_term = 6, 2
+    storage._state_dirty = True
+    want = ConfState(frozenset({1, 2, 3}), frozenset({4}))
+    assert storage.initial_state()[1] == want
+    assert storage.snapshot().conf == want
+    _sync(storage)
+    storage.log.close()
+    again = open_storage(tmp_path / "t-0")
+    assert not again.seed_conf([9])
+    assert again.initial_state()[1] == want

@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 import grpc
 import pytest
 
-from rilke.replication.raft.types import Entry, EntryKind, Message, MessageType
+from rilke.replication.raft.types import (
+    ConfState,
+    Entry,
+    EntryKind,
+    Message,
+    MessageType,
+    Snapshot,
+)
 from rilke.replication.transport import Transport, TransportConfig
 from rilke.replication.wire import WireItem
 
@@ -174,3 +181,26 @@ def test_shutdown_ends_accepted_streams_without_tracebacks(
         asyncio.run(scenario())
     noisy = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert not noisy, [r.getMessage() for r in noisy]
+
+
+def test_a_snapshot_larger_than_a_chunk_arrives_whole() -> None:
+    """InstallSnapshot of a large metadata state: one SNAPSHOT message, split into chunks of
+    ``max_chunk_bytes`` (the default, 1 MiB) and joined by the receiver."""
+
+    async def scenario() -> None:
+        one, two = await _pair()
+        try:
+            data = bytes(range(256)) * (3 * 4096 + 7)  # ~3 MiB
+            snap = Snapshot(900, 4, ConfState(frozenset({1, 2}), frozenset({3})), data)
+            item = WireItem(
+                "__cluster_metadata", Message(MessageType.SNAPSHOT, 2, 1, 4, snapshot=snap)
+            )
+            frames = one.transport.stats(2).frames_sent
+            assert one.transport.send(2, [item])
+            await wait_until(lambda: two.got, what="the snapshot")
+            assert two.got == [(1, [item])]
+            assert one.transport.stats(2).frames_sent - frames >= 3
+        finally:
+            await _close(one, two)
+
+    asyncio.run(scenario())
