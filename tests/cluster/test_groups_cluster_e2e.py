@@ -92,22 +92,12 @@ def produce(cluster: ClusterNodes, count: int, tag: str) -> None:
         producer.flush(60)
 
 
-def end_offsets(cluster: ClusterNodes) -> dict[int, int]:
-    from rilke.client.admin import Admin
-    from rilke.client.structs import TopicPartition
-
-    with Admin(bootstrap(cluster)) as admin:
-        got = admin.list_offsets({TopicPartition(TOPIC, p): "latest" for p in range(PARTITIONS)})
-    return {tp.partition: ot.offset for tp, ot in got.items()}
-
-
-def data_offsets(cluster: ClusterNodes) -> set[tuple[int, int]]:
-    """Every (partition, offset) of a record in the topic, read from the log start to the end
-    offsets (a replicated log also holds Raft's control batches: no record there)."""
+def data_offsets(cluster: ClusterNodes, count: int) -> set[tuple[int, int]]:
+    """(partition, offset) of each of the ``count`` records produced (acknowledged) to the
+    topic, read from the log start (a replicated log also holds Raft's control batches)."""
     from rilke.client.consumer import Consumer
     from rilke.client.structs import TopicPartition
 
-    ends = end_offsets(cluster)
     found: set[tuple[int, int]] = set()
     with Consumer(bootstrap_servers=bootstrap(cluster), auto_offset_reset="earliest") as reader:
         reader.assign([TopicPartition(TOPIC, p) for p in range(PARTITIONS)])
@@ -115,9 +105,14 @@ def data_offsets(cluster: ClusterNodes) -> set[tuple[int, int]]:
         def read_all() -> bool:
             for tp, records in reader.poll(200).items():
                 found.update((tp.partition, r.offset) for r in records)
-            return all(reader.position(TopicPartition(TOPIC, p)) >= e for p, e in ends.items())
+            return len(found) >= count
 
-        wait_for(read_all, 60, "the topic read to its end")
+        try:
+            wait_for(read_all, 60, f"the {count} records read")
+        except AssertionError:
+            at = {p: reader.position(TopicPartition(TOPIC, p)) for p in range(PARTITIONS)}
+            raise AssertionError(f"read {len(found)} of {count} records, up to {at}") from None
+    assert len(found) == count, f"{len(found)} records, {count} produced"
     return found
 
 
@@ -186,7 +181,7 @@ def test_offsets_topic_is_replicated_and_one_node_coordinates(
     cluster: ClusterNodes, consumers: Callable[..., ConsumerProc]
 ) -> None:
     members = start_group(cluster, consumers, 2)
-    want = data_offsets(cluster)
+    want = data_offsets(cluster, 20 * PARTITIONS)
     wait_for(lambda: consumed_all(members, want), 60, "every record consumed")
 
     nodes = sorted(cluster.ports)
@@ -217,7 +212,7 @@ def test_group_survives_kill_9_of_its_coordinator(
             "partitions are not replicated in this build (the interim serves an R=3 partition "
             "from its first replica alone: its in-sync replicas are that one)"
         )
-    want = data_offsets(cluster)
+    want = data_offsets(cluster, 20 * PARTITIONS)
     wait_for(lambda: consumed_all(members, want), 60, "the first records consumed")
     nodes = sorted(cluster.ports)
     wait_for(lambda: coordinator(cluster, nodes) is not None, 30, "one coordinator named")
@@ -246,10 +241,20 @@ def test_group_survives_kill_9_of_its_coordinator(
 
     # The members carry on by themselves: new records are consumed and committed.
     produce(cluster, 20, "b")
-    want = data_offsets(cluster)
-    assert len(want) == 40 * PARTITIONS, "records produced before and after the kill"
+    want = data_offsets(cluster, 40 * PARTITIONS)  # before and after the kill
     # At-least-once: every record consumed (some twice: those not committed at the kill).
     wait_for(lambda: consumed_all(members, want), 120, "every record consumed after the kill")
     wait_for(lambda: past_last_record(committed(cluster, successor), want), 60, "the new commits")
     assert all(c.proc.poll() is None for c in members), "a member exited"
+    # Still one group of both members at the new coordinator, every partition owned.
+    wait_for(
+        lambda: sorted(p for c in members for p in c.owned()) == list(range(PARTITIONS)),
+        30,
+        "the members to own every partition",
+    )
+    described = cluster._call(
+        successor, "Group", "DescribeGroups", pb.DescribeGroupsRequest(group_ids=[GROUP])
+    )
+    [group] = described.groups
+    assert not group.error.code and len(group.members) == 2, str(group)
     print(f"coordinator moved from node {victim} to {successor} in {moved_s:.2f}s")
