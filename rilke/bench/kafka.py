@@ -24,6 +24,7 @@ skipped with ``--clients rilke``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -54,6 +55,9 @@ INSTALL_HINT = (
 )
 # The longest any phase may take before it is called failed (a stuck client, a dead broker).
 PHASE_DEADLINE_S = 600.0
+# Until every node of --spawn-cluster lists every node's Kafka listener (they register after
+# forming: about a heartbeat).
+KAFKA_LISTED_TIMEOUT_S = 60.0
 # Records a consume phase asks for per call (both clients hand out batches of this many).
 CONSUME_BATCH = 10_000
 
@@ -91,6 +95,20 @@ def register(subparsers: Any) -> None:
         metavar="DIR",
         help="record the broker with py-spy during each phase into DIR and print the "
         "functions it spent its time in (needs py-spy: pip install py-spy)",
+    )
+    p.add_argument(
+        "--spawn-cluster",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N `rilke server` nodes with --initial-voters and --kafka-listen instead of "
+        "one broker; clients bootstrap at all of them (the CPU figures are all nodes')",
+    )
+    p.add_argument(
+        "--replication-factor",
+        type=int,
+        default=0,
+        help="the topics' replication factor with --spawn-cluster (default min(3, N))",
     )
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.set_defaults(func=run)
@@ -410,21 +428,27 @@ def _choices(value: str, allowed: tuple[str, ...], flag: str) -> list[str]:
     return [v for v in allowed if v in chosen]
 
 
+def _cpu_s(pids: list[int]) -> float | None:
+    """The CPU seconds of all ``pids`` together (None if one cannot be read)."""
+    seconds = [process_cpu_s(pid) for pid in pids]
+    return None if None in seconds else sum(s for s in seconds if s is not None)
+
+
 def _measure(
     phase: str,
     client: str,
-    broker_pid: int,
+    broker_pids: list[int],
     profiler: Profiler,
     fn: Callable[[], Outcome],
 ) -> PhaseResult:
     profiler.start(f"{phase}-{client}")
-    cpu0, client0 = process_cpu_s(broker_pid), time.process_time()
+    cpu0, client0 = _cpu_s(broker_pids), time.process_time()
     window = time.perf_counter()
     try:
         outcome = fn()
     finally:
         window = time.perf_counter() - window
-        cpu1, client1 = process_cpu_s(broker_pid), time.process_time()
+        cpu1, client1 = _cpu_s(broker_pids), time.process_time()
         top = profiler.stop()
     broker_cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
     return PhaseResult(
@@ -451,6 +475,20 @@ def run(args: argparse.Namespace) -> int:
     if args.count < 1 or args.record_size < 0 or args.partitions < 1:
         print("rilke: bad argument: --count and --partitions must be >= 1, --record-size >= 0")
         return 2
+    nodes = args.spawn_cluster
+    if nodes < 0 or args.replication_factor < 0 or (args.replication_factor and not nodes):
+        print(
+            "rilke: bad argument: --spawn-cluster N needs N >= 1; --replication-factor "
+            "(>= 1) goes with --spawn-cluster"
+        )
+        return 2
+    if nodes and args.profile_dir:
+        print("rilke: bad argument: --profile-dir records one broker: not with --spawn-cluster")
+        return 2
+    rf = args.replication_factor or min(3, nodes) or 1
+    if rf > max(nodes, 1):
+        print(f"rilke: bad argument: --replication-factor {rf} is above the {nodes} node(s)")
+        return 2
     if "kafka" in clients:
         try:
             import confluent_kafka  # noqa: F401
@@ -458,52 +496,22 @@ def run(args: argparse.Namespace) -> int:
             print(f"rilke bench kafka: {INSTALL_HINT}")
             return 2
     tune_malloc()
-    broker = SpawnedBroker(["--kafka-listen", "127.0.0.1:0", "--scrub-bytes-per-second", "0"])
     results: list[PhaseResult] = []
-    try:
-        grpc_address = broker.address
-        kafka_address = broker.wait_kafka_address()
-        profiler = Profiler(args.profile_dir, broker.proc.pid)
-        filled: str | None = None
-        for phase in phases:
-            if phase == "consume" and filled is None:
-                filled = ensure_topic(grpc_address, None, args.partitions)
-                rilke_produce(
-                    grpc_address,
-                    filled,
-                    args.count,
-                    args.record_size,
-                    acks="1",
-                    linger_ms=args.linger_ms,
+    with contextlib.ExitStack() as running:
+        try:
+            if nodes:
+                brokers = _spawn_cluster(running, nodes)
+            else:
+                broker = SpawnedBroker(
+                    ["--kafka-listen", "127.0.0.1:0", "--scrub-bytes-per-second", "0"]
                 )
-            for client in clients:
-                address = kafka_address if client == "kafka" else grpc_address
-                go: Callable[[], Outcome]
-                if phase == "consume":
-                    consume = kafka_consume if client == "kafka" else rilke_consume
-                    assert filled is not None
-                    go = partial(consume, address, filled, args.partitions, args.count)
-                else:
-                    topic = ensure_topic(grpc_address, None, args.partitions)
-                    filled = filled or topic
-                    produce = kafka_produce if client == "kafka" else rilke_produce
-                    acks = "1" if phase == "produce-acks1" else "all"
-                    go = partial(
-                        produce,
-                        address,
-                        topic,
-                        args.count,
-                        args.record_size,
-                        acks=acks,
-                        linger_ms=args.linger_ms,
-                    )
-                results.append(_measure(phase, client, broker.proc.pid, profiler, go))
-    except RuntimeError as e:
-        print(f"rilke bench kafka: {e}")
-        return 1
-    finally:
-        broker.stop()
-    _report(args, results)
+                running.callback(broker.stop)
+                brokers = _Brokers(broker.address, broker.wait_kafka_address(), [broker.proc.pid])
+            _run_phases(args, brokers, phases=phases, clients=clients, rf=rf, results=results)
+        except RuntimeError as e:
+            print(f"rilke bench kafka: {e}")
+            return 1
+    _report(args, results, nodes, rf)
     failed = [r for r in results if r.errors or r.records < args.count]
     for r in failed:
         print(
@@ -513,7 +521,93 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _report(args: argparse.Namespace, results: list[PhaseResult]) -> None:
+def _spawn_cluster(running: contextlib.ExitStack, nodes: int) -> _Brokers:
+    """Start ``nodes`` voters with Kafka listeners (stopped when ``running`` closes); their
+    gRPC and Kafka bootstrap lists and pids, once every node lists every Kafka listener.
+    Raises ClusterError (a RuntimeError) naming what did not happen in time."""
+    from rilke.bench.cluster_spawn import ClusterError, SpawnedCluster
+
+    cluster = running.enter_context(
+        SpawnedCluster(nodes, extra_args=["--kafka-listen", "127.0.0.1:0"])
+    )
+    deadline = time.monotonic() + KAFKA_LISTED_TIMEOUT_S
+    while True:
+        listed = {}
+        for node in cluster.live():
+            answer = cluster.describe(node)
+            if answer is not None:
+                listed = {b.node_id: f"{b.kafka_host}:{b.kafka_port}" for b in answer.brokers}
+                listed = {n: a for n, a in listed.items() if not a.startswith(":")}
+                break
+        if len(listed) == nodes:
+            break
+        if time.monotonic() > deadline:
+            raise ClusterError(
+                f"{len(listed)} of {nodes} nodes' Kafka listeners registered after "
+                f"{KAFKA_LISTED_TIMEOUT_S:.0f} s; see the logs in {cluster.root}"
+            )
+        time.sleep(0.1)
+    kafka = ",".join(address for _, address in sorted(listed.items()))
+    return _Brokers(cluster.bootstrap, kafka, [n.pid for n in cluster.nodes.values()])
+
+
+class _Brokers(NamedTuple):
+    """What the phases run against: gRPC and Kafka bootstrap lists, the broker processes."""
+
+    grpc: str
+    kafka: str
+    pids: list[int]
+
+
+def _run_phases(
+    args: argparse.Namespace,
+    brokers: _Brokers,
+    *,
+    phases: list[str],
+    clients: list[str],
+    rf: int,
+    results: list[PhaseResult],
+) -> None:
+    """Every phase with every client, appended to ``results``."""
+    grpc_address, kafka_address, pids = brokers
+    profiler = Profiler(args.profile_dir, pids[0])
+    filled: str | None = None
+    for phase in phases:
+        if phase == "consume" and filled is None:
+            filled = ensure_topic(grpc_address, None, args.partitions, replication_factor=rf)
+            rilke_produce(
+                grpc_address,
+                filled,
+                args.count,
+                args.record_size,
+                acks="1",
+                linger_ms=args.linger_ms,
+            )
+        for client in clients:
+            address = kafka_address if client == "kafka" else grpc_address
+            go: Callable[[], Outcome]
+            if phase == "consume":
+                consume = kafka_consume if client == "kafka" else rilke_consume
+                assert filled is not None
+                go = partial(consume, address, filled, args.partitions, args.count)
+            else:
+                topic = ensure_topic(grpc_address, None, args.partitions, replication_factor=rf)
+                filled = filled or topic
+                produce = kafka_produce if client == "kafka" else rilke_produce
+                acks = "1" if phase == "produce-acks1" else "all"
+                go = partial(
+                    produce,
+                    address,
+                    topic,
+                    args.count,
+                    args.record_size,
+                    acks=acks,
+                    linger_ms=args.linger_ms,
+                )
+            results.append(_measure(phase, client, pids, profiler, go))
+
+
+def _report(args: argparse.Namespace, results: list[PhaseResult], nodes: int, rf: int) -> None:
     by = {(r.phase, r.client): r for r in results}
     rows: list[tuple[str, str]] = []
     for r in results:
@@ -540,7 +634,9 @@ def _report(args: argparse.Namespace, results: list[PhaseResult]) -> None:
             rows.append((f"{phase:<16} ratio", ratio))
     print_table(
         f"rilke bench kafka: {args.count:,} records of {args.record_size} B per phase, "
-        f"{args.partitions} partition(s), one broker (kafka: confluent-kafka "
+        f"{args.partitions} partition(s), "
+        f"{f'{nodes} nodes, replication factor {rf}' if nodes else 'one broker'} "
+        "(kafka: confluent-kafka "
         f"{_ck_version()}; rilke: gRPC)",
         rows,
     )
@@ -558,6 +654,8 @@ def _report(args: argparse.Namespace, results: list[PhaseResult]) -> None:
                 "record_size": args.record_size,
                 "partitions": args.partitions,
                 "linger_ms": args.linger_ms,
+                "nodes": nodes or 1,
+                "replication_factor": rf,
             },
             "phases": [r.as_json(args.record_size) for r in results],
         },

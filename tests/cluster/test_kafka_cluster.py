@@ -149,6 +149,31 @@ def create(kc: KafkaCluster, via: int, name: str, partitions: int, rf: int) -> N
     )
 
 
+def settle(kc: KafkaCluster, name: str) -> None:
+    """Wait until every node's Metadata has each partition of ``name`` led by its preferred
+    (first) replica: the cluster hands leadership back to it by a Raft leader transfer some
+    seconds after an election picked another (rilke.server.cluster.mover), and a group test
+    whose coordinator moves in the middle tests rebalancing, not the listener."""
+
+    def preferred(node: int) -> bool:
+        meta = raw_call(kc.kafka[node], sc.METADATA, 4, metadata_request([name]))
+        parts = meta["topics"][0]["partitions"]
+        return bool(parts) and all(p["leader_id"] == p["replica_nodes"][0] for p in parts)
+
+    wait_for(lambda: all(preferred(n) for n in NODES), 3 * DEADLINE_S, f"{name} settled")
+
+
+def settle_group(kc: KafkaCluster, group: str) -> None:
+    """Create __consumer_offsets (a FindCoordinator does), and wait until its leaders settle."""
+
+    def found() -> bool:
+        body = {"key": group, "key_type": 0}
+        return raw_call(kc.kafka[1], sc.FIND_COORDINATOR, 1, body)["error_code"] == ec.NONE
+
+    wait_for(found, DEADLINE_S, f"a coordinator for {group}")
+    settle(kc, "__consumer_offsets")
+
+
 def delete(kc: KafkaCluster, via: int, name: str) -> None:
     admin = KafkaAdminClient(bootstrap_servers=kc.kafka[via])
     try:
@@ -410,6 +435,7 @@ def test_a_group_finds_one_coordinator_from_every_node_and_resumes_at_its_commit
     cluster: KafkaCluster,
 ) -> None:
     create(cluster, 1, "kc-group", 3, 1)
+    settle_group(cluster, "kc-g")
     values = [f"g-{i}" for i in range(30)]
     kp = kafka.KafkaProducer(bootstrap_servers=cluster.kafka[2], acks="all")
     try:
@@ -653,6 +679,8 @@ def test_one_group_of_three_libraries_bootstrapped_at_three_nodes(cluster: Kafka
     finds the one coordinator, `rilke group describe` shows the three members together, and
     between them they consume everything."""
     create(cluster, 1, "kc-mixed", 6, 3)
+    settle(cluster, "kc-mixed")
+    settle_group(cluster, "kc-mix")
     got: dict[str, set[str]] = {"kafka-python": set(), "confluent": set(), "aiokafka": set()}
     stop = threading.Event()
     errors: list[BaseException] = []

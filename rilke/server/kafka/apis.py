@@ -5,6 +5,8 @@ Each handler takes a decoded request body (a dict by Kafka's field names) and re
 response body, or None for a Produce with acks=0 (Kafka sends no response). It calls the same
 :class:`~rilke.server.broker.Broker` and :class:`~rilke.server.partition.Partition` interfaces
 as the gRPC services, and never decodes records. Everything runs on the broker's event loop.
+On a node of a cluster, Metadata, leadership and producer ids come from its KafkaCluster
+(rilke.server.kafka.cluster).
 """
 
 from __future__ import annotations
@@ -220,7 +222,7 @@ class KafkaApis:
             part = None  # in the metadata, not opened here yet
         leader = part.leadership.leader_id if part is not None else None
         if part is None or leader != self._node_id:
-            where = f"node {leader} leads it" if leader is not None else "it has no leader here"
+            where = f"node {leader} leads it" if leader is not None else "it has no leader now"
             raise NotLeaderError(
                 f"node {self._node_id} does not lead {name}-{index}: {where}", leader_id=leader
             )

@@ -67,6 +67,9 @@ _BY_CLASS: tuple[tuple[type[BaseException], int], ...] = (
     (e.KafkaStorageError, KAFKA_STORAGE_ERROR),
     (e.LogClosedError, NOT_LEADER_OR_FOLLOWER),
     (e.NotLeaderError, NOT_LEADER_OR_FOLLOWER),
+    # Raft refused the proposal before appending (a leader transfer, too many uncommitted
+    # bytes): nothing was written; clients retry after refreshing who leads.
+    (e.ProposalDroppedError, NOT_LEADER_OR_FOLLOWER),
     (e.FencedLeaderEpochError, FENCED_LEADER_EPOCH),
     (e.UnknownLeaderEpochError, UNKNOWN_LEADER_EPOCH),
     (e.NotEnoughReplicasError, NOT_ENOUGH_REPLICAS),
