@@ -31,14 +31,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rilke.bench.cluster_spawn import NO_LEADER, MetadataProbe, SpawnedCluster
+from rilke.bench.cluster_spawn import FIRST_TERM, NO_LEADER, MetadataProbe, SpawnedCluster
 from rilke.bench.common import payloads, print_table, tune_malloc, write_json
 
 GOAL_S = 1.5
 """Issue 10: kill to first acknowledged write within 1.5 s with default settings (Redpanda's
 default election timeout is 1.5 s; JetStream takes 4-9 s)."""
 ELECTION_POLL_S = 0.01
-FIRST_TERM = 1
 LEADER_REPORTED_TIMEOUT_S = 60.0
 """Until every node names the partition's Raft leader (reported in the broker heartbeat,
 every 1 s)."""
@@ -261,27 +260,12 @@ class RoundFigures:
     first_errors: list[str]
 
 
-def reported_leader(cluster: SpawnedCluster, topic: str) -> tuple[int, int] | None:
-    """(leader, epoch) of partition 0 if every live node names the same live leader with a
-    Raft term for epoch, else None."""
-    seen = set()
-    for node in cluster.live():
-        parts = cluster.probe.partitions(node.address, topic)
-        if not parts or 0 not in parts:
-            return None
-        seen.add(parts[0])
-    if len(seen) != 1:
-        return None
-    leader, epoch = seen.pop()
-    return (leader, epoch) if leader in cluster.live_ids() and epoch >= FIRST_TERM else None
-
-
 def one_round(cluster: SpawnedCluster, topic: str, args: argparse.Namespace) -> RoundFigures:
     """Load, kill the leader of partition 0, keep loading; the figures of that kill."""
-    # The epoch of a Raft-elected leader is its term (>= 1); epoch 0 is the controller's
-    # first assignment, before the group's leader reported itself: that node may not lead.
+    # Epoch 0 is the controller's first assignment: that node may not lead (an early run
+    # killed a follower); all_led waits for a reported Raft term.
     cluster.wait(
-        lambda: reported_leader(cluster, topic) is not None,
+        lambda: cluster.all_led(topic, 1),
         LEADER_REPORTED_TIMEOUT_S,
         f"one Raft leader of {topic}/0 (epoch >= {FIRST_TERM}) named by every node",
     )

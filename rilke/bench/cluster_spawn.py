@@ -50,6 +50,10 @@ STOP_TIMEOUT_S = 30.0
 """SIGTERM to exit, then SIGKILL."""
 CALL_TIMEOUT_S = 5.0
 NO_LEADER = -1
+FIRST_TERM = 1
+"""A partition's leader epoch is its Raft term: 1 or more once a leader was elected and
+reported itself to the controller; 0 is the controller's first assignment (that node may not
+lead: the group had not elected yet)."""
 _PR_SET_PDEATHSIG = 1
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -224,16 +228,20 @@ class MetadataProbe:
         topic: str,
         partitions: int,
         alive: Collection[int] | None = None,
+        min_epoch: int = FIRST_TERM,
     ) -> bool:
         """Every address's Metadata lists ``partitions`` partitions of ``topic``, each with a
-        leader (one of ``alive`` when given), the same on every node."""
+        leader (one of ``alive`` when given) of epoch ``min_epoch`` or more, the same on every
+        node."""
         seen: dict[int, tuple[int, int]] | None = None
         for address in addresses:
             parts = self.partitions(address, topic)
             if parts is None or len(parts) != partitions:
                 return False
-            for leader, _ in parts.values():
+            for leader, epoch in parts.values():
                 if leader == NO_LEADER or (alive is not None and leader not in alive):
+                    return False
+                if epoch < min_epoch:
                     return False
             if seen is not None and parts != seen:
                 return False

@@ -121,7 +121,7 @@ def test_cluster_idle_measures_every_node_with_and_without_partitions(tmp_path: 
     out = tmp_path / "idle.json"
     r = _rilke(
         tmp_path, "bench", "cluster-idle", "--partitions", "6", "--per-topic", "4",
-        "--idle-s", "0.5", "--settle-s", "0", "--json", str(out),
+        "--idle-s", "0.5", "--settle-s", "0", "--quiet-s", "1", "--json", str(out),
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     result = json.loads(out.read_text())

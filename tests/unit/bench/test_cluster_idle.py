@@ -36,3 +36,12 @@ def test_bad_arguments_are_refused_before_a_node_starts(
 ) -> None:
     assert run(_args(*argv)) == 2
     assert "bad argument" in capsys.readouterr().out
+
+
+def test_elections_are_counted_by_how_far_each_term_grew() -> None:
+    from rilke.bench.cluster_idle import new_terms
+
+    before = {("t", 0): 1, ("t", 1): 1, ("t", 2): 4}
+    after = {("t", 0): 1, ("t", 1): 3, ("t", 2): 5, ("u", 0): 9}  # u/0 is new: not counted
+    assert new_terms(before, after) == 3
+    assert new_terms(after, after) == 0

@@ -98,3 +98,9 @@ def test_the_nats_r3_figure_is_read_from_bench_nats_cluster_output() -> None:
 
     line = "run 0 R3 async publish 100B: 41,234 msg/s errors=0 srv 1.20 cli 0.90 leader=n2\n"
     assert parse_figures(line) == {NATS_R3_ASYNC_PUBLISH: 41234.0}
+
+
+def test_a_leader_the_controller_only_assigned_is_not_led_yet() -> None:
+    probe = _Probe({"a": {0: (1, 0)}})  # epoch 0: no Raft term reported
+    assert not probe.all_led(["a"], "t", 1)
+    assert probe.all_led(["a"], "t", 1, min_epoch=0)
