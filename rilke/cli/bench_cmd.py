@@ -23,6 +23,7 @@ _BENCH_MODULES: tuple[str, ...] = (
     "rilke.bench.cluster_failover",
     "rilke.bench.cluster_idle",
     "rilke.bench.cluster_batch",
+    "rilke.bench.metadata_snapshot",
 )
 
 

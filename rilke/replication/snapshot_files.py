@@ -13,7 +13,8 @@ never half of one; a file that does not hold is refused (:class:`SnapshotFileErr
 read in part. The newest :data:`KEEP_SNAPSHOTS` are kept.
 
 Blocking file I/O: call :meth:`SnapshotFiles.save` on a worker thread when the payload is
-large; every method may be called on any thread, but not concurrently on one directory.
+large. Any thread may call any method; saves of different indexes may overlap (each writes
+its own file, and pruning keeps the newest by index, so the newest file always stays).
 """
 
 from __future__ import annotations

@@ -5,8 +5,10 @@ core (voters and learners alike). Clients send controller requests (bootstrap, r
 heartbeat brokers, fence expired ones, create, grow and delete topics, change in-sync
 replicas, allocate producer ids) to the node they believe leads; that node's
 :class:`ControllerDecider` decides against its own applied state and proposes the records as
-one batch. Snapshots (retention) carry the real metadata state, so followers that fall behind
-and nodes that restart rebuild from a snapshot plus the tail.
+one batch. As the controller does, every node snapshots its OWN applied state at its applied
+index and trims its whole log below it (``_maybe_compact``), so followers that fall behind get
+a leader's snapshot and nodes that restart rebuild from a snapshot plus the tail; a snapshot's
+payload must be the state every node had at its index (checked when taken and when installed).
 
 Checked after every applied entry: every node that applies index i has exactly the same
 metadata state after it (the bytes of the whole state) as every other node had. After the run:
@@ -35,7 +37,7 @@ from rilke.replication.controller import (
 )
 from rilke.replication.controller.records import MetadataRecord, VotersChanged, encode_batch
 from rilke.replication.controller.snapshot import encode_snapshot
-from rilke.replication.raft import Entry, EntryKind, Ready, Role
+from rilke.replication.raft import ConfChange, Entry, EntryKind, Ready, Role
 from tests.sim.simulator.checker import SafetyViolation
 from tests.sim.simulator.cluster import Cluster, LivenessViolation, SimNode
 from tests.sim.simulator.faults import FaultEvent
@@ -80,6 +82,38 @@ class MetadataCluster(Cluster):
         if rd.snapshot is not None:  # from the leader: the state as of its index
             self.appliers[node.node_id].restore(rd.snapshot.data)
         super()._persisted(node, rd)
+
+    def _maybe_compact(self, node: SimNode) -> None:
+        """As the controller does: every ``compact_every`` offsets applied, the node snapshots
+        ITS OWN applied state at its applied index and trims its whole log below it (no
+        entries kept), so a follower behind it needs that snapshot. The payload must be the
+        state every node had at that index (checked here, and again by every node that
+        installs it). Only at or below the fsynced commit, which a crash cannot take back."""
+        if not self.compact_every:
+            return
+        storage = node.storage
+        applier = self.appliers[node.node_id]
+        index = applier.applied_index
+        start = storage.snapshot()
+        if index - start.index < self.compact_every or index > node.synced_hard.commit:
+            return
+        conf = start.conf
+        for entry in storage.all_entries():
+            if entry.index > index:
+                break
+            if entry.kind is EntryKind.CONFIG:
+                conf = ConfChange.decode(entry.data).apply_to(conf)
+        snap_index, own = applier.snapshot()
+        assert snap_index == index
+        if own != self.state_at[index]:
+            raise SafetyViolation(
+                "Snapshot of own state",
+                f"n{node.node_id}'s snapshot at {index} is not the state every node had there",
+            )
+        storage.compact(index, conf, own)
+        self.faults.compactions += 1
+        self.checker.on_snapshot(node.node_id, index, storage.snapshot().term, keep_suffix=True)
+        self.record(node.node_id, "compact", f"own snapshot, log start -> {index}")
 
     def _on_apply(self, node: SimNode, entry: Entry) -> None:
         applier = self.appliers[node.node_id]
@@ -285,6 +319,7 @@ CI_SEEDS = (
 def test_every_node_applies_the_same_metadata(scenario: str, seed: int) -> None:
     cluster = run_metadata_seed(seed, scenario)
     assert cluster.client.committed > 0
+    assert cluster.faults.compactions > 0  # every node trimmed below its own snapshots
     assert cluster.requests.get("create", 0) > 0
 
 
@@ -322,3 +357,24 @@ class _DivergingCluster(MetadataCluster):
 def test_the_agreement_check_catches_a_node_that_diverges() -> None:
     with pytest.raises(SafetyViolation, match="Metadata agreement"):
         run_metadata_seed(0, "ci", cluster_class=_DivergingCluster)
+
+
+class _BadSnapshotCluster(MetadataCluster):
+    """Node 2's snapshots carry a state that is not the one it applied (a snapshot bug)."""
+
+    def start(self, node_id: int) -> None:
+        super().start(node_id)
+        if node_id == 2:
+            applier = self.appliers[node_id]
+            real = applier.snapshot
+
+            def tampered() -> tuple[int, bytes]:
+                index, data = real()
+                return index, data.replace(b"sim-cluster", b"sim-c1uster")
+
+            applier.snapshot = tampered  # type: ignore[method-assign]
+
+
+def test_the_snapshot_check_catches_a_node_whose_snapshot_is_not_its_state() -> None:
+    with pytest.raises(SafetyViolation, match="Snapshot of own state"):
+        run_metadata_seed(0, "ci", cluster_class=_BadSnapshotCluster)
