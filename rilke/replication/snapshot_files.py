@@ -135,8 +135,7 @@ class SnapshotFiles:
         if not self.directory.is_dir():
             self.directory.mkdir(parents=True, exist_ok=True)
             files.fsync_dir(self.directory.parent)
-        files.atomic_write(
-            self.directory / snapshot_file_name(snap.index), encode_snapshot_file(snap)
-        )
+        path = self.directory / snapshot_file_name(snap.index)
+        files.atomic_write(path, encode_snapshot_file(snap), unique_tmp=True)
         for index in self.indexes()[:-KEEP_SNAPSHOTS]:
             files.unlink_if_exists(self.directory / snapshot_file_name(index))
