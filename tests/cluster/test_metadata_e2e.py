@@ -117,10 +117,15 @@ def test_a_node_joining_after_the_log_was_trimmed_gets_the_same_metadata(
     # kill -9 of every voter, then a restart: each is its snapshot plus its tail.
     for n in (1, 2, 3):
         cluster.kill(n)
+
     # Started together: after a kill -9 a node's stored commit may lag what its broker
     # reflected, and it waits (ClusterNode.start, bounded) for a quorum to catch up.
+    # Three recoveries at once on a shared machine: a longer start deadline than one node's.
+    def restart(n: int) -> None:
+        cluster.nodes[n] = cluster.process(n).start(timeout_s=120)
+
     with ThreadPoolExecutor(3) as pool:
-        list(pool.map(cluster.start, (1, 2, 3)))
+        list(pool.map(restart, (1, 2, 3)))
     wait_for(lambda: formed(cluster, [1, 2, 3, 4]), FORM_TIMEOUT_S, "the cluster after kill -9")
     # (Leaders may have moved: nodes were fenced while down.)
     shape = {name: len(parts) for name, parts in expected.items()}
