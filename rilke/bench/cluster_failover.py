@@ -38,6 +38,10 @@ GOAL_S = 1.5
 """Issue 10: kill to first acknowledged write within 1.5 s with default settings (Redpanda's
 default election timeout is 1.5 s; JetStream takes 4-9 s)."""
 ELECTION_POLL_S = 0.01
+FIRST_TERM = 1
+LEADER_REPORTED_TIMEOUT_S = 60.0
+"""Until every node names the partition's Raft leader (reported in the broker heartbeat,
+every 1 s)."""
 SETTLE_S = 1.0
 """After the topic is led and before the load starts: the first heartbeats and ISR settle."""
 
@@ -71,6 +75,13 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--rounds", type=int, default=1, help="kills, one per round (default 1)")
     p.add_argument("--linger-ms", type=float, default=1.0, help="the producer's linger (default 1)")
+    p.add_argument(
+        "--retry-backoff-max-ms",
+        type=float,
+        default=None,
+        help="the producer's retry_backoff_max_ms (default: the producer's, 1,000); the first "
+        "write after the election waits for the retried batch's backoff",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.set_defaults(func=run)
 
@@ -141,14 +152,30 @@ class SteadyLoad:
     """A thread sending ``rate`` records/s to one partition with acks=all and keeping every
     acknowledgement's ``time.monotonic()`` and offset (appended on the producer's thread)."""
 
-    def __init__(self, bootstrap: str, topic: str, rate: int, size: int, linger_ms: float) -> None:
+    def __init__(  # noqa: PLR0917
+        self,
+        bootstrap: str,
+        topic: str,
+        rate: int,
+        size: int,
+        linger_ms: float,
+        retry_backoff_max_ms: float | None = None,
+    ) -> None:
         from rilke.client.producer import Producer
 
         self.rate = rate
         self.topic = topic
         self.values = payloads(size)
+        settings: dict[str, Any] = {}
+        if retry_backoff_max_ms is not None:
+            settings["retry_backoff_max_ms"] = retry_backoff_max_ms
+            settings["retry_backoff_ms"] = min(100.0, retry_backoff_max_ms)
         self.producer = Producer(
-            bootstrap, acks="all", linger_ms=linger_ms, client_id="rilke-bench-failover"
+            bootstrap,
+            acks="all",
+            linger_ms=linger_ms,
+            client_id="rilke-bench-failover",
+            **settings,
         )
         self.producer.partitions_for(topic)
         self.ack_times: list[float] = []
@@ -234,12 +261,39 @@ class RoundFigures:
     first_errors: list[str]
 
 
+def reported_leader(cluster: SpawnedCluster, topic: str) -> tuple[int, int] | None:
+    """(leader, epoch) of partition 0 if every live node names the same live leader with a
+    Raft term for epoch, else None."""
+    seen = set()
+    for node in cluster.live():
+        parts = cluster.probe.partitions(node.address, topic)
+        if not parts or 0 not in parts:
+            return None
+        seen.add(parts[0])
+    if len(seen) != 1:
+        return None
+    leader, epoch = seen.pop()
+    return (leader, epoch) if leader in cluster.live_ids() and epoch >= FIRST_TERM else None
+
+
 def one_round(cluster: SpawnedCluster, topic: str, args: argparse.Namespace) -> RoundFigures:
     """Load, kill the leader of partition 0, keep loading; the figures of that kill."""
+    # The epoch of a Raft-elected leader is its term (>= 1); epoch 0 is the controller's
+    # first assignment, before the group's leader reported itself: that node may not lead.
+    cluster.wait(
+        lambda: reported_leader(cluster, topic) is not None,
+        LEADER_REPORTED_TIMEOUT_S,
+        f"one Raft leader of {topic}/0 (epoch >= {FIRST_TERM}) named by every node",
+    )
     leader, epoch = cluster.leader_of(topic, 0)
-    if leader == NO_LEADER:
-        raise RuntimeError(f"partition 0 of {topic} has no leader before the kill")
-    load = SteadyLoad(cluster.bootstrap, topic, args.rate, args.record_size, args.linger_ms)
+    load = SteadyLoad(
+        cluster.bootstrap,
+        topic,
+        args.rate,
+        args.record_size,
+        args.linger_ms,
+        args.retry_backoff_max_ms,
+    )
     window_s = args.window_ms / 1000
     election: list[float | None] = []
     try:
@@ -296,6 +350,9 @@ def run(args: argparse.Namespace) -> int:
     if args.rate < 1 or args.rounds < 1 or args.sustain < 1 or args.window_ms <= 0:
         print("rilke: bad argument: --rate, --rounds, --sustain and --window-ms must be > 0")
         return 2
+    if args.retry_backoff_max_ms is not None and args.retry_backoff_max_ms <= 0:
+        print("rilke: bad argument: --retry-backoff-max-ms must be > 0")
+        return 2
     if args.before_s < SETTLE_S + args.window_ms / 1000 or args.after_s <= 0:
         print(f"rilke: bad argument: --before-s must be >= {SETTLE_S:g} s and a window")
         return 2
@@ -335,6 +392,7 @@ _SETTINGS = (
     "full_fraction",
     "sustain",
     "linger_ms",
+    "retry_backoff_max_ms",
 )
 
 
@@ -351,7 +409,11 @@ def _print_round(i: int, r: RoundFigures, args: argparse.Namespace) -> None:
         f"acks=all, {args.rate:,} records/s of {args.record_size} B; kill -9 of leader "
         f"{r.killed} (epoch {r.old_epoch})",
         [
-            ("steady rate before the kill", f"{r.steady_per_s:,.0f} acks/s"),
+            (
+                "steady rate before the kill",
+                f"{r.steady_per_s:,.0f} acks/s"
+                + ("" if r.steady_per_s >= args.full_fraction * args.rate else "  (NOT steady)"),
+            ),
             ("kill to first acknowledged write", _s(r.first_ack_s) + goal),
             (
                 f"kill to full rate ({args.full_fraction:.0%}, {args.sustain} windows)",

@@ -2,7 +2,7 @@
 
 ``info`` prints the cluster id, the controller leader and its voters and learners, and every
 broker with its address, rack, state and how many partition replicas and leaderships it
-holds. ``health`` exits 0 only when every broker is alive, a controller leader is known and
+holds (and its Kafka listener, if it has one). ``health`` exits 0 only when every broker is alive, a controller leader is known and
 every partition has a leader with all its replicas in sync; otherwise it says what is wrong
 (one line each) and exits 1. Both answer from the first reachable --bootstrap-servers node's
 applied metadata, with --json for scripts. ``add-voter N`` promotes node N (a node that
@@ -125,6 +125,7 @@ def _describe(args: argparse.Namespace) -> dict[str, Any]:
                 "epoch": b.epoch,
                 "replicas": b.replicas,
                 "leaders": b.leaders,
+                "kafka_address": f"{b.kafka_host}:{b.kafka_port}" if b.kafka_host else None,
             }
             for b in r.brokers
         ],
@@ -146,11 +147,12 @@ def _info(args: argparse.Namespace) -> int:
     )
     print(
         f"  {'BROKER':>6} {'ADDRESS':<22} {'RACK':<10} {'STATE':<16} {'REPLICAS':>8} {'LEADERS':>8}"
+        "  KAFKA"
     )
     for b in info["brokers"]:
         print(
             f"  {b['node_id']:>6} {b['address']:<22} {b['rack'] or '-':<10} {b['state']:<16} "
-            f"{b['replicas']:>8} {b['leaders']:>8}"
+            f"{b['replicas']:>8} {b['leaders']:>8}  {b['kafka_address'] or '-'}"
         )
     for m in info["moves"]:
         print(f"  moving {_move_text(m)}")

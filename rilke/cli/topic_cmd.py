@@ -175,16 +175,22 @@ def _describe(args: argparse.Namespace) -> int:
             + (f"  configs {configs}" if configs else "")
         )
         print(
-            f"  {'PARTITION':>9} {'LEADER':>6} {'REPLICAS':>8} {'START':>12} {'HIGH-WATER':>12} {'BYTES':>12}"
+            f"  {'PARTITION':>9} {'LEADER':>6} {'REPLICAS':>8} {'IN-SYNC':>8} {'START':>12} "
+            f"{'HIGH-WATER':>12} {'BYTES':>12}"
         )
         for p in t.partitions:
             replicas = ",".join(map(str, p.replicas))
+            in_sync = ",".join(map(str, p.isr))
             moving = ""
             if p.target_replicas:
                 moving = "  moving to " + ",".join(map(str, p.target_replicas))
+            if not set(p.replicas) <= set(p.isr):
+                moving += "  under-replicated"
+            if p.leader < 0:
+                moving += "  no leader"
             print(
-                f"  {p.partition:>9} {p.leader:>6} {replicas:>8} {p.log_start_offset:>12} "
-                f"{p.high_watermark:>12} {p.size_bytes:>12}{moving}"
+                f"  {p.partition:>9} {p.leader:>6} {replicas:>8} {in_sync:>8} "
+                f"{p.log_start_offset:>12} {p.high_watermark:>12} {p.size_bytes:>12}{moving}"
             )
     return EXIT_OK
 

@@ -44,7 +44,6 @@ class ProducerBatch:
         "log_append_time",
         "record_count",
         "retry_at_s",
-        "sequence_shift",
         "size",
         "timestamps",
         "tp",
@@ -69,7 +68,6 @@ class ProducerBatch:
         self.full = False
         self.data: bytes | None = None
         self.base_sequence = -1
-        self.sequence_shift = 0
         self.attempts = 0
         self.retry_at_s = 0.0
         self.base_offset: Any = _PENDING

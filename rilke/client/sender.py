@@ -35,7 +35,7 @@ from rilke.errors import (
     RilkeError,
 )
 from rilke.proto import rilke_pb2 as pb
-from rilke.records.header import set_base_sequence
+from rilke.records.header import set_producer
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +47,13 @@ class _PartitionState:
     retries: list[ProducerBatch] = field(default_factory=list)
 
 
-def restamp_sequence(data: bytes, base_sequence: int) -> bytes:
-    """The batch ``data`` with a new base sequence and its CRC recomputed."""
+def restamp_producer(
+    data: bytes, producer_id: int, producer_epoch: int, base_sequence: int
+) -> bytes:
+    """The batch ``data`` under another producer id, epoch and base sequence, its CRC
+    recomputed."""
     buf = bytearray(data)
-    set_base_sequence(buf, base_sequence)
+    set_producer(buf, producer_id, producer_epoch, base_sequence)
     return bytes(buf)
 
 
@@ -91,6 +94,10 @@ class Sender:
         self.idempotent = enable_idempotence
         self.producer_id = -1
         self.producer_epoch = -1
+        # A sequenced batch failed for good (its records may or may not be in the log): the
+        # producer takes a new producer id before it sends anything more (see _reset_producer).
+        self._reset_pending = False
+        self.producer_resets = 0
         self._partitions: dict[TopicPartition, _PartitionState] = defaultdict(_PartitionState)
         self._node_in_flight: dict[int, int] = defaultdict(int)
         self._requests: set[asyncio.Task[None]] = set()
@@ -176,27 +183,14 @@ class Sender:
 
     async def _run(self) -> None:
         try:
-            attempt = 0
-            while self.idempotent and self.producer_id < 0 and not self._stopping:
-                try:
-                    await self._init_producer_id()
-                except RilkeError as exc:
-                    if not exc.retriable:
-                        raise
-                    attempt += 1
-                    log.debug("InitProducerId failed (%s); retrying", exc)
-                    self._expire(time.monotonic())
-                    await asyncio.sleep(
-                        backoff_s(
-                            attempt,
-                            self.retry_backoff_ms,
-                            self.retry_backoff_max_ms,
-                            self.cluster.rng,
-                        )
-                    )
+            await self._obtain_producer_id()
             while True:
                 if self._stopping and self._idle():
                     return
+                if self._reset_pending:
+                    if not await self._reset_producer():
+                        return  # stopping: stop() fails what is left
+                    continue
                 now = time.monotonic()
                 self._expire(now)
                 self._wake.clear()
@@ -235,6 +229,71 @@ class Sender:
                 self.acc.closed = True
             self._fail(self.acc.take_all(), exc)
 
+    async def _obtain_producer_id(self) -> None:
+        """InitProducerId until it answers (retriable errors are retried with backoff)."""
+        attempt = 0
+        while self.idempotent and self.producer_id < 0 and not self._stopping:
+            try:
+                await self._init_producer_id()
+            except RilkeError as exc:
+                if not exc.retriable:
+                    raise
+                attempt += 1
+                log.debug("InitProducerId failed (%s); retrying", exc)
+                self._expire(time.monotonic())
+                await asyncio.sleep(
+                    backoff_s(
+                        attempt,
+                        self.retry_backoff_ms,
+                        self.retry_backoff_max_ms,
+                        self.cluster.rng,
+                    )
+                )
+
+    async def _reset_producer(self) -> bool:
+        """Take a new producer id after a sequenced batch failed for good.
+
+        The failed batch's records may be in the log (a timeout or a deposed leader does not
+        say), so its sequence numbers can never be given to other records: a broker holding
+        them would answer those records as duplicates of the first ones, and the producer
+        would report records delivered that are not in the log. As Kafka's idempotent
+        producer does (KIP-360), it waits for its requests in flight to end, takes a new
+        producer id, and sends every batch still waiting again under it, from sequence 0 in
+        each partition. Those records were not acknowledged; one whose earlier attempt did
+        land may then be written twice (at least once), never lost. False: the producer
+        stopped before it had a new id.
+        """
+        while self._requests:
+            await asyncio.wait(set(self._requests), timeout=self.request_timeout_s)
+        old = self.producer_id
+        self.producer_id = self.producer_epoch = -1
+        await self._obtain_producer_id()
+        if self.idempotent and self.producer_id < 0:
+            return False
+        self._reset_pending = False
+        self.producer_resets += 1
+        now = time.monotonic()
+        for st in self._partitions.values():
+            st.next_sequence = 0
+            st.retries.sort(key=lambda b: b.base_sequence)
+            for b in st.retries:
+                # (The broker refused a new id: the batches go out without idempotence.)
+                b.base_sequence = st.next_sequence if self.idempotent else -1
+                if self.idempotent:
+                    st.next_sequence = (st.next_sequence + b.record_count) & 0x7FFFFFFF
+                if b.data is not None:
+                    b.data = restamp_producer(
+                        b.data, self.producer_id, self.producer_epoch, b.base_sequence
+                    )
+                b.retry_at_s = now
+        log.warning(
+            "producer id %d has a batch that failed for good: producing as producer id %d "
+            "from now on (batches still waiting are sent again under it)",
+            old,
+            self.producer_id,
+        )
+        return True
+
     def _needs_metadata(self) -> bool:
         return self.acc.has_queued() or any(st.retries for st in self._partitions.values())
 
@@ -272,6 +331,8 @@ class Sender:
             keep: list[ProducerBatch] = []
             for b in st.retries:
                 (expired if b.deadline_s <= now else keep).append(b)
+            if self.idempotent and len(keep) < len(st.retries):
+                self._schedule_reset()  # sequenced batches given up (see _on_error)
             st.retries = keep
         if expired:
             self._fail(
@@ -299,6 +360,8 @@ class Sender:
     def _send_ready(self, now: float) -> tuple[float | None, bool]:
         """Send retries that are due and drained batches; return when to look again, and
         whether ready batches were left behind the ones sent (look again at once)."""
+        if self._reset_pending:
+            return None, False  # nothing goes out under the old producer id (_run resets)
         by_node: dict[int, list[ProducerBatch]] = defaultdict(list)
         next_s: float | None = None
         for tp, st in self._partitions.items():
@@ -460,10 +523,12 @@ class Sender:
         earlier_pending = any(
             b.base_sequence < batch.base_sequence for b in st.in_flight + st.retries
         )
+        # Out of order behind an earlier batch still on its way, or behind one that failed
+        # for good (the reset sends this one again under a new producer id): not final.
         retriable = exc.retriable or (
             self.idempotent
             and isinstance(exc, OutOfOrderSequenceError)
-            and (earlier_pending or batch.sequence_shift)
+            and (earlier_pending or self._reset_pending)
         )
         now = time.monotonic()
         if retriable and batch.attempts <= self.retries:
@@ -472,10 +537,6 @@ class Sender:
             )
             if now + delay < batch.deadline_s:
                 batch.retry_at_s = now + delay
-                if batch.sequence_shift and batch.data is not None:
-                    batch.base_sequence -= batch.sequence_shift
-                    batch.sequence_shift = 0
-                    batch.data = restamp_sequence(batch.data, batch.base_sequence)
                 st.retries.append(batch)
                 st.retries.sort(key=lambda b: b.base_sequence)
                 self.metrics.on_retry()
@@ -486,18 +547,13 @@ class Sender:
                 f"the broker, or raise delivery_timeout_ms"
             )
         if self.idempotent and batch.base_sequence >= 0:
-            # The records of this batch will never be written: later batches must close the
-            # sequence gap it leaves, or the broker refuses them as out of order.
-            for b in st.in_flight + st.retries:
-                if b.base_sequence > batch.base_sequence:
-                    b.sequence_shift += batch.record_count
-            for b in list(st.retries):
-                if b.sequence_shift and b.data is not None:
-                    b.base_sequence -= b.sequence_shift
-                    b.sequence_shift = 0
-                    b.data = restamp_sequence(b.data, b.base_sequence)
-            st.next_sequence = (st.next_sequence - batch.record_count) & 0x7FFFFFFF
+            # Its sequences may be in the log or not: never reused (_reset_producer).
+            self._schedule_reset()
         self._fail([batch], exc)
+
+    def _schedule_reset(self) -> None:
+        self._reset_pending = True
+        self._wake.set()
 
     def _remove_in_flight(self, batch: ProducerBatch) -> None:
         st = self._partitions[batch.tp]

@@ -983,7 +983,7 @@ class DescribeClusterRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ClusterBroker(_message.Message):
-    __slots__ = ("node_id", "host", "port", "rack", "state", "epoch", "replicas", "leaders")
+    __slots__ = ("node_id", "host", "port", "rack", "state", "epoch", "replicas", "leaders", "kafka_host", "kafka_port")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
@@ -992,6 +992,8 @@ class ClusterBroker(_message.Message):
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     LEADERS_FIELD_NUMBER: _ClassVar[int]
+    KAFKA_HOST_FIELD_NUMBER: _ClassVar[int]
+    KAFKA_PORT_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     host: str
     port: int
@@ -1000,7 +1002,9 @@ class ClusterBroker(_message.Message):
     epoch: int
     replicas: int
     leaders: int
-    def __init__(self, node_id: _Optional[int] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., rack: _Optional[str] = ..., state: _Optional[str] = ..., epoch: _Optional[int] = ..., replicas: _Optional[int] = ..., leaders: _Optional[int] = ...) -> None: ...
+    kafka_host: str
+    kafka_port: int
+    def __init__(self, node_id: _Optional[int] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., rack: _Optional[str] = ..., state: _Optional[str] = ..., epoch: _Optional[int] = ..., replicas: _Optional[int] = ..., leaders: _Optional[int] = ..., kafka_host: _Optional[str] = ..., kafka_port: _Optional[int] = ...) -> None: ...
 
 class DescribeClusterResponse(_message.Message):
     __slots__ = ("cluster_id", "controller_id", "voters", "learners", "brokers", "applied_offset", "node_id", "moves")

@@ -313,6 +313,29 @@ def set_base_sequence(buf: bytearray | memoryview, base_sequence: int, pos: int 
     _UINT32.pack_into(buf, pos + CRC_POS, compute_crc(buf, pos, size))
 
 
+PRODUCER_ID_POS = field_position("producer_id")
+# The three contiguous producer fields alone (no leading padding: packing a header_struct
+# would zero the fields before them).
+_PRODUCER = struct.Struct(
+    ">" + "".join(c for n, c in FIELDS if n in ("producer_id", "producer_epoch", "base_sequence"))
+)
+
+
+def set_producer(
+    buf: bytearray | memoryview,
+    producer_id: int,
+    producer_epoch: int,
+    base_sequence: int,
+    pos: int = 0,
+) -> None:
+    """Rewrite the producer id, epoch and base sequence of the batch at ``pos`` in place and
+    recompute its CRC (a producer that took a new id sends its unresolved batches again under
+    it). The caller has checked the batch: a bad CRC would be hidden."""
+    _PRODUCER.pack_into(buf, pos + PRODUCER_ID_POS, producer_id, producer_epoch, base_sequence)
+    size = _INT32.unpack_from(buf, pos + LENGTH_POS)[0] + LOG_OVERHEAD
+    _UINT32.pack_into(buf, pos + CRC_POS, compute_crc(buf, pos, size))
+
+
 def iter_headers(
     buf: bytes | bytearray | memoryview, *, check: bool = True
 ) -> Iterator[tuple[int, BatchHeader]]:

@@ -76,9 +76,9 @@ __all__ = ["REPLICA_LAG_MAX_OFFSETS", "ReplicatedPartition", "ReplicatedPartitio
 log = logging.getLogger(__name__)
 
 REPLICA_LAG_MAX_OFFSETS = 4000
-"""A follower is in sync while the leader heard from it within an election timeout and its
-match is at most this many offsets behind the leader's log end (Kafka's old
-``replica.lag.max.messages`` default)."""
+"""A follower is in sync while the leader heard from it within an election timeout (or from
+its node within the transport's liveness timeout) and its match is at most this many
+offsets behind the leader's log end (Kafka's old ``replica.lag.max.messages`` default)."""
 
 
 def group_name(topic_id: str, partition: int) -> str:
@@ -220,11 +220,18 @@ class ReplicatedPartition:
             return (self._leader_id,) if self._leader_id != NO_NODE else ()
         node = self._runtime.node(self.group)
         last = node.last_index
+        transport = self._runtime.transport
+        # Heard by the group since its last CheckQuorum, or its node heard within the
+        # transport's liveness timeout: the group's own flag alone is cleared at every
+        # CheckQuorum, and an in-sync set read just then would shrink and grow back.
         return tuple(
             replica
             for replica, status in node.peer_status().items()
             if replica == self._node_id
-            or (status.recent_active and last - status.match <= REPLICA_LAG_MAX_OFFSETS)
+            or (
+                (status.recent_active or transport.is_alive(replica))
+                and last - status.match <= REPLICA_LAG_MAX_OFFSETS
+            )
         )
 
     def subscribe_leadership(self, callback: Callable[[Leadership], None]) -> Callable[[], None]:

@@ -44,6 +44,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from rilke.errors import NotLeaderError, ReplicationError
@@ -638,9 +639,27 @@ class RaftRuntime:
         group.read_waits = waiting
 
 
+FLUSH_THREADS = 8
+"""Groups' flushes of one window run on up to this many threads: each is a few fsyncs (the
+log, the state file and its directory) of its own files, independent of the others', and a
+window of hundreds of groups (a topic's partitions electing at once) done one after the
+other would hold every group's sends (the metadata group's heartbeats too) for seconds."""
+PARALLEL_FLUSH_MIN = 4
+_FLUSH_POOL = ThreadPoolExecutor(FLUSH_THREADS, thread_name_prefix="raft-flush")  # lazy threads
+
+
 def _run_flushes(flushes: list[StorageFlush]) -> None:
-    for flush in flushes:
-        flush.run()
+    """On a worker thread: every flush of the window; raises the first OSError once all
+    have run (an error aborts the whole window)."""
+    if len(flushes) < PARALLEL_FLUSH_MIN:
+        for flush in flushes:
+            flush.run()
+        return
+    futures = [_FLUSH_POOL.submit(flush.run) for flush in flushes]
+    for future in futures:
+        future.exception()  # wait for all before raising any
+    for future in futures:
+        future.result()
 
 
 def _expire(future: asyncio.Future[int], name: str, index: int, timeout_s: float) -> None:

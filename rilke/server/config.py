@@ -369,6 +369,8 @@ def _check_cluster_settings(config: BrokerConfig) -> None:
             f"{sources.get('join')}): give one: --initial-voters forms a new cluster, --join "
             "adds this node to a running one"
         )
+    if (config.initial_voters or config.join) and config.kafka_listen:
+        _check_cluster_kafka_listener(config)
     if not config.initial_voters:
         return
     voters = dict(config.initial_voters)
@@ -385,6 +387,30 @@ def _check_cluster_settings(config: BrokerConfig) -> None:
             f"{where}: voter {config.node_id} is at {voters[config.node_id]}, but this node "
             f"is at {own} ({flag}): they must be the same address"
         )
+
+
+def _check_cluster_kafka_listener(config: BrokerConfig) -> None:
+    """A node of a cluster registers its Kafka address and every node lists it to Kafka
+    clients: it must be one they can reach (not a wildcard, not port 0)."""
+    if config.kafka_advertised_listen:
+        where = f"kafka_advertised_listen (from {config.sources.get('kafka_advertised_listen')})"
+        host, port = split_host_port(config.kafka_advertised_listen, "kafka_advertised_listen", "")
+        if port == 0 or host in _WILDCARD_HOSTS:
+            raise InvalidConfigError(
+                f"{where}: {config.kafka_advertised_listen} is not an address Kafka clients can "
+                "reach: give the host and port they connect to"
+            )
+        return
+    host, _port = split_host_port(config.kafka_listen, "kafka_listen", "")
+    if host in _WILDCARD_HOSTS:
+        raise InvalidConfigError(
+            f"kafka_listen (from {config.sources.get('kafka_listen')}): {config.kafka_listen} "
+            "listens on every address, which Kafka clients cannot be sent to; in a cluster give "
+            "--kafka-advertised-listen HOST:PORT (the address clients reach this node at)"
+        )
+
+
+_WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "*"})
 
 
 def _read_toml(

@@ -202,7 +202,7 @@ class BrokerServer:
                     config.node_id,
                     metadata_view=self.cluster.view if self.cluster is not None else None,
                 ),
-                metadata_view=self.cluster.view if self.cluster is not None else None,
+                metadata_view=self.cluster.served_view if self.cluster is not None else None,
                 cluster_admin=cluster_admin,
                 init_producer_id=(
                     self.cluster.producer_ids.init_producer_id

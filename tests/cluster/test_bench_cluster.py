@@ -151,3 +151,19 @@ def test_a_node_that_cannot_start_is_named_and_its_log_kept(
     assert str(root / "node-1.log") in str(caught.value)
     assert not _servers_under(tmp_path)
     shutil.rmtree(root)
+
+
+@pytest.mark.slow
+def test_failover_writes_again_after_the_leader_is_killed(tmp_path: Path) -> None:
+    out = tmp_path / "failover.json"
+    r = _rilke(
+        tmp_path, "bench", "failover", "--rate", "200", "--before-s", "2", "--after-s", "12",
+        "--json", str(out),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    (round_,) = json.loads(out.read_text())["rounds"]
+    assert round_["first_ack_s"] > 0 and round_["election_s"] > 0
+    assert round_["sent"] == round_["acknowledged"] > 0  # nothing failed, nothing unresolved
+    assert round_["duplicate_offsets"] == 0
+    assert "kill to first acknowledged write" in r.stdout
+    _nothing_left(tmp_path)

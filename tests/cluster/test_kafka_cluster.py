@@ -10,8 +10,13 @@ another leader, while the clients still hold the old metadata).
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 import struct
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +27,7 @@ from cluster_nodes import ClusterNodes
 from waiting import wait_for
 
 kafka = pytest.importorskip("kafka", reason="kafka-python is not installed (the test extra)")
+aiokafka = pytest.importorskip("aiokafka", reason="aiokafka is not installed (the test extra)")
 confluent_kafka = pytest.importorskip(
     "confluent_kafka", reason="confluent-kafka is not installed (the test extra)"
 )
@@ -176,6 +182,25 @@ def test_every_node_lists_every_kafka_broker_and_the_same_leaders(cluster: Kafka
         assert unknown.error.code() == confluent_kafka.KafkaError.UNKNOWN_TOPIC_OR_PART
     raw = raw_call(cluster.kafka[3], sc.METADATA, 4, metadata_request(["kc-nope"]))
     assert raw["topics"][0]["error_code"] == ec.UNKNOWN_TOPIC_OR_PARTITION
+    # `rilke cluster info` shows each broker's Kafka listener.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rilke",
+            "cluster",
+            "info",
+            "--json",
+            "-b",
+            cluster.nodes.address(2),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+        check=True,
+    )
+    shown = {b["node_id"]: b["kafka_address"] for b in json.loads(done.stdout)["brokers"]}
+    assert shown == cluster.kafka
 
 
 def test_admin_through_any_node_reaches_the_controller(cluster: KafkaCluster) -> None:
@@ -297,8 +322,8 @@ def consume_all(bootstrap: str, topic: str, partitions: int, count: int) -> set[
 def test_clients_with_stale_metadata_refresh_on_not_leader_and_go_to_the_new_leader(
     cluster: KafkaCluster,
 ) -> None:
-    """The topic is deleted and created again led by another node while both producers hold
-    its old metadata: their next Produce goes to the old leader, which answers
+    """The topic is deleted and created again led by another node while the three producers
+    hold its old metadata: their next Produce goes to the old leader, which answers
     NOT_LEADER_OR_FOLLOWER; they refresh and deliver to the new one."""
     create(cluster, 1, "kc-move", 1, 1)
     old_leader = cluster.leaders(1, "kc-move")[0]
@@ -306,10 +331,12 @@ def test_clients_with_stale_metadata_refresh_on_not_leader_and_go_to_the_new_lea
         bootstrap_servers=cluster.kafka[1], acks=1, enable_idempotence=False, retries=20
     )
     ck = confluent_kafka.Producer({"bootstrap.servers": cluster.kafka[2], "acks": 1})
+    aio = AioProducer(cluster.kafka[3])
     try:
         kp.send("kc-move", b"before-kp", partition=0).get(DEADLINE_S)
         ck.produce("kc-move", b"before-ck", partition=0)
         assert ck.flush(DEADLINE_S) == 0
+        aio.send("kc-move", b"before-aio", 0)
         delete(cluster, 1, "kc-move")
         # Other topics' leaders shift the placement until the new kc-move is led elsewhere.
         fillers = 0
@@ -335,15 +362,48 @@ def test_clients_with_stale_metadata_refresh_on_not_leader_and_go_to_the_new_lea
             on_delivery=lambda err, _m: errors.append(err) if err else None,
         )
         assert ck.flush(DEADLINE_S) == 0 and not errors
+        aio.send("kc-move", b"after-aio", 0)
     finally:
         kp.close(DEADLINE_S)
+        aio.close()
     # acks=1 answers once the leader wrote; the high watermark follows its fsync.
     wait_for(
-        lambda: latest_offset(cluster.kafka[new_leader], "kc-move", 0) == (ec.NONE, end + 2),
+        lambda: latest_offset(cluster.kafka[new_leader], "kc-move", 0) == (ec.NONE, end + 3),
         DEADLINE_S,
-        "both records under the new leader's high watermark",
+        "the three records under the new leader's high watermark",
     )
-    assert consume_all(cluster.kafka[3], "kc-move", 1, 2) == {"after-kp", "after-ck"}
+    after = {"after-kp", "after-ck", "after-aio"}
+    assert consume_all(cluster.kafka[3], "kc-move", 1, 3) == after
+
+
+class AioProducer:
+    """aiokafka's producer on its own event loop in a thread, driven from a blocking test."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._producer: Any = self._run(self._start(bootstrap))
+
+    @staticmethod
+    async def _start(bootstrap: str) -> Any:
+        producer = aiokafka.AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1)
+        await producer.start()
+        return producer
+
+    def _run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(DEADLINE_S)
+
+    def send(self, topic: str, value: bytes, partition: int) -> None:
+        self._run(self._producer.send_and_wait(topic, value, partition=partition))
+
+    def close(self) -> None:
+        try:
+            self._run(self._producer.stop())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(DEADLINE_S)
+            self._loop.close()
 
 
 def test_a_group_finds_one_coordinator_from_every_node_and_resumes_at_its_commits(
@@ -491,9 +551,10 @@ def test_producers_follow_a_failover_and_a_restarted_node_registers_its_new_list
     cluster: KafkaCluster,
 ) -> None:
     """kill -9 of a replicated partition's leader: Raft elects another, every survivor's
-    Metadata names it, and kafka-python (idempotent) and confluent-kafka deliver to it; every
+    Metadata names it, kafka-python (idempotent) and confluent-kafka deliver to it, and a
+    consumer that was fetching from the old leader reads on from the new one; every
     acknowledged record is there. The killed node restarts on another Kafka port and is
-    listed at it. (Runs last in this module: it restarts a node.)"""
+    listed at it (so the tests after this one find three nodes again)."""
     create(cluster, 1, "kc-failover", 1, 3)
     leader = cluster.leaders(1, "kc-failover")[0]
     survivors = [n for n in NODES if n != leader]
@@ -512,18 +573,35 @@ def test_producers_follow_a_failover_and_a_restarted_node_registers_its_new_list
             on_delivery=lambda err, _m: errors.append(err) if err else None,
         )
 
+    consumer = confluent_kafka.Consumer(
+        {"bootstrap.servers": ",".join(everyone), "group.id": "kc-fo", "enable.auto.commit": False}
+    )
+    consumer.assign([confluent_kafka.TopicPartition("kc-failover", 0, 0)])
+    read: set[str] = set()
+
+    def read_until(count: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(read) < count and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                read.add(message.value().decode())
+
     try:
         for i in range(10):
             kp.send("kc-failover", f"kp-before-{i}".encode(), partition=0).get(DEADLINE_S)
             ck_send(f"ck-before-{i}")
         assert ck.flush(DEADLINE_S) == 0 and not errors
+        read_until(20, DEADLINE_S)
+        assert len(read) == 20  # read from the leader about to die
         cluster.nodes.kill(leader)
         for i in range(10):
             kp.send("kc-failover", f"kp-after-{i}".encode(), partition=0).get(2 * DEADLINE_S)
             ck_send(f"ck-after-{i}")
         assert ck.flush(2 * DEADLINE_S) == 0 and not errors
+        read_until(40, 2 * DEADLINE_S)
     finally:
         kp.close(DEADLINE_S)
+        consumer.close()
     wait_for(
         lambda: all(cluster.leaders(n, "kc-failover")[0] in survivors for n in survivors),
         DEADLINE_S,
@@ -532,6 +610,7 @@ def test_producers_follow_a_failover_and_a_restarted_node_registers_its_new_list
     expected = {
         f"{c}-{w}-{i}" for c in ("kp", "ck") for w in ("before", "after") for i in range(10)
     }
+    assert read == expected  # the same consumer, across the failover
     assert consume_all(cluster.kafka[survivors[0]], "kc-failover", 1, len(expected)) == expected
     # The killed node comes back on a new Kafka port: it registers it, every node lists it.
     old_port = cluster.ports()[leader]
@@ -546,3 +625,132 @@ def test_producers_follow_a_failover_and_a_restarted_node_registers_its_new_list
         return {b["node_id"]: b["port"] for b in meta["brokers"]}.get(leader) == new_port
 
     wait_for(lambda: all(relisted(n) for n in NODES), FORM_TIMEOUT_S, "the new Kafka port listed")
+
+
+def test_the_compose_file_gives_every_node_a_reachable_kafka_listener() -> None:
+    from rilke_broker_process import REPO_ROOT
+
+    from rilke.server.config import load_config
+
+    compose = (REPO_ROOT / "docker" / "compose.yaml").read_text()
+    for n in NODES:
+        env = {
+            "RILKE_INITIAL_VOTERS": "1@rilke-1:9292,2@rilke-2:9292,3@rilke-3:9292",
+            "RILKE_NODE_ID": str(n),
+            "RILKE_LISTEN": "0.0.0.0:9292",
+            "RILKE_ADVERTISED_LISTEN": f"rilke-{n}:9292",
+            "RILKE_KAFKA_LISTEN": "0.0.0.0:9092",
+            "RILKE_KAFKA_ADVERTISED_LISTEN": f"rilke-{n}:9092",
+        }
+        for name, value in env.items():
+            if name.startswith("RILKE_KAFKA"):
+                assert f"{name}: {value}" in compose, name
+        assert load_config({}, env=env).kafka_advertised_listen == f"rilke-{n}:9092"
+
+
+def test_one_group_of_three_libraries_bootstrapped_at_three_nodes(cluster: KafkaCluster) -> None:
+    """kafka-python at node 1, confluent-kafka at node 2, aiokafka at node 3, one group: each
+    finds the one coordinator, `rilke group describe` shows the three members together, and
+    between them they consume everything."""
+    create(cluster, 1, "kc-mixed", 6, 3)
+    got: dict[str, set[str]] = {"kafka-python": set(), "confluent": set(), "aiokafka": set()}
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def kp() -> None:
+        c = kafka.KafkaConsumer(
+            "kc-mixed",
+            bootstrap_servers=cluster.kafka[1],
+            group_id="kc-mix",
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=[
+                kafka.coordinator.assignors.roundrobin.RoundRobinPartitionAssignor
+            ],
+        )
+        try:
+            while not stop.is_set():
+                for records in c.poll(timeout_ms=100).values():
+                    got["kafka-python"].update(r.value.decode() for r in records)
+        finally:
+            c.close()
+
+    def ck() -> None:
+        c = confluent_kafka.Consumer(
+            {
+                "bootstrap.servers": cluster.kafka[2],
+                "group.id": "kc-mix",
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "roundrobin",
+            }
+        )
+        c.subscribe(["kc-mixed"])
+        try:
+            while not stop.is_set():
+                m = c.poll(0.1)
+                if m is not None and m.error() is None:
+                    got["confluent"].add(m.value().decode())
+        finally:
+            c.close()
+
+    def aio() -> None:
+        async def run() -> None:
+            c = aiokafka.AIOKafkaConsumer(
+                "kc-mixed",
+                bootstrap_servers=cluster.kafka[3],
+                group_id="kc-mix",
+                auto_offset_reset="earliest",
+            )
+            await c.start()
+            try:
+                while not stop.is_set():
+                    for records in (await c.getmany(timeout_ms=100)).values():
+                        got["aiokafka"].update(r.value.decode() for r in records)
+            finally:
+                await c.stop()
+
+        asyncio.run(run())
+
+    def guarded(fn: Any) -> Any:
+        def body() -> None:
+            try:
+                fn()
+            except BaseException as e:
+                errors.append(e)
+
+        return body
+
+    def members() -> int:
+        command = ["group", "describe", "kc-mix", "--json", "-b", cluster.nodes.address(1)]
+        done = subprocess.run(
+            [sys.executable, "-m", "rilke", *command],
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE_S,
+            check=False,
+        )
+        return len(json.loads(done.stdout)["members"]) if done.returncode == 0 else 0
+
+    threads = [threading.Thread(target=guarded(f), daemon=True) for f in (kp, ck, aio)]
+    for t in threads:
+        t.start()
+    producer = kafka.KafkaProducer(bootstrap_servers=cluster.kafka[2], acks="all")
+    produced: set[str] = set()
+    try:
+        wait_for(lambda: members() == 3, 2 * DEADLINE_S, "three members in one group")
+        deadline = time.monotonic() + 2 * DEADLINE_S
+        while not (all(got.values()) and set().union(*got.values()) >= produced):
+            assert not errors, errors
+            assert time.monotonic() < deadline, {k: len(v) for k, v in got.items()}
+            if not all(got.values()):
+                for i in range(12):
+                    value = f"m-{len(produced)}"
+                    producer.send("kc-mixed", value.encode(), partition=i % 6).get(DEADLINE_S)
+                    produced.add(value)
+            time.sleep(0.2)
+    finally:
+        producer.close(DEADLINE_S)
+        stop.set()
+        for t in threads:
+            t.join(DEADLINE_S)
+    assert not errors, errors
+    assert set().union(*got.values()) == produced

@@ -15,6 +15,8 @@ leader epoch stamped by the leader), so caught up means byte-identical segments.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from cluster_nodes import ClusterNodes
+from rilke_broker_process import REPO_ROOT
 from waiting import wait_for
 
 from rilke import Consumer, Producer, TopicPartition
@@ -42,6 +45,17 @@ def cluster(tmp_path: Path) -> Iterator[ClusterNodes]:
         yield nodes
     finally:
         nodes.close()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rilke", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO_ROOT,
+    )
 
 
 def bootstrap(cluster: ClusterNodes, nodes: tuple[int, ...] = (1, 2, 3)) -> str:
@@ -245,6 +259,12 @@ def test_acks_all_produce_carries_on_through_a_kill_of_the_leader(cluster: Clust
         LEADER_TIMEOUT_S,
         "the killed node to leave the in-sync replicas",
     )
+    health = cli("cluster", "health", "-b", cluster.address(survivor))
+    assert health.returncode == 1
+    assert f"partition {TOPIC}-0: replicas [{leader}] are not in sync" in health.stdout
+    describe = cli("topic", "describe", TOPIC, "-b", cluster.address(survivor))
+    assert describe.returncode == 0, describe.stderr
+    assert "under-replicated" in describe.stdout
 
 
 def test_followers_catch_up_after_a_restart_and_after_a_wiped_data_dir(

@@ -63,6 +63,9 @@ class RunResult:
     error: str | None = None
     settled: bool = False
     progressed: bool = False
+    stuck: list[str] = field(default_factory=list)
+    """Producers with no acknowledgement after the heal: a run error for acks=all ones; an
+    acks=1 one is reported (FINDINGS.md 4: its sequence stays refused after a lost write)."""
     prefix: str = ""  # the bed's name prefix: what it made is named so
 
     def failed(self) -> bool:
@@ -86,7 +89,7 @@ class RunResult:
         if self.error:
             lines.append(f"  harness/liveness: {self.error}")
         if not self.settled or not self.progressed:
-            lines.append(f"  settled={self.settled} progressed={self.progressed}")
+            lines.append(f"  settled={self.settled}; no ack after the heal: {self.stuck}")
         for kind, reason in self.unavailable.items():
             lines.append(f"  {kind}: unavailable: {reason}")
         if self.failed():
@@ -148,7 +151,8 @@ def run_once(
     seed: int, nodes: int, seconds: float, root: Path, theme: str | None = None
 ) -> RunResult:
     """One run in ``root`` (made; the caller removes it). Never raises for what the cluster
-    does: a cluster that does not form or settle is the result's ``error``."""
+    or the harness does: a cluster that does not form or settle, or a fault that could not be
+    made, is the result's ``error`` (Ctrl-C and SystemExit still end it, bed removed)."""
     ids = list(range(1, nodes + 1))
     theme = theme or theme_of(seed)
     steps = plan(seed, seconds, ids, theme)
@@ -187,14 +191,18 @@ def run_once(
             except ClusterError as exc:
                 result.error = f"did not settle after the heal: {str(exc)[:2000]}"
             deadline = time.monotonic() + PROGRESS_TIMEOUT_S
-            while not (progressed := all(_acked_since(p, healed) for p in producer_out.values())):
-                if time.monotonic() >= deadline:
-                    break
-                time.sleep(0.5)
-            result.progressed = progressed
-            if not progressed and result.error is None:
+            stuck = dict(producer_out)
+            while stuck and time.monotonic() < deadline:
+                stuck = {n: p for n, p in stuck.items() if not _acked_since(p, healed)}
+                if stuck:
+                    time.sleep(0.5)
+            result.stuck = sorted(stuck)
+            result.progressed = not stuck
+            acks_all_stuck = [n for n in stuck if dict(PRODUCERS)[n] == "all"]
+            if acks_all_stuck and result.error is None:
                 result.error = (
-                    f"a producer got no acknowledgement within {PROGRESS_TIMEOUT_S} s of the heal"
+                    f"acks=all producer(s) {', '.join(acks_all_stuck)} got no acknowledgement "
+                    f"within {PROGRESS_TIMEOUT_S} s of the heal"
                 )
             clients.stop_file.touch()
             clients.wait(list(clients.procs), CLIENT_EXIT_TIMEOUT_S)
@@ -211,6 +219,9 @@ def run_once(
             clients.outputs.append(topics_path)
         except ClusterError as exc:
             result.error = f"harness: {str(exc)[:3000]}"
+        except Exception as exc:  # a harness failure ends this run, not the sweep
+            log.exception("run %d: harness failure", seed)
+            result.error = f"harness: {type(exc).__name__}: {exc}"
         finally:
             result.faults = nemesis.faults
             result.unavailable = nemesis.unavailable
@@ -243,6 +254,8 @@ def table(results: list[RunResult]) -> str:
         errors = sum(1 for r in runs if r.error)
         if errors:
             notes.append(f"{errors} run(s) with harness/liveness errors")
+        if stuck := sum(1 for r in runs if r.stuck):
+            notes.append(f"{stuck} run(s) with a producer stuck after the heal")
         rows.append([
             theme, str(len(runs)), str(sum(r.failed() for r in runs)),
             str(sum(r.injected() for r in runs)), str(sum(r.report.acked_all for r in runs)),

@@ -50,7 +50,7 @@ from rilke.server.cluster.identity import (
     read_identity,
 )
 from rilke.server.cluster.mover import PartitionMover
-from rilke.server.cluster.partitions import ClusterPartitionFactory
+from rilke.server.cluster.partitions import ClusterPartitionFactory, fresher_view
 from rilke.server.cluster.producer_ids import ClusterProducerIds
 from rilke.server.cluster.service import ClusterService
 from rilke.server.cluster.topic_mirror import TopicMirror
@@ -92,6 +92,7 @@ class ClusterNode:
         self._mover: PartitionMover | None = None
         self.partitions: ClusterPartitionFactory | None = None
         self._broker: Broker | None = None
+        self._served: tuple[MetadataView, int, MetadataView] | None = None
         # The partitions' Raft settings (the core's defaults; node id and voters per group).
         self._raft_config = Config(self.node_id)
 
@@ -184,6 +185,21 @@ class ClusterNode:
     def view(self) -> MetadataView:
         assert self.controller is not None
         return self.controller.view()
+
+    def served_view(self) -> MetadataView:
+        """The metadata as this node serves it to clients (Metadata, DescribeTopics): the
+        applied view with its own Raft groups' fresher leaders (``partitions.fresher_view``),
+        recomputed only when the view or a leadership here changed."""
+        view = self.view()
+        factory, broker = self.partitions, self._broker
+        if factory is None or broker is None:
+            return view
+        generation = factory.leadership_generation
+        served = self._served
+        if served is None or served[0] is not view or served[1] != generation:
+            parts = factory.replicated(broker.partitions_by_key().values())
+            served = self._served = (view, generation, fresher_view(view, parts, self.node_id))
+        return served[2]
 
     def partition_factory(self, local: PartitionFactory) -> PartitionFactory:
         assert self.host is not None

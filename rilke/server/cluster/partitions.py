@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
 from rilke.errors import NotLeaderError
@@ -40,7 +40,7 @@ from rilke.partition.interface import (
     PartitionOffsets,
     PartitionSpec,
 )
-from rilke.replication.controller import NO_LEADER, MetadataView
+from rilke.replication.controller import NO_LEADER, MetadataView, PartitionInfo
 from rilke.replication.partition import group_name
 from rilke.server.topics import is_internal
 from rilke.storage.config import LogConfig
@@ -135,6 +135,9 @@ class ClusterPartitionFactory:
         self._local = local
         self._replicated = replicated
         self._built: weakref.WeakKeyDictionary[Partition, str] = weakref.WeakKeyDictionary()
+        # Grows whenever a replicated partition built here sees its leadership change (the
+        # served view is recomputed only then, or when the metadata changes).
+        self.leadership_generation = 0
 
     def internal(self, topic: str, view: MetadataView) -> bool:
         """A topic this node keeps for itself, served from its local log: a ``__`` name
@@ -163,7 +166,17 @@ class ClusterPartitionFactory:
     def __call__(self, spec: PartitionSpec) -> Partition:
         kind, part = self._build(spec)
         self._built[part] = kind
+        if kind == KIND_REPLICATED:
+            part.subscribe_leadership(self._leadership_changed)
         return part
+
+    def _leadership_changed(self, _: Leadership) -> None:
+        self.leadership_generation += 1
+
+    def replicated(self, partitions: Iterable[Partition]) -> Iterator[Partition]:
+        """Those of ``partitions`` built here as replicated."""
+        built = self._built
+        return (p for p in partitions if built.get(p) == KIND_REPLICATED)
 
     def _build(self, spec: PartitionSpec) -> tuple[str, Partition]:
         kind, replicas = self.kind_of(spec.topic, spec.partition)
@@ -177,3 +190,41 @@ class ClusterPartitionFactory:
             group = group_name(meta.topic_id, spec.partition)
             return kind, self._replicated(replace(spec, replicas=replicas, group=group))
         return KIND_REMOTE, RemotePartition(self._local(spec), self._node_id, self._view)
+
+
+def fresher_view(view: MetadataView, replicated: Iterable[Partition], node_id: int) -> MetadataView:
+    """``view`` with what this node's own Raft groups know that it does not yet: a leader at
+    a newer term (or at its term while it records none) replaces the recorded one, with
+    its own in-sync replicas when this node (``node_id``) leads. The controller records the same
+    about a heartbeat later; meanwhile clients are sent to the real leader at once."""
+    changed: dict[str, list[PartitionInfo]] = {}
+    for part in replicated:
+        now = part.leadership
+        if now.leader_id is None:
+            continue
+        meta = view.partition(part.topic, part.partition)
+        if meta is None:
+            continue
+        newer = now.leader_epoch > meta.leader_epoch or (
+            now.leader_epoch == meta.leader_epoch and meta.leader == NO_LEADER
+        )
+        if not newer:
+            continue
+        members = set(meta.members)
+        if now.leader_id == node_id and now.leader_id in now.in_sync_replicas:
+            isr = tuple(r for r in now.in_sync_replicas if r in members)
+        else:
+            isr = meta.isr if now.leader_id in meta.isr else (*meta.isr, now.leader_id)
+        if now.leader_id not in members or not isr:
+            continue
+        topic = view.topics[part.topic]
+        edit = changed.setdefault(part.topic, list(topic.partitions))
+        edit[part.partition] = replace(
+            meta, leader=now.leader_id, leader_epoch=now.leader_epoch, isr=isr
+        )
+    if not changed:
+        return view
+    topics = dict(view.topics)
+    for name, parts in changed.items():
+        topics[name] = replace(topics[name], partitions=tuple(parts))
+    return replace(view, topics=topics)

@@ -297,6 +297,8 @@ class ClusterService(pb_grpc.ClusterServicer):
                 epoch=b.epoch,
                 replicas=replicas.get(b.broker_id, 0),
                 leaders=leaders.get(b.broker_id, 0),
+                kafka_host=b.kafka_host or "",
+                kafka_port=b.kafka_port,
             )
         for name in sorted(view.topics):
             for p, part in enumerate(view.topics[name].partitions):

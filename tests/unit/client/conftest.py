@@ -43,6 +43,10 @@ class FakeBroker(rilke_pb2_grpc.BrokerServicer, rilke_pb2_grpc.AdminServicer):
         self.hang = asyncio.Event()  # never set: a fault may await it to make a call hang
         self.configs: dict[str, dict[str, str]] = {}
         self.out_of_order = 0  # OutOfOrderSequence answers given
+        # Called with the count of batches written so far after each write: a non-zero error
+        # code answers that write with the error (written, but the producer is told it failed).
+        self.answer_written: Callable[[int], int] | None = None
+        self.written = 0
 
     def create(self, topic: str, partitions: int = 1) -> None:
         self.topics[topic] = [[] for _ in range(partitions)]
@@ -142,6 +146,15 @@ class FakeBroker(rilke_pb2_grpc.BrokerServicer, rilke_pb2_grpc.AdminServicer):
             hdr.set_base_offset(data, base)
             self.topics[part.topic][part.partition].append(bytes(data))
             self.next_offset[key] = base + h.last_offset_delta + 1
+            self.written += 1
+            lie = self.answer_written(self.written) if self.answer_written else 0
+            if lie:
+                out.append(
+                    pb.ProducePartitionResponse(
+                        topic=part.topic, partition=part.partition, error=_err(lie)
+                    )
+                )
+                continue
             out.append(
                 pb.ProducePartitionResponse(
                     topic=part.topic,

@@ -333,7 +333,8 @@ def test_broker_without_idempotence_falls_back(fake):
 
 
 def test_a_failed_batch_does_not_wedge_later_ones(fake):
-    """A non-retriable failure leaves a sequence gap; later batches are renumbered and land."""
+    """A non-retriable failure leaves a sequence gap; later batches go out again under a new
+    producer id and land."""
     fake.broker.create("t", 1)
     seen = {"n": 0}
 
@@ -361,6 +362,30 @@ def test_a_failed_batch_does_not_wedge_later_ones(fake):
     expected = [b"%03d" % i for i, f in enumerate(futs) if f.succeeded()]
     assert stored == expected
     assert fake.broker.out_of_order > 0  # later batches did overtake the failed one
+    assert p._aio.sender.producer_resets == 1
+    assert fake.broker.calls.count("InitProducerId") == 2
+
+
+def test_a_written_batch_answered_with_an_error_never_hides_later_records(fake):
+    """The broker wrote a batch but answered it with an error (a deposed leader, a lost
+    answer), and the producer gave up on it: its sequences may be in the log, so they are
+    never given to other records (the broker would take those for duplicates of the first
+    and the producer would report records delivered that are not in the log). The fault
+    runs found this (tests/faults/FINDINGS.md 3)."""
+    fake.broker.create("t", 1)
+    fake.broker.answer_written = lambda n: 33 if n == 2 else 0
+    with Producer(fake.address, linger_ms=0, retry_backoff_ms=1, retry_backoff_max_ms=5) as p:
+        futs = []
+        for i in range(5):
+            futs.append(p.send("t", b"%d" % i))
+            p.flush(10)  # one batch at a time
+    assert [f.failed() for f in futs] == [False, True, False, False, False]
+    stored = stored_values(fake, "t", 0)
+    assert stored == [b"0", b"1", b"2", b"3", b"4"]  # the failed one is there too
+    for i, f in enumerate(futs):
+        if f.succeeded():
+            assert stored[f.get(1).offset] == b"%d" % i
+    assert p._aio.sender.producer_resets == 1
 
 
 @pytest.mark.parametrize("path", ["unary", "stream"])

@@ -20,6 +20,7 @@ from rilke.records.header import (
     header_struct,
     read_header,
     set_base_sequence,
+    set_producer,
 )
 
 
@@ -78,3 +79,22 @@ def test_set_base_sequence_keeps_the_crc() -> None:
     set_base_sequence(buf, 1234)
     header = check_batch(buf)  # the CRC holds
     assert (header.base_sequence, header.last_sequence) == (1234, 1237)
+
+
+def test_set_producer_rewrites_the_three_fields_only_and_keeps_the_crc() -> None:
+    original = make_batch(3)
+    buf = bytearray(original)
+    set_producer(buf, 77_000_000_123, 9, 41)
+    header = check_batch(buf)  # the CRC holds
+    assert (header.producer_id, header.producer_epoch, header.base_sequence) == (
+        77_000_000_123,
+        9,
+        41,
+    )
+    before = read_header(original)
+    assert (header.base_offset, header.records_count, header.max_timestamp) == (
+        before.base_offset,
+        before.records_count,
+        before.max_timestamp,
+    )
+    assert buf[HEADER_SIZE:] == original[HEADER_SIZE:]  # the records untouched

@@ -70,6 +70,22 @@ def test_own_id_and_address_must_match_the_voters() -> None:
     # A node of a cluster serves Kafka clients too (rilke.server.kafka.cluster).
     joined = load_config({"join": "127.0.0.1:9000", "kafka_listen": "127.0.0.1:9092"}, env={})
     assert joined.kafka_listen == "127.0.0.1:9092"
+    # ... at an address Kafka clients can be sent to.
+    with pytest.raises(InvalidConfigError, match="give --kafka-advertised-listen"):
+        load_config({"join": "127.0.0.1:9000", "kafka_listen": "0.0.0.0:9092"}, env={})
+    for bad in ("0.0.0.0:9092", "rilke-1:0"):
+        with pytest.raises(InvalidConfigError, match="not an address Kafka clients can reach"):
+            load_config(
+                {
+                    "join": "127.0.0.1:9000",
+                    "kafka_listen": "0.0.0.0:9092",
+                    "kafka_advertised_listen": bad,
+                },
+                env={},
+            )
+    behind = {"kafka_listen": "0.0.0.0:9092", "kafka_advertised_listen": "rilke-1:9092"}
+    assert load_config({"join": "127.0.0.1:9000", **behind}, env={}).kafka_listen
+    assert load_config({"kafka_listen": "0.0.0.0:9092"}, env={}).kafka_listen  # a single node
     with pytest.raises(InvalidConfigError, match="join"):
         load_config({"join": "nohost"}, env={})
 

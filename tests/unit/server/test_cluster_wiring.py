@@ -17,7 +17,7 @@ from rilke.errors import (
     NotLeaderError,
     TopicAlreadyExistsError,
 )
-from rilke.partition.interface import Partition, PartitionFactory, PartitionSpec
+from rilke.partition.interface import Leadership, Partition, PartitionFactory, PartitionSpec
 from rilke.replication.controller import (
     BrokerInfo,
     BrokerState,
@@ -34,6 +34,7 @@ from rilke.server.cluster.partitions import (
     KIND_REMOTE,
     KIND_REPLICATED,
     ClusterPartitionFactory,
+    fresher_view,
 )
 from rilke.server.cluster.topic_mirror import MIRRORED_INDEX_FILE, TopicMirror
 from rilke.server.config import BrokerConfig
@@ -302,3 +303,31 @@ def test_the_mirror_rebuilds_partitions_whose_kind_changed(tmp_path: Path) -> No
 
 def broker_local(spec: PartitionSpec) -> Partition:
     raise AssertionError("not built in this test")
+
+
+class Led:
+    """A replicated partition as fresher_view reads it: who its group says leads it."""
+
+    def __init__(self, topic: str, partition: int, leadership: Leadership) -> None:
+        self.topic, self.partition, self.leadership = topic, partition, leadership
+
+
+def test_served_metadata_takes_the_nodes_own_fresher_raft_leaders() -> None:
+    recorded = (
+        PartitionInfo((1, 2, 3), 3, 4, (1, 2, 3)),  # the metadata's leader died at term 4
+        PartitionInfo((1, 2, 3), -1, 2, (1, 2)),  # fenced: leader unknown at term 2
+        PartitionInfo((1, 2, 3), 2, 7, (1, 2, 3)),  # newer than what this node knows
+    )
+    raw = view(9, TopicMeta("t", "id-t", {}, recorded))
+    mine = [
+        Led("t", 0, Leadership(1, 5, (1, 2, 3), (1, 2))),  # elected here at term 5
+        Led("t", 1, Leadership(2, 2, (1, 2, 3), (2,))),  # a follower: knows the leader
+        Led("t", 2, Leadership(1, 6, (1, 2, 3), (1,))),  # stale: ignored
+    ]
+    served = fresher_view(raw, mine, 1)  # type: ignore[arg-type]
+    assert served.partition("t", 0) == PartitionInfo((1, 2, 3), 1, 5, (1, 2))
+    assert served.partition("t", 1) == PartitionInfo((1, 2, 3), 2, 2, (1, 2))
+    assert served.partition("t", 2) == recorded[2]
+    assert served.applied_offset == 9 and served.brokers is raw.brokers
+    assert fresher_view(raw, [], 1) is raw
+    assert raw.partition("t", 0) == recorded[0]  # the applied view itself is not changed
