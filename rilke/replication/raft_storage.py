@@ -226,6 +226,7 @@ class PartitionRaftStorage:
     def _adopt_snapshot_files(self, snapshots: SnapshotFiles) -> None:
         state = self._state
         start = state.snapshot_index
+        snapshots.remove_leftovers()
         snap = snapshots.latest()
         if snap is None or snap.index < start:
             if start > 0:

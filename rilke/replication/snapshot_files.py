@@ -129,6 +129,18 @@ class SnapshotFiles:
                 logger.error("%s: passing over snapshot %d: %s", self.directory, index, e)
         return None
 
+    def remove_leftovers(self) -> int:
+        """Remove the temporary files of saves a crash interrupted (``*.tmp``); returns how
+        many. Call at open, before any save."""
+        if not self.directory.is_dir():
+            return 0
+        removed = 0
+        for path in self.directory.iterdir():
+            if path.name.endswith(files.TMP_SUFFIX):
+                files.unlink_if_exists(path)
+                removed += 1
+        return removed
+
     def save(self, snap: Snapshot) -> None:
         """Write ``snap`` durably (atomic rename, directory fsynced), then remove all but the
         newest KEEP_SNAPSHOTS files. Blocks on disk; raises OSError."""

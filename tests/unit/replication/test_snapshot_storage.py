@@ -101,6 +101,10 @@ def test_the_newest_files_are_kept_and_a_damaged_newest_is_passed_over(tmp_path:
     path.write_bytes(path.read_bytes()[:-1])  # torn
     latest = files.latest()
     assert latest is not None and latest.index == 30
+    # A save a crash interrupted leaves a temporary file: removed, the snapshots kept.
+    (files.directory / (snapshot_file_name(50) + ".1a2b3c4d.tmp")).write_bytes(b"half")
+    assert files.remove_leftovers() == 1
+    assert files.indexes() == [30, 40]
 
 
 def test_compact_trims_below_the_snapshot_and_restart_is_snapshot_plus_tail(
