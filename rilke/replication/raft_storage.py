@@ -226,6 +226,7 @@ class PartitionRaftStorage:
     def _adopt_snapshot_files(self, snapshots: SnapshotFiles) -> None:
         state = self._state
         start = state.snapshot_index
+        snapshots.remove_leftovers()
         snap = snapshots.latest()
         if snap is None or snap.index < start:
             if start > 0:
@@ -235,7 +236,10 @@ class PartitionRaftStorage:
                     f"{snapshots.directory}): the state cannot be rebuilt from this disk"
                 )
             return
-        if snap.index > start:
+        _hard_state, conf = self.initial_state()
+        if snap.index > start or (state.snapshot_term, conf) != (snap.term, snap.conf):
+            # A trim or a reset a crash interrupted (or whose state file a window overwrote
+            # with older bytes: the log start moved, the file's term and configuration rule).
             if snap.index <= self.last_index() and self.term(snap.index) == snap.term:
                 logger.info("%s: finishing the trim to snapshot %d", self.log.directory, snap.index)
                 self._trim_to(snap)
@@ -427,8 +431,13 @@ class PartitionRaftStorage:
         state.snapshot_learners = sorted(snap.conf.learners)
         self._snapshot_data = snap.data
         # The state file first: a crash before the segments go leaves a log that merely holds
-        # more than it needs (the log start is the state file's).
-        self._write_state_now()
+        # more than it needs (the log start is the state file's). A trim may run while a
+        # group-commit window writes the state file on a worker thread (with bytes taken
+        # before the trim): a temporary name of its own, and the next window writes it again,
+        # so the file cannot stay older than the trim. Were it older at a crash, the log
+        # start (the log's checkpoint) and the snapshot file still give the trim at open.
+        files.atomic_write(self._path, self._state.encode(), unique_tmp=True)
+        self._state_dirty = True
         self.log.delete_records_before(offsets.log_end_offset(index))
 
     def _append(self, entry: Entry, now_ms: int) -> None:

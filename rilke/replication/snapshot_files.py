@@ -129,14 +129,25 @@ class SnapshotFiles:
                 logger.error("%s: passing over snapshot %d: %s", self.directory, index, e)
         return None
 
+    def remove_leftovers(self) -> int:
+        """Remove the temporary files of saves a crash interrupted (``*.tmp``); returns how
+        many. Call at open, before any save."""
+        if not self.directory.is_dir():
+            return 0
+        removed = 0
+        for path in self.directory.iterdir():
+            if path.name.endswith(files.TMP_SUFFIX):
+                files.unlink_if_exists(path)
+                removed += 1
+        return removed
+
     def save(self, snap: Snapshot) -> None:
         """Write ``snap`` durably (atomic rename, directory fsynced), then remove all but the
         newest KEEP_SNAPSHOTS files. Blocks on disk; raises OSError."""
         if not self.directory.is_dir():
             self.directory.mkdir(parents=True, exist_ok=True)
             files.fsync_dir(self.directory.parent)
-        files.atomic_write(
-            self.directory / snapshot_file_name(snap.index), encode_snapshot_file(snap)
-        )
+        path = self.directory / snapshot_file_name(snap.index)
+        files.atomic_write(path, encode_snapshot_file(snap), unique_tmp=True)
         for index in self.indexes()[:-KEEP_SNAPSHOTS]:
             files.unlink_if_exists(self.directory / snapshot_file_name(index))

@@ -41,7 +41,7 @@ def every_record_type() -> list[list[MetadataRecord]]:
     return [
         [ClusterCreated("c-every")],
         [VotersChanged((1, 2, 3))],
-        [BrokerRegistered(1, "10.0.0.1", 9292, "r1")],  # epoch 3
+        [BrokerRegistered(1, "10.0.0.1", 9292, "r1", "k1.example", 9092)],  # epoch 3, Kafka too
         [BrokerRegistered(2, "10.0.0.2", 9292, "r2")],  # epoch 4
         [BrokerRegistered(3, "10.0.0.3", 9292, None)],  # epoch 5
         [BrokerUnfenced(1, 3), BrokerUnfenced(2, 4), BrokerUnfenced(3, 5)],
@@ -92,6 +92,7 @@ def test_every_record_types_change_survives_the_snapshot() -> None:
     state = build(every_record_type())
     assert state.topics["orders"].partitions[2].leader == NO_LEADER
     assert "gone" not in state.topics
+    assert state.brokers[1].kafka_host == "k1.example"
     restored = decode_snapshot(encode_snapshot(state))
     assert fields_of(restored) == fields_of(state)
     assert encode_snapshot(restored) == encode_snapshot(state)

@@ -101,6 +101,10 @@ def test_the_newest_files_are_kept_and_a_damaged_newest_is_passed_over(tmp_path:
     path.write_bytes(path.read_bytes()[:-1])  # torn
     latest = files.latest()
     assert latest is not None and latest.index == 30
+    # A save a crash interrupted leaves a temporary file: removed, the snapshots kept.
+    (files.directory / (snapshot_file_name(50) + ".1a2b3c4d.tmp")).write_bytes(b"half")
+    assert files.remove_leftovers() == 1
+    assert files.indexes() == [30, 40]
 
 
 def test_compact_trims_below_the_snapshot_and_restart_is_snapshot_plus_tail(
@@ -201,3 +205,30 @@ def test_a_log_trimmed_past_every_snapshot_that_holds_is_refused(tmp_path: Path)
     path.write_bytes(bytes(data))
     with pytest.raises(RaftStateError, match="no snapshot file that holds covers it"):
         open_storage(tmp_path / "m")
+
+
+def test_a_trim_during_a_window_that_writes_older_state_bytes_is_kept(tmp_path: Path) -> None:
+    """The trim runs on the loop while a group-commit window (bytes taken before it) writes
+    the state file on a worker thread: the next window writes it again, and a crash before
+    that still opens at the trim (the log start and the snapshot file give it)."""
+    storage = open_storage(tmp_path / "m", segment_bytes=2048)
+    fill(storage)
+    last = storage.last_index()
+    # A new term in the state: the window takes the state file's bytes.
+    storage.persist(Ready(hard_state=HardState(5, 2, last)), now_ms=0)
+    flush = storage.begin_flush()
+    assert flush is not None and flush.state_bytes is not None
+    snap = storage.snapshot_at(45, b"state at 45", VOTERS)
+    assert storage.snapshots is not None
+    storage.snapshots.save(snap)
+    assert storage.compact(snap)
+    flush.run()  # the older bytes land after the trim's
+    storage.end_flush(flush)
+    again_flush = storage.begin_flush()
+    assert again_flush is not None and again_flush.state_bytes is not None
+    storage.log.close()  # a crash: the next window never ran
+    again = open_storage(tmp_path / "m")
+    assert again.first_index() == 46 and again.snapshot() == snap
+    assert again.initial_state() == (HardState(5, 2, last), snap.conf)
+    assert again.last_index() == last and again.term(48) == 2
+    close(again)
