@@ -238,19 +238,26 @@ def _read_topic(args: argparse.Namespace, topic: str, history: History) -> None:
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         ends = consumer.end_offsets(parts)
-        positions = dict.fromkeys(parts, -1)
+        positions = dict.fromkeys(parts, 0)  # the next offset to read
         deadline = time.monotonic() + FINAL_READ_TIMEOUT_S
-        while any(positions[tp] + 1 < ends[tp] for tp in parts):
+        while any(positions[tp] < ends[tp] for tp in parts):
             if time.monotonic() >= deadline:
                 history.write("final_error", topic=topic, error="read-back timed out",
-                              ends={str(tp.partition): ends[tp] for tp in parts})  # fmt: skip
+                              ends={str(tp.partition): ends[tp] for tp in parts},
+                              positions={str(tp.partition): positions[tp] for tp in parts},
+                              highwater={str(tp.partition): consumer.highwater(tp)
+                                         for tp in parts})  # fmt: skip
                 return
             for tp, records in consumer.poll(timeout_ms=500).items():
                 for r in records:
-                    positions[tp] = max(positions[tp], r.offset)
+                    positions[tp] = max(positions[tp], r.offset + 1)
                     value = r.value.decode(errors="replace") if r.value is not None else None
                     history.write("read", topic=tp.topic, partition=tp.partition,
                                   offset=r.offset, value=value)  # fmt: skip
+            for tp in parts:
+                # The consumer's position passes control batches (Raft's no-op entries),
+                # which hold no record: the log may end with one.
+                positions[tp] = max(positions[tp], consumer.position(tp, timeout=5))
         history.write("read_end", topic=topic,
                       ends={str(tp.partition): ends[tp] for tp in parts})  # fmt: skip
     finally:
