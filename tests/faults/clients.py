@@ -50,6 +50,7 @@ MAX_IN_FLIGHT_RECORDS = 200
 ERROR_BACKOFF_S = 0.2
 COMMITTED_READ_INTERVAL_S = 0.5
 FINAL_READ_TIMEOUT_S = 60.0
+READ_QUIET_S = 3.0
 
 
 class History:
@@ -238,21 +239,44 @@ def _read_topic(args: argparse.Namespace, topic: str, history: History) -> None:
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         ends = consumer.end_offsets(parts)
-        positions = dict.fromkeys(parts, -1)
+        positions = dict.fromkeys(parts, 0)  # the next offset to read
+        quiet_since = dict.fromkeys(parts, time.monotonic())  # last poll that gave records
         deadline = time.monotonic() + FINAL_READ_TIMEOUT_S
-        while any(positions[tp] + 1 < ends[tp] for tp in parts):
+
+        def done(tp: TopicPartition) -> bool:
+            # Read to the end; or the tail left holds no record: polls at the position have
+            # given nothing for READ_QUIET_S while the broker's high watermark is at the end
+            # (a log can end with control batches, Raft's no-op entries, which hold none).
+            if positions[tp] >= ends[tp]:
+                return True
+            highwater = consumer.highwater(tp)
+            return (
+                highwater is not None
+                and highwater >= ends[tp]
+                and time.monotonic() - quiet_since[tp] >= READ_QUIET_S
+            )
+
+        while not all(done(tp) for tp in parts):
             if time.monotonic() >= deadline:
                 history.write("final_error", topic=topic, error="read-back timed out",
-                              ends={str(tp.partition): ends[tp] for tp in parts})  # fmt: skip
+                              ends={str(tp.partition): ends[tp] for tp in parts},
+                              positions={str(tp.partition): positions[tp] for tp in parts},
+                              highwater={str(tp.partition): consumer.highwater(tp)
+                                         for tp in parts})  # fmt: skip
                 return
             for tp, records in consumer.poll(timeout_ms=500).items():
+                if records:
+                    quiet_since[tp] = time.monotonic()
                 for r in records:
-                    positions[tp] = max(positions[tp], r.offset)
+                    positions[tp] = max(positions[tp], r.offset + 1)
                     value = r.value.decode(errors="replace") if r.value is not None else None
                     history.write("read", topic=tp.topic, partition=tp.partition,
                                   offset=r.offset, value=value)  # fmt: skip
+            for tp in parts:
+                positions[tp] = max(positions[tp], consumer.position(tp, timeout=5))
         history.write("read_end", topic=topic,
-                      ends={str(tp.partition): ends[tp] for tp in parts})  # fmt: skip
+                      ends={str(tp.partition): ends[tp] for tp in parts},
+                      positions={str(tp.partition): positions[tp] for tp in parts})  # fmt: skip
     finally:
         consumer.close()
 

@@ -69,7 +69,8 @@ class RunResult:
     prefix: str = ""  # the bed's name prefix: what it made is named so
 
     def failed(self) -> bool:
-        return self.error is not None or not self.report.ok()
+        """A violation, a harness/liveness error, or a read-back too incomplete to judge."""
+        return self.error is not None or not self.report.ok() or self.report.incomplete.count > 0
 
     def injected(self) -> int:
         return sum(

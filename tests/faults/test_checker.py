@@ -116,6 +116,10 @@ def test_order_against_acknowledgements_and_read_back() -> None:
     report = check(acked_out_of_order)
     assert set(only(report)) == {"reordered"}
     assert report.reordered.count == 2  # once from the acks, once from the read-back
+    # acks=1: a lost record's offset is given again; only the read-back order counts.
+    acks1_offset_reused = [*produced("p", "1", 0, [(0, 5), (1, 5)]), *read(0, [(5, "p:1")])]
+    report = check(acks1_offset_reused)
+    assert report.ok() and report.lost_acks1.count == 1
     unacked_reordered = [
         *produced("p", "1", 0, [(0, -1), (1, -1)]),
         *read(0, [(0, "p:1"), (1, "p:0")]),
