@@ -629,7 +629,11 @@ class Consumer:
                 if remaining <= 0 or aio.closed:
                     return {}
                 if not fetcher.has_buffered_locked():
-                    fetcher.data_ready.wait(min(remaining, 0.5) if aio.group else remaining)
+                    fetcher.pollers_waiting += 1
+                    try:
+                        fetcher.data_ready.wait(min(remaining, 0.5) if aio.group else remaining)
+                    finally:
+                        fetcher.pollers_waiting -= 1
 
     def __iter__(self) -> Iterator[ConsumerRecord]:
         """Records one by one; ends when the consumer closes, or after consumer_timeout_ms

@@ -104,7 +104,6 @@ class Sender:
         self._wake = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._stopping = False
-        self._parked = False  # the task waits for a wake with no timer (_woken_by_append)
         self._task: asyncio.Task[None] | None = None
         self.fatal: BaseException | None = None
         accumulator.wakeup = self._wake_threadsafe
@@ -115,30 +114,7 @@ class Sender:
         self._task = asyncio.ensure_future(self._run())
 
     def _wake_threadsafe(self) -> None:
-        self._loop.call_soon_threadsafe(self._woken_by_append)
-
-    def _woken_by_append(self) -> None:
-        """A send() opened a batch while the sender slept (on the loop, from the caller's
-        thread). When the sender is parked with no timer, send what is ready here, one loop
-        hop sooner than waking its task would, and leave it parked if nothing is left for it
-        to do (no batch queued, no retry, no timer to arm): a lone record at linger_ms=0
-        goes out in the hop that brought the wake. Anything else wakes the task."""
-        if self._parked and not self._stopping:
-            try:
-                self.acc.sender_sleeping = True  # before the drain, as in _run
-                next_s, more = self._send_ready(time.monotonic())
-            except BaseException:  # the task's own pass meets it again and stops the producer
-                log.debug("sending from the wake-up failed", exc_info=True)
-                self._wake.set()
-                return
-            if (
-                next_s is None
-                and not more
-                and not self.acc.has_queued()
-                and not any(st.retries for st in self._partitions.values())
-            ):
-                return
-        self._wake.set()
+        self._loop.call_soon_threadsafe(self._wake.set)
 
     def wake(self) -> None:
         self._wake.set()
@@ -209,11 +185,7 @@ class Sender:
                     await self._refresh_metadata()
                 try:
                     if timeout is None:
-                        self._parked = True
-                        try:
-                            await self._wake.wait()
-                        finally:
-                            self._parked = False
+                        await self._wake.wait()
                     elif timeout > 0:
                         await asyncio.wait_for(self._wake.wait(), timeout)
                 except TimeoutError:

@@ -343,3 +343,38 @@ def test_records_of_a_log_append_time_batch_carry_its_time_and_type(fake):
             (0, 5555, 1, b"a"),
             (1, 5555, 1, b"b"),
         ]
+
+
+def test_records_handed_to_a_waiting_poll_keep_coming(fake):
+    # Each batch arrives while a blocking poll() waits for it (counted in pollers_waiting):
+    # the fetch that brings it idles the loop until poll() has taken it (or HANDOVER_S
+    # passed), and the fetching must go on after every such hand-over.
+    fake.broker.create("t", 1)
+    with Consumer(bootstrap_servers=fake.address) as c:
+        c.assign([TP])
+        c.seek(TP, 0)
+        fetcher = c._aio.fetcher
+        errors = []
+        got = []
+
+        def put_while_polling():
+            try:
+                for i in range(5):
+                    wait_for(
+                        lambda i=i: len(got) == i and fetcher.pollers_waiting == 1,
+                        what="a poll waiting, every record before taken",
+                    )
+                    put_batch(fake, [b"v%d" % i])
+            except AssertionError as exc:
+                errors.append(exc)
+
+        putter = threading.Thread(target=put_while_polling)
+        putter.start()
+        deadline = time.monotonic() + 30
+        while len(got) < 5 and time.monotonic() < deadline:
+            for records in c.poll(5000).values():
+                got.extend(r.value for r in records)
+        putter.join(30)
+        assert not errors
+        assert got == [b"v%d" % i for i in range(5)]
+    assert fetcher.pollers_waiting == 0
