@@ -370,6 +370,24 @@ class PartitionRaftStorage:
                 self._commit_dirty = True
             state.term, state.vote, state.commit = hs.term, hs.vote, hs.commit
 
+    def rewind(self, ready: Ready) -> None:
+        """Cut the log back to before ``ready``'s entries, so that persisting ``ready`` again
+        (after a :meth:`persist` or a window of it failed, e.g. ENOSPC) writes them all again,
+        contiguous, and syncs them: what the failed attempt left written (maybe not durable,
+        maybe marked clean by a failed fsync) is removed. The entries before ``ready``'s were
+        made durable by earlier windows. No-op when the log does not reach them. Blocks on
+        disk (the truncation)."""
+        if not ready.entries:
+            return
+        first = ready.entries[0].first_index
+        cut = offsets.truncation_offset(first)
+        if self.log.log_end_offset <= cut:
+            return
+        self.log.truncate_to(cut)
+        self._cut_lists(first)
+        self._state.indexed_end = self.last_index()
+        self._state_dirty = True
+
     def _reset_to(self, snap: Snapshot) -> None:
         """Drop the whole log and start it after ``snap`` (durable at once)."""
         state = self._state

@@ -13,6 +13,14 @@ group and handles them in the core's order, for all groups together:
    proposals' futures resolved, leadership changes to ``on_leader``;
 4. advance every core.
 
+A group whose persist or flush fails (ENOSPC, an I/O error) STALLS, as a Raft core should: its
+Ready is kept and nothing of it is sent, applied or acknowledged (the core is not advanced, so
+it does not count the entries as its own either: no vote, no append answer, no commit goes
+out), proposals are refused with KafkaStorageError (retriable, naming the path), and the same
+Ready is persisted again with backoff (``STALL_RETRY_*``) after :meth:`PartitionRaftStorage.rewind`
+cut back what the failed attempt left in the log, until the disk takes it; then the group
+carries on with no entry lost and no gap. Logged once when it stalls and once when it recovers.
+
 Quiescence (as etcd's and Redpanda's): a leader whose group is idle (``can_quiesce``: every
 member caught up, all committed and applied, nothing pending) for ``QUIESCE_AFTER_TICKS``
 ticks while every member's node is alive sends its followers one last heartbeat flagged
@@ -47,7 +55,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from rilke.errors import NotLeaderError, ReplicationError
+from rilke.errors import KafkaStorageError, NotLeaderError, ReplicationError
 from rilke.replication.raft.node import RaftNode
 from rilke.replication.raft.types import (
     NO_NODE,
@@ -76,6 +84,9 @@ QUIESCE_AFTER_TICKS = 3
 commit index of the last entry."""
 DEFAULT_PROPOSE_TIMEOUT_S = 10.0
 DEFAULT_READ_TIMEOUT_S = 5.0
+STALL_RETRY_FIRST_S = 0.05
+STALL_RETRY_MAX_S = 1.0
+"""A stalled group's persist is retried after these, doubling (a disk freed is used within 1 s)."""
 
 Apply = Callable[[Sequence[Entry]], None]
 OnLeader = Callable[[int, int], None]
@@ -105,6 +116,10 @@ class GroupStatus:
     progress: Mapping[int, PeerStatus] = field(default_factory=dict)
     """The leader's view of every member, itself included (``match`` is how far that
     member's log is known to match the leader's); empty off the leader."""
+    storage_error: str = ""
+    """Non-empty while the group is stalled: why its storage refused the last persist."""
+    present: bool = True
+    """False for a group this node does not hold (every other field then says nothing)."""
 
     def in_sync(self, max_lag: int) -> frozenset[int]:
         """The voters in sync as the leader sees them: itself, and every voter heard from
@@ -141,6 +156,19 @@ class _Group:
     """read_index context -> future, until the group hands out its ReadState."""
     read_waits: list[tuple[int, asyncio.Future[int]]] = field(default_factory=list)
     """(read index, future) of confirmed reads waiting for this node to apply that far."""
+    stall: _Stall | None = None
+    """Set while the group's storage refuses its Ready (see the module docstring)."""
+
+
+@dataclass
+class _Stall:
+    ready: Ready
+    """The Ready that failed to persist: persisted again (the core is not advanced past it)."""
+    error: str
+    since: float
+    retry_at: float
+    delay_s: float = STALL_RETRY_FIRST_S
+    attempts: int = 1
 
 
 class RaftRuntime:
@@ -164,6 +192,7 @@ class RaftRuntime:
         self._active: set[str] = set()  # groups that tick
         self._quiet_by_peer: defaultdict[int, set[str]] = defaultdict(set)
         self._marked: set[str] = set()
+        self._stalled: set[str] = set()
         self._notices: defaultdict[int, list[WireItem]] = defaultdict(list)
         """Quiesce notices of this tick, per peer: sent as one payload each."""
         self._wakeup = asyncio.Event()
@@ -216,6 +245,7 @@ class RaftRuntime:
         self._groups.pop(name, None)
         self._active.discard(name)
         self._marked.discard(name)
+        self._stalled.discard(name)
         for names in self._quiet_by_peer.values():
             names.discard(name)
         for peer, items in self._notices.items():
@@ -232,8 +262,11 @@ class RaftRuntime:
         return name in self._groups
 
     def status(self, name: str) -> GroupStatus:
-        """Raises KeyError for an unknown group."""
-        group = self._groups[name]
+        """The group's state here; ``present`` is False for a group this node does not hold,
+        ``storage_error`` non-empty while it is stalled."""
+        group = self._groups.get(name)
+        if group is None:
+            return GroupStatus(Role.FOLLOWER, 0, NO_NODE, 0, 0, 0, False, present=False)
         node = group.node
         conf = node.conf
         return GroupStatus(
@@ -247,6 +280,7 @@ class RaftRuntime:
             conf.voters,
             conf.learners,
             node.peer_status() if node.role is Role.LEADER else {},
+            group.stall.error if group.stall is not None else "",
         )
 
     def node(self, name: str) -> RaftNode:
@@ -277,10 +311,20 @@ class RaftRuntime:
         storage offsets below ``offsets.log_end_offset(index)`` are then committed). It fails
         with NotLeaderError if another leader's entry commits at that index, with
         TimeoutError after ``timeout_s``, and with GroupRemovedError. Raises at once (nothing
-        appended) NotLeaderError, ProposalDroppedError, InvalidRequestError, KeyError."""
+        appended) NotLeaderError, ProposalDroppedError, InvalidRequestError, KeyError, and
+        KafkaStorageError (retriable) while the group is stalled."""
         group = self._groups[name]
+        self._refuse_if_stalled(group)
         index = group.node.propose(list(batches), list(offset_counts))
         return self._track(group, index, timeout_s)
+
+    def _refuse_if_stalled(self, group: _Group) -> None:
+        if group.stall is not None:
+            raise KafkaStorageError(
+                f"raft group {group.name} on node {self.node_id}: its storage at "
+                f"{group.storage.log.directory} refused the last write ({group.stall.error}); "
+                "writes are refused until it takes writes again"
+            )
 
     def _track(self, group: _Group, index: int, timeout_s: float) -> asyncio.Future[int]:
         """A future of the entry at ``index`` (just appended by this leader) committing."""
@@ -306,6 +350,7 @@ class RaftRuntime:
         to promote has not caught up), InvalidRequestError (a change that makes no sense),
         KeyError. The transport must know the node's address first (``add_peer``)."""
         group = self._groups[name]
+        self._refuse_if_stalled(group)
         index = group.node.propose_conf_change(change)
         return self._track(group, index, timeout_s)
 
@@ -484,6 +529,7 @@ class RaftRuntime:
                 continue
             group.node.tick()
             self._marked.add(name)
+        self._marked |= self._stalled  # their retries are due by time, not input
         self._wakeup.set()
         for peer, items in self._notices.items():
             transport.send(peer, items)  # a lost notice only leaves the follower ticking
@@ -506,45 +552,72 @@ class RaftRuntime:
         marked, self._marked = self._marked, set()
         readies: list[tuple[_Group, Ready]] = []
         now_ms = self._clock_ms()
+        now = time.monotonic()
         for name in marked:
             group = self._groups.get(name)
-            if group is None or not group.node.has_ready():
+            if group is None:
                 continue
-            rd = group.node.ready()
-            try:
-                group.storage.persist(rd, now_ms=now_ms)
-            except Exception:
-                # Nothing of this Ready may be sent or acknowledged; the core must not think
-                # it durable. Leave the group out of the round (it stays un-advanced: stop it).
-                logger.exception(
-                    "raft node %d group %s: persisting failed; stopping the group",
-                    self.node_id,
-                    name,
-                )
-                self._forget(group, ReplicationError(f"raft group {name!r} failed to persist"))
+            stall = group.stall
+            if stall is not None:
+                if now < stall.retry_at:
+                    continue
+                rd = stall.ready
+                try:
+                    group.storage.rewind(rd)  # what the failed attempt left in the log
+                    group.storage.persist(rd, now_ms=now_ms)
+                except Exception as exc:
+                    # Nothing of this Ready may be sent or acknowledged; the core must not
+                    # think it durable: it stays un-advanced, the Ready kept for the retry.
+                    self._stall(group, rd, exc, now)
+                    continue
+            elif not group.node.has_ready():
                 continue
+            else:
+                rd = group.node.ready()
+                try:
+                    group.storage.persist(rd, now_ms=now_ms)
+                except Exception as exc:
+                    self._stall(group, rd, exc, now)
+                    continue
             readies.append((group, rd))
         if not readies:
             return
         self.rounds += 1
         flushes: list[tuple[_Group, StorageFlush]] = []
-        for group, _rd in readies:
-            flush = group.storage.begin_flush()
+        kept: list[tuple[_Group, Ready]] = []
+        for group, rd in readies:
+            try:
+                flush = group.storage.begin_flush()
+            except OSError as exc:
+                self._stall(group, rd, exc, now)
+                continue
             if flush is not None:
                 flushes.append((group, flush))
+            kept.append((group, rd))
+        readies = kept
         if flushes:
             self.windows += 1
             loop = asyncio.get_running_loop()
             try:
                 await loop.run_in_executor(None, _run_flushes, [f for _g, f in flushes])
-            except OSError:
+            except OSError as exc:
+                # Which group's files failed is not known: every group of the window stalls
+                # (persisted again, synced again); the others of the round go on.
+                failed = {id(g) for g, _f in flushes}
                 for group, flush in flushes:
                     group.storage.abort_flush(flush)
-                raise
-            for group, flush in flushes:
-                group.storage.end_flush(flush)
+                for group, rd in readies:
+                    if id(group) in failed and self._groups.get(group.name) is group:
+                        self._stall(group, rd, exc, now)
+                readies = [(g, rd) for g, rd in readies if id(g) not in failed]
+            else:
+                for group, flush in flushes:
+                    group.storage.end_flush(flush)
         # A group removed while its flush ran neither sends nor applies any more.
         readies = [(g, rd) for g, rd in readies if self._groups.get(g.name) is g]
+        for group, _rd in readies:
+            if group.stall is not None:
+                self._recovered(group, now)
         self._send(readies)
         for group, rd in readies:
             if self._groups.get(group.name) is not group:
@@ -554,6 +627,47 @@ class RaftRuntime:
                 group.node.advance(rd)
                 if group.node.has_ready():
                     self._mark(group.name)
+
+    def _stall(self, group: _Group, rd: Ready, exc: Exception, now: float) -> None:
+        """``rd`` failed to persist or sync: keep it for a retry with backoff (see the module
+        docstring). Logged once per episode."""
+        stall = group.stall
+        error = f"{type(exc).__name__}: {exc}"
+        if stall is None:
+            logger.error(
+                "raft node %d group %s: persisting failed (%s); the group stalls (sends, "
+                "acknowledges and applies nothing, refuses writes) and retries until its "
+                "storage at %s takes the writes",
+                self.node_id,
+                group.name,
+                error,
+                group.storage.log.directory,
+            )
+            group.stall = _Stall(rd, error, now, now + STALL_RETRY_FIRST_S)
+            self._stalled.add(group.name)
+            self._wake(group)  # a quiet group does not tick: keep it ticking for the retries
+            return
+        stall.error = error
+        stall.attempts += 1
+        stall.delay_s = min(stall.delay_s * 2, STALL_RETRY_MAX_S)
+        stall.retry_at = now + stall.delay_s
+        logger.debug(
+            "raft group %s: persist attempt %d failed: %s", group.name, stall.attempts, error
+        )
+
+    def _recovered(self, group: _Group, now: float) -> None:
+        stall = group.stall
+        assert stall is not None
+        logger.warning(
+            "raft node %d group %s: its storage takes writes again after %.1f s (%d failed "
+            "attempts); the group carries on",
+            self.node_id,
+            group.name,
+            now - stall.since,
+            stall.attempts,
+        )
+        group.stall = None
+        self._stalled.discard(group.name)
 
     def _send(self, readies: list[tuple[_Group, Ready]]) -> None:
         per_peer: defaultdict[int, list[WireItem]] = defaultdict(list)
