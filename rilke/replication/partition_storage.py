@@ -17,6 +17,7 @@ Not thread-safe: the runtime's event loop drives it (as PartitionRaftStorage).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 from rilke.replication import offsets
@@ -52,12 +53,26 @@ class ReplicatedStorage(PartitionRaftStorage):
         return StorageFlush(None, self._path, state_bytes)
 
     def persist(self, ready: Ready, *, now_ms: int) -> None:
-        """PartitionRaftStorage.persist, then the observer (also when persisting failed
-        part-way: it sees what the log holds then; the error goes on to the runtime)."""
+        """PartitionRaftStorage.persist, then the observer. When persisting fails part-way
+        (ENOSPC), what it wrote is cut back (:meth:`rewind`: the runtime persists the same
+        Ready again later) and, if the log changed, the observer is told to rebuild from
+        the log as it is (a Ready with ``truncate_from``): the failed attempt's batches are
+        neither acknowledged nor counted in the producer state. The error goes on."""
+        end = self.log.log_end_offset
         try:
             super().persist(ready, now_ms=now_ms)
-        finally:
-            self.observer(ready)
+        except BaseException:
+            changed = (
+                self.log.log_end_offset != end
+                or ready.snapshot is not None
+                or ready.truncate_from is not None
+            )
+            with contextlib.suppress(OSError):  # the retry rewinds again first
+                self.rewind(ready)
+            if changed:
+                self.observer(Ready(truncate_from=self.last_index() + 1))
+            raise
+        self.observer(ready)
 
     def follow_log_start(self) -> bool:
         """Make the log's start (moved by retention) the Raft log start: the entry ending

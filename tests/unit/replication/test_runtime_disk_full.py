@@ -15,7 +15,9 @@ import pytest
 from rilke.errors import KafkaStorageError
 from rilke.records.header import iter_headers
 from rilke.replication import offsets
-from rilke.replication.raft.types import Role
+from rilke.replication.partition_storage import ReplicatedStorage
+from rilke.replication.raft.types import Entry, EntryKind, Ready, Role
+from rilke.storage.config import LogConfig
 from rilke.storage.log import FlushJob, PartitionLog
 
 from .cluster import Cluster, Node, wait_until
@@ -155,3 +157,30 @@ def test_a_stalled_follower_neither_acknowledges_nor_loses_and_catches_up(
             await cluster.close()
 
     asyncio.run(scenario())
+
+
+def test_a_replicated_storage_cuts_back_a_partial_persist_and_tells_its_partition(
+    tmp_path: Path,
+) -> None:
+    log = PartitionLog.open(tmp_path / "p", LogConfig(), now_ms=0, recover=True)
+    try:
+        storage = ReplicatedStorage.open(log)
+        seen: list[Ready] = []
+        storage.observer = seen.append  # type: ignore[assignment]
+        first = Entry(1, 2, batch(2), EntryKind.NORMAL, 2)
+        second = Entry(1, 5, batch(3), EntryKind.NORMAL, 3)
+        ready = Ready(entries=[first, second])
+        failing = FailingAppends(log, {2})
+        with pytest.raises(OSError, match="No space"):
+            storage.persist(ready, now_ms=0)
+        # The first batch, written before the failure, is cut back; the partition rebuilds
+        # from the log (nothing of the failed attempt acknowledged or counted).
+        assert log.log_end_offset == 0 and storage.last_index() == 0
+        assert len(seen) == 1 and seen[0].truncate_from == 1 and not seen[0].entries
+        storage.rewind(ready)
+        storage.persist(ready, now_ms=0)  # the retry writes both, contiguous
+        assert failing.calls == 4
+        assert log.log_end_offset == 5 and seen[-1] is ready
+        assert storage.term(5) == 1 and storage.term(2) == 1
+    finally:
+        log.close()
