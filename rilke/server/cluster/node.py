@@ -25,7 +25,7 @@ from pathlib import Path
 import grpc
 
 from rilke.errors import InvalidRequestError, RilkeError, for_code
-from rilke.partition.interface import PartitionFactory
+from rilke.partition.interface import Leadership, PartitionFactory
 from rilke.proto import rilke_pb2 as pb
 from rilke.proto import rilke_pb2_grpc as pb_grpc
 from rilke.replication.controller import MetadataView
@@ -244,6 +244,7 @@ class ClusterNode:
             self.advertised,
             leaderships=self.leaderships_to_report,
         )
+        self.partitions.leadership_listeners.append(self._leadership_changed)
         self.producer_ids = ClusterProducerIds(self._producer_id_block)
         assert self.host is not None
         self._mover = PartitionMover(
@@ -270,6 +271,10 @@ class ClusterNode:
             "ControllerWrite", pb.ControllerWriteRequest(allocate_producer_ids=ask)
         )
         return response.first_producer_id, response.producer_id_count
+
+    def _leadership_changed(self, leadership: Leadership) -> None:
+        if leadership.leader_id == self.node_id and self._agent is not None:
+            self._agent.report_soon()
 
     def leaderships_to_report(self) -> list[pb.PartitionLeadership]:
         """The partitions whose Raft group this node leads where the applied metadata shows
