@@ -100,6 +100,10 @@ class Sender:
         self.producer_resets = 0
         self._partitions: dict[TopicPartition, _PartitionState] = defaultdict(_PartitionState)
         self._node_in_flight: dict[int, int] = defaultdict(int)
+        # The node a partition's last batch failed on as not its leader (unreachable, or an
+        # invalid-metadata error): its retries go out at once, not after the backoff, as soon
+        # as the metadata names another leader; until then the metadata is kept refreshing.
+        self._failed_on: dict[TopicPartition, int] = {}
         self._requests: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._loop = asyncio.get_running_loop()
@@ -340,10 +344,10 @@ class Sender:
             if not st.retries or st.in_flight:
                 continue
             batch = st.retries[0]
-            if batch.retry_at_s > now:
+            leader = self.cluster.leader_for(tp)
+            if batch.retry_at_s > now and not self._new_leader(tp, leader):
                 next_s = batch.retry_at_s if next_s is None else min(next_s, batch.retry_at_s)
                 continue
-            leader = self.cluster.leader_for(tp)
             if leader < 0 or self._node_in_flight[leader] >= self.max_in_flight:
                 self.cluster.request_update()
                 continue
@@ -368,6 +372,17 @@ class Sender:
                 self._requests.add(task)
                 task.add_done_callback(self._request_done)
         return next_s, more
+
+    def _new_leader(self, tp: TopicPartition, leader: int) -> bool:
+        """Whether the metadata names a leader of ``tp`` other than the node its last batch
+        failed on as not the leader (asking for fresh metadata while it does not)."""
+        failed = self._failed_on.get(tp)
+        if failed is None:
+            return False
+        if leader < 0 or leader == failed:
+            self.cluster.request_update()
+            return False
+        return True
 
     def _request_done(self, task: asyncio.Task[None]) -> None:
         self._requests.discard(task)
@@ -434,6 +449,8 @@ class Sender:
                 self.metrics.on_request(time.monotonic() - started_s, False)
                 if isinstance(exc, BrokerNotAvailableError) or exc.invalid_metadata:
                     self.cluster.request_update()
+                    for b in batches:
+                        self._failed_on[b.tp] = node
                 for b in batches:
                     self._on_error(b, exc)
                 return
@@ -458,6 +475,8 @@ class Sender:
                         b, r.base_offset if self.acks != 0 else -1, r.log_append_time_ms
                     )
                 else:
+                    if err.invalid_metadata:
+                        self._failed_on[b.tp] = node
                     self._on_error(b, err)
         finally:
             # (No wake here: _request_done wakes the sender once the task is done, and a
@@ -466,6 +485,7 @@ class Sender:
 
     def _on_success(self, batch: ProducerBatch, base_offset: int, log_append_time: int) -> None:
         self._remove_in_flight(batch)
+        self._failed_on.pop(batch.tp, None)
         if not batch.done:
             data = batch.data
             self.metrics.on_batch_sent(

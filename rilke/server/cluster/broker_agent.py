@@ -9,7 +9,11 @@ interval: the controller fences a broker whose session (9 s) passed without one.
 
 Each heartbeat carries the leaderships this node's Raft groups hold that the applied
 metadata does not show yet (``leaderships()``: leader, term, in-sync replicas), so the
-controller records what Raft elected and every node's Metadata converges on it.
+controller records what Raft elected and every node's Metadata converges on it. When one of
+this node's groups becomes leader, ``report_soon()`` sends the next heartbeat at once rather
+than at the next interval (coalesced: changes while a heartbeat is under way make one more,
+at most one per ``REPORT_GAP_S``), so clients learn a failover's new leader from any node
+within a round trip of the election.
 """
 
 from __future__ import annotations
@@ -28,6 +32,11 @@ log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL_S = 1.0
 """Kafka's broker.heartbeat.interval.ms is 2 s with a 9 s session; 1 s fences a dead broker
 no later and lets a restarted one unfence within a second."""
+
+REPORT_GAP_S = 0.05
+"""The least time between two heartbeats that ``report_soon`` brought forward: a burst of
+elections (a node's restart moves many leaderships at once) costs a few heartbeats, not one
+each."""
 
 
 class BrokerAgent:
@@ -54,6 +63,11 @@ class BrokerAgent:
         self.epoch = -1
         self.fenced = True
         self._task: asyncio.Task[None] | None = None
+        self._soon = asyncio.Event()
+
+    def report_soon(self) -> None:
+        """Send the next heartbeat (with its leadership report) now, not at the interval."""
+        self._soon.set()
 
     def set_kafka_listener(self, host: str, port: int) -> None:
         """The advertised Kafka listener to register (call before :meth:`start`)."""
@@ -97,4 +111,10 @@ class BrokerAgent:
                 continue
             except RilkeError as e:
                 log.warning("node %d: heartbeat to the controller failed: %s", self.node_id, e)
-            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+            await self._wait_next()
+
+    async def _wait_next(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._soon.wait(), HEARTBEAT_INTERVAL_S)
+            await asyncio.sleep(REPORT_GAP_S)
+        self._soon.clear()

@@ -138,6 +138,8 @@ class ClusterPartitionFactory:
         # Grows whenever a replicated partition built here sees its leadership change (the
         # served view is recomputed only then, or when the metadata changes).
         self.leadership_generation = 0
+        # Called with each such change (the broker agent reports a new leadership at once).
+        self.leadership_listeners: list[Callable[[Leadership], None]] = []
 
     def internal(self, topic: str, view: MetadataView) -> bool:
         """A topic this node keeps for itself, served from its local log: a ``__`` name
@@ -170,8 +172,10 @@ class ClusterPartitionFactory:
             part.subscribe_leadership(self._leadership_changed)
         return part
 
-    def _leadership_changed(self, _: Leadership) -> None:
+    def _leadership_changed(self, leadership: Leadership) -> None:
         self.leadership_generation += 1
+        for listener in self.leadership_listeners:
+            listener(leadership)
 
     def replicated(self, partitions: Iterable[Partition]) -> Iterator[Partition]:
         """Those of ``partitions`` built here as replicated."""
