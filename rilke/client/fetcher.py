@@ -77,6 +77,10 @@ class PartitionState:
     buffered_bytes: int = 0
     records: list[ConsumerRecord] = field(default_factory=list)
     record_index: int = 0
+    # The offset after the batches ``records`` came from, control batches (transaction
+    # markers, Raft's no-ops) included: the position once every record was taken, so a
+    # partition whose log ends in a control batch is read to its end (lag 0), as Kafka's.
+    records_end: int = -1
     high_watermark: int = -1
     error: RilkeError | None = None
     retry_at_s: float = 0.0
@@ -166,6 +170,7 @@ class Fetcher:
             st.buffered_bytes = 0
             st.records = []
             st.record_index = 0
+            st.records_end = -1
             st.error = None
             st.position = offset
             st.reset = reset
@@ -228,8 +233,11 @@ class Fetcher:
         got: list[ConsumerRecord] = []
         while len(got) < limit:
             if st.record_index >= len(st.records):
+                if st.position is not None and st.records_end > st.position:
+                    st.position = st.records_end  # past trailing control batches
                 st.records = []
                 st.record_index = 0
+                st.records_end = -1
                 if not st.chunks:
                     break
                 fetched = st.chunks.popleft()
@@ -237,7 +245,7 @@ class Fetcher:
                 if fetched.generation != st.generation:
                     continue
                 try:
-                    st.records, rest = self._decode(st, fetched)
+                    st.records, rest, st.records_end = self._decode(st, fetched)
                     if rest is not None:
                         # A batch that cannot be read follows the records decoded: they are
                         # handed out first, and the next pass meets the bad batch alone.
@@ -259,16 +267,18 @@ class Fetcher:
 
     def _decode(
         self, st: PartitionState, chunk: FetchedChunk
-    ) -> tuple[list[ConsumerRecord], FetchedChunk | None]:
-        """The records of the chunk's batches from the position on, and what is left of the
-        chunk from a batch that cannot be read on (None when all could). Raises the batch's
-        error, saying which offsets to skip, when the first batch cannot be read.
+    ) -> tuple[list[ConsumerRecord], FetchedChunk | None, int]:
+        """The records of the chunk's batches from the position on, what is left of the
+        chunk from a batch that cannot be read on (None when all could), and the offset after
+        the last batch read or skipped (control batches too). Raises the batch's error, saying
+        which offsets to skip, when the first batch cannot be read.
 
         Records are built from the codec's columns in one C-level pass per batch (map over
         zip): no intermediate object per record.
         """
         topic, partition = st.tp
         position = st.position or 0
+        end = -1
         out: list[ConsumerRecord] = []
         data = chunk.data
         read = codec.read_columns
@@ -278,20 +288,23 @@ class Fetcher:
         rpartition = repeat(partition)
         for i, (pos, header) in enumerate(chunk.batches):
             if header.next_offset <= position or header.is_control:
+                end = header.next_offset
                 continue
             try:
                 cols = read(data, pos, header, check)
             except RilkeError as exc:
-                if out:
+                if out or end > position:
                     rest = chunk.batches[i:]
                     nbytes = sum(h.size for _, h in rest)
-                    return out, FetchedChunk(data, rest, chunk.generation, nbytes, chunk.error)
+                    left = FetchedChunk(data, rest, chunk.generation, nbytes, chunk.error)
+                    return out, left, end
                 raise type(exc)(
                     f"{topic}-{partition}: the batch at offsets {header.base_offset}-"
                     f"{header.next_offset - 1} cannot be read ({exc}); seek() to offset "
                     f"{header.next_offset} to skip it"
                 ) from None
             offsets, timestamps, keys, values, headers = cols
+            end = header.next_offset
             if not offsets:
                 continue  # compaction may leave a batch without records
             if offsets[0] < position:  # the position is inside this batch: skip to it
@@ -320,10 +333,10 @@ class Fetcher:
                 )
             )
         if chunk.error is not None:
-            if out:
-                return out, FetchedChunk(data, [], chunk.generation, 0, chunk.error)
+            if out or end > position:
+                return out, FetchedChunk(data, [], chunk.generation, 0, chunk.error), end
             raise chunk.error
-        return out, None
+        return out, None, end
 
     def has_buffered(self) -> bool:
         with self.lock:

@@ -129,6 +129,29 @@ def test_control_batches_are_skipped(fake):
         assert [(r.offset, r.value) for r in poll_all(c, 2)] == [(0, b"a"), (2, b"b")]
 
 
+def test_the_position_moves_past_a_trailing_control_batch(fake):
+    """A log that ends in a control batch (a transaction marker, or the no-op a new Raft
+    leader writes) is read to its end: position() is the log end, so a group's lag is 0."""
+    fake.broker.create("t", 1)
+    put_batch(fake, [b"a", b"b"])
+    put_batch(fake, [b"ctl"], control=True)
+    with Consumer(bootstrap_servers=fake.address, auto_offset_reset="earliest") as c:
+        c.assign([TP])
+        assert [r.value for r in poll_all(c, 2)] == [b"a", b"b"]
+        wait_for(lambda: (c.poll(50), c.position(TP))[1] == 3, 10, "the position past the marker")
+        put_batch(fake, [b"c"])  # and reading goes on from there
+        assert [(r.offset, r.value) for r in poll_all(c, 1)] == [(3, b"c")]
+
+
+def test_a_log_of_control_batches_only_is_read_past(fake):
+    fake.broker.create("t", 1)
+    put_batch(fake, [b"ctl"], control=True)
+    put_batch(fake, [b"ctl"], control=True)
+    with Consumer(bootstrap_servers=fake.address, auto_offset_reset="earliest") as c:
+        c.assign([TP])
+        wait_for(lambda: (c.poll(50), c.position(TP))[1] == 2, 10, "the position past both")
+
+
 def test_corrupt_batch_raises_when_checking_crcs(fake):
     fake.broker.create("t", 1)
     put_batch(fake, [b"aaaa"])
