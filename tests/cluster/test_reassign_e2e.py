@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_nodes import ClusterNodes
-from rilke_broker_process import REPO_ROOT
+from cluster_nodes import ClusterNodes, cluster_of, formed, rilke_cli
 from waiting import wait_for
 
 from rilke import Consumer, Producer, TopicPartition
@@ -31,32 +29,12 @@ FORM_TIMEOUT_S = 60.0
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[ClusterNodes]:
-    nodes = ClusterNodes(tmp_path, 4)
-    try:
+    with cluster_of(tmp_path, 4) as nodes:
         yield nodes
-    finally:
-        nodes.close()
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rilke", *args],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-        cwd=REPO_ROOT,
-    )
-
-
-def formed(nodes: ClusterNodes) -> bool:
-    try:
-        return all(
-            nodes.alive_brokers(n) == set(nodes.ports) and nodes.describe(n).controller_id > 0
-            for n in nodes.ports
-        )
-    except Exception:
-        return False
+    return rilke_cli(*args, timeout=90)
 
 
 def start(cluster: ClusterNodes) -> None:

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster_nodes import ClusterNodes
-from rilke_broker_process import REPO_ROOT
+from cluster_nodes import ClusterNodes, cluster_of, rilke_cli
 from waiting import wait_for
 
 from rilke import Consumer, Producer, TopicPartition
@@ -40,22 +38,12 @@ CATCH_UP_TIMEOUT_S = 60.0
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[ClusterNodes]:
-    nodes = ClusterNodes(tmp_path, 3)
-    try:
+    with cluster_of(tmp_path, 3) as nodes:
         yield nodes
-    finally:
-        nodes.close()
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rilke", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=REPO_ROOT,
-    )
+    return rilke_cli(*args)
 
 
 def bootstrap(cluster: ClusterNodes, nodes: tuple[int, ...] = (1, 2, 3)) -> str:
