@@ -7,7 +7,16 @@ import itertools
 
 import pytest
 
-from tests.faults.nemesis import KINDS, PAUSE_S, THEMES, plan, schedule_text, theme_of
+from tests.faults.nemesis import (
+    EXTRA_KINDS,
+    KINDS,
+    PAUSE_S,
+    THEMES,
+    plan,
+    schedule_text,
+    theme_of,
+)
+from tests.faults.run import rtt_lines
 
 
 @pytest.mark.parametrize("nodes", [[1, 2, 3], [1, 2, 3, 4, 5]])
@@ -38,3 +47,30 @@ def test_every_theme_is_some_seed_and_mixed_mixes() -> None:
 def test_an_unknown_theme_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown theme 'flood'"):
         plan(1, 20.0, [1, 2, 3], "flood")
+
+
+def test_slow_link_is_chosen_by_name_only_so_every_seed_keeps_its_schedule() -> None:
+    assert not {theme_of(s) for s in range(1000)} & set(EXTRA_KINDS)
+    mixed = {step.kind for seed in range(50) for step in plan(seed, 60.0, [1, 2, 3], "mixed")}
+    assert not mixed & set(EXTRA_KINDS)
+    # The seeds FINDINGS.md and CI replay: their themes as when they were written.
+    assert [theme_of(s) for s in (0, 5, 77, 101, 103)] == [
+        "kill_leader", "isolate_leader", "mixed", "full_disk", "mixed"
+    ]  # fmt: skip
+    steps = plan(7, 20.0, [1, 2, 3], "slow_link")
+    assert steps and {(s.kind, s.target) for s in steps} == {("slow_link", "leader")}
+
+
+def test_the_run_prints_what_a_slow_link_did_to_the_round_trip() -> None:
+    faults = [
+        {"kind": "slow_link", "node": 2, "step": 0},
+        {"kind": "rtt", "node": 2, "idle_ms": [0.3, 0.2, 0.4], "slow_ms": [120.0, 480.0, None]},
+    ]
+    assert rtt_lines(faults) == [
+        "slow_link n2: handshake RTT idle p50 0.3 max 0.4 ms; slowed p50 120.0 max 480.0 ms, "
+        "1 of 3 over 3 s (3 samples)"
+    ]
+    assert rtt_lines([{"kind": "rtt", "node": 1, "idle_ms": [], "slow_ms": [None]}]) == [
+        "slow_link n1: handshake RTT idle no answer in 0 tries; slowed no answer in 1 tries "
+        "(1 samples)"
+    ]
