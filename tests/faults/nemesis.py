@@ -58,9 +58,9 @@ GAP_S = (1.0, 3.0)
 FIRST_AT_S = 2.0
 LOSS_PERCENT = 30
 DELAY_MS = 200
-SLOW_RATE_KBIT = 1000
-"""Below what a leader sends under the runs' load (0.7-1.6 Mbit/s measured on the veths), so
-the bucket's queue fills."""
+SLOW_RATES_KBIT = (256, 512, 1000)
+"""A slow link's rate, drawn per step: about and below what a leader sends under the runs'
+load (0.7-1.6 Mbit/s measured on the veths, in bursts), so the bucket's queue fills."""
 SLOW_BURST_BYTES = 4096
 SLOW_QUEUE_MS = 500
 """The tbf queue holds this long at the rate (62.5 kB): the most queueing delay per direction."""
@@ -76,11 +76,14 @@ class Step:
     target: str  # "leader" | "controller" | "random"
     node: int  # the node drawn for "random" (and for the other side of splits)
     others: tuple[int, ...] = ()  # split_minority: the minority
+    rate_kbit: int = 0  # slow_link: the link's rate
 
     def label(self) -> str:
         who = self.target if self.target != "random" else f"n{self.node}"
         if self.others:
             who = f"minority={list(self.others)}"
+        if self.rate_kbit:
+            who += f" at {self.rate_kbit} kbit/s"
         return f"+{self.at_s:.1f}s {self.kind} {who} for {self.duration_s:.1f}s"
 
 
@@ -113,7 +116,8 @@ def plan(seed: int, seconds: float, nodes: list[int], theme: str | None = None) 
             if kind.endswith("random") or kind == "split_minority"
             else "leader"
         )
-        steps.append(Step(round(at, 1), kind, duration, target, node, minority))
+        rate = rng.choice(SLOW_RATES_KBIT) if kind == "slow_link" else 0
+        steps.append(Step(round(at, 1), kind, duration, target, node, minority, rate))
         at += duration + rng.uniform(*GAP_S)
 
 
@@ -164,7 +168,7 @@ class Nemesis:
             undo = self.apply(index, step)
             ends = time.monotonic() + step.duration_s
             if step.kind == "slow_link" and self._slowed is not None:
-                self._log_rtt(self._slowed, ends)
+                self._log_rtt(self._slowed, ends, step.rate_kbit)
             if (left := ends - time.monotonic()) > 0:
                 time.sleep(left)  # the fault's length
             undo()
@@ -214,10 +218,10 @@ class Nemesis:
             elif step.kind == "slow_link":
                 self._idle_rtt = self.cluster.rtt(node, RTT_IDLE_S, RTT_INTERVAL_S)
                 firewall.slow_link(
-                    cluster.nodes[node].host, SLOW_RATE_KBIT, SLOW_BURST_BYTES, SLOW_QUEUE_MS
+                    cluster.nodes[node].host, step.rate_kbit, SLOW_BURST_BYTES, SLOW_QUEUE_MS
                 )
                 self._slowed = node
-                event.update(rate_kbit=SLOW_RATE_KBIT, queue_ms=SLOW_QUEUE_MS)
+                event.update(rate_kbit=step.rate_kbit, queue_ms=SLOW_QUEUE_MS)
             elif step.kind == "full_disk":
                 cluster.fill_disk(node)
                 self._log(event)
@@ -231,12 +235,13 @@ class Nemesis:
         self._log(event)
         return firewall.heal
 
-    def _log_rtt(self, node: int, ends: float) -> None:
+    def _log_rtt(self, node: int, ends: float, rate_kbit: int) -> None:
         """Sample the handshake time to the slowed ``node`` until the fault ``ends`` (less one
         interval, so the last sample is taken while the link is still slow)."""
         slow = self.cluster.rtt(node, max(0.0, ends - time.monotonic() - RTT_INTERVAL_S),
                                 RTT_INTERVAL_S)  # fmt: skip
-        self._log({"kind": "rtt", "node": node, "idle_ms": self._idle_rtt, "slow_ms": slow})
+        self._log({"kind": "rtt", "node": node, "rate_kbit": rate_kbit, "idle_ms": self._idle_rtt,
+                   "slow_ms": slow})  # fmt: skip
         self._slowed = None
 
     def _restart(self, node: int) -> None:

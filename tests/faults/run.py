@@ -126,11 +126,34 @@ def rtt_lines(faults: list[dict[str, Any]]) -> list[str]:
     """What each slow link did to the round trip: the TCP handshake time to the slowed node
     before it (idle) and while it was on (nemesis ``rtt`` events)."""
     return [
-        f"slow_link n{f['node']}: handshake RTT idle {_rtt_figures(f['idle_ms'])}; "
+        f"slow_link n{f['node']} at {f.get('rate_kbit', '?')} kbit/s: handshake RTT idle "
+        f"{_rtt_figures(f['idle_ms'])}; "
         f"slowed {_rtt_figures(f['slow_ms'])} ({len(f['slow_ms'])} samples)"
         for f in faults
         if f.get("kind") == "rtt"
     ]
+
+
+def rtt_table(results: list[RunResult]) -> str:
+    """Per slow-link rate: links slowed, handshake samples, RTT p50/p99/max while slowed,
+    those over 3 s, and the idle p50 measured just before."""
+    idle: dict[int, list[float]] = defaultdict(list)
+    slow: dict[int, list[float | None]] = defaultdict(list)
+    for r in results:
+        for f in r.faults:
+            if f.get("kind") == "rtt":
+                idle[f["rate_kbit"]] += [s for s in f["idle_ms"] if s is not None]
+                slow[f["rate_kbit"]] += f["slow_ms"]
+    lines = []
+    for rate in sorted(slow):
+        got = [s for s in slow[rate] if s is not None]
+        figures = "/".join(_fmt(percentile(got, q)) for q in (50, 99, 100))
+        lines.append(
+            f"slow_link {rate} kbit/s: {len(slow[rate])} handshakes, RTT p50/p99/max "
+            f"{figures} ms, {len(slow[rate]) - len(got)} over 3 s; idle p50 "
+            f"{_fmt(percentile(idle[rate], 50))} ms"
+        )
+    return "\n".join(lines)
 
 
 class _Clock:
@@ -374,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)  # fmt: skip
     results = run_many(args.runs, seed, args.nodes, args.seconds, args.theme, args.keep)
     print(table(results))
+    if slow_links := rtt_table(results):
+        print(slow_links)
     failed = [r for r in results if r.failed()]
     if failed:
         print(f"FAILED runs (seeds): {', '.join(str(r.seed) for r in failed)}")

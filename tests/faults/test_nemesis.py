@@ -4,6 +4,7 @@ longer than an election timeout, splits that leave a majority, every theme reach
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 
@@ -11,12 +12,13 @@ from tests.faults.nemesis import (
     EXTRA_KINDS,
     KINDS,
     PAUSE_S,
+    SLOW_RATES_KBIT,
     THEMES,
     plan,
     schedule_text,
     theme_of,
 )
-from tests.faults.run import rtt_lines
+from tests.faults.run import RunResult, rtt_lines, rtt_table
 
 
 @pytest.mark.parametrize("nodes", [[1, 2, 3], [1, 2, 3, 4, 5]])
@@ -59,18 +61,42 @@ def test_slow_link_is_chosen_by_name_only_so_every_seed_keeps_its_schedule() -> 
     ]  # fmt: skip
     steps = plan(7, 20.0, [1, 2, 3], "slow_link")
     assert steps and {(s.kind, s.target) for s in steps} == {("slow_link", "leader")}
+    assert {s.rate_kbit for s in steps} <= set(SLOW_RATES_KBIT)
+    assert {s.rate_kbit for seed in range(20) for s in plan(seed, 20.0, [1, 2, 3])} == {0}
 
 
 def test_the_run_prints_what_a_slow_link_did_to_the_round_trip() -> None:
     faults = [
         {"kind": "slow_link", "node": 2, "step": 0},
-        {"kind": "rtt", "node": 2, "idle_ms": [0.3, 0.2, 0.4], "slow_ms": [120.0, 480.0, None]},
+        {
+            "kind": "rtt",
+            "node": 2,
+            "rate_kbit": 512,
+            "idle_ms": [0.3, 0.2, 0.4],
+            "slow_ms": [120.0, 480.0, None],
+        },
     ]
     assert rtt_lines(faults) == [
-        "slow_link n2: handshake RTT idle p50 0.3 max 0.4 ms; slowed p50 120.0 max 480.0 ms, "
+        "slow_link n2 at 512 kbit/s: handshake RTT idle p50 0.3 max 0.4 ms; slowed p50 120.0 max 480.0 ms, "
         "1 of 3 over 3 s (3 samples)"
     ]
-    assert rtt_lines([{"kind": "rtt", "node": 1, "idle_ms": [], "slow_ms": [None]}]) == [
-        "slow_link n1: handshake RTT idle no answer in 0 tries; slowed no answer in 1 tries "
+    failed = {"kind": "rtt", "node": 1, "rate_kbit": 256, "idle_ms": [], "slow_ms": [None]}
+    assert rtt_lines([failed]) == [
+        "slow_link n1 at 256 kbit/s: handshake RTT idle no answer in 0 tries; slowed no answer in 1 tries "
         "(1 samples)"
     ]
+
+
+def test_the_sweep_sums_the_round_trips_per_slow_link_rate() -> None:
+    def rtt(rate: int, slow: list[float | None]) -> dict[str, object]:
+        return {"kind": "rtt", "node": 1, "rate_kbit": rate, "idle_ms": [0.2], "slow_ms": slow}
+
+    run = RunResult(1, "slow_link", 3, 20.0, [], Path("/nonexistent"))
+    run.faults = [rtt(256, [100.0, 300.0]), rtt(1000, [5.0]), rtt(256, [None, 200.0])]
+    assert rtt_table([run]).splitlines() == [
+        "slow_link 256 kbit/s: 4 handshakes, RTT p50/p99/max 200.00/300.00/300.00 ms, "
+        "1 over 3 s; idle p50 0.20 ms",
+        "slow_link 1000 kbit/s: 1 handshakes, RTT p50/p99/max 5.00/5.00/5.00 ms, 0 over 3 s; "
+        "idle p50 0.20 ms",
+    ]
+    assert rtt_table([RunResult(2, "kill_leader", 3, 20.0, [], Path("/nonexistent"))]) == ""
