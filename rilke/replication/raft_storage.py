@@ -515,6 +515,11 @@ class PartitionRaftStorage:
         state.epochs = [(start, term) for start, term in state.epochs if start < from_index]
         state.configs = [c for c in state.configs if c[0] < from_index]
 
+    def write_state(self) -> None:
+        """Write the state file now (e.g. at once for a new group, so that its absence later
+        means it was lost). Blocks on disk."""
+        self._write_state_now()
+
     def _write_state_now(self) -> None:
         files.atomic_write(self._path, self._state.encode())
         self._state_dirty = self._commit_dirty = False

@@ -40,6 +40,7 @@ from rilke.server.cluster.controller import (
     METADATA_DIR,
     METADATA_GROUP,
     ClusterController,
+    metadata_state_lost,
     open_metadata_log,
 )
 from rilke.server.cluster.forward import ControllerClient
@@ -126,9 +127,11 @@ class ClusterNode:
             cluster_id = cluster_id_of_voters(config.initial_voters)
             known = dict(voters)
         joined = tuple(sorted(voters.items())) if config.join else ()
+        node_known = read_identity(self._data_dir) is not None
         check_identity(self._data_dir, NodeIdentity(cluster_id, self.node_id, joined))
         self._voters, self._known = voters, known
         self._log, storage = open_metadata_log(self._data_dir)
+        lost = metadata_state_lost(storage, node_known=node_known)
         committed = storage.initial_state()[0].commit
         peers = {n: a for n, a in known.items() if n != self.node_id}
         self.host = host = ReplicationHost(
@@ -142,6 +145,7 @@ class ClusterNode:
             bootstrap_voters=sorted(voters),
             validate_topic=lambda name, n: check_topic(name, n, self._name_max),
             snapshot_bytes=config.metadata_snapshot_bytes,
+            storage_lost=lost,
         )
         controller.applier.subscribe(self._metadata_changed)
         controller.start()
