@@ -115,7 +115,11 @@ class ReplicatedPartition:
         state_dir: Path | None = None,
         flush_slots: FlushSlots | None = None,
         raft_config: Config | None = None,
+        known_epoch: int = 0,
     ) -> None:
+        """``known_epoch``: the group's leader epoch (Raft term) as the metadata records it;
+        when > 0 and this replica finds no Raft state, its state was lost (a wiped data dir)
+        and it recovers before it votes (``Config.storage_lost``)."""
         node_id = runtime.node_id
         if not replicas:
             raise ValueError(f"{topic}-{partition} has no replicas")
@@ -183,7 +187,21 @@ class ReplicatedPartition:
         self._term = self._storage.hard_state.term
         self._isr: tuple[int, ...] = ()
         base = raft_config or Config(node_id)
-        core_config = replace(base, node_id=node_id, voters=replicas, applied=commit)
+        # No state file for a group that already had a leader: this replica may have voted in
+        # a term it no longer remembers, and lost entries it acknowledged.
+        lost = storage.fresh and known_epoch > 0
+        if lost:
+            log.warning(
+                "node %d %s-%d: no Raft state for a group at leader epoch %d (data dir wiped?):"
+                " not voting until a leader has caught this replica up",
+                node_id,
+                topic,
+                partition,
+                known_epoch,
+            )
+        core_config = replace(
+            base, node_id=node_id, voters=replicas, applied=commit, storage_lost=lost
+        )
         runtime.add_group(
             group,
             self._storage,
@@ -574,4 +592,5 @@ class ReplicatedPartitionFactory:
             state_dir=spec.state_dir,
             flush_slots=self._flush_slots,
             raft_config=self._raft_config,
+            known_epoch=spec.leader_epoch,
         )

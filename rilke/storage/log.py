@@ -183,7 +183,7 @@ class FlushJob:
         for fd in self._fds:
             files.fdatasync(fd)
         if self._dir_fd is not None:
-            os.fsync(self._dir_fd)
+            files.fsync(self._dir_fd)
         self.sync_seconds = time.perf_counter() - started
 
     def close(self) -> None:
