@@ -36,6 +36,7 @@ from rilke.proto import rilke_pb2_grpc as pb_grpc
 from rilke.replication.controller import MetadataView, TopicMeta
 from rilke.server.broker import Broker
 from rilke.server.local_view import local_metadata_view
+from rilke.server.ordered_stream import answer_in_order
 from rilke.server.partition import VALID_ACKS, AppendResult, Partition
 from rilke.server.stats import RPC_FAILED, ApiStats, BrokerStats
 from rilke.server.topics import is_internal
@@ -150,6 +151,11 @@ def _wake(woken: asyncio.Future[None], *_: object) -> None:
     acknowledgement: by its future or its timer), any number of times."""
     if not woken.done():
         woken.set_result(None)
+
+
+def _acknowledged(started: list[_Started]) -> bool:
+    """Whether every partition of a started produce request has its result already."""
+    return all(future is None or future.done() for _, future, _ in started)
 
 
 async def _wait_done(future: asyncio.Future[Any], timeout_s: float) -> None:
@@ -297,32 +303,17 @@ class BrokerService(pb_grpc.BrokerServicer):
         self, request_iterator: AsyncIterator[pb.ProduceRequest], context: Any
     ) -> AsyncIterator[pb.ProduceResponse]:
         """Pipelined produce: requests are written as they arrive (in order), responses are
-        sent in request order, at most MAX_STREAM_IN_FLIGHT awaiting their acknowledgement."""
-        queue: asyncio.Queue[tuple[pb.ProduceRequest, list[_Started]] | None] = asyncio.Queue(
-            MAX_STREAM_IN_FLIGHT
-        )
+        sent in request order, at most MAX_STREAM_IN_FLIGHT awaiting their acknowledgement;
+        an answer that waits for nothing is sent from the stream's own task at once
+        (rilke.server.ordered_stream)."""
 
-        async def read_requests() -> None:
-            try:
-                async for request in request_iterator:
-                    await queue.put((request, self._start_produce(request)))
-            finally:
-                await queue.put(None)
+        async def finish(request: pb.ProduceRequest, started: list[_Started]) -> Any:
+            return await self._finish_produce(started, request.timeout_ms, request.correlation_id)
 
-        reader = asyncio.ensure_future(read_requests())
-        try:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    break
-                request, started = item
-                yield await self._finish_produce(
-                    started, request.timeout_ms, request.correlation_id
-                )
-            await reader  # surfaces an error of the request stream
-        finally:
-            if not reader.done():
-                reader.cancel()
+        async for response in answer_in_order(
+            request_iterator, self._start_produce, _acknowledged, finish, MAX_STREAM_IN_FLIGHT
+        ):
+            yield response
 
     # --- fetch -------------------------------------------------------------------------------
 
