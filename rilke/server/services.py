@@ -153,6 +153,17 @@ def _wake(woken: asyncio.Future[None], *_: object) -> None:
         woken.set_result(None)
 
 
+def _mark_produced(
+    response: pb.ProduceResponse, handler_ns: int, appended_ns: int, acked_ns: int
+) -> None:
+    """The broker's timeline marks of a produce request, keyed by each base offset."""
+    for p in response.partitions:
+        if p.base_offset >= 0:
+            timeline.mark("broker_handler", p.base_offset, handler_ns)
+            timeline.mark("broker_appended", p.base_offset, appended_ns)
+            timeline.mark("broker_acked", p.base_offset, acked_ns)
+
+
 def _acknowledged(started: list[_Started]) -> bool:
     """Whether every partition of a started produce request has its result already."""
     return all(future is None or future.done() for _, future, _ in started)
@@ -291,12 +302,7 @@ class BrokerService(pb_grpc.BrokerServicer):
         started = self._start_produce(request)
         appended_ns = timeline.now_ns()
         response = await self._finish_produce(started, request.timeout_ms, request.correlation_id)
-        acked_ns = timeline.now_ns()
-        for p in response.partitions:
-            if p.base_offset >= 0:
-                timeline.mark("broker_handler", p.base_offset, handler_ns)
-                timeline.mark("broker_appended", p.base_offset, appended_ns)
-                timeline.mark("broker_acked", p.base_offset, acked_ns)
+        _mark_produced(response, handler_ns, appended_ns, timeline.now_ns())
         return response
 
     async def ProduceStream(
@@ -307,11 +313,26 @@ class BrokerService(pb_grpc.BrokerServicer):
         an answer that waits for nothing is sent from the stream's own task at once
         (rilke.server.ordered_stream)."""
 
+        marks: dict[int, tuple[int, int]] = {}  # timeline: handler and appended ns by request
+
+        def start(request: pb.ProduceRequest) -> list[_Started]:
+            if not timeline.ENABLED:
+                return self._start_produce(request)
+            handler_ns = timeline.now_ns()
+            started = self._start_produce(request)
+            marks[request.correlation_id] = (handler_ns, timeline.now_ns())
+            return started
+
         async def finish(request: pb.ProduceRequest, started: list[_Started]) -> Any:
-            return await self._finish_produce(started, request.timeout_ms, request.correlation_id)
+            response = await self._finish_produce(
+                started, request.timeout_ms, request.correlation_id
+            )
+            if timeline.ENABLED:
+                _mark_produced(response, *marks.pop(request.correlation_id), timeline.now_ns())
+            return response
 
         async for response in answer_in_order(
-            request_iterator, self._start_produce, _acknowledged, finish, MAX_STREAM_IN_FLIGHT
+            request_iterator, start, _acknowledged, finish, MAX_STREAM_IN_FLIGHT
         ):
             yield response
 
