@@ -6,7 +6,8 @@ and offsets), so that:
 
 - a retried batch (same epoch, same first and last sequence as a remembered one) is answered
   with its original base offset and not written again (a duplicate is a success);
-- a batch that leaves a gap, or repeats a sequence not remembered, gets OutOfOrderSequenceError;
+- a batch that leaves a gap, or repeats a sequence not remembered, gets OutOfOrderSequenceError,
+  as does the first batch of a producer not known here unless it starts at sequence 0;
 - a batch from an older epoch gets InvalidProducerEpochError (the producer was fenced);
 - a new epoch starts again at sequence 0.
 
@@ -98,8 +99,16 @@ class ProducerStateTable:
             elif entry is not None:
                 epoch, last_sequence = entry.epoch, entry.last_sequence
             else:
-                # Unknown producer (new, or its state fell out of the tail we rebuilt from):
-                # accept whatever sequence it starts with, as Kafka does after state expiry.
+                # Unknown producer: new (its first batch has sequence 0), or its state fell
+                # out of the tail rebuilt from. Any other first sequence is refused: requests
+                # of one producer may arrive out of order (concurrent gRPC calls), and a
+                # later batch taken first would refuse the earlier one for good (FINDINGS 1).
+                # A producer whose state was lost goes on under a new id (its sender resets).
+                if header.base_sequence != 0:
+                    raise OutOfOrderSequenceError(
+                        f"producer {pid} epoch {header.producer_epoch} sent sequence "
+                        f"{header.base_sequence}, expected 0 (no batch of it is known here)"
+                    )
                 pending[pid] = (header.producer_epoch, header.last_sequence)
                 new_seen = True
                 continue
