@@ -400,7 +400,7 @@ class Sender:
             batch.builder.set_producer_state(
                 self.producer_id, self.producer_epoch, batch.base_sequence, False
             )
-        batch.data = bytes(batch.builder.build())
+        batch.data = bytes(batch.encode().build())
 
     def _split(self, batches: list[ProducerBatch]) -> list[list[ProducerBatch]]:
         """Group batches into requests of at most max_request_size bytes, one per partition."""

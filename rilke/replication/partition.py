@@ -147,15 +147,16 @@ class ReplicatedPartition:
         self._producers_end = log_.log_end_offset
         # Flushes of maintenance (rolled segments, flush.ms); the runtime syncs every write.
         self._flusher: GroupFlush[AppendResult] = GroupFlush(self._name, log_, flush_slots)
-        # Not compacted (yet): compaction leaves offset gaps, and an entry after a gap cannot
-        # be appended by a follower that needs it (NonContiguousOffsetError stops its group).
+        # Retention and compaction on every replica by the same rules, below this replica's
+        # high watermark; compaction keeps emptied batches, so every Raft entry keeps its
+        # index and term and a follower is sent the compacted batches as they are.
         self._maintenance = Maintenance(
             self._name,
             log_,
             self._flusher,
             self._producers,
             lambda: self._closed,
-            compaction=False,
+            high_watermark=lambda: self._high_watermark,
         )
         storage = ReplicatedStorage.open(log_, state_dir=state_dir)
         assert isinstance(storage, ReplicatedStorage)  # open builds its own class
@@ -337,13 +338,6 @@ class ReplicatedPartition:
         """Apply a topic's new config. Durability is Raft's (every write is fsynced before it
         is acknowledged to the leader, unless ``write.caching``), so the log is given no
         flush.messages of its own."""
-        if config.compact and (config is self._config or not self._config.compact):
-            log.warning(
-                "%s: cleanup.policy %s: not compacted while replicated (compaction's offset "
-                "gaps cannot be replicated yet); only a delete policy applies",
-                self._name,
-                config.cleanup_policy,
-            )
         self._config = config
         self._log.update_config(replace(config, flush_messages=None))
         self._storage.write_caching = config.write_caching
