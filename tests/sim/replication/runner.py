@@ -386,8 +386,9 @@ class _Run:
         return True
 
 
-def run_seed(seed: int, scenario: str = "replication") -> Result:
-    """Run one seed; a violation is in the result (``ok`` False), never raised."""
+def run_seed(seed: int, scenario: str = "replication", *, lying_fsync: bool = False) -> Result:
+    """Run one seed; a violation is in the result (``ok`` False), never raised.
+    ``lying_fsync``: every node's disk skips the log's fsyncs (the checks must catch it)."""
     logging.getLogger("rilke").setLevel(logging.CRITICAL)
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     loop = VirtualTimeLoop()
@@ -402,6 +403,8 @@ def run_seed(seed: int, scenario: str = "replication") -> Result:
         with SimDisk(root, random.Random(f"{seed}/disk"), torn_probability=0.0) as disk:
             run = _Run(seed, scenario, root, disk, tasks)
             del torn
+            for node in run.nodes.values():
+                node.knobs.lying_fsync = lying_fsync
             disk.torn_probability = run.knobs.torn_probability
             result = Result(seed, scenario, run.knobs)
             try:
