@@ -36,6 +36,7 @@ FAULT_KINDS = (
     "crash",
     "crash_leader",
     "crash_in_flush",
+    "power_cut",
     "isolate",
     "isolate_leader",
     "one_way",
@@ -79,7 +80,14 @@ SCENARIOS = ("replication", "ci", "crash")
 def draw_knobs(rng: random.Random, scenario: str) -> Knobs:
     kinds = FAULT_KINDS
     if scenario == "crash":
-        kinds = ("crash", "crash_leader", "crash_in_flush", "slow_fsync", "sync_errors")
+        kinds = (
+            "crash",
+            "crash_leader",
+            "crash_in_flush",
+            "power_cut",
+            "slow_fsync",
+            "sync_errors",
+        )
     return Knobs(
         nodes=rng.choice((3, 3, 3, 5)),
         partitions=rng.choice((1, 2)),
@@ -224,6 +232,10 @@ class _Run:
             if kind == "crash":
                 if node.up:
                     self._crash(node, duration)
+            elif kind == "power_cut":
+                self.event("power cut: every node at once")
+                for other in self.nodes.values():
+                    self._crash(other, rng.uniform(0.05, 0.5))
             elif kind == "crash_in_flush":
                 if node.up:
                     self.event(f"n{target} crashes in its next fsync window")
