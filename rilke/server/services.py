@@ -13,7 +13,7 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 import grpc
@@ -39,6 +39,7 @@ from rilke.server.local_view import local_metadata_view
 from rilke.server.ordered_stream import answer_in_order
 from rilke.server.partition import VALID_ACKS, AppendResult, Partition
 from rilke.server.stats import RPC_FAILED, ApiStats, BrokerStats
+from rilke.server.topic_admin import TopicAdmin
 from rilke.server.topics import is_internal
 from rilke.storage.files import is_disk_full
 
@@ -102,26 +103,9 @@ def view_topic(view: MetadataView, name: str) -> TopicMeta:
     return topic
 
 
-class ClusterTopicAdmin(Protocol):
+class ClusterTopicAdmin(TopicAdmin, Protocol):
     """Topic changes of a node of a cluster, through the controller
     (rilke.server.cluster.admin.ClusterAdmin); a single node changes its broker directly."""
-
-    async def create_topic(
-        self,
-        name: str,
-        num_partitions: int,
-        replication_factor: int,
-        configs: Mapping[str, str],
-        validate_only: bool,
-    ) -> None: ...
-
-    async def delete_topic(self, name: str) -> None: ...
-
-    async def alter_configs(
-        self, name: str, set_: Mapping[str, str], delete: Sequence[str], validate_only: bool
-    ) -> None: ...
-
-    async def create_partitions(self, name: str, total: int, validate_only: bool) -> None: ...
 
     async def read_barrier(self) -> None:
         """Return once this node's metadata holds every change committed before the call
