@@ -191,7 +191,11 @@ class Sender:
                     if timeout is None:
                         await self._wake.wait()
                     elif timeout > 0:
-                        await asyncio.wait_for(self._wake.wait(), timeout)
+                        # Not asyncio.wait_for: on 3.11 it swallows a cancel that arrives as
+                        # the wake fires (stop() wakes, then cancels), and close(0) then
+                        # waited out a whole retry backoff.
+                        async with asyncio.timeout(timeout):
+                            await self._wake.wait()
                 except TimeoutError:
                     pass
                 self.acc.sender_sleeping = False

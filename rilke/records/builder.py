@@ -44,6 +44,7 @@ from rilke.records.header import (
     NO_TIMESTAMP,
     TIMESTAMP_TYPE_MASK,
     TRANSACTIONAL_MASK,
+    BatchHeader,
 )
 from rilke.records.varint import (
     INT32_MAX,
@@ -578,3 +579,35 @@ def build_control_batch(
     )
     builder.append(control_key(control_type), value, None, timestamp_ms)
     return builder.build()
+
+
+def build_empty_batch(header: BatchHeader) -> bytes:
+    """The batch of ``header`` with every record removed: no records, uncompressed, and the
+    same base offset, last offset delta (so the offset span stays), partition leader epoch,
+    timestamps, timestamp type, producer id, epoch and base sequence, and transactional flag.
+
+    What compaction leaves of a batch whose records all went, where the batch must stay
+    (Kafka's cleaner keeps such an empty batch for a producer's state; a replicated log
+    keeps it so that every Raft entry keeps its index and term). Not for control batches.
+    """
+    if header.is_control:
+        raise ValueError(f"the control batch at {header.base_offset} cannot be emptied")
+    attributes = header.attributes & (TIMESTAMP_TYPE_MASK | TRANSACTIONAL_MASK)
+    out = bytearray(HEADER_SIZE)
+    _HEADER_AFTER_CRC.pack_into(
+        out,
+        21,
+        attributes,
+        header.last_offset_delta,
+        header.base_timestamp,
+        header.max_timestamp,
+        header.producer_id,
+        header.producer_epoch,
+        header.base_sequence,
+        0,
+    )
+    _BEFORE_CRC.pack_into(
+        out, 0, header.base_offset, HEADER_SIZE - LOG_OVERHEAD, header.partition_leader_epoch, MAGIC
+    )
+    _CRC.pack_into(out, 17, crc32c(memoryview(out)[21:]))
+    return bytes(out)
