@@ -501,7 +501,13 @@ class ReplicatedPartition:
             # Not committed yet (as far as this replica knows): nothing to read, not an error.
             return FetchedData(b"", high_watermark, high_watermark, self._log.log_start_offset)
         result = self._log.read(offset, max_bytes, max_offset=high_watermark)
-        return FetchedData(result.records, high_watermark, high_watermark, result.log_start_offset)
+        return FetchedData(
+            result.records,
+            high_watermark,
+            high_watermark,
+            result.log_start_offset,
+            result.next_offset,
+        )
 
     @property
     def high_watermark(self) -> int:

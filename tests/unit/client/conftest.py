@@ -54,6 +54,9 @@ class FakeBroker(rilke_pb2_grpc.BrokerServicer, rilke_pb2_grpc.AdminServicer):
         # last five batches per producer; a retry among them gets its original offset).
         self.real_producer_state = False
         self.producer_states: dict[tuple[str, int], Any] = {}
+        # Answer fetches with next_offset, as the broker does: the base offset of the first
+        # batch not sent, or the log end after the last batch (past a compacted tail).
+        self.tell_next_offset = True
 
     def create(self, topic: str, partitions: int = 1) -> None:
         self.topics[topic] = [[] for _ in range(partitions)]
@@ -229,11 +232,13 @@ class FakeBroker(rilke_pb2_grpc.BrokerServicer, rilke_pb2_grpc.AdminServicer):
                 continue
             chunks = []
             size = 0
+            told = hw
             for b in self.topics[fp.topic][fp.partition]:
                 h = hdr.read_header(b)
                 if h.last_offset < fp.fetch_offset:
                     continue
                 if chunks and size + len(b) > fp.partition_max_bytes:
+                    told = h.base_offset
                     break
                 chunks.append(b)
                 size += len(b)
@@ -243,6 +248,7 @@ class FakeBroker(rilke_pb2_grpc.BrokerServicer, rilke_pb2_grpc.AdminServicer):
                     partition=fp.partition,
                     high_watermark=hw,
                     records=b"".join(chunks),
+                    next_offset=told if self.tell_next_offset else None,
                 )
             )
         if not any(p.records for p in out) and request.max_wait_ms > 0:
