@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -480,13 +480,16 @@ def live_producer(
     linger_ms: float = 1,
     acks: str = "1",
     stamp: bool = False,
+    sent_count: Any = None,
 ) -> None:
     """Send ``rate`` records/s of ``size`` bytes to ``topic`` for ``seconds``, then flush (the
     target of a child process in the latency phases of the consume benchmarks). With
     ``partitions`` > 0, round robin over partitions 0..partitions-1, so each one gets a steady
     stream and a pause shows as a gap; with 0, the producer's partitioner decides. Between
     rounds it sleeps ``pause_s``. With ``stamp``, each record carries its send time in the
-    header ``SEND_TIME_HEADER`` (nanoseconds, where the record timestamp has milliseconds)."""
+    header ``SEND_TIME_HEADER`` (nanoseconds, where the record timestamp has milliseconds).
+    ``sent_count`` (a multiprocessing Value): set to the number of records acknowledged once
+    they all are, so that the reader knows how many to wait for (:func:`tail_live`)."""
     from rilke.client.producer import Producer
 
     tune_malloc()
@@ -513,3 +516,37 @@ def live_producer(
                 sent += 1
             time.sleep(pause_s)
         producer.flush()
+        if sent_count is not None:
+            sent_count.value = sent
+
+
+def tail_live(
+    consumer: Any,
+    proc: Any,
+    sent_count: Any,
+    on_records: Callable[[Any, int], None],
+    deadline_s: float,
+) -> tuple[int, int]:
+    """Poll ``consumer`` while the live producer ``proc`` (a :func:`live_producer` process
+    given ``sent_count``) runs, then until every record it had acknowledged has been read, or
+    ``deadline_s`` passed. ``on_records(records, now_ns)`` sees each polled list. Returns
+    (records acknowledged, records read); they differ only when the deadline cut the tail
+    (acknowledged is -1 when the producer failed).
+    The process is joined (killed after 30 s) before returning."""
+    read = 0
+    end_at = time.monotonic() + deadline_s
+    try:
+        while time.monotonic() < end_at:
+            if not proc.is_alive() and (sent_count.value < 0 or read >= sent_count.value):
+                break
+            batch = consumer.poll(200)
+            now_ns = time.time_ns()
+            for records in batch.values():
+                on_records(records, now_ns)
+                read += len(records)
+    finally:
+        proc.join(30)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
+    return sent_count.value, read

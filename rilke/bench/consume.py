@@ -31,6 +31,7 @@ from rilke.bench.common import (
     replication_factor_of,
     sent_ns,
     spawn_arguments_error,
+    tail_live,
     tune_malloc,
     write_json,
 )
@@ -174,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
                     bar.update(n)
                 elapsed = time.perf_counter() - start
             latencies: list[float] = []
+            live_sent = live_read = 0
             floor_runs: list[list[float]] = []
             measure_floor = args.live_seconds > 0 and not args.no_floor
             if measure_floor:
@@ -183,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
                 for tp in tps:
                     consumer.position(tp)
                 ctx = mp.get_context("spawn")
+                sent_count = ctx.Value("q", -1)
                 proc = ctx.Process(
                     target=live_producer,
                     kwargs={
@@ -194,32 +197,21 @@ def run(args: argparse.Namespace) -> int:
                         "linger_ms": args.live_linger_ms,
                         "acks": args.live_acks,
                         "stamp": True,
+                        "sent_count": sent_count,
                     },
                     daemon=True,
                 )
                 proc.start()
-                try:
-                    end_at = time.monotonic() + args.live_seconds + 30
-                    idle_since = None
-                    while time.monotonic() < end_at:
-                        batch = consumer.poll(200)
-                        now_ns = time.time_ns()
-                        for records in batch.values():
-                            for r in records:
-                                sent = sent_ns(r.headers)
-                                if sent is not None:
-                                    latencies.append((now_ns - sent) / 1e6)
-                        if batch:
-                            idle_since = None
-                        elif not proc.is_alive():
-                            idle_since = idle_since or time.monotonic()
-                            if time.monotonic() - idle_since > 1.0:
-                                break
-                finally:
-                    proc.join(30)
-                    if proc.is_alive():
-                        proc.kill()
-                        proc.join(5)
+
+                def stamped(records: Any, now_ns: int) -> None:
+                    for r in records:
+                        sent = sent_ns(r.headers)
+                        if sent is not None:
+                            latencies.append((now_ns - sent) / 1e6)
+
+                live_sent, live_read = tail_live(
+                    consumer, proc, sent_count, stamped, args.live_seconds + 30
+                )
             if measure_floor:
                 floor_runs.append(latency.measure_floor())
     msgs = got / elapsed if elapsed else 0.0
@@ -233,6 +225,8 @@ def run(args: argparse.Namespace) -> int:
         "msgs_per_s": round(msgs),
         "mb_per_s": round(nbytes / elapsed / 1e6, 2) if elapsed else 0.0,
         "live_records": len(latencies),
+        "live_acknowledged": live_sent,
+        "live_read": live_read,
         "live_rate": args.live_rate,
         **{f"e2e_{k}": round(v, 3) for k, v in pct.items()},
         **(latency.floor_json(floor, pct) if floor else {}),
@@ -259,6 +253,8 @@ def run(args: argparse.Namespace) -> int:
             ),
         ),
     ]
+    if args.live_seconds > 0:
+        rows.append(("live records acknowledged / read", f"{live_sent:,} / {live_read:,}"))
     if floor:
         rows += latency.ratio_rows("end-to-end", pct, floor)
     print_table(
@@ -280,4 +276,6 @@ def run(args: argparse.Namespace) -> int:
         )
         result["peers"] = {r.peer.name: r.figures or r.skipped or r.failed for r in runs}
     write_json(args.json, result)
-    return 0 if got >= args.count else 1
+    if live_read < live_sent:
+        print(f"rilke: the live phase read {live_read:,} of {live_sent:,} acknowledged records")
+    return 0 if got >= args.count and live_read >= live_sent else 1

@@ -38,6 +38,7 @@ from rilke.bench.common import (
     parse_topic_configs,
     payloads,
     print_table,
+    tail_live,
     write_json,
 )
 
@@ -91,6 +92,12 @@ def register(subparsers: Any) -> None:
         help="a config of the topics, e.g. flush.messages=1 (repeatable)",
     )
     p.add_argument("--record-size", type=int, default=100)
+    p.add_argument(
+        "--produce-path",
+        default="unary",
+        choices=["unary", "stream"],
+        help="the produce phase's producer: unary Produce calls or one ProduceStream",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     p.set_defaults(func=run)
 
@@ -137,7 +144,11 @@ def _produce_phase(bootstrap: str, topic: str, args: argparse.Namespace) -> tupl
 
     values = payloads(args.record_size)
     with Producer(
-        bootstrap, acks=args.acks, linger_ms=args.linger_ms, client_id="rilke-bench-timeline"
+        bootstrap,
+        acks=args.acks,
+        linger_ms=args.linger_ms,
+        client_id="rilke-bench-timeline",
+        produce_path=args.produce_path,
     ) as producer:
         producer.partitions_for(topic)
         for i in range(20):  # warm-up, outside the window
@@ -164,7 +175,9 @@ def _e2e_phase(bootstrap: str, topic: str, args: argparse.Namespace) -> None:
         consumer.assign([tp])
         consumer.seek_to_end()
         consumer.position(tp)
-        proc = mp.get_context("spawn").Process(
+        ctx = mp.get_context("spawn")
+        sent_count = ctx.Value("q", -1)
+        proc = ctx.Process(
             target=live_producer,
             kwargs={
                 "bootstrap": bootstrap,
@@ -174,30 +187,18 @@ def _e2e_phase(bootstrap: str, topic: str, args: argparse.Namespace) -> None:
                 "size": args.record_size,
                 "linger_ms": args.linger_ms,
                 "acks": args.acks,
+                "sent_count": sent_count,
             },
             daemon=True,
         )
         proc.start()
-        try:
-            end_at = time.monotonic() + args.seconds + 60
-            idle_since = None
-            while time.monotonic() < end_at:
-                batch = consumer.poll(200)
-                now = timeline.now_ns()
-                for records in batch.values():
-                    for r in records:
-                        timeline.mark("polled", r.offset, now)
-                if batch:
-                    idle_since = None
-                elif not proc.is_alive():
-                    idle_since = idle_since or time.monotonic()
-                    if time.monotonic() - idle_since > 1.0:
-                        break
-        finally:
-            proc.join(30)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5)
+
+        def polled(records: Any, now_ns: int) -> None:
+            now = timeline.now_ns()
+            for r in records:
+                timeline.mark("polled", r.offset, now)
+
+        tail_live(consumer, proc, sent_count, polled, args.seconds + 60)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -215,7 +215,11 @@ class Sender:
                     if timeout is None:
                         await self._wake.wait()
                     elif timeout > 0:
-                        await asyncio.wait_for(self._wake.wait(), timeout)
+                        # Not asyncio.wait_for: on 3.11 it swallows a cancel that arrives as
+                        # the wake fires (stop() wakes, then cancels), and close(0) then
+                        # waited out a whole retry backoff.
+                        async with asyncio.timeout(timeout):
+                            await self._wake.wait()
                 except TimeoutError:
                     pass
                 self.acc.sender_sleeping = False
@@ -444,7 +448,7 @@ class Sender:
             batch.builder.set_producer_state(
                 self.producer_id, self.producer_epoch, batch.base_sequence, False
             )
-        batch.data = bytes(batch.builder.build())
+        batch.data = bytes(batch.encode().build())
 
     def _split(self, batches: list[ProducerBatch]) -> list[list[ProducerBatch]]:
         """Group batches into requests of at most max_request_size bytes, one per partition."""

@@ -159,6 +159,9 @@ class PartitionSpec:
     replicas: tuple[int, ...] = ()
     group: str = ""
     topic_id: str = ""  # the topic's id in the broker's registry ("" if not known)
+    # A replicated partition's leader epoch (Raft term) as the metadata records it: > 0 means
+    # its group already had a leader, so a replica without Raft state here lost it (wiped).
+    leader_epoch: int = 0
 
 
 PartitionFactory = Callable[[PartitionSpec], Partition]

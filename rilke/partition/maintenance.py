@@ -53,7 +53,8 @@ def _unlink_all(paths: list[Path]) -> None:
 class Maintenance:
     """The maintenance of one partition log (see the module docstring). ``is_closed`` says
     whether the partition closed meanwhile: the steps left are then skipped; ``compaction``
-    False skips compaction."""
+    False skips compaction. ``high_watermark`` (a replicated partition's) bounds retention
+    and compaction to what is committed, and compaction then keeps emptied batches."""
 
     def __init__(
         self,
@@ -64,11 +65,14 @@ class Maintenance:
         is_closed: Callable[[], bool],
         *,
         compaction: bool = True,
+        high_watermark: Callable[[], int] | None = None,
     ) -> None:
         self._name = name  # "<topic>-<partition>", for log lines
-        # False: compacted topics are not compacted here (a replicated partition's Raft log
-        # cannot ship the offset gaps compaction leaves to a follower yet).
         self._compaction = compaction
+        # A replica's high watermark: retention and compaction stay below it (the log start
+        # never passes it; nothing uncommitted is compacted), and compaction keeps emptied
+        # batches as empty batches (the log's batches are its Raft entries: no offset gaps).
+        self._high_watermark = high_watermark
         self._log = log_
         self._flusher = flusher
         self._producers = producers
@@ -88,7 +92,11 @@ class Maintenance:
         await self._flusher.flush_async(None if plog.flush_due(now_ms) else plog.rolled_offset)
         if self._is_closed():
             return
-        plog.apply_retention(now_ms, defer_unlink=True)
+        plog.apply_retention(
+            now_ms,
+            defer_unlink=True,
+            high_watermark=None if self._high_watermark is None else self._high_watermark(),
+        )
         deleted = plog.take_deleted_files()
         if deleted:
             # Renamed on the loop; the unlinks (slow for large cached files) on a thread.
@@ -133,7 +141,15 @@ class Maintenance:
         recovery_point = await self._checkpoint()
         if self._stopped():
             return
-        plan = plan_compaction(plog, now_ms, up_to_offset=recovery_point)
+        up_to = recovery_point
+        if self._high_watermark is not None:
+            up_to = min(up_to, self._high_watermark())
+        plan = plan_compaction(
+            plog,
+            now_ms,
+            up_to_offset=up_to,
+            keep_empty_batches=self._high_watermark is not None,
+        )
         if plan is None:
             return
         try:

@@ -115,7 +115,11 @@ class ReplicatedPartition:
         state_dir: Path | None = None,
         flush_slots: FlushSlots | None = None,
         raft_config: Config | None = None,
+        known_epoch: int = 0,
     ) -> None:
+        """``known_epoch``: the group's leader epoch (Raft term) as the metadata records it;
+        when > 0 and this replica finds no Raft state, its state was lost (a wiped data dir)
+        and it recovers before it votes (``Config.storage_lost``)."""
         node_id = runtime.node_id
         if not replicas:
             raise ValueError(f"{topic}-{partition} has no replicas")
@@ -146,15 +150,16 @@ class ReplicatedPartition:
         self._producers_end = log_.log_end_offset
         # Flushes of maintenance (rolled segments, flush.ms); the runtime syncs every write.
         self._flusher: GroupFlush[AppendResult] = GroupFlush(self._name, log_, flush_slots)
-        # Not compacted (yet): compaction leaves offset gaps, and an entry after a gap cannot
-        # be appended by a follower that needs it (NonContiguousOffsetError stops its group).
+        # Retention and compaction on every replica by the same rules, below this replica's
+        # high watermark; compaction keeps emptied batches, so every Raft entry keeps its
+        # index and term and a follower is sent the compacted batches as they are.
         self._maintenance = Maintenance(
             self._name,
             log_,
             self._flusher,
             self._producers,
             lambda: self._closed,
-            compaction=False,
+            high_watermark=lambda: self._high_watermark,
         )
         storage = ReplicatedStorage.open(log_, state_dir=state_dir)
         assert isinstance(storage, ReplicatedStorage)  # open builds its own class
@@ -185,7 +190,21 @@ class ReplicatedPartition:
         self._term = self._storage.hard_state.term
         self._isr: tuple[int, ...] = ()
         base = raft_config or Config(node_id)
-        core_config = replace(base, node_id=node_id, voters=replicas, applied=commit)
+        # No state file for a group that already had a leader: this replica may have voted in
+        # a term it no longer remembers, and lost entries it acknowledged.
+        lost = storage.fresh and known_epoch > 0
+        if lost:
+            log.warning(
+                "node %d %s-%d: no Raft state for a group at leader epoch %d (data dir wiped?):"
+                " not voting until a leader has caught this replica up",
+                node_id,
+                topic,
+                partition,
+                known_epoch,
+            )
+        core_config = replace(
+            base, node_id=node_id, voters=replicas, applied=commit, storage_lost=lost
+        )
         runtime.add_group(
             group,
             self._storage,
@@ -322,13 +341,6 @@ class ReplicatedPartition:
         """Apply a topic's new config. Durability is Raft's (every write is fsynced before it
         is acknowledged to the leader, unless ``write.caching``), so the log is given no
         flush.messages of its own."""
-        if config.compact and (config is self._config or not self._config.compact):
-            log.warning(
-                "%s: cleanup.policy %s: not compacted while replicated (compaction's offset "
-                "gaps cannot be replicated yet); only a delete policy applies",
-                self._name,
-                config.cleanup_policy,
-            )
         self._config = config
         self._log.update_config(replace(config, flush_messages=None))
         self._storage.write_caching = config.write_caching
@@ -586,4 +598,5 @@ class ReplicatedPartitionFactory:
             state_dir=spec.state_dir,
             flush_slots=self._flush_slots,
             raft_config=self._raft_config,
+            known_epoch=spec.leader_epoch,
         )

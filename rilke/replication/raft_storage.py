@@ -102,6 +102,8 @@ class _State:
     """(index, term, encoded ConfChange) of every CONFIG entry, ascending."""
     indexed_end: int = 0
     """The log end (Raft last index) that ``epochs`` and ``configs`` cover."""
+    recovering: bool = False
+    """HardState.recovering: the group's state was lost and has not yet caught up."""
 
     def encode(self) -> bytes:
         body = json.dumps(
@@ -116,6 +118,7 @@ class _State:
                 "epochs": self.epochs,
                 "configs": self.configs,
                 "indexed_end": self.indexed_end,
+                "recovering": self.recovering,
             },
             separators=(",", ":"),
         ).encode()
@@ -141,6 +144,7 @@ class _State:
                 epochs=[(int(a), int(b)) for a, b in doc["epochs"]],
                 configs=[(int(a), int(b), str(c)) for a, b, c in doc["configs"]],
                 indexed_end=int(doc["indexed_end"]),
+                recovering=bool(doc.get("recovering", False)),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise RaftStateError(f"{path}: not a Raft state file ({exc})") from exc
@@ -190,6 +194,8 @@ class PartitionRaftStorage:
         self.snapshots = snapshots
         self._snapshot_data = b""  # the payload of the snapshot at the log start
         self._state_dirty = False  # something beyond commit changed since the last write
+        self.fresh = False
+        """No state file was found at open (a new group here, or a wiped data dir)."""
         self._commit_dirty = False
 
     # --- opening ------------------------------------------------------------------------------
@@ -215,9 +221,12 @@ class PartitionRaftStorage:
             state = _State()
             state.snapshot_index = offsets.snapshot_index(log.log_start_offset)
             state.indexed_end = state.snapshot_index
+            fresh = True
         else:
             state = _State.decode(data, path)
+            fresh = False
         storage = cls(log, state, path, snapshots)
+        storage.fresh = fresh
         storage._reconcile()
         if snapshots is not None:
             storage._adopt_snapshot_files(snapshots)
@@ -286,7 +295,7 @@ class PartitionRaftStorage:
         for index, _term, data in state.configs:
             if index <= start:  # below the log start (retention): part of the start's conf
                 conf = ConfChange.decode(data.encode()).apply_to(conf)
-        return HardState(state.term, state.vote, state.commit), conf
+        return HardState(state.term, state.vote, state.commit, state.recovering), conf
 
     def seed_conf(self, voters: Sequence[int]) -> bool:
         """Give a state that holds no log-start configuration ``voters`` as one (a new group,
@@ -339,7 +348,7 @@ class PartitionRaftStorage:
     @property
     def hard_state(self) -> HardState:
         state = self._state
-        return HardState(state.term, state.vote, state.commit)
+        return HardState(state.term, state.vote, state.commit, state.recovering)
 
     def persist(self, ready: Ready, *, now_ms: int) -> None:
         """Step 1 of the I/O order for ``ready``, up to the fsync: snapshot (the log reset to
@@ -364,11 +373,12 @@ class PartitionRaftStorage:
             state.indexed_end = self.last_index()
         hs = ready.hard_state
         if hs is not None:
-            if hs.term != state.term or hs.vote != state.vote:
+            if (hs.term, hs.vote, hs.recovering) != (state.term, state.vote, state.recovering):
                 self._state_dirty = True
             elif hs.commit != state.commit:
                 self._commit_dirty = True
             state.term, state.vote, state.commit = hs.term, hs.vote, hs.commit
+            state.recovering = hs.recovering
 
     def rewind(self, ready: Ready) -> None:
         """Cut the log back to before ``ready``'s entries, so that persisting ``ready`` again
@@ -504,6 +514,11 @@ class PartitionRaftStorage:
         state = self._state
         state.epochs = [(start, term) for start, term in state.epochs if start < from_index]
         state.configs = [c for c in state.configs if c[0] < from_index]
+
+    def write_state(self) -> None:
+        """Write the state file now (e.g. at once for a new group, so that its absence later
+        means it was lost). Blocks on disk."""
+        self._write_state_now()
 
     def _write_state_now(self) -> None:
         files.atomic_write(self._path, self._state.encode())

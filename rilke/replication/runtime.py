@@ -51,7 +51,7 @@ import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -92,6 +92,9 @@ Apply = Callable[[Sequence[Entry]], None]
 OnLeader = Callable[[int, int], None]
 """(leader id or NO_NODE, term), when this node's view of the group's leader changes."""
 OnSnapshot = Callable[[Snapshot], None]
+RunFlushes = Callable[[list[StorageFlush]], Awaitable[None]]
+"""Runs one window's flushes off the loop and returns once all ran; raises the first OSError
+(after all ran). The default runs them on worker threads; the simulation injects its own."""
 
 
 class GroupRemovedError(ReplicationError):
@@ -182,12 +185,19 @@ class RaftRuntime:
         tick_s: float = DEFAULT_TICK_S,
         rng: random.Random | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        monotonic: Callable[[], float] = time.monotonic,
+        run_flushes: RunFlushes | None = None,
     ) -> None:
+        """``clock_ms`` (wall clock, for timestamps), ``monotonic`` (liveness and stall
+        retries) and ``run_flushes`` (the fsyncs of a window) default to the real ones; the
+        deterministic simulation (tests/sim/replication) passes virtual ones."""
         self.node_id = node_id
         self.transport = transport
         self.tick_s = tick_s
         self._rng = rng or random.Random()
         self._clock_ms = clock_ms
+        self._monotonic = monotonic
+        self._run_flushes = run_flushes or _flush_on_threads
         self._groups: dict[str, _Group] = {}
         self._active: set[str] = set()  # groups that tick
         self._quiet_by_peer: defaultdict[int, set[str]] = defaultdict(set)
@@ -512,7 +522,7 @@ class RaftRuntime:
 
     def tick(self) -> None:
         """One tick of every active group, quiescence decisions, the node heartbeat."""
-        now = time.monotonic()
+        now = self._monotonic()
         transport = self.transport
         for peer, names in self._quiet_by_peer.items():
             if names and not transport.is_alive(peer, now):
@@ -552,7 +562,7 @@ class RaftRuntime:
         marked, self._marked = self._marked, set()
         readies: list[tuple[_Group, Ready]] = []
         now_ms = self._clock_ms()
-        now = time.monotonic()
+        now = self._monotonic()
         for name in marked:
             group = self._groups.get(name)
             if group is None:
@@ -597,9 +607,8 @@ class RaftRuntime:
         readies = kept
         if flushes:
             self.windows += 1
-            loop = asyncio.get_running_loop()
             try:
-                await loop.run_in_executor(None, _run_flushes, [f for _g, f in flushes])
+                await self._run_flushes([f for _g, f in flushes])
             except OSError as exc:
                 # Which group's files failed is not known: every group of the window stalls
                 # (persisted again, synced again); the others of the round go on.
@@ -774,6 +783,11 @@ def _run_flushes(flushes: list[StorageFlush]) -> None:
         future.exception()  # wait for all before raising any
     for future in futures:
         future.result()
+
+
+async def _flush_on_threads(flushes: list[StorageFlush]) -> None:
+    """The default :data:`RunFlushes`: the window on the loop's default executor."""
+    await asyncio.get_running_loop().run_in_executor(None, _run_flushes, flushes)
 
 
 def _expire(future: asyncio.Future[int], name: str, index: int, timeout_s: float) -> None:

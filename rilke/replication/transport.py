@@ -32,7 +32,8 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,13 +114,43 @@ class _Link:
 Deliver = Callable[[int, list[WireItem]], None]
 """Called with (peer node id, items) for every payload received, on the loop."""
 
+OpenStream = Callable[[str, TransportConfig], AbstractAsyncContextManager[Any]]
+"""Opens a ``Raft.Stream`` call to an address: an async context manager that yields the call
+(``write(frame)``, ``read()`` -> a frame or ``grpc.aio.EOF``, ``cancel()``) and ends the call
+and its channel on exit. The default dials gRPC; the simulation injects its network."""
+
+
+@contextlib.asynccontextmanager
+async def _grpc_stream(addr: str, config: TransportConfig) -> AsyncIterator[Any]:
+    options = [
+        ("grpc.max_send_message_length", config.max_chunk_bytes + (64 << 10)),
+        ("grpc.max_receive_message_length", config.max_chunk_bytes + (64 << 10)),
+    ]
+    async with grpc.aio.insecure_channel(addr, options=options) as channel:
+        stub = pb_grpc.RaftStub(channel)  # type: ignore[no-untyped-call]
+        yield stub.Stream()  # the dialer cancels the call when it is done with it
+
 
 class Transport:
     """The Raft transport of one node (see the module docstring)."""
 
-    def __init__(self, config: TransportConfig, peers: Mapping[int, str], deliver: Deliver) -> None:
-        """``peers``: node id -> address of every other node. ``deliver`` gets what arrives."""
+    def __init__(
+        self,
+        config: TransportConfig,
+        peers: Mapping[int, str],
+        deliver: Deliver,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        open_stream: OpenStream = _grpc_stream,
+    ) -> None:
+        """``peers``: node id -> address of every other node. ``deliver`` gets what arrives.
+        ``monotonic`` (liveness), ``rng`` (reconnect jitter) and ``open_stream`` (dialing)
+        default to the real ones; the deterministic simulation passes its own."""
         self.config = config
+        self._monotonic = monotonic
+        self._rng = rng or random.Random()
+        self._open_stream = open_stream
         self._deliver = deliver
         self._links: dict[int, _Link] = {}
         self._closed = False
@@ -201,7 +232,7 @@ class Transport:
         link = self._links.get(node)
         if link is None or link.session is None:
             return False
-        now = time.monotonic() if now is None else now
+        now = self._monotonic() if now is None else now
         return now - link.last_heard < self.config.liveness_timeout_s
 
     def send(self, node: int, items: list[WireItem]) -> bool:
@@ -296,7 +327,7 @@ class Transport:
             old.wake.set()
         session = _Session(link.peer, incarnation, write)
         link.session = session
-        link.last_heard = time.monotonic()
+        link.last_heard = self._monotonic()
         link.stats.connects += 1
         logger.info(
             "raft transport node %d: connected to node %d (%s)",
@@ -311,7 +342,7 @@ class Transport:
                 frame = await read()
                 if frame is grpc.aio.EOF or session.closed:
                     break
-                link.last_heard = time.monotonic()
+                link.last_heard = self._monotonic()
                 if not frame.chunk and not frame.more:
                     continue  # node heartbeat
                 buffer += frame.chunk
@@ -379,15 +410,9 @@ class Transport:
     async def _dial_forever(self, link: _Link) -> None:
         config = self.config
         backoff = config.reconnect_min_s
-        options = [
-            ("grpc.max_send_message_length", config.max_chunk_bytes + (64 << 10)),
-            ("grpc.max_receive_message_length", config.max_chunk_bytes + (64 << 10)),
-        ]
         while not self._closed and self._links.get(link.peer) is link:
             refused = False
-            async with grpc.aio.insecure_channel(link.addr, options=options) as channel:
-                stub = pb_grpc.RaftStub(channel)  # type: ignore[no-untyped-call]
-                call: Any = stub.Stream()
+            async with self._open_stream(link.addr, config) as call:
                 try:
                     await call.write(self._hello())
                     reply = await asyncio.wait_for(call.read(), config.handshake_timeout_s)
@@ -436,7 +461,7 @@ class Transport:
                 return
             if refused:
                 backoff = config.reconnect_max_s
-            await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
+            await asyncio.sleep(backoff * self._rng.uniform(0.5, 1.5))
             backoff = min(backoff * 2, config.reconnect_max_s)
 
     def _check_reply(self, link: _Link, hello: pb.RaftHello) -> str | None:

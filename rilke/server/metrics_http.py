@@ -13,11 +13,12 @@ Every read has a deadline (REQUEST_READ_TIMEOUT_S).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from rilke.server.tcp_listener import TcpListener
 
 log = logging.getLogger(__name__)
 
@@ -34,41 +35,15 @@ _REASONS = {
 }
 
 
-class MetricsServer:
+class MetricsServer(TcpListener):
     """Serves ``registry`` at /metrics and ``serving()`` at /health."""
 
     def __init__(self, registry: CollectorRegistry, serving: Callable[[], bool]) -> None:
+        super().__init__(read_limit=MAX_REQUEST_HEAD_BYTES)
         self._registry = registry
         self._serving = serving
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
-        self.address: tuple[str, int] | None = None
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
-        """Bind and serve; returns the bound (host, port). Raises OSError if it cannot bind."""
-        self._server = await asyncio.start_server(
-            self._accept, host, port, reuse_address=True, limit=MAX_REQUEST_HEAD_BYTES
-        )
-        self.address = (host, int(self._server.sockets[0].getsockname()[1]))
-        return self.address
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        for task in list(self._connections):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 5)
-            self._server = None
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             status, content_type, body, head_only = await self._answer(reader)
             header = (
@@ -79,15 +54,10 @@ class MetricsServer:
             ).encode("ascii")
             writer.write(header if head_only else header + body)
             await asyncio.wait_for(writer.drain(), REQUEST_READ_TIMEOUT_S)
-        except (asyncio.CancelledError, ConnectionError, TimeoutError):
+        except (ConnectionError, TimeoutError):
             pass
         except Exception:
             log.exception("metrics listener: unexpected error")
-        finally:
-            self._connections.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1)
 
     async def _answer(self, reader: asyncio.StreamReader) -> tuple[int, str, bytes, bool]:
         text = "text/plain; charset=utf-8"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rilke.server.files import write_atomically
+from rilke.storage.files import atomic_write
 
 
 class ProducerIdManager:
@@ -33,7 +33,7 @@ class ProducerIdManager:
         """A producer id not handed out before."""
         if self._next >= self._block_end:
             self._block_end = self._next + self.BLOCK_SIZE
-            write_atomically(self._path, json.dumps({"next_block_start": self._block_end}).encode())
+            atomic_write(self._path, json.dumps({"next_block_start": self._block_end}).encode())
         pid = self._next
         self._next += 1
         return pid

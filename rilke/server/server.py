@@ -30,11 +30,11 @@ from rilke.errors import RilkeError
 from rilke.server.broker import Broker, LogManagerLike
 from rilke.server.cluster.identity import check_single_node
 from rilke.server.config import BrokerConfig, describe, split_host_port
-from rilke.server.files import write_atomically
 from rilke.server.group_service import GroupManager, GroupService, coordinator_config
 from rilke.server.offsets_log import BrokerGroupView, ClusterGroupView
 from rilke.server.scrubbing import run_scrubber
 from rilke.server.services import DEFAULT_FETCH_MAX_BYTES, BrokerService, add_services
+from rilke.storage.files import atomic_write
 from rilke.storage.scrubber import Scrubber
 
 if TYPE_CHECKING:
@@ -242,7 +242,7 @@ class BrokerServer:
                 manager.close()
             raise
         if config.port_file is not None:
-            write_atomically(Path(config.port_file), f"{bound}\n".encode())
+            atomic_write(Path(config.port_file), f"{bound}\n".encode())
         for name, value in describe(config).items():
             log.info("setting %s = %s", name, value)
         log.info(

@@ -31,9 +31,8 @@ from rilke.errors import (
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
-from rilke.server.files import write_atomically
 from rilke.storage.config import LogConfig
-from rilke.storage.files import NAME_MAX_BYTES
+from rilke.storage.files import NAME_MAX_BYTES, atomic_write
 from rilke.storage.manager import partition_dir_name
 
 REGISTRY_FILE = "topics.json"
@@ -337,7 +336,7 @@ class TopicRegistry:
         with self._write_lock:
             if version <= self._written_version:
                 return
-            write_atomically(self._path, data, unique_tmp=True)
+            atomic_write(self._path, data, unique_tmp=True)
             self._written_version = version
 
     def written(self, version: int) -> bool:

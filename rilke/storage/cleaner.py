@@ -8,7 +8,15 @@ Control batches are kept as they are. A batch that keeps all its records is copi
 one that loses some is rebuilt with :class:`rilke.records.BatchBuilder` under the same base
 offset, last offset delta, codec, producer fields, leader epoch and timestamp type, so offsets
 never move; a batch left with no record is dropped (the log then has gaps, as Kafka's
-compacted logs do). A batch the records reader refuses is kept as it is.
+compacted logs do), or, with ``keep_empty_batches`` (a replicated log, whose Raft entries are
+its batches), kept as an empty batch (:func:`rilke.records.build_empty_batch`: header only,
+same offset span, leader epoch and producer fields), so the log has no gaps and every entry
+keeps its index and term. A batch the records reader refuses is kept as it is.
+
+Only the segments given are read for the key map, so a record is removed only for a newer
+one of its key in those segments: a caller bounding them (``up_to_offset``: below a
+replica's high watermark) never lets an uncommitted record, which a truncation may cut,
+remove a committed one.
 
 A segment is rewritten as ``<base>.log.cleaned`` (fsynced), its indexes are removed, the cleaned
 file is renamed over the log and the directory fsynced; the indexes are rebuilt from the new
@@ -30,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rilke.errors import RecordsError
-from rilke.records import BatchBuilder, Record, read_batch
+from rilke.records import BatchBuilder, Record, build_empty_batch, read_batch
 from rilke.records.header import LOG_APPEND_TIME, BatchHeader, peek_size
 from rilke.storage import files
 from rilke.storage.segment import LogSegment, SegmentCorruptError
@@ -113,11 +121,14 @@ class CompactionPlan:
         segments: list[tuple[LogSegment, int, int]],
         now_ms: int,
         delete_retention_ms: int,
+        *,
+        keep_empty_batches: bool = False,
     ) -> None:
         self.directory = directory
         self._segments = segments  # (segment, its size, a duplicated descriptor)
         self._now_ms = now_ms
         self._delete_retention_ms = delete_retention_ms
+        self._keep_empty_batches = keep_empty_batches
         self.cleaned: list[tuple[LogSegment, int, Path, int]] = []  # segment, size, file, size
 
     def run(self) -> None:
@@ -134,7 +145,14 @@ class CompactionPlan:
                         if record.key is not None:
                             newest[record.key] = record.offset
             for segment, size, fd in self._segments:
-                data = _cleaned_bytes(fd, size, newest, self._now_ms, self._delete_retention_ms)
+                data = _cleaned_bytes(
+                    fd,
+                    size,
+                    newest,
+                    self._now_ms,
+                    self._delete_retention_ms,
+                    keep_empty=self._keep_empty_batches,
+                )
                 if data is None:
                     continue
                 path = _cleaned_path(self.directory, segment.base_offset)
@@ -162,13 +180,19 @@ class CompactionPlan:
 
 
 def plan_compaction(
-    partition_log: PartitionLog, now_ms: int, *, up_to_offset: int | None = None
+    partition_log: PartitionLog,
+    now_ms: int,
+    *,
+    up_to_offset: int | None = None,
+    keep_empty_batches: bool = False,
 ) -> CompactionPlan | None:
     """Snapshot the sealed segments for a compaction, or None if there are none.
 
     Only segments that end at or below ``up_to_offset`` (default: all sealed ones) are taken:
     the caller passes the recovery point of the checkpoint on disk, since cleaned segments
-    must lie below it (recovery trusts them and never scans their gaps). On the log's thread.
+    must lie below it (recovery trusts them and never scans their gaps), and a replica also
+    its high watermark (never compact what is not committed). ``keep_empty_batches``: see
+    the module docstring. On the log's thread.
     """
     segments = [
         segment
@@ -188,7 +212,11 @@ def plan_compaction(
             os.close(fd)
         raise
     return CompactionPlan(
-        partition_log.directory, taken, now_ms, partition_log.config.delete_retention_ms
+        partition_log.directory,
+        taken,
+        now_ms,
+        partition_log.config.delete_retention_ms,
+        keep_empty_batches=keep_empty_batches,
     )
 
 
@@ -223,9 +251,16 @@ def finish_compaction(
 
 
 def _cleaned_bytes(
-    fd: int, size: int, newest: dict[bytes, int], now_ms: int, delete_retention_ms: int
+    fd: int,
+    size: int,
+    newest: dict[bytes, int],
+    now_ms: int,
+    delete_retention_ms: int,
+    *,
+    keep_empty: bool,
 ) -> bytes | None:
-    """The segment's bytes after compaction, or None if nothing would change."""
+    """The segment's bytes after compaction, or None if nothing would change. A batch left
+    with no record is dropped, or with ``keep_empty`` kept as an empty batch."""
     out: list[bytes] = []
     changed = False
     for batch in _batches(fd, size):
@@ -244,6 +279,8 @@ def _cleaned_bytes(
             out.append(batch)
         elif not kept:
             changed = True
+            if keep_empty:
+                out.append(build_empty_batch(header))
         else:
             changed = True
             out.append(_rebuild(header, kept))

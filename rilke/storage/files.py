@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from rilke.errors import KafkaStorageError
@@ -63,10 +64,36 @@ def storage_error(error: OSError, directory: Path, action: str) -> KafkaStorageE
     )
 
 
+SyncObserver = Callable[[int], None]
+_sync_observers: list[SyncObserver] = []
+
+
+def observe_syncs(observer: SyncObserver) -> Callable[[], None]:
+    """Call ``observer(fd)`` after every sync of the partition log's files that returned (on
+    the syncing thread); returns the function that stops it. For the deterministic
+    simulation, which models a crash as the loss of everything not synced."""
+    _sync_observers.append(observer)
+    return lambda: _sync_observers.remove(observer)
+
+
+def _synced(fd: int) -> None:
+    for observer in _sync_observers:
+        observer(fd)
+
+
 def fdatasync(fd: int) -> None:
     """fdatasync where the platform has it (the file's data and the metadata needed to read
     it back, its size, without its timestamps), else fsync. Blocks on disk."""
     getattr(os, "fdatasync", os.fsync)(fd)
+    if _sync_observers:
+        _synced(fd)
+
+
+def fsync(fd: int) -> None:
+    """fsync (data and metadata; for a directory, its entries). Blocks on disk."""
+    os.fsync(fd)
+    if _sync_observers:
+        _synced(fd)
 
 
 def offset_to_name(offset: int) -> str:
@@ -102,7 +129,7 @@ def fsync_dir(directory: Path) -> None:
     """fsync a directory, so that creations, renames and deletions in it are durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        fsync(fd)
     finally:
         os.close(fd)
 
@@ -120,7 +147,7 @@ def atomic_write(path: Path, data: bytes, *, unique_tmp: bool = False) -> None:
         while view:
             written = os.write(fd, view)
             view = view[written:]
-        os.fsync(fd)
+        fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)

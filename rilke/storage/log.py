@@ -183,7 +183,7 @@ class FlushJob:
         for fd in self._fds:
             files.fdatasync(fd)
         if self._dir_fd is not None:
-            os.fsync(self._dir_fd)
+            files.fsync(self._dir_fd)
         self.sync_seconds = time.perf_counter() - started
 
     def close(self) -> None:
@@ -1129,9 +1129,12 @@ class PartitionLog:
         self.checkpoint()
         self._delete_leading(retention.below_log_start(self._stats(), self.log_start_offset))
 
-    def apply_retention(self, now_ms: int, *, defer_unlink: bool = False) -> int:
+    def apply_retention(
+        self, now_ms: int, *, defer_unlink: bool = False, high_watermark: int | None = None
+    ) -> int:
         """Delete old segments by retention time and bytes (delete policy) and those wholly
-        below the log start offset; never the active one. Returns the segments deleted.
+        below the log start offset; never the active one, and with ``high_watermark`` (a
+        replica's) none that holds an offset at or above it. Returns the segments deleted.
 
         May block on disk (unlinks files). With ``defer_unlink`` the files are only renamed
         (``.deleted``) and the caller unlinks what :meth:`take_deleted_files` returns,
@@ -1145,6 +1148,7 @@ class PartitionLog:
             retention_bytes=self.config.retention_bytes,
             log_start_offset=self.log_start_offset,
             now_ms=now_ms,
+            high_watermark=high_watermark,
         )
         self._delete_leading(count, defer_unlink=defer_unlink)
         return count

@@ -67,8 +67,11 @@ def segments_to_delete(
     retention_bytes: int,
     log_start_offset: int,
     now_ms: int,
+    high_watermark: int | None = None,
 ) -> int:
-    """How many leading segments retention deletes now (never the last one)."""
+    """How many leading segments retention deletes now (never the last one). With
+    ``high_watermark`` (a replica's), only segments wholly below it: the log start never
+    passes the high watermark, as in Kafka."""
     count = below_log_start(segments, log_start_offset)
     if delete_policy:
         count = max(
@@ -76,4 +79,7 @@ def segments_to_delete(
             expired_by_time(segments, retention_ms, now_ms),
             expired_by_size(segments, retention_bytes),
         )
+    if high_watermark is not None:
+        # The segments that hold only offsets below it (as below the log start).
+        count = min(count, below_log_start(segments, high_watermark))
     return min(count, max(len(segments) - 1, 0))

@@ -12,29 +12,19 @@ fixture (conftest.py) stops and kills every process it started, whatever the tes
 
 from __future__ import annotations
 
-import socket
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import grpc
-from rilke_broker_process import BrokerProcess
+from rilke_broker_process import REPO_ROOT, BrokerProcess
 
+from rilke.bench.cluster_spawn import free_ports
 from rilke.proto import rilke_pb2 as pb
 from rilke.proto import rilke_pb2_grpc as pb_grpc
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports the OS has free now (held open together, so they differ)."""
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class ClusterNodes:
@@ -134,3 +124,41 @@ class ClusterNodes:
             return {b.node_id for b in self.describe(node).brokers if b.state == "alive"}
         except grpc.RpcError:
             return set()
+
+
+@contextmanager
+def cluster_of(root: Path, voters: int) -> Iterator[ClusterNodes]:
+    """A ClusterNodes of ``voters`` whose every process is stopped (and killed) at the end."""
+    nodes = ClusterNodes(root, voters)
+    try:
+        yield nodes
+    finally:
+        nodes.close()
+
+
+def rilke_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``python -m rilke ARGS`` from the repository root, output captured, never raising on exit."""
+    return subprocess.run(
+        [sys.executable, "-m", "rilke", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=REPO_ROOT,
+    )
+
+
+def formed(nodes: ClusterNodes, members: Sequence[int] | None = None) -> bool:
+    """Every node of ``members`` (default: all) sees them all alive, under one controller leader."""
+    members = list(nodes.ports) if members is None else list(members)
+    seen = set()
+    for node in members:
+        try:
+            info = nodes.describe(node)
+        except Exception:
+            return False
+        alive = {b.node_id for b in info.brokers if b.state == "alive"}
+        if not set(members) <= alive or info.controller_id < 0:
+            return False
+        seen.add((info.cluster_id, info.controller_id))
+    return len(seen) == 1

@@ -7,13 +7,12 @@ of every node, a fourth node that joins, and nodes of another cluster refused.
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster_nodes import ClusterNodes
-from rilke_broker_process import REPO_ROOT, BrokerProcess, BrokerStartError
+from cluster_nodes import ClusterNodes, cluster_of, formed, rilke_cli
+from rilke_broker_process import BrokerProcess, BrokerStartError
 from waiting import wait_for
 
 from rilke.errors import NotLeaderError
@@ -25,37 +24,12 @@ FORM_TIMEOUT_S = 60.0
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[ClusterNodes]:
-    nodes = ClusterNodes(tmp_path, 3)
-    try:
+    with cluster_of(tmp_path, 3) as nodes:
         yield nodes
-    finally:
-        nodes.close()
-
-
-def formed(nodes: ClusterNodes, members: list[int]) -> bool:
-    """Every node of ``members`` sees them all alive, under one controller leader."""
-    seen = set()
-    for node in members:
-        try:
-            info = nodes.describe(node)
-        except Exception:
-            return False
-        alive = {b.node_id for b in info.brokers if b.state == "alive"}
-        if not set(members) <= alive or info.controller_id < 0:
-            return False
-        seen.add((info.cluster_id, info.controller_id))
-    return len(seen) == 1
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rilke", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=REPO_ROOT,
-    )
+    return rilke_cli(*args)
 
 
 def test_three_nodes_form_a_cluster_and_topics_appear_on_every_node(

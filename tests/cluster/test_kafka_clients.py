@@ -9,7 +9,6 @@ import asyncio
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -26,6 +25,7 @@ from confluent_kafka.admin import AdminClient  # noqa: E402
 from confluent_kafka.admin import NewTopic as CKNewTopic  # noqa: E402
 from kafka.admin import KafkaAdminClient, NewPartitions, NewTopic  # noqa: E402
 from kafka.errors import TopicAlreadyExistsError  # noqa: E402
+from kafka_mixed_group import MixedGroup  # noqa: E402
 
 pytestmark = pytest.mark.slow
 DEADLINE_S = 30.0
@@ -270,95 +270,21 @@ def test_group_resumes_at_manual_then_automatic_commits(broker: KafkaBroker) -> 
 
 def test_one_group_mixes_the_three_python_libraries(broker: KafkaBroker) -> None:
     create_topic(broker, "mixed", partitions=6)
-    got: dict[str, set[str]] = {"kafka-python": set(), "aiokafka": set(), "confluent": set()}
-    stop = threading.Event()
-    errors: list[BaseException] = []
+    group = MixedGroup("mixed", "mix", [broker.kafka] * 3)
 
-    def kp() -> None:
-        c = kafka.KafkaConsumer(
-            "mixed",
-            bootstrap_servers=broker.kafka,
-            group_id="mix",
-            auto_offset_reset="earliest",
-            partition_assignment_strategy=[
-                kafka.coordinator.assignors.roundrobin.RoundRobinPartitionAssignor
-            ],
-        )
-        try:
-            while not stop.is_set():
-                for records in c.poll(timeout_ms=100).values():
-                    got["kafka-python"].update(r.value.decode() for r in records)
-        finally:
-            c.close()
+    def produce(already: int) -> list[str]:
+        chunk = [f"m-{already + i}" for i in range(12)]
+        _produce_kp(broker, "mixed", chunk)
+        return chunk
 
-    def ck() -> None:
-        c = confluent_kafka.Consumer(
-            {
-                "bootstrap.servers": broker.kafka,
-                "group.id": "mix",
-                "auto.offset.reset": "earliest",
-                "partition.assignment.strategy": "roundrobin",
-            }
-        )
-        c.subscribe(["mixed"])
-        try:
-            while not stop.is_set():
-                m = c.poll(0.1)
-                if m is not None and m.error() is None:
-                    got["confluent"].add(m.value().decode())
-        finally:
-            c.close()
-
-    def aio() -> None:
-        async def run() -> None:
-            c = aiokafka.AIOKafkaConsumer(
-                "mixed",
-                bootstrap_servers=broker.kafka,
-                group_id="mix",
-                auto_offset_reset="earliest",
-            )
-            await c.start()
-            try:
-                while not stop.is_set():
-                    for records in (await c.getmany(timeout_ms=100)).values():
-                        got["aiokafka"].update(r.value.decode() for r in records)
-            finally:
-                await c.stop()
-
-        asyncio.run(run())
-
-    def guarded(fn: Callable[[], None]) -> Callable[[], None]:
-        def body() -> None:
-            try:
-                fn()
-            except BaseException as e:
-                errors.append(e)
-
-        return body
-
-    threads = [threading.Thread(target=guarded(f), daemon=True) for f in (kp, ck, aio)]
-    for t in threads:
-        t.start()
+    group.start()
     try:
-        # Keep producing until every library has consumed some (so each holds partitions)
-        # and everything produced has been consumed.
-        deadline = time.monotonic() + 60
-        produced: set[str] = set()
-        while not (all(got.values()) and set().union(*got.values()) >= produced):
-            assert not errors, errors
-            assert time.monotonic() < deadline, {k: len(v) for k, v in got.items()}
-            if not all(got.values()):
-                chunk = [f"m-{len(produced) + i}" for i in range(12)]
-                _produce_kp(broker, "mixed", chunk)
-                produced.update(chunk)
-            time.sleep(0.2)
+        produced = group.share_until_all_consumed(produce, 60)
     finally:
-        stop.set()
-        for t in threads:
-            t.join(DEADLINE_S)
-    assert not errors, errors
-    assert set().union(*got.values()) == produced
-    assert all(got.values()), {k: len(v) for k, v in got.items()}
+        group.stop(DEADLINE_S)
+    assert not group.errors, group.errors
+    assert group.consumed() == produced
+    assert all(group.got.values()), {k: len(v) for k, v in group.got.items()}
 
 
 # --- kcat ------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ confluent_kafka = pytest.importorskip(
 from confluent_kafka.admin import AdminClient  # noqa: E402
 from confluent_kafka.admin import NewTopic as CKNewTopic  # noqa: E402
 from kafka.admin import KafkaAdminClient, NewPartitions, NewTopic  # noqa: E402
+from kafka_mixed_group import MixedGroup  # noqa: E402
 
 from rilke.server.kafka import codec  # noqa: E402
 from rilke.server.kafka import errors as ec  # noqa: E402
@@ -681,71 +682,7 @@ def test_one_group_of_three_libraries_bootstrapped_at_three_nodes(cluster: Kafka
     create(cluster, 1, "kc-mixed", 6, 3)
     settle(cluster, "kc-mixed")
     settle_group(cluster, "kc-mix")
-    got: dict[str, set[str]] = {"kafka-python": set(), "confluent": set(), "aiokafka": set()}
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def kp() -> None:
-        c = kafka.KafkaConsumer(
-            "kc-mixed",
-            bootstrap_servers=cluster.kafka[1],
-            group_id="kc-mix",
-            auto_offset_reset="earliest",
-            partition_assignment_strategy=[
-                kafka.coordinator.assignors.roundrobin.RoundRobinPartitionAssignor
-            ],
-        )
-        try:
-            while not stop.is_set():
-                for records in c.poll(timeout_ms=100).values():
-                    got["kafka-python"].update(r.value.decode() for r in records)
-        finally:
-            c.close()
-
-    def ck() -> None:
-        c = confluent_kafka.Consumer(
-            {
-                "bootstrap.servers": cluster.kafka[2],
-                "group.id": "kc-mix",
-                "auto.offset.reset": "earliest",
-                "partition.assignment.strategy": "roundrobin",
-            }
-        )
-        c.subscribe(["kc-mixed"])
-        try:
-            while not stop.is_set():
-                m = c.poll(0.1)
-                if m is not None and m.error() is None:
-                    got["confluent"].add(m.value().decode())
-        finally:
-            c.close()
-
-    def aio() -> None:
-        async def run() -> None:
-            c = aiokafka.AIOKafkaConsumer(
-                "kc-mixed",
-                bootstrap_servers=cluster.kafka[3],
-                group_id="kc-mix",
-                auto_offset_reset="earliest",
-            )
-            await c.start()
-            try:
-                while not stop.is_set():
-                    for records in (await c.getmany(timeout_ms=100)).values():
-                        got["aiokafka"].update(r.value.decode() for r in records)
-            finally:
-                await c.stop()
-
-        asyncio.run(run())
-
-    def guarded(fn: Any) -> Any:
-        def body() -> None:
-            try:
-                fn()
-            except BaseException as e:
-                errors.append(e)
-
-        return body
+    group = MixedGroup("kc-mixed", "kc-mix", [cluster.kafka[n] for n in (1, 2, 3)])
 
     def members() -> int:
         command = ["group", "describe", "kc-mix", "--json", "-b", cluster.nodes.address(1)]
@@ -758,27 +695,20 @@ def test_one_group_of_three_libraries_bootstrapped_at_three_nodes(cluster: Kafka
         )
         return len(json.loads(done.stdout)["members"]) if done.returncode == 0 else 0
 
-    threads = [threading.Thread(target=guarded(f), daemon=True) for f in (kp, ck, aio)]
-    for t in threads:
-        t.start()
     producer = kafka.KafkaProducer(bootstrap_servers=cluster.kafka[2], acks="all")
-    produced: set[str] = set()
+
+    def produce(already: int) -> list[str]:
+        chunk = [f"m-{already + i}" for i in range(12)]
+        for i, value in enumerate(chunk):
+            producer.send("kc-mixed", value.encode(), partition=i % 6).get(DEADLINE_S)
+        return chunk
+
+    group.start()
     try:
         wait_for(lambda: members() == 3, 2 * DEADLINE_S, "three members in one group")
-        deadline = time.monotonic() + 2 * DEADLINE_S
-        while not (all(got.values()) and set().union(*got.values()) >= produced):
-            assert not errors, errors
-            assert time.monotonic() < deadline, {k: len(v) for k, v in got.items()}
-            if not all(got.values()):
-                for i in range(12):
-                    value = f"m-{len(produced)}"
-                    producer.send("kc-mixed", value.encode(), partition=i % 6).get(DEADLINE_S)
-                    produced.add(value)
-            time.sleep(0.2)
+        produced = group.share_until_all_consumed(produce, 2 * DEADLINE_S)
     finally:
         producer.close(DEADLINE_S)
-        stop.set()
-        for t in threads:
-            t.join(DEADLINE_S)
-    assert not errors, errors
-    assert set().union(*got.values()) == produced
+        group.stop(DEADLINE_S)
+    assert not group.errors, group.errors
+    assert group.consumed() == produced

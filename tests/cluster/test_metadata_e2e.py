@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from cluster_nodes import ClusterNodes
-from rilke_broker_process import REPO_ROOT
+from cluster_nodes import ClusterNodes, cluster_of, formed, rilke_cli
 from waiting import wait_for
 
 from rilke.client.admin import Admin
@@ -32,25 +30,8 @@ FORM_TIMEOUT_S = 60.0
 def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ClusterNodes]:
     # Snapshots every 2 KiB of metadata: a few dozen topics trim the log several times.
     monkeypatch.setenv("RILKE_METADATA_SNAPSHOT_BYTES", "2048")
-    nodes = ClusterNodes(tmp_path, 3)
-    try:
+    with cluster_of(tmp_path, 3) as nodes:
         yield nodes
-    finally:
-        nodes.close()
-
-
-def formed(nodes: ClusterNodes, members: list[int]) -> bool:
-    seen = set()
-    for node in members:
-        try:
-            info = nodes.describe(node)
-        except Exception:
-            return False
-        alive = {b.node_id for b in info.brokers if b.state == "alive"}
-        if not set(members) <= alive or info.controller_id < 0:
-            return False
-        seen.add((info.cluster_id, info.controller_id))
-    return len(seen) == 1
 
 
 def log_start(nodes: ClusterNodes, node: int) -> int:
@@ -69,14 +50,7 @@ def linearizable_topics(nodes: ClusterNodes, node: int) -> dict[str, list[tuple[
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rilke", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=REPO_ROOT,
-    )
+    return rilke_cli(*args)
 
 
 def test_a_node_joining_after_the_log_was_trimmed_gets_the_same_metadata(

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_nodes import ClusterNodes
-from rilke_broker_process import REPO_ROOT
+from cluster_nodes import ClusterNodes, cluster_of, formed, rilke_cli
+from log_checks import check_exactly_once, log_bytes, read_all
 from waiting import wait_for
 
-from rilke import Consumer, Producer, TopicPartition
+from rilke import Producer
 
 pytestmark = pytest.mark.slow
 
@@ -31,32 +29,12 @@ FORM_TIMEOUT_S = 60.0
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[ClusterNodes]:
-    nodes = ClusterNodes(tmp_path, 4)
-    try:
+    with cluster_of(tmp_path, 4) as nodes:
         yield nodes
-    finally:
-        nodes.close()
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rilke", *args],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-        cwd=REPO_ROOT,
-    )
-
-
-def formed(nodes: ClusterNodes) -> bool:
-    try:
-        return all(
-            nodes.alive_brokers(n) == set(nodes.ports) and nodes.describe(n).controller_id > 0
-            for n in nodes.ports
-        )
-    except Exception:
-        return False
+    return rilke_cli(*args, timeout=90)
 
 
 def start(cluster: ClusterNodes) -> None:
@@ -155,33 +133,6 @@ class Writer:
         assert not self.errors, self.errors
 
 
-def read_all(address: str, partitions: int, expected: int) -> list[tuple[int, int, str]]:
-    out: list[tuple[int, int, str]] = []
-    deadline = time.monotonic() + 60
-    with Consumer(bootstrap_servers=address, auto_offset_reset="earliest") as c:
-        c.assign([TopicPartition(TOPIC, p) for p in range(partitions)])
-        while len(out) < expected and time.monotonic() < deadline:
-            for recs in c.poll(200).values():
-                out += [(r.partition, r.offset, r.value.decode()) for r in recs]
-    return out
-
-
-def check_exactly_once(acked: list[tuple[int, int, str]], log: list[tuple[int, int, str]]) -> None:
-    values = [v for _, _, v in log]
-    assert len(values) == len(set(values)), "a record is in the log twice"
-    at = {v: (p, o) for p, o, v in log}
-    for p, o, v in acked:
-        assert at.get(v) == (p, o), f"{v} acknowledged at {p}/{o}, in the log at {at.get(v)}"
-
-
-def log_bytes(cluster: ClusterNodes, node: int, partition: int) -> bytes:
-    directory = cluster.data_dir(node) / f"{TOPIC}-{partition}"
-    try:
-        return b"".join(s.read_bytes() for s in sorted(directory.glob("*.log")))
-    except FileNotFoundError:
-        return b""
-
-
 def leaders(cluster: ClusterNodes, node: int) -> dict[int, int]:
     """Partition -> Raft-elected leader (epoch >= 1) as ``node`` answers Metadata."""
     try:
@@ -216,7 +167,7 @@ def moves_done(cluster: ClusterNodes, node: int) -> bool:
 
 
 def caught_up(cluster: ClusterNodes, nodes: tuple[int, ...], partition: int) -> bool:
-    logs = {log_bytes(cluster, n, partition) for n in nodes}
+    logs = {log_bytes(cluster, n, TOPIC, partition) for n in nodes}
     return len(logs) == 1 and logs != {b""}
 
 
@@ -246,7 +197,7 @@ def test_a_reassignment_while_producing_loses_nothing(cluster: ClusterNodes) -> 
         writer.stop()
     wait_for(lambda: caught_up(cluster, target, 0), 60, "the target replicas to hold the same log")
     assert leaders(cluster, 2)[0] in target
-    check_exactly_once(writer.acked, read_all(everyone, 1, len(writer.acked)))
+    check_exactly_once(writer.acked, read_all(everyone, TOPIC, 1, len(writer.acked)))
 
 
 def test_a_decommission_while_producing_loses_nothing(cluster: ClusterNodes) -> None:
@@ -281,7 +232,7 @@ def test_a_decommission_while_producing_loses_nothing(cluster: ClusterNodes) -> 
         )
         wait_for(lambda p=p: caught_up(cluster, after[p], p), 60, f"{TOPIC}-{p}'s replicas")
         assert leaders(cluster, 2)[p] != gone
-    check_exactly_once(writer.acked, read_all(everyone, 2, len(writer.acked)))
+    check_exactly_once(writer.acked, read_all(everyone, TOPIC, 2, len(writer.acked)))
 
 
 def test_a_restarted_preferred_leader_gets_its_leadership_back(cluster: ClusterNodes) -> None:
@@ -343,6 +294,6 @@ def test_rebalance_after_a_node_joined_spreads_replicas_and_keeps_the_data(
         wait_for(spread, MOVE_TIMEOUT_S, "three replicas on each of the four brokers")
         again = cli("cluster", "rebalance", "--dry-run", "--json", "-b", everyone)
         assert json.loads(again.stdout)["moves"] == []
-        check_exactly_once(acked, read_all(cluster.address(4), 4, len(acked)))
+        check_exactly_once(acked, read_all(cluster.address(4), TOPIC, 4, len(acked)))
     finally:
         cluster.close()

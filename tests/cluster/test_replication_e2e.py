@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster_nodes import ClusterNodes
-from rilke_broker_process import REPO_ROOT
+from cluster_nodes import ClusterNodes, cluster_of, rilke_cli
+from log_checks import check_exactly_once, log_bytes, read_all
 from waiting import wait_for
 
 from rilke import Consumer, Producer, TopicPartition
@@ -40,22 +38,12 @@ CATCH_UP_TIMEOUT_S = 60.0
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[ClusterNodes]:
-    nodes = ClusterNodes(tmp_path, 3)
-    try:
+    with cluster_of(tmp_path, 3) as nodes:
         yield nodes
-    finally:
-        nodes.close()
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rilke", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=REPO_ROOT,
-    )
+    return rilke_cli(*args)
 
 
 def bootstrap(cluster: ClusterNodes, nodes: tuple[int, ...] = (1, 2, 3)) -> str:
@@ -102,32 +90,9 @@ def isr(cluster: ClusterNodes, node: int, partition: int) -> tuple[int, ...]:
     return ()
 
 
-def log_bytes(cluster: ClusterNodes, node: int, partition: int) -> bytes:
-    """The replica's segment files, in order, back to back."""
-    directory = cluster.data_dir(node) / f"{TOPIC}-{partition}"
-    try:
-        segments = sorted(directory.glob("*.log"))
-        return b"".join(s.read_bytes() for s in segments)
-    except FileNotFoundError:
-        return b""
-
-
 def replicas_equal(cluster: ClusterNodes, nodes: tuple[int, ...], partition: int) -> bool:
-    logs = {log_bytes(cluster, n, partition) for n in nodes}
+    logs = {log_bytes(cluster, n, TOPIC, partition) for n in nodes}
     return len(logs) == 1 and logs != {b""}
-
-
-def read_all(address: str, expected: int, timeout_s: float = 30.0) -> list[tuple[int, int, str]]:
-    """Every record of TOPIC from the start as (partition, offset, value), once ``expected``
-    have come (or the deadline passed)."""
-    out: list[tuple[int, int, str]] = []
-    deadline = time.monotonic() + timeout_s
-    with Consumer(bootstrap_servers=address, auto_offset_reset="earliest") as c:
-        c.assign([TopicPartition(TOPIC, p) for p in range(PARTITIONS)])
-        while len(out) < expected and time.monotonic() < deadline:
-            for recs in c.poll(200).values():
-                out += [(r.partition, r.offset, r.value.decode()) for r in recs]
-    return out
 
 
 def produce(
@@ -208,19 +173,6 @@ class Background:
         assert not self._consumer.is_alive(), "the consumer did not finish"
 
 
-def check_exactly_once(acked: list[tuple[int, int, str]], log: list[tuple[int, int, str]]) -> None:
-    """Every acknowledged record is in ``log`` once, at its acknowledged offset, and the
-    acknowledged offsets of a partition grow in the order they were acknowledged."""
-    values = [v for _, _, v in log]
-    assert len(values) == len(set(values)), "a record is in the log twice"
-    at = {v: (p, o) for p, o, v in log}
-    for p, o, v in acked:
-        assert at.get(v) == (p, o), f"{v} acknowledged at {p}/{o}, in the log at {at.get(v)}"
-    for partition in range(PARTITIONS):
-        offsets = [o for p, o, _ in acked if p == partition]
-        assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
-
-
 def test_acks_all_produce_carries_on_through_a_kill_of_the_leader(cluster: ClusterNodes) -> None:
     formed_with_topic(cluster)
     leader = elected(cluster, 1)[0]
@@ -247,8 +199,8 @@ def test_acks_all_produce_carries_on_through_a_kill_of_the_leader(cluster: Clust
     assert not background.errors, background.errors
     acked = background.acked
     assert {p for p, _, _ in acked} == set(range(PARTITIONS))
-    log = read_all(bootstrap(cluster, others), len(acked))
-    check_exactly_once(acked, log)
+    log = read_all(bootstrap(cluster, others), TOPIC, PARTITIONS, len(acked), 30.0)
+    check_exactly_once(acked, log, ordered=True)
     # The consumer saw nothing twice, and nothing that is not in the log (uncommitted).
     seen = background.seen
     assert len({(p, o) for p, o, _ in seen}) == len(seen), "the consumer saw a record twice"
@@ -296,7 +248,9 @@ def test_followers_catch_up_after_a_restart_and_after_a_wiped_data_dir(
             CATCH_UP_TIMEOUT_S,
             f"the wiped follower's log of partition {partition} to be rebuilt",
         )
-    check_exactly_once(acked, read_all(bootstrap(cluster), len(acked)))
+    check_exactly_once(
+        acked, read_all(bootstrap(cluster), TOPIC, PARTITIONS, len(acked), 30.0), ordered=True
+    )
 
 
 def test_the_old_leader_rejoins_as_a_follower_with_its_uncommitted_tail_cut(
@@ -318,7 +272,7 @@ def test_the_old_leader_rejoins_as_a_follower_with_its_uncommitted_tail_cut(
         uncommitted = [p.send(TOPIC, f"lost{i}".encode(), partition=0) for i in range(5)]
         for future in uncommitted:
             future.get(30)  # acks=1: the leader wrote it, no one else has it
-    tail = log_bytes(cluster, leader, 0)
+    tail = log_bytes(cluster, leader, TOPIC, 0)
     cluster.kill(leader)
     for n in followers:
         cluster.start(n)
@@ -331,7 +285,7 @@ def test_the_old_leader_rejoins_as_a_follower_with_its_uncommitted_tail_cut(
         CATCH_UP_TIMEOUT_S,
         "the old leader's log to equal the new leader's",
     )
-    assert b"lost0" in tail and b"lost0" not in log_bytes(cluster, leader, 0)
-    log = read_all(bootstrap(cluster), len(acked))
-    check_exactly_once(acked, log)
+    assert b"lost0" in tail and b"lost0" not in log_bytes(cluster, leader, TOPIC, 0)
+    log = read_all(bootstrap(cluster), TOPIC, PARTITIONS, len(acked), 30.0)
+    check_exactly_once(acked, log, ordered=True)
     assert not any(v.startswith("lost") for _, _, v in log)

@@ -75,6 +75,9 @@ class Report:
     client_errors: Counter[str] = field(default_factory=Counter)
     """``"<client>: <exception class>"`` -> how many calls failed so (not a verdict: faults
     make calls fail; it says what the clients saw)."""
+    first_errors: dict[str, str] = field(default_factory=dict)
+    """The first message of each ``client_errors`` kind (for triage: the run's files are
+    removed when it passes)."""
 
     def violations(self) -> dict[str, Finding]:
         """The must-be-zero findings that are not zero."""
@@ -96,6 +99,8 @@ class Report:
         if self.client_errors:
             seen = ", ".join(f"{k} x{n}" for k, n in self.client_errors.most_common(8))
             lines.append(f"  client errors: {seen}")
+            for kind, _n in self.client_errors.most_common(8):
+                lines.append(f"    first {kind}: {self.first_errors[kind][:200]}")
         return "\n".join(lines)
 
 
@@ -117,7 +122,9 @@ def check(events: Iterable[Event], faults: Iterable[Event] = ()) -> Report:
     for event in sorted(events, key=lambda e: e["t"]):
         by_type[event["type"]].append(event)
     for e in by_type["error"] + by_type["fail"]:
-        report.client_errors[f"{e['client']}: {e['error'].partition(':')[0]}"] += 1
+        kind = f"{e['client']}: {e['error'].partition(':')[0]}"
+        report.client_errors[kind] += 1
+        report.first_errors.setdefault(kind, e["error"])
     _check_records(report, by_type)
     _check_offsets(report, by_type)
     _check_topics(report, by_type)

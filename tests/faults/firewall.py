@@ -5,16 +5,28 @@ table ``rilke_faults`` with an input chain), else iptables (the INPUT chain), el
 unavailable and say why. Loss falls back to a random-drop rule when `tc netem` is missing
 from the kernel; delay needs netem and is unavailable without it. Rules live in the
 namespaces only, so they vanish with them; the host's own firewall is never touched.
+
+A slow link is a `tc tbf` rate limit on both ends of a host's veth pair (its ``eth0`` for what
+it sends, the bridge-side end for what it receives): under load the token bucket's queue fills
+and every packet through the link waits behind it, so it is real queueing delay, not a fixed
+one. No fixed delay is made without netem: tbf and htb shape rate only, fq (which honours
+departure times set by a tc BPF program) is not in this kernel either, and a userspace relay
+would change the topology.
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Iterable, Sequence
 
-from tests.faults.netns import Testbed, TestbedError
+from tests.faults.netns import Testbed, TestbedError, run_host_command
 
 _TABLE = "rilke_faults"
+
+
+def _del_root(dev: str) -> list[str]:
+    return ["tc", "qdisc", "del", "dev", dev, "root"]
 
 
 class FaultUnavailable(RuntimeError):
@@ -32,6 +44,7 @@ class Firewall:
         self._ready: set[str] = set()
         self._netem: bool | None = None
         self._delayed: set[str] = set()
+        self._shaped: set[str] = set()
 
     # -- capability --------------------------------------------------------------------------
 
@@ -122,10 +135,35 @@ class Firewall:
             raise FaultUnavailable(reason)
         self._netem_set(host, ["delay", f"{delay_ms}ms", f"{jitter_ms}ms"])
 
+    def slow_link(self, host: str, rate_kbit: int, burst_bytes: int, latency_ms: int) -> None:
+        """``host``'s link carries at most ``rate_kbit`` each way: a tbf with a bucket of
+        ``burst_bytes`` and a queue of ``latency_ms`` worth of bytes at that rate (what does
+        not fit is dropped), on its eth0 and on the bridge-side end of its veth."""
+        if rate_kbit <= 0 or burst_bytes < 2048 or latency_ms <= 0:
+            raise ValueError(
+                f"slow link needs rate_kbit > 0, burst_bytes >= 2048 (a full frame), "
+                f"latency_ms > 0; got {rate_kbit}, {burst_bytes}, {latency_ms}"
+            )
+        tbf = ["tbf", "rate", f"{rate_kbit}kbit", "burst", str(burst_bytes),
+               "latency", f"{latency_ms}ms"]  # fmt: skip
+        self._shaped.add(host)  # before adding: heal removes whatever half of it was made
+        self._do(host, ["tc", "qdisc", "replace", "dev", "eth0", "root", *tbf])
+        outside = ["tc", "qdisc", "replace", "dev", self.bed.hosts[host].veth, "root", *tbf]
+        done = run_host_command(outside)
+        if done.returncode != 0:
+            raise TestbedError(f"{' '.join(outside)}: {done.stderr.strip()}")
+
     def _netem_set(self, host: str, args: list[str]) -> None:
         verb = "change" if host in self._delayed else "add"
         self._do(host, ["tc", "qdisc", verb, "dev", "eth0", "root", "netem", *args])
         self._delayed.add(host)
+
+    @staticmethod
+    def _del_root_qdisc(where: str, done: subprocess.CompletedProcess[str]) -> None:
+        # There is none (a fault that failed half-way: tc says "Cannot delete qdisc with
+        # handle of zero"); anything else is an error.
+        if done.returncode != 0 and "handle of zero" not in done.stderr:
+            raise TestbedError(f"{where}: tc qdisc del ... root: {done.stderr.strip()}")
 
     def heal(self) -> None:
         """Remove every rule and qdisc this firewall added, on every host."""
@@ -134,6 +172,10 @@ class Firewall:
                 self._do(host, ["nft", "flush", "chain", "inet", _TABLE, "input"])
             elif self.backend == "iptables":
                 self.bed.run(host, ["iptables", "-F", "INPUT"])
-            if host in self._delayed:
-                self._do(host, ["tc", "qdisc", "del", "dev", "eth0", "root"])
+            if host in self._delayed or host in self._shaped:
+                self._del_root_qdisc(f"{host} eth0", self.bed.run(host, _del_root("eth0")))
+            if host in self._shaped:  # the bridge-side end lives in the harness's namespace
+                veth = self.bed.hosts[host].veth
+                self._del_root_qdisc(veth, run_host_command(_del_root(veth)))
         self._delayed.clear()
+        self._shaped.clear()

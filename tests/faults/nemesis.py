@@ -9,6 +9,12 @@ so ``plan(seed, ...)`` is the same schedule on every machine and ``--seed S`` re
 Targets named ``leader`` resolve when the step runs (the leader of the data topic's
 partition 0 then); ``controller`` to the controller leader; ``random`` to the node the plan
 drew. After the last step :meth:`Nemesis.heal_all` undoes everything still in effect.
+
+``slow_link`` (a tbf rate limit on the target's link, tests/faults/firewall.py) is not in the
+seeds' rotation of themes nor in ``mixed``: adding a kind there would change every seed's
+schedule, and FINDINGS.md and CI replay seeds. Run it with ``--theme slow_link``. While it is
+on, the nemesis samples the TCP handshake time to the slowed node (and for a second before it,
+the idle figure) and logs both as an ``rtt`` event.
 """
 
 from __future__ import annotations
@@ -40,7 +46,11 @@ KINDS = (
     "restart_random",
 )
 THEMES = (*KINDS, "mixed")
-"""A run's theme: every step of the run is of that kind, or (``mixed``) of any kind."""
+"""The themes seeds rotate through: every step of the run is of that kind, or (``mixed``) of
+any of KINDS."""
+EXTRA_KINDS = ("slow_link",)
+"""Kinds chosen only by name (``--theme``), so that every seed keeps its schedule."""
+ALL_THEMES = (*THEMES, *EXTRA_KINDS)
 PAUSE_S = (3.0, 5.0)
 """Pauses last longer than the election timeout (1-2 s with the default 100 ms tick)."""
 FAULT_S = (2.0, 5.0)
@@ -48,6 +58,14 @@ GAP_S = (1.0, 3.0)
 FIRST_AT_S = 2.0
 LOSS_PERCENT = 30
 DELAY_MS = 200
+SLOW_RATES_KBIT = (256, 512, 1000)
+"""A slow link's rate, drawn per step: about and below what a leader sends under the runs'
+load (0.7-1.6 Mbit/s measured on the veths, in bursts), so the bucket's queue fills."""
+SLOW_BURST_BYTES = 4096
+SLOW_QUEUE_MS = 500
+"""The tbf queue holds this long at the rate (62.5 kB): the most queueing delay per direction."""
+RTT_INTERVAL_S = 0.2
+RTT_IDLE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -58,11 +76,14 @@ class Step:
     target: str  # "leader" | "controller" | "random"
     node: int  # the node drawn for "random" (and for the other side of splits)
     others: tuple[int, ...] = ()  # split_minority: the minority
+    rate_kbit: int = 0  # slow_link: the link's rate
 
     def label(self) -> str:
         who = self.target if self.target != "random" else f"n{self.node}"
         if self.others:
             who = f"minority={list(self.others)}"
+        if self.rate_kbit:
+            who += f" at {self.rate_kbit} kbit/s"
         return f"+{self.at_s:.1f}s {self.kind} {who} for {self.duration_s:.1f}s"
 
 
@@ -74,8 +95,8 @@ def plan(seed: int, seconds: float, nodes: list[int], theme: str | None = None) 
     """The schedule of a run of ``seconds`` over ``nodes``: pure in its arguments."""
     rng = random.Random(seed)
     theme = theme or theme_of(seed)
-    if theme not in THEMES:
-        raise ValueError(f"unknown theme {theme!r}: one of {', '.join(THEMES)}")
+    if theme not in ALL_THEMES:
+        raise ValueError(f"unknown theme {theme!r}: one of {', '.join(ALL_THEMES)}")
     steps: list[Step] = []
     at = FIRST_AT_S
     while True:
@@ -95,7 +116,8 @@ def plan(seed: int, seconds: float, nodes: list[int], theme: str | None = None) 
             if kind.endswith("random") or kind == "split_minority"
             else "leader"
         )
-        steps.append(Step(round(at, 1), kind, duration, target, node, minority))
+        rate = rng.choice(SLOW_RATES_KBIT) if kind == "slow_link" else 0
+        steps.append(Step(round(at, 1), kind, duration, target, node, minority, rate))
         at += duration + rng.uniform(*GAP_S)
 
 
@@ -113,6 +135,8 @@ class Nemesis:
         self.topics = topics
         self.faults: list[dict[str, Any]] = []
         self.unavailable: dict[str, str] = {}
+        self._slowed: int | None = None
+        self._idle_rtt: list[float | None] = []
 
     def _leader(self) -> int | None:
         return self.cluster.partition_leaders(self.topic).get(0)
@@ -142,7 +166,11 @@ class Nemesis:
             if wait > 0:
                 time.sleep(wait)  # the schedule's own pacing, not a synchronisation
             undo = self.apply(index, step)
-            time.sleep(step.duration_s)
+            ends = time.monotonic() + step.duration_s
+            if step.kind == "slow_link" and self._slowed is not None:
+                self._log_rtt(self._slowed, ends, step.rate_kbit)
+            if (left := ends - time.monotonic()) > 0:
+                time.sleep(left)  # the fault's length
             undo()
 
     def apply(self, index: int, step: Step) -> Callable[[], None]:
@@ -187,6 +215,13 @@ class Nemesis:
                 firewall.loss(cluster.nodes[node].host, LOSS_PERCENT)
             elif step.kind == "delay":
                 firewall.delay(cluster.nodes[node].host, DELAY_MS, DELAY_MS // 4)
+            elif step.kind == "slow_link":
+                self._idle_rtt = self.cluster.rtt(node, RTT_IDLE_S, RTT_INTERVAL_S)
+                firewall.slow_link(
+                    cluster.nodes[node].host, step.rate_kbit, SLOW_BURST_BYTES, SLOW_QUEUE_MS
+                )
+                self._slowed = node
+                event.update(rate_kbit=step.rate_kbit, queue_ms=SLOW_QUEUE_MS)
             elif step.kind == "full_disk":
                 cluster.fill_disk(node)
                 self._log(event)
@@ -199,6 +234,15 @@ class Nemesis:
             return nothing
         self._log(event)
         return firewall.heal
+
+    def _log_rtt(self, node: int, ends: float, rate_kbit: int) -> None:
+        """Sample the handshake time to the slowed ``node`` until the fault ``ends`` (less one
+        interval, so the last sample is taken while the link is still slow)."""
+        slow = self.cluster.rtt(node, max(0.0, ends - time.monotonic() - RTT_INTERVAL_S),
+                                RTT_INTERVAL_S)  # fmt: skip
+        self._log({"kind": "rtt", "node": node, "rate_kbit": rate_kbit, "idle_ms": self._idle_rtt,
+                   "slow_ms": slow})  # fmt: skip
+        self._slowed = None
 
     def _restart(self, node: int) -> None:
         self.cluster.start(node)

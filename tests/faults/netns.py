@@ -71,6 +71,12 @@ def _sh(argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProce
     return done
 
 
+def run_host_command(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """``argv`` in the harness's own namespace (for the bridge-side ends of a bed's veths),
+    to its end or COMMAND_TIMEOUT_S; the caller judges the return code."""
+    return _sh(argv, check=False)
+
+
 def _host_networks() -> list[ipaddress.IPv4Network]:
     """Every IPv4 network the host routes or has an address in (all tables)."""
     nets: list[ipaddress.IPv4Network] = []

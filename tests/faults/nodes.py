@@ -82,8 +82,17 @@ class Probe:
                     self._answers.put(json.loads(line), timeout=10)
         self._answers.put(None, timeout=10)
 
-    def ask(self, op: str, address: str, timeout_s: float = 2.0, **fields: Any) -> dict[str, Any]:
-        """The answer to one question, or ``{"error": ...}`` (unreachable, dead probe, late)."""
+    def ask(
+        self,
+        op: str,
+        address: str,
+        timeout_s: float = 2.0,
+        wait_s: float | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """The answer to one question, or ``{"error": ...}`` (unreachable, dead probe, late).
+        ``timeout_s`` bounds each call the probe makes; ``wait_s`` (default ``timeout_s``) the
+        whole answer."""
         with self._lock:
             self._next_id += 1
             ident = self._next_id
@@ -96,7 +105,8 @@ class Probe:
                 stdin.flush()
             except (BrokenPipeError, ValueError):
                 return {"error": "the probe process has exited"}
-            deadline = time.monotonic() + timeout_s + PROBE_SLACK_S
+            wait_s = timeout_s if wait_s is None else wait_s
+            deadline = time.monotonic() + wait_s + PROBE_SLACK_S
             while (remaining := deadline - time.monotonic()) > 0:
                 try:
                     got = self._answers.get(timeout=remaining)
@@ -106,7 +116,7 @@ class Probe:
                     return {"error": "the probe process has exited"}
                 if got.get("id") == ident:
                     return got
-            return {"error": f"no answer from the probe within {timeout_s + PROBE_SLACK_S} s"}
+            return {"error": f"no answer from the probe within {wait_s + PROBE_SLACK_S} s"}
 
     def close(self) -> None:
         if self._proc.stdin is not None:
@@ -260,6 +270,15 @@ class FaultCluster:
 
     def describe(self, node_id: int, timeout_s: float = 2.0) -> dict[str, Any]:
         return self.probe.ask("describe", self.nodes[node_id].address, timeout_s)
+
+    def rtt(self, node_id: int, seconds: float, interval_s: float) -> list[float | None]:
+        """TCP handshake times (ms) from the client host to the node's port, one every
+        ``interval_s`` for ``seconds`` (None: failed, or over 3 s); [] if the probe failed."""
+        got = self.probe.ask(
+            "rtt", self.nodes[node_id].address, 3.0, seconds + 3.0, seconds=seconds,
+            interval_s=interval_s,
+        )  # fmt: skip
+        return list(got.get("rtt_ms", []))
 
     def metadata(
         self, node_id: int, topics: list[str] | None = None, timeout_s: float = 2.0

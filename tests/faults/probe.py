@@ -5,7 +5,9 @@ addresses (the bridge has none on the host), so the harness asks the cluster thr
 
 Each request line is ``{"op": "describe"|"metadata"|"list_topics"|"create_topic", "address": "HOST:PORT",
 "timeout_s": F}`` (metadata may name ``"topics"``; create_topic needs ``"name"``,
-``"partitions"``, ``"replicas"``); each answer line is the same ``"id"`` with either
+``"partitions"``, ``"replicas"``; rtt: ``"seconds"``, ``"interval_s"``: the time of a TCP
+handshake with the address every ``interval_s`` for ``seconds``, in ``"rtt_ms"``, None for one
+that failed or took longer than ``timeout_s``); each answer line is the same ``"id"`` with either
 ``"error"`` (a string) or the answer's fields. Every call has its deadline; an unreachable node
 is an ``"error"`` answer, never a hang. It exits at the end of its input.
 """
@@ -13,7 +15,9 @@ is an ``"error"`` answer, never a hang. It exits at the end of its input.
 from __future__ import annotations
 
 import json
+import socket
 import sys
+import time
 from typing import Any
 
 import grpc
@@ -79,6 +83,25 @@ def list_topics(channel: grpc.Channel, timeout_s: float) -> dict[str, Any]:
     return {"names": sorted(t.name for t in got.topics)}
 
 
+def rtt(address: str, timeout_s: float, seconds: float, interval_s: float) -> dict[str, Any]:
+    """TCP connect times to ``address``: a handshake is one round trip (SYN out, SYN-ACK back,
+    answered by the kernel), so it measures the path, queues included, not the server's work;
+    no ping needed (this machine has none)."""
+    host, _, port = address.rpartition(":")
+    samples: list[float | None] = []
+    until = time.monotonic() + seconds
+    while not samples or time.monotonic() + interval_s < until:
+        if samples:
+            time.sleep(interval_s)  # the sampling rate, not a synchronisation
+        started = time.monotonic()
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout_s):
+                samples.append(round((time.monotonic() - started) * 1000, 3))
+        except OSError:
+            samples.append(None)
+    return {"rtt_ms": samples}
+
+
 def answer(channels: _Channels, request: dict[str, Any]) -> dict[str, Any]:
     timeout_s = float(request.get("timeout_s", DEFAULT_TIMEOUT_S))
     channel = channels.get(str(request["address"]))
@@ -89,6 +112,9 @@ def answer(channels: _Channels, request: dict[str, Any]) -> dict[str, Any]:
             return metadata(channel, timeout_s, list(request.get("topics", [])))
         if request["op"] == "list_topics":
             return list_topics(channel, timeout_s)
+        if request["op"] == "rtt":
+            return rtt(request["address"], timeout_s, float(request["seconds"]),
+                       float(request["interval_s"]))  # fmt: skip
         if request["op"] == "create_topic":
             return create_topic(
                 channel, timeout_s, request["name"], request["partitions"], request["replicas"]

@@ -73,12 +73,14 @@ def test_a_lost_acks_all_record_is_a_violation_and_a_lost_acks1_is_reported() ->
         *produced("q", "1", 0, [(0, 2)]),
         *read(0, [(0, "p:0")]),
     ]
-    report = check([*history, ev("error", client="c", error="NotLeaderError: moved")])
+    errors = [ev("error", client="c", error=f"NotLeaderError: moved to {n}") for n in (2, 3)]
+    report = check([*history, *errors])
     assert only(report) == {"lost": 1}
     assert "p:1" in report.lost.examples[0]
     assert report.lost_acks1.count == 1
-    assert report.client_errors == {"c: NotLeaderError": 1}
-    assert "c: NotLeaderError x1" in report.describe()
+    assert report.client_errors == {"c: NotLeaderError": 2}
+    assert "c: NotLeaderError x2" in report.describe()
+    assert "first c: NotLeaderError: NotLeaderError: moved to 2" in report.describe()
 
 
 def test_an_unacknowledged_record_may_be_missing_or_present() -> None:

@@ -4,13 +4,23 @@ each other, a partition cuts them, heal restores them, and nothing is left behin
 from __future__ import annotations
 
 import ipaddress
+import json
 import random
+import statistics
 import sys
 
 import pytest
 
 from tests.faults.firewall import Firewall
-from tests.faults.netns import Testbed, choose_subnet, cleanup_stale, leftovers, unavailable_reason
+from tests.faults.netns import (
+    Testbed,
+    choose_subnet,
+    cleanup_stale,
+    leftovers,
+    run_host_command,
+    unavailable_reason,
+)
+from tests.faults.nodes import REPO_ROOT, child_env
 
 _SERVE = (
     "import socket\n"
@@ -19,6 +29,29 @@ _SERVE = (
     "while True:\n"
     "    c, _ = s.accept(); c.sendall(b'hi'); c.close()\n"
 )
+
+
+_SINK = (
+    "import socket, threading\n"
+    "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind(('0.0.0.0', 7001)); s.listen()\n"
+    "def drain(c):\n"
+    "    while c.recv(65536): pass\n"
+    "while True:\n"
+    "    c, _ = s.accept(); threading.Thread(target=drain, args=(c,), daemon=True).start()\n"
+)
+
+
+def _bulk(address: str) -> str:
+    return (
+        "import socket, time\n"
+        "end = time.monotonic() + 60\n"
+        "while time.monotonic() < end:\n"
+        "    try:\n"
+        f"        s = socket.create_connection(({address!r}, 7001), timeout=5)\n"
+        "        while time.monotonic() < end: s.sendall(bytes(65536))\n"
+        "    except OSError: time.sleep(0.1)\n"
+    )
 
 
 def test_choose_subnet_avoids_every_taken_network() -> None:
@@ -72,3 +105,53 @@ def test_failure_inside_the_bed_still_removes_everything() -> None:
         _ = 1 / 0
     ns, links = leftovers()
     assert not [n for n in ns + links if n.startswith(prefix)]
+
+
+def _rtt_ms(bed: Testbed, source: str, target: str, seconds: float) -> list[float | None]:
+    """Handshake times from ``source`` to ``target``'s port 7000 (the probe's own sampler)."""
+    code = (
+        "import json\nfrom tests.faults.probe import rtt\n"
+        f"print(json.dumps(rtt({bed.address(target) + ':7000'!r}, 3.0, {seconds}, 0.1)))"
+    )
+    done = bed.run(source, [sys.executable, "-c", code], timeout_s=seconds + 20)
+    assert done.returncode == 0, done.stderr
+    samples: list[float | None] = json.loads(done.stdout)["rtt_ms"]
+    return samples
+
+
+def _median(samples: list[float | None]) -> float:
+    # A handshake over 3 s (SYN retransmitted past the probe's timeout) counts as 3 s.
+    return statistics.median(3000.0 if s is None else s for s in samples)
+
+
+def _qdiscs(bed: Testbed, host: str) -> str:
+    inside = bed.run(host, ["tc", "qdisc", "show", "dev", "eth0"]).stdout
+    outside = run_host_command(["tc", "qdisc", "show", "dev", bed.hosts[host].veth]).stdout
+    return inside + outside
+
+
+@pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
+def test_a_slow_link_queues_under_load_and_heal_removes_it() -> None:
+    cleanup_stale()
+    with Testbed(["a", "b", "c"]) as bed:
+        env = child_env()
+        bed.popen("a", [sys.executable, "-c", _SERVE], env=env)
+        bed.popen("a", [sys.executable, "-c", _SINK], env=env)
+        assert _wait_connects(bed, "c", "a")
+        idle = _median(_rtt_ms(bed, "c", "a", 1.0))
+        bed.popen("b", [sys.executable, "-c", _bulk(bed.address("a"))], env=env, cwd=REPO_ROOT)
+        firewall = Firewall(bed)
+        firewall.slow_link("a", 1000, 4096, 500)
+        assert _qdiscs(bed, "a").count("tbf") == 2  # both ends of a's veth pair
+        # b's bulk stream fills the 1 Mbit/s bucket's queue (500 ms of it) toward a, so c's
+        # handshakes with a wait behind it: queueing delay, not a fixed one.
+        slowed = _median(_rtt_ms(bed, "c", "a", 3.0))
+        firewall.heal()
+        assert "tbf" not in _qdiscs(bed, "a")
+        healed = _median(_rtt_ms(bed, "c", "a", 1.0))
+        assert slowed > 150.0, (idle, slowed, healed)
+        assert slowed > 5 * max(idle, healed), (idle, slowed, healed)
+        firewall._shaped.add("b")  # as if a slow link of b had failed before any tc ran
+        firewall.heal()  # nothing to remove there is no error
+    ns, links = leftovers()
+    assert not [n for n in ns + links if n.startswith(bed.prefix)]

@@ -88,6 +88,17 @@ class RaftNode:
         self._log = RaftLog(storage, committed, applied)
         self._term = hard_state.term
         self._vote = hard_state.vote
+        # See Config.storage_lost: no vote, no campaign until caught up with a leader.
+        self._recovering = (hard_state.recovering or config.storage_lost) and bool(
+            conf.voters - {config.node_id}
+        )
+        if self._recovering and not hard_state.recovering:
+            logger.warning(
+                "raft node %d: state lost, recovering: no vote until a leader of term >= %d "
+                "catches this log up",
+                self._id,
+                self._term,
+            )
         self._leader = NO_NODE
         self._role = Role.FOLLOWER
         self._election_elapsed = 0
@@ -140,6 +151,12 @@ class RaftNode:
     @property
     def vote(self) -> int:
         return self._vote
+
+    @property
+    def recovering(self) -> bool:
+        """Whether this node lost its state and waits for a leader to catch it up before it
+        votes or campaigns (``Config.storage_lost``)."""
+        return self._recovering
 
     @property
     def role(self) -> Role:
@@ -306,7 +323,7 @@ class RaftNode:
         return pr
 
     def _promotable(self) -> bool:
-        return self._id in self._conf.voters
+        return self._id in self._conf.voters and not self._recovering
 
     # --- inputs: time ---------------------------------------------------------------------------
 
@@ -464,6 +481,11 @@ class RaftNode:
             or (msg.type is _MT.PRE_VOTE and msg.term > self._term)
         )
         resp_type = _MT.VOTE_RESP if msg.type is _MT.VOTE else _MT.PRE_VOTE_RESP
+        if self._recovering:
+            # It may have voted in this term before its state was lost, and its log may lack
+            # entries it acknowledged: granting could elect a second leader, or one without
+            # committed entries (Config.storage_lost).
+            can_vote = False
         if can_vote and self._log.is_up_to_date(msg.index, msg.log_term):
             # The granted answer carries the request's term so a pre-candidate can count it.
             self._msgs.append(Message(resp_type, msg.frm, self._id, msg.term))
@@ -515,14 +537,17 @@ class RaftNode:
             self._election_elapsed = 0
             self._leader = msg.frm
             self._handle_append(msg)
+            self._maybe_end_recovery()
         elif mtype is _MT.HEARTBEAT:
             self._election_elapsed = 0
             self._leader = msg.frm
             self._handle_heartbeat(msg)
+            self._maybe_end_recovery()
         elif mtype is _MT.SNAPSHOT:
             self._election_elapsed = 0
             self._leader = msg.frm
             self._handle_snapshot(msg)
+            self._maybe_end_recovery()
         elif mtype is _MT.TIMEOUT_NOW:
             if self._promotable():
                 logger.info("raft node %d: campaigning at once for leader transfer", self._id)
@@ -534,6 +559,28 @@ class RaftNode:
                 )
         elif mtype is _MT.READ_INDEX_RESP and not msg.reject:
             self._read_states.append(ReadState(msg.index, msg.context))
+
+    def _maybe_end_recovery(self) -> bool:
+        """A recovering follower whose commit index (learnt from the leader of its term, and
+        held in its log) is at an entry of that term has every entry committed before the
+        term: it records the leader as its vote for the term (it must not vote in it again)
+        and votes as usual from then on. Whether it ended the recovery."""
+        if not self._recovering or self._leader == NO_NODE:
+            return False
+        committed = self._log.committed
+        if committed == 0 or self._log.term(committed) != self._term:
+            return False
+        assert self._vote in (NO_NODE, self._leader), "a recovering node voted"
+        self._recovering = False
+        self._vote = self._leader
+        logger.info(
+            "raft node %d: recovered: caught up with leader %d of term %d at %d",
+            self._id,
+            self._leader,
+            self._term,
+            committed,
+        )
+        return True
 
     # --- the follower's side of replication ----------------------------------------------------
 
@@ -1124,7 +1171,7 @@ class RaftNode:
     # --- output -------------------------------------------------------------------------------
 
     def _hard_state(self) -> HardState:
-        return HardState(self._term, self._vote, self._log.committed)
+        return HardState(self._term, self._vote, self._log.committed, self._recovering)
 
     def has_ready(self) -> bool:
         """Whether :meth:`ready` would return a non-empty Ready."""
@@ -1139,6 +1186,7 @@ class RaftNode:
             or log.has_next_committed()
             or prev.term != self._term
             or prev.vote != self._vote
+            or prev.recovering != self._recovering
             or prev.commit != log.committed
             or self._prev_soft_state.leader_id != self._leader
             or self._prev_soft_state.role is not self._role
@@ -1156,7 +1204,11 @@ class RaftNode:
         log = self._log
         rd = Ready()
         prev = self._prev_hard_state
-        if prev.term != self._term or prev.vote != self._vote:
+        if (
+            prev.term != self._term
+            or prev.vote != self._vote
+            or prev.recovering != self._recovering
+        ):
             rd.hard_state = self._hard_state()
             rd.must_sync = True
         elif prev.commit != log.committed:

@@ -235,12 +235,17 @@ class HardState:
     """What must be durable before any message of the same Ready is sent.
 
     Invariants (over a node's life): ``term`` never decreases; ``vote`` changes only with a
-    term change or from NO_NODE; ``commit`` never decreases.
+    term change or from NO_NODE; ``commit`` never decreases; ``recovering`` goes from True to
+    False only (at the Ready that records the leader it caught up with as ``vote``).
     """
 
     term: int = 0
     vote: int = NO_NODE
     commit: int = 0
+    recovering: bool = False
+    """This replica lost its state for the group (``Config.storage_lost``) and has not yet
+    caught up with a leader: it grants no vote and does not campaign (see
+    ``Config.storage_lost``). Persisted, so a restart while recovering goes on recovering."""
 
 
 class Role(enum.Enum):
@@ -325,6 +330,21 @@ class Config:
     that joins later as a learner, must be given the same bootstrap configuration."""
     learners: Sequence[int] = ()
     """The bootstrap learners, under the same rule as ``voters``."""
+    storage_lost: bool = False
+    """This replica's durable state for the group is gone (its data dir wiped) while the group
+    already existed: it may have voted in a term it no longer remembers (a second vote in that
+    term could elect a second leader) and acknowledged entries it no longer holds (its vote
+    for a candidate without them could lose committed entries). Such a replica recovers
+    (``HardState.recovering``, persisted): it grants no vote or pre-vote, does not campaign
+    and ignores TIMEOUT_NOW until a leader of its current term has made its log hold that
+    leader's commit index at an entry of the leader's own term (so every entry committed
+    before that term, which the leader holds, is in this log); it then records that leader
+    as its vote for the term and votes as usual from the next term on. Its term still follows
+    every message, so the leader it waits for is at least as new as any term it heard of
+    since the wipe. Ignored in a group whose only voter is this node (nobody could catch it
+    up). The caller decides: e.g. no state file while the metadata says the group had a
+    leader (Kafka's KIP-853 gives a wiped voter a new directory id instead; etcd requires it
+    to be removed and added again)."""
     applied: int = 0
     """On restart: the index the caller's state machine has already applied. Committed entries
     after max(applied, log start) are handed out again in Ready.committed_entries."""

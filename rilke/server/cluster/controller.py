@@ -89,6 +89,25 @@ def open_metadata_log(data_dir: Path) -> tuple[PartitionLog, PartitionRaftStorag
         raise
 
 
+def metadata_state_lost(storage: PartitionRaftStorage, *, node_known: bool) -> bool:
+    """Whether this node lost its metadata group's Raft state: its data dir had an identity
+    before this start (``node_known``: it was a member) but no ``raft.state`` (wiped). Then
+    it may have voted in a term it no longer remembers: start the group with
+    ``storage_lost``. A new state file is written at once otherwise, so that a later wipe is
+    told apart from a first start. Blocks on disk (that write)."""
+    if not storage.fresh:
+        return False
+    if node_known:
+        log.warning(
+            "%s: no Raft state for the metadata group of a known node (wiped?): not voting "
+            "until a leader has caught it up",
+            storage.log.directory,
+        )
+        return True
+    storage.write_state()
+    return False
+
+
 class ClusterController:
     """The metadata group on this node (see the module docstring)."""
 
@@ -104,8 +123,11 @@ class ClusterController:
         settings: DeciderSettings | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         snapshot_bytes: int = DEFAULT_SNAPSHOT_BYTES,
+        storage_lost: bool = False,
     ) -> None:
+        """``storage_lost``: see :func:`metadata_state_lost` (``Config.storage_lost``)."""
         self.node_id = node_id
+        self._storage_lost = storage_lost
         self.cluster_id = cluster_id
         self.bootstrap_voters = tuple(sorted(bootstrap_voters))
         self.applier = MetadataApplier(node_id=node_id)
@@ -139,7 +161,12 @@ class ClusterController:
         snap = self._storage.snapshot()
         if snap.index > 0:
             self._restore(snap)
-        config = Config(self.node_id, voters=self.bootstrap_voters, applied=snap.index)
+        config = Config(
+            self.node_id,
+            voters=self.bootstrap_voters,
+            applied=snap.index,
+            storage_lost=self._storage_lost,
+        )
         self._runtime.add_group(
             METADATA_GROUP,
             self._storage,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rilke.errors import RilkeError
-from rilke.server.files import write_atomically
+from rilke.storage.files import atomic_write
 
 IDENTITY_FILE = "cluster.json"
 _VERSION = 1
@@ -79,7 +79,7 @@ def check_identity(data_dir: Path, wanted: NodeIdentity) -> None:
         }
         if wanted.voters:
             doc["voters"] = {str(n): a for n, a in wanted.voters}
-        write_atomically(Path(data_dir) / IDENTITY_FILE, json.dumps(doc).encode() + b"\n")
+        atomic_write(Path(data_dir) / IDENTITY_FILE, json.dumps(doc).encode() + b"\n")
         return
     if have.node_id != wanted.node_id:
         raise NodeIdentityError(

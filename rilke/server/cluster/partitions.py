@@ -192,7 +192,10 @@ class ClusterPartitionFactory:
         same = meta is not None and spec.topic_id in ("", meta.topic_id)
         if kind == KIND_REPLICATED and meta is not None and same:
             group = group_name(meta.topic_id, spec.partition)
-            return kind, self._replicated(replace(spec, replicas=replicas, group=group))
+            info = self._view().partition(spec.topic, spec.partition)
+            epoch = info.leader_epoch if info is not None else 0
+            built = replace(spec, replicas=replicas, group=group, leader_epoch=epoch)
+            return kind, self._replicated(built)
         return KIND_REMOTE, RemotePartition(self._local(spec), self._node_id, self._view)
 
 

@@ -38,8 +38,8 @@ from pathlib import Path
 from rilke.partition.interface import Partition
 from rilke.replication.controller import MetadataView, TopicMeta
 from rilke.server.broker import Broker
-from rilke.server.files import write_atomically
 from rilke.server.topics import is_internal
+from rilke.storage.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class TopicMirror:
 
     def _record(self, index: int) -> None:
         if self._index_path is not None:
-            write_atomically(self._index_path, f"{index}\n".encode())
+            atomic_write(self._index_path, f"{index}\n".encode())
         self.floor_index = index
 
     async def sync(self, view: MetadataView) -> bool:

@@ -2,7 +2,7 @@
 AlterConfigs and IncrementalAlterConfigs (topic configs only).
 
 A single node is its own controller, so every admin request is served here. On a node of a
-cluster, topic changes go through its TopicAdmin (rilke.server.kafka.cluster) to the controller
+cluster, topic changes go through its TopicAdmin (rilke.server.topic_admin) to the controller
 leader, and are answered once committed there and applied here. Errors come back per topic
 with Kafka's code and, where the version has the field, Rilke's message.
 """
@@ -17,9 +17,9 @@ from typing import Any
 from rilke.errors import InvalidConfigError, InvalidRequestError, InvalidTopicError
 from rilke.server.broker import Broker
 from rilke.server.kafka import errors as ec
-from rilke.server.kafka.cluster import TopicAdmin
 from rilke.server.kafka.codec import RequestHeader
 from rilke.server.kafka.types import Message
+from rilke.server.topic_admin import TopicAdmin
 from rilke.server.topics import is_internal
 
 log = logging.getLogger(__name__)

@@ -20,35 +20,14 @@ Pure functions over a :class:`MetadataView`: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
 
 from rilke.replication.controller import NO_LEADER, BrokerInfo, MetadataView
 from rilke.server.kafka import errors as ec
 from rilke.server.kafka.types import Message
+from rilke.server.topic_admin import TopicAdmin
 from rilke.server.topics import is_internal
-
-
-class TopicAdmin(Protocol):
-    """Topic changes through the controller (rilke.server.cluster.admin.ClusterAdmin)."""
-
-    async def create_topic(
-        self,
-        name: str,
-        num_partitions: int,
-        replication_factor: int,
-        configs: Mapping[str, str],
-        validate_only: bool,
-    ) -> None: ...
-
-    async def delete_topic(self, name: str) -> None: ...
-
-    async def create_partitions(self, name: str, total: int, validate_only: bool) -> None: ...
-
-    async def alter_configs(
-        self, name: str, set_: Mapping[str, str], delete: Sequence[str], validate_only: bool
-    ) -> None: ...
 
 
 @dataclass(frozen=True)

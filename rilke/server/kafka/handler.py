@@ -40,6 +40,7 @@ from rilke.server.kafka.errors import (
 )
 from rilke.server.kafka.types import Message
 from rilke.server.stats import BrokerStats
+from rilke.server.tcp_listener import TcpListener
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class _Close(Exception):
     """Close this connection (the reason is logged by who raises)."""
 
 
-class KafkaListener:
+class KafkaListener(TcpListener):
     def __init__(
         self,
         apis: KafkaApis,
@@ -68,60 +69,28 @@ class KafkaListener:
     ) -> None:
         """``stats``: where requests, errors, latency and topic bytes are counted (none if
         None)."""
+        super().__init__()
         self._apis = apis
         self._counters = KafkaCounters(stats) if stats is not None else None
         self._max_frame_bytes = max_frame_bytes
         self._idle_timeout_s = DEFAULT_IDLE_TIMEOUT_S if idle_timeout_s is None else idle_timeout_s
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
-        self.address: tuple[str, int] | None = None
-
-    async def start(self, host: str, port: int) -> tuple[str, int]:
-        """Bind and serve; returns the bound (host, port). Raises OSError when it cannot bind."""
-        self._server = await asyncio.start_server(self._accept, host, port, reuse_address=True)
-        sockname = self._server.sockets[0].getsockname()
-        self.address = (host, int(sockname[1]))
-        return self.address
-
-    @property
-    def connection_count(self) -> int:
-        """Client connections open now."""
-        return len(self._connections)
 
     async def stop(self) -> None:
         """Stop accepting, wake long polls, close every connection."""
         self._apis.stop()
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        for task in list(self._connections):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 5)
-            self._server = None
+        await super().stop()
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer_info = writer.get_extra_info("peername")
         peer = f"{peer_info[0]}:{peer_info[1]}" if peer_info else "unknown"
         try:
             await self._serve(reader, writer, peer)
-        except (_Close, asyncio.CancelledError):
-            pass  # cancelled: the listener stops (asyncio's accept callback must not see it)
+        except _Close:
+            pass
         except (ConnectionError, asyncio.IncompleteReadError):
             log.debug("kafka client %s: connection lost", peer)
         except Exception:
             log.exception("kafka client %s: unexpected error; closing the connection", peer)
-        finally:
-            self._connections.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1)
 
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str

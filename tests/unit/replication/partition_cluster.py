@@ -78,7 +78,9 @@ class PartitionCluster:
         for node_id, server in servers.items():
             await self._start_node(node_id, server)
 
-    async def _start_node(self, node_id: int, server: grpc.aio.Server) -> Node:
+    async def _start_node(
+        self, node_id: int, server: grpc.aio.Server, known_epoch: int = 0
+    ) -> Node:
         peers = {n: a for n, a in self.addrs.items() if n != node_id}
         transport = TransportConfig(
             self.cluster_id, node_id, self.addrs[node_id], liveness_timeout_s=TICK_S * 10
@@ -92,7 +94,14 @@ class PartitionCluster:
             host, node_id, raft_config=Config(node_id, election_timeout_ticks=10)
         )
         spec = PartitionSpec(
-            TOPIC, 0, plog, self.config, log_dir, replicas=self.replicas, group=GROUP
+            TOPIC,
+            0,
+            plog,
+            self.config,
+            log_dir,
+            replicas=self.replicas,
+            group=GROUP,
+            leader_epoch=known_epoch,
         )
         partition = factory(spec)
         assert isinstance(partition, ReplicatedPartition)
@@ -112,12 +121,14 @@ class PartitionCluster:
         node.log.close()
         return node
 
-    async def restart_node(self, node_id: int, *, wipe: bool = False) -> Node:
+    async def restart_node(self, node_id: int, *, wipe: bool = False, known_epoch: int = 0) -> Node:
+        """Start a stopped node again (from an empty data dir with ``wipe``); ``known_epoch``
+        is the leader epoch the metadata would give its partition (as a broker's does)."""
         if wipe:
             shutil.rmtree(self.root / f"n{node_id}")
         server = grpc.aio.server()
         server.add_insecure_port(self.addrs[node_id])
-        return await self._start_node(node_id, server)
+        return await self._start_node(node_id, server, known_epoch)
 
     async def close(self) -> None:
         for node_id in list(self.nodes):

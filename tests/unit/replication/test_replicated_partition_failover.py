@@ -13,7 +13,6 @@ import pytest
 
 from rilke.errors import NotLeaderError
 from rilke.partition.interface import ACKS_ALL, ACKS_LEADER
-from rilke.records.builder import BatchBuilder
 from rilke.records.reader import read_records
 from rilke.storage.config import LogConfig
 
@@ -265,35 +264,3 @@ def record_value_at(records: bytes, offset: int) -> bytes:
         if record.offset == offset:
             return bytes(record.value or b"")
     raise AssertionError(f"no record at offset {offset}")
-
-
-def test_compacted_topic_is_not_compacted_so_a_lagging_follower_catches_up(
-    tmp_path: Path,
-) -> None:
-    # Compaction would leave offset gaps no follower could append (its group would stop):
-    # a replicated partition keeps its compacted topic's records for now.
-    config = LogConfig(segment_bytes=1024, cleanup_policy="compact")
-
-    async def scenario() -> None:
-        cluster = PartitionCluster(tmp_path, config=config)
-        await cluster.start()
-        try:
-            leader = await cluster.wait_leader()
-            lagging = cluster.followers()[0]
-            await cluster.stop_node(lagging.node_id)
-            for i in range(60):
-                builder = BatchBuilder()
-                builder.append(b"one key", b"v%d" % i, None, 1_000)  # compaction keeps the last
-                await leader.partition.append(builder.build(), ACKS_ALL)
-            for node in cluster.nodes.values():
-                await node.partition.maintain(int(time.time() * 1000))
-            back = await cluster.restart_node(lagging.node_id)
-            end = leader.log.log_end_offset
-            await wait_until(
-                lambda: back.partition.high_watermark == end, what="the follower to catch up"
-            )
-            assert data_values(back) == [b"v%d" % i for i in range(60)]
-        finally:
-            await cluster.close()
-
-    asyncio.run(scenario())

@@ -5,6 +5,7 @@ health`'s verdicts."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 import grpc
@@ -26,9 +27,16 @@ from rilke.replication.controller import (
     TopicMeta,
 )
 from rilke.replication.host import ReplicationHost
+from rilke.replication.raft.types import Role
 from rilke.replication.transport import TransportConfig
 from rilke.server.broker import Broker
-from rilke.server.cluster.controller import ClusterController, open_metadata_log
+from rilke.server.cluster.controller import (
+    METADATA_DIR,
+    METADATA_GROUP,
+    ClusterController,
+    metadata_state_lost,
+    open_metadata_log,
+)
 from rilke.server.cluster.partitions import (
     KIND_LOCAL,
     KIND_REMOTE,
@@ -331,3 +339,47 @@ def test_served_metadata_takes_the_nodes_own_fresher_raft_leaders() -> None:
     assert served.applied_offset == 9 and served.brokers is raw.brokers
     assert fresher_view(raw, [], 1) is raw
     assert raw.partition("t", 0) == recorded[0]  # the applied view itself is not changed
+
+
+def test_a_known_node_without_metadata_state_recovers_before_it_votes(tmp_path: Path) -> None:
+    """A first start writes the metadata group's state at once; a node whose data dir has an
+    identity but no such state lost it (wiped) and starts its group recovering."""
+    plog, storage = open_metadata_log(tmp_path)
+    assert storage.fresh
+    assert not metadata_state_lost(storage, node_known=False)  # a first start
+    plog.close()
+    plog, storage = open_metadata_log(tmp_path)
+    assert not storage.fresh  # written at once: a later absence means a wipe
+    assert not metadata_state_lost(storage, node_known=True)
+    plog.close()
+    shutil.rmtree(tmp_path / METADATA_DIR)
+    plog, storage = open_metadata_log(tmp_path)
+    assert metadata_state_lost(storage, node_known=True)
+
+    async def main() -> None:
+        server = grpc.aio.server()
+        port = server.add_insecure_port("127.0.0.1:0")
+        host = ReplicationHost(
+            TransportConfig("c1", 1, f"127.0.0.1:{port}"), {}, server=server, tick_s=0.02
+        )
+        controller = ClusterController(
+            1,
+            host.runtime,
+            storage,
+            cluster_id="c1",
+            bootstrap_voters=[1, 2, 3],
+            validate_topic=lambda name, n: None,
+            storage_lost=True,
+        )
+        controller.start()
+        try:
+            core = host.runtime.node(METADATA_GROUP)
+            assert core.recovering
+            core.campaign()
+            assert core.role is Role.FOLLOWER and core.term == 0
+        finally:
+            await controller.stop()
+            await host.close()
+            plog.close()
+
+    asyncio.run(main())

@@ -5,7 +5,7 @@ from pathlib import Path
 from batches import DefaultRecordBatch, make_batch
 from storage_crash import crash
 
-from rilke.records.header import iter_headers, read_header
+from rilke.records.header import BatchHeader, iter_headers, read_header
 from rilke.storage import LogConfig, PartitionLog
 from rilke.storage.cleaner import finish_compaction, plan_compaction
 
@@ -173,3 +173,53 @@ def test_a_plan_takes_only_segments_below_the_given_recovery_point(tmp_path: Pat
     assert [segment for segment, *_ in plan.cleaned] == [first]
     finish_compaction(log, plan)
     assert log.segments[1] is second
+
+
+def test_kept_empty_batches_leave_no_offset_gap(tmp_path: Path) -> None:
+    # A replicated log's batches are its Raft entries: with keep_empty_batches a batch whose
+    # records all went stays as a header with its offset span, so the offsets stay contiguous
+    # batch by batch and the kept records are those plain compaction keeps.
+    plain = _keyed_log(tmp_path / "plain")
+    kept_log = _keyed_log(tmp_path / "kept")
+    headers_before = [h for _, h in _headers(kept_log)]
+    for log, keep in ((plain, False), (kept_log, True)):
+        log.flush_rolled_segments()
+        log.checkpoint()
+        plan = plan_compaction(log, now_ms=0, keep_empty_batches=keep)
+        assert plan is not None
+        plan.run()
+        finish_compaction(log, plan)
+    assert all_records(kept_log) == all_records(plain)
+    headers_after = [h for _, h in _headers(kept_log)]
+    assert [(h.base_offset, h.last_offset_delta) for h in headers_after] == [
+        (h.base_offset, h.last_offset_delta) for h in headers_before
+    ]
+    emptied = [h for h in headers_after if h.records_count == 0]
+    assert len(emptied) > 40  # 60 batches of 5 keys: all but each key's newest (and the active)
+    before_by_offset = {h.base_offset: h for h in headers_before}
+    for header in emptied:
+        old = before_by_offset[header.base_offset]
+        assert (header.max_timestamp, header.partition_leader_epoch) == (
+            old.max_timestamp,
+            old.partition_leader_epoch,
+        )
+    # Plain compaction left gaps instead.
+    plain_bases = [h.base_offset for _, h in _headers(plain)]
+    assert len(plain_bases) < len(headers_before)
+    # The cleaned log reopens after a crash with the same batches.
+    crash(kept_log)
+    reopened = PartitionLog.open(tmp_path / "kept" / "t-0", COMPACT, now_ms=0, recover=True)
+    assert [h for _, h in _headers(reopened)] == headers_after
+
+
+def _headers(log: PartitionLog) -> list[tuple[int, BatchHeader]]:
+    out = []
+    offset = log.log_start_offset
+    while offset < log.log_end_offset:
+        result = log.read(offset, 1 << 20)
+        if not result.records:
+            break
+        for position, header in iter_headers(result.records, check=True):
+            out.append((position, header))
+            offset = header.next_offset
+    return out

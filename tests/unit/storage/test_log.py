@@ -344,6 +344,22 @@ def test_retention_by_time_and_bytes(tmp_path: Path) -> None:
     assert log.size_bytes() - log.segments[0].size < 1500
 
 
+def test_retention_stops_at_the_high_watermark_it_is_given(tmp_path: Path) -> None:
+    config = LogConfig(segment_bytes=1000, retention_ms=1000, retention_bytes=-1)
+    log = open_log(tmp_path / "t-0", config)
+    fill(log, 40, ts=10_000)
+    bases = [s.base_offset for s in log.segments]
+    assert len(bases) > 3
+    # Every sealed segment is expired; a high watermark inside the third keeps it and all after.
+    high_watermark = bases[2] + 1
+    assert log.apply_retention(now_ms=10**9, high_watermark=high_watermark) == 2
+    assert log.log_start_offset == bases[2] <= high_watermark
+    # At a segment's base offset, the segments before it may go (they end there).
+    assert log.apply_retention(now_ms=10**9, high_watermark=bases[3]) == 1
+    assert log.log_start_offset == bases[3]
+    assert log.apply_retention(now_ms=10**9, high_watermark=bases[3]) == 0
+
+
 def test_flush_is_shared_and_policy_driven(tmp_path: Path) -> None:
     log = open_log(tmp_path / "t-0", LogConfig(flush_messages=5))
     fill(log, 2, records=2)
