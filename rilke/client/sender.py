@@ -28,6 +28,7 @@ from rilke.client.transport import error_from_proto
 from rilke.errors import (
     BrokerNotAvailableError,
     DuplicateSequenceError,
+    InvalidProducerEpochError,
     KafkaTimeoutError,
     OutOfOrderSequenceError,
     ProducerClosedError,
@@ -58,6 +59,9 @@ class _PartitionState:
     # Sequenced batches sent under the current producer id, in sequence order, from the
     # oldest one not done on (see MAX_UNACKNOWLEDGED_BATCHES).
     window: deque[ProducerBatch] = field(default_factory=deque)
+    # Batches waiting for a retry that an earlier attempt may have written (it ended without
+    # an answer, or with an error that does not say the broker refused it before writing).
+    maybe_written: set[ProducerBatch] = field(default_factory=set)
 
     def window_full(self, limit: int) -> bool:
         window = self.window
@@ -273,8 +277,15 @@ class Sender:
         self._reset_pending = False
         self.producer_resets += 1
         now = time.monotonic()
+        indeterminate: list[ProducerBatch] = []
         for st in self._partitions.values():
             st.next_sequence = 0
+            # A batch an earlier attempt may have written is not sent again under the new id:
+            # the broker could not know it for a retry and would write it twice. It fails as
+            # a delivery timeout does (it may or may not be in the log).
+            indeterminate.extend(b for b in st.retries if b in st.maybe_written)
+            st.retries = [b for b in st.retries if b not in st.maybe_written]
+            st.maybe_written.clear()
             st.retries.sort(key=lambda b: b.base_sequence)
             # What the old id sent is done with; the batches resent open the new id's window.
             st.window = deque(st.retries) if self.idempotent else deque()
@@ -290,9 +301,20 @@ class Sender:
                 b.retry_at_s = now
         log.warning(
             "producer id %d has a batch that failed for good: producing as producer id %d "
-            "from now on (batches still waiting are sent again under it)",
+            "from now on (batches still waiting are sent again under it, but for %d that "
+            "may have been written already: they fail)",
             old,
             self.producer_id,
+            len(indeterminate),
+        )
+        self._fail(
+            indeterminate,
+            KafkaTimeoutError(
+                "record not delivered: an attempt to send it ended without an answer, so it "
+                "may or may not be in the log, and the producer had to take a new producer id "
+                "(another batch failed for good), under which sending it again could write it "
+                "twice"
+            ),
         )
         return True
 
@@ -515,6 +537,7 @@ class Sender:
 
     def _on_success(self, batch: ProducerBatch, base_offset: int, log_append_time: int) -> None:
         self._remove_in_flight(batch)
+        self._partitions[batch.tp].maybe_written.discard(batch)
         self._failed_on.pop(batch.tp, None)
         if not batch.done:
             data = batch.data
@@ -535,6 +558,7 @@ class Sender:
         if isinstance(exc, DuplicateSequenceError):
             # The broker already has these records (an earlier attempt landed): success, but
             # the offset is not known.
+            st.maybe_written.discard(batch)
             if not batch.done:
                 self.metrics.on_batch_sent(batch.record_count, batch.size)
             batch.complete(-1, -1, self.acc.lock)
@@ -542,6 +566,11 @@ class Sender:
             return
         if exc.invalid_metadata:
             self.cluster.request_update()
+        if self.idempotent and not isinstance(
+            exc, (OutOfOrderSequenceError, InvalidProducerEpochError)
+        ):
+            # Only a sequence or epoch refusal says the broker wrote nothing of it.
+            st.maybe_written.add(batch)
         earlier_pending = any(
             b.base_sequence < batch.base_sequence for b in st.in_flight + st.retries
         )
@@ -586,6 +615,9 @@ class Sender:
 
     def _fail(self, batches: list[ProducerBatch], exc: BaseException) -> None:
         for b in batches:
+            st = self._partitions.get(b.tp)
+            if st is not None:
+                st.maybe_written.discard(b)
             if not b.done:
                 self.metrics.on_batch_failed(b.record_count)
             b.fail(exc, self.acc.lock)
