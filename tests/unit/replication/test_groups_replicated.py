@@ -7,6 +7,7 @@ serving at once; a restarted node is a follower that answers NotCoordinator."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,10 @@ from rilke.replication.raft.types import Role
 from rilke.server.coordinator import CoordinatorConfig, TopicPartition
 from rilke.server.group_service import GroupManager
 from rilke.server.offsets_log import LedPartitionOffsetsLog
+from rilke.storage.config import LogConfig
 
 from .cluster import wait_until
-from .partition_cluster import GROUP, PartitionCluster, data_values
+from .partition_cluster import GROUP, Node, PartitionCluster, data_values
 
 
 class OneOffsetsPartition:
@@ -182,6 +184,82 @@ def test_coordinator_moves_with_the_partition_leader(tmp_path: Path) -> None:
                 await fetch(successor)
             offsets = await serving(managers[old.node_id])
             assert offsets == {("orders", 0): 10, ("orders", 1): 20}
+        finally:
+            for m in managers.values():
+                await m.stop()
+            await cluster.close()
+
+    asyncio.run(scenario())
+
+
+async def settled_coordinator(cluster: PartitionCluster, managers: dict[int, GroupManager]) -> Node:
+    """The node that leads and serves the (empty) group: whoever leads once the group settles
+    (on a loaded machine the first leader may lose the leadership before it serves)."""
+    deadline = asyncio.get_running_loop().time() + 60.0
+    while True:
+        leader = await cluster.wait_leader()
+        try:
+            if await fetch(managers[leader.node_id]) == {}:
+                return leader
+        except (CoordinatorLoadInProgressError, NotCoordinatorError):
+            pass
+        assert asyncio.get_running_loop().time() < deadline, "no coordinator served"
+        await asyncio.sleep(0.02)
+
+
+def test_compacted_offsets_partition_is_replayed_bounded_after_a_failover(
+    tmp_path: Path,
+) -> None:
+    # __consumer_offsets is compacted on every replica (small segments here, so that the
+    # commits fill several sealed ones): a new coordinator replays only the newest record per
+    # key, and rebuilds the same offsets and member.
+    config = LogConfig(segment_bytes=2048, cleanup_policy="compact")
+    commits = 150
+
+    async def scenario() -> None:
+        cluster = PartitionCluster(tmp_path, config=config)
+        await cluster.start()
+        managers: dict[int, GroupManager] = {}
+        try:
+            for node_id in cluster.replicas:
+                managers[node_id] = await manager(cluster, node_id)
+            old = await settled_coordinator(cluster, managers)
+            coordinator = managers[old.node_id]
+            member = await coordinator.heartbeat(join(), "ipv4:127.0.0.1:1")
+            assert error_of(member) is None
+            for i in range(commits):
+                commit = pb.OffsetCommitRequest(
+                    group_id="g", member_id=member.member_id, member_epoch=member.member_epoch
+                )
+                commit.partitions.add(topic="orders", partition=0, offset=i)
+                commit.partitions.add(topic="orders", partition=1, offset=2 * i)
+                answer = await coordinator.offset_commit(commit)
+                assert error_of(answer) is None, answer.error.message
+            want = {("orders", 0): commits - 1, ("orders", 1): 2 * (commits - 1)}
+            assert await fetch(coordinator) == want
+            written = len(data_values(old))
+            assert written >= 2 * commits
+            now_ms = int(time.time() * 1000)
+            for node in cluster.nodes.values():
+                await node.partition.maintain(now_ms)
+                # Bounded: the sealed segments keep one record per key; only the active
+                # segment's records (at most a segment's worth) are more.
+                assert len(data_values(node)) < written / 3, f"node {node.node_id}"
+
+            await coordinator.stop()
+            del managers[old.node_id]
+            await cluster.stop_node(old.node_id)
+            new = await cluster.wait_leader(not_=old.node_id)
+            successor = managers[new.node_id]
+            assert await serving(successor) == want
+            again = await successor.heartbeat(
+                pb.ConsumerGroupHeartbeatRequest(
+                    group_id="g", member_id=member.member_id, member_epoch=member.member_epoch
+                ),
+                "ipv4:127.0.0.1:1",
+            )
+            assert error_of(again) is None, again.error.message
+            assert again.member_epoch == member.member_epoch
         finally:
             for m in managers.values():
                 await m.stop()
