@@ -148,7 +148,9 @@ class FakeLog:
     def flush_due(self, now_ms: int) -> bool:
         return False
 
-    def apply_retention(self, now_ms: int, *, defer_unlink: bool = False) -> int:
+    def apply_retention(
+        self, now_ms: int, *, defer_unlink: bool = False, high_watermark: int | None = None
+    ) -> int:
         self.maintenance_runs += 1
         return 0
 
