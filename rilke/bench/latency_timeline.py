@@ -92,6 +92,12 @@ def register(subparsers: Any) -> None:
         help="a config of the topics, e.g. flush.messages=1 (repeatable)",
     )
     p.add_argument("--record-size", type=int, default=100)
+    p.add_argument(
+        "--produce-path",
+        default="unary",
+        choices=["unary", "stream"],
+        help="the produce phase's producer: unary Produce calls or one ProduceStream",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     p.set_defaults(func=run)
 
@@ -138,7 +144,11 @@ def _produce_phase(bootstrap: str, topic: str, args: argparse.Namespace) -> tupl
 
     values = payloads(args.record_size)
     with Producer(
-        bootstrap, acks=args.acks, linger_ms=args.linger_ms, client_id="rilke-bench-timeline"
+        bootstrap,
+        acks=args.acks,
+        linger_ms=args.linger_ms,
+        client_id="rilke-bench-timeline",
+        produce_path=args.produce_path,
     ) as producer:
         producer.partitions_for(topic)
         for i in range(20):  # warm-up, outside the window

@@ -1,7 +1,10 @@
 """The producer's record accumulator: per-partition batches filled by send(), drained by the sender.
 
-Callers append from any thread under one lock (no thread hop per record); the sender, on the
-client's event loop, drains batches that are full, older than ``linger_ms``, or flushed. The
+Callers append from any thread under one lock (no thread hop per record); the lock is held
+for a few list appends per record, since records stay unencoded until the sender closes
+their batch (encoding them there in one call), so callers and the sender rarely wait for
+each other. The sender, on the client's event loop, drains batches that are full, older than
+``linger_ms``, or flushed. The
 bytes held by unfinished batches are bounded by ``buffer_memory``: :meth:`append` reports a
 full buffer and the producer facade decides how to wait.
 """
@@ -20,8 +23,11 @@ from rilke.client import codec
 from rilke.client.batch import ProducerBatch
 from rilke.client.structs import TopicPartition
 
-RECORD_OVERHEAD_BYTES = 24
-"""A conservative per-record overhead over key and value (varints, attributes)."""
+RECORD_OVERHEAD_BYTES = 32
+"""The most bytes a record adds to a batch beyond its key, value and headers: the record's
+length (5), attributes (1), timestamp delta (10), offset delta (5), key and value lengths (5
+each) and the headers count (1). A batch's ``size`` adds this per record, so it bounds the
+encoded batch."""
 
 BATCH_OVERHEAD_BYTES = 61
 """The batch header."""
@@ -88,6 +94,8 @@ class RecordAccumulator:
         )
         if queue is None:
             queue = self._queues[tp] = deque()
+        batch.size = BATCH_OVERHEAD_BYTES
+        self.buffered_bytes += BATCH_OVERHEAD_BYTES
         queue.append(batch)
         self.incomplete.add(batch)
         self.next_expiry_s = min(self.next_expiry_s, batch.deadline_s)
@@ -102,46 +110,60 @@ class RecordAccumulator:
         value: bytes | None,
         headers: Any,
         timestamp_ms: int,
-        size_hint: int = 0,
+        size_hint: int = -1,
     ) -> tuple[ProducerBatch, int, bool]:
         """Append one record to ``tp``'s open batch, opening one if needed.
 
-        ``size_hint`` (the record's key and value bytes) closes the open batch first when the
-        record would carry it past ``max_batch_bytes``, the most a broker takes in one batch.
-        Returns (batch, index in batch, whether a new batch was opened). Raises
-        :class:`BufferFull` (nothing appended) while buffered bytes exceed buffer_memory, and
-        whatever the codec raises for a bad key, value or header (nothing appended).
+        ``key`` and ``value`` are bytes or None, ``headers`` a sequence of (str, bytes or
+        None) pairs or None/empty, ``size_hint`` the record's key and value bytes (-1: count
+        them here). The record is kept unencoded (see :class:`ProducerBatch`); the open batch
+        is closed first when the record could carry it past ``max_batch_bytes``, the most a
+        broker takes in one batch. Returns (batch, index in batch, whether a new batch was
+        opened). Raises :class:`BufferFull` (nothing appended) while buffered bytes exceed
+        buffer_memory, and TypeError for a key, value or header of the wrong type (nothing
+        appended).
         """
+        if value is not None and value.__class__ is not bytes:
+            raise TypeError(f"value must be bytes or None, not {type(value).__name__}")
+        if key is not None and key.__class__ is not bytes:
+            raise TypeError(f"key must be bytes or None, not {type(key).__name__}")
+        if size_hint < 0:
+            size_hint = (len(key) if key is not None else 0) + (
+                len(value) if value is not None else 0
+            )
+        encoded_headers = None
+        if headers:
+            encoded_headers = codec.encode_headers(headers)
+            size_hint += len(encoded_headers)
+        bound = size_hint + RECORD_OVERHEAD_BYTES
         with self.lock:
             if self.closed:
                 self._refuse_closed()
             queue = self._queues.get(tp)
             batch = queue[-1] if queue else None
             created = False
-            if (
-                batch is not None
-                and batch.size + size_hint + RECORD_OVERHEAD_BYTES > self.max_batch_bytes
-                and batch.record_count
-            ):
-                batch.full = True
             if batch is None or batch.full:
                 batch, queue = self._open_batch(tp, queue)
                 created = True
-            before = batch.size
-            try:
-                size = batch.builder.append(key, value, headers, timestamp_ms)
-            except BaseException:
-                if created and queue is not None:  # no empty batch: the broker refuses those
-                    queue.pop()
-                    self.incomplete.discard(batch)
-                    if not queue:
-                        del self._queues[tp]
-                raise
+            elif batch.size + bound > self.max_batch_bytes and batch.record_count:
+                batch.full = True
+                batch, queue = self._open_batch(tp, queue)
+                created = True
             index = batch.record_count
             batch.record_count = index + 1
+            batch.values.append(value)
+            if key is not None or batch.keys is not None:
+                if batch.keys is None:
+                    batch.keys = [None] * index
+                batch.keys.append(key)
+            if encoded_headers is not None or batch.headers is not None:
+                if batch.headers is None:
+                    batch.headers = [None] * index
+                batch.headers.append(encoded_headers)
             batch.timestamps.append(timestamp_ms)
+            size = batch.size + bound
             batch.size = size
-            self.buffered_bytes += size - before
+            self.buffered_bytes += bound
             if size >= self.batch_size:
                 batch.full = True
                 if self.sender_sleeping:
@@ -162,44 +184,67 @@ class RecordAccumulator:
         stop: int,
         largest: int,
     ) -> tuple[ProducerBatch, int, int]:
-        """Append records ``values[start:stop]`` (keys from ``keys``, or null) to ``tp``'s
-        open batch, opening one if needed, until that batch is full. ``largest`` (the key
-        and value bytes of the largest record) keeps the batch within ``max_batch_bytes``.
-        Returns (batch, index in
-        the batch of the first record appended, index after the last one appended: ``stop``
-        when all fit). The caller calls again from there. Raises :class:`BufferFull` (nothing
-        appended) while buffered bytes exceed buffer_memory, and what the codec raises for a
-        bad key or value (nothing appended).
+        """Append records ``values[start:stop]`` (keys from ``keys``, or null; bytes or None)
+        to ``tp``'s open batch, opening one if needed, until that batch is full. ``largest``
+        (the key and value bytes of the largest record) keeps the batch within
+        ``max_batch_bytes``. Returns (batch, index in the batch of the first record appended,
+        index after the last one appended: ``stop`` when all fit). The caller calls again from
+        there. Raises :class:`BufferFull` (nothing appended) while buffered bytes exceed
+        buffer_memory, and TypeError for a key or value that is not bytes or None (nothing
+        appended).
         """
+        if start >= stop:
+            raise ValueError(f"append_many of no records ({start}..{stop})")
+        if keys is not None and len(keys) < stop:
+            raise ValueError(f"{len(keys)} keys for values up to index {stop}")
+        per = largest + RECORD_OVERHEAD_BYTES  # the most one record adds
         with self.lock:
             if self.closed:
                 self._refuse_closed()
             queue = self._queues.get(tp)
             batch = queue[-1] if queue else None
             created = False
-            # Past this size one more record could carry the batch over max_batch_bytes.
-            limit = min(self.batch_size, self.max_batch_bytes - largest - RECORD_OVERHEAD_BYTES)
-            if batch is not None and batch.record_count and batch.size >= limit:
-                batch.full = True
-            if batch is None or batch.full:
+            if (
+                batch is None
+                or batch.full
+                or (batch.record_count and batch.size + per > self.max_batch_bytes)
+            ):
+                if batch is not None:
+                    batch.full = True
                 batch, queue = self._open_batch(tp, queue)
                 created = True
-            before = batch.size
-            try:
-                end = batch.builder.append_many(keys, values, timestamp_ms, start, stop, limit)
-            except BaseException:
-                if created and queue is not None:  # no empty batch: the broker refuses those
-                    queue.pop()
-                    self.incomplete.discard(batch)
-                    if not queue:
-                        del self._queues[tp]
-                raise
+            size = batch.size
+            # As many as surely fit under max_batch_bytes (at least one: the caller checked
+            # that one record fits an empty batch), stopping at the one that reaches batch_size.
+            fit = min((self.max_batch_bytes - size) // per, -(-(self.batch_size - size) // per))
+            end = min(stop, start + max(fit, 1))
+            added_values = values[start:end]
+            added_keys = keys[start:end] if keys is not None else None
+            for column, what in ((added_values, "value"), (added_keys, "key")):
+                if column is not None and any(
+                    x is not None and x.__class__ is not bytes for x in column
+                ):
+                    if created and queue is not None:  # no empty batch: the broker refuses those
+                        self._drop_new(tp, batch, queue)
+                    raise TypeError(f"every {what} must be bytes or None")
+            added = sum(map(len, filter(None, added_values)))
+            if added_keys is not None:
+                added += sum(map(len, filter(None, added_keys)))
+            count = end - start
+            added += count * RECORD_OVERHEAD_BYTES
             first = batch.record_count
-            batch.record_count = first + end - start
-            batch.timestamps.extend(repeat(timestamp_ms, end - start))
-            size = batch.builder.size_in_bytes
+            batch.record_count = first + count
+            batch.values.extend(added_values)
+            if added_keys is not None or batch.keys is not None:
+                if batch.keys is None:
+                    batch.keys = [None] * first
+                batch.keys.extend(added_keys if added_keys is not None else repeat(None, count))
+            if batch.headers is not None:
+                batch.headers.extend(repeat(None, count))
+            batch.timestamps.extend(repeat(timestamp_ms, count))
+            size += added
             batch.size = size
-            self.buffered_bytes += size - before
+            self.buffered_bytes += added
             if end < stop or size >= self.batch_size:
                 batch.full = True
                 if self.sender_sleeping:
@@ -209,6 +254,16 @@ class RecordAccumulator:
                 self.sender_sleeping = False
                 self.wakeup()
             return batch, first, end
+
+    def _drop_new(
+        self, tp: TopicPartition, batch: ProducerBatch, queue: deque[ProducerBatch]
+    ) -> None:
+        """Take back a batch just opened that got no record; under the lock."""
+        queue.pop()
+        self.incomplete.discard(batch)
+        self.buffered_bytes -= batch.size
+        if not queue:
+            del self._queues[tp]
 
     def _refuse_closed(self) -> NoReturn:
         from rilke.errors import ProducerClosedError

@@ -25,6 +25,12 @@ class ProducerBatch:
 
     Lifecycle: open (taking records) -> closed (drained by the sender; ``data`` built,
     sequence stamped) -> done (``base_offset`` or ``exception`` set, exactly once).
+
+    While open, the records are kept as columns, not encoded: ``values``, ``keys`` (None
+    while every key is null), ``headers`` (encoded headers sections; None while no record has
+    any) and ``timestamps``, so an append is a few list appends under the accumulator's
+    lock. The sender encodes them in one call when it closes the batch (:meth:`encode`).
+    ``size`` is an upper bound of the encoded batch's bytes.
     """
 
     __slots__ = (
@@ -40,6 +46,8 @@ class ProducerBatch:
         "deadline_s",
         "exception",
         "full",
+        "headers",
+        "keys",
         "lock",
         "log_append_time",
         "record_count",
@@ -47,6 +55,7 @@ class ProducerBatch:
         "size",
         "timestamps",
         "tp",
+        "values",
     )
 
     def __init__(
@@ -65,6 +74,9 @@ class ProducerBatch:
         self.record_count = 0
         self.size = 0
         self.timestamps: list[int] = []
+        self.values: list[bytes | None] = []
+        self.keys: list[bytes | None] | None = None
+        self.headers: list[bytes | None] | None = None
         self.full = False
         self.data: bytes | None = None
         self.base_sequence = -1
@@ -76,6 +88,17 @@ class ProducerBatch:
         self._done_event = threading.Event()
         self._callbacks: list[tuple[int, Callable[[Any], object], bool]] | None = None
         self._loop_waiters: list[asyncio.Future[None]] | None = None
+
+    def encode(self) -> Any:
+        """Encode the records into the builder (once, when the batch is closed: no appends
+        after it) and return the builder."""
+        builder = self.builder
+        values = self.values
+        if values:
+            builder.append_columns(self.keys, values, self.headers, self.timestamps)
+            self.values = []
+            self.keys = self.headers = None
+        return builder
 
     @property
     def done(self) -> bool:
@@ -110,6 +133,8 @@ class ProducerBatch:
             self.exception = exc
             self.builder = None
             self.data = None
+            self.values = []
+            self.keys = self.headers = None
             self._done_event.set()
             callbacks, self._callbacks = self._callbacks, None
             waiters, self._loop_waiters = self._loop_waiters, None

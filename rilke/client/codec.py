@@ -13,6 +13,7 @@ from typing import Any
 
 from rilke.errors import RilkeError
 from rilke.records import header as hdr
+from rilke.records.builder import encode_headers as _encode_headers
 from rilke.records.reader import RecordColumns, read_batch
 
 
@@ -71,3 +72,10 @@ def read_records(batch: bytes | memoryview, header: Any, check_crc: bool) -> lis
     hold (bad CRC when ``check_crc``, bad records, unsupported codec).
     """
     return read_batch(batch, 0, check_crc=check_crc).records()
+
+
+def encode_headers(headers: Any) -> bytes:
+    """A record's headers (a sequence of (str, bytes or None)) encoded for
+    :meth:`BatchBuilder.append_columns`. Raises TypeError for a key that is not str or a value
+    that is not bytes-like or None."""
+    return _encode_headers(headers)

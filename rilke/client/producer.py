@@ -51,6 +51,7 @@ from rilke.errors import (
 log = logging.getLogger(__name__)
 
 _new_tuple = tuple.__new__
+_INT64_MAX = (1 << 63) - 1
 
 Headers = Iterable[tuple[str, "bytes | str | None"]]
 
@@ -312,8 +313,10 @@ class _ProducerCore:
             tp = self._tps[(topic, partition)] = TopicPartition(topic, partition)
         if timestamp_ms is None:
             timestamp_ms = time.time_ns() // 1_000_000
-        elif timestamp_ms < 0:
-            raise ValueError(f"timestamp_ms must be >= 0 (ms since the epoch), not {timestamp_ms}")
+        elif not 0 <= timestamp_ms <= _INT64_MAX:
+            raise ValueError(
+                f"timestamp_ms must be in 0..2**63-1 (ms since the epoch), not {timestamp_ms}"
+            )
         batch, index, _ = self.acc.append(tp, key, value, headers, timestamp_ms, size)
         if sticky and batch.full:
             self._sticky.on_new_batch(topic, num_partitions, partition)

@@ -246,3 +246,60 @@ def encode_records(  # noqa: PLR0917  (the hot path: positional on purpose)
         if size >= limit_bytes:
             break
     return i, b"".join(parts)
+
+
+def encode_columns(  # noqa: PLR0917  (the hot path: positional on purpose)
+    keys: list[Any] | None,  # Any: checked below, so both builds raise the same TypeError
+    values: list[Any],
+    headers: list[Any] | None,
+    timestamps: list[int],
+    first_delta: int,
+    base_timestamp: int,
+) -> bytes:
+    """Encode the records ``values[i]`` with ``keys[i]`` (null keys when ``keys`` is None),
+    ``headers[i]`` (each an encoded headers section, count first, or None for none; no headers
+    at all when ``headers`` is None) and create time ``timestamps[i]``, at offset deltas from
+    ``first_delta`` on, timestamp deltas from ``base_timestamp``. Returns the encoded records.
+    Raises TypeError for a key, value or headers section that is not bytes, ValueError for a
+    record of more than int32 bytes; nothing is returned then. The caller checks that the
+    lists are as long as ``values``, the offset deltas stay within int32 and the timestamp
+    deltas within int64.
+    """
+    small = SMALL_VARINTS
+    small_limit = SMALL_VARINT_LIMIT
+    parts: list[bytes] = []
+    add = parts.append
+    delta = first_delta
+    count = len(values)
+    for i in range(count):
+        value = values[i]
+        key = keys[i] if keys is not None else None
+        hp = headers[i] if headers is not None else None
+        odv = small[delta] if delta < small_limit else encode_varint(delta)
+        ts_delta = timestamps[i] - base_timestamp
+        tsv = small[ts_delta] if 0 <= ts_delta < small_limit else encode_varint(ts_delta)
+        if key is None:
+            kp = b"\x01"
+        else:
+            if key.__class__ is not bytes:
+                raise TypeError(f"key must be bytes or None, not {type(key).__name__}")
+            n = len(key)
+            kp = (small[n] if n < small_limit else encode_varint(n)) + key
+        if value is None:
+            vp = b"\x01"
+        else:
+            if value.__class__ is not bytes:
+                raise TypeError(f"value must be bytes or None, not {type(value).__name__}")
+            n = len(value)
+            vp = (small[n] if n < small_limit else encode_varint(n)) + value
+        if hp is None:
+            hp = b"\x00"
+        elif hp.__class__ is not bytes:
+            raise TypeError(f"an encoded headers section must be bytes, not {type(hp).__name__}")
+        n = 1 + len(tsv) + len(odv) + len(kp) + len(vp) + len(hp)
+        if n > INT32_MAX:
+            raise ValueError(f"record of {n} bytes exceeds int32")
+        lp = small[n] if n < small_limit else encode_varint(n)
+        add(b"".join((lp, b"\x00", tsv, odv, kp, vp, hp)))
+        delta += 1
+    return b"".join(parts)

@@ -136,6 +136,14 @@ def _check_timestamp(timestamp_ms: int, highest: int = INT64_MAX) -> None:
         raise ValueError(f"timestamp {timestamp_ms} out of range")
 
 
+def encode_headers(headers: Sequence[HeaderIn]) -> bytes:
+    """A record's headers section (count, then each key and value) for
+    :meth:`BatchBuilder.append_columns`. Raises TypeError for a key that is not str or a
+    value that is not bytes-like or None, UnicodeEncodeError for a key that is not valid
+    text."""
+    return _encode_headers(headers) if headers else _NO_HEADERS
+
+
 def _encode_headers(headers: Sequence[HeaderIn]) -> bytes:
     n = len(headers)
     parts: list[bytes] = [encode_varint(n)]
@@ -358,6 +366,55 @@ class BatchBuilder:
         self._count += end - start
         self._next_delta += end - start
         return end
+
+    def append_columns(
+        self,
+        keys: list[bytes | None] | None,
+        values: list[bytes | None],
+        headers: list[bytes | None] | None,
+        timestamps: list[int],
+    ) -> int:
+        """Append the records ``values[i]`` with ``keys[i]`` (or null keys), ``headers[i]``
+        (a headers section as :func:`encode_headers` made it, or None; None for the list: no
+        headers) and create time ``timestamps[i]`` at the next offsets; returns the batch's
+        size so far (uncompressed).
+
+        The columnar form of :meth:`append`, for a producer that keeps a batch's records as
+        lists until it closes the batch: one call encodes them all (one of the hot loops the
+        optional accelerator compiles). Keys and values must be bytes or None. Raises
+        ValueError for lists of different lengths, timestamps or deltas out of range, and
+        TypeError as :meth:`append` does, leaving the batch unchanged.
+        """
+        if self._built is not None:
+            raise ValueError("the batch is already built")
+        count = len(values)
+        for name, column in (("keys", keys), ("headers", headers)):
+            if column is not None and len(column) != count:
+                raise ValueError(f"{len(column)} {name} for {count} values")
+        if len(timestamps) != count:
+            raise ValueError(f"{len(timestamps)} timestamps for {count} values")
+        if not count:
+            return len(self._buffer)
+        if self._next_delta + count - 1 > INT32_MAX:
+            raise ValueError("offset delta would exceed int32")
+        lowest = min(timestamps)
+        highest = max(timestamps)
+        base = self._base_timestamp if self._count else timestamps[0]
+        _check_timestamp(lowest)
+        _check_timestamp(highest)
+        if lowest - base < INT64_MIN or highest - base > INT64_MAX:
+            raise ValueError(f"timestamps {lowest}..{highest} too far from the base {base}")
+        data: bytes = _hot.encode_columns(keys, values, headers, timestamps, self._next_delta, base)
+        buf = self._buffer
+        buf += data
+        if self._count == 0:
+            self._base_timestamp = base
+            self._max_timestamp = highest
+        elif highest > self._max_timestamp:
+            self._max_timestamp = highest
+        self._count += count
+        self._next_delta += count
+        return len(buf)
 
     def append_at(
         self,

@@ -36,6 +36,7 @@ from rilke.proto import rilke_pb2_grpc as pb_grpc
 from rilke.replication.controller import MetadataView, TopicMeta
 from rilke.server.broker import Broker
 from rilke.server.local_view import local_metadata_view
+from rilke.server.ordered_stream import answer_in_order
 from rilke.server.partition import VALID_ACKS, AppendResult, Partition
 from rilke.server.stats import RPC_FAILED, ApiStats, BrokerStats
 from rilke.server.topic_admin import TopicAdmin
@@ -134,6 +135,22 @@ def _wake(woken: asyncio.Future[None], *_: object) -> None:
     acknowledgement: by its future or its timer), any number of times."""
     if not woken.done():
         woken.set_result(None)
+
+
+def _mark_produced(
+    response: pb.ProduceResponse, handler_ns: int, appended_ns: int, acked_ns: int
+) -> None:
+    """The broker's timeline marks of a produce request, keyed by each base offset."""
+    for p in response.partitions:
+        if p.base_offset >= 0:
+            timeline.mark("broker_handler", p.base_offset, handler_ns)
+            timeline.mark("broker_appended", p.base_offset, appended_ns)
+            timeline.mark("broker_acked", p.base_offset, acked_ns)
+
+
+def _acknowledged(started: list[_Started]) -> bool:
+    """Whether every partition of a started produce request has its result already."""
+    return all(future is None or future.done() for _, future, _ in started)
 
 
 async def _wait_done(future: asyncio.Future[Any], timeout_s: float) -> None:
@@ -269,44 +286,39 @@ class BrokerService(pb_grpc.BrokerServicer):
         started = self._start_produce(request)
         appended_ns = timeline.now_ns()
         response = await self._finish_produce(started, request.timeout_ms, request.correlation_id)
-        acked_ns = timeline.now_ns()
-        for p in response.partitions:
-            if p.base_offset >= 0:
-                timeline.mark("broker_handler", p.base_offset, handler_ns)
-                timeline.mark("broker_appended", p.base_offset, appended_ns)
-                timeline.mark("broker_acked", p.base_offset, acked_ns)
+        _mark_produced(response, handler_ns, appended_ns, timeline.now_ns())
         return response
 
     async def ProduceStream(
         self, request_iterator: AsyncIterator[pb.ProduceRequest], context: Any
     ) -> AsyncIterator[pb.ProduceResponse]:
         """Pipelined produce: requests are written as they arrive (in order), responses are
-        sent in request order, at most MAX_STREAM_IN_FLIGHT awaiting their acknowledgement."""
-        queue: asyncio.Queue[tuple[pb.ProduceRequest, list[_Started]] | None] = asyncio.Queue(
-            MAX_STREAM_IN_FLIGHT
-        )
+        sent in request order, at most MAX_STREAM_IN_FLIGHT awaiting their acknowledgement;
+        an answer that waits for nothing is sent from the stream's own task at once
+        (rilke.server.ordered_stream)."""
 
-        async def read_requests() -> None:
-            try:
-                async for request in request_iterator:
-                    await queue.put((request, self._start_produce(request)))
-            finally:
-                await queue.put(None)
+        marks: dict[int, tuple[int, int]] = {}  # timeline: handler and appended ns by request
 
-        reader = asyncio.ensure_future(read_requests())
-        try:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    break
-                request, started = item
-                yield await self._finish_produce(
-                    started, request.timeout_ms, request.correlation_id
-                )
-            await reader  # surfaces an error of the request stream
-        finally:
-            if not reader.done():
-                reader.cancel()
+        def start(request: pb.ProduceRequest) -> list[_Started]:
+            if not timeline.ENABLED:
+                return self._start_produce(request)
+            handler_ns = timeline.now_ns()
+            started = self._start_produce(request)
+            marks[request.correlation_id] = (handler_ns, timeline.now_ns())
+            return started
+
+        async def finish(request: pb.ProduceRequest, started: list[_Started]) -> Any:
+            response = await self._finish_produce(
+                started, request.timeout_ms, request.correlation_id
+            )
+            if timeline.ENABLED:
+                _mark_produced(response, *marks.pop(request.correlation_id), timeline.now_ns())
+            return response
+
+        async for response in answer_in_order(
+            request_iterator, start, _acknowledged, finish, MAX_STREAM_IN_FLIGHT
+        ):
+            yield response
 
     # --- fetch -------------------------------------------------------------------------------
 
@@ -355,6 +367,8 @@ class BrokerService(pb_grpc.BrokerServicer):
                 failed = True
                 continue
             out.records = data.records
+            if data.next_offset >= 0:
+                out.next_offset = data.next_offset
             if data.records:
                 sent.append((wanted.topic, data.records))
             out.high_watermark = data.high_watermark

@@ -9,8 +9,10 @@ moves, never how:
   error (unknown topic, partition or broker, an unavailable broker, a count other than the
   replication factor without ``force``, a move already running) before anything changes.
 - :func:`plan_rebalance`: after a broker was added, the fewest single-replica moves that
-  spread replicas over the live brokers within one of each other, then reorders replica
-  lists (no data moves) so that preferred leaders (first replicas) are spread the same way.
+  spread replicas over the live brokers within one of each other (no move puts two replicas
+  of a partition on one rack: the spread may stay wider when racks forbid it), then reorders
+  replica lists (no data moves) so that preferred leaders (first replicas) are spread the
+  same way.
 - :func:`plan_decommission`: every replica off one broker, each to the live broker with the
   fewest replicas that holds none of that partition.
 
@@ -120,9 +122,11 @@ def plan_rebalance(state: MetadataState) -> list[Move]:
         if not part.target and set(part.replicas) <= alive_set:
             targets[(topic.name, p)] = list(part.replicas)
 
-    # Replicas: move one from the fullest broker to the emptiest until within one.
+    # Replicas: move one from the fullest broker to the emptiest until within one (or until
+    # no move keeps the partitions' racks distinct).
+    rack = {b.broker_id: b.rack for b in state.brokers.values()}
     while True:
-        move = _find_replica_move(alive, replica_count, targets)
+        move = _find_replica_move(alive, replica_count, targets, rack)
         if move is None:
             break
         key, hi, lo = move
@@ -163,11 +167,25 @@ def _by_load(alive: list[int], count: dict[int, int]) -> tuple[list[int], list[i
     return full, empty
 
 
+def _rack_kept(replicas: list[int], hi: int, lo: int, rack: dict[int, str | None]) -> bool:
+    """Whether moving a replica from ``hi`` to ``lo`` puts no two replicas of the partition on
+    one rack that were not already (as placement does on create; brokers without a rack
+    constrain nothing)."""
+    lo_rack = rack.get(lo)
+    if lo_rack is None or lo_rack == rack.get(hi):
+        return True
+    return all(rack.get(b) != lo_rack for b in replicas if b != hi)
+
+
 def _find_replica_move(
-    alive: list[int], count: dict[int, int], targets: dict[tuple[str, int], list[int]]
+    alive: list[int],
+    count: dict[int, int],
+    targets: dict[tuple[str, int], list[int]],
+    rack: dict[int, str | None],
 ) -> tuple[tuple[str, int], int, int] | None:
     """(partition, from, to) of one replica move narrowing the spread, or None. A move off a
-    partition's preferred leader is taken only when no other fits (leaders stay put)."""
+    partition's preferred leader is taken only when no other fits (leaders stay put); a move
+    that would put two of a partition's replicas on one rack is never taken."""
     full, empty = _by_load(alive, count)
     for hi in full:
         for lo in empty:
@@ -175,7 +193,7 @@ def _find_replica_move(
                 break
             fallback = None
             for key, replicas in targets.items():
-                if hi in replicas and lo not in replicas:
+                if hi in replicas and lo not in replicas and _rack_kept(replicas, hi, lo, rack):
                     if replicas[0] != hi:
                         return key, hi, lo
                     fallback = fallback or key

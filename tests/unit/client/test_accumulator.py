@@ -164,3 +164,47 @@ def test_expire_knows_the_soonest_deadline_without_the_lock():
     big = make(batch_size=10)
     b2, _, _ = big.append_many(TP0, None, [b"a" * 20, b"b"], 5, 0, 2, 20)
     assert big.next_expiry_s == b2.deadline_s
+
+
+def test_records_stay_unencoded_until_the_batch_is_encoded_and_size_bounds_the_bytes():
+    """An append keeps the record as columns (keys and headers only once a record has one);
+    encoding the closed batch writes every record, within the size the accumulator counted."""
+    from rilke.records import read_batch
+
+    acc = make(batch_size=100_000, buffer_memory=1_000_000)
+    b, _, _ = acc.append(TP0, None, b"a", None, 5)
+    acc.append(TP0, None, b"b" * 300, None, 5 + 10**11)  # a far timestamp: a long varlong
+    assert b.keys is None and b.headers is None and b.values == [b"a", b"b" * 300]
+    acc.append(TP0, b"k", b"c", [("h", b"v")], 4)
+    assert b.keys == [None, None, b"k"] and b.headers[:2] == [None, None]
+    assert b.builder.record_count == 0  # nothing encoded yet
+    ready, _, _ = acc.drain(time.monotonic() + 1, always)
+    assert ready == [b]
+    data = b.encode().build()
+    assert len(data) <= b.size == acc.buffered_bytes
+    records = read_batch(data, 0).records()
+    assert [(r.key, r.value, r.timestamp, r.headers) for r in records] == [
+        (None, b"a", 5, ()),
+        (None, b"b" * 300, 5 + 10**11, ()),
+        (b"k", b"c", 4, (("h", b"v"),)),
+    ]
+
+
+def test_a_bad_header_changes_nothing():
+    acc = make()
+    with pytest.raises(TypeError):
+        acc.append(TP0, None, b"x", [(1, b"v")], 1)  # type: ignore[list-item]
+    assert not acc.has_queued() and acc.buffered_bytes == 0
+    b, _, _ = acc.append(TP0, None, b"x", None, 1)
+    with pytest.raises(TypeError):
+        acc.append(TP0, b"k", b"y", [("h", 5)], 1)  # type: ignore[list-item]
+    assert b.values == [b"x"] and b.keys is None and b.headers is None and b.record_count == 1
+
+
+def test_append_many_checks_every_record_before_appending():
+    acc = make(batch_size=10_000)
+    with pytest.raises(TypeError, match="value"):
+        acc.append_many(TP0, None, [b"a", "text"], 5, 0, 2, 4)  # type: ignore[list-item]
+    assert not acc.has_queued() and acc.buffered_bytes == 0
+    b, first, end = acc.append_many(TP0, [b"k", None], [b"a", b"b"], 5, 0, 2, 2)
+    assert (first, end) == (0, 2) and b.keys == [b"k", None] and b.timestamps == [5, 5]

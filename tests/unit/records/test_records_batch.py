@@ -500,3 +500,58 @@ def test_append_many_refuses_bad_input_and_changes_nothing() -> None:
     assert [r.value for r in read_records(b.build())] == [b"x"]
     with pytest.raises(ValueError, match="already built"):
         b.append_many(None, [b"late"], 7)
+
+
+# --- append_columns: the producer's deferred encoding --------------------------------------
+
+
+def test_append_columns_writes_what_appending_one_by_one_writes() -> None:
+    from rilke.records.builder import encode_headers
+
+    n = 300
+    keys: list[bytes | None] = [b"k%d" % i if i % 3 else None for i in range(n)]
+    values: list[bytes | None] = [bytes(i % 200) if i % 7 else None for i in range(n)]
+    heads = [[("h", b"v%d" % i), ("n", None)] if i % 5 == 0 else None for i in range(n)]
+    # Deltas before and after the base, small, two-byte and far (a varlong of many bytes).
+    stamps = [10**12 + (i * 977 if i % 4 else -i) + (i == 9) * 10**11 for i in range(n)]
+    for codec in CODECS:
+        one = BatchBuilder(compression=codec)
+        cols = BatchBuilder(compression=codec)
+        for builder in (one, cols):
+            builder.append(b"first", b"v", None, 10**12 - 5)
+        for k, v, h, t in zip(keys, values, heads, stamps, strict=True):
+            one.append(k, v, h, t)
+        encoded = [encode_headers(h) if h else None for h in heads]
+        assert cols.append_columns(keys, values, encoded, stamps) == one.size_in_bytes
+        assert cols.max_timestamp == one.max_timestamp and cols.record_count == n + 1
+        assert cols.build() == one.build()
+    bare = BatchBuilder()
+    bare.append_columns(None, [b"a", None], None, [7, 5])
+    assert [
+        (r.offset, r.key, r.value, r.timestamp, r.headers) for r in read_records(bare.build())
+    ] == [
+        (0, None, b"a", 7, ()),
+        (1, None, None, 5, ()),
+    ]
+
+
+def test_append_columns_refuses_bad_input_and_changes_nothing() -> None:
+    b = BatchBuilder()
+    b.append(None, b"x", None, 7)
+    before = b.size_in_bytes
+    with pytest.raises(TypeError, match="value must be bytes"):
+        b.append_columns(None, [b"ok", "text"], None, [7, 7])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="key must be bytes"):
+        b.append_columns([b"k", 5], [b"ok", b"ok"], None, [7, 7])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="headers section"):
+        b.append_columns(None, [b"ok"], [[("h", b"v")]], [7])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="keys"):
+        b.append_columns([b"k"], [b"ok", b"ok"], None, [7, 7])
+    with pytest.raises(ValueError, match="timestamps"):
+        b.append_columns(None, [b"ok", b"ok"], None, [7])
+    with pytest.raises(ValueError, match="out of range"):
+        b.append_columns(None, [b"ok"], None, [1 << 63])
+    assert b.size_in_bytes == before and b.record_count == 1
+    assert [r.value for r in read_records(b.build())] == [b"x"]
+    with pytest.raises(ValueError, match="already built"):
+        b.append_columns(None, [b"late"], None, [7])
