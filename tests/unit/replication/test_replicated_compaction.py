@@ -190,6 +190,7 @@ def test_a_retry_of_a_compacted_away_batch_is_still_deduplicated_after_a_rebuild
             end = leader.log.log_end_offset
             await wait_until(
                 lambda: all(n.partition.high_watermark == end for n in cluster.nodes.values()),
+                30.0,
                 what="every replica to commit everything",
             )
             await maintain_all(cluster)
@@ -203,7 +204,9 @@ def test_a_retry_of_a_compacted_away_batch_is_still_deduplicated_after_a_rebuild
             (successor.data_dir / "t-0" / "producer-state.json").unlink(missing_ok=True)
             back = await cluster.restart_node(successor.node_id)
             await wait_until(
-                lambda: back.partition.high_watermark == end, what="the restarted node to commit"
+                lambda: back.partition.high_watermark == end,
+                30.0,
+                what="the restarted node to commit",
             )
 
             def handed_over() -> bool:
@@ -220,6 +223,7 @@ def test_a_retry_of_a_compacted_away_batch_is_still_deduplicated_after_a_rebuild
             # Not written again: after ``end`` the log holds only the new leader's no-op.
             await wait_until(
                 lambda: back.partition.high_watermark == back.log.log_end_offset,
+                30.0,
                 what="the new leader's entries to commit",
             )
             tail = back.log.read(end, 1 << 20).records
