@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="the seed to run")
     parser.add_argument(
         "--scenario",
-        choices=[*sorted(SCENARIOS), "all"],
+        choices=[*sorted(SCENARIOS), "all", "replication", "controller"],
         default="random",
         help="a family of runs; 'all' sweeps every scenario in turn",
     )

@@ -15,8 +15,8 @@ from tests.sim.replication.disk import SimDisk
 from tests.sim.replication.loop import StalledError, VirtualTimeLoop
 from tests.sim.replication.runner import run_seed
 
-CI_SEEDS = range(24)
-"""12 seeds per scenario: about 0.3 s of CPU each (20-30 s in all on an idle machine)."""
+CI_SEEDS = range(8)
+"""Per scenario: about 0.3 s of CPU a seed (20-30 s in all on an idle machine)."""
 
 
 def test_virtual_loop_jumps_to_the_next_timer() -> None:
@@ -88,8 +88,9 @@ def test_checker_catches_a_lost_acknowledgement() -> None:
         checker.ack(0, 5, 1001, 0)
 
 
-def test_a_run_is_a_function_of_its_seed() -> None:
-    first, second = run_seed(11), run_seed(11)
+@pytest.mark.parametrize("scenario", ["replication", "controller"])
+def test_a_run_is_a_function_of_its_seed(scenario: str) -> None:
+    first, second = run_seed(11, scenario), run_seed(11, scenario)
     assert first.ok, first.failure
     assert (first.steps, first.events, first.stats) == (second.steps, second.events, second.stats)
     assert first.stats["acked"] > 0 and first.stats["committed_batches"] > 0
@@ -107,11 +108,11 @@ def test_the_checks_catch_a_disk_that_lies_about_fsync() -> None:
     }
 
 
-@pytest.mark.parametrize("scenario", ["ci", "crash"])
+@pytest.mark.parametrize("scenario", ["ci", "crash", "controller"])
 def test_fixed_seed_budget_runs_clean(scenario: str) -> None:
     bad = []
     crashes = acked = 0
-    for seed in CI_SEEDS[: len(CI_SEEDS) // 2]:
+    for seed in CI_SEEDS:
         result = run_seed(seed, scenario)
         crashes += result.stats["crashes"]
         acked += result.stats["acked"]
