@@ -52,13 +52,16 @@ class FetchedChunk:
     the end), the position and header of each whole batch (each header read once, when it
     arrived), the partition's ``generation`` then, the bytes it counts against the prefetch
     bound, and the error of a batch header after those that could not be read (raised once
-    their records are handed out)."""
+    their records are handed out). ``next_offset``: where the broker said the next fetch
+    starts, when that is past the last batch (offsets compacted away after it): the position
+    moves there once the chunk's records are taken; -1: not past it."""
 
     data: bytes
     batches: list[tuple[int, hdr.BatchHeader]]
     generation: int
     nbytes: int
     error: RilkeError | None = None
+    next_offset: int = -1
 
 
 @dataclass
@@ -296,7 +299,9 @@ class Fetcher:
                 if out or end > position:
                     rest = chunk.batches[i:]
                     nbytes = sum(h.size for _, h in rest)
-                    left = FetchedChunk(data, rest, chunk.generation, nbytes, chunk.error)
+                    left = FetchedChunk(
+                        data, rest, chunk.generation, nbytes, chunk.error, chunk.next_offset
+                    )
                     return out, left, end
                 raise type(exc)(
                     f"{topic}-{partition}: the batch at offsets {header.base_offset}-"
@@ -336,6 +341,7 @@ class Fetcher:
             if out or end > position:
                 return out, FetchedChunk(data, [], chunk.generation, 0, chunk.error), end
             raise chunk.error
+        end = max(end, chunk.next_offset)
         return out, None, end
 
     def has_buffered(self) -> bool:
@@ -607,20 +613,33 @@ class Fetcher:
                 st.failures = 0
                 st.high_watermark = r.high_watermark
                 data = r.records
+                # The broker's word on where to go on: past offsets it no longer holds.
+                told = r.next_offset if r.HasField("next_offset") else -1
                 if not data:
+                    if told > offset:  # nothing left before it (a compacted tail)
+                        st.chunks.append(FetchedChunk(b"", [], gen, 0, None, told))
+                        st.fetch_offset = told
+                        got_data = True
                     continue
                 batches, unreadable = scanned[(r.topic, r.partition)]
                 next_offset = max(offset, batches[-1][1].next_offset) if batches else offset
+                past = -1
                 if unreadable is not None:  # a header after the whole batches does not hold
                     unreadable = type(unreadable)(
                         f"{r.topic}-{r.partition}: the batch at offset {next_offset} cannot be "
                         f"read ({unreadable}); seek() past it to skip it"
                     )
+                elif (
+                    told > next_offset
+                    and batches
+                    and batches[-1][0] + batches[-1][1].size == len(data)
+                ):
+                    next_offset = past = told  # every batch sent is here: skip the gap
                 elif next_offset <= offset:
                     continue
                 if timeline.ENABLED:
                     timeline.mark("fetch_response", offset)
-                st.chunks.append(FetchedChunk(data, batches, gen, len(data), unreadable))
+                st.chunks.append(FetchedChunk(data, batches, gen, len(data), unreadable, past))
                 st.buffered_bytes += len(data)
                 st.fetch_offset = next_offset
                 got_data = True

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,12 +39,31 @@ from rilke.records.header import set_producer
 
 log = logging.getLogger(__name__)
 
+MAX_UNACKNOWLEDGED_BATCHES = 5
+"""With idempotence, the batches of one partition sent from its oldest unacknowledged one on
+(that one included, acknowledged or not) are at most this many: the broker remembers the last
+five batches of each producer per partition (``BATCHES_REMEMBERED``), so a retry of any batch
+not yet acknowledged is always among them and is answered as a duplicate with its original
+offset. Kafka's rule (max.in.flight.requests.per.connection <= 5); here it is counted per
+partition, because gRPC answers requests out of order: a request held by the broker (another
+of its partitions stalled) let later batches of the same partition be written, past the
+broker's five, and its retry was refused as out of order (tests/faults/FINDINGS.md 1)."""
+
 
 @dataclass
 class _PartitionState:
     next_sequence: int = 0
     in_flight: list[ProducerBatch] = field(default_factory=list)
     retries: list[ProducerBatch] = field(default_factory=list)
+    # Sequenced batches sent under the current producer id, in sequence order, from the
+    # oldest one not done on (see MAX_UNACKNOWLEDGED_BATCHES).
+    window: deque[ProducerBatch] = field(default_factory=deque)
+
+    def window_full(self, limit: int) -> bool:
+        window = self.window
+        while window and window[0].done:
+            window.popleft()
+        return len(window) >= limit
 
 
 def restamp_producer(
@@ -90,6 +109,7 @@ class Sender:
         self.retry_backoff_max_ms = retry_backoff_max_ms
         self.request_timeout_s = request_timeout_ms / 1000.0
         self.max_in_flight = max_in_flight
+        self.max_unacknowledged = min(max_in_flight, MAX_UNACKNOWLEDGED_BATCHES)
         self.max_request_size = max_request_size
         self.idempotent = enable_idempotence
         self.producer_id = -1
@@ -256,6 +276,8 @@ class Sender:
         for st in self._partitions.values():
             st.next_sequence = 0
             st.retries.sort(key=lambda b: b.base_sequence)
+            # What the old id sent is done with; the batches resent open the new id's window.
+            st.window = deque(st.retries) if self.idempotent else deque()
             for b in st.retries:
                 # (The broker refused a new id: the batches go out without idempotence.)
                 b.base_sequence = st.next_sequence if self.idempotent else -1
@@ -333,6 +355,8 @@ class Sender:
         st = self._partitions[tp]
         if st.retries:
             return False
+        if self.idempotent and st.window_full(self.max_unacknowledged):
+            return False
         return not (
             st.in_flight and not self.idempotent and self.retries > 0 and self.max_in_flight == 1
         )
@@ -364,6 +388,8 @@ class Sender:
             if timeline.ENABLED:
                 timeline.mark_pending(batch, "drained")
             self._close_batch(batch)
+            if self.idempotent:
+                self._partitions[batch.tp].window.append(batch)
             by_node[self.cluster.leader_for(batch.tp)].append(batch)
         for node, batches in by_node.items():
             for request_batches in self._split(batches):

@@ -46,6 +46,9 @@ class FetchedData:
     high_watermark: int
     last_stable_offset: int
     log_start_offset: int
+    # Where the next read starts: after the batches in records, or past offsets the log no
+    # longer holds (compacted away); -1: not known.
+    next_offset: int = -1
 
 
 @dataclass(frozen=True, slots=True)

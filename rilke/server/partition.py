@@ -237,7 +237,13 @@ class LocalPartition:
             raise OffsetOutOfRangeError(f"fetch offset {offset} is negative")
         high_watermark = self._log.log_end_offset
         result = self._log.read(offset, max_bytes, max_offset=high_watermark)
-        return FetchedData(result.records, high_watermark, high_watermark, result.log_start_offset)
+        return FetchedData(
+            result.records,
+            high_watermark,
+            high_watermark,
+            result.log_start_offset,
+            result.next_offset,
+        )
 
     def offsets(self) -> PartitionOffsets:
         end = self._log.log_end_offset

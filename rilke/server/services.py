@@ -367,6 +367,8 @@ class BrokerService(pb_grpc.BrokerServicer):
                 failed = True
                 continue
             out.records = data.records
+            if data.next_offset >= 0:
+                out.next_offset = data.next_offset
             if data.records:
                 sent.append((wanted.topic, data.records))
             out.high_watermark = data.high_watermark

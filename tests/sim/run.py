@@ -141,7 +141,7 @@ def _replication(args: argparse.Namespace, argv: list[str] | None) -> int:
         if not result.ok:
             failures.append(seed)
             print(report(result), flush=True)
-        if i % 500 == 0 or i == args.seeds:
+        if i % 100 == 0 or i == args.seeds:
             elapsed = time.perf_counter() - started
             print(
                 f"{i} seeds ({scenario}, {args.first}..{seed}) in {elapsed:.0f}s: "

@@ -36,6 +36,7 @@ FAULT_KINDS = (
     "crash",
     "crash_leader",
     "crash_in_flush",
+    "power_cut",
     "isolate",
     "isolate_leader",
     "one_way",
@@ -79,7 +80,14 @@ SCENARIOS = ("replication", "ci", "crash")
 def draw_knobs(rng: random.Random, scenario: str) -> Knobs:
     kinds = FAULT_KINDS
     if scenario == "crash":
-        kinds = ("crash", "crash_leader", "crash_in_flush", "slow_fsync", "sync_errors")
+        kinds = (
+            "crash",
+            "crash_leader",
+            "crash_in_flush",
+            "power_cut",
+            "slow_fsync",
+            "sync_errors",
+        )
     return Knobs(
         nodes=rng.choice((3, 3, 3, 5)),
         partitions=rng.choice((1, 2)),
@@ -224,6 +232,10 @@ class _Run:
             if kind == "crash":
                 if node.up:
                     self._crash(node, duration)
+            elif kind == "power_cut":
+                self.event("power cut: every node at once")
+                for other in self.nodes.values():
+                    self._crash(other, rng.uniform(0.05, 0.5))
             elif kind == "crash_in_flush":
                 if node.up:
                     self.event(f"n{target} crashes in its next fsync window")
@@ -386,8 +398,9 @@ class _Run:
         return True
 
 
-def run_seed(seed: int, scenario: str = "replication") -> Result:
-    """Run one seed; a violation is in the result (``ok`` False), never raised."""
+def run_seed(seed: int, scenario: str = "replication", *, lying_fsync: bool = False) -> Result:
+    """Run one seed; a violation is in the result (``ok`` False), never raised.
+    ``lying_fsync``: every node's disk skips the log's fsyncs (the checks must catch it)."""
     logging.getLogger("rilke").setLevel(logging.CRITICAL)
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     loop = VirtualTimeLoop()
@@ -402,6 +415,8 @@ def run_seed(seed: int, scenario: str = "replication") -> Result:
         with SimDisk(root, random.Random(f"{seed}/disk"), torn_probability=0.0) as disk:
             run = _Run(seed, scenario, root, disk, tasks)
             del torn
+            for node in run.nodes.values():
+                node.knobs.lying_fsync = lying_fsync
             disk.torn_probability = run.knobs.torn_probability
             result = Result(seed, scenario, run.knobs)
             try:

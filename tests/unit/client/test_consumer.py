@@ -143,6 +143,29 @@ def test_the_position_moves_past_a_trailing_control_batch(fake):
         assert [(r.offset, r.value) for r in poll_all(c, 1)] == [(3, b"c")]
 
 
+def test_the_position_moves_past_a_compacted_gap_the_broker_names(fake):
+    """Offsets compacted away after the last batch (or before any) are skipped where the
+    broker's next_offset says; without it the consumer cannot know and waits at the gap."""
+    fake.broker.create("t", 1)
+    put_batch(fake, [b"a", b"b"])
+    fake.broker.next_offset[("t", 0)] = 5  # offsets 2..4 compacted away
+    with Consumer(bootstrap_servers=fake.address, auto_offset_reset="earliest") as c:
+        c.assign([TP])
+        assert [r.value for r in poll_all(c, 2)] == [b"a", b"b"]
+        wait_for(lambda: (c.poll(50), c.position(TP))[1] == 5, 10, "the position past the gap")
+        put_batch(fake, [b"c"])
+        fake.broker.next_offset[("t", 0)] = 9  # and a log that is all gap from the position
+        wait_for(lambda: (c.poll(50), c.position(TP))[1] == 9, 10, "past the second gap")
+        put_batch(fake, [b"d"])
+        assert [(r.offset, r.value) for r in poll_all(c, 1)] == [(9, b"d")]
+    fake.broker.next_offset[("t", 0)] = 12
+    fake.broker.tell_next_offset = False
+    with Consumer(bootstrap_servers=fake.address, auto_offset_reset="earliest") as c:
+        c.assign([TP])
+        c.seek(TP, 10)  # in the tail gap: no batch after it, no word from the broker
+        assert c.poll(300) == {} and c.position(TP) == 10
+
+
 def test_a_log_of_control_batches_only_is_read_past(fake):
     fake.broker.create("t", 1)
     put_batch(fake, [b"ctl"], control=True)

@@ -36,6 +36,7 @@ class ReadResult:
     records: bytes
     log_start_offset: int
     log_end_offset: int
+    next_offset: int = -1
 
 
 class FakeFlushJob:
@@ -100,17 +101,22 @@ class FakeLog:
             )
         chunks: list[bytes] = []
         size = 0
+        next_offset = self.log_end_offset
         for batch in self.batches:
             header = read_header(batch)
             if header.last_offset < offset:
                 continue
             if max_offset is not None and header.base_offset >= max_offset:
+                next_offset = header.base_offset
                 break
             if chunks and size + len(batch) > max_bytes:
+                next_offset = header.base_offset
                 break
             chunks.append(batch)
             size += len(batch)
-        return ReadResult(b"".join(chunks), self.log_start_offset, self.log_end_offset)
+        if not chunks:
+            next_offset = offset
+        return ReadResult(b"".join(chunks), self.log_start_offset, self.log_end_offset, next_offset)
 
     def offset_for_timestamp(self, timestamp_ms):  # type: ignore[no-untyped-def]
         for batch in self.batches:

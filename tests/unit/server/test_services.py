@@ -260,6 +260,20 @@ def test_fetch_respects_byte_limits(broker: InProcessBroker) -> None:
     assert batch_values(tiny.records) == [(2, b"C" * 100)]
 
 
+def test_fetch_says_where_the_next_fetch_starts(broker: InProcessBroker) -> None:
+    for i in range(5):
+        produce(broker, make_batch([bytes([65 + i]) * 100]))
+    part = pb.FetchPartition(topic="t", partition=0, fetch_offset=0, partition_max_bytes=200)
+    one = broker.broker.Fetch(pb.FetchRequest(partitions=[part]), timeout=TIMEOUT).partitions[0]
+    assert len(batch_values(one.records)) == 1 and one.next_offset == 1
+    whole = fetch(broker, 0)
+    assert len(batch_values(whole.records)) == 5 and whole.next_offset == 5
+    at_end = fetch(broker, 5)
+    assert at_end.records == b"" and at_end.next_offset == 5
+    missing = fetch(broker, 0, topic="nope")
+    assert missing.error.code != 0 and not missing.HasField("next_offset")
+
+
 def test_produce_stream_answers_in_order_with_correlation_ids(broker: InProcessBroker) -> None:
     def requests() -> Iterator[pb.ProduceRequest]:
         for i in range(20):
