@@ -195,6 +195,9 @@ class _ProducerCore:
         self._sticky = StickyPartitioner()
         self._keyed = KeyPartitioner()
         self._tps: dict[tuple[str, int], TopicPartition] = {}
+        # The sticky partition of each topic (the StickyPartitioner's choice), for keyless sends.
+        self._sticky_tps: dict[str, TopicPartition] = {}
+        self._max_record_bytes = max_request_size - RECORD_OVERHEAD_BYTES - BATCH_OVERHEAD_BYTES
         self.cluster: Cluster | None = None
         self.sender: Sender | None = None
         self._closed = False
@@ -291,26 +294,29 @@ class _ProducerCore:
         if headers:
             headers = _headers(headers)
         size = (len(value) if value is not None else 0) + (len(key) if key is not None else 0)
-        if size + RECORD_OVERHEAD_BYTES + BATCH_OVERHEAD_BYTES > self.max_request_size:
+        if size > self._max_record_bytes:
             raise MessageSizeTooLargeError(
                 f"a record of {size} bytes is larger than max_request_size "
                 f"({self.max_request_size}): raise max_request_size or send smaller records"
             )
-        sticky = False
-        if partition is None:
-            if key is None:
-                partition = self._sticky.partition(topic, num_partitions)
-                sticky = True
-            else:
+        sticky = partition is None and key is None
+        if sticky:  # one lookup: the topic's sticky partition, as a TopicPartition
+            tp = self._sticky_tps.get(topic)
+            if tp is None or tp.partition >= num_partitions:
+                tp = self._sticky_tps[topic] = self._tp(
+                    topic, self._sticky.partition(topic, num_partitions)
+                )
+        else:
+            if partition is None:
                 partition = self._keyed.partition(key, num_partitions)
-        elif not 0 <= partition < num_partitions:
-            raise UnknownTopicOrPartitionError(
-                f"partition {partition} of topic {topic!r} does not exist "
-                f"(the topic has {num_partitions} partitions)"
-            )
-        tp = self._tps.get((topic, partition))
-        if tp is None:
-            tp = self._tps[(topic, partition)] = TopicPartition(topic, partition)
+            elif not 0 <= partition < num_partitions:
+                raise UnknownTopicOrPartitionError(
+                    f"partition {partition} of topic {topic!r} does not exist "
+                    f"(the topic has {num_partitions} partitions)"
+                )
+            tp = self._tps.get((topic, partition))
+            if tp is None:
+                tp = self._tp(topic, partition)
         if timestamp_ms is None:
             timestamp_ms = time.time_ns() // 1_000_000
         elif not 0 <= timestamp_ms <= _INT64_MAX:
@@ -319,8 +325,17 @@ class _ProducerCore:
             )
         batch, index, _ = self.acc.append(tp, key, value, headers, timestamp_ms, size)
         if sticky and batch.full:
-            self._sticky.on_new_batch(topic, num_partitions, partition)
+            self._sticky_tps[topic] = self._tp(
+                topic, self._sticky.on_new_batch(topic, num_partitions, tp.partition)
+            )
         return _new_tuple(RecordFuture, (batch, index))  # RecordFuture.make, inlined
+
+    def _tp(self, topic: str, partition: int) -> TopicPartition:
+        """The one TopicPartition of ``topic``/``partition`` (made once)."""
+        tp = self._tps.get((topic, partition))
+        if tp is None:
+            tp = self._tps[(topic, partition)] = TopicPartition(topic, partition)
+        return tp
 
 
 class AIOProducer(_ProducerCore):

@@ -200,6 +200,7 @@ class ManySend:
                 self.queued += end - start
                 if sticky and batch.full:
                     core._sticky.on_new_batch(topic, self.num_partitions, part)
+                    core._sticky_tps.pop(topic, None)  # send() takes the new choice
                 self._pos = end
             self._group += 1
             self._pos = 0

@@ -52,6 +52,23 @@ def test_send_returns_metadata_with_offsets(fake):
     assert stored_values(fake, "t", 0) == [f"v{i}".encode() for i in range(10)]
 
 
+def test_keyless_records_stick_to_a_partition_until_its_batch_fills(fake):
+    """Keyless records fill one partition's batch, then move to another partition (KIP-480),
+    through send() and send_many alike."""
+    fake.broker.create("t", 4)
+    with Producer(fake.address, linger_ms=60_000, batch_size=1000) as p:
+        futs = [p.send("t", bytes(100)) for _ in range(8)]  # 8 x (100 + 32) + 61 >= 1000
+        assert len({f._batch.tp.partition for f in futs}) == 1 and futs[-1]._batch.full
+        after = p.send("t", b"next")
+        assert after._batch.tp.partition != futs[0]._batch.tp.partition
+        many = p.send_many("t", [bytes(100)] * 20)
+        moved = p.send("t", b"moved")
+        assert moved._batch.tp.partition == p._aio._sticky._current["t"]
+        assert moved._batch is not many[-1]._batch or not many[-1]._batch.full
+        p.flush(10)
+    assert sum(len(stored_values(fake, "t", i)) for i in range(4)) == 30
+
+
 def test_keys_land_on_kafka_partitions(fake):
     from kafka.partitioner.default import murmur2 as kmurmur2
 
