@@ -192,14 +192,21 @@ def test_coordinator_moves_with_the_partition_leader(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-async def settled_coordinator(cluster: PartitionCluster, managers: dict[int, GroupManager]) -> Node:
-    """The node that leads and serves the (empty) group: whoever leads once the group settles
-    (on a loaded machine the first leader may lose the leadership before it serves)."""
+async def settled_coordinator(
+    cluster: PartitionCluster,
+    managers: dict[int, GroupManager],
+    offsets: dict[tuple[str, int], int] | None = None,
+) -> Node:
+    """The node that leads and serves the group with ``offsets`` (default: none): whoever
+    leads once the group settles (on a loaded machine the first leader may lose the
+    leadership before it serves). Only nodes with a manager in ``managers`` count."""
+    want = {} if offsets is None else offsets
     deadline = asyncio.get_running_loop().time() + 60.0
     while True:
         leader = await cluster.wait_leader()
+        m = managers.get(leader.node_id)
         try:
-            if await fetch(managers[leader.node_id]) == {}:
+            if m is not None and await fetch(m) == want:
                 return leader
         except (CoordinatorLoadInProgressError, NotCoordinatorError):
             pass
@@ -249,9 +256,9 @@ def test_compacted_offsets_partition_is_replayed_bounded_after_a_failover(
             await coordinator.stop()
             del managers[old.node_id]
             await cluster.stop_node(old.node_id)
-            new = await cluster.wait_leader(not_=old.node_id)
-            successor = managers[new.node_id]
-            assert await serving(successor) == want
+            await cluster.wait_leader(not_=old.node_id)
+            # Whichever of the two left settles as coordinator rebuilds the same offsets.
+            successor = managers[(await settled_coordinator(cluster, managers, want)).node_id]
             again = await successor.heartbeat(
                 pb.ConsumerGroupHeartbeatRequest(
                     group_id="g", member_id=member.member_id, member_epoch=member.member_epoch
