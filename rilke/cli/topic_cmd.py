@@ -88,12 +88,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("partition", type=int, metavar="PARTITION")
     p.add_argument(
         "--replicas",
-        required=True,
         metavar="IDS",
-        help="the new replicas, preferred leader first, e.g. 1,2,4",
+        help="the new replicas, preferred leader first, e.g. 1,2,4 (required unless --cancel)",
     )
     p.add_argument(
         "--force", action="store_true", help="allow a replica count other than the partition's"
+    )
+    p.add_argument(
+        "--cancel",
+        action="store_true",
+        help="cancel the partition's running move: the new replicas are removed, the old stay",
     )
     add_client_arguments(p)
     p.set_defaults(func=_reassign)
@@ -222,9 +226,21 @@ def _reassign(args: argparse.Namespace) -> int:
     from rilke.cli.cluster_cmd import controller_write, move_dict, print_moves
     from rilke.proto import rilke_pb2 as pb
 
-    replicas = parse_ids(args.replicas, "--replicas")
     if args.partition < 0:
         raise ValueError(f"the partition must be >= 0, got {args.partition}")
+    if args.cancel:
+        if args.replicas is not None or args.force:
+            raise ValueError("--cancel takes no --replicas or --force")
+        change = pb.ReassignPartition(topic=args.name, partition=args.partition, cancel=True)
+        r = controller_write(args, pb.ControllerWriteRequest(reassign_partition=change))
+        if not r.moves:
+            print(f"{args.name}-{args.partition}: the move was cancelled already")
+            return EXIT_OK
+        print_moves(args, [move_dict(m) for m in r.moves], "cancelling: moving back")
+        return EXIT_OK
+    if args.replicas is None:
+        raise ValueError("--replicas is required (or --cancel)")
+    replicas = parse_ids(args.replicas, "--replicas")
     change = pb.ReassignPartition(
         topic=args.name, partition=args.partition, replicas=replicas, force=args.force
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ from rilke.client.transport import error_from_proto
 from rilke.errors import (
     BrokerNotAvailableError,
     DuplicateSequenceError,
+    InvalidProducerEpochError,
     KafkaTimeoutError,
     OutOfOrderSequenceError,
     ProducerClosedError,
@@ -39,12 +40,34 @@ from rilke.records.header import set_producer
 
 log = logging.getLogger(__name__)
 
+MAX_UNACKNOWLEDGED_BATCHES = 5
+"""With idempotence, the batches of one partition sent from its oldest unacknowledged one on
+(that one included, acknowledged or not) are at most this many: the broker remembers the last
+five batches of each producer per partition (``BATCHES_REMEMBERED``), so a retry of any batch
+not yet acknowledged is always among them and is answered as a duplicate with its original
+offset. Kafka's rule (max.in.flight.requests.per.connection <= 5); here it is counted per
+partition, because gRPC answers requests out of order: a request held by the broker (another
+of its partitions stalled) let later batches of the same partition be written, past the
+broker's five, and its retry was refused as out of order (tests/faults/FINDINGS.md 1)."""
+
 
 @dataclass
 class _PartitionState:
     next_sequence: int = 0
     in_flight: list[ProducerBatch] = field(default_factory=list)
     retries: list[ProducerBatch] = field(default_factory=list)
+    # Sequenced batches sent under the current producer id, in sequence order, from the
+    # oldest one not done on (see MAX_UNACKNOWLEDGED_BATCHES).
+    window: deque[ProducerBatch] = field(default_factory=deque)
+    # Batches waiting for a retry that an earlier attempt may have written (it ended without
+    # an answer, or with an error that does not say the broker refused it before writing).
+    maybe_written: set[ProducerBatch] = field(default_factory=set)
+
+    def window_full(self, limit: int) -> bool:
+        window = self.window
+        while window and window[0].done:
+            window.popleft()
+        return len(window) >= limit
 
 
 def restamp_producer(
@@ -90,6 +113,7 @@ class Sender:
         self.retry_backoff_max_ms = retry_backoff_max_ms
         self.request_timeout_s = request_timeout_ms / 1000.0
         self.max_in_flight = max_in_flight
+        self.max_unacknowledged = min(max_in_flight, MAX_UNACKNOWLEDGED_BATCHES)
         self.max_request_size = max_request_size
         self.idempotent = enable_idempotence
         self.producer_id = -1
@@ -253,9 +277,18 @@ class Sender:
         self._reset_pending = False
         self.producer_resets += 1
         now = time.monotonic()
+        indeterminate: list[ProducerBatch] = []
         for st in self._partitions.values():
             st.next_sequence = 0
+            # A batch an earlier attempt may have written is not sent again under the new id:
+            # the broker could not know it for a retry and would write it twice. It fails as
+            # a delivery timeout does (it may or may not be in the log).
+            indeterminate.extend(b for b in st.retries if b in st.maybe_written)
+            st.retries = [b for b in st.retries if b not in st.maybe_written]
+            st.maybe_written.clear()
             st.retries.sort(key=lambda b: b.base_sequence)
+            # What the old id sent is done with; the batches resent open the new id's window.
+            st.window = deque(st.retries) if self.idempotent else deque()
             for b in st.retries:
                 # (The broker refused a new id: the batches go out without idempotence.)
                 b.base_sequence = st.next_sequence if self.idempotent else -1
@@ -268,9 +301,20 @@ class Sender:
                 b.retry_at_s = now
         log.warning(
             "producer id %d has a batch that failed for good: producing as producer id %d "
-            "from now on (batches still waiting are sent again under it)",
+            "from now on (batches still waiting are sent again under it, but for %d that "
+            "may have been written already: they fail)",
             old,
             self.producer_id,
+            len(indeterminate),
+        )
+        self._fail(
+            indeterminate,
+            KafkaTimeoutError(
+                "record not delivered: an attempt to send it ended without an answer, so it "
+                "may or may not be in the log, and the producer had to take a new producer id "
+                "(another batch failed for good), under which sending it again could write it "
+                "twice"
+            ),
         )
         return True
 
@@ -333,6 +377,8 @@ class Sender:
         st = self._partitions[tp]
         if st.retries:
             return False
+        if self.idempotent and st.window_full(self.max_unacknowledged):
+            return False
         return not (
             st.in_flight and not self.idempotent and self.retries > 0 and self.max_in_flight == 1
         )
@@ -364,6 +410,8 @@ class Sender:
             if timeline.ENABLED:
                 timeline.mark_pending(batch, "drained")
             self._close_batch(batch)
+            if self.idempotent:
+                self._partitions[batch.tp].window.append(batch)
             by_node[self.cluster.leader_for(batch.tp)].append(batch)
         for node, batches in by_node.items():
             for request_batches in self._split(batches):
@@ -489,6 +537,7 @@ class Sender:
 
     def _on_success(self, batch: ProducerBatch, base_offset: int, log_append_time: int) -> None:
         self._remove_in_flight(batch)
+        self._partitions[batch.tp].maybe_written.discard(batch)
         self._failed_on.pop(batch.tp, None)
         if not batch.done:
             data = batch.data
@@ -509,6 +558,7 @@ class Sender:
         if isinstance(exc, DuplicateSequenceError):
             # The broker already has these records (an earlier attempt landed): success, but
             # the offset is not known.
+            st.maybe_written.discard(batch)
             if not batch.done:
                 self.metrics.on_batch_sent(batch.record_count, batch.size)
             batch.complete(-1, -1, self.acc.lock)
@@ -516,6 +566,11 @@ class Sender:
             return
         if exc.invalid_metadata:
             self.cluster.request_update()
+        if self.idempotent and not isinstance(
+            exc, (OutOfOrderSequenceError, InvalidProducerEpochError)
+        ):
+            # Only a sequence or epoch refusal says the broker wrote nothing of it.
+            st.maybe_written.add(batch)
         earlier_pending = any(
             b.base_sequence < batch.base_sequence for b in st.in_flight + st.retries
         )
@@ -560,6 +615,9 @@ class Sender:
 
     def _fail(self, batches: list[ProducerBatch], exc: BaseException) -> None:
         for b in batches:
+            st = self._partitions.get(b.tp)
+            if st is not None:
+                st.maybe_written.discard(b)
             if not b.done:
                 self.metrics.on_batch_failed(b.record_count)
             b.fail(exc, self.acc.lock)

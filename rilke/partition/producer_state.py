@@ -6,7 +6,8 @@ and offsets), so that:
 
 - a retried batch (same epoch, same first and last sequence as a remembered one) is answered
   with its original base offset and not written again (a duplicate is a success);
-- a batch that leaves a gap, or repeats a sequence not remembered, gets OutOfOrderSequenceError;
+- a batch that leaves a gap, or repeats a sequence not remembered, gets OutOfOrderSequenceError,
+  as does the first batch of a producer not known here unless it starts at sequence 0;
 - a batch from an older epoch gets InvalidProducerEpochError (the producer was fenced);
 - a new epoch starts again at sequence 0.
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,8 +99,16 @@ class ProducerStateTable:
             elif entry is not None:
                 epoch, last_sequence = entry.epoch, entry.last_sequence
             else:
-                # Unknown producer (new, or its state fell out of the tail we rebuilt from):
-                # accept whatever sequence it starts with, as Kafka does after state expiry.
+                # Unknown producer: new (its first batch has sequence 0), or its state fell
+                # out of the tail rebuilt from. Any other first sequence is refused: requests
+                # of one producer may arrive out of order (concurrent gRPC calls), and a
+                # later batch taken first would refuse the earlier one for good (FINDINGS 1).
+                # A producer whose state was lost goes on under a new id (its sender resets).
+                if header.base_sequence != 0:
+                    raise OutOfOrderSequenceError(
+                        f"producer {pid} epoch {header.producer_epoch} sent sequence "
+                        f"{header.base_sequence}, expected 0 (no batch of it is known here)"
+                    )
                 pending[pid] = (header.producer_epoch, header.last_sequence)
                 new_seen = True
                 continue
@@ -192,11 +201,22 @@ class ProducerState:
     partition calls :meth:`apply` with every batch written to the log, in log order, whoever
     wrote it (a follower rebuilds the same state from the same bytes). Snapshots cover only
     flushed data, so a snapshot is never ahead of what survives a crash. ``state_dir`` None
-    keeps no file. On the partition's thread only, except :meth:`SnapshotDue.write`.
+    keeps no file. ``snapshot_limit`` (a replicated partition: its high watermark) bounds
+    them further: a snapshot is taken only when the whole log lies below it, because a log's
+    tail above it may still be cut (Raft truncates an uncommitted tail) and a snapshot over
+    a cut tail would bring the cut batches' sequences back. On the partition's thread only,
+    except :meth:`SnapshotDue.write`.
     """
 
-    def __init__(self, log_: PartitionLog, state_dir: Path | None) -> None:
+    def __init__(
+        self,
+        log_: PartitionLog,
+        state_dir: Path | None,
+        *,
+        snapshot_limit: Callable[[], int] | None = None,
+    ) -> None:
         self._log = log_
+        self._snapshot_limit = snapshot_limit
         self.path = state_dir / PRODUCER_STATE_FILE if state_dir else None
         if state_dir is not None:
             state_dir.mkdir(parents=True, exist_ok=True)
@@ -229,16 +249,21 @@ class ProducerState:
             self.table.record(header, header.base_offset)
             pos += header.size
 
-    def rebuild(self) -> None:
-        """Rebuild the state from the log as it is now (a replica's log was cut back or reset
-        by Raft). A snapshot beyond the log end describes batches no longer there: removed."""
+    def rebuild(self, truncated_to: int | None = None) -> None:
+        """Rebuild the state from the log as it is now (a replica's log was cut back to
+        ``truncated_to``, maybe with new batches written after it, or reset by Raft: -1). A
+        snapshot beyond the log end, or beyond the cut, describes batches no longer there:
+        removed (the log after the cut may have grown past it again with other batches)."""
         self._snapshot_offset = -1
         if self.path is not None:
+            limit = self._log.log_end_offset
+            if truncated_to is not None:
+                limit = min(limit, truncated_to)
             try:
                 offset = int(json.loads(self.path.read_text(encoding="utf-8"))["offset"])
             except (OSError, ValueError, KeyError, TypeError):
                 offset = None
-            if offset is None or offset > self._log.log_end_offset:
+            if offset is None or offset > limit:
                 self.path.unlink(missing_ok=True)
         self._rebuild()
 
@@ -296,6 +321,8 @@ class ProducerState:
         end = self._log.log_end_offset
         if self._log.flushed_offset < end or end == self._snapshot_offset:
             return None
+        if self._snapshot_limit is not None and end > self._snapshot_limit():
+            return None  # a tail that may still be cut (see the class docstring)
         if end == self._log.log_start_offset and not self.table:
             return None  # nothing to rebuild from, nothing to keep (an idle, empty partition)
         document = {"offset": end, "producers": self.table.dump()}

@@ -879,16 +879,18 @@ class ControllerWriteRequest(_message.Message):
     def __init__(self, create_topic: _Optional[_Union[NewTopic, _Mapping]] = ..., delete_topic: _Optional[str] = ..., create_partitions: _Optional[_Union[CreatePartitionsChange, _Mapping]] = ..., alter_configs: _Optional[_Union[TopicConfigsChange, _Mapping]] = ..., change_voters: _Optional[_Union[VotersChange, _Mapping]] = ..., allocate_producer_ids: _Optional[_Union[ProducerIdsRequest, _Mapping]] = ..., reassign_partition: _Optional[_Union[ReassignPartition, _Mapping]] = ..., rebalance: _Optional[_Union[RebalanceRequest, _Mapping]] = ..., decommission_broker: _Optional[int] = ..., complete_reassignment: _Optional[_Union[ReassignmentDone, _Mapping]] = ...) -> None: ...
 
 class ReassignPartition(_message.Message):
-    __slots__ = ("topic", "partition", "replicas", "force")
+    __slots__ = ("topic", "partition", "replicas", "force", "cancel")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
     topic: str
     partition: int
     replicas: _containers.RepeatedScalarFieldContainer[int]
     force: bool
-    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., replicas: _Optional[_Iterable[int]] = ..., force: _Optional[bool] = ...) -> None: ...
+    cancel: bool
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., replicas: _Optional[_Iterable[int]] = ..., force: _Optional[bool] = ..., cancel: _Optional[bool] = ...) -> None: ...
 
 class RebalanceRequest(_message.Message):
     __slots__ = ("dry_run",)

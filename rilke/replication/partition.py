@@ -141,7 +141,10 @@ class ReplicatedPartition:
         self._name = f"{topic}-{partition}"
         self._closed = False
         self._config = config
-        self._producers = ProducerState(log_, state_dir)
+        # Snapshots only of a committed log: an uncommitted tail may be cut (FINDINGS 3).
+        self._producers = ProducerState(
+            log_, state_dir, snapshot_limit=lambda: self._high_watermark
+        )
         # The log end producer state covers: batches below it are in the table (a leader
         # records its proposals at once, before the storage writes them).
         self._producers_end = log_.log_end_offset
@@ -437,8 +440,10 @@ class ReplicatedPartition:
         """The storage wrote ``ready`` (before its fsync): follow it with producer state and
         release acks=1 waiters whose entries it holds now."""
         plog = self._log
-        if ready.snapshot is not None or ready.truncate_from is not None:
-            self._rebuild_producers()
+        if ready.snapshot is not None:
+            self._rebuild_producers(-1)  # a new log: no snapshot of the old one holds
+        elif ready.truncate_from is not None:
+            self._rebuild_producers(offsets.truncation_offset(ready.truncate_from))
         elif ready.entries:
             table = self._producers.table
             for entry in ready.entries:
@@ -451,8 +456,9 @@ class ReplicatedPartition:
         if self._written_waiters:
             self._release(self._written_waiters, plog.log_end_offset)
 
-    def _rebuild_producers(self) -> None:
-        self._producers.rebuild()
+    def _rebuild_producers(self, truncated_to: int | None = None) -> None:
+        """Producer state from the log as it is (cut back to ``truncated_to``, if given)."""
+        self._producers.rebuild(truncated_to)
         self._producers_end = self._log.log_end_offset
 
     def _apply(self, entries: Sequence[Entry]) -> None:

@@ -112,6 +112,39 @@ class RunResult:
         return "\n".join(lines)
 
 
+def summary(result: RunResult) -> dict[str, Any]:
+    """One run as a JSON object (``--summary``): what ``table`` and ``rtt_table`` count, so
+    tables over several sweeps can be made from their files (tests/faults/run.py --tables)."""
+    report = result.report
+    return {
+        "seed": result.seed, "theme": result.theme, "nodes": result.nodes,
+        "seconds": result.seconds, "failed": result.failed(), "error": result.error,
+        "stuck": result.stuck, "injected": result.injected(),
+        "unavailable": result.unavailable, "acked_all": report.acked_all,
+        "acked_acks1": report.acked_acks1, "lost_acks1": report.lost_acks1.count,
+        **{name: getattr(report, name).count for name in MUST_BE_ZERO},
+        "failover_s": report.failover_s, "timings": result.timings,
+        "rtt": [f for f in result.faults if f.get("kind") == "rtt"],
+    }  # fmt: skip
+
+
+def from_summary(entry: dict[str, Any]) -> RunResult:
+    """A RunResult carrying what ``table`` and ``rtt_table`` read, from ``summary``'s JSON."""
+    result = RunResult(entry["seed"], entry["theme"], entry["nodes"], entry["seconds"], [],
+                       Path("."), error=entry["error"], stuck=entry["stuck"],
+                       unavailable=entry["unavailable"], timings=entry["timings"])  # fmt: skip
+    result.faults = [{"step": i} for i in range(entry["injected"])] + entry["rtt"]
+    report = result.report
+    report.acked_all, report.acked_acks1 = entry["acked_all"], entry["acked_acks1"]
+    report.lost_acks1.count = entry["lost_acks1"]
+    for name in MUST_BE_ZERO:
+        getattr(report, name).count = entry[name]
+    report.failover_s = list(entry["failover_s"])
+    if entry["failed"] and result.error is None and report.ok():
+        report.incomplete.count = 1  # the one way left to fail: a read-back too incomplete
+    return result
+
+
 def _rtt_figures(samples: list[float | None]) -> str:
     got = [s for s in samples if s is not None]
     if not got:
@@ -360,7 +393,13 @@ def table(results: list[RunResult]) -> str:
 
 
 def run_many(
-    runs: int, seed: int, nodes: int, seconds: float, theme: str | None = None, keep: bool = False
+    runs: int,
+    seed: int,
+    nodes: int,
+    seconds: float,
+    theme: str | None = None,
+    keep: bool = False,
+    summary_path: Path | None = None,
 ) -> list[RunResult]:
     results = []
     for i in range(runs):
@@ -368,6 +407,9 @@ def run_many(
         result = run_once(seed + i, nodes, seconds, root, theme)
         results.append(result)
         print(result.describe(), flush=True)
+        if summary_path is not None:
+            with open(summary_path, "a") as stream:
+                stream.write(json.dumps(summary(result)) + "\n")
         if not result.failed() and not keep:
             shutil.rmtree(root, ignore_errors=True)
     return results
@@ -383,7 +425,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--theme", default=None, choices=ALL_THEMES,
                         help="one fault kind for every run (or mixed); slow_link only so")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep every run's directory")
+    parser.add_argument("--summary", type=Path, help="append each run's figures (JSON lines)")
+    parser.add_argument("--tables", type=Path, nargs="+", metavar="SUMMARY",
+                        help="print the tables of runs in these --summary files; run nothing")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.tables:
+        entries = [json.loads(line) for path in args.tables
+                   for line in path.read_text().splitlines() if line.strip()]  # fmt: skip
+        combined = [from_summary(e) for e in entries]
+        print(f"{len(combined)} runs from {len(args.tables)} file(s)")
+        print(table(combined))
+        if slow_links := rtt_table(combined):
+            print(slow_links)
+        return 0
     if args.runs < 1 or args.seconds <= 0:
         parser.error("--runs must be >= 1 and --seconds > 0")
     reason = unavailable_reason()
@@ -395,7 +449,9 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
     print(f"fault runs: {args.runs} from seed {seed}, {args.nodes} nodes, {args.seconds:g} s each",
           flush=True)  # fmt: skip
-    results = run_many(args.runs, seed, args.nodes, args.seconds, args.theme, args.keep)
+    results = run_many(
+        args.runs, seed, args.nodes, args.seconds, args.theme, args.keep, args.summary
+    )
     print(table(results))
     if slow_links := rtt_table(results):
         print(slow_links)

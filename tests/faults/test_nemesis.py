@@ -4,6 +4,7 @@ longer than an election timeout, splits that leave a majority, every theme reach
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from tests.faults.nemesis import (
     schedule_text,
     theme_of,
 )
-from tests.faults.run import RunResult, rtt_lines, rtt_table
+from tests.faults.run import RunResult, from_summary, rtt_lines, rtt_table, summary, table
 
 
 @pytest.mark.parametrize("nodes", [[1, 2, 3], [1, 2, 3, 4, 5]])
@@ -100,3 +101,23 @@ def test_the_sweep_sums_the_round_trips_per_slow_link_rate() -> None:
         "idle p50 0.20 ms",
     ]
     assert rtt_table([RunResult(2, "kill_leader", 3, 20.0, [], Path("/nonexistent"))]) == ""
+
+
+def test_tables_from_summaries_are_the_tables_of_the_runs() -> None:
+    ok = RunResult(0, "kill_leader", 3, 20.0, [], Path("/nonexistent"), timings={"faults": 20.0})
+    ok.faults = [{"kind": "kill", "node": 1, "step": 0}, {"kind": "start", "node": 1}]
+    ok.report.acked_all, ok.report.acked_acks1 = 100, 50
+    ok.report.lost_acks1.count = 2
+    ok.report.failover_s = [0.8, 1.5]
+    bad = RunResult(5, "slow_link", 5, 20.0, [], Path("/nonexistent"), stuck=["pa"])
+    bad.error = "acks=all producer(s) pa got no acknowledgement"
+    bad.report.duplicates.count = 3
+    bad.faults = [{"kind": "rtt", "node": 2, "rate_kbit": 256, "idle_ms": [0.2], "slow_ms": [9.0]}]
+    short = RunResult(6, "loss", 3, 20.0, [], Path("/nonexistent"))
+    short.report.incomplete.count = 4
+    runs = [ok, bad, short]
+    again = [from_summary(json.loads(json.dumps(summary(r)))) for r in runs]
+    assert table(again) == table(runs)
+    assert rtt_table(again) == rtt_table(runs)
+    assert [r.failed() for r in again] == [False, True, True]
+    assert "2/50" in table(again) and "0.80/1.50/1.50" in table(again)

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="the seed to run")
     parser.add_argument(
         "--scenario",
-        choices=[*sorted(SCENARIOS), "all"],
+        choices=[*sorted(SCENARIOS), "all", "replication", "controller"],
         default="random",
         help="a family of runs; 'all' sweeps every scenario in turn",
     )
@@ -141,7 +141,7 @@ def _replication(args: argparse.Namespace, argv: list[str] | None) -> int:
         if not result.ok:
             failures.append(seed)
             print(report(result), flush=True)
-        if i % 500 == 0 or i == args.seeds:
+        if i % 100 == 0 or i == args.seeds:
             elapsed = time.perf_counter() - started
             print(
                 f"{i} seeds ({scenario}, {args.first}..{seed}) in {elapsed:.0f}s: "

@@ -268,6 +268,21 @@ class ControllerDecider:
             return []
         return self._starts([(name, partition, tuple(replicas))])
 
+    def cancel_reassignment(self, name: str, partition: int) -> list[MetadataRecord]:
+        """Cancel the move of a partition: its target becomes its replicas again, so the
+        leader removes the new replicas it added and the old ones stay (nothing when it is
+        cancelled already). Raises UnknownTopicOrPartitionError, InvalidRequestError (no move
+        runs)."""
+        topic = self._require_topic(name)
+        if not 0 <= partition < len(topic.partitions):
+            raise UnknownTopicOrPartitionError(f"topic {name!r} has no partition {partition}")
+        part = topic.partitions[partition]
+        if not part.target:
+            raise InvalidRequestError(f"{name}-{partition}: no move runs, nothing to cancel")
+        if part.target == part.replicas:
+            return []
+        return self._starts([(name, partition, part.replicas)])
+
     def rebalance(self) -> list[MetadataRecord]:
         """Start the moves of ``moves.plan_rebalance`` (none when balanced)."""
         return self._starts(plan_rebalance(self.state))

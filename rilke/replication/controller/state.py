@@ -365,6 +365,11 @@ class MetadataState:
 
     def _start_reassignment(self, r: ReassignmentStarted, offset: int) -> None:
         topic, old = self._partition_of(r)
+        if old.target and r.target == old.replicas:
+            # A cancel: the move goes back to the replicas; the partition's leader removes
+            # what it added (a learner, or a promoted voter) one step at a time.
+            self._put_partition(topic, r.partition, old, replace(old, target=r.target))
+            return
         if old.target:
             self._reject(r, f"a move to {list(old.target)} is running")
         if not r.target or len(set(r.target)) != len(r.target):

@@ -174,6 +174,8 @@ class ClusterService(pb_grpc.ClusterServicer):
             moves.clear()
             if kind == "reassign_partition":
                 m = request.reassign_partition
+                if m.cancel:
+                    return started(d.cancel_reassignment(m.topic, m.partition), d)
                 return started(
                     d.reassign_partition(m.topic, m.partition, list(m.replicas), force=m.force),
                     d,

@@ -53,6 +53,40 @@ class Checker:
     acked: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
     """(partition, base offset) -> (producer id, base sequence) of an acknowledged batch."""
     _scans: dict[tuple[int, int], _Scan] = field(default_factory=dict)
+    metadata: dict[int, bytes] = field(default_factory=dict)
+    """Metadata applied index -> the controller state's bytes there (as first seen)."""
+    topics_acked: set[str] = field(default_factory=set)
+    """Topics whose creation the controller acknowledged (committed and applied)."""
+
+    def check_metadata(self, node: int, live: Incarnation, where: str) -> None:
+        """The node's controller state at its applied index is what every node had there."""
+        controller = live.controller
+        if controller is None:
+            return
+        index, data = controller.applier.snapshot()
+        seen = self.metadata.setdefault(index, data)
+        if seen != data:
+            raise SafetyViolation(
+                "metadata state",
+                f"n{node} ({where}): the controller state at applied index {index} differs "
+                "from another node's at that index",
+            )
+
+    def check_metadata_final(self, replicas: dict[int, Incarnation]) -> None:
+        states = {}
+        for n, live in replicas.items():
+            if live.controller is None:
+                return
+            states[n] = live.controller.applier.snapshot()
+            missing = self.topics_acked - set(live.controller.applier.state.topics)
+            if missing:
+                raise SafetyViolation(
+                    "acknowledged metadata lost",
+                    f"n{n}: topics {sorted(missing)} were acknowledged but are not in its state",
+                )
+        if len(set(states.values())) != 1:
+            indexes = {n: i for n, (i, _d) in states.items()}
+            raise SafetyViolation("metadata state", f"controllers differ at the end: {indexes}")
 
     def ack(self, partition: int, base_offset: int, producer_id: int, sequence: int) -> None:
         key = (partition, base_offset)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import selectors
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 
@@ -56,3 +58,16 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def call_exception_handler(self, context: dict[str, Any]) -> None:
         self.errors.append(context)
+
+
+class InlineExecutor(ThreadPoolExecutor):
+    """``run_in_executor`` work runs at once on the loop's thread (deterministic); no thread
+    is ever started (asyncio wants a ThreadPoolExecutor as the default)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future

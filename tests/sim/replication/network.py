@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import random
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,6 +165,17 @@ class _AcceptorContext:
         return f"sim:n{self._conn.dialer}"
 
 
+class _Open:
+    def __init__(self, net: SimNetwork, src: int, dst: int) -> None:
+        self._net, self._src, self._dst = net, src, dst
+
+    async def __aenter__(self) -> _DialerCall:
+        return self._net._dial(self._src, self._dst)
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
 Accept = Callable[[Any], Coroutine[Any, Any, None]]
 Spawn = Callable[[int, Coroutine[Any, Any, None]], None]
 """Start a coroutine as a task of node N (so that the node's crash cancels it)."""
@@ -201,11 +212,13 @@ class SimNetwork:
                 self.reset(conn)
 
     def opener(self, node: int) -> Callable[[str, TransportConfig], Any]:
-        @contextlib.asynccontextmanager
-        async def open_stream(addr: str, config: TransportConfig) -> AsyncIterator[_DialerCall]:
+        """Node ``node``'s OpenStream. A class, not an async generator: a generator left open
+        by a cancelled dialer would be closed whenever the garbage collector runs, a
+        callback at a time no seed decides."""
+
+        def open_stream(addr: str, config: TransportConfig) -> _Open:
             del config
-            target = int(addr.removeprefix("n"))
-            yield self._dial(node, target)
+            return _Open(self, node, int(addr.removeprefix("n")))
 
         return open_stream
 

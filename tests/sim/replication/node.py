@@ -11,6 +11,7 @@ everything again from the directory, as a broker starting after a power cut (``r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import errno
 import random
@@ -24,6 +25,11 @@ from rilke.replication.raft.types import Config
 from rilke.replication.raft_storage import StorageFlush
 from rilke.replication.runtime import RaftRuntime
 from rilke.replication.transport import Transport, TransportConfig
+from rilke.server.cluster.controller import (
+    ClusterController,
+    metadata_state_lost,
+    open_metadata_log,
+)
 from rilke.storage.config import LogConfig
 from rilke.storage.log import PartitionLog
 
@@ -40,10 +46,12 @@ EPOCH_MS = 1_780_000_000_000
 
 
 class NodeTasks:
-    """A task factory that files every task under the node whose context created it."""
+    """A task factory that files every task under the node whose context created it, in
+    creation order (a set of tasks would iterate in address order: not a function of the
+    seed)."""
 
     def __init__(self) -> None:
-        self.by_node: dict[int, set[asyncio.Task[Any]]] = {}
+        self.by_node: dict[int, dict[asyncio.Task[Any], None]] = {}
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.set_task_factory(self._factory)  # type: ignore[arg-type]
@@ -58,13 +66,13 @@ class NodeTasks:
         task = asyncio.Task(coro, loop=loop, context=context, **kwargs)
         node = context.get(NODE, 0) if context is not None else NODE.get()
         if node:
-            tasks = self.by_node.setdefault(node, set())
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            tasks = self.by_node.setdefault(node, {})
+            tasks[task] = None
+            task.add_done_callback(lambda t: tasks.pop(t, None))
         return task
 
     def cancel(self, node: int) -> None:
-        for task in list(self.by_node.pop(node, ())):
+        for task in list(self.by_node.pop(node, {})):
             task.cancel()
 
 
@@ -82,6 +90,13 @@ class NodeKnobs:
     """Per window: the fsync fails (EIO); the runtime stalls the groups and retries."""
     segment_bytes: int = 16 << 10
     liveness_timeout_s: float = 0.5
+    controller: bool = False
+    """Run the metadata group (the production ClusterController) on every node too."""
+    metadata_snapshot_bytes: int = 2048
+    """Small, so that controllers snapshot and trim their logs within a run."""
+    lying_fsync: bool = False
+    """A disk that acknowledges fsyncs it never did (the state file is still written): for the
+    test that shows the checks catch lost acknowledged writes."""
 
 
 @dataclass
@@ -92,6 +107,7 @@ class Incarnation:
     transport: Transport
     logs: dict[int, PartitionLog]
     partitions: dict[int, ReplicatedPartition]
+    controller: ClusterController | None = None
     high_watermarks: dict[int, list[int]] = field(default_factory=dict)
     """Per partition, every high watermark its subscribers were told, in order."""
 
@@ -201,6 +217,22 @@ class SimNode:
             live.partitions[p] = part
             hws = live.high_watermarks.setdefault(p, [part.high_watermark])
             part.subscribe(lambda part=part, hws=hws: hws.append(part.high_watermark))
+        if knobs.controller:
+            mlog, mstorage = open_metadata_log(self.directory)
+            live.logs[-1] = mlog
+            controller = ClusterController(
+                self.node_id,
+                runtime,
+                mstorage,
+                cluster_id="sim",
+                bootstrap_voters=self.members,
+                validate_topic=lambda _name, _partitions: None,
+                clock_ms=lambda: EPOCH_MS + int(loop.time() * 1000),
+                snapshot_bytes=knobs.metadata_snapshot_bytes,
+                storage_lost=metadata_state_lost(mstorage, node_known=self.incarnations > 1),
+            )
+            controller.start()
+            live.controller = controller
         self.net.listen(self.node_id, self._accept)
         await self._as_node(runtime.start())
         await self._as_node(transport.start())
@@ -212,9 +244,13 @@ class SimNode:
         await task
 
     async def _accept(self, context: Any) -> None:
+        """The servicer's body. gRPC ends a handler whose stream broke (a write to a reset
+        stream raises in the handshake, before the transport's session catches it) without
+        anybody awaiting it; here the error is dropped the same way."""
         live = self.live
         if live is not None:
-            await live.transport.accept(context)
+            with contextlib.suppress(ConnectionError):
+                await live.transport.accept(context)
 
     async def _run_flushes(self, flushes: list[StorageFlush]) -> None:
         """The sim's RunFlushes: the window's fsyncs take a seeded virtual time, then run
@@ -233,6 +269,8 @@ class SimNode:
             await asyncio.sleep(0)
             raise AssertionError("the node crashed; its flush task must not resume")
         for flush in flushes:
+            if knobs.lying_fsync and flush.job is not None:
+                flush.job = None  # the log's fsyncs "succeed" without syncing
             flush.run()
 
     def crash(self) -> None:

@@ -17,6 +17,7 @@ import logging
 import random
 import tempfile
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,11 @@ from typing import Any
 from rilke.errors import ProtocolError, RilkeError
 from rilke.partition.interface import ACKS_ALL
 from rilke.records.builder import BatchBuilder
+from rilke.replication.controller.state import BrokerState
 
 from .checker import Checker, SafetyViolation
 from .disk import SimDisk, close_fds_under
-from .loop import StalledError, VirtualTimeLoop
+from .loop import InlineExecutor, StalledError, VirtualTimeLoop
 from .network import NetworkKnobs, SimNetwork
 from .node import NodeKnobs, NodeTasks, SimNode
 
@@ -36,6 +38,7 @@ FAULT_KINDS = (
     "crash",
     "crash_leader",
     "crash_in_flush",
+    "power_cut",
     "isolate",
     "isolate_leader",
     "one_way",
@@ -73,13 +76,20 @@ class Knobs:
         )
 
 
-SCENARIOS = ("replication", "ci", "crash")
+SCENARIOS = ("replication", "ci", "crash", "controller")
 
 
 def draw_knobs(rng: random.Random, scenario: str) -> Knobs:
     kinds = FAULT_KINDS
     if scenario == "crash":
-        kinds = ("crash", "crash_leader", "crash_in_flush", "slow_fsync", "sync_errors")
+        kinds = (
+            "crash",
+            "crash_leader",
+            "crash_in_flush",
+            "power_cut",
+            "slow_fsync",
+            "sync_errors",
+        )
     return Knobs(
         nodes=rng.choice((3, 3, 3, 5)),
         partitions=rng.choice((1, 2)),
@@ -94,7 +104,9 @@ def draw_knobs(rng: random.Random, scenario: str) -> Knobs:
             delay_max_s=rng.choice((0.002, 0.005, 0.02)),
             reset_probability=rng.choice((0.0, 0.0005, 0.003)),
         ),
-        node=NodeKnobs(fsync_max_s=rng.choice((0.002, 0.005, 0.02))),
+        node=NodeKnobs(
+            fsync_max_s=rng.choice((0.002, 0.005, 0.02)), controller=scenario == "controller"
+        ),
     )
 
 
@@ -201,6 +213,48 @@ class _Run:
                 break
         return acked
 
+    def controller_leader(self) -> Any:
+        best = None
+        for node in self.nodes.values():
+            live = node.live
+            if live is None or live.controller is None or not live.controller.is_leader:
+                continue
+            term = live.runtime.status("__cluster_metadata").term
+            if best is None or term > best[0]:
+                best = (term, live.controller)
+        return best[1] if best is not None else None
+
+    async def admin(self) -> None:
+        """Controller requests to whichever node leads the metadata group: register and
+        heartbeat every broker, then allocate producer ids and create topics; every topic
+        whose creation is acknowledged goes to the checker."""
+        loop = asyncio.get_running_loop()
+        rng = random.Random(f"{self.seed}/admin")
+        created = 0
+        while not self.stop_producing:
+            await asyncio.sleep(rng.uniform(0.002, 0.02))
+            controller = self.controller_leader()
+            if controller is None:
+                continue
+            now_ms = int(loop.time() * 1000)
+            broker = rng.choice(list(self.nodes))
+            info = controller.applier.state.brokers.get(broker)
+            if info is None:
+                op = "register"
+            elif info.state is BrokerState.FENCED:
+                op = "heartbeat"
+            else:
+                op = rng.choice(("heartbeat", "producer_ids", "topic", "topic"))
+            name = f"topic{created}"
+            decision = _decision(op, broker, name, now_ms)
+            try:
+                await asyncio.wait_for(controller.decide(decision, timeout_s=1.0), 1.5)
+            except (RilkeError, TimeoutError, KeyError):
+                continue
+            if op == "topic":
+                self.checker.topics_acked.add(name)
+                created += 1
+
     # --- faults --------------------------------------------------------------------------------
 
     async def nemesis(self) -> None:
@@ -224,6 +278,10 @@ class _Run:
             if kind == "crash":
                 if node.up:
                     self._crash(node, duration)
+            elif kind == "power_cut":
+                self.event("power cut: every node at once")
+                for other in self.nodes.values():
+                    self._crash(other, rng.uniform(0.05, 0.5))
             elif kind == "crash_in_flush":
                 if node.up:
                     self.event(f"n{target} crashes in its next fsync window")
@@ -304,6 +362,7 @@ class _Run:
         for n, node in self.nodes.items():
             if node.live is not None:
                 self.checker.check_replica(n, node.incarnations, node.live, where)
+                self.checker.check_metadata(n, node.live, where)
 
     # --- the run -------------------------------------------------------------------------------
 
@@ -314,13 +373,15 @@ class _Run:
             await node.start()
         checks = loop.create_task(self.check_forever())
         nemesis = loop.create_task(self.nemesis())
-        producers = [
+        producers: list[asyncio.Task[Any]] = [
             loop.create_task(
                 self.produce(p, 1000 * (p + 1) + i, deadline=knobs.fault_until_s + 2.0)
             )
             for p in range(knobs.partitions)
             for i in range(knobs.producers)
         ]
+        if knobs.node.controller:
+            producers.append(loop.create_task(self.admin()))
         try:
             await self._phases(nemesis, producers)
             self.check_now("after the heal")
@@ -332,7 +393,7 @@ class _Run:
         if checks.done() and not checks.cancelled() and checks.exception() is not None:
             raise checks.exception()  # type: ignore[misc]
 
-    async def _phases(self, nemesis: asyncio.Task[None], producers: list[asyncio.Task[bool]]):
+    async def _phases(self, nemesis: asyncio.Task[None], producers: list[asyncio.Task[Any]]):
         loop = asyncio.get_running_loop()
         knobs = self.knobs
         while loop.time() < knobs.fault_until_s:
@@ -344,6 +405,7 @@ class _Run:
         for node in self.nodes.values():
             node.slow_fsync_factor = 1.0
             node.knobs.sync_error_probability = 0.0
+            node.crash_in_flush = None
             if not node.up:
                 await self._restart(node)
         await asyncio.sleep(0.5)
@@ -365,6 +427,11 @@ class _Run:
         self.check_now("after the heal")
         replicas = {n: node.live for n, node in self.nodes.items() if node.live is not None}
         self.checker.check_final(replicas)
+        while knobs.node.controller and not self._metadata_converged():
+            if loop.time() > deadline:
+                raise LivenessViolation("controllers did not reach the same applied index")
+            await asyncio.sleep(CHECK_EVERY_S)
+        self.checker.check_metadata_final(replicas)
 
     def _positions(self) -> dict[str, tuple[int, int]]:
         out = {}
@@ -374,6 +441,14 @@ class _Run:
             for p, part in node.live.partitions.items():
                 out[f"n{n}/p{p}"] = (node.live.logs[p].log_end_offset, part.high_watermark)
         return out
+
+    def _metadata_converged(self) -> bool:
+        indexes = set()
+        for node in self.nodes.values():
+            if node.live is None or node.live.controller is None:
+                return False
+            indexes.add(node.live.controller.applied_index)
+        return len(indexes) == 1
 
     def _converged(self) -> bool:
         positions = self._positions()
@@ -386,11 +461,23 @@ class _Run:
         return True
 
 
-def run_seed(seed: int, scenario: str = "replication") -> Result:
-    """Run one seed; a violation is in the result (``ok`` False), never raised."""
+def _decision(op: str, broker: int, name: str, now_ms: int) -> Callable[[Any], Any]:
+    if op == "register":
+        return lambda d: d.register_broker(broker, "h", 9000 + broker, None, now_ms)
+    if op == "heartbeat":
+        return lambda d: d.heartbeat(broker, d.state.brokers[broker].epoch, now_ms)
+    if op == "producer_ids":
+        return lambda d: d.allocate_producer_ids(broker, 10)
+    return lambda d: d.create_topic(name, 1, 1, {}, f"id-{name}")
+
+
+def run_seed(seed: int, scenario: str = "replication", *, lying_fsync: bool = False) -> Result:
+    """Run one seed; a violation is in the result (``ok`` False), never raised.
+    ``lying_fsync``: every node's disk skips the log's fsyncs (the checks must catch it)."""
     logging.getLogger("rilke").setLevel(logging.CRITICAL)
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     loop = VirtualTimeLoop()
+    loop.set_default_executor(InlineExecutor())  # the controller saves snapshots on one
     tasks = NodeTasks()
     tasks.install(loop)
     # tmpfs when there is one: a real fdatasync costs a disk flush, and the simulated disk
@@ -402,6 +489,8 @@ def run_seed(seed: int, scenario: str = "replication") -> Result:
         with SimDisk(root, random.Random(f"{seed}/disk"), torn_probability=0.0) as disk:
             run = _Run(seed, scenario, root, disk, tasks)
             del torn
+            for node in run.nodes.values():
+                node.knobs.lying_fsync = lying_fsync
             disk.torn_probability = run.knobs.torn_probability
             result = Result(seed, scenario, run.knobs)
             try:
@@ -428,6 +517,8 @@ def run_seed(seed: int, scenario: str = "replication") -> Result:
                     "bytes_lost": disk.stats.bytes_lost,
                     "resets": run.net.stats.resets,
                     "frames": run.net.stats.frames,
+                    "topics_acked": len(run.checker.topics_acked),
+                    "metadata_states": len(run.checker.metadata),
                 }
                 _shutdown(loop, tasks, run)
                 close_fds_under(root)

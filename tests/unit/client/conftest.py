@@ -47,6 +47,13 @@ class FakeBroker(rilke_pb2_grpc.BrokerServicer, rilke_pb2_grpc.AdminServicer):
         # code answers that write with the error (written, but the producer is told it failed).
         self.answer_written: Callable[[int], int] | None = None
         self.written = 0
+        # Awaited after a request's batches are written, before it is answered: a test may
+        # hold the answer (the broker wrote the records; the producer does not know yet).
+        self.before_answer: Callable[[Any], Any] | None = None
+        # True: sequences are checked as the real broker checks them (ProducerStateTable: the
+        # last five batches per producer; a retry among them gets its original offset).
+        self.real_producer_state = False
+        self.producer_states: dict[tuple[str, int], Any] = {}
         # Answer fetches with next_offset, as the broker does: the base offset of the first
         # batch not sent, or the log end after the last batch (past a compacted tail).
         self.tell_next_offset = True
@@ -124,7 +131,32 @@ class FakeBroker(rilke_pb2_grpc.BrokerServicer, rilke_pb2_grpc.AdminServicer):
                 continue
             data = bytearray(part.records)
             h = hdr.check_batch(data)
-            if h.producer_id >= 0:
+            if self.real_producer_state:
+                from rilke.errors import RilkeError
+                from rilke.partition.producer_state import ProducerStateTable
+
+                table = self.producer_states.setdefault(key, ProducerStateTable())
+                try:
+                    original = table.check([h])
+                except RilkeError as exc:
+                    self.out_of_order += 1
+                    out.append(
+                        pb.ProducePartitionResponse(
+                            topic=part.topic,
+                            partition=part.partition,
+                            error=_err(exc.code, str(exc)),
+                        )
+                    )
+                    continue
+                if original is not None:
+                    out.append(
+                        pb.ProducePartitionResponse(
+                            topic=part.topic, partition=part.partition, base_offset=original
+                        )
+                    )
+                    continue
+                table.record(h, self.next_offset[key])
+            elif h.producer_id >= 0:
                 skey = (h.producer_id, part.topic, part.partition)
                 expected = self.sequences.get(skey, 0)
                 if h.base_sequence < expected:
@@ -166,6 +198,10 @@ class FakeBroker(rilke_pb2_grpc.BrokerServicer, rilke_pb2_grpc.AdminServicer):
                     log_append_time_ms=-1,
                 )
             )
+        if self.before_answer is not None:
+            r = self.before_answer(request)
+            if asyncio.iscoroutine(r):
+                await r
         return pb.ProduceResponse(partitions=out)
 
     async def ProduceStream(self, request_iterator: Any, context: Any) -> Any:

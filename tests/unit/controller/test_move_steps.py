@@ -136,3 +136,24 @@ def test_balancer_forgets_a_partition_that_is_no_longer_a_candidate() -> None:
 def test_balancer_refuses_negative_times(bad: tuple[float, float]) -> None:
     with pytest.raises(AssertionError):
         LeaderBalancer(*bad)
+
+
+def test_a_cancelled_move_removes_what_it_added_and_keeps_the_old_replicas() -> None:
+    """Cancel = the target becomes the old replicas again, at any point of the move."""
+    # Cancelled while the learner catches up: the learner is removed.
+    group = Group(1, {1, 2, 3})
+    group.do(group.step((1, 2, 4)))  # learner 4 added
+    assert run(group, (1, 2, 3)) == [(StepKind.REMOVE, 4), (StepKind.DONE, 0)]
+    assert group.voters == {1, 2, 3} and not group.learners
+    # Cancelled once it was promoted: the new voter is removed.
+    group = Group(1, {1, 2, 3})
+    for _ in range(3):  # add, wait, promote
+        group.do(group.step((1, 2, 4)))
+    assert group.voters == {1, 2, 3, 4}
+    assert run(group, (1, 2, 3)) == [(StepKind.REMOVE, 4), (StepKind.DONE, 0)]
+    assert group.voters == {1, 2, 3}
+    # Cancelled after an old replica left: it comes back as any new replica does.
+    group = Group(1, {1, 2, 3})
+    run(group, (1, 2, 4))
+    steps = run(group, (1, 2, 3))
+    assert steps[0] == (StepKind.ADD_LEARNER, 3) and group.voters == {1, 2, 3}

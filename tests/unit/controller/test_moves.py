@@ -292,3 +292,29 @@ def test_rebalance_keeps_a_partitions_replicas_on_distinct_racks() -> None:
     for part in log.state.topics["t"].partitions:
         assert len({rack[b] for b in part.replicas}) == 3, part.replicas
     assert decider.rebalance() == []
+
+
+# --- cancel ------------------------------------------------------------------------------
+
+
+def test_a_running_move_is_cancelled_back_to_its_replicas() -> None:
+    log = one_partition(4, (1, 2, 3))
+    decider = decider_for(log)
+    with pytest.raises(InvalidRequestError, match="no move runs"):
+        decider.cancel_reassignment("t", 0)
+    decide_and_apply(log, decider.reassign_partition("t", 0, [1, 2, 4]))
+    assert log.state.topics["t"].partitions[0].members == (1, 2, 3, 4)
+    decide_and_apply(log, decider.cancel_reassignment("t", 0))
+    part = log.state.topics["t"].partitions[0]
+    # The target is the replicas again: broker 4 is no longer a member (its replica goes),
+    # and the leader's steps remove what the move added (see test_move_steps).
+    assert (part.replicas, part.target, part.members) == ((1, 2, 3), (1, 2, 3), (1, 2, 3))
+    assert decider.cancel_reassignment("t", 0) == []  # cancelled already
+    # A cancelled move survives a snapshot, and completes as any move does.
+    restored = decode_snapshot(encode_snapshot(log.state))
+    assert restored.topics["t"].partitions[0].target == (1, 2, 3)
+    decide_and_apply(log, decider.complete_reassignment("t", 0, [1, 2, 3], 1))
+    part = log.state.topics["t"].partitions[0]
+    assert (part.replicas, part.target) == ((1, 2, 3), ())
+    with pytest.raises(UnknownTopicOrPartitionError):
+        decider.cancel_reassignment("t", 5)

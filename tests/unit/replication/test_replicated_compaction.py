@@ -161,3 +161,75 @@ def test_retention_never_moves_the_log_start_past_the_high_watermark(tmp_path: P
             await cluster.close()
 
     asyncio.run(scenario())
+
+
+def test_a_retry_of_a_compacted_away_batch_is_still_deduplicated_after_a_rebuild(
+    tmp_path: Path,
+) -> None:
+    # An emptied batch keeps its producer id, epoch and sequence span: a replica that rebuilds
+    # its producer state from the compacted log (no snapshot) and then leads answers a retry
+    # of a batch whose records compaction removed with its original offset.
+    config = LogConfig(segment_bytes=1024, cleanup_policy="compact")
+    pid, batches = 7, 40
+
+    def one_key(sequence: int) -> bytes:
+        builder = BatchBuilder(producer_id=pid, producer_epoch=0, base_sequence=sequence)
+        builder.append(b"the key", b"v%d" % sequence, None, 1_000)
+        return builder.build()
+
+    async def scenario() -> None:
+        cluster = PartitionCluster(tmp_path, config=config)
+        await cluster.start()
+        try:
+            leader = await cluster.wait_leader()
+            offsets_of = [
+                (await leader.partition.append(one_key(s), ACKS_ALL)).base_offset
+                for s in range(batches)
+            ]
+            # Every replica holds the whole log, then compacts it.
+            end = leader.log.log_end_offset
+            await wait_until(
+                lambda: all(n.partition.high_watermark == end for n in cluster.nodes.values()),
+                30.0,
+                what="every replica to commit everything",
+            )
+            await maintain_all(cluster)
+            retried = batches - 5  # in the producer's last five, and its record compacted away
+            assert offsets_of[retried] < leader.log.segments[-1].base_offset
+            successor = cluster.followers()[0]
+            assert (b"the key", b"v%d" % retried) not in records(successor)
+            # The successor restarts without its producer state snapshot: it rebuilds from the
+            # compacted log. Then it takes the leadership.
+            await cluster.stop_node(successor.node_id)
+            (successor.data_dir / "t-0" / "producer-state.json").unlink(missing_ok=True)
+            back = await cluster.restart_node(successor.node_id)
+            await wait_until(
+                lambda: back.partition.high_watermark == end,
+                30.0,
+                what="the restarted node to commit",
+            )
+
+            def handed_over() -> bool:
+                if back.partition.is_leader:
+                    return True
+                current = cluster.leader()
+                if current is not None:
+                    current.host.runtime.transfer_leadership(current.partition.group, back.node_id)
+                return False
+
+            await wait_until(handed_over, 30.0, what="the restarted node to lead")
+            retry = await back.partition.append(one_key(retried), ACKS_ALL)
+            assert retry.duplicate and retry.base_offset == offsets_of[retried]
+            # Not written again: after ``end`` the log holds only the new leader's no-op.
+            await wait_until(
+                lambda: back.partition.high_watermark == back.log.log_end_offset,
+                30.0,
+                what="the new leader's entries to commit",
+            )
+            tail = back.log.read(end, 1 << 20).records
+            assert tail and not list(read_records(tail, skip_control=True))
+            assert (b"the key", b"v%d" % retried) not in records(back)
+        finally:
+            await cluster.close()
+
+    asyncio.run(scenario())

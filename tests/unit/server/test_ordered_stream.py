@@ -77,7 +77,8 @@ async def until(condition: object) -> None:
 def test_a_ready_answer_comes_in_the_same_loop_pass_as_its_request() -> None:
     async def main() -> None:
         source, work = Source(), Work(instant=True)
-        answers = answer_in_order(source, work.start, work.ready, work.finish, 4)
+        # A quiet stream (no read counts as busy): each request is read on the stream's task.
+        answers = answer_in_order(source, work.start, work.ready, work.finish, 4, busy_gap_s=0)
         loop = asyncio.get_running_loop()
         for i in range(5):
             passes: list[int] = []
@@ -90,6 +91,29 @@ def test_a_ready_answer_comes_in_the_same_loop_pass_as_its_request() -> None:
             await asyncio.sleep(0)
         # Nothing was read ahead: the stream's own task read each request.
         assert source.read == [0, 1, 2, 3, 4]
+        source.end()
+        with pytest.raises(StopAsyncIteration):
+            await anext(answers)
+
+    asyncio.run(main())
+
+
+def test_a_busy_stream_reads_the_next_request_while_an_answer_goes_out() -> None:
+    async def main() -> None:
+        source, work = Source(), Work(instant=True)
+        answers = answer_in_order(source, work.start, work.ready, work.finish, 4, busy_gap_s=60)
+        source.put(0, 1, 2)
+        assert await anext(answers) == "r0"
+        await until(lambda: source.read == [0, 1])  # read ahead before answer 1 is asked for
+        assert await anext(answers) == "r1"
+        await until(lambda: source.read == [0, 1, 2])
+        assert await anext(answers) == "r2"
+        # The read-ahead that has to wait (nothing queued) makes the stream quiet again.
+        third = asyncio.ensure_future(anext(answers))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        source.put(3)
+        assert await third == "r3"
         source.end()
         with pytest.raises(StopAsyncIteration):
             await anext(answers)

@@ -39,9 +39,16 @@ def test_gap_and_fencing() -> None:
     assert table.check([header(7, 2, 0)]) is None
 
 
-def test_unknown_producer_may_start_anywhere_and_non_idempotent_is_unchecked() -> None:
+def test_unknown_producer_starts_at_zero_and_non_idempotent_is_unchecked() -> None:
+    """A later batch of a new producer that arrives before its first (concurrent requests)
+    is refused, so the first is not refused for good once the later one is written
+    (tests/faults/FINDINGS.md 1); nothing of the refused append is remembered."""
     table = ProducerStateTable()
-    assert table.check([header(9, 0, 42)]) is None
+    with pytest.raises(OutOfOrderSequenceError, match="sent sequence 42, expected 0"):
+        table.check([header(9, 0, 42)])
+    assert len(table) == 0
+    assert table.check([header(9, 0, 0)]) is None
+    assert table.check([header(9, 1, 0)]) is None  # a new epoch starts at 0 too
     assert table.check([header(-1, -1, -1)]) is None
 
 

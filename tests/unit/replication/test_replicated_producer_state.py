@@ -1,0 +1,81 @@
+"""Every replica's producer state follows its own log (tests/faults/FINDINGS.md 3): an old
+leader's uncommitted tail, cut when it rejoins, leaves nothing in its producer state, even when
+a producer state snapshot written before the cut covered that tail."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from rilke.partition.interface import ACKS_ALL, ACKS_LEADER
+
+from .cluster import wait_until
+from .partition_cluster import GROUP, Node, PartitionCluster, data_values, records_batch
+
+PID = 9
+
+
+def idempotent(i: int) -> bytes:
+    return records_batch([b"r%d" % i], producer_id=PID, epoch=0, sequence=i)
+
+
+def producer_rows(node: Node) -> list[list[int]]:
+    return sorted(node.partition._producers.table.dump())
+
+
+def test_a_cut_tail_leaves_no_sequence_behind_even_under_a_snapshot(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        cluster = PartitionCluster(tmp_path)
+        await cluster.start()
+        try:
+            old = await cluster.wait_leader()
+            for i in range(3):
+                await old.partition.append(idempotent(i), ACKS_ALL)
+            want = [b"r0", b"r1", b"r2"]
+            await wait_until(
+                lambda: all(data_values(n) == want for n in cluster.nodes.values()),
+                what="every replica to hold the committed records",
+            )
+            followers = [n.node_id for n in cluster.followers()]
+            for node_id in followers:
+                await cluster.stop_node(node_id)
+            # Alone, the leader writes the producer's next batch (acks=1), never committed.
+            tail = await old.partition.append(idempotent(3), ACKS_LEADER)
+            # It stops (its producer state snapshot is written as it closes).
+            await cluster.stop_node(old.node_id)
+
+            for node_id in followers:
+                await cluster.restart_node(node_id)
+            new = await cluster.wait_leader()
+            for i in range(3):  # other writes fill the offsets past the cut tail
+                await new.partition.append(records_batch([b"x%d" % i]), ACKS_ALL)
+            assert new.log.log_end_offset > tail.last_offset + 1
+            back = await cluster.restart_node(old.node_id)
+            want += [b"x0", b"x1", b"x2"]
+            await wait_until(
+                lambda: all(data_values(n) == want for n in cluster.nodes.values()),
+                what="the old leader's tail replaced",
+            )
+            # Every replica's producer state is the same (it is its log's).
+            await wait_until(
+                lambda: producer_rows(back) == producer_rows(new),
+                what="the rejoined replica's producer state to be its log's",
+            )
+            assert producer_rows(back)[-1][3] == 2  # last sequence written: 2, not the cut 3
+
+            # Led by the old leader again, the producer's retry of its batch 3 is written (it
+            # is not in the log), never answered as a duplicate at the cut tail's offset.
+            new.host.runtime.transfer_leadership(GROUP, back.node_id)
+            await cluster.wait_leader(not_=new.node_id)
+            assert back.partition.is_leader
+            retry = await back.partition.append(idempotent(3), ACKS_ALL)
+            assert not retry.duplicate
+            want.append(b"r3")
+            await wait_until(
+                lambda: all(data_values(n) == want for n in cluster.nodes.values()),
+                what="the retried batch on every replica",
+            )
+        finally:
+            await cluster.close()
+
+    asyncio.run(scenario())
