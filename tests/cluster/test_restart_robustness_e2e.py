@@ -1,7 +1,6 @@
 """Restarts of a real three-node cluster: every node killed with kill -9, then restarted one
-at a time (the first alone serves at once instead of waiting out its catch-up deadline for a
-quorum that is not there); one node comes back with its partitions' data wiped and recovers
-before it votes in their groups."""
+at a time; one node comes back with its partitions' data wiped and recovers before it votes
+in their groups."""
 
 from __future__ import annotations
 
@@ -49,8 +48,7 @@ def test_killed_nodes_restart_one_at_a_time_and_a_wiped_replica_recovers(
     for p in (0, 1):
         shutil.rmtree(cluster.data_dir(3) / f"t-{p}")
 
-    first = cluster.start(1)  # alone: no quorum of metadata voters anywhere
-    assert "with no quorum of the metadata voters reachable" in first.log_text()
+    cluster.start(1)  # alone: no quorum of metadata voters anywhere
     cluster.start(2)
     third = cluster.start(3)
     wait_for(lambda: formed(cluster, [1, 2, 3]), FORM_TIMEOUT_S, "the cluster to form again")

@@ -17,7 +17,6 @@ nothing here runs and the broker is today's single node. The broker process call
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from rilke.proto import rilke_pb2_grpc as pb_grpc
 from rilke.replication.controller import MetadataView
 from rilke.replication.host import ReplicationHost
 from rilke.replication.partition import ReplicatedPartition, ReplicatedPartitionFactory
-from rilke.replication.raft.types import NO_NODE, ConfChange, ConfChangeType, Config
+from rilke.replication.raft.types import ConfChange, ConfChangeType, Config
 from rilke.replication.transport import TransportConfig
 from rilke.server.broker import Broker
 from rilke.server.cluster.admin import ClusterAdmin, check_topic
@@ -67,9 +66,6 @@ REPLAY_TIMEOUT_S = 60.0
 JOIN_TIMEOUT_S = 60.0
 MEMBERSHIP_TIMEOUT_S = 30.0
 CATCH_UP_TIMEOUT_S = 20.0
-NO_QUORUM_GRACE_S = 2.0
-"""At start, how long the catch-up wait goes on while the metadata group has no leader and no
-quorum of its voters is reachable (time for the transport to reach peers that are up)."""
 
 
 PARTITION_ELECTION_TIMEOUT_TICKS = 6
@@ -427,47 +423,17 @@ class ClusterNode:
         mirror = self._mirror
         mirror.start()
         self._agent.start()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + CATCH_UP_TIMEOUT_S
-        hopeless_since: float | None = None
-        while mirror.synced_index < mirror.floor_index:
-            now = loop.time()
-            if now >= deadline:
-                why = f"after {CATCH_UP_TIMEOUT_S:.0f} s"
-                break
-            # Without a leader, or a quorum of voters to elect one, the metadata cannot catch
-            # up: waiting longer would only hold this node back (nodes restarted one at a
-            # time each waited the whole deadline for the next).
-            if self._metadata_can_progress():
-                hopeless_since = None
-            elif hopeless_since is None:
-                hopeless_since = now
-            elif now - hopeless_since >= NO_QUORUM_GRACE_S:
-                why = "with no quorum of the metadata voters reachable"
-                break
-            with contextlib.suppress(TimeoutError):
-                await mirror.wait_synced(mirror.floor_index, min(0.1, deadline - now))
-        else:
-            return
-        log.warning(
-            "node %d: the metadata is not yet applied to index %d (applied: %d) %s: serving "
-            "meanwhile; it catches up once the controller has a quorum",
-            self.node_id,
-            mirror.floor_index,
-            self.view().applied_offset,
-            why,
-        )
-
-    def _metadata_can_progress(self) -> bool:
-        """Whether the metadata group has a leader, or a quorum of its voters (this node
-        among them) is reachable to elect one."""
-        assert self.controller is not None and self.host is not None
-        if self.controller.leader_id != NO_NODE:
-            return True
-        voters, _learners = self.controller.members()
-        transport = self.host.runtime.transport
-        up = sum(1 for v in voters if v == self.node_id or transport.is_alive(v))
-        return up > len(voters) // 2
+        try:
+            await mirror.wait_synced(mirror.floor_index, CATCH_UP_TIMEOUT_S)
+        except TimeoutError:
+            log.warning(
+                "node %d: the metadata is not yet applied to index %d (applied: %d) after "
+                "%.0f s: serving meanwhile; it catches up once the controller has a quorum",
+                self.node_id,
+                mirror.floor_index,
+                self.view().applied_offset,
+                CATCH_UP_TIMEOUT_S,
+            )
 
     async def close(self) -> None:
         """Stop heartbeating, the mirror, the metadata group and the transport. Safe to call
