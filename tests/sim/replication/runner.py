@@ -473,9 +473,21 @@ def _decision(op: str, broker: int, name: str, now_ms: int) -> Callable[[Any], A
 
 def run_seed(seed: int, scenario: str = "replication", *, lying_fsync: bool = False) -> Result:
     """Run one seed; a violation is in the result (``ok`` False), never raised.
-    ``lying_fsync``: every node's disk skips the log's fsyncs (the checks must catch it)."""
-    logging.getLogger("rilke").setLevel(logging.CRITICAL)
-    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    ``lying_fsync``: every node's disk skips the log's fsyncs (the checks must catch it).
+    The rilke and asyncio loggers are quiet while it runs and set back after (tests that
+    run later in the same process read their log records)."""
+    loggers = [logging.getLogger("rilke"), logging.getLogger("asyncio")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        return _run_seed(seed, scenario, lying_fsync=lying_fsync)
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _run_seed(seed: int, scenario: str, *, lying_fsync: bool) -> Result:
     loop = VirtualTimeLoop()
     loop.set_default_executor(InlineExecutor())  # the controller saves snapshots on one
     tasks = NodeTasks()
