@@ -4,7 +4,9 @@ After a crash (kill -9, power loss, a torn write) the bytes past the last fsync 
 or garbage. The recovery-point checkpoint names an offset below which everything was fsynced;
 opening with ``recover=True`` trusts the segments before it and checks every batch (header,
 CRC, offsets) from it on, cutting the log at the first batch that does not hold and deleting
-any segment after the cut. Indexes that are missing or do not hold are rebuilt from the log.
+any segment after the cut. A segment past the recovery point that ends before the next one's
+base (its tail lost whole, at a batch boundary, after a roll) is a cut too, in a log that
+was never compacted. Indexes that are missing or do not hold are rebuilt from the log.
 After a clean shutdown (``recover=False``) nothing is scanned: the indexes are loaded and
 checked, and the tail of each segment after its last index entry is walked header by header.
 
@@ -237,6 +239,23 @@ def open_segments(
                     segment.size,
                 )
                 report.bytes_truncated += removed
+                cut = True
+            elif (
+                contiguous
+                and past_recovery_point
+                and i + 1 < len(bases)
+                and segment.next_offset < bases[i + 1]
+            ):
+                # Its unsynced tail was lost whole, at a batch boundary (nothing to cut), while
+                # the next segment's file, created by a roll, survived: the offsets between are
+                # gone, so is everything after them (simulation seed 19365).
+                log.warning(
+                    "%s: ends at offset %d, before the next segment's base %d: its tail was "
+                    "lost; deleting the segments after it",
+                    segment.log_path,
+                    segment.next_offset,
+                    bases[i + 1],
+                )
                 cut = True
         segments.append(segment)
     report.corrupt_ranges = [bad for segment in segments for bad in segment.corrupt]

@@ -120,3 +120,15 @@ def test_fixed_seed_budget_runs_clean(scenario: str) -> None:
             bad.append(f"seed {seed}: {result.prop}: {result.failure}")
     assert not bad, bad
     assert crashes > 0 and acked > 0  # the budget exercised crashes and acknowledged writes
+
+
+REGRESSION_SEEDS = [("replication", 19365)]
+"""Seeds that found a bug (tests/sim/REPLICATION_FINDINGS.md), replayed on every run: 19365, a
+segment's tail lost whole at a power cut after a roll left a hole in two replicas' logs."""
+
+
+@pytest.mark.parametrize(("scenario", "seed"), REGRESSION_SEEDS)
+def test_regression_seed_runs_clean(scenario: str, seed: int) -> None:
+    result = run_seed(seed, scenario)
+    assert result.ok, f"{result.prop}: {result.failure}"
+    assert result.stats["crashes"] > 0 and result.stats["acked"] > 0

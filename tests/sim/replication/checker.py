@@ -7,6 +7,7 @@
   later (across crashes, truncations and restarts).
 - The high watermark never goes backwards within a replica's incarnation, and never passes
   its log end.
+- Every replica's log holds every committed batch from its log start on, with no hole.
 - An idempotent producer's batch is committed at most once (no duplicate pid/sequence).
 - Every replica's producer state is the same, and the same as one rebuilt from the log, once
   the replicas hold the same committed log.
@@ -136,6 +137,13 @@ class Checker:
             for pos, header in iter_headers(data, check=False):
                 if header.next_offset > hw:
                     break
+                if header.base_offset > offset:
+                    # The log skips offsets it counts as held (no compaction here).
+                    raise SafetyViolation(
+                        "committed prefix",
+                        f"n{node} partition {p} ({where}): a hole in the log, offsets {offset}"
+                        f"..{header.base_offset - 1} are missing below its high watermark {hw}",
+                    )
                 batch = bytes(data[pos : pos + header.size])
                 key = (p, header.base_offset)
                 seen = self.committed.get(key)
@@ -177,6 +185,8 @@ class Checker:
                     "convergence", f"partition {p}: log ends {ends}, high watermarks {hws}"
                 )
             starts = {n: live.logs[p].log_start_offset for n, live in replicas.items()}
+            for n, live in replicas.items():
+                self._holds_every_committed_batch(n, p, live)
             for key, ident in self.acked.items():
                 if key[0] != p:
                     continue
@@ -223,3 +233,24 @@ class Checker:
                     )
             if len({tuple(d) for d in dumps.values()}) != 1:
                 raise SafetyViolation("producer state", f"partition {p}: replicas differ: {dumps}")
+
+    def _holds_every_committed_batch(self, node: int, p: int, live: Incarnation) -> None:
+        """Every batch committed anywhere, from this replica's log start on, is in its log at
+        the same offset, byte for byte."""
+        plog = live.logs[p]
+        start = plog.log_start_offset
+        for (q, base), batch in sorted(self.committed.items()):
+            if q != p or base < start:
+                continue
+            data = plog.read(base, 1).records
+            held = b""
+            for pos, header in iter_headers(data, check=False):
+                if header.base_offset == base:
+                    held = bytes(data[pos : pos + header.size])
+                break
+            if held != batch:
+                raise SafetyViolation(
+                    "committed prefix",
+                    f"n{node} partition {p}: the batch committed at offset {base} "
+                    f"({self.first_seen[(p, base)]}) is not in its log there",
+                )

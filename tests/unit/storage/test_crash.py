@@ -290,3 +290,45 @@ def test_sigkill_mid_append_leaves_a_consistent_prefix(tmp_path: Path) -> None:
     holder = max(s.base_offset for s in log.segments if s.base_offset <= checkpoint.recovery_point)
     scanned = log.recovery.segments_scanned
     assert scanned == [s.base_offset for s in log.segments if s.base_offset >= holder]
+
+
+@pytest.mark.parametrize("new_segment_data", [False, True], ids=["empty", "with-data"])
+def test_a_tail_lost_at_a_batch_boundary_before_a_rolled_segment_drops_the_later_segments(
+    tmp_path: Path, new_segment_data: bool
+) -> None:
+    """Simulation seed 19365: batches appended to a segment, the segment rolled (the new file
+    created), then power lost before the old segment's tail was synced. The tail is lost whole
+    (the cut lands on a batch boundary, so no batch fails its CRC) while the new segment's
+    file survives. The log must end where the old segment's data ends, not at the new
+    segment's base: offsets in between would be a hole the log claims to hold (a Raft
+    replica then counts entries it does not have)."""
+    directory = tmp_path / "t-0"
+    log = PartitionLog.open(directory, CONFIG, now_ms=0, recover=False)
+    stored = []
+    for i in range(3):
+        batch = bytearray(make_batch(2, timestamp_ms=1000 + i))
+        log.append(batch, now_ms=1)
+        stored.append(bytes(batch))
+    log.flush()
+    log.checkpoint()
+    durable_size = log.segments[-1].size
+    for i in range(2):  # appended, never synced
+        log.append(bytearray(make_batch(2, timestamp_ms=2000 + i)), now_ms=1)
+    log.roll(now_ms=1)
+    rolled_base = log.segments[-1].base_offset
+    assert rolled_base == 10
+    if new_segment_data:
+        log.append(bytearray(make_batch(1, timestamp_ms=3000)), now_ms=1)
+    crash(log)
+    old_file = sorted(directory.glob("*.log"))[0]
+    with old_file.open("r+b") as f:
+        f.truncate(durable_size)  # the unsynced tail lost whole
+    log = PartitionLog.open(directory, CONFIG, now_ms=0, recover=True)
+    assert log.log_end_offset == 6
+    assert [s.base_offset for s in log.segments] == [0]
+    assert rolled_base in log.recovery.segments_deleted
+    assert contents(log) == stored
+    # Appends go on from the real end, contiguous.
+    info = log.append(bytearray(make_batch(1, timestamp_ms=4000)), now_ms=1)
+    assert info.first_offset == 6
+    log.close()
