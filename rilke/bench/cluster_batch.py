@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seconds", type=float, default=5.0, help="length of each phase")
     p.add_argument("--record-size", type=int, default=100)
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    p.set_defaults(func=run, linger_ms=0.0, acks="all")
+    p.set_defaults(func=run, linger_ms=0.0, acks="all", produce_path="unary")
 
 
 def cpu_per_batch_us(

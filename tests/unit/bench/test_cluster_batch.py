@@ -30,3 +30,21 @@ def test_hops_are_listed_in_path_order_with_the_total_last() -> None:
         "total",
     ]
     assert PRODUCE_HOPS[0] == "send" and PRODUCE_HOPS[-1] == "caller_woken"
+
+
+def test_its_arguments_carry_everything_the_shared_produce_phase_reads() -> None:
+    # The produce phase is latency-timeline's: a setting it reads that cluster-batch's parser
+    # lacks failed the command at its first phase (AttributeError: produce_path).
+    import argparse
+
+    from rilke.bench import cluster_batch, latency_timeline
+
+    def parsed(register: object, name: str) -> argparse.Namespace:
+        parser = argparse.ArgumentParser()
+        register(parser.add_subparsers())  # type: ignore[operator]
+        return parser.parse_args([name])
+
+    mine = vars(parsed(cluster_batch.register, "cluster-batch"))
+    shared = vars(parsed(latency_timeline.register, "timeline"))
+    missing = {key for key in shared if key not in mine} - {"json", "func", "topic_config"}
+    assert not missing, f"cluster-batch lacks {sorted(missing)}"
