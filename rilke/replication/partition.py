@@ -64,6 +64,7 @@ from rilke.partition.subscribers import Subscribers
 from rilke.partition.validation import check_leader_epoch, validate_batches
 from rilke.records.header import read_header
 from rilke.replication import offsets
+from rilke.replication.held_groups import HeldGroups
 from rilke.replication.host import ReplicationHost
 from rilke.replication.partition_storage import ReplicatedStorage
 from rilke.replication.raft.types import NO_NODE, Config, Entry, EntryKind, Ready, Role, Snapshot
@@ -116,10 +117,13 @@ class ReplicatedPartition:
         flush_slots: FlushSlots | None = None,
         raft_config: Config | None = None,
         known_epoch: int = 0,
+        held: HeldGroups | None = None,
     ) -> None:
         """``known_epoch``: the group's leader epoch (Raft term) as the metadata records it;
         when > 0 and this replica finds no Raft state, its state was lost (a wiped data dir)
-        and it recovers before it votes (``Config.storage_lost``)."""
+        and it recovers before it votes (``Config.storage_lost``). ``held``: the node's
+        record of the groups whose state it held; a group recorded there without Raft state
+        lost it too, whatever the metadata view says (it may not be caught up yet)."""
         node_id = runtime.node_id
         if not replicas:
             raise ValueError(f"{topic}-{partition} has no replicas")
@@ -192,16 +196,24 @@ class ReplicatedPartition:
         base = raft_config or Config(node_id)
         # No state file for a group that already had a leader: this replica may have voted in
         # a term it no longer remembers, and lost entries it acknowledged.
-        lost = storage.fresh and known_epoch > 0
+        self._held = held
+        recorded = held is not None and held.holds(group)
+        if held is not None and not storage.fresh and not recorded:
+            held.record(group)  # a state file from before the record (a crash between)
+        lost = storage.fresh and (known_epoch > 0 or recorded)
         if lost:
             log.warning(
-                "node %d %s-%d: no Raft state for a group at leader epoch %d (data dir wiped?):"
+                "node %d %s-%d: no Raft state for a group %s (data dir wiped?):"
                 " not voting until a leader has caught this replica up",
                 node_id,
                 topic,
                 partition,
-                known_epoch,
+                f"at leader epoch {known_epoch}"
+                if known_epoch > 0
+                else "this node recorded as held",
             )
+        elif held is not None and storage.fresh:
+            storage.on_first_state = lambda: held.record(group)
         core_config = replace(
             base, node_id=node_id, voters=replicas, applied=commit, storage_lost=lost
         )
@@ -563,8 +575,11 @@ class ReplicatedPartition:
             self._fail_waiting(self._closing())
 
     def forget_state(self) -> None:
-        """Remove the producer state snapshot (the topic is being deleted)."""
+        """Remove the producer state snapshot and this node's record of the group (the
+        topic is being deleted)."""
         self._producers.forget()
+        if self._held is not None:
+            self._held.forget(self.group)
 
 
 class ReplicatedPartitionFactory:
@@ -580,6 +595,7 @@ class ReplicatedPartitionFactory:
         *,
         flush_slots: FlushSlots | None = None,
         raft_config: Config | None = None,
+        held: HeldGroups | None = None,
     ) -> None:
         if host.runtime.node_id != node_id:
             raise ValueError(f"the host is node {host.runtime.node_id}, not {node_id}")
@@ -587,6 +603,7 @@ class ReplicatedPartitionFactory:
         self.node_id = node_id
         self._flush_slots = flush_slots
         self._raft_config = raft_config
+        self._held = held
 
     def __call__(self, spec: PartitionSpec) -> Partition:
         if not spec.replicas:
@@ -605,4 +622,5 @@ class ReplicatedPartitionFactory:
             flush_slots=self._flush_slots,
             raft_config=self._raft_config,
             known_epoch=spec.leader_epoch,
+            held=self._held,
         )

@@ -50,7 +50,7 @@ class ReplicatedStorage(PartitionRaftStorage):
             return None
         state_bytes = self._state.encode()
         self._state_dirty = self._commit_dirty = False
-        return StorageFlush(None, self._path, state_bytes)
+        return self._flush(None, state_bytes)
 
     def persist(self, ready: Ready, *, now_ms: int) -> None:
         """PartitionRaftStorage.persist, then the observer. When persisting fails part-way

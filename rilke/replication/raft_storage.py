@@ -34,7 +34,7 @@ from __future__ import annotations
 import bisect
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,12 +157,20 @@ class StorageFlush:
     :meth:`PartitionRaftStorage.end_flush` (or ``abort_flush``) on the loop.
     """
 
-    __slots__ = ("job", "state_bytes", "state_path")
+    __slots__ = ("after_state", "job", "state_bytes", "state_path")
 
-    def __init__(self, job: FlushJob | None, state_path: Path, state_bytes: bytes | None) -> None:
+    def __init__(
+        self,
+        job: FlushJob | None,
+        state_path: Path,
+        state_bytes: bytes | None,
+        after_state: Callable[[], None] | None = None,
+    ) -> None:
         self.job = job
         self.state_path = state_path
         self.state_bytes = state_bytes
+        self.after_state = after_state
+        """Run right after the state file was written (the first one of a group here)."""
 
     def run(self) -> None:
         """fsync the log, then replace the state file (it must never describe entries the log
@@ -171,6 +179,8 @@ class StorageFlush:
             self.job.run()
         if self.state_bytes is not None:
             files.atomic_write(self.state_path, self.state_bytes)
+            if self.after_state is not None:
+                self.after_state()
 
 
 class PartitionRaftStorage:
@@ -196,6 +206,9 @@ class PartitionRaftStorage:
         self._state_dirty = False  # something beyond commit changed since the last write
         self.fresh = False
         """No state file was found at open (a new group here, or a wiped data dir)."""
+        self.on_first_state: Callable[[], None] | None = None
+        """While no state file has been synced here yet: run on the flush's thread right
+        after the first one was (the node records the group as held: HeldGroups)."""
         self._commit_dirty = False
 
     # --- opening ------------------------------------------------------------------------------
@@ -523,6 +536,9 @@ class PartitionRaftStorage:
     def _write_state_now(self) -> None:
         files.atomic_write(self._path, self._state.encode())
         self._state_dirty = self._commit_dirty = False
+        first, self.on_first_state = self.on_first_state, None
+        if first is not None:
+            first()
 
     # --- group commit ---------------------------------------------------------------------------
 
@@ -536,12 +552,18 @@ class PartitionRaftStorage:
             self._state_dirty = self._commit_dirty = False
         if job is None and state_bytes is None:
             return None
-        return StorageFlush(job, self._path, state_bytes)
+        return self._flush(job, state_bytes)
+
+    def _flush(self, job: FlushJob | None, state_bytes: bytes | None) -> StorageFlush:
+        after = self.on_first_state if state_bytes is not None else None
+        return StorageFlush(job, self._path, state_bytes, after)
 
     def end_flush(self, flush: StorageFlush) -> None:
         """Count a finished window (its ``run`` returned)."""
         if flush.job is not None:
             self.log.end_flush(flush.job)
+        if flush.after_state is not None:
+            self.on_first_state = None
 
     def abort_flush(self, flush: StorageFlush) -> None:
         """Give back a window whose ``run`` raised: the state is written again next time."""

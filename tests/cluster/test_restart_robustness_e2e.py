@@ -27,15 +27,6 @@ def _replicas(cluster: ClusterNodes, node: int) -> list[tuple[int, tuple[int, ..
     return [(p, replicas) for p, _leader, replicas in cluster.topics(node).get("t", [])]
 
 
-@pytest.mark.xfail(
-    reason=(
-        "known gap, open: a wiped replica is told lost only when the metadata view it opens "
-        "with already has the partition's leader epoch > 0; opened from a view that is not yet "
-        "caught up, one of node 3's two partitions sometimes starts as fresh and may vote "
-        "(seen: 1 of 2 logged 'not voting until ...')"
-    ),
-    strict=False,
-)
 def test_killed_nodes_restart_one_at_a_time_and_a_wiped_replica_recovers(
     cluster: ClusterNodes,
 ) -> None:

@@ -29,6 +29,7 @@ from rilke.partition.interface import Leadership, PartitionFactory
 from rilke.proto import rilke_pb2 as pb
 from rilke.proto import rilke_pb2_grpc as pb_grpc
 from rilke.replication.controller import MetadataView
+from rilke.replication.held_groups import HELD_DIR, HeldGroups
 from rilke.replication.host import ReplicationHost
 from rilke.replication.partition import ReplicatedPartition, ReplicatedPartitionFactory
 from rilke.replication.raft.types import ConfChange, ConfChangeType, Config
@@ -221,7 +222,11 @@ class ClusterNode:
         assert self.host is not None
         slots = local.flush_slots if isinstance(local, LocalPartitionFactory) else None
         replicated = ReplicatedPartitionFactory(
-            self.host, self.node_id, flush_slots=slots, raft_config=self._raft_config
+            self.host,
+            self.node_id,
+            flush_slots=slots,
+            raft_config=self._raft_config,
+            held=HeldGroups(self._data_dir / HELD_DIR),
         )
         self.partitions = ClusterPartitionFactory(self.node_id, self.view, local, replicated)
         return self.partitions

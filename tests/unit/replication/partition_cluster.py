@@ -19,6 +19,7 @@ from rilke.partition.interface import PartitionSpec
 from rilke.records.builder import BatchBuilder
 from rilke.records.header import iter_headers
 from rilke.records.reader import read_records
+from rilke.replication.held_groups import HELD_DIR, HeldGroups
 from rilke.replication.host import ReplicationHost
 from rilke.replication.partition import ReplicatedPartition, ReplicatedPartitionFactory
 from rilke.replication.raft.types import Config
@@ -58,9 +59,17 @@ class PartitionCluster:
     """``size`` nodes sharing one replicated partition (replicas 1..size)."""
 
     def __init__(
-        self, root: Path, size: int = 3, config: LogConfig | None = None, cluster_id: str = "c"
+        self,
+        root: Path,
+        size: int = 3,
+        config: LogConfig | None = None,
+        cluster_id: str = "c",
+        *,
+        held: bool = False,
     ) -> None:
+        """``held``: every node keeps its record of held groups (HeldGroups, as a broker)."""
         self.root = root
+        self.held = held
         self.size = size
         self.config = config or LogConfig()
         self.cluster_id = cluster_id
@@ -91,7 +100,10 @@ class PartitionCluster:
         log_dir = data_dir / f"{TOPIC}-0"
         plog = PartitionLog.open(log_dir, self.config, now_ms=0, recover=True)
         factory = ReplicatedPartitionFactory(
-            host, node_id, raft_config=Config(node_id, election_timeout_ticks=10)
+            host,
+            node_id,
+            raft_config=Config(node_id, election_timeout_ticks=10),
+            held=HeldGroups(data_dir / HELD_DIR) if self.held else None,
         )
         spec = PartitionSpec(
             TOPIC,
@@ -121,11 +133,21 @@ class PartitionCluster:
         node.log.close()
         return node
 
-    async def restart_node(self, node_id: int, *, wipe: bool = False, known_epoch: int = 0) -> Node:
-        """Start a stopped node again (from an empty data dir with ``wipe``); ``known_epoch``
-        is the leader epoch the metadata would give its partition (as a broker's does)."""
+    async def restart_node(
+        self,
+        node_id: int,
+        *,
+        wipe: bool = False,
+        wipe_partition: bool = False,
+        known_epoch: int = 0,
+    ) -> Node:
+        """Start a stopped node again (from an empty data dir with ``wipe``, with only its
+        partition's folder gone with ``wipe_partition``); ``known_epoch`` is the leader epoch
+        the metadata would give its partition (as a broker's does)."""
         if wipe:
             shutil.rmtree(self.root / f"n{node_id}")
+        if wipe_partition:
+            shutil.rmtree(self.root / f"n{node_id}" / f"{TOPIC}-0")
         server = grpc.aio.server()
         server.add_insecure_port(self.addrs[node_id])
         return await self._start_node(node_id, server, known_epoch)
