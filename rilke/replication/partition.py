@@ -152,6 +152,10 @@ class ReplicatedPartition:
         # The log end producer state covers: batches below it are in the table (a leader
         # records its proposals at once, before the storage writes them).
         self._producers_end = log_.log_end_offset
+        # Entries the table holds ahead of the written log: base offset -> term. A write at
+        # such an offset of another term means they were replaced before being written (no
+        # truncation is reported for entries never written): the table follows the log again.
+        self._ahead: dict[int, int] = {}
         # Flushes of maintenance (rolled segments, flush.ms); the runtime syncs every write.
         self._flusher: GroupFlush[AppendResult] = GroupFlush(self._name, log_, flush_slots)
         # Retention and compaction on every replica by the same rules, below this replica's
@@ -366,6 +370,7 @@ class ReplicatedPartition:
             raise self._not_leader()
         checked = validate_batches(records, self._config.max_message_bytes)
         headers = checked.headers
+        self._record_unwritten()
         duplicate = self._producers.check(headers)
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         if duplicate is not None:
@@ -388,9 +393,14 @@ class ReplicatedPartition:
             committed = self._runtime.propose(self.group, batches, counts)
         except NotLeaderError:
             raise self._not_leader() from None  # nothing appended
-        end = offsets.log_end_offset(self._runtime.node(self.group).last_index)
+        node = self._runtime.node(self.group)
+        end = offsets.log_end_offset(node.last_index)
         first = end - sum(counts)
         self._producers.apply(headers, first)
+        base, term = first, node.term
+        for count in counts:
+            self._ahead[base] = term
+            base += count
         self._producers_end = end
         result = AppendResult(first, end - 1, -1, self._log.log_start_offset)
         committed.add_done_callback(partial(self._proposal_done, future))
@@ -458,20 +468,48 @@ class ReplicatedPartition:
             self._rebuild_producers(offsets.truncation_offset(ready.truncate_from))
         elif ready.entries:
             table = self._producers.table
+            ahead = self._ahead
+            replaced = -1
             for entry in ready.entries:
-                if entry.kind is not EntryKind.NORMAL:
-                    continue
                 base = offsets.base_offset(entry.first_index)
                 if base >= self._producers_end:
-                    table.record(read_header(entry.data), base)
-            self._producers_end = max(self._producers_end, plog.log_end_offset)
+                    if entry.kind is EntryKind.NORMAL:
+                        table.record(read_header(entry.data), base)
+                elif ahead.pop(base, entry.term) != entry.term and replaced < 0:
+                    replaced = base
+            if replaced >= 0:
+                # What the table held from ``replaced`` on was replaced by another leader's
+                # entries before it was written: follow the log as it is now.
+                self._rebuild_producers(replaced)
+            else:
+                self._producers_end = max(self._producers_end, plog.log_end_offset)
         if self._written_waiters:
             self._release(self._written_waiters, plog.log_end_offset)
+
+    def _record_unwritten(self) -> None:
+        """Leader, before it checks a new append: the core's entries beyond what the table
+        covers (proposed before a rebuild of the table, not yet written) go into it first, so
+        that a retry of one of them is answered as a duplicate, and they are not skipped
+        when written. Nothing to do (one comparison) in the common case."""
+        node = self._runtime.node(self.group)
+        end = offsets.log_end_offset(node.last_index)
+        if self._producers_end >= end:
+            return
+        table = self._producers.table
+        for entry in node.log_entries(offsets.raft_index(self._producers_end), node.last_index):
+            base = offsets.base_offset(entry.first_index)
+            if base < self._producers_end:
+                continue
+            if entry.kind is EntryKind.NORMAL:
+                table.record(read_header(entry.data), base)
+            self._ahead[base] = entry.term
+        self._producers_end = end
 
     def _rebuild_producers(self, truncated_to: int | None = None) -> None:
         """Producer state from the log as it is (cut back to ``truncated_to``, if given)."""
         self._producers.rebuild(truncated_to)
         self._producers_end = self._log.log_end_offset
+        self._ahead.clear()
 
     def _apply(self, entries: Sequence[Entry]) -> None:
         """Committed entries, in order (written and fsynced on a quorum): the high watermark
