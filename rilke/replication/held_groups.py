@@ -45,7 +45,8 @@ class HeldGroups:
 
     def holds(self, group: str) -> bool:
         """Whether ``group``'s state was recorded as held here. Raises KafkaStorageError for
-        a record that cannot be read."""
+        a record that cannot be read or names another group (damaged: the answer is unknown,
+        and guessing "not held" would let a replica that lost its state vote)."""
         path = self._path(group)
         try:
             data = path.read_bytes()
@@ -53,7 +54,12 @@ class HeldGroups:
             return False
         except OSError as exc:
             raise KafkaStorageError(f"cannot read the replica group record {path}: {exc}") from exc
-        return data.decode("utf-8", "replace") == group
+        if data != group.encode("utf-8"):
+            raise KafkaStorageError(
+                f"the replica group record {path} is damaged: it names "
+                f"{data[:200].decode('utf-8', 'replace')!r}, not {group!r}"
+            )
+        return True
 
     def record(self, group: str) -> None:
         """Record ``group`` durably (the file and its folder synced). Idempotent."""

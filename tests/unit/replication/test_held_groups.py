@@ -40,6 +40,18 @@ def test_an_unreadable_record_is_a_storage_error(tmp_path: Path) -> None:
         held.holds("g/0")
 
 
+def test_a_record_naming_another_group_is_a_storage_error(tmp_path: Path) -> None:
+    # A damaged record must not read as "not held": that would let a replica that lost its
+    # state vote as if it were new to its group.
+    held = HeldGroups(tmp_path / HELD_DIR)
+    held.record("g/0")
+    (path,) = (tmp_path / HELD_DIR).glob("*.group")
+    path.write_bytes(b"g/\x00")
+    with pytest.raises(KafkaStorageError, match="is damaged: it names"):
+        held.holds("g/0")
+    assert not held.holds("g/1")  # another group's missing record is still just "not held"
+
+
 def test_every_replica_records_its_group_once_its_state_is_synced(tmp_path: Path) -> None:
     async def scenario() -> None:
         cluster = PartitionCluster(tmp_path, held=True)
