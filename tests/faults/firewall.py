@@ -3,26 +3,42 @@
 Partitions and loss are drop rules in each namespace's own firewall: nft when installed (a
 table ``rilke_faults`` with an input chain), else iptables (the INPUT chain), else they are
 unavailable and say why. Loss falls back to a random-drop rule when `tc netem` is missing
-from the kernel; delay needs netem and is unavailable without it. Rules live in the
-namespaces only, so they vanish with them; the host's own firewall is never touched.
+from the kernel. Rules live in the namespaces only, so they vanish with them; the host's own
+firewall is never touched.
+
+Delay is `tc netem` on the host's eth0 where the kernel has it. Where it does not (this
+machine kind's kernel has no sch_netem, nor fq), every packet the host receives on eth0 is
+sent to a netfilter queue by an iptables rule in the ``security`` table's INPUT chain
+(priority 150: after the drop rules, which an accepted queued packet would skip if it met
+them later) and held there for the delay by tests/faults/delayer.py, a netlink reader started
+in the host's namespace. It delays what the host receives, not what it sends: queued outgoing
+packets stay charged to their TCP sockets, and TCP small queues then cut a 50 ms-delayed
+stream to 2.2 MB/s, while held incoming packets cost the senders nothing (38 MB/s measured).
+Either way a round trip with the host takes the delay once more.
 
 A slow link is a `tc tbf` rate limit on both ends of a host's veth pair (its ``eth0`` for what
 it sends, the bridge-side end for what it receives): under load the token bucket's queue fills
-and every packet through the link waits behind it, so it is real queueing delay, not a fixed
-one. No fixed delay is made without netem: tbf and htb shape rate only, fq (which honours
-departure times set by a tc BPF program) is not in this kernel either, and a userspace relay
-would change the topology.
+and every packet through the link waits behind it, so it is real queueing delay.
 """
 
 from __future__ import annotations
 
+import select
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from tests.faults.netns import Testbed, TestbedError, run_host_command
 
 _TABLE = "rilke_faults"
+_QUEUE_RULE = ["INPUT", "-i", "eth0", "-j", "NFQUEUE", "--queue-num", "0", "--queue-bypass"]
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+DELAYER_READY_S = 10.0
+"""How long a delayer may take to bind its queue."""
+DELAYER_LIFETIME_S = 900.0
+"""A delayer stops by itself after this long (a run heals long before)."""
 
 
 def _del_root(dev: str) -> list[str]:
@@ -45,6 +61,8 @@ class Firewall:
         self._netem: bool | None = None
         self._delayed: set[str] = set()
         self._shaped: set[str] = set()
+        self._delayers: dict[str, subprocess.Popen[bytes]] = {}
+        self._queued: set[str] = set()
 
     # -- capability --------------------------------------------------------------------------
 
@@ -64,8 +82,11 @@ class Firewall:
         return self._netem
 
     def delay_unavailable_reason(self) -> str | None:
-        if not self.netem_available():
-            return "delay needs `tc netem`, which this kernel lacks (CONFIG_NET_SCH_NETEM)"
+        if not self.netem_available() and not shutil.which("iptables"):
+            return (
+                "delay needs `tc netem`, which this kernel lacks (CONFIG_NET_SCH_NETEM), or "
+                "iptables for a netfilter queue (apt-get install iptables)"
+            )
         return None
 
     # -- rules -------------------------------------------------------------------------------
@@ -129,11 +150,56 @@ class Firewall:
                             "--probability", f"{percent / 100:.2f}", "-j", "DROP"])  # fmt: skip
 
     def delay(self, host: str, delay_ms: int, jitter_ms: int = 0) -> None:
-        """Packets leaving ``host`` wait ``delay_ms`` (+- ``jitter_ms``); needs netem."""
+        """``host``'s packets wait ``delay_ms`` (+- ``jitter_ms``): those it sends, with
+        netem; those it receives, with a netfilter queue where the kernel has no netem."""
+        if delay_ms <= 0 or not 0 <= jitter_ms <= delay_ms:
+            raise ValueError(
+                f"delay needs 0 < delay_ms and 0 <= jitter_ms <= delay_ms; got {delay_ms}, {jitter_ms}"
+            )
         reason = self.delay_unavailable_reason()
         if reason is not None:
             raise FaultUnavailable(reason)
-        self._netem_set(host, ["delay", f"{delay_ms}ms", f"{jitter_ms}ms"])
+        if self.netem_available():
+            self._netem_set(host, ["delay", f"{delay_ms}ms", f"{jitter_ms}ms"])
+            return
+        self._stop_delayer(host)  # a new delay replaces the one in effect
+        proc = self.bed.popen(
+            host,
+            [sys.executable, "-m", "tests.faults.delayer", "--delay-ms", str(delay_ms),
+             "--jitter-ms", str(jitter_ms), "--seed", str(delay_ms * 1000 + jitter_ms),
+             "--max-seconds", str(DELAYER_LIFETIME_S)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=_REPO_ROOT,
+        )  # fmt: skip
+        self._delayers[host] = proc
+        self._wait_ready(host, proc)
+        if host not in self._queued:
+            self._queued.add(host)  # before adding: heal removes whatever half of it was made
+            self._do(host, ["iptables", "-t", "security", "-A", *_QUEUE_RULE])
+
+    @staticmethod
+    def _wait_ready(host: str, proc: subprocess.Popen[bytes]) -> None:
+        """Wait (at most DELAYER_READY_S) for the delayer's ``ready`` line."""
+        assert proc.stdout is not None
+        readable, _, _ = select.select([proc.stdout], [], [], DELAYER_READY_S)
+        line = proc.stdout.readline() if readable else b""
+        if line.strip() == b"ready":
+            return
+        proc.kill()
+        _, err = proc.communicate(timeout=5)
+        message = err.decode(errors="replace").strip() or f"no ready line in {DELAYER_READY_S} s"
+        raise FaultUnavailable(f"{host}: packet delayer: {message}")
+
+    def _stop_delayer(self, host: str) -> None:
+        """Stop ``host``'s delayer: it accepts every packet it still holds and exits."""
+        proc = self._delayers.pop(host, None)
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate(timeout=5)
 
     def slow_link(self, host: str, rate_kbit: int, burst_bytes: int, latency_ms: int) -> None:
         """``host``'s link carries at most ``rate_kbit`` each way: a tbf with a bucket of
@@ -177,5 +243,9 @@ class Firewall:
             if host in self._shaped:  # the bridge-side end lives in the harness's namespace
                 veth = self.bed.hosts[host].veth
                 self._del_root_qdisc(veth, run_host_command(_del_root(veth)))
+            if host in self._queued:  # the rule first, then its reader: nothing is queued after
+                self._do(host, ["iptables", "-t", "security", "-F", "INPUT"])
+            self._stop_delayer(host)
         self._delayed.clear()
         self._shaped.clear()
+        self._queued.clear()

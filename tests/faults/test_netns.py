@@ -155,3 +155,31 @@ def test_a_slow_link_queues_under_load_and_heal_removes_it() -> None:
         firewall.heal()  # nothing to remove there is no error
     ns, links = leftovers()
     assert not [n for n in ns + links if n.startswith(bed.prefix)]
+
+
+@pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
+def test_delay_holds_each_packet_and_heal_removes_it() -> None:
+    cleanup_stale()
+    with Testbed(["a", "b"]) as bed:
+        bed.popen("a", [sys.executable, "-c", _SERVE], env=child_env())
+        assert _wait_connects(bed, "b", "a")
+        firewall = Firewall(bed)
+        reason = firewall.delay_unavailable_reason()
+        if reason is not None:
+            pytest.skip(reason)
+        idle = _median(_rtt_ms(bed, "b", "a", 1.0))
+        firewall.delay("a", 150, 0)
+        delayed = _median(_rtt_ms(bed, "b", "a", 1.5))
+        if firewall.drop_unavailable_reason() is None:
+            # A partition made while the delay holds still cuts: the queue comes after the
+            # drop rules, so a held packet is never let past one.
+            firewall.one_way("b", "a")
+            assert not _connects(bed, "b", "a")
+        firewall.heal()
+        assert not firewall._delayers
+        healed = _median(_rtt_ms(bed, "b", "a", 1.0))
+        assert 140.0 < delayed < 1000.0, (idle, delayed, healed)
+        assert healed < 50.0, (idle, delayed, healed)
+        assert "NFQUEUE" not in bed.run("a", ["iptables", "-t", "security", "-S"]).stdout
+    ns, links = leftovers()
+    assert not [n for n in ns + links if n.startswith(bed.prefix)]
