@@ -1011,7 +1011,7 @@ class ClusterBroker(_message.Message):
     def __init__(self, node_id: _Optional[int] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., rack: _Optional[str] = ..., state: _Optional[str] = ..., epoch: _Optional[int] = ..., replicas: _Optional[int] = ..., leaders: _Optional[int] = ..., kafka_host: _Optional[str] = ..., kafka_port: _Optional[int] = ...) -> None: ...
 
 class DescribeClusterResponse(_message.Message):
-    __slots__ = ("cluster_id", "controller_id", "voters", "learners", "brokers", "applied_offset", "node_id", "moves")
+    __slots__ = ("cluster_id", "controller_id", "voters", "learners", "brokers", "applied_offset", "node_id", "metadata_last_index", "moves")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     CONTROLLER_ID_FIELD_NUMBER: _ClassVar[int]
     VOTERS_FIELD_NUMBER: _ClassVar[int]
@@ -1019,6 +1019,7 @@ class DescribeClusterResponse(_message.Message):
     BROKERS_FIELD_NUMBER: _ClassVar[int]
     APPLIED_OFFSET_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    METADATA_LAST_INDEX_FIELD_NUMBER: _ClassVar[int]
     MOVES_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     controller_id: int
@@ -1027,5 +1028,6 @@ class DescribeClusterResponse(_message.Message):
     brokers: _containers.RepeatedCompositeFieldContainer[ClusterBroker]
     applied_offset: int
     node_id: int
+    metadata_last_index: int
     moves: _containers.RepeatedCompositeFieldContainer[PartitionMove]
-    def __init__(self, cluster_id: _Optional[str] = ..., controller_id: _Optional[int] = ..., voters: _Optional[_Iterable[int]] = ..., learners: _Optional[_Iterable[int]] = ..., brokers: _Optional[_Iterable[_Union[ClusterBroker, _Mapping]]] = ..., applied_offset: _Optional[int] = ..., node_id: _Optional[int] = ..., moves: _Optional[_Iterable[_Union[PartitionMove, _Mapping]]] = ...) -> None: ...
+    def __init__(self, cluster_id: _Optional[str] = ..., controller_id: _Optional[int] = ..., voters: _Optional[_Iterable[int]] = ..., learners: _Optional[_Iterable[int]] = ..., brokers: _Optional[_Iterable[_Union[ClusterBroker, _Mapping]]] = ..., applied_offset: _Optional[int] = ..., node_id: _Optional[int] = ..., metadata_last_index: _Optional[int] = ..., moves: _Optional[_Iterable[_Union[PartitionMove, _Mapping]]] = ...) -> None: ...

@@ -8,13 +8,18 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from cluster_nodes import ClusterNodes, cluster_of, formed
 from waiting import wait_for
 
+from rilke.errors import TopicAlreadyExistsError
+
 pytestmark = pytest.mark.slow
 
 FORM_TIMEOUT_S = 60.0
+NO_LEADER_WAIT_S = 8.0
+"""The metadata group's election timeout is 1-2 s: a leader of two voters would be there."""
 
 
 @pytest.fixture
@@ -61,3 +66,47 @@ def test_killed_nodes_restart_one_at_a_time_and_a_wiped_replica_recovers(
         30,
         "node 3's wiped replicas to recover",
     )
+
+
+def _create(cluster: ClusterNodes, node: int, name: str) -> bool:
+    try:
+        code = cluster.create_topic(node, name).error.code
+    except grpc.RpcError:
+        return False
+    return code in {0, TopicAlreadyExistsError.code}
+
+
+def _controller(cluster: ClusterNodes, node: int) -> int:
+    try:
+        return cluster.describe(node).controller_id
+    except grpc.RpcError:
+        return -1
+
+
+def test_a_node_whose_whole_data_dir_was_wiped_does_not_vote_a_committed_entry_away(
+    cluster: ClusterNodes,
+) -> None:
+    """Node 2 misses a topic's creation, committed by nodes 1 and 3. Node 3 comes back with
+    its whole data dir wiped (its identity too: it looks like a first start) while node 1 is
+    down. Voting with its empty log, it would elect node 2, which lacks the entry, and node 1
+    would lose it on coming back; it asks its peers first, learns from node 2 that the
+    cluster formed, and does not vote until a leader caught it up."""
+    cluster.start_all()
+    wait_for(lambda: formed(cluster, [1, 2, 3]), FORM_TIMEOUT_S, "the cluster to form")
+    cluster.kill(2)
+    wait_for(lambda: _create(cluster, 1, "made-without-2"), 30, "the topic made without node 2")
+    wait_for(lambda: "made-without-2" in cluster.topics(3), 30, "node 3 to apply it")
+    cluster.kill(3)
+    shutil.rmtree(cluster.data_dir(3))
+    cluster.kill(1)
+
+    cluster.start(2)
+    wiped = cluster.start(3)
+    # Nodes 2 and 3 are a quorum of voters, but node 3 does not vote: no metadata leader.
+    with pytest.raises(AssertionError, match="timed out"):
+        wait_for(lambda: _controller(cluster, 2) >= 0, NO_LEADER_WAIT_S, "a leader of 2 and 3")
+    assert "the cluster formed without this node's data" in wiped.log_text()
+    cluster.start(1)
+    wait_for(lambda: formed(cluster, [1, 2, 3]), FORM_TIMEOUT_S, "the cluster to form again")
+    for node in (1, 2, 3):
+        wait_for(lambda n=node: "made-without-2" in cluster.topics(n), 30, f"node {node}'s topics")

@@ -299,6 +299,10 @@ class ClusterController:
     def on_leader_change(self, callback: Callable[[], None]) -> None:
         self._leader_listeners.append(callback)
 
+    def last_index(self) -> int:
+        """The last entry of this node's metadata log (0: none was ever written here)."""
+        return self._runtime.status(METADATA_GROUP).last_index
+
     def members(self) -> tuple[frozenset[int], frozenset[int]]:
         """(voters, learners) of the metadata group as this node's Raft core has them."""
         conf = self._runtime.node(METADATA_GROUP).conf

@@ -67,6 +67,9 @@ REPLAY_TIMEOUT_S = 60.0
 JOIN_TIMEOUT_S = 60.0
 MEMBERSHIP_TIMEOUT_S = 30.0
 CATCH_UP_TIMEOUT_S = 20.0
+FORMED_CHECK_TIMEOUT_S = 2.0
+"""A node starting with an empty data dir asks each other voter at most this long whether
+the cluster formed (:meth:`ClusterNode._formed_without_us`)."""
 
 
 PARTITION_ELECTION_TIMEOUT_TICKS = 6
@@ -129,10 +132,21 @@ class ClusterNode:
             known = dict(voters)
         joined = tuple(sorted(voters.items())) if config.join else ()
         node_known = read_identity(self._data_dir) is not None
+        formed_at = None
+        if not node_known and not config.join:
+            formed_at = await self._formed_without_us(cluster_id, known)
         check_identity(self._data_dir, NodeIdentity(cluster_id, self.node_id, joined))
         self._voters, self._known = voters, known
         self._log, storage = open_metadata_log(self._data_dir)
-        lost = metadata_state_lost(storage, node_known=node_known)
+        if formed_at is not None and storage.fresh:
+            log.warning(
+                "node %d: an empty data dir, but %s: the cluster formed without this node's "
+                "data (its data dir wiped, or a late first start): its metadata replica votes "
+                "only once a leader has caught it up",
+                self.node_id,
+                formed_at,
+            )
+        lost = metadata_state_lost(storage, node_known=node_known or formed_at is not None)
         committed = storage.initial_state()[0].commit
         peers = {n: a for n, a in known.items() if n != self.node_id}
         self.host = host = ReplicationHost(
@@ -159,6 +173,45 @@ class ClusterNode:
             controller.applied_index,
             sorted(voters),
         )
+
+    async def _formed_without_us(self, cluster_id: str, known: dict[int, str]) -> str | None:
+        """With an empty data dir, whether the cluster already formed: ``"node N at ADDR holds
+        metadata entries 1-M of this cluster"`` from the first peer answering so, else None.
+
+        A node whose whole data dir was wiped (its identity with it) looks like a first
+        start, and a voter with an empty log grants its vote to any candidate: with the one
+        peer that held a committed entry down, it could elect a peer that lacks it, and the
+        entry is lost. So it asks the other voters once, at the same time, each call within
+        FORMED_CHECK_TIMEOUT_S. One whose metadata log holds an entry (only a leader, elected
+        by a quorum, writes one; the applied offset would not do: it is 0 after a restart
+        until a leader tells the commit) proves the cluster formed, and the node starts its
+        metadata replica as one that lost its state (it votes once a leader caught it up).
+        Peers not serving yet (a first start, where every node is here) refuse the
+        connection at once, so a first start does not wait; a peer that cannot be reached proves nothing either way."""
+        peers = {n: a for n, a in known.items() if n != self.node_id}
+        if not peers:
+            return None
+
+        async def ask(node: int, address: str) -> str | None:
+            try:
+                async with grpc.aio.insecure_channel(address) as channel:
+                    stub = pb_grpc.ClusterStub(channel)  # type: ignore[no-untyped-call]
+                    info = await stub.DescribeCluster(
+                        pb.DescribeClusterRequest(), timeout=FORMED_CHECK_TIMEOUT_S
+                    )
+            except grpc.aio.AioRpcError as e:
+                log.info(
+                    "node %d: asking node %d at %s whether the cluster formed: %s",
+                    self.node_id, node, address, e.code().name,
+                )  # fmt: skip
+                return None
+            if info.cluster_id != cluster_id or info.metadata_last_index <= 0:
+                return None
+            last = info.metadata_last_index
+            return f"node {node} at {address} holds metadata entries 1-{last} of this cluster"
+
+        answers = await asyncio.gather(*(ask(n, a) for n, a in sorted(peers.items())))
+        return next((a for a in answers if a is not None), None)
 
     async def _ask_to_join(self, target: str) -> tuple[str, dict[int, str], dict[int, str]]:
         """Ask ``target`` (any node) to add this node; retried until JOIN_TIMEOUT_S."""

@@ -281,6 +281,7 @@ class ClusterService(pb_grpc.ClusterServicer):
             learners=sorted(learners),
             applied_offset=view.applied_offset,
             node_id=controller.node_id,
+            metadata_last_index=controller.last_index(),
         )
         replicas: dict[int, int] = {}
         leaders: dict[int, int] = {}
