@@ -62,6 +62,8 @@ class Firewall:
         self._delayed: set[str] = set()
         self._shaped: set[str] = set()
         self._delayers: dict[str, subprocess.Popen[bytes]] = {}
+        self.packets_delayed = 0
+        """Packets the delayers held, summed as each stops (their last line says)."""
         self._queued: set[str] = set()
 
     # -- capability --------------------------------------------------------------------------
@@ -196,10 +198,13 @@ class Firewall:
             return
         proc.terminate()
         try:
-            proc.communicate(timeout=5)
+            out, _ = proc.communicate(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.communicate(timeout=5)
+            out, _ = proc.communicate(timeout=5)
+        for line in out.decode(errors="replace").splitlines():
+            if line.startswith("delayer: passed "):
+                self.packets_delayed += int(line.split()[2])
 
     def slow_link(self, host: str, rate_kbit: int, burst_bytes: int, latency_ms: int) -> None:
         """``host``'s link carries at most ``rate_kbit`` each way: a tbf with a bucket of

@@ -214,7 +214,10 @@ class Nemesis:
             elif step.kind == "loss":
                 firewall.loss(cluster.nodes[node].host, LOSS_PERCENT)
             elif step.kind == "delay":
+                before = firewall.packets_delayed
                 firewall.delay(cluster.nodes[node].host, DELAY_MS, DELAY_MS // 4)
+                self._log(event)
+                return lambda: self._end_delay(node, before)
             elif step.kind == "slow_link":
                 self._idle_rtt = self.cluster.rtt(node, RTT_IDLE_S, RTT_INTERVAL_S)
                 firewall.slow_link(
@@ -234,6 +237,11 @@ class Nemesis:
             return nothing
         self._log(event)
         return firewall.heal
+
+    def _end_delay(self, node: int, before: int) -> None:
+        self.firewall.heal()
+        held = self.firewall.packets_delayed - before
+        self._log({"kind": "delayed", "node": node, "packets": held, "delay_ms": DELAY_MS})
 
     def _log_rtt(self, node: int, ends: float, rate_kbit: int) -> None:
         """Sample the handshake time to the slowed ``node`` until the fault ``ends`` (less one

@@ -157,13 +157,18 @@ def _rtt_figures(samples: list[float | None]) -> str:
 
 def rtt_lines(faults: list[dict[str, Any]]) -> list[str]:
     """What each slow link did to the round trip: the TCP handshake time to the slowed node
-    before it (idle) and while it was on (nemesis ``rtt`` events)."""
+    before it (idle) and while it was on (nemesis ``rtt`` events); how many packets each
+    delay held (``delayed`` events)."""
     return [
         f"slow_link n{f['node']} at {f.get('rate_kbit', '?')} kbit/s: handshake RTT idle "
         f"{_rtt_figures(f['idle_ms'])}; "
         f"slowed {_rtt_figures(f['slow_ms'])} ({len(f['slow_ms'])} samples)"
         for f in faults
         if f.get("kind") == "rtt"
+    ] + [
+        f"delay n{f['node']} {f['delay_ms']} ms: {f['packets']} packets held"
+        for f in faults
+        if f.get("kind") == "delayed"
     ]
 
 
