@@ -176,10 +176,10 @@ def run(args: argparse.Namespace) -> int:
                 elapsed = time.perf_counter() - start
             latencies: list[float] = []
             live_sent = live_read = 0
-            floor_runs: list[list[float]] = []
             measure_floor = args.live_seconds > 0 and not args.no_floor
+            floors = latency.Floors(args.live_rate)
             if measure_floor:
-                floor_runs.append(latency.measure_floor())
+                floors.measure()
             if args.live_seconds > 0:
                 consumer.seek_to_end()
                 for tp in tps:
@@ -213,10 +213,9 @@ def run(args: argparse.Namespace) -> int:
                     consumer, proc, sent_count, stamped, args.live_seconds + 30
                 )
             if measure_floor:
-                floor_runs.append(latency.measure_floor())
+                floors.measure()
     msgs = got / elapsed if elapsed else 0.0
     pct = percentiles(latencies)
-    floor = latency.floor_percentiles(*floor_runs) if measure_floor else None
     result = {
         "benchmark": "consume",
         "topic": topic,
@@ -229,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
         "live_read": live_read,
         "live_rate": args.live_rate,
         **{f"e2e_{k}": round(v, 3) for k, v in pct.items()},
-        **(latency.floor_json(floor, pct) if floor else {}),
+        **(floors.json(pct) if measure_floor else {}),
         "settings": {
             "record_size": args.record_size,
             "partitions": len(tps),
@@ -255,8 +254,8 @@ def run(args: argparse.Namespace) -> int:
     ]
     if args.live_seconds > 0:
         rows.append(("live records acknowledged / read", f"{live_sent:,} / {live_read:,}"))
-    if floor:
-        rows += latency.ratio_rows("end-to-end", pct, floor)
+    if measure_floor:
+        rows += floors.rows("end-to-end", pct)
     print_table(
         f"rilke bench consume: {args.record_size} B records, {len(tps)} partition(s)"
         + (

@@ -98,9 +98,17 @@ class FloorServer:
         self.stop()
 
 
-def unary_round_trips(address: str, count: int, max_seconds: float) -> list[float]:
+def unary_round_trips(
+    address: str, count: int, max_seconds: float, rate: float = 0.0
+) -> list[float]:
     """``count`` round trips (at most ``max_seconds`` of them, after ``WARMUP_CALLS``) to the
-    floor server at ``address``, one in flight, with a synchronous stub; each in ms."""
+    floor server at ``address``, one in flight, with a synchronous stub; each in ms.
+
+    ``rate`` > 0 paces the calls (one every ``1/rate`` s on a fixed schedule, sleeping between
+    them, as a benchmark's ``--rate`` does): on an idle machine a call that follows a sleep of
+    a few ms costs more than one that follows another call (the CPUs and both processes'
+    threads must wake), so a latency measured at a low rate is judged fairly only against a
+    round trip at the same rate. 0: back to back (the method of ../shared/peers)."""
     import grpc
 
     latencies: list[float] = []
@@ -109,8 +117,15 @@ def unary_round_trips(address: str, count: int, max_seconds: float) -> list[floa
         for _ in range(WARMUP_CALLS):
             echo(PAYLOAD, timeout=10)
         perf = time.perf_counter
+        period = 1.0 / rate if rate > 0 else 0.0
         stop_at = perf() + max_seconds
+        due = perf()
         for _ in range(count):
+            if period:
+                due += period
+                pause = due - perf()
+                if pause > 0:
+                    time.sleep(pause)
             t0 = perf()
             echo(PAYLOAD, timeout=10)
             t1 = perf()
@@ -120,10 +135,57 @@ def unary_round_trips(address: str, count: int, max_seconds: float) -> list[floa
     return latencies
 
 
-def measure_floor(count: int = 2000, max_seconds: float = 3.0) -> list[float]:
+PACED_FLOOR_SECONDS = 3.0
+"""How long each paced floor run lasts (``measure_floor`` with a rate)."""
+
+
+def measure_floor(count: int = 2000, max_seconds: float = 3.0, rate: float = 0.0) -> list[float]:
     """Start a floor server, measure ``unary_round_trips`` against it, stop it."""
     with FloorServer() as server:
-        return unary_round_trips(server.address, count, max_seconds)
+        return unary_round_trips(server.address, count, max_seconds, rate)
+
+
+def measure_floors(rate: float) -> tuple[list[float], list[float]]:
+    """The back-to-back floor and the floor paced at ``rate`` (at most
+    ``PACED_FLOOR_SECONDS``), against one floor server."""
+    with FloorServer() as server:
+        back_to_back = unary_round_trips(server.address, 2000, 3.0)
+        paced = unary_round_trips(
+            server.address, max(50, int(rate * PACED_FLOOR_SECONDS)), PACED_FLOOR_SECONDS, rate
+        )
+    return back_to_back, paced
+
+
+def paced_rows(
+    what: str, rate: float, measured: dict[str, float], paced: dict[str, float]
+) -> list[tuple[str, str]]:
+    """Table rows: the floor paced at ``rate`` and ``what``'s p50/p99 as multiples of it."""
+    rows = [
+        (
+            f"floor at {rate:,.0f}/s: gRPC unary p50/p99",
+            f"{paced['p50_ms']:.3f} / {paced['p99_ms']:.3f} ms (one call every "
+            f"{1000 / rate:.1f} ms, same run)",
+        )
+    ]
+    if paced["p50_ms"] > 0 and paced["p99_ms"] > 0:
+        rows.append(
+            (
+                f"{what} / floor at {rate:,.0f}/s",
+                f"p50 {measured['p50_ms'] / paced['p50_ms']:.2f}x  "
+                f"p99 {measured['p99_ms'] / paced['p99_ms']:.2f}x",
+            )
+        )
+    return rows
+
+
+def paced_json(paced: dict[str, float], measured: dict[str, float]) -> dict[str, Any]:
+    """The paced floor's percentiles and the ratios to it, for a benchmark's JSON result."""
+    out: dict[str, Any] = {f"paced_floor_{k}": round(v, 4) for k, v in paced.items()}
+    if paced["p50_ms"] > 0:
+        out["ratio_p50_to_paced_floor"] = round(measured["p50_ms"] / paced["p50_ms"], 3)
+    if paced["p99_ms"] > 0:
+        out["ratio_p99_to_paced_floor"] = round(measured["p99_ms"] / paced["p99_ms"], 3)
+    return out
 
 
 def ratio_rows(
@@ -162,6 +224,33 @@ def floor_json(floor: dict[str, float], measured: dict[str, float]) -> dict[str,
 def floor_percentiles(*runs: Sequence[float]) -> dict[str, float]:
     """Percentiles over the round trips of several floor runs (before and after a phase)."""
     return percentiles([x for run in runs for x in run])
+
+
+class Floors:
+    """The floors of one benchmark run, measured before and after its phase: back to back
+    and paced at the benchmark's rate; pooled for the ratios."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.back_to_back: list[float] = []
+        self.paced: list[float] = []
+
+    def measure(self) -> None:
+        back_to_back, paced = measure_floors(self.rate)
+        self.back_to_back += back_to_back
+        self.paced += paced
+
+    def rows(self, what: str, measured: dict[str, float]) -> list[tuple[str, str]]:
+        return ratio_rows(what, measured, percentiles(self.back_to_back)) + paced_rows(
+            what, self.rate, measured, percentiles(self.paced)
+        )
+
+    def json(self, measured: dict[str, float]) -> dict[str, Any]:
+        return (
+            floor_json(percentiles(self.back_to_back), measured)
+            | paced_json(percentiles(self.paced), measured)
+            | {"paced_floor_rate": self.rate}
+        )
 
 
 async def _serve() -> None:

@@ -37,6 +37,7 @@ from rilke.bench.common import (
     live_producer,
     parse_topic_configs,
     payloads,
+    percentiles,
     print_table,
     tail_live,
     write_json,
@@ -209,7 +210,8 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="rilke-timeline-") as directory:
         os.environ[timeline.ENV] = directory  # for the broker and producer processes
         timeline.enable(directory)
-        floor = latency.measure_floor()
+        floors = latency.Floors(args.rate)
+        floors.measure()
         broker = SpawnedBroker()
         try:
             bootstrap = broker.address
@@ -224,24 +226,31 @@ def run(args: argparse.Namespace) -> int:
             os.environ.pop(timeline.ENV, None)
         timeline.dump()
         marks = timeline.load(directory)
-    floor += latency.measure_floor()
-    floor_pct = latency.floor_percentiles(floor)
+    floors.measure()
+    floor_pct = percentiles(floors.back_to_back)
+    paced_pct = percentiles(floors.paced)
     produced, produce_rows = hop_figures(marks, PRODUCE_HOPS, produce_window)
     consumed, e2e_rows = hop_figures(marks, E2E_HOPS, e2e_window)
     settings = f"{args.rate}/s, linger {args.linger_ms} ms, acks={args.acks}" + (
         f", {' '.join(args.topic_config)}" if args.topic_config else ""
     )
-    floor_row = (
-        "floor: gRPC unary p50 / p99",
-        f"{floor_pct['p50_ms'] * 1000:.0f} / {floor_pct['p99_ms'] * 1000:.0f} us",
-    )
+    floor_rows = [
+        (
+            "floor: gRPC unary p50 / p99",
+            f"{floor_pct['p50_ms'] * 1000:.0f} / {floor_pct['p99_ms'] * 1000:.0f} us",
+        ),
+        (
+            f"floor at {args.rate}/s: p50 / p99",
+            f"{paced_pct['p50_ms'] * 1000:.0f} / {paced_pct['p99_ms'] * 1000:.0f} us",
+        ),
+    ]
     for title, rows in (
         (f"produce ({settings}): {produced} records", produce_rows),
         (f"end to end ({settings}): {consumed} records", e2e_rows),
     ):
         print_table(
             f"rilke bench timeline, {title}; p50 / p90 per hop",
-            [(name, f"{p50:8.0f} / {p90:8.0f} us") for name, p50, p90 in rows] + [floor_row],
+            [(name, f"{p50:8.0f} / {p90:8.0f} us") for name, p50, p90 in rows] + floor_rows,
         )
     write_json(
         args.json,
@@ -250,6 +259,8 @@ def run(args: argparse.Namespace) -> int:
             "settings": vars(args) | {"func": None},
             "floor_p50_us": round(floor_pct["p50_ms"] * 1000, 1),
             "floor_p99_us": round(floor_pct["p99_ms"] * 1000, 1),
+            "paced_floor_p50_us": round(paced_pct["p50_ms"] * 1000, 1),
+            "paced_floor_p99_us": round(paced_pct["p99_ms"] * 1000, 1),
             "produce": {"records": produced, "hops": _rows_json(produce_rows)},
             "end_to_end": {"records": consumed, "hops": _rows_json(e2e_rows)},
         },

@@ -277,8 +277,8 @@ def run(args: argparse.Namespace) -> int:
         "send_many": args.send_many,
         "seed": 1,
     }
-    floor_runs: list[list[float]] = []
     measure_floor = bool(args.rate) and not args.no_floor
+    floors = latency.Floors(args.rate)
     with broker_for(args) as bootstrap:
         topic = ensure_topic(
             bootstrap,
@@ -288,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
             replication_factor_of(args),
         )
         if measure_floor:  # beside the (idle) broker, before and after the phase
-            floor_runs.append(latency.measure_floor())
+            floors.measure()
         total = None if args.duration else args.count * args.producers
         wall = time.perf_counter()
         if args.producers == 1:
@@ -327,7 +327,7 @@ def run(args: argparse.Namespace) -> int:
         wants_half = args.peers or args.half_rate
         half_rate = _half_rate_run(bootstrap, topic, settings, results) if wants_half else None
         if measure_floor:
-            floor_runs.append(latency.measure_floor())
+            floors.measure()
     sent = sum(r["sent"] for r in results)
     # Producers start at different times: the aggregate rate is over the span that covers
     # them all, from the first one's start to the last one's end.
@@ -336,7 +336,6 @@ def run(args: argparse.Namespace) -> int:
     errors = sum(r["error_count"] for r in results)
     msgs = sent / elapsed if elapsed else 0.0
     pct = percentiles(lat)
-    floor = latency.floor_percentiles(*floor_runs) if measure_floor else None
     result = {
         "benchmark": "produce",
         "topic": topic,
@@ -347,7 +346,7 @@ def run(args: argparse.Namespace) -> int:
         "mb_per_s": round(msgs * args.record_size / 1e6, 2),
         **{k: round(v, 3) for k, v in pct.items()},
         "latency_samples": len(lat),
-        **(latency.floor_json(floor, pct) if floor else {}),
+        **(floors.json(pct) if measure_floor else {}),
         "settings": {k: v for k, v in settings.items() if k != "seed"}
         | {
             "producers": args.producers,
@@ -368,8 +367,8 @@ def run(args: argparse.Namespace) -> int:
             ),
         ),
     ]
-    if floor:
-        rows += latency.ratio_rows("latency", pct, floor)
+    if measure_floor:
+        rows += floors.rows("latency", pct)
     print_table(
         f"rilke bench produce: {args.producers} producer(s), {args.record_size} B records, "
         f"acks={args.acks}, compression={args.compression}, {args.partitions} partition(s)"
