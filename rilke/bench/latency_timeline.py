@@ -19,6 +19,7 @@ bare gRPC round trip of the same run beside them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import multiprocessing as mp
 import os
@@ -26,7 +27,7 @@ import statistics
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from rilke import timeline
@@ -58,6 +59,34 @@ PRODUCE_HOPS = (
 )
 """The produce path's marks in the order a record passes them (flush_* only for a topic
 with flush.messages=1 and acks != 0)."""
+
+CLUSTER_PRODUCE_HOPS = (
+    "send",
+    "drained",
+    "request",
+    "broker_handler",
+    "broker_appended",
+    "leader_written",
+    "leader_sent",
+    "follower_received",
+    "follower_written",
+    "follower_synced",
+    "follower_answered",
+    "leader_heard",
+    "leader_committed",
+    "broker_acked",
+    "response",
+    "resolved",
+    "caller_woken",
+)
+"""The produce path of a replicated partition (--spawn-cluster): the leader's Raft round
+(written, sent), the first follower's (received, written, synced, answered), the leader
+hearing it and committing. Of two followers, each follower mark is the earlier one's. The
+leader syncs its own write while the followers do theirs: ``CLUSTER_SIDE_SPANS``."""
+
+CLUSTER_SIDE_SPANS = (("leader_written", "leader_synced"), ("leader_synced", "leader_committed"))
+"""Spans off the path, reported beside it: the leader's own fsync, and how long after it
+the commit came (negative: the commit waited for the leader's sync, not a follower's)."""
 
 E2E_HOPS = (
     "send",
@@ -99,6 +128,14 @@ def register(subparsers: Any) -> None:
         choices=["unary", "stream"],
         help="the produce phase's producer: unary Produce calls or one ProduceStream",
     )
+    p.add_argument(
+        "--spawn-cluster",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run against N spawned nodes (replication factor min(3, N)) and mark the "
+        "replication hops too; use with --acks all",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     p.set_defaults(func=run)
 
@@ -107,12 +144,14 @@ def hop_figures(
     marks: Sequence[tuple[str, int, int]],
     hops: Sequence[str],
     window_ns: tuple[int, int],
+    side: Sequence[tuple[str, str]] = (),
 ) -> tuple[int, list[tuple[str, float, float]]]:
     """Per hop (from one mark to the next one the record has), p50 and p90 in microseconds
     over the records whose first mark lies in ``window_ns``; and how many records counted.
-    The last row is the whole path, first mark to last."""
+    The last row is the whole path, first mark to last; then each ``side`` span (a to b, of
+    the records counted that have both marks), named "a -> b (beside)"."""
     by_key: dict[int, dict[str, int]] = defaultdict(dict)
-    for event, key, ns in marks:
+    for event, key, ns in sorted(marks, key=lambda m: m[2]):  # a mark made twice: the first
         if event in hops and window_ns[0] <= ns <= window_ns[1]:
             by_key[key].setdefault(event, ns)
     spans: dict[str, list[float]] = defaultdict(list)
@@ -125,10 +164,13 @@ def hop_figures(
         for a, b in itertools.pairwise(present):
             spans[f"{a} -> {b}"].append((events[b] - events[a]) / 1000)
         spans["total"].append((events[present[-1]] - events[present[0]]) / 1000)
+        for a, b in side:
+            if a in events and b in events:
+                spans[f"{a} -> {b} (beside)"].append((events[b] - events[a]) / 1000)
     order = [f"{a} -> {b}" for i, a in enumerate(hops) for b in hops[i + 1 :]]
     rows = [
         (name, statistics.median(spans[name]), _p90(spans[name]))
-        for name in [*order, "total"]
+        for name in [*order, "total", *(f"{a} -> {b} (beside)" for a, b in side)]
         if spans.get(name)
     ]
     return counted, rows
@@ -137,6 +179,23 @@ def hop_figures(
 def _p90(values: list[float]) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, max(0, round(0.9 * len(s)) - 1))]
+
+
+@contextlib.contextmanager
+def _spawned(nodes: int) -> Iterator[str]:
+    """A spawned broker's bootstrap address, or a spawned cluster's of ``nodes`` nodes;
+    every process stopped cleanly (SIGTERM: each writes its marks) on exit."""
+    if nodes:
+        from rilke.bench.cluster_spawn import SpawnedCluster
+
+        with SpawnedCluster(nodes) as cluster:
+            yield cluster.bootstrap
+        return
+    broker = SpawnedBroker()
+    try:
+        yield broker.address
+    finally:
+        broker.stop()
 
 
 def _produce_phase(bootstrap: str, topic: str, args: argparse.Namespace) -> tuple[int, int]:
@@ -212,27 +271,31 @@ def run(args: argparse.Namespace) -> int:
         timeline.enable(directory)
         floors = latency.Floors(args.rate)
         floors.measure()
-        broker = SpawnedBroker()
-        try:
-            bootstrap = broker.address
-            topic = ensure_topic(bootstrap, None, 1, configs)
-            produce_window = _produce_phase(bootstrap, topic, args)
-            topic = ensure_topic(bootstrap, topic + "-e2e", 1, configs)
-            e2e_window = (timeline.now_ns(), 0)
-            _e2e_phase(bootstrap, topic, args)
-            e2e_window = (e2e_window[0], timeline.now_ns())
-        finally:
-            broker.stop()  # a clean stop: the broker writes its marks
-            os.environ.pop(timeline.ENV, None)
+        rf = min(3, args.spawn_cluster) or 1
+        with _spawned(args.spawn_cluster) as bootstrap:
+            try:
+                topic = ensure_topic(bootstrap, None, 1, configs, rf)
+                produce_window = _produce_phase(bootstrap, topic, args)
+                topic = ensure_topic(bootstrap, topic + "-e2e", 1, configs, rf)
+                e2e_window = (timeline.now_ns(), 0)
+                _e2e_phase(bootstrap, topic, args)
+                e2e_window = (e2e_window[0], timeline.now_ns())
+            finally:
+                os.environ.pop(timeline.ENV, None)
+        # Left: the nodes stopped cleanly and wrote their marks.
         timeline.dump()
         marks = timeline.load(directory)
     floors.measure()
     floor_pct = percentiles(floors.back_to_back)
     paced_pct = percentiles(floors.paced)
-    produced, produce_rows = hop_figures(marks, PRODUCE_HOPS, produce_window)
+    hops = CLUSTER_PRODUCE_HOPS if args.spawn_cluster else PRODUCE_HOPS
+    side = CLUSTER_SIDE_SPANS if args.spawn_cluster else ()
+    produced, produce_rows = hop_figures(marks, hops, produce_window, side)
     consumed, e2e_rows = hop_figures(marks, E2E_HOPS, e2e_window)
-    settings = f"{args.rate}/s, linger {args.linger_ms} ms, acks={args.acks}" + (
-        f", {' '.join(args.topic_config)}" if args.topic_config else ""
+    settings = (
+        f"{args.rate}/s, linger {args.linger_ms} ms, acks={args.acks}"
+        + (f", {args.spawn_cluster} nodes, replication factor {rf}" if args.spawn_cluster else "")
+        + (f", {' '.join(args.topic_config)}" if args.topic_config else "")
     )
     floor_rows = [
         (

@@ -8,15 +8,18 @@ group and handles them in the core's order, for all groups together:
    ONE worker-thread job fsyncs every log and writes every changed ``raft.state`` (one group
    commit window for the node);
 2. send: every group's messages and heartbeats go to the transport, which sends whatever one
-   peer gets in one round as one payload (heartbeats of all groups coalesced);
+   peer gets in one round as one payload (heartbeats of all groups coalesced); a leader's go
+   out before the window's fsyncs instead (Raft thesis 10.2.1: it syncs while its followers
+   do; its own entries count toward a commit only once synced), a follower's after them;
 3. apply: committed entries to each group's ``apply``, snapshots to ``on_snapshot``,
    proposals' futures resolved, leadership changes to ``on_leader``;
 4. advance every core.
 
 A group whose persist or flush fails (ENOSPC, an I/O error) STALLS, as a Raft core should: its
-Ready is kept and nothing of it is sent, applied or acknowledged (the core is not advanced, so
-it does not count the entries as its own either: no vote, no append answer, no commit goes
-out), proposals are refused with KafkaStorageError (retriable, naming the path), and the same
+Ready is kept and nothing more of it is sent (a leader's appends went out before its fsync,
+which is safe: its followers' syncs may commit those entries, and its own retry rewrites the
+same ones), applied or acknowledged (the core is not advanced, so it does not count the
+entries as its own either: no vote, no append answer, no commit goes out), proposals are refused with KafkaStorageError (retriable, naming the path), and the same
 Ready is persisted again with backoff (``STALL_RETRY_*``) after :meth:`PartitionRaftStorage.rewind`
 cut back what the failed attempt left in the log, until the disk takes it; then the group
 carries on with no entry lost and no gap. Logged once when it stalls and once when it recovers.
@@ -55,7 +58,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from rilke import timeline
 from rilke.errors import KafkaStorageError, NotLeaderError, ReplicationError
+from rilke.replication import offsets
 from rilke.replication.raft.node import RaftNode
 from rilke.replication.raft.types import (
     NO_NODE,
@@ -432,6 +437,8 @@ class RaftRuntime:
             group = self._groups.get(name)
             if group is None:
                 continue  # a group this node does not (yet, or any more) hold
+            if timeline.ENABLED:
+                _mark_received(name, msg)
             node = group.node
             if quiesce:
                 self._step(group, msg)
@@ -592,6 +599,8 @@ class RaftRuntime:
             readies.append((group, rd))
         if not readies:
             return
+        if timeline.ENABLED:
+            _mark_readies(readies, "written")
         self.rounds += 1
         flushes: list[tuple[_Group, StorageFlush]] = []
         kept: list[tuple[_Group, Ready]] = []
@@ -605,7 +614,20 @@ class RaftRuntime:
                 flushes.append((group, flush))
             kept.append((group, rd))
         readies = kept
+        sent_early: set[int] = set()
         if flushes:
+            # A leader's messages go out before its own fsync (Raft thesis 10.2.1): its
+            # followers write and sync the entries while it syncs them. Safe: the core counts
+            # the leader's own entries only at advance(), after this window, so a commit
+            # before then needs a quorum of followers that synced them; and a leader's term and
+            # vote were synced when it became a candidate. A follower's answers wait for the
+            # window: an append answer says the entries are durable.
+            early = [(g, rd) for g, rd in readies if g.node.role is Role.LEADER]
+            if early:
+                self._send(early)
+                sent_early = {id(rd) for _g, rd in early}
+                if timeline.ENABLED:
+                    _mark_sent(early)
             self.windows += 1
             try:
                 await self._run_flushes([f for _g, f in flushes])
@@ -627,7 +649,12 @@ class RaftRuntime:
         for group, _rd in readies:
             if group.stall is not None:
                 self._recovered(group, now)
-        self._send(readies)
+        if timeline.ENABLED:
+            _mark_readies(readies, "synced")
+        unsent = [(g, rd) for g, rd in readies if id(rd) not in sent_early]
+        self._send(unsent)
+        if timeline.ENABLED:
+            _mark_sent(unsent)
         for group, rd in readies:
             if self._groups.get(group.name) is not group:
                 continue  # removed by a callback of this round
@@ -696,6 +723,8 @@ class RaftRuntime:
         if rd.snapshot is not None and group.on_snapshot is not None:
             group.on_snapshot(rd.snapshot)
         if rd.committed_entries:
+            if timeline.ENABLED and group.node.role is Role.LEADER:
+                _mark(group.name, "leader_committed", [e.index for e in rd.committed_entries])
             group.apply(rd.committed_entries)
             if any(e.kind is EntryKind.CONFIG for e in rd.committed_entries):
                 group.members = group.node.conf.voters | group.node.conf.learners
@@ -760,6 +789,48 @@ class RaftRuntime:
             else:
                 waiting.append((index, future))
         group.read_waits = waiting
+
+
+def _mark(group: str, event: str, indexes: Sequence[int]) -> None:
+    """Timeline marks (rilke.timeline) of a partition group's entries, keyed by each entry's
+    last storage offset: the base offset of a one-record batch, as the timeline's benchmark
+    sends. The metadata group and other internal groups (``__...``) are left out."""
+    if group.startswith("__"):
+        return
+    now = timeline.now_ns()
+    for index in indexes:
+        if index >= 1:
+            timeline.mark(event, offsets.last_offset(index), now)
+
+
+def _role(group: _Group) -> str:
+    return "leader" if group.node.role is Role.LEADER else "follower"
+
+
+def _mark_readies(readies: list[tuple[_Group, Ready]], what: str) -> None:
+    """``leader_<what>`` / ``follower_<what>`` for every entry the Readies write."""
+    for group, rd in readies:
+        if rd.entries:
+            _mark(group.name, f"{_role(group)}_{what}", [e.index for e in rd.entries])
+
+
+def _mark_sent(readies: list[tuple[_Group, Ready]]) -> None:
+    """``leader_sent`` for entries sent to followers, ``follower_answered`` for the index a
+    follower's accepting answer names."""
+    for group, rd in readies:
+        for msg in rd.messages:
+            if msg.type is MessageType.APPEND and msg.entries:
+                _mark(group.name, "leader_sent", [e.index for e in msg.entries])
+            elif msg.type is MessageType.APPEND_RESP and not msg.reject:
+                _mark(group.name, "follower_answered", [msg.index])
+
+
+def _mark_received(group: str, msg: Message) -> None:
+    """``follower_received`` for entries that arrive, ``leader_heard`` for an accepting answer."""
+    if msg.type is MessageType.APPEND and msg.entries:
+        _mark(group, "follower_received", [e.index for e in msg.entries])
+    elif msg.type is MessageType.APPEND_RESP and not msg.reject:
+        _mark(group, "leader_heard", [msg.index])
 
 
 FLUSH_THREADS = 8
