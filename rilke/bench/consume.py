@@ -129,6 +129,9 @@ def run(args: argparse.Namespace) -> int:
     if args.count < 1 or args.record_size < 0:
         print("rilke: bad argument: --count must be >= 1 and --record-size >= 0")
         return 2
+    if args.live_seconds > 0 and args.live_rate < 1:
+        print("rilke: bad argument: --live-rate must be >= 1 (or --live-seconds 0: no live phase)")
+        return 2
     spawn_error = spawn_arguments_error(args)
     if spawn_error:
         print(f"rilke: bad argument: {spawn_error}")

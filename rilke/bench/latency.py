@@ -136,18 +136,20 @@ def unary_round_trips(
 
 
 PACED_FLOOR_SECONDS = 3.0
-"""How long each paced floor run lasts (``measure_floor`` with a rate)."""
+"""How long each paced floor run lasts (``measure_floors``)."""
 
 
-def measure_floor(count: int = 2000, max_seconds: float = 3.0, rate: float = 0.0) -> list[float]:
+def measure_floor(count: int = 2000, max_seconds: float = 3.0) -> list[float]:
     """Start a floor server, measure ``unary_round_trips`` against it, stop it."""
     with FloorServer() as server:
-        return unary_round_trips(server.address, count, max_seconds, rate)
+        return unary_round_trips(server.address, count, max_seconds)
 
 
 def measure_floors(rate: float) -> tuple[list[float], list[float]]:
-    """The back-to-back floor and the floor paced at ``rate`` (at most
+    """The back-to-back floor and the floor paced at ``rate`` (> 0; at most
     ``PACED_FLOOR_SECONDS``), against one floor server."""
+    if rate <= 0:
+        raise ValueError(f"a paced floor needs a rate > 0, got {rate}")
     with FloorServer() as server:
         back_to_back = unary_round_trips(server.address, 2000, 3.0)
         paced = unary_round_trips(
@@ -168,13 +170,7 @@ def paced_rows(
         )
     ]
     if paced["p50_ms"] > 0 and paced["p99_ms"] > 0:
-        rows.append(
-            (
-                f"{what} / floor at {rate:,.0f}/s",
-                f"p50 {measured['p50_ms'] / paced['p50_ms']:.2f}x  "
-                f"p99 {measured['p99_ms'] / paced['p99_ms']:.2f}x",
-            )
-        )
+        rows.append((f"{what} / floor at {rate:,.0f}/s", _ratios(measured, paced)))
     return rows
 
 
@@ -202,12 +198,19 @@ def ratio_rows(
         rows.append(
             (
                 f"{what} / floor",
-                f"p50 {measured['p50_ms'] / floor['p50_ms']:.2f}x  "
-                f"p99 {measured['p99_ms'] / floor['p99_ms']:.2f}x  "
+                f"{_ratios(measured, floor)}  "
                 f"(p99 / floor p50 {measured['p99_ms'] / floor['p50_ms']:.2f}x)",
             )
         )
     return rows
+
+
+def _ratios(measured: dict[str, float], floor: dict[str, float]) -> str:
+    """``measured``'s p50 and p99 as multiples of ``floor``'s (both > 0)."""
+    return (
+        f"p50 {measured['p50_ms'] / floor['p50_ms']:.2f}x  "
+        f"p99 {measured['p99_ms'] / floor['p99_ms']:.2f}x"
+    )
 
 
 def floor_json(floor: dict[str, float], measured: dict[str, float]) -> dict[str, Any]:

@@ -257,6 +257,9 @@ def run(args: argparse.Namespace) -> int:
     if args.send_many < 0:
         print("rilke: bad argument: --send-many must be >= 0")
         return 2
+    if args.rate < 0:
+        print("rilke: bad argument: --rate must be >= 0 (0: as fast as possible)")
+        return 2
     if args.producers < 1 or args.record_size < 0 or args.count < 1:
         print("rilke: bad argument: --producers and --count must be >= 1, --record-size >= 0")
         return 2

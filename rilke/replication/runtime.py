@@ -19,10 +19,11 @@ A group whose persist or flush fails (ENOSPC, an I/O error) STALLS, as a Raft co
 Ready is kept and nothing more of it is sent (a leader's appends went out before its fsync,
 which is safe: its followers' syncs may commit those entries, and its own retry rewrites the
 same ones), applied or acknowledged (the core is not advanced, so it does not count the
-entries as its own either: no vote, no append answer, no commit goes out), proposals are refused with KafkaStorageError (retriable, naming the path), and the same
-Ready is persisted again with backoff (``STALL_RETRY_*``) after :meth:`PartitionRaftStorage.rewind`
-cut back what the failed attempt left in the log, until the disk takes it; then the group
-carries on with no entry lost and no gap. Logged once when it stalls and once when it recovers.
+entries as its own either: no vote, no append answer, no commit goes out), proposals are
+refused with KafkaStorageError (retriable, naming the path), and the same Ready is persisted
+again with backoff (``STALL_RETRY_*``) after :meth:`PartitionRaftStorage.rewind` cut back what
+the failed attempt left in the log, until the disk takes it; then the group carries on with
+no entry lost and no gap. Logged once when it stalls and once when it recovers.
 
 Quiescence (as etcd's and Redpanda's): a leader whose group is idle (``can_quiesce``: every
 member caught up, all committed and applied, nothing pending) for ``QUIESCE_AFTER_TICKS``

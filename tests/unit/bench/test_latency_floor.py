@@ -93,3 +93,24 @@ def test_a_paced_floor_keeps_its_rate() -> None:
     assert len(trips) == 20
     # 20 calls one every 10 ms after the warm-up: at least 0.19 s whatever the machine.
     assert took >= 0.19
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["produce", "--spawn-broker", "--rate", "-1"], "--rate must be >= 0"),
+        (["consume", "--spawn-broker", "--live-rate", "0"], "--live-rate must be >= 1"),
+    ],
+)
+def test_a_rate_that_cannot_pace_is_refused_before_a_broker_starts(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rilke.cli.main import main
+
+    assert main(["bench", *argv]) == 2
+    assert says in capsys.readouterr().out
+
+
+def test_a_paced_floor_needs_a_rate() -> None:
+    with pytest.raises(ValueError, match="rate > 0"):
+        latency.measure_floors(0)
