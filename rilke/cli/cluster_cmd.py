@@ -241,22 +241,35 @@ def _health(args: argparse.Namespace) -> int:
     return EXIT_OK if not problems else EXIT_FAILURE
 
 
+RETRIED_TRANSPORT = ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+
+
 def controller_write(args: argparse.Namespace, request: Any) -> Any:
-    """Send a ControllerWrite to the controller leader (following NOT_CONTROLLER answers
-    until --request-timeout); its response, or the typed error it answered."""
+    """Send a ControllerWrite to the controller leader; its response, or the typed error it
+    answered. It follows NOT_CONTROLLER answers, and a controller that does not answer at
+    all (down, paused, cut off: UNAVAILABLE or DEADLINE_EXCEEDED) is left for the controller
+    the cluster names next, or else the next broker, each attempt with a share of the time
+    left, until --request-timeout."""
     import grpc
 
     from rilke.errors import NotControllerError, RilkeError, for_code
 
+    deadline = time.monotonic() + args.request_timeout
     info = _describe(args)
     addresses = {b["node_id"]: b["address"] for b in info["brokers"]}
-    deadline = time.monotonic() + args.request_timeout
     target = addresses.get(info["controller_id"], _servers(args)[0])
+    attempt_s = max(2.0, args.request_timeout / 4)
     while True:
+        left = deadline - time.monotonic()
         try:
-            r = _call(target, "ControllerWrite", request, args.request_timeout)
+            r = _call(target, "ControllerWrite", request, max(0.1, min(attempt_s, left)))
         except grpc.RpcError as e:
-            raise RilkeError(f"{target}: {e.code().name} {e.details()}") from None
+            failure = f"{target}: {e.code().name} {e.details()}"
+            if e.code().name not in RETRIED_TRANSPORT or time.monotonic() > deadline:
+                raise RilkeError(failure) from None
+            target = _next_controller(args, target, addresses)
+            time.sleep(0.2)
+            continue
         if not r.error.code:
             break
         error = for_code(r.error.code)(r.error.message)
@@ -265,6 +278,23 @@ def controller_write(args: argparse.Namespace, request: Any) -> Any:
         target = addresses.get(r.controller_id, target)
         time.sleep(0.2)
     return r
+
+
+def _next_controller(args: argparse.Namespace, failed: str, addresses: dict[int, str]) -> str:
+    """Where to send a controller write after ``failed`` did not answer: the controller the
+    cluster names now when that is another node, else the broker after ``failed``."""
+    from rilke.errors import RilkeError
+
+    try:
+        info = _describe(args)
+        addresses.update({b["node_id"]: b["address"] for b in info["brokers"]})
+        named = addresses.get(info["controller_id"])
+        if named and named != failed:
+            return named
+    except RilkeError:  # no node answered: rotate over the brokers known
+        pass
+    ring = sorted(set(addresses.values())) or _servers(args)
+    return ring[(ring.index(failed) + 1) % len(ring)] if failed in ring else ring[0]
 
 
 @client_command
